@@ -1,0 +1,126 @@
+//! Collector configuration (`config/collector.toml`, `MOAT_COLLECTOR__…`).
+
+use std::net::SocketAddr;
+
+use moat_common_types::config::{ConfigError, Validate};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct CollectorConfig {
+    pub http: HttpConfig,
+    pub nats: NatsConfig,
+    pub sim: SimConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Address of `/health`, `/metrics` and `/status`.
+    pub listen: SocketAddr,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            listen: ([0, 0, 0, 0], 8080).into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NatsConfig {
+    pub url: String,
+    /// Stream created at start when missing.
+    pub stream: String,
+    pub stream_replicas: usize,
+    /// Publish acks awaited concurrently.
+    pub max_ack_inflight: usize,
+    /// Events held while NATS is slow or down; beyond it the oldest are
+    /// dropped and counted, so venue read loops never block.
+    pub buffer_capacity: usize,
+}
+
+impl Default for NatsConfig {
+    fn default() -> Self {
+        NatsConfig {
+            url: "nats://127.0.0.1:4222".into(),
+            stream: moat_common_types::subject::STREAM.into(),
+            stream_replicas: 1,
+            max_ack_inflight: 4096,
+            buffer_capacity: 100_000,
+        }
+    }
+}
+
+/// The built-in simulated venue: random-walk prices with trades, BBO and
+/// book snapshots in the normalized model, for a stack with no network.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SimConfig {
+    pub enabled: bool,
+    /// Venue name the events carry.
+    pub exchange: String,
+    /// Normalized spot symbols with their starting price.
+    pub symbols: Vec<SimSymbol>,
+    /// Trades per second per symbol.
+    pub trades_per_second: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SimSymbol {
+    pub symbol: String,
+    pub price: String,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        let s = |symbol: &str, price: &str| SimSymbol {
+            symbol: symbol.into(),
+            price: price.into(),
+        };
+        SimConfig {
+            enabled: false,
+            exchange: "sim".into(),
+            symbols: vec![s("BTC-USDT", "60000.00"), s("ETH-USDT", "3000.00"), s("SOL-USDT", "150.000")],
+            trades_per_second: 20,
+        }
+    }
+}
+
+impl Validate for CollectorConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.nats.max_ack_inflight == 0 {
+            return Err(ConfigError::invalid("nats.max_ack_inflight", 0, "at least 1"));
+        }
+        if self.nats.buffer_capacity == 0 {
+            return Err(ConfigError::invalid("nats.buffer_capacity", 0, "at least 1"));
+        }
+        if self.sim.trades_per_second == 0 || self.sim.trades_per_second > 100_000 {
+            return Err(ConfigError::invalid(
+                "sim.trades_per_second",
+                self.sim.trades_per_second,
+                "1 to 100000",
+            ));
+        }
+        for (i, s) in self.sim.symbols.iter().enumerate() {
+            if s.symbol.parse::<moat_common_types::symbol::Symbol>().is_err() {
+                return Err(ConfigError::invalid(
+                    &format!("sim.symbols[{i}].symbol"),
+                    format!("\"{}\"", s.symbol),
+                    "a normalized symbol like BTC-USDT",
+                ));
+            }
+            if moat_common_types::model::parse_price("price", &s.price).is_err() {
+                return Err(ConfigError::invalid(
+                    &format!("sim.symbols[{i}].price"),
+                    format!("\"{}\"", s.price),
+                    "a positive decimal price",
+                ));
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,128 @@
+//! moat-collector: venue connectors normalize market data and publish it to
+//! the JetStream stream `MARKET_DATA` on `md.<kind>.<exchange>.<market>.<symbol>`.
+//!
+//! Connectors push into a bounded [`publisher::EventQueue`]; one publisher
+//! task drains it with pipelined acks. The HTTP listener is passed in so
+//! tests can bind port 0.
+
+pub mod config;
+pub mod metrics;
+pub mod publisher;
+pub mod sim;
+pub mod status;
+
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::Json;
+use axum::routing::get;
+use moat_common_types::http::{Health, router, serve};
+use moat_common_types::nats::{StreamSettings, connect, ensure_stream};
+use moat_common_types::now_ms;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::CollectorConfig;
+use crate::metrics::Metrics;
+use crate::publisher::{EventQueue, run_publisher};
+use crate::status::StreamStatus;
+
+/// How long the publisher may drain its queue after a shutdown signal.
+pub const DRAIN_GRACE: Duration = Duration::from_secs(5);
+/// A venue whose newest event is older than this is reported unhealthy.
+pub const STALE_AFTER_MS: i64 = 30_000;
+
+/// Runs the collector until `shutdown` is cancelled.
+pub async fn run(config: CollectorConfig, http: TcpListener, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let metrics = Metrics::new();
+    let client = connect(&config.nats.url, "moat-collector")
+        .await
+        .with_context(|| format!("connecting to NATS at {}", config.nats.url))?;
+    let js = async_nats::jetstream::new(client.clone());
+    let settings = StreamSettings {
+        name: config.nats.stream.clone(),
+        replicas: config.nats.stream_replicas,
+        ..StreamSettings::default()
+    };
+    // The stream must exist before the first publish; NATS may still be
+    // starting, so keep trying rather than failing the service.
+    let mut attempt = 0u32;
+    loop {
+        match ensure_stream(&js, &settings).await {
+            Ok(_) => break,
+            Err(error) => {
+                attempt += 1;
+                tracing::warn!(%error, attempt, stream = %settings.name, "cannot create stream yet");
+                tokio::select! {
+                    () = shutdown.cancelled() => return Ok(()),
+                    () = tokio::time::sleep(Duration::from_millis(500)) => {}
+                }
+            }
+        }
+    }
+
+    let queue = EventQueue::new(config.nats.buffer_capacity, metrics.clone());
+    let mut venues = Vec::new();
+    let mut tasks = tokio::task::JoinSet::new();
+    if config.sim.enabled {
+        let status = StreamStatus::new(&config.sim.exchange);
+        venues.push(status.clone());
+        let (sim, queue, token) = (config.sim.clone(), queue.clone(), shutdown.clone());
+        tasks.spawn(async move {
+            tokio::select! {
+                () = sim::run(sim, queue, status) => {}
+                () = token.cancelled() => {}
+            }
+        });
+    }
+    let publisher = tokio::spawn(run_publisher(
+        js,
+        queue,
+        config.nats.max_ack_inflight,
+        metrics.clone(),
+        shutdown.clone().cancelled_owned(),
+        DRAIN_GRACE,
+    ));
+
+    let mut health = Health::new("collector").check("nats", {
+        let client = client.clone();
+        move || {
+            let state = client.connection_state();
+            async move {
+                match state {
+                    async_nats::connection::State::Connected => Ok(()),
+                    other => Err(format!("NATS connection is {other:?}")),
+                }
+            }
+        }
+    });
+    for venue in &venues {
+        let venue = venue.clone();
+        health = health.check(&format!("venue:{}", venue.exchange), move || {
+            let age = venue.last_event_age_ms(now_ms());
+            async move {
+                match age {
+                    Some(age) if age <= STALE_AFTER_MS => Ok(()),
+                    Some(age) => Err(format!("no event for {age} ms")),
+                    None => Err("no event yet".to_owned()),
+                }
+            }
+        });
+    }
+    let status_venues = venues.clone();
+    let app = router(health, metrics.registry.clone()).route(
+        "/status",
+        get(move || {
+            let venues: Vec<serde_json::Value> = status_venues.iter().map(|v| v.to_json(now_ms())).collect();
+            async move { Json(serde_json::json!({ "venues": venues })) }
+        }),
+    );
+    let addr = http.local_addr()?;
+    tracing::info!(%addr, venues = venues.len(), "collector serving");
+    serve(http, app, shutdown.clone().cancelled_owned()).await?;
+    while tasks.join_next().await.is_some() {}
+    publisher.await?;
+    client.flush().await.ok();
+    tracing::info!("collector stopped");
+    Ok(())
+}

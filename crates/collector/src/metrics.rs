@@ -1,0 +1,74 @@
+//! Collector metrics, `moat_collector_*`, with bounded labels (exchange, kind, reason).
+
+use moat_common_types::http::register;
+use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+
+#[derive(Clone)]
+pub struct Metrics {
+    pub registry: Registry,
+    pub events: IntCounterVec,
+    pub published: IntCounterVec,
+    pub publish_errors: IntCounter,
+    pub queue_depth: IntGauge,
+    pub queue_dropped: IntCounter,
+    pub publish_latency: Histogram,
+    pub rejects: IntCounterVec,
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let registry = Registry::new();
+        let counter_vec = |name: &str, help: &str, labels: &[&str]| {
+            register(&registry, IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric"))
+        };
+        Metrics {
+            events: counter_vec(
+                "moat_collector_events_total",
+                "normalized events produced by venue connectors",
+                &["exchange", "kind"],
+            ),
+            published: counter_vec(
+                "moat_collector_published_total",
+                "events acknowledged by JetStream",
+                &["exchange", "kind"],
+            ),
+            rejects: counter_vec(
+                "moat_collector_rejects_total",
+                "venue frames not published, by reason",
+                &["exchange", "reason"],
+            ),
+            publish_errors: register(
+                &registry,
+                IntCounter::new("moat_collector_publish_errors_total", "publish attempts that failed and were retried")
+                    .expect("valid metric"),
+            ),
+            queue_depth: register(
+                &registry,
+                IntGauge::new("moat_collector_queue_depth", "events waiting for the publisher").expect("valid metric"),
+            ),
+            queue_dropped: register(
+                &registry,
+                IntCounter::new(
+                    "moat_collector_queue_dropped_total",
+                    "oldest events dropped because the publish buffer was full",
+                )
+                .expect("valid metric"),
+            ),
+            publish_latency: register(
+                &registry,
+                Histogram::with_opts(
+                    HistogramOpts::new("moat_collector_publish_latency_seconds", "publish to JetStream ack")
+                        .buckets(prometheus::exponential_buckets(0.0005, 2.0, 14).expect("valid buckets")),
+                )
+                .expect("valid metric"),
+            ),
+            registry,
+        }
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}

@@ -1,0 +1,53 @@
+//! Connection and stream status behind `/status` and the venue health checks.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use serde::Serialize;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StreamInfo {
+    pub symbol: String,
+    pub last_event_ms: i64,
+}
+
+/// Shared status of one venue connection.
+#[derive(Debug, Clone)]
+pub struct StreamStatus {
+    pub exchange: String,
+    inner: Arc<Mutex<BTreeMap<String, i64>>>,
+}
+
+impl StreamStatus {
+    pub fn new(exchange: &str) -> StreamStatus {
+        StreamStatus {
+            exchange: exchange.to_owned(),
+            inner: Arc::default(),
+        }
+    }
+
+    pub fn touch(&self, symbol: &str, ts_ms: i64) {
+        let mut map = self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        match map.get_mut(symbol) {
+            Some(last) => *last = ts_ms,
+            None => {
+                map.insert(symbol.to_owned(), ts_ms);
+            }
+        }
+    }
+
+    /// Age in ms of the newest event on any stream, `None` before the first.
+    pub fn last_event_age_ms(&self, now_ms: i64) -> Option<i64> {
+        let map = self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        map.values().max().map(|last| now_ms - last)
+    }
+
+    pub fn to_json(&self, now_ms: i64) -> serde_json::Value {
+        let map = self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let streams: Vec<serde_json::Value> = map
+            .iter()
+            .map(|(symbol, last)| serde_json::json!({"symbol": symbol, "last_event_age_ms": now_ms - last}))
+            .collect();
+        serde_json::json!({"exchange": self.exchange, "streams": streams})
+    }
+}

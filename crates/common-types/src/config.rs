@@ -1,0 +1,358 @@
+//! Layered configuration: built-in defaults < `config/<service>.toml` <
+//! environment `MOAT_<SERVICE>__<SECTION>__<KEY>`.
+//!
+//! Unknown keys and ill-typed values are rejected with one line that names
+//! the key, the value and what was expected, and where the value came from.
+//! Config structs use `#[serde(deny_unknown_fields)]` and implement
+//! [`Validate`] for checks that types alone cannot express.
+
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::error::Kind;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// Exit status of a service started with bad configuration (`EX_USAGE`).
+pub const EXIT_BAD_CONFIG: i32 = 64;
+
+/// A configuration problem, displayed as a single line.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid configuration: {0}")]
+pub struct ConfigError(pub String);
+
+impl ConfigError {
+    /// A value that has the right type but is not acceptable.
+    pub fn invalid(key: &str, value: impl std::fmt::Display, expected: &str) -> ConfigError {
+        ConfigError(format!("key `{key}` = {value}: expected {expected}"))
+    }
+}
+
+/// Checks on values beyond what their types express.
+pub trait Validate {
+    fn validate(&self) -> Result<(), ConfigError> {
+        Ok(())
+    }
+}
+
+/// Where a service's configuration comes from.
+#[derive(Debug, Clone)]
+pub struct Sources {
+    /// Service name as in `config/<service>.toml`, e.g. `storage-writer`.
+    pub service: String,
+    /// The TOML file; `None` uses `config/<service>.toml` when it exists.
+    pub file: Option<PathBuf>,
+    /// Whether `file` must exist (true when the user named it).
+    pub file_required: bool,
+}
+
+impl Sources {
+    /// The default sources of `service`, honouring `MOAT_CONFIG_DIR` and
+    /// `MOAT_<SERVICE>_CONFIG` (a file path) when set.
+    pub fn for_service(service: &str) -> Sources {
+        let explicit = std::env::var_os(format!("{}_CONFIG", env_prefix(service).trim_end_matches('_')));
+        match explicit {
+            Some(path) => Sources {
+                service: service.to_owned(),
+                file: Some(PathBuf::from(path)),
+                file_required: true,
+            },
+            None => {
+                let dir = std::env::var_os("MOAT_CONFIG_DIR").map_or_else(|| PathBuf::from("config"), PathBuf::from);
+                Sources {
+                    service: service.to_owned(),
+                    file: Some(dir.join(format!("{service}.toml"))),
+                    file_required: false,
+                }
+            }
+        }
+    }
+
+    pub fn with_file(mut self, file: impl Into<PathBuf>) -> Sources {
+        self.file = Some(file.into());
+        self.file_required = true;
+        self
+    }
+}
+
+/// Sources for `service` plus the command-line arguments other than
+/// `--config PATH` (which names the TOML file and makes it required).
+pub fn sources_from_args(service: &str, args: impl IntoIterator<Item = String>) -> (Sources, Vec<String>) {
+    let mut sources = Sources::for_service(service);
+    let mut rest = Vec::new();
+    let mut args = args.into_iter();
+    while let Some(arg) = args.next() {
+        if arg == "--config" {
+            match args.next() {
+                Some(path) => sources = sources.with_file(path),
+                None => rest.push(arg),
+            }
+        } else if let Some(path) = arg.strip_prefix("--config=") {
+            sources = sources.with_file(path);
+        } else {
+            rest.push(arg);
+        }
+    }
+    (sources, rest)
+}
+
+/// `storage-writer` → `MOAT_STORAGE_WRITER__`.
+pub fn env_prefix(service: &str) -> String {
+    format!("MOAT_{}__", service.to_ascii_uppercase().replace('-', "_"))
+}
+
+/// Loads and validates the configuration of a service.
+pub fn load<T>(sources: &Sources) -> Result<T, ConfigError>
+where
+    T: DeserializeOwned + Serialize + Default + Validate,
+{
+    let mut figment = Figment::from(Serialized::defaults(T::default()));
+    if let Some(file) = &sources.file {
+        if file.exists() {
+            figment = figment.merge(Toml::file_exact(file));
+        } else if sources.file_required {
+            return Err(ConfigError(format!("config file {} does not exist", file.display())));
+        }
+    }
+    figment = figment.merge(Env::prefixed(&env_prefix(&sources.service)).split("__"));
+    let config: T = figment
+        .extract()
+        .map_err(|e| describe(&figment, &env_prefix(&sources.service), e))?;
+    config.validate()?;
+    Ok(config)
+}
+
+/// Turns figment's error into one line naming key, value, expectation and source.
+fn describe(figment: &Figment, prefix: &str, error: figment::Error) -> ConfigError {
+    let Some(error) = error.into_iter().next() else {
+        return ConfigError("unknown configuration error".into());
+    };
+    let origin = |keys: &[String]| -> String {
+        match &error.metadata {
+            Some(md) => match &md.source {
+                Some(source) => format!(" (from {source})"),
+                None if md.name.contains("environment") => {
+                    let name = keys.join("__").to_ascii_uppercase();
+                    format!(" (from environment variable {prefix}{name})")
+                }
+                None => String::new(),
+            },
+            None => String::new(),
+        }
+    };
+    let key = error.path.join(".");
+    let line = match &error.kind {
+        Kind::UnknownField(field, expected) => {
+            // figment's path already ends with the unknown field.
+            let mut keys = error.path.clone();
+            if keys.last() != Some(field) {
+                keys.push(field.clone());
+            }
+            let full = keys.join(".");
+            format!(
+                "unknown key `{full}`{}; expected one of: {}",
+                origin(&keys),
+                expected.join(", ")
+            )
+        }
+        Kind::InvalidType(actual, expected) => {
+            format!("key `{key}` is {actual}{}: expected {expected}", origin(&error.path))
+        }
+        Kind::InvalidValue(actual, expected) => {
+            format!("key `{key}` is {actual}{}: expected {expected}", origin(&error.path))
+        }
+        Kind::MissingField(field) => format!("missing key `{}`", join(&key, field)),
+        Kind::Message(message) => {
+            let value = figment
+                .find_value(&key)
+                .ok()
+                .and_then(|v| v.into_string().or_else(|| Some(String::new())))
+                .unwrap_or_default();
+            if value.is_empty() {
+                format!("key `{key}`{}: {message}", origin(&error.path))
+            } else {
+                format!("key `{key}` = \"{value}\"{}: {message}", origin(&error.path))
+            }
+        }
+        other => format!("key `{key}`{}: {other}", origin(&error.path)),
+    };
+    ConfigError(line)
+}
+
+fn join(parent: &str, field: &str) -> String {
+    if parent.is_empty() { field.to_owned() } else { format!("{parent}.{field}") }
+}
+
+/// Loads the configuration or exits with [`EXIT_BAD_CONFIG`] after printing
+/// the one-line reason: what every service `main` does.
+pub fn load_or_exit<T>(sources: &Sources) -> T
+where
+    T: DeserializeOwned + Serialize + Default + Validate,
+{
+    match load(sources) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("moat-{}: {error}", sources.service);
+            std::process::exit(EXIT_BAD_CONFIG);
+        }
+    }
+}
+
+/// Path helper for tests and tools: `config/<service>.toml` under `root`.
+pub fn default_file(root: &Path, service: &str) -> PathBuf {
+    root.join("config").join(format!("{service}.toml"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+    use std::net::SocketAddr;
+
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    #[serde(deny_unknown_fields, default)]
+    struct Http {
+        listen: SocketAddr,
+        timeout_ms: u64,
+    }
+
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    #[serde(deny_unknown_fields, default)]
+    struct Demo {
+        http: Http,
+        name: String,
+    }
+
+    impl Default for Http {
+        fn default() -> Self {
+            Http {
+                listen: "0.0.0.0:9090".parse().unwrap(),
+                timeout_ms: 1000,
+            }
+        }
+    }
+
+    impl Default for Demo {
+        fn default() -> Self {
+            Demo {
+                http: Http::default(),
+                name: "demo".into(),
+            }
+        }
+    }
+
+    impl Validate for Demo {
+        fn validate(&self) -> Result<(), ConfigError> {
+            if self.http.timeout_ms == 0 {
+                return Err(ConfigError::invalid("http.timeout_ms", 0, "a timeout above 0 ms"));
+            }
+            Ok(())
+        }
+    }
+
+    /// Loads `Demo` from a file holding `toml` with the given environment,
+    /// inside a figment `Jail` (which serialises tests that touch the
+    /// process environment and restores it afterwards).
+    fn with(service: &str, toml: &str, env: &[(&str, &str)]) -> Result<Demo, ConfigError> {
+        let mut result = None;
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("demo.toml", toml)?;
+            for (k, v) in env {
+                jail.set_env(k, v);
+            }
+            let sources = Sources {
+                service: service.to_owned(),
+                file: Some(jail.directory().join("demo.toml")),
+                file_required: true,
+            };
+            result = Some(load::<Demo>(&sources));
+            Ok(())
+        });
+        result.expect("jail ran")
+    }
+
+    #[test]
+    fn environment_overrides_the_file() {
+        let demo = with(
+            "demo-env",
+            "name = \"x\"\n[http]\ntimeout_ms = 5\n",
+            &[("MOAT_DEMO_ENV__HTTP__TIMEOUT_MS", "77")],
+        )
+        .unwrap();
+        assert_eq!(demo.http.timeout_ms, 77);
+        assert_eq!(demo.name, "x");
+    }
+
+    #[test]
+    fn bad_environment_value_names_the_variable() {
+        let err = with("demo-env-bad", "", &[("MOAT_DEMO_ENV_BAD__HTTP__TIMEOUT_MS", "abc")]).unwrap_err();
+        assert!(err.0.contains("key `http.timeout_ms`"), "{err}");
+        assert!(err.0.contains("MOAT_DEMO_ENV_BAD__HTTP__TIMEOUT_MS"), "{err}");
+        let err = with("demo-env-unknown", "", &[("MOAT_DEMO_ENV_UNKNOWN__HTTP__PORT", "1")]).unwrap_err();
+        assert!(err.0.contains("unknown key `http.port`"), "{err}");
+    }
+
+    #[test]
+    fn defaults_apply_without_a_file() {
+        let sources = Sources {
+            service: "demo-none".into(),
+            file: Some("/nonexistent/demo.toml".into()),
+            file_required: false,
+        };
+        assert_eq!(load::<Demo>(&sources).unwrap(), Demo::default());
+        let required = Sources {
+            file_required: true,
+            ..sources
+        };
+        assert!(load::<Demo>(&required).unwrap_err().0.contains("does not exist"));
+    }
+
+    #[test]
+    fn file_overrides_defaults() {
+        let demo = with("demo-file", "name = \"x\"\n[http]\ntimeout_ms = 5\n", &[]).unwrap();
+        assert_eq!(demo.name, "x");
+        assert_eq!(demo.http.timeout_ms, 5);
+        assert_eq!(demo.http.listen, Http::default().listen);
+    }
+
+    #[test]
+    fn unknown_key_is_named_with_its_section() {
+        let err = with("demo-unknown", "[http]\nlisten_port = 1\n", &[]).unwrap_err();
+        assert!(err.0.contains("unknown key `http.listen_port`"), "{err}");
+        assert!(err.0.contains("expected one of: listen, timeout_ms"), "{err}");
+        assert!(err.0.contains("demo.toml"), "the file must be named: {err}");
+    }
+
+    #[test]
+    fn ill_typed_value_names_key_value_and_expectation() {
+        let err = with("demo-type", "[http]\ntimeout_ms = \"soon\"\n", &[]).unwrap_err();
+        assert!(err.0.contains("key `http.timeout_ms`"), "{err}");
+        assert!(err.0.contains("\"soon\""), "the value must be named: {err}");
+        assert!(err.0.contains("expected u64"), "{err}");
+
+        let err = with("demo-addr", "[http]\nlisten = \"nine\"\n", &[]).unwrap_err();
+        assert!(err.0.contains("key `http.listen` = \"nine\""), "{err}");
+    }
+
+    #[test]
+    fn validation_runs_after_loading() {
+        let err = with("demo-validate", "[http]\ntimeout_ms = 0\n", &[]).unwrap_err();
+        assert_eq!(err.0, "key `http.timeout_ms` = 0: expected a timeout above 0 ms");
+    }
+
+    #[test]
+    fn config_flag_is_taken_from_the_arguments() {
+        let args = ["migrate", "--config", "/x/w.toml", "--recreate"].map(String::from);
+        let (sources, rest) = sources_from_args("storage-writer", args);
+        assert_eq!(sources.file.as_deref(), Some(Path::new("/x/w.toml")));
+        assert!(sources.file_required);
+        assert_eq!(rest, ["migrate", "--recreate"]);
+    }
+
+    #[test]
+    fn prefixes_follow_the_service_name() {
+        assert_eq!(env_prefix("storage-writer"), "MOAT_STORAGE_WRITER__");
+        assert_eq!(env_prefix("gateway"), "MOAT_GATEWAY__");
+    }
+}

@@ -1,0 +1,27 @@
+//! Shared building blocks of the moat services.
+//!
+//! The domain API (`model`, `symbol`, `subject`, `error`) is plain Rust: no
+//! tonic or axum types cross it. The service plumbing (`config`, `telemetry`,
+//! `http`) is shared so that every binary starts, logs, reports health and
+//! fails on bad configuration the same way.
+
+pub mod config;
+pub mod error;
+pub mod http;
+pub mod model;
+pub mod nats;
+pub mod proto_conv;
+pub mod subject;
+pub mod symbol;
+pub mod telemetry;
+
+pub use error::{Error, ErrorCode};
+pub use model::{Decimal, Exchange, Instrument, Kind, Market, MarketEvent, Side};
+
+/// Current wall-clock time in unix milliseconds.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default()
+}

@@ -1,0 +1,378 @@
+//! Normalized market-data domain types.
+//!
+//! Prices and quantities are [`Decimal`]s parsed from the exchange's own
+//! strings, so nothing passes through `f64` between the venue and storage.
+
+use std::fmt;
+use std::str::FromStr;
+
+pub use rust_decimal::Decimal;
+
+use crate::error::Error;
+
+/// Venue identifier as it appears in subjects and tables (`binance`, `okx`).
+pub type Exchange = String;
+
+/// The kind of instrument.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Market {
+    Spot,
+    /// Perpetual swap; normalized symbols end in `-PERP`.
+    Perp,
+    /// Dated future; normalized symbols end in `-YYMMDD`.
+    Future,
+}
+
+impl Market {
+    pub const ALL: [Market; 3] = [Market::Spot, Market::Perp, Market::Future];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Market::Spot => "spot",
+            Market::Perp => "perp",
+            Market::Future => "future",
+        }
+    }
+}
+
+impl fmt::Display for Market {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Market {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self, Error> {
+        Market::ALL
+            .into_iter()
+            .find(|m| m.as_str() == s)
+            .ok_or_else(|| Error::invalid_argument(format!("unknown market '{s}', expected spot, perp or future")))
+    }
+}
+
+/// Taker side of a trade, or the side of a liquidated position's order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Side {
+    Buy,
+    Sell,
+}
+
+impl Side {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Side::Buy => "buy",
+            Side::Sell => "sell",
+        }
+    }
+}
+
+/// The subject token of each event kind: `md.<kind>.…`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Kind {
+    Trade,
+    /// L2 book snapshots and deltas.
+    Book,
+    Bbo,
+    Funding,
+    Liquidation,
+    OpenInterest,
+    Candle,
+    /// Data known to be lost or a book that must be rebuilt.
+    Gap,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 8] = [
+        Kind::Trade,
+        Kind::Book,
+        Kind::Bbo,
+        Kind::Funding,
+        Kind::Liquidation,
+        Kind::OpenInterest,
+        Kind::Candle,
+        Kind::Gap,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Trade => "trade",
+            Kind::Book => "book",
+            Kind::Bbo => "bbo",
+            Kind::Funding => "funding",
+            Kind::Liquidation => "liquidation",
+            Kind::OpenInterest => "open_interest",
+            Kind::Candle => "candle",
+            Kind::Gap => "gap",
+        }
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Kind {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self, Error> {
+        Kind::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| Error::invalid_argument(format!("unknown event kind '{s}'")))
+    }
+}
+
+/// Which instrument on which venue.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Instrument {
+    pub exchange: Exchange,
+    pub market: Market,
+    /// Normalized symbol (`BTC-USDT`, `UNI-USD-PERP`, `BTC-USD-220527`).
+    pub symbol: String,
+    /// The venue's own symbol (`BTCUSDT`, `UNI-USD-SWAP`).
+    pub venue_symbol: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Trade {
+    pub instrument: Instrument,
+    pub trade_id: String,
+    pub price: Decimal,
+    pub qty: Decimal,
+    pub side: Side,
+    pub ts_exchange_ms: i64,
+    pub ts_recv_ms: i64,
+}
+
+/// One price level; a zero quantity in a delta removes the level.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Level {
+    pub price: Decimal,
+    pub qty: Decimal,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BookSnapshot {
+    pub instrument: Instrument,
+    pub sequence: u64,
+    pub bids: Vec<Level>,
+    pub asks: Vec<Level>,
+    pub ts_exchange_ms: i64,
+    pub ts_recv_ms: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BookDelta {
+    pub instrument: Instrument,
+    pub first_sequence: u64,
+    pub sequence: u64,
+    pub prev_sequence: u64,
+    pub bids: Vec<Level>,
+    pub asks: Vec<Level>,
+    pub ts_exchange_ms: i64,
+    pub ts_recv_ms: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bbo {
+    pub instrument: Instrument,
+    pub sequence: u64,
+    pub bid: Level,
+    pub ask: Level,
+    pub ts_exchange_ms: i64,
+    pub ts_recv_ms: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Funding {
+    pub instrument: Instrument,
+    pub funding_rate: Decimal,
+    pub mark_price: Decimal,
+    pub index_price: Option<Decimal>,
+    pub next_funding_ms: i64,
+    pub ts_exchange_ms: i64,
+    pub ts_recv_ms: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Liquidation {
+    pub instrument: Instrument,
+    pub side: Side,
+    pub price: Decimal,
+    pub qty: Decimal,
+    pub order_id: Option<String>,
+    pub ts_exchange_ms: i64,
+    pub ts_recv_ms: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenInterest {
+    pub instrument: Instrument,
+    pub open_interest: Decimal,
+    pub ts_exchange_ms: i64,
+    pub ts_recv_ms: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Candle {
+    pub instrument: Instrument,
+    pub interval_s: u32,
+    pub open_time_ms: i64,
+    pub open: Decimal,
+    pub high: Decimal,
+    pub low: Decimal,
+    pub close: Decimal,
+    pub volume: Decimal,
+    pub trades: u64,
+    pub closed: bool,
+    pub ts_recv_ms: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Gap {
+    pub instrument: Instrument,
+    pub reason: String,
+    pub last_sequence: u64,
+    pub ts_recv_ms: i64,
+}
+
+/// Any normalized market event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MarketEvent {
+    Trade(Trade),
+    BookSnapshot(BookSnapshot),
+    BookDelta(BookDelta),
+    Bbo(Bbo),
+    Funding(Funding),
+    Liquidation(Liquidation),
+    OpenInterest(OpenInterest),
+    Candle(Candle),
+    Gap(Gap),
+}
+
+impl MarketEvent {
+    pub fn instrument(&self) -> &Instrument {
+        match self {
+            MarketEvent::Trade(e) => &e.instrument,
+            MarketEvent::BookSnapshot(e) => &e.instrument,
+            MarketEvent::BookDelta(e) => &e.instrument,
+            MarketEvent::Bbo(e) => &e.instrument,
+            MarketEvent::Funding(e) => &e.instrument,
+            MarketEvent::Liquidation(e) => &e.instrument,
+            MarketEvent::OpenInterest(e) => &e.instrument,
+            MarketEvent::Candle(e) => &e.instrument,
+            MarketEvent::Gap(e) => &e.instrument,
+        }
+    }
+
+    pub fn kind(&self) -> Kind {
+        match self {
+            MarketEvent::Trade(_) => Kind::Trade,
+            MarketEvent::BookSnapshot(_) | MarketEvent::BookDelta(_) => Kind::Book,
+            MarketEvent::Bbo(_) => Kind::Bbo,
+            MarketEvent::Funding(_) => Kind::Funding,
+            MarketEvent::Liquidation(_) => Kind::Liquidation,
+            MarketEvent::OpenInterest(_) => Kind::OpenInterest,
+            MarketEvent::Candle(_) => Kind::Candle,
+            MarketEvent::Gap(_) => Kind::Gap,
+        }
+    }
+
+    /// The part of the event's identity that is unique within its instrument
+    /// and kind: the trade id, the book sequence, or a timestamp for kinds
+    /// the venues do not number. Feeds [`crate::subject::msg_id`].
+    pub fn event_key(&self) -> String {
+        match self {
+            MarketEvent::Trade(e) => e.trade_id.clone(),
+            MarketEvent::BookSnapshot(e) => format!("s{}", e.sequence),
+            MarketEvent::BookDelta(e) => format!("d{}", e.sequence),
+            MarketEvent::Bbo(e) if e.sequence != 0 => e.sequence.to_string(),
+            MarketEvent::Bbo(e) => format!("t{}", e.ts_exchange_ms),
+            MarketEvent::Funding(e) => format!("t{}", e.ts_exchange_ms),
+            MarketEvent::Liquidation(e) => match &e.order_id {
+                Some(id) => id.clone(),
+                None => format!("t{}:{}:{}", e.ts_exchange_ms, e.price, e.qty),
+            },
+            MarketEvent::OpenInterest(e) => format!("t{}", e.ts_exchange_ms),
+            MarketEvent::Candle(e) => format!("{}:{}:{}", e.interval_s, e.open_time_ms, u8::from(e.closed)),
+            MarketEvent::Gap(e) => format!("g{}:{}", e.last_sequence, e.ts_recv_ms),
+        }
+    }
+
+    /// The exchange timestamp, or the receive time for kinds that carry none.
+    pub fn ts_exchange_ms(&self) -> i64 {
+        match self {
+            MarketEvent::Trade(e) => e.ts_exchange_ms,
+            MarketEvent::BookSnapshot(e) => e.ts_exchange_ms,
+            MarketEvent::BookDelta(e) => e.ts_exchange_ms,
+            MarketEvent::Bbo(e) => e.ts_exchange_ms,
+            MarketEvent::Funding(e) => e.ts_exchange_ms,
+            MarketEvent::Liquidation(e) => e.ts_exchange_ms,
+            MarketEvent::OpenInterest(e) => e.ts_exchange_ms,
+            MarketEvent::Candle(e) => e.open_time_ms,
+            MarketEvent::Gap(e) => e.ts_recv_ms,
+        }
+    }
+}
+
+/// Parses an exchange decimal string exactly, naming the field on failure.
+pub fn parse_decimal(field: &str, value: &str) -> Result<Decimal, Error> {
+    Decimal::from_str_exact(value)
+        .or_else(|_| Decimal::from_scientific(value))
+        .map_err(|_| Error::invalid_argument(format!("{field}: '{value}' is not a decimal number")))
+}
+
+/// Parses a price, which must be positive.
+pub fn parse_price(field: &str, value: &str) -> Result<Decimal, Error> {
+    let price = parse_decimal(field, value)?;
+    if price <= Decimal::ZERO {
+        return Err(Error::invalid_argument(format!("{field}: price {value} must be greater than zero")));
+    }
+    Ok(price)
+}
+
+/// Parses a quantity, which must not be negative.
+pub fn parse_qty(field: &str, value: &str) -> Result<Decimal, Error> {
+    let qty = parse_decimal(field, value)?;
+    if qty < Decimal::ZERO {
+        return Err(Error::invalid_argument(format!("{field}: quantity {value} must not be negative")));
+    }
+    Ok(qty)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decimals_keep_every_digit() {
+        for s in ["0.35210000", "60123.45", "0.00000001", "123456789012.123456789"] {
+            assert_eq!(parse_decimal("price", s).unwrap().to_string(), s);
+        }
+        assert_eq!(parse_decimal("p", "1e-3").unwrap().to_string(), "0.001");
+    }
+
+    #[test]
+    fn bad_numbers_name_the_field_and_value() {
+        let err = parse_price("price", "abc").unwrap_err();
+        assert_eq!(err.message, "price: 'abc' is not a decimal number");
+        let err = parse_price("price", "0").unwrap_err();
+        assert!(err.message.contains("greater than zero"), "{}", err.message);
+        assert!(parse_price("price", "-1").is_err());
+        assert!(parse_qty("qty", "-0.1").is_err());
+        assert_eq!(parse_qty("qty", "0").unwrap(), Decimal::ZERO);
+    }
+
+    #[test]
+    fn kinds_and_markets_parse_back() {
+        for kind in Kind::ALL {
+            assert_eq!(kind.as_str().parse::<Kind>().unwrap(), kind);
+        }
+        for market in Market::ALL {
+            assert_eq!(market.as_str().parse::<Market>().unwrap(), market);
+        }
+        assert!("swap".parse::<Market>().is_err());
+    }
+}

@@ -1,0 +1,439 @@
+//! Conversions between the domain types and `moat.marketdata.v1` messages.
+//!
+//! Every NATS payload is a `MarketEvent` envelope, so one decoder serves all
+//! subjects and a book snapshot is told from a delta without the subject.
+//! Decoding validates: a missing instrument, an unknown enum or a malformed
+//! decimal is an error naming the field, never a silently zeroed value.
+
+use moat_proto::marketdata::v1 as pb;
+use prost::Message;
+
+use crate::error::Error;
+use crate::model::*;
+
+fn market_to_pb(m: Market) -> pb::Market {
+    match m {
+        Market::Spot => pb::Market::Spot,
+        Market::Perp => pb::Market::Perp,
+        Market::Future => pb::Market::Future,
+    }
+}
+
+fn side_to_pb(s: Side) -> pb::Side {
+    match s {
+        Side::Buy => pb::Side::Buy,
+        Side::Sell => pb::Side::Sell,
+    }
+}
+
+fn side_from_pb(field: &str, v: i32) -> Result<Side, Error> {
+    match pb::Side::try_from(v) {
+        Ok(pb::Side::Buy) => Ok(Side::Buy),
+        Ok(pb::Side::Sell) => Ok(Side::Sell),
+        _ => Err(Error::invalid_argument(format!("{field}: side {v} is not buy or sell"))),
+    }
+}
+
+impl From<&Instrument> for pb::Instrument {
+    fn from(i: &Instrument) -> Self {
+        pb::Instrument {
+            exchange: i.exchange.clone(),
+            market: market_to_pb(i.market) as i32,
+            symbol: i.symbol.clone(),
+            venue_symbol: i.venue_symbol.clone(),
+        }
+    }
+}
+
+fn instrument_from_pb(i: Option<&pb::Instrument>) -> Result<Instrument, Error> {
+    let i = i.ok_or_else(|| Error::invalid_argument("instrument is missing"))?;
+    let market = match pb::Market::try_from(i.market) {
+        Ok(pb::Market::Spot) => Market::Spot,
+        Ok(pb::Market::Perp) => Market::Perp,
+        Ok(pb::Market::Future) => Market::Future,
+        _ => {
+            return Err(Error::invalid_argument(format!(
+                "instrument.market: {} is not spot, perp or future",
+                i.market
+            )));
+        }
+    };
+    if i.exchange.is_empty() || i.symbol.is_empty() {
+        return Err(Error::invalid_argument("instrument: exchange and symbol must not be empty"));
+    }
+    Ok(Instrument {
+        exchange: i.exchange.clone(),
+        market,
+        symbol: i.symbol.clone(),
+        venue_symbol: i.venue_symbol.clone(),
+    })
+}
+
+fn level_to_pb(l: &Level) -> pb::Level {
+    pb::Level {
+        price: l.price.to_string(),
+        qty: l.qty.to_string(),
+    }
+}
+
+fn levels_from_pb(field: &str, levels: &[pb::Level]) -> Result<Vec<Level>, Error> {
+    levels
+        .iter()
+        .map(|l| {
+            Ok(Level {
+                price: parse_price(field, &l.price)?,
+                qty: parse_qty(field, &l.qty)?,
+            })
+        })
+        .collect()
+}
+
+fn opt_decimal(field: &str, s: &str) -> Result<Option<Decimal>, Error> {
+    if s.is_empty() { Ok(None) } else { parse_decimal(field, s).map(Some) }
+}
+
+impl From<&MarketEvent> for pb::MarketEvent {
+    fn from(event: &MarketEvent) -> Self {
+        use pb::market_event::Event as E;
+        let e = match event {
+            MarketEvent::Trade(t) => E::Trade(pb::Trade {
+                instrument: Some((&t.instrument).into()),
+                trade_id: t.trade_id.clone(),
+                price: t.price.to_string(),
+                qty: t.qty.to_string(),
+                side: side_to_pb(t.side) as i32,
+                ts_exchange_ms: t.ts_exchange_ms,
+                ts_recv_ms: t.ts_recv_ms,
+            }),
+            MarketEvent::BookSnapshot(b) => E::BookSnapshot(pb::BookSnapshot {
+                instrument: Some((&b.instrument).into()),
+                sequence: b.sequence,
+                bids: b.bids.iter().map(level_to_pb).collect(),
+                asks: b.asks.iter().map(level_to_pb).collect(),
+                ts_exchange_ms: b.ts_exchange_ms,
+                ts_recv_ms: b.ts_recv_ms,
+            }),
+            MarketEvent::BookDelta(b) => E::BookDelta(pb::BookDelta {
+                instrument: Some((&b.instrument).into()),
+                first_sequence: b.first_sequence,
+                sequence: b.sequence,
+                prev_sequence: b.prev_sequence,
+                bids: b.bids.iter().map(level_to_pb).collect(),
+                asks: b.asks.iter().map(level_to_pb).collect(),
+                ts_exchange_ms: b.ts_exchange_ms,
+                ts_recv_ms: b.ts_recv_ms,
+            }),
+            MarketEvent::Bbo(b) => E::Bbo(pb::Bbo {
+                instrument: Some((&b.instrument).into()),
+                sequence: b.sequence,
+                bid_price: b.bid.price.to_string(),
+                bid_qty: b.bid.qty.to_string(),
+                ask_price: b.ask.price.to_string(),
+                ask_qty: b.ask.qty.to_string(),
+                ts_exchange_ms: b.ts_exchange_ms,
+                ts_recv_ms: b.ts_recv_ms,
+            }),
+            MarketEvent::Funding(f) => E::Funding(pb::Funding {
+                instrument: Some((&f.instrument).into()),
+                funding_rate: f.funding_rate.to_string(),
+                mark_price: f.mark_price.to_string(),
+                index_price: f.index_price.map(|p| p.to_string()).unwrap_or_default(),
+                next_funding_ms: f.next_funding_ms,
+                ts_exchange_ms: f.ts_exchange_ms,
+                ts_recv_ms: f.ts_recv_ms,
+            }),
+            MarketEvent::Liquidation(l) => E::Liquidation(pb::Liquidation {
+                instrument: Some((&l.instrument).into()),
+                side: side_to_pb(l.side) as i32,
+                price: l.price.to_string(),
+                qty: l.qty.to_string(),
+                order_id: l.order_id.clone().unwrap_or_default(),
+                ts_exchange_ms: l.ts_exchange_ms,
+                ts_recv_ms: l.ts_recv_ms,
+            }),
+            MarketEvent::OpenInterest(o) => E::OpenInterest(pb::OpenInterest {
+                instrument: Some((&o.instrument).into()),
+                open_interest: o.open_interest.to_string(),
+                ts_exchange_ms: o.ts_exchange_ms,
+                ts_recv_ms: o.ts_recv_ms,
+            }),
+            MarketEvent::Candle(c) => E::Candle(candle_to_pb(c)),
+            MarketEvent::Gap(g) => E::Gap(pb::Gap {
+                instrument: Some((&g.instrument).into()),
+                reason: g.reason.clone(),
+                last_sequence: g.last_sequence,
+                ts_recv_ms: g.ts_recv_ms,
+            }),
+        };
+        pb::MarketEvent { event: Some(e) }
+    }
+}
+
+pub fn candle_to_pb(c: &Candle) -> pb::Candle {
+    pb::Candle {
+        instrument: Some((&c.instrument).into()),
+        interval_s: c.interval_s,
+        open_time_ms: c.open_time_ms,
+        open: c.open.to_string(),
+        high: c.high.to_string(),
+        low: c.low.to_string(),
+        close: c.close.to_string(),
+        volume: c.volume.to_string(),
+        trades: c.trades,
+        closed: c.closed,
+        ts_recv_ms: c.ts_recv_ms,
+    }
+}
+
+pub fn trade_from_pb(t: &pb::Trade) -> Result<Trade, Error> {
+    Ok(Trade {
+        instrument: instrument_from_pb(t.instrument.as_ref())?,
+        trade_id: t.trade_id.clone(),
+        price: parse_price("trade.price", &t.price)?,
+        qty: parse_qty("trade.qty", &t.qty)?,
+        side: side_from_pb("trade.side", t.side)?,
+        ts_exchange_ms: t.ts_exchange_ms,
+        ts_recv_ms: t.ts_recv_ms,
+    })
+}
+
+impl TryFrom<&pb::MarketEvent> for MarketEvent {
+    type Error = Error;
+
+    fn try_from(event: &pb::MarketEvent) -> Result<MarketEvent, Error> {
+        use pb::market_event::Event as E;
+        let e = event
+            .event
+            .as_ref()
+            .ok_or_else(|| Error::invalid_argument("market event carries no event"))?;
+        Ok(match e {
+            E::Trade(t) => MarketEvent::Trade(trade_from_pb(t)?),
+            E::BookSnapshot(b) => MarketEvent::BookSnapshot(BookSnapshot {
+                instrument: instrument_from_pb(b.instrument.as_ref())?,
+                sequence: b.sequence,
+                bids: levels_from_pb("book_snapshot.bids", &b.bids)?,
+                asks: levels_from_pb("book_snapshot.asks", &b.asks)?,
+                ts_exchange_ms: b.ts_exchange_ms,
+                ts_recv_ms: b.ts_recv_ms,
+            }),
+            E::BookDelta(b) => MarketEvent::BookDelta(BookDelta {
+                instrument: instrument_from_pb(b.instrument.as_ref())?,
+                first_sequence: b.first_sequence,
+                sequence: b.sequence,
+                prev_sequence: b.prev_sequence,
+                bids: levels_from_pb("book_delta.bids", &b.bids)?,
+                asks: levels_from_pb("book_delta.asks", &b.asks)?,
+                ts_exchange_ms: b.ts_exchange_ms,
+                ts_recv_ms: b.ts_recv_ms,
+            }),
+            E::Bbo(b) => MarketEvent::Bbo(Bbo {
+                instrument: instrument_from_pb(b.instrument.as_ref())?,
+                sequence: b.sequence,
+                bid: Level {
+                    price: parse_price("bbo.bid_price", &b.bid_price)?,
+                    qty: parse_qty("bbo.bid_qty", &b.bid_qty)?,
+                },
+                ask: Level {
+                    price: parse_price("bbo.ask_price", &b.ask_price)?,
+                    qty: parse_qty("bbo.ask_qty", &b.ask_qty)?,
+                },
+                ts_exchange_ms: b.ts_exchange_ms,
+                ts_recv_ms: b.ts_recv_ms,
+            }),
+            E::Funding(f) => MarketEvent::Funding(Funding {
+                instrument: instrument_from_pb(f.instrument.as_ref())?,
+                funding_rate: parse_decimal("funding.funding_rate", &f.funding_rate)?,
+                mark_price: parse_price("funding.mark_price", &f.mark_price)?,
+                index_price: opt_decimal("funding.index_price", &f.index_price)?,
+                next_funding_ms: f.next_funding_ms,
+                ts_exchange_ms: f.ts_exchange_ms,
+                ts_recv_ms: f.ts_recv_ms,
+            }),
+            E::Liquidation(l) => MarketEvent::Liquidation(Liquidation {
+                instrument: instrument_from_pb(l.instrument.as_ref())?,
+                side: side_from_pb("liquidation.side", l.side)?,
+                price: parse_price("liquidation.price", &l.price)?,
+                qty: parse_qty("liquidation.qty", &l.qty)?,
+                order_id: (!l.order_id.is_empty()).then(|| l.order_id.clone()),
+                ts_exchange_ms: l.ts_exchange_ms,
+                ts_recv_ms: l.ts_recv_ms,
+            }),
+            E::OpenInterest(o) => MarketEvent::OpenInterest(OpenInterest {
+                instrument: instrument_from_pb(o.instrument.as_ref())?,
+                open_interest: parse_qty("open_interest.open_interest", &o.open_interest)?,
+                ts_exchange_ms: o.ts_exchange_ms,
+                ts_recv_ms: o.ts_recv_ms,
+            }),
+            E::Candle(c) => MarketEvent::Candle(Candle {
+                instrument: instrument_from_pb(c.instrument.as_ref())?,
+                interval_s: c.interval_s,
+                open_time_ms: c.open_time_ms,
+                open: parse_price("candle.open", &c.open)?,
+                high: parse_price("candle.high", &c.high)?,
+                low: parse_price("candle.low", &c.low)?,
+                close: parse_price("candle.close", &c.close)?,
+                volume: parse_qty("candle.volume", &c.volume)?,
+                trades: c.trades,
+                closed: c.closed,
+                ts_recv_ms: c.ts_recv_ms,
+            }),
+            E::Gap(g) => MarketEvent::Gap(Gap {
+                instrument: instrument_from_pb(g.instrument.as_ref())?,
+                reason: g.reason.clone(),
+                last_sequence: g.last_sequence,
+                ts_recv_ms: g.ts_recv_ms,
+            }),
+        })
+    }
+}
+
+/// Encodes an event as the NATS payload.
+pub fn encode(event: &MarketEvent) -> Vec<u8> {
+    pb::MarketEvent::from(event).encode_to_vec()
+}
+
+/// Decodes and validates a NATS payload.
+pub fn decode(payload: &[u8]) -> Result<MarketEvent, Error> {
+    let message = pb::MarketEvent::decode(payload)
+        .map_err(|e| Error::invalid_argument(format!("payload is not a moat.marketdata.v1.MarketEvent: {e}")))?;
+    MarketEvent::try_from(&message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn instrument() -> Instrument {
+        Instrument {
+            exchange: "okx".into(),
+            market: Market::Perp,
+            symbol: "UNI-USD-PERP".into(),
+            venue_symbol: "UNI-USD-SWAP".into(),
+        }
+    }
+
+    fn d(s: &str) -> Decimal {
+        parse_decimal("test", s).unwrap()
+    }
+
+    fn samples() -> Vec<MarketEvent> {
+        let level = |p: &str, q: &str| Level { price: d(p), qty: d(q) };
+        vec![
+            MarketEvent::Trade(Trade {
+                instrument: instrument(),
+                trade_id: "242720720".into(),
+                price: d("6.0710"),
+                qty: d("0.00012000"),
+                side: Side::Sell,
+                ts_exchange_ms: 1652459225000,
+                ts_recv_ms: 1652459225503,
+            }),
+            MarketEvent::BookSnapshot(BookSnapshot {
+                instrument: instrument(),
+                sequence: 42,
+                bids: vec![level("6.07", "10"), level("6.06", "3.5")],
+                asks: vec![level("6.08", "1")],
+                ts_exchange_ms: 1,
+                ts_recv_ms: 2,
+            }),
+            MarketEvent::BookDelta(BookDelta {
+                instrument: instrument(),
+                first_sequence: 43,
+                sequence: 45,
+                prev_sequence: 42,
+                bids: vec![level("6.07", "0")],
+                asks: vec![],
+                ts_exchange_ms: 3,
+                ts_recv_ms: 4,
+            }),
+            MarketEvent::Bbo(Bbo {
+                instrument: instrument(),
+                sequence: 7,
+                bid: level("6.07", "10"),
+                ask: level("6.08", "2"),
+                ts_exchange_ms: 5,
+                ts_recv_ms: 6,
+            }),
+            MarketEvent::Funding(Funding {
+                instrument: instrument(),
+                funding_rate: d("-0.00012"),
+                mark_price: d("6.075"),
+                index_price: None,
+                next_funding_ms: 1652486400000,
+                ts_exchange_ms: 7,
+                ts_recv_ms: 8,
+            }),
+            MarketEvent::Liquidation(Liquidation {
+                instrument: instrument(),
+                side: Side::Buy,
+                price: d("6.1"),
+                qty: d("100"),
+                order_id: Some("x1".into()),
+                ts_exchange_ms: 9,
+                ts_recv_ms: 10,
+            }),
+            MarketEvent::OpenInterest(OpenInterest {
+                instrument: instrument(),
+                open_interest: d("123456.7"),
+                ts_exchange_ms: 11,
+                ts_recv_ms: 12,
+            }),
+            MarketEvent::Candle(Candle {
+                instrument: instrument(),
+                interval_s: 60,
+                open_time_ms: 1652459220000,
+                open: d("6.07"),
+                high: d("6.09"),
+                low: d("6.05"),
+                close: d("6.08"),
+                volume: d("1234.5"),
+                trades: 17,
+                closed: true,
+                ts_recv_ms: 13,
+            }),
+            MarketEvent::Gap(Gap {
+                instrument: instrument(),
+                reason: "sequence_gap".into(),
+                last_sequence: 45,
+                ts_recv_ms: 14,
+            }),
+        ]
+    }
+
+    #[test]
+    fn every_kind_round_trips_through_protobuf() {
+        for event in samples() {
+            let back = decode(&encode(&event)).unwrap();
+            assert_eq!(back, event);
+        }
+    }
+
+    #[test]
+    fn decimals_survive_as_written() {
+        let MarketEvent::Trade(t) = &samples()[0] else { unreachable!() };
+        let pb = pb::MarketEvent::from(&MarketEvent::Trade(t.clone()));
+        let Some(pb::market_event::Event::Trade(pt)) = pb.event else { unreachable!() };
+        assert_eq!(pt.price, "6.0710");
+        assert_eq!(pt.qty, "0.00012000");
+    }
+
+    #[test]
+    fn invalid_payloads_name_the_problem() {
+        assert!(decode(b"\xff\xff\xff").unwrap_err().message.contains("not a moat.marketdata.v1.MarketEvent"));
+        let empty = pb::MarketEvent { event: None }.encode_to_vec();
+        assert_eq!(decode(&empty).unwrap_err().message, "market event carries no event");
+
+        let mut bad_price = pb::MarketEvent::from(&samples()[0]);
+        if let Some(pb::market_event::Event::Trade(t)) = &mut bad_price.event {
+            t.price = "-1".into();
+        }
+        let err = decode(&bad_price.encode_to_vec()).unwrap_err();
+        assert!(err.message.starts_with("trade.price"), "{}", err.message);
+
+        let mut no_instrument = pb::MarketEvent::from(&samples()[0]);
+        if let Some(pb::market_event::Event::Trade(t)) = &mut no_instrument.event {
+            t.instrument = None;
+        }
+        assert_eq!(decode(&no_instrument.encode_to_vec()).unwrap_err().message, "instrument is missing");
+    }
+}

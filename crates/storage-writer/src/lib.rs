@@ -1,0 +1,148 @@
+//! moat-storage-writer: a durable JetStream pull consumer on `MARKET_DATA`
+//! that batches events into ClickHouse and acks only what ClickHouse stored.
+
+pub mod config;
+pub mod metrics;
+pub mod rows;
+pub mod schema;
+pub mod writer;
+
+use std::time::Duration;
+
+use anyhow::Context;
+use async_nats::jetstream::{self, consumer};
+use moat_common_types::http::{Health, router, serve};
+use moat_common_types::nats::{StreamSettings, connect, ensure_stream};
+use moat_common_types::subject::STREAM_SUBJECTS;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{ClickHouseConfig, WriterConfig};
+use crate::metrics::Metrics;
+use crate::writer::Writer;
+
+/// A ClickHouse client for RowBinary without schema validation, which
+/// ClickHouse 18.16 cannot serve (it lacks `RowBinaryWithNamesAndTypes`).
+pub fn clickhouse_client(config: &ClickHouseConfig) -> clickhouse::Client {
+    clickhouse::Client::default()
+        .with_url(&config.url)
+        .with_user(&config.user)
+        .with_password(&config.password)
+        .with_database(&config.database)
+        .with_validation(false)
+}
+
+/// Applies the ClickHouse migrations (`moat-storage-writer migrate`).
+pub async fn migrate(config: &WriterConfig, recreate: bool) -> anyhow::Result<Vec<u32>> {
+    let client = clickhouse_client(&config.clickhouse);
+    schema::migrate(&client, &config.clickhouse.database, recreate)
+        .await
+        .with_context(|| format!("migrating ClickHouse database {} at {}", config.clickhouse.database, config.clickhouse.url))
+}
+
+/// Runs the writer until `shutdown` is cancelled.
+pub async fn run(config: WriterConfig, http: TcpListener, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let metrics = Metrics::new();
+    let clickhouse = clickhouse_client(&config.clickhouse);
+    let nats = connect(&config.nats.url, "moat-storage-writer")
+        .await
+        .with_context(|| format!("connecting to NATS at {}", config.nats.url))?;
+    let js = jetstream::new(nats.clone());
+
+    let health = Health::new("storage-writer")
+        .check("nats", {
+            let nats = nats.clone();
+            move || {
+                let state = nats.connection_state();
+                async move {
+                    match state {
+                        async_nats::connection::State::Connected => Ok(()),
+                        other => Err(format!("NATS connection is {other:?}")),
+                    }
+                }
+            }
+        })
+        .check("clickhouse", {
+            let client = clickhouse.clone();
+            move || {
+                let client = client.clone();
+                async move {
+                    client
+                        .query("SELECT 1")
+                        .fetch_one::<u8>()
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| e.to_string())
+                }
+            }
+        });
+    let app = router(health, metrics.registry.clone());
+    let http_task = tokio::spawn(serve(http, app, shutdown.clone().cancelled_owned()));
+
+    // NATS or the stream may not be there yet when services start together.
+    let settings = StreamSettings {
+        name: config.nats.stream.clone(),
+        ..StreamSettings::default()
+    };
+    let consumer = loop {
+        let attempt = async {
+            let stream = ensure_stream(&js, &settings).await?;
+            let consumer = stream
+                .get_or_create_consumer(
+                    &config.nats.consumer,
+                    consumer::pull::Config {
+                        durable_name: Some(config.nats.consumer.clone()),
+                        filter_subject: STREAM_SUBJECTS.to_owned(),
+                        ack_policy: consumer::AckPolicy::Explicit,
+                        ack_wait: Duration::from_millis(config.writer.ack_wait_ms),
+                        max_ack_pending: config.writer.max_inflight,
+                        deliver_policy: consumer::DeliverPolicy::All,
+                        ..Default::default()
+                    },
+                )
+                .await?;
+            Ok::<_, async_nats::Error>(consumer)
+        };
+        match attempt.await {
+            Ok(consumer) => break consumer,
+            Err(error) => {
+                tracing::warn!(%error, "cannot open the durable consumer yet");
+                tokio::select! {
+                    () = tokio::time::sleep(Duration::from_millis(500)) => {}
+                    () = shutdown.cancelled() => return Ok(()),
+                }
+            }
+        }
+    };
+
+    // Consumer lag for /metrics.
+    let pending_task = {
+        let (mut consumer, metrics, token) = (consumer.clone(), metrics.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            while !token.is_cancelled() {
+                if let Ok(info) = consumer.info().await {
+                    metrics.pending.set(info.num_pending as i64);
+                }
+                tokio::select! {
+                    () = tokio::time::sleep(Duration::from_secs(2)) => {}
+                    () = token.cancelled() => {}
+                }
+            }
+        })
+    };
+
+    tracing::info!(consumer = %config.nats.consumer, database = %config.clickhouse.database, "storage-writer consuming");
+    Writer {
+        js,
+        nats: nats.clone(),
+        consumer,
+        clickhouse,
+        batch: config.writer.clone(),
+        metrics,
+    }
+    .run(shutdown.clone())
+    .await;
+    pending_task.await.ok();
+    http_task.await??;
+    Ok(())
+}

@@ -1,0 +1,219 @@
+//! Versioned ClickHouse migrations.
+//!
+//! Every table uses `ReplacingMergeTree` ordered by the event's identity, so
+//! a message redelivered after a crash collapses into the row already
+//! stored. Merges happen in the background: queries that must see exactly
+//! one row per event read with `FINAL` (or aggregate by the key). The types
+//! (`Decimal(38, 18)`, `Int64` milliseconds, `Enum8`, arrays) are ones both
+//! ClickHouse 18.16 and current releases accept.
+
+use clickhouse::Client;
+
+/// Scale of every price and quantity column: `Decimal(38, 18)`.
+pub const DECIMAL_SCALE: u32 = 18;
+
+/// One migration: a version, a name and its statements (`{db}` is replaced
+/// by the configured database).
+pub struct Migration {
+    pub version: u32,
+    pub name: &'static str,
+    pub statements: &'static [&'static str],
+}
+
+const PARTITION: &str = "toYYYYMM(toDateTime(intDiv(ts_exchange_ms, 1000)))";
+
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "market data tables",
+        statements: &[
+            "CREATE TABLE IF NOT EXISTS {db}.trades (
+                exchange String, market String, symbol String, venue_symbol String,
+                trade_id String,
+                price Decimal(38, 18), qty Decimal(38, 18),
+                side Enum8('buy' = 1, 'sell' = 2),
+                ts_exchange_ms Int64, ts_recv_ms Int64
+            ) ENGINE = ReplacingMergeTree()
+            PARTITION BY {partition}
+            ORDER BY (exchange, market, symbol, trade_id)",
+            "CREATE TABLE IF NOT EXISTS {db}.bbo (
+                exchange String, market String, symbol String,
+                sequence UInt64,
+                bid_price Decimal(38, 18), bid_qty Decimal(38, 18),
+                ask_price Decimal(38, 18), ask_qty Decimal(38, 18),
+                ts_exchange_ms Int64, ts_recv_ms Int64
+            ) ENGINE = ReplacingMergeTree()
+            PARTITION BY {partition}
+            ORDER BY (exchange, market, symbol, ts_exchange_ms, sequence)",
+            "CREATE TABLE IF NOT EXISTS {db}.book_snapshots (
+                exchange String, market String, symbol String,
+                sequence UInt64,
+                bid_prices Array(Decimal(38, 18)), bid_qtys Array(Decimal(38, 18)),
+                ask_prices Array(Decimal(38, 18)), ask_qtys Array(Decimal(38, 18)),
+                ts_exchange_ms Int64, ts_recv_ms Int64
+            ) ENGINE = ReplacingMergeTree()
+            PARTITION BY {partition}
+            ORDER BY (exchange, market, symbol, sequence)",
+            "CREATE TABLE IF NOT EXISTS {db}.book_deltas (
+                exchange String, market String, symbol String,
+                first_sequence UInt64, sequence UInt64, prev_sequence UInt64,
+                bid_prices Array(Decimal(38, 18)), bid_qtys Array(Decimal(38, 18)),
+                ask_prices Array(Decimal(38, 18)), ask_qtys Array(Decimal(38, 18)),
+                ts_exchange_ms Int64, ts_recv_ms Int64
+            ) ENGINE = ReplacingMergeTree()
+            PARTITION BY {partition}
+            ORDER BY (exchange, market, symbol, sequence)",
+            "CREATE TABLE IF NOT EXISTS {db}.funding (
+                exchange String, market String, symbol String,
+                funding_rate Decimal(38, 18), mark_price Decimal(38, 18),
+                index_price Nullable(Decimal(38, 18)),
+                next_funding_ms Int64, ts_exchange_ms Int64, ts_recv_ms Int64
+            ) ENGINE = ReplacingMergeTree()
+            PARTITION BY {partition}
+            ORDER BY (exchange, market, symbol, ts_exchange_ms)",
+            "CREATE TABLE IF NOT EXISTS {db}.liquidations (
+                exchange String, market String, symbol String,
+                side Enum8('buy' = 1, 'sell' = 2),
+                price Decimal(38, 18), qty Decimal(38, 18), order_id String,
+                ts_exchange_ms Int64, ts_recv_ms Int64
+            ) ENGINE = ReplacingMergeTree()
+            PARTITION BY {partition}
+            ORDER BY (exchange, market, symbol, ts_exchange_ms, order_id, price, qty)",
+            "CREATE TABLE IF NOT EXISTS {db}.open_interest (
+                exchange String, market String, symbol String,
+                open_interest Decimal(38, 18),
+                ts_exchange_ms Int64, ts_recv_ms Int64
+            ) ENGINE = ReplacingMergeTree()
+            PARTITION BY {partition}
+            ORDER BY (exchange, market, symbol, ts_exchange_ms)",
+            "CREATE TABLE IF NOT EXISTS {db}.venue_candles (
+                exchange String, market String, symbol String,
+                interval_s UInt32, open_time_ms Int64,
+                open Decimal(38, 18), high Decimal(38, 18), low Decimal(38, 18), close Decimal(38, 18),
+                volume Decimal(38, 18), trades UInt64, closed UInt8, ts_recv_ms Int64
+            ) ENGINE = ReplacingMergeTree(ts_recv_ms)
+            PARTITION BY toYYYYMM(toDateTime(intDiv(open_time_ms, 1000)))
+            ORDER BY (exchange, market, symbol, interval_s, open_time_ms)",
+            "CREATE TABLE IF NOT EXISTS {db}.gaps (
+                exchange String, market String, symbol String,
+                reason String, last_sequence UInt64, ts_recv_ms Int64
+            ) ENGINE = ReplacingMergeTree()
+            PARTITION BY toYYYYMM(toDateTime(intDiv(ts_recv_ms, 1000)))
+            ORDER BY (exchange, market, symbol, ts_recv_ms, last_sequence)",
+        ],
+    },
+    Migration {
+        version: 2,
+        name: "1-minute candles from trades",
+        statements: &[
+            "CREATE TABLE IF NOT EXISTS {db}.candles_1m (
+                exchange String, market String, symbol String,
+                minute DateTime,
+                open AggregateFunction(argMin, Decimal(38, 18), Int64),
+                high AggregateFunction(max, Decimal(38, 18)),
+                low AggregateFunction(min, Decimal(38, 18)),
+                close AggregateFunction(argMax, Decimal(38, 18), Int64),
+                volume AggregateFunction(sum, Decimal(38, 18)),
+                trades AggregateFunction(count)
+            ) ENGINE = AggregatingMergeTree()
+            PARTITION BY toYYYYMM(minute)
+            ORDER BY (exchange, market, symbol, minute)",
+            "CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.candles_1m_mv TO {db}.candles_1m AS
+            SELECT exchange, market, symbol,
+                toStartOfMinute(toDateTime(intDiv(ts_exchange_ms, 1000))) AS minute,
+                argMinState(price, ts_exchange_ms) AS open,
+                maxState(price) AS high,
+                minState(price) AS low,
+                argMaxState(price, ts_exchange_ms) AS close,
+                sumState(qty) AS volume,
+                countState() AS trades
+            FROM {db}.trades
+            GROUP BY exchange, market, symbol, minute",
+        ],
+    },
+];
+
+/// Tables the writer inserts into and `moat doctor` expects.
+pub const TABLES: &[&str] = &[
+    "trades",
+    "bbo",
+    "book_snapshots",
+    "book_deltas",
+    "funding",
+    "liquidations",
+    "open_interest",
+    "venue_candles",
+    "gaps",
+    "candles_1m",
+];
+
+fn render(statement: &str, db: &str) -> String {
+    statement.replace("{partition}", PARTITION).replace("{db}", db)
+}
+
+/// Applies the migrations not yet recorded in `{db}.schema_migrations`;
+/// with `recreate` the database is dropped first (development only).
+/// Returns the versions applied by this call.
+pub async fn migrate(client: &Client, db: &str, recreate: bool) -> Result<Vec<u32>, clickhouse::error::Error> {
+    // The client may be bound to the database that is about to be created.
+    let client = client.clone().with_database("default");
+    if recreate {
+        client.query(&format!("DROP DATABASE IF EXISTS {db}")).execute().await?;
+    }
+    client.query(&format!("CREATE DATABASE IF NOT EXISTS {db}")).execute().await?;
+    client
+        .query(&format!(
+            "CREATE TABLE IF NOT EXISTS {db}.schema_migrations (
+                version UInt32, name String, applied_at DateTime DEFAULT now()
+            ) ENGINE = ReplacingMergeTree() ORDER BY version"
+        ))
+        .execute()
+        .await?;
+    let done: Vec<u32> = client
+        .query(&format!("SELECT DISTINCT version FROM {db}.schema_migrations"))
+        .fetch_all::<u32>()
+        .await?;
+    let mut applied = Vec::new();
+    for migration in MIGRATIONS.iter().filter(|m| !done.contains(&m.version)) {
+        for statement in migration.statements {
+            client.query(&render(statement, db)).execute().await?;
+        }
+        client
+            .query(&format!(
+                "INSERT INTO {db}.schema_migrations (version, name) VALUES ({}, '{}')",
+                migration.version, migration.name
+            ))
+            .execute()
+            .await?;
+        tracing::info!(version = migration.version, name = migration.name, "migration applied");
+        applied.push(migration.version);
+    }
+    Ok(applied)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_increase_and_every_statement_names_the_database() {
+        let mut last = 0;
+        for m in MIGRATIONS {
+            assert!(m.version > last, "migration {} out of order", m.version);
+            last = m.version;
+            for s in m.statements {
+                let sql = render(s, "x_db");
+                assert!(sql.contains("x_db."), "{sql}");
+                assert!(!sql.contains('{'), "unreplaced placeholder in {sql}");
+            }
+        }
+    }
+
+    #[test]
+    fn every_listed_table_is_created() {
+        let all: String = MIGRATIONS.iter().flat_map(|m| m.statements.iter().copied()).collect();
+        for table in TABLES {
+            assert!(all.contains(&format!("{{db}}.{table} (")), "{table} has no CREATE TABLE");
+        }
+    }
+}

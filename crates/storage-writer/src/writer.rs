@@ -1,0 +1,382 @@
+//! The consume → insert → ack loop.
+//!
+//! **Invariant:** a message is acked only after ClickHouse confirmed the
+//! insert of its row, or after it was published to `md.dlq.<reason>` and
+//! JetStream confirmed that. Everything else stays unacked and is
+//! redelivered; `ReplacingMergeTree` collapses the repeats.
+
+use std::time::{Duration, Instant};
+
+use async_nats::HeaderMap;
+use async_nats::jetstream::{self, AckKind, Message, consumer::PullConsumer};
+use clickhouse::{Client, Row, RowWrite};
+use futures::StreamExt;
+use moat_common_types::proto_conv::decode;
+use moat_common_types::subject::DLQ_PREFIX;
+use rand::Rng;
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::BatchConfig;
+use crate::metrics::Metrics;
+use crate::rows::TableRow;
+
+/// Rows of one table, each tagged with the index of its message in the batch.
+struct Buffer<R> {
+    table: &'static str,
+    rows: Vec<R>,
+    origin: Vec<usize>,
+}
+
+impl<R> Buffer<R> {
+    fn new(table: &'static str) -> Self {
+        Buffer {
+            table,
+            rows: Vec::new(),
+            origin: Vec::new(),
+        }
+    }
+
+    fn push(&mut self, origin: usize, row: R) {
+        self.rows.push(row);
+        self.origin.push(origin);
+    }
+}
+
+/// A batch in hand: the messages and their rows, by table.
+struct Batch {
+    messages: Vec<Message>,
+    trades: Buffer<crate::rows::TradeRow>,
+    bbo: Buffer<crate::rows::BboRow>,
+    book_snapshots: Buffer<crate::rows::BookSnapshotRow>,
+    book_deltas: Buffer<crate::rows::BookDeltaRow>,
+    funding: Buffer<crate::rows::FundingRow>,
+    liquidations: Buffer<crate::rows::LiquidationRow>,
+    open_interest: Buffer<crate::rows::OpenInterestRow>,
+    venue_candles: Buffer<crate::rows::VenueCandleRow>,
+    gaps: Buffer<crate::rows::GapRow>,
+}
+
+impl Batch {
+    fn new() -> Batch {
+        Batch {
+            messages: Vec::new(),
+            trades: Buffer::new("trades"),
+            bbo: Buffer::new("bbo"),
+            book_snapshots: Buffer::new("book_snapshots"),
+            book_deltas: Buffer::new("book_deltas"),
+            funding: Buffer::new("funding"),
+            liquidations: Buffer::new("liquidations"),
+            open_interest: Buffer::new("open_interest"),
+            venue_candles: Buffer::new("venue_candles"),
+            gaps: Buffer::new("gaps"),
+        }
+    }
+
+    fn push_row(&mut self, origin: usize, row: TableRow) {
+        match row {
+            TableRow::Trade(r) => self.trades.push(origin, r),
+            TableRow::Bbo(r) => self.bbo.push(origin, r),
+            TableRow::BookSnapshot(r) => self.book_snapshots.push(origin, r),
+            TableRow::BookDelta(r) => self.book_deltas.push(origin, r),
+            TableRow::Funding(r) => self.funding.push(origin, r),
+            TableRow::Liquidation(r) => self.liquidations.push(origin, r),
+            TableRow::OpenInterest(r) => self.open_interest.push(origin, r),
+            TableRow::VenueCandle(r) => self.venue_candles.push(origin, r),
+            TableRow::Gap(r) => self.gaps.push(origin, r),
+        }
+    }
+}
+
+/// A message that cannot be stored, with the reason for `md.dlq.<reason>`.
+struct Poison {
+    origin: usize,
+    reason: &'static str,
+    error: String,
+}
+
+/// Everything the loop needs.
+pub struct Writer {
+    pub js: jetstream::Context,
+    pub nats: async_nats::Client,
+    pub consumer: PullConsumer,
+    pub clickhouse: Client,
+    pub batch: BatchConfig,
+    pub metrics: Metrics,
+}
+
+/// ClickHouse error codes that mean "this data is bad", as opposed to "the
+/// server is unwell": only these make the writer isolate and dead-letter rows.
+const DATA_ERROR_CODES: &[u32] = &[6, 27, 32, 33, 38, 41, 53, 69, 70, 72, 117, 190];
+
+fn is_data_error(error: &clickhouse::error::Error) -> bool {
+    let text = error.to_string();
+    let code = text
+        .split("Code: ")
+        .nth(1)
+        .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|n| n.parse::<u32>().ok());
+    matches!(error, clickhouse::error::Error::BadResponse(_)) && code.is_some_and(|c| DATA_ERROR_CODES.contains(&c))
+}
+
+async fn insert_rows<R>(client: &Client, table: &str, rows: &[R]) -> Result<(), clickhouse::error::Error>
+where
+    R: Row + RowWrite + Serialize,
+    for<'a> R: Row<Value<'a> = R>,
+{
+    let mut insert = client.insert::<R>(table).await?;
+    for row in rows {
+        insert.write(row).await?;
+    }
+    insert.end().await
+}
+
+/// Inserts `rows`; on a data error, bisects to find the rows ClickHouse
+/// refuses and reports them as poison instead of failing the batch.
+async fn insert_isolating<R>(
+    client: &Client,
+    table: &'static str,
+    rows: &[R],
+    origin: &[usize],
+    poison: &mut Vec<Poison>,
+) -> Result<(), clickhouse::error::Error>
+where
+    R: Row + RowWrite + Serialize,
+    for<'a> R: Row<Value<'a> = R>,
+{
+    if rows.is_empty() {
+        return Ok(());
+    }
+    match insert_rows(client, table, rows).await {
+        Ok(()) => Ok(()),
+        Err(error) if is_data_error(&error) => {
+            if rows.len() == 1 {
+                poison.push(Poison {
+                    origin: origin[0],
+                    reason: "rejected",
+                    error: format!("ClickHouse refused the row for {table}: {error}"),
+                });
+                return Ok(());
+            }
+            let mid = rows.len() / 2;
+            Box::pin(insert_isolating(client, table, &rows[..mid], &origin[..mid], poison)).await?;
+            Box::pin(insert_isolating(client, table, &rows[mid..], &origin[mid..], poison)).await
+        }
+        Err(error) => Err(error),
+    }
+}
+
+impl Writer {
+    /// Runs until `shutdown`; the batch in hand is flushed and acked first.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let mut backoff = Duration::from_millis(100);
+        while !shutdown.is_cancelled() {
+            let batch = match self.collect(&shutdown).await {
+                Ok(batch) => batch,
+                Err(error) => {
+                    tracing::warn!(%error, "fetching from JetStream failed");
+                    tokio::select! {
+                        () = tokio::time::sleep(backoff) => {}
+                        () = shutdown.cancelled() => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_millis(self.batch.max_backoff_ms));
+                    continue;
+                }
+            };
+            backoff = Duration::from_millis(100);
+            if batch.messages.is_empty() {
+                continue;
+            }
+            self.flush(batch, &shutdown).await;
+        }
+        tracing::info!("writer stopped");
+    }
+
+    /// Fetches until `batch_size` rows or `flush_interval` passed.
+    async fn collect(&self, shutdown: &CancellationToken) -> Result<Batch, async_nats::Error> {
+        let mut batch = Batch::new();
+        let mut poison = Vec::new();
+        let deadline = Instant::now() + Duration::from_millis(self.batch.flush_interval_ms);
+        while batch.messages.len() < self.batch.batch_size && !shutdown.is_cancelled() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left < Duration::from_millis(10) {
+                break;
+            }
+            let want = (self.batch.batch_size - batch.messages.len()).min(10_000);
+            let mut messages = self
+                .consumer
+                .fetch()
+                .max_messages(want)
+                .expires(left.max(Duration::from_millis(50)))
+                .messages()
+                .await?;
+            while let Some(message) = messages.next().await {
+                let message = match message {
+                    Ok(m) => m,
+                    Err(error) => {
+                        tracing::debug!(%error, "fetch ended");
+                        break;
+                    }
+                };
+                self.add(&mut batch, &mut poison, message).await;
+            }
+        }
+        self.dead_letter(&batch, poison).await;
+        Ok(batch)
+    }
+
+    async fn add(&self, batch: &mut Batch, poison: &mut Vec<Poison>, message: Message) {
+        if message.subject.starts_with(DLQ_PREFIX) {
+            // Dead letters live in the same stream; they are not ours to store.
+            if let Err(error) = message.ack().await {
+                tracing::warn!(%error, "acking a dead letter failed");
+            }
+            return;
+        }
+        if let Ok(info) = message.info() {
+            if info.delivered > 1 {
+                self.metrics.redeliveries.inc();
+            }
+        }
+        let origin = batch.messages.len();
+        match decode(&message.payload) {
+            Ok(event) => match TableRow::from_event(&event) {
+                Ok(row) => batch.push_row(origin, row),
+                Err(error) => poison.push(Poison {
+                    origin,
+                    reason: "invalid_row",
+                    error: error.to_string(),
+                }),
+            },
+            Err(error) => poison.push(Poison {
+                origin,
+                reason: "undecodable",
+                error: error.message,
+            }),
+        }
+        batch.messages.push(message);
+    }
+
+    /// Publishes poison messages to `md.dlq.<reason>` and acks them once
+    /// JetStream has stored the dead letter. A dead letter that cannot be
+    /// published stays unacked, to be redelivered and tried again.
+    async fn dead_letter(&self, batch: &Batch, poison: Vec<Poison>) {
+        for p in poison {
+            let message = &batch.messages[p.origin];
+            let mut headers = message.headers.clone().unwrap_or_default();
+            let original_id = headers
+                .get("Nats-Msg-Id")
+                .map(|v| v.as_str().to_owned())
+                .unwrap_or_else(|| message.info().map(|i| i.stream_sequence.to_string()).unwrap_or_default());
+            // A fresh id: the original's would be dropped as a duplicate.
+            headers.insert("Nats-Msg-Id", format!("dlq:{original_id}").as_str());
+            headers.insert("Moat-Dlq-Reason", p.reason);
+            headers.insert("Moat-Dlq-Error", p.error.replace(['\r', '\n'], " ").as_str());
+            headers.insert("Moat-Original-Subject", message.subject.as_str());
+            let subject = format!("{DLQ_PREFIX}.{}", p.reason);
+            let published = match self
+                .js
+                .publish_with_headers(subject.clone(), headers, message.payload.clone())
+                .await
+            {
+                Ok(ack) => ack.await.map(|_| ()).map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            match published {
+                Ok(()) => {
+                    tracing::warn!(reason = p.reason, error = %p.error, original = %message.subject, "dead-lettered");
+                    self.metrics.dead_lettered.with_label_values(&[p.reason]).inc();
+                    if let Err(error) = message.ack().await {
+                        tracing::warn!(%error, "acking a dead-lettered message failed");
+                    }
+                }
+                Err(error) => tracing::error!(%error, %subject, "cannot publish dead letter; message left for redelivery"),
+            }
+        }
+    }
+
+    /// Inserts every table, retrying with capped backoff and full jitter
+    /// while ClickHouse is unavailable, then acks. On shutdown during
+    /// retries the batch is abandoned unacked: JetStream redelivers it.
+    async fn flush(&self, batch: Batch, shutdown: &CancellationToken) {
+        let mut attempt = 0u32;
+        let mut last_progress = Instant::now();
+        loop {
+            let started = Instant::now();
+            match self.insert_all(&batch).await {
+                Ok(poison) => {
+                    self.metrics.insert_latency.observe(started.elapsed().as_secs_f64());
+                    let poisoned: Vec<usize> = poison.iter().map(|p| p.origin).collect();
+                    self.dead_letter(&batch, poison).await;
+                    let mut acked = 0;
+                    for (i, message) in batch.messages.iter().enumerate() {
+                        if poisoned.contains(&i) {
+                            continue;
+                        }
+                        match message.ack().await {
+                            Ok(()) => acked += 1,
+                            Err(error) => tracing::warn!(%error, "ack failed; message will be redelivered"),
+                        }
+                    }
+                    if let Err(error) = self.nats.flush().await {
+                        tracing::warn!(%error, "flushing acks failed");
+                    }
+                    self.metrics.batch_rows.observe(acked as f64);
+                    tracing::debug!(acked, elapsed_ms = started.elapsed().as_millis() as u64, "batch stored");
+                    return;
+                }
+                Err(error) => {
+                    attempt += 1;
+                    self.metrics.insert_errors.inc();
+                    let cap = Duration::from_millis(self.batch.max_backoff_ms)
+                        .min(Duration::from_millis(100) * 2u32.saturating_pow(attempt.min(16)));
+                    let pause = Duration::from_millis(rand::rng().random_range(0..=cap.as_millis() as u64));
+                    tracing::warn!(%error, attempt, pause_ms = pause.as_millis() as u64, rows = batch.messages.len(), "insert failed, retrying");
+                    // Keep the messages ours while ClickHouse is away, so they
+                    // are not redelivered to another replica meanwhile.
+                    if last_progress.elapsed() > Duration::from_millis(self.batch.ack_wait_ms / 3) {
+                        for message in &batch.messages {
+                            let _ = message.ack_with(AckKind::Progress).await;
+                        }
+                        last_progress = Instant::now();
+                    }
+                    tokio::select! {
+                        () = tokio::time::sleep(pause) => {}
+                        () = shutdown.cancelled() => {
+                            tracing::warn!(rows = batch.messages.len(), "shutting down with an unstored batch; JetStream will redeliver it");
+                            return;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    async fn insert_all(&self, batch: &Batch) -> Result<Vec<Poison>, clickhouse::error::Error> {
+        let mut poison = Vec::new();
+        macro_rules! table {
+            ($buffer:expr) => {{
+                let b = &$buffer;
+                if !b.rows.is_empty() {
+                    insert_isolating(&self.clickhouse, b.table, &b.rows, &b.origin, &mut poison).await?;
+                    self.metrics.rows.with_label_values(&[b.table]).inc_by(b.rows.len() as u64);
+                }
+            }};
+        }
+        table!(batch.trades);
+        table!(batch.bbo);
+        table!(batch.book_snapshots);
+        table!(batch.book_deltas);
+        table!(batch.funding);
+        table!(batch.liquidations);
+        table!(batch.open_interest);
+        table!(batch.venue_candles);
+        table!(batch.gaps);
+        Ok(poison)
+    }
+}
+
+/// Attaches the NATS headers of a dead letter for tests and tools.
+pub fn dlq_reason(headers: Option<&HeaderMap>) -> Option<String> {
+    headers.and_then(|h| h.get("Moat-Dlq-Reason")).map(|v| v.as_str().to_owned())
+}
