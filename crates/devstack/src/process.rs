@@ -76,6 +76,16 @@ impl ManagedProcess {
         }
     }
 
+    /// Like [`ManagedProcess::is_running`] without reaping, for `&self`
+    /// callers: a child that exited is reported gone.
+    pub fn is_running_now(&self) -> bool {
+        self.pid().is_some_and(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            // Field 3 is the state; Z is a zombie waiting to be reaped.
+            !stat.is_empty() && stat.split_whitespace().nth(2) != Some("Z")
+        })
+    }
+
     /// The last lines of the log, for error messages.
     pub fn log_tail(&self, lines: usize) -> String {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
@@ -120,5 +130,16 @@ impl ManagedProcess {
 impl Drop for ManagedProcess {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+impl ManagedProcess {
+    /// Leaves the child running after this handle is gone (`xtask up
+    /// --detach`); returns its pid for a later `down`.
+    pub fn detach(mut self) -> Option<u32> {
+        let pid = self.pid();
+        // Dropping a std Child neither kills nor waits for it.
+        self.child.take();
+        pid
     }
 }

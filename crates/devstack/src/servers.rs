@@ -94,6 +94,11 @@ impl Nats {
             p.kill();
         }
     }
+
+    /// Leaves the server running after this handle is gone; returns its pid.
+    pub fn detach(mut self) -> Option<u32> {
+        self.process.take().and_then(ManagedProcess::detach)
+    }
 }
 
 /// A `clickhouse-server` with its own config, data and logs under `dir`.
@@ -250,6 +255,11 @@ impl ClickHouse {
         if let Some(mut p) = self.process.take() {
             p.kill();
         }
+    }
+
+    /// Leaves the server running after this handle is gone; returns its pid.
+    pub fn detach(mut self) -> Option<u32> {
+        self.process.take().and_then(ManagedProcess::detach)
     }
 }
 

@@ -1,0 +1,9 @@
+-- One row per saved version; the newest version of a strategy is its state.
+CREATE TABLE IF NOT EXISTS strategy_state (
+    strategy_id TEXT NOT NULL,
+    version BIGINT NOT NULL,
+    data BYTEA NOT NULL,
+    sha256 TEXT NOT NULL,
+    saved_at_ms BIGINT NOT NULL,
+    PRIMARY KEY (strategy_id, version)
+);

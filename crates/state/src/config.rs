@@ -1,0 +1,129 @@
+//! State-service configuration (`config/state.toml`, `MOAT_STATE__…`; the
+//! database may also come from `DATABASE_URL`).
+
+use std::net::SocketAddr;
+
+use moat_common_types::config::{ConfigError, Validate};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StateConfig {
+    pub grpc: ListenConfig,
+    pub http: ListenConfig,
+    pub database: DatabaseConfig,
+    pub limits: LimitsConfig,
+}
+
+impl Default for StateConfig {
+    fn default() -> Self {
+        StateConfig {
+            grpc: ListenConfig {
+                listen: ([0, 0, 0, 0], 50052).into(),
+            },
+            http: ListenConfig {
+                listen: ([0, 0, 0, 0], 9091).into(),
+            },
+            database: DatabaseConfig::default(),
+            limits: LimitsConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenConfig {
+    pub listen: SocketAddr,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    /// `sqlite://path/to/state.db` or `postgres://user@host:port/db`.
+    /// `DATABASE_URL`, when set, takes precedence over the default.
+    pub url: String,
+    pub max_connections: u32,
+    /// Timeout of every statement and of acquiring a connection.
+    pub timeout_ms: u64,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        DatabaseConfig {
+            url: std::env::var("DATABASE_URL").unwrap_or_else(|_| "sqlite://moat-state.db".into()),
+            max_connections: 8,
+            timeout_ms: 5_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Largest state accepted, in bytes.
+    pub max_state_bytes: usize,
+    /// Versions kept per strategy for recovery; older ones are deleted.
+    pub keep_versions: u32,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            max_state_bytes: 1024 * 1024,
+            keep_versions: 10,
+        }
+    }
+}
+
+impl Validate for StateConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        let url = &self.database.url;
+        if !(url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            return Err(ConfigError::invalid(
+                "database.url",
+                format!("\"{}\"", redact(url)),
+                "a sqlite:// or postgres:// URL",
+            ));
+        }
+        if self.limits.keep_versions == 0 {
+            return Err(ConfigError::invalid("limits.keep_versions", 0, "at least 1"));
+        }
+        if self.limits.max_state_bytes == 0 || self.limits.max_state_bytes > 64 * 1024 * 1024 {
+            return Err(ConfigError::invalid(
+                "limits.max_state_bytes",
+                self.limits.max_state_bytes,
+                "1 byte to 64 MiB",
+            ));
+        }
+        if self.database.max_connections == 0 {
+            return Err(ConfigError::invalid("database.max_connections", 0, "at least 1"));
+        }
+        Ok(())
+    }
+}
+
+/// The URL with any password replaced, for logs and errors.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}://{user}:***@{}", &url[..scheme], &url[at + 1..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_never_reach_logs() {
+        assert_eq!(redact("postgres://moat:s3cret@db:5432/moat"), "postgres://moat:***@db:5432/moat");
+        assert_eq!(redact("postgres://moat@db/moat"), "postgres://moat@db/moat");
+        assert_eq!(redact("sqlite://state.db"), "sqlite://state.db");
+    }
+}

@@ -1,0 +1,73 @@
+//! `cargo xtask <command>`: developer automation for moat (matklad's xtask
+//! pattern: one binary aliased in `.cargo/config.toml`, one module per
+//! subcommand, few dependencies, no async runtime).
+
+mod stack;
+mod test;
+mod up;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+const USAGE: &str = "usage: cargo xtask <command>
+
+commands:
+  up [--detach]   build, start NATS (JetStream), ClickHouse and every service with a
+                  simulated exchange feed; wait for health; Ctrl-C stops everything
+  down            stop a stack started with `up --detach`
+  status          show the processes and health of a detached stack
+  test [ARGS]     start real NATS, ClickHouse and PostgreSQL on free ports and run
+                  every unit and integration test (ARGS go to `cargo test`)
+
+environment:
+  MOAT_DEV_NATS_PORT (4222), MOAT_DEV_NATS_MONITOR_PORT (8222),
+  MOAT_DEV_CLICKHOUSE_PORT (8123): ports of the dependencies started by `up`";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let (command, rest) = match args.split_first() {
+        Some((c, rest)) => (c.as_str(), rest),
+        None => ("help", &[][..]),
+    };
+    let result = match command {
+        "up" => up::up(rest.iter().any(|a| a == "--detach" || a == "-d")),
+        "down" => up::down(),
+        "status" => up::status(),
+        "test" => test::run(rest),
+        "help" | "--help" | "-h" => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        other => Err(format!("unknown command '{other}'\n\n{USAGE}")),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("xtask {command}: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The workspace root (xtask lives one level below it).
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask sits inside the workspace")
+        .to_owned()
+}
+
+/// Runs `cargo` with `args` in the workspace root, inheriting the terminal.
+pub fn cargo(args: &[&str]) -> Result<(), String> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = std::process::Command::new(&cargo)
+        .args(args)
+        .current_dir(root())
+        .status()
+        .map_err(|e| format!("running {cargo}: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("`cargo {}` failed with {status}", args.join(" ")))
+    }
+}

@@ -1,0 +1,72 @@
+//! The services of a local stack: how each is started and probed.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// One moat service as `up` runs it.
+pub struct Service {
+    pub name: &'static str,
+    pub binary: &'static str,
+    /// Health endpoint address (host:port).
+    pub health: &'static str,
+    /// Endpoints shown in the table.
+    pub endpoints: &'static str,
+    /// Environment on top of `config/<name>.toml`.
+    pub env: fn(&Deps) -> Vec<(String, String)>,
+}
+
+/// Where the dependencies listen.
+pub struct Deps {
+    pub nats_url: String,
+    pub clickhouse_url: String,
+    pub data_dir: PathBuf,
+}
+
+pub const SERVICES: &[Service] = &[
+    Service {
+        name: "state",
+        binary: "moat-state",
+        health: "127.0.0.1:9091",
+        endpoints: "gRPC 127.0.0.1:50052, HTTP http://127.0.0.1:9091/health",
+        env: |deps| {
+            let db = deps.data_dir.join("state.db");
+            vec![("MOAT_STATE__DATABASE__URL".into(), format!("sqlite://{}", db.display()))]
+        },
+    },
+    Service {
+        name: "storage-writer",
+        binary: "moat-storage-writer",
+        health: "127.0.0.1:8081",
+        endpoints: "HTTP http://127.0.0.1:8081/health",
+        env: |deps| {
+            vec![
+                ("MOAT_STORAGE_WRITER__NATS__URL".into(), deps.nats_url.clone()),
+                ("MOAT_STORAGE_WRITER__CLICKHOUSE__URL".into(), deps.clickhouse_url.clone()),
+            ]
+        },
+    },
+    Service {
+        name: "collector",
+        binary: "moat-collector",
+        health: "127.0.0.1:8080",
+        endpoints: "HTTP http://127.0.0.1:8080/health, /status (simulated feed)",
+        env: |deps| {
+            vec![
+                ("MOAT_COLLECTOR__NATS__URL".into(), deps.nats_url.clone()),
+                ("MOAT_COLLECTOR__SIM__ENABLED".into(), "true".into()),
+            ]
+        },
+    },
+];
+
+/// Path of a built service binary.
+pub fn binary(root: &Path, name: &str) -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
+    target.join("debug").join(name)
+}
+
+pub fn command(root: &Path, service: &Service, deps: &Deps) -> Command {
+    let mut cmd = Command::new(binary(root, service.binary));
+    cmd.current_dir(root).envs((service.env)(deps));
+    cmd
+}

@@ -1,0 +1,230 @@
+//! `cargo xtask up | down | status`: a local stack on real NATS and ClickHouse.
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use moat_devstack::{ClickHouse, ManagedProcess, Nats, Package, ensure_installed, http_get, wait_http_ok};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+use crate::stack::{Deps, SERVICES, binary, command};
+use crate::{cargo, root};
+
+const HEALTH_TIMEOUT: Duration = Duration::from_secs(60);
+
+fn port(var: &str, default: u16) -> Result<u16, String> {
+    match std::env::var(var) {
+        Ok(v) => v.parse().map_err(|_| format!("{var}={v:?} is not a port number")),
+        Err(_) => Ok(default),
+    }
+}
+
+fn dev_dir() -> PathBuf {
+    root().join("target").join("moat-dev")
+}
+
+fn pid_file() -> PathBuf {
+    dev_dir().join("pids")
+}
+
+/// `(name, pid, health address)` of a detached stack, in start order.
+fn read_pids() -> Vec<(String, i32, String)> {
+    let text = std::fs::read_to_string(pid_file()).unwrap_or_default();
+    text.lines()
+        .filter_map(|line| {
+            let mut parts = line.split_whitespace();
+            let name = parts.next()?.to_owned();
+            let pid = parts.next()?.parse().ok()?;
+            let health = parts.next().unwrap_or("-").to_owned();
+            Some((name, pid, health))
+        })
+        .collect()
+}
+
+fn alive(pid: i32) -> bool {
+    kill(Pid::from_raw(pid), None).is_ok()
+}
+
+pub fn up(detach: bool) -> Result<(), String> {
+    let running: Vec<_> = read_pids().into_iter().filter(|(_, pid, _)| alive(*pid)).collect();
+    if !running.is_empty() {
+        return Err(format!(
+            "a detached stack is already running ({} processes); stop it with `cargo xtask down`",
+            running.len()
+        ));
+    }
+    ensure_installed(&[Package::NATS, Package::CLICKHOUSE])?;
+    cargo(&["build", "--bins"])?;
+
+    let root = root();
+    let dir = dev_dir();
+    std::fs::create_dir_all(dir.join("logs")).map_err(|e| e.to_string())?;
+    println!("starting nats-server and clickhouse-server (data in {})", dir.display());
+    let nats = Nats::start_on(
+        &dir.join("nats"),
+        port("MOAT_DEV_NATS_PORT", 4222)?,
+        port("MOAT_DEV_NATS_MONITOR_PORT", 8222)?,
+    )?;
+    let clickhouse = ClickHouse::start_on(&dir.join("clickhouse"), port("MOAT_DEV_CLICKHOUSE_PORT", 8123)?)?;
+    let deps = Deps {
+        nats_url: nats.url(),
+        clickhouse_url: clickhouse.url(),
+        data_dir: dir.clone(),
+    };
+
+    migrate(&root, &deps)?;
+
+    let mut services: Vec<(ManagedProcess, &'static str)> = Vec::new();
+    for service in SERVICES {
+        let log = dir.join("logs").join(format!("{}.log", service.name));
+        let process = ManagedProcess::spawn(service.name, command(&root, service, &deps), &log)?;
+        services.push((process, service.health));
+    }
+    for (process, health) in &mut services {
+        if let Err(error) = wait_http_ok(health, "/health", HEALTH_TIMEOUT) {
+            let tail = process.log_tail(15);
+            return Err(format!(
+                "{} did not become healthy: {error}\nlast log lines ({}):\n{tail}",
+                process.name,
+                process.log.display()
+            ));
+        }
+    }
+
+    print_table(&nats, &clickhouse, &dir);
+
+    if detach {
+        let mut lines = vec![
+            format!("nats-server {} {}", nats.pid().unwrap_or(0), nats.monitor_addr()),
+            format!("clickhouse-server {} {}", clickhouse.pid().unwrap_or(0), clickhouse.http_addr()),
+        ];
+        for (process, health) in services {
+            let name = process.name.clone();
+            let pid = process.detach().unwrap_or(0);
+            lines.push(format!("{name} {pid} {health}"));
+        }
+        nats.detach();
+        clickhouse.detach();
+        std::fs::write(pid_file(), lines.join("\n") + "\n").map_err(|e| e.to_string())?;
+        println!("\ndetached; `cargo xtask status` shows it, `cargo xtask down` stops it");
+        return Ok(());
+    }
+
+    println!("\nCtrl-C stops everything");
+    let (tx, rx) = mpsc::channel();
+    ctrlc::set_handler(move || {
+        let _ = tx.send(());
+    })
+    .map_err(|e| format!("installing the Ctrl-C handler: {e}"))?;
+    loop {
+        if rx.recv_timeout(Duration::from_millis(500)).is_ok() {
+            break;
+        }
+        if let Some((process, _)) = services.iter_mut().find(|(p, _)| !p.is_running_now()) {
+            eprintln!(
+                "{} exited unexpectedly; last log lines ({}):\n{}",
+                process.name,
+                process.log.display(),
+                process.log_tail(15)
+            );
+            break;
+        }
+    }
+    println!("stopping services");
+    // Services first, in reverse start order, so they drain into live
+    // dependencies; then ClickHouse and NATS (dropped last).
+    while let Some((mut process, _)) = services.pop() {
+        process.stop();
+    }
+    drop(clickhouse);
+    drop(nats);
+    println!("stopped");
+    Ok(())
+}
+
+fn migrate(root: &Path, deps: &Deps) -> Result<(), String> {
+    let status = std::process::Command::new(binary(root, "moat-storage-writer"))
+        .arg("migrate")
+        .current_dir(root)
+        .env("MOAT_STORAGE_WRITER__CLICKHOUSE__URL", &deps.clickhouse_url)
+        .status()
+        .map_err(|e| format!("running moat-storage-writer migrate: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("moat-storage-writer migrate failed with {status}"))
+    }
+}
+
+fn print_table(nats: &Nats, clickhouse: &ClickHouse, dir: &Path) {
+    println!("\n{:<20} {:<8} endpoints", "component", "status");
+    println!(
+        "{:<20} {:<8} {} (monitor http://{})",
+        "nats-server",
+        "healthy",
+        nats.url(),
+        nats.monitor_addr()
+    );
+    println!("{:<20} {:<8} {} (database moat)", "clickhouse-server", "healthy", clickhouse.url());
+    for service in SERVICES {
+        println!("{:<20} {:<8} {}", format!("moat-{}", service.name), "healthy", service.endpoints);
+    }
+    println!("\nlogs: {}", dir.join("logs").display());
+}
+
+pub fn down() -> Result<(), String> {
+    let entries = read_pids();
+    if entries.is_empty() {
+        println!("no detached stack recorded in {}", pid_file().display());
+        return Ok(());
+    }
+    for (name, pid, _) in entries.iter().rev() {
+        if !alive(*pid) {
+            continue;
+        }
+        let _ = kill(Pid::from_raw(*pid), Signal::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while alive(*pid) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        if alive(*pid) {
+            let _ = kill(Pid::from_raw(*pid), Signal::SIGKILL);
+            println!("{name} (pid {pid}) killed after 15 s");
+        } else {
+            println!("{name} (pid {pid}) stopped");
+        }
+    }
+    std::fs::remove_file(pid_file()).map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+pub fn status() -> Result<(), String> {
+    let entries = read_pids();
+    if entries.is_empty() {
+        println!("no detached stack (start one with `cargo xtask up --detach`)");
+        return Ok(());
+    }
+    let mut all_ok = true;
+    println!("{:<20} {:<8} {:<9} health", "component", "pid", "process");
+    for (name, pid, health) in entries {
+        let running = alive(pid);
+        let path = match name.as_str() {
+            "nats-server" => "/healthz",
+            "clickhouse-server" => "/ping",
+            _ => "/health",
+        };
+        let probe = if running {
+            match http_get(&health, path, Duration::from_secs(3)) {
+                Ok(r) if r.is_success() => "ok".to_owned(),
+                Ok(r) => format!("HTTP {}: {}", r.status, r.body.trim()),
+                Err(e) => e,
+            }
+        } else {
+            "-".to_owned()
+        };
+        all_ok &= running && probe == "ok";
+        println!("{name:<20} {pid:<8} {:<9} {probe}", if running { "running" } else { "gone" });
+    }
+    if all_ok { Ok(()) } else { Err("some components are down or unhealthy".into()) }
+}
