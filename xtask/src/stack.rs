@@ -41,7 +41,10 @@ pub const SERVICES: &[Service] = &[
         env: |deps| {
             vec![
                 ("MOAT_STORAGE_WRITER__NATS__URL".into(), deps.nats_url.clone()),
-                ("MOAT_STORAGE_WRITER__CLICKHOUSE__URL".into(), deps.clickhouse_url.clone()),
+                (
+                    "MOAT_STORAGE_WRITER__CLICKHOUSE__URL".into(),
+                    deps.clickhouse_url.clone(),
+                ),
             ]
         },
     },

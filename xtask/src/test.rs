@@ -6,6 +6,10 @@
 //! schema names, so they run in parallel. Tests that kill or restart a
 //! server start their own through `moat-devstack`.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
 use moat_devstack::{ClickHouse, Nats, Package, Postgres, ensure_installed};
 
 use crate::{cargo, root};
@@ -33,22 +37,40 @@ pub fn run(extra: &[String]) -> Result<(), String> {
     let mut args = vec!["test", "--workspace", "--all-targets"];
     args.extend(extra.iter().map(String::as_str));
     let cargo_bin = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = std::process::Command::new(&cargo_bin)
+    let mut child = std::process::Command::new(&cargo_bin)
         .args(&args)
         .current_dir(root())
         .env("MOAT_TEST_NATS_URL", nats.url())
         .env("MOAT_TEST_CLICKHOUSE_URL", clickhouse.url())
         .env("MOAT_TEST_DATABASE_URL", postgres.url())
-        .status()
+        .spawn()
         .map_err(|e| format!("running cargo test: {e}"))?;
+    // On Ctrl-C or SIGTERM (a CI timeout), stop the tests and still take
+    // the servers down below, so no process outlives the run.
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst))
+        .map_err(|e| format!("installing the signal handler: {e}"))?;
+    let status = loop {
+        if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
+            break Some(status);
+        }
+        if stop.load(Ordering::SeqCst) {
+            eprintln!("interrupted: stopping the tests and the servers");
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
 
     drop(postgres);
     drop(clickhouse);
     drop(nats);
     let _ = std::fs::remove_dir_all(&dir);
-    if status.success() {
-        Ok(())
-    } else {
-        Err(format!("tests failed ({status})"))
+    match status {
+        Some(status) if status.success() => Ok(()),
+        Some(status) => Err(format!("tests failed ({status})")),
+        None => Err("interrupted".into()),
     }
 }

@@ -97,7 +97,11 @@ pub fn up(detach: bool) -> Result<(), String> {
     if detach {
         let mut lines = vec![
             format!("nats-server {} {}", nats.pid().unwrap_or(0), nats.monitor_addr()),
-            format!("clickhouse-server {} {}", clickhouse.pid().unwrap_or(0), clickhouse.http_addr()),
+            format!(
+                "clickhouse-server {} {}",
+                clickhouse.pid().unwrap_or(0),
+                clickhouse.http_addr()
+            ),
         ];
         for (process, health) in services {
             let name = process.name.clone();
@@ -166,9 +170,19 @@ fn print_table(nats: &Nats, clickhouse: &ClickHouse, dir: &Path) {
         nats.url(),
         nats.monitor_addr()
     );
-    println!("{:<20} {:<8} {} (database moat)", "clickhouse-server", "healthy", clickhouse.url());
+    println!(
+        "{:<20} {:<8} {} (database moat)",
+        "clickhouse-server",
+        "healthy",
+        clickhouse.url()
+    );
     for service in SERVICES {
-        println!("{:<20} {:<8} {}", format!("moat-{}", service.name), "healthy", service.endpoints);
+        println!(
+            "{:<20} {:<8} {}",
+            format!("moat-{}", service.name),
+            "healthy",
+            service.endpoints
+        );
     }
     println!("\nlogs: {}", dir.join("logs").display());
 }
@@ -224,7 +238,14 @@ pub fn status() -> Result<(), String> {
             "-".to_owned()
         };
         all_ok &= running && probe == "ok";
-        println!("{name:<20} {pid:<8} {:<9} {probe}", if running { "running" } else { "gone" });
+        println!(
+            "{name:<20} {pid:<8} {:<9} {probe}",
+            if running { "running" } else { "gone" }
+        );
     }
-    if all_ok { Ok(()) } else { Err("some components are down or unhealthy".into()) }
+    if all_ok {
+        Ok(())
+    } else {
+        Err("some components are down or unhealthy".into())
+    }
 }

@@ -84,7 +84,11 @@ impl Default for SimConfig {
         SimConfig {
             enabled: false,
             exchange: "sim".into(),
-            symbols: vec![s("BTC-USDT", "60000.00"), s("ETH-USDT", "3000.00"), s("SOL-USDT", "150.000")],
+            symbols: vec![
+                s("BTC-USDT", "60000.00"),
+                s("ETH-USDT", "3000.00"),
+                s("SOL-USDT", "150.000"),
+            ],
             trades_per_second: 20,
         }
     }

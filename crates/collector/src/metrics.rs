@@ -19,7 +19,10 @@ impl Metrics {
     pub fn new() -> Metrics {
         let registry = Registry::new();
         let counter_vec = |name: &str, help: &str, labels: &[&str]| {
-            register(&registry, IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric"))
+            register(
+                &registry,
+                IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric"),
+            )
         };
         Metrics {
             events: counter_vec(
@@ -39,8 +42,11 @@ impl Metrics {
             ),
             publish_errors: register(
                 &registry,
-                IntCounter::new("moat_collector_publish_errors_total", "publish attempts that failed and were retried")
-                    .expect("valid metric"),
+                IntCounter::new(
+                    "moat_collector_publish_errors_total",
+                    "publish attempts that failed and were retried",
+                )
+                .expect("valid metric"),
             ),
             queue_depth: register(
                 &registry,

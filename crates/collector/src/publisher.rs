@@ -124,13 +124,17 @@ pub async fn run_publisher(
     let mut shutdown = std::pin::pin!(shutdown);
     let mut draining_since: Option<Instant> = None;
     loop {
-        if let Some(since) = draining_since {
-            if (queue.is_empty() && inflight.is_empty()) || since.elapsed() > grace {
-                if !queue.is_empty() || !inflight.is_empty() {
-                    tracing::warn!(queued = queue.len(), inflight = inflight.len(), "publisher stopped before draining");
-                }
-                return;
+        if let Some(since) = draining_since
+            && ((queue.is_empty() && inflight.is_empty()) || since.elapsed() > grace)
+        {
+            if !queue.is_empty() || !inflight.is_empty() {
+                tracing::warn!(
+                    queued = queue.len(),
+                    inflight = inflight.len(),
+                    "publisher stopped before draining"
+                );
             }
+            return;
         }
         tokio::select! {
             () = &mut shutdown, if draining_since.is_none() => {

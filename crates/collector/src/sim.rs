@@ -70,12 +70,18 @@ pub async fn run(config: SimConfig, queue: Arc<EventQueue>, status: StreamStatus
             queue.push(MarketEvent::Bbo(Bbo {
                 instrument: book.instrument.clone(),
                 sequence: boot * 1_000_000 + seq,
-                bid: Level { price: bid, qty: Decimal::new(rng.random_range(1..100_000), 4) },
-                ask: Level { price: ask, qty: Decimal::new(rng.random_range(1..100_000), 4) },
+                bid: Level {
+                    price: bid,
+                    qty: Decimal::new(rng.random_range(1..100_000), 4),
+                },
+                ask: Level {
+                    price: ask,
+                    qty: Decimal::new(rng.random_range(1..100_000), 4),
+                },
                 ts_exchange_ms: now,
                 ts_recv_ms: now,
             }));
-            if seq % u64::from(config.trades_per_second) == 0 {
+            if seq.is_multiple_of(u64::from(config.trades_per_second)) {
                 let level = |i: i64, rng: &mut StdRng| Level {
                     price: book.mid + book.tick * Decimal::from(i),
                     qty: Decimal::new(rng.random_range(1..100_000), 4),

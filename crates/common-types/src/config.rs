@@ -181,7 +181,11 @@ fn describe(figment: &Figment, prefix: &str, error: figment::Error) -> ConfigErr
 }
 
 fn join(parent: &str, field: &str) -> String {
-    if parent.is_empty() { field.to_owned() } else { format!("{parent}.{field}") }
+    if parent.is_empty() {
+        field.to_owned()
+    } else {
+        format!("{parent}.{field}")
+    }
 }
 
 /// Loads the configuration or exits with [`EXIT_BAD_CONFIG`] after printing
@@ -251,6 +255,8 @@ mod tests {
         }
     }
 
+    // figment's Jail closure type is fixed by figment.
+    #[allow(clippy::result_large_err)]
     /// Loads `Demo` from a file holding `toml` with the given environment,
     /// inside a figment `Jail` (which serialises tests that touch the
     /// process environment and restores it afterwards).

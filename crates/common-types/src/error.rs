@@ -173,7 +173,10 @@ mod tests {
             assert_eq!(code.http_status(), status, "{code}");
         }
         for code in ErrorCode::ALL {
-            assert!((400..600).contains(&code.http_status()), "{code} is not an error status");
+            assert!(
+                (400..600).contains(&code.http_status()),
+                "{code} is not an error status"
+            );
         }
     }
 }

@@ -22,7 +22,10 @@ impl From<Error> for tonic::Status {
 /// Writes the current span's trace context into outgoing metadata.
 pub fn inject_trace(metadata: &mut MetadataMap) {
     crate::telemetry::inject(|key, value| {
-        if let (Ok(key), Ok(value)) = (MetadataKey::from_bytes(key.as_bytes()), MetadataValue::try_from(value.as_str())) {
+        if let (Ok(key), Ok(value)) = (
+            MetadataKey::from_bytes(key.as_bytes()),
+            MetadataValue::try_from(value.as_str()),
+        ) {
             metadata.insert(key, value);
         }
     });
@@ -30,7 +33,9 @@ pub fn inject_trace(metadata: &mut MetadataMap) {
 
 /// Parents `span` on the trace context of incoming metadata.
 pub fn extract_trace(span: &tracing::Span, metadata: &MetadataMap) {
-    crate::telemetry::extract(span, |key| metadata.get(key).and_then(|v| v.to_str().ok()).map(str::to_owned));
+    crate::telemetry::extract(span, |key| {
+        metadata.get(key).and_then(|v| v.to_str().ok()).map(str::to_owned)
+    });
 }
 
 #[cfg(test)]

@@ -30,7 +30,10 @@ pub struct Health {
 impl std::fmt::Debug for Health {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let names: Vec<&str> = self.checks.iter().map(|(n, _)| n.as_str()).collect();
-        f.debug_struct("Health").field("service", &self.service).field("checks", &names).finish()
+        f.debug_struct("Health")
+            .field("service", &self.service)
+            .field("checks", &names)
+            .finish()
     }
 }
 
@@ -101,7 +104,11 @@ pub fn router(health: Health, registry: Registry) -> Router {
 
 async fn ready(State(state): State<AppState>) -> Response {
     let (ready, body) = state.health.report().await;
-    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     (status, axum::Json(body)).into_response()
 }
 
@@ -217,7 +224,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_hanging_check_fails_within_the_timeout() {
-        let health = Health::new("demo").check("slow", || std::future::pending());
+        let health = Health::new("demo").check("slow", std::future::pending);
         let started = std::time::Instant::now();
         let (ready, body) = health.report().await;
         assert!(!ready);
@@ -228,7 +235,10 @@ mod tests {
     #[tokio::test]
     async fn metrics_are_prometheus_text() {
         let registry = Registry::new();
-        let counter = register(&registry, prometheus::IntCounter::new("moat_demo_events_total", "events").unwrap());
+        let counter = register(
+            &registry,
+            prometheus::IntCounter::new("moat_demo_events_total", "events").unwrap(),
+        );
         counter.inc_by(3);
         let (status, body) = get_body(router(Health::new("demo"), registry), "/metrics").await;
         assert_eq!(status, 200);

@@ -328,7 +328,9 @@ pub fn parse_decimal(field: &str, value: &str) -> Result<Decimal, Error> {
 pub fn parse_price(field: &str, value: &str) -> Result<Decimal, Error> {
     let price = parse_decimal(field, value)?;
     if price <= Decimal::ZERO {
-        return Err(Error::invalid_argument(format!("{field}: price {value} must be greater than zero")));
+        return Err(Error::invalid_argument(format!(
+            "{field}: price {value} must be greater than zero"
+        )));
     }
     Ok(price)
 }
@@ -337,7 +339,9 @@ pub fn parse_price(field: &str, value: &str) -> Result<Decimal, Error> {
 pub fn parse_qty(field: &str, value: &str) -> Result<Decimal, Error> {
     let qty = parse_decimal(field, value)?;
     if qty < Decimal::ZERO {
-        return Err(Error::invalid_argument(format!("{field}: quantity {value} must not be negative")));
+        return Err(Error::invalid_argument(format!(
+            "{field}: quantity {value} must not be negative"
+        )));
     }
     Ok(qty)
 }

@@ -59,7 +59,9 @@ fn instrument_from_pb(i: Option<&pb::Instrument>) -> Result<Instrument, Error> {
         }
     };
     if i.exchange.is_empty() || i.symbol.is_empty() {
-        return Err(Error::invalid_argument("instrument: exchange and symbol must not be empty"));
+        return Err(Error::invalid_argument(
+            "instrument: exchange and symbol must not be empty",
+        ));
     }
     Ok(Instrument {
         exchange: i.exchange.clone(),
@@ -89,7 +91,11 @@ fn levels_from_pb(field: &str, levels: &[pb::Level]) -> Result<Vec<Level>, Error
 }
 
 fn opt_decimal(field: &str, s: &str) -> Result<Option<Decimal>, Error> {
-    if s.is_empty() { Ok(None) } else { parse_decimal(field, s).map(Some) }
+    if s.is_empty() {
+        Ok(None)
+    } else {
+        parse_decimal(field, s).map(Some)
+    }
 }
 
 impl From<&MarketEvent> for pb::MarketEvent {
@@ -410,16 +416,25 @@ mod tests {
 
     #[test]
     fn decimals_survive_as_written() {
-        let MarketEvent::Trade(t) = &samples()[0] else { unreachable!() };
+        let MarketEvent::Trade(t) = &samples()[0] else {
+            unreachable!()
+        };
         let pb = pb::MarketEvent::from(&MarketEvent::Trade(t.clone()));
-        let Some(pb::market_event::Event::Trade(pt)) = pb.event else { unreachable!() };
+        let Some(pb::market_event::Event::Trade(pt)) = pb.event else {
+            unreachable!()
+        };
         assert_eq!(pt.price, "6.0710");
         assert_eq!(pt.qty, "0.00012000");
     }
 
     #[test]
     fn invalid_payloads_name_the_problem() {
-        assert!(decode(b"\xff\xff\xff").unwrap_err().message.contains("not a moat.marketdata.v1.MarketEvent"));
+        assert!(
+            decode(b"\xff\xff\xff")
+                .unwrap_err()
+                .message
+                .contains("not a moat.marketdata.v1.MarketEvent")
+        );
         let empty = pb::MarketEvent { event: None }.encode_to_vec();
         assert_eq!(decode(&empty).unwrap_err().message, "market event carries no event");
 
@@ -434,6 +449,9 @@ mod tests {
         if let Some(pb::market_event::Event::Trade(t)) = &mut no_instrument.event {
             t.instrument = None;
         }
-        assert_eq!(decode(&no_instrument.encode_to_vec()).unwrap_err().message, "instrument is missing");
+        assert_eq!(
+            decode(&no_instrument.encode_to_vec()).unwrap_err().message,
+            "instrument is missing"
+        );
     }
 }

@@ -37,7 +37,12 @@ impl Subject {
 
     pub fn for_event(event: &MarketEvent) -> Result<Subject, Error> {
         let instrument = event.instrument();
-        Subject::new(event.kind(), &instrument.exchange, instrument.market, &instrument.symbol)
+        Subject::new(
+            event.kind(),
+            &instrument.exchange,
+            instrument.market,
+            &instrument.symbol,
+        )
     }
 
     pub fn parse(subject: &str) -> Result<Subject, Error> {
@@ -56,7 +61,9 @@ impl Subject {
             return Err(bad("does not have five tokens"));
         };
         let kind = kind.parse().map_err(|_| bad(&format!("has unknown kind '{kind}'")))?;
-        let market = market.parse().map_err(|_| bad(&format!("has unknown market '{market}'")))?;
+        let market = market
+            .parse()
+            .map_err(|_| bad(&format!("has unknown market '{market}'")))?;
         Subject::new(kind, exchange, market, symbol)
     }
 }
@@ -71,7 +78,9 @@ impl fmt::Display for Subject {
 fn check_token(what: &str, token: &str) -> Result<(), Error> {
     let ok = !token.is_empty()
         && token.len() <= 64
-        && token.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        && token
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
     if ok {
         Ok(())
     } else {
@@ -87,7 +96,14 @@ fn check_token(what: &str, token: &str) -> Result<(), Error> {
 /// within the stream's duplicate window.
 pub fn msg_id(event: &MarketEvent) -> String {
     let i = event.instrument();
-    format!("{}:{}:{}:{}:{}", i.exchange, i.market, i.symbol, event.kind(), event.event_key())
+    format!(
+        "{}:{}:{}:{}:{}",
+        i.exchange,
+        i.market,
+        i.symbol,
+        event.kind(),
+        event.event_key()
+    )
 }
 
 #[cfg(test)]
@@ -105,7 +121,9 @@ mod tests {
             }
         }
         assert_eq!(
-            Subject::new(Kind::Trade, "binance", Market::Spot, "BTC-USDT").unwrap().to_string(),
+            Subject::new(Kind::Trade, "binance", Market::Spot, "BTC-USDT")
+                .unwrap()
+                .to_string(),
             "md.trade.binance.spot.BTC-USDT"
         );
     }
@@ -150,7 +168,11 @@ mod tests {
         if let MarketEvent::Trade(t) = &mut later {
             t.ts_recv_ms = 99;
         }
-        assert_eq!(msg_id(&trade("7")), msg_id(&later), "receive time must not change the id");
+        assert_eq!(
+            msg_id(&trade("7")),
+            msg_id(&later),
+            "receive time must not change the id"
+        );
         assert_ne!(msg_id(&trade("7")), msg_id(&trade("8")));
     }
 }

@@ -10,8 +10,8 @@ use crate::model::Market;
 /// Quote assets recognised at the end of concatenated symbols (`BTCUSDT`).
 /// Longer quotes are tried first so `USDT` wins over `USD`.
 const KNOWN_QUOTES: &[&str] = &[
-    "FDUSD", "BIDR", "BUSD", "IDRT", "TUSD", "USDC", "USDP", "USDT", "BRL", "BTC", "BNB", "DAI", "DOT", "ETH",
-    "EUR", "GBP", "JPY", "NGN", "PAX", "RUB", "TRX", "TRY", "UAH", "USD", "VAI", "XRP", "ZAR", "AUD",
+    "FDUSD", "BIDR", "BUSD", "IDRT", "TUSD", "USDC", "USDP", "USDT", "BRL", "BTC", "BNB", "DAI", "DOT", "ETH", "EUR",
+    "GBP", "JPY", "NGN", "PAX", "RUB", "TRX", "TRY", "UAH", "USD", "VAI", "XRP", "ZAR", "AUD",
 ];
 
 /// A normalized symbol, e.g. `BTC-USDT`, `UNI-USD-PERP`, `BTC-USD-220527`.
@@ -191,7 +191,14 @@ mod tests {
         assert!(normalize("BTC-USD", Market::Future).is_err());
         assert!(normalize("BTC-USD-220527", Market::Spot).is_err());
         assert!(normalize("BTC-USD-221399", Market::Future).is_err());
-        for bad in ["btc-usdt", "BTC", "BTC-USDT-SWAP", "BTC--USDT", "BTC-USDT-2205", "BTC.X-USD"] {
+        for bad in [
+            "btc-usdt",
+            "BTC",
+            "BTC-USDT-SWAP",
+            "BTC--USDT",
+            "BTC-USDT-2205",
+            "BTC.X-USD",
+        ] {
             assert!(bad.parse::<Symbol>().is_err(), "{bad} parsed");
         }
     }

@@ -30,10 +30,8 @@ pub struct TelemetryGuard {
 
 impl Drop for TelemetryGuard {
     fn drop(&mut self) {
-        if let Some(provider) = self.provider.take() {
-            if let Err(error) = provider.shutdown() {
-                eprintln!("failed to flush spans on shutdown: {error}");
-            }
+        if let Some(Err(error)) = self.provider.take().map(|p| p.shutdown()) {
+            eprintln!("failed to flush spans on shutdown: {error}");
         }
     }
 }
@@ -130,8 +128,7 @@ impl Extractor for MapExtractor {
 
 /// Reads trace context through `get` and makes it the parent of `span`.
 pub fn extract(span: &tracing::Span, get: impl Fn(&str) -> Option<String>) {
-    let map: HashMap<&'static str, String> =
-        TRACE_HEADERS.iter().filter_map(|k| get(k).map(|v| (*k, v))).collect();
+    let map: HashMap<&'static str, String> = TRACE_HEADERS.iter().filter_map(|k| get(k).map(|v| (*k, v))).collect();
     if map.is_empty() {
         return;
     }

@@ -25,8 +25,7 @@ fn request(addr: &str, method: &str, path: &str, body: &[u8], timeout: Duration)
         .map_err(|e| format!("cannot resolve {addr}: {e}"))?
         .next()
         .ok_or_else(|| format!("{addr} resolves to no address"))?;
-    let mut stream =
-        TcpStream::connect_timeout(&target, timeout).map_err(|e| format!("connect to {addr}: {e}"))?;
+    let mut stream = TcpStream::connect_timeout(&target, timeout).map_err(|e| format!("connect to {addr}: {e}"))?;
     stream.set_read_timeout(Some(timeout)).map_err(|e| e.to_string())?;
     stream.set_write_timeout(Some(timeout)).map_err(|e| e.to_string())?;
     let head = format!(

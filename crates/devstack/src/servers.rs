@@ -5,10 +5,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use crate::Result;
 use crate::http::{http_post, wait_http_ok};
 use crate::install::{Package, find_binary};
 use crate::process::{ManagedProcess, free_port};
-use crate::Result;
 
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -223,13 +223,16 @@ impl ClickHouse {
         let config = self.write_config()?;
         let mut cmd = Command::new(binary(&Package::CLICKHOUSE)?);
         cmd.arg(format!("--config-file={}", config.display()));
-        let mut process =
-            ManagedProcess::spawn("clickhouse-server", cmd, &self.dir.join("log/stdout.log"))?.with_grace(Duration::from_secs(15));
+        let mut process = ManagedProcess::spawn("clickhouse-server", cmd, &self.dir.join("log/stdout.log"))?
+            .with_grace(Duration::from_secs(15));
         if let Err(e) = wait_http_ok(&self.http_addr(), "/ping", START_TIMEOUT) {
             process.kill();
             let err_log = std::fs::read_to_string(self.dir.join("log/clickhouse-server.err.log")).unwrap_or_default();
             let tail: Vec<&str> = err_log.lines().rev().take(10).collect();
-            return Err(format!("clickhouse-server did not answer /ping: {e}\n{}", tail.join("\n")));
+            return Err(format!(
+                "clickhouse-server did not answer /ping: {e}\n{}",
+                tail.join("\n")
+            ));
         }
         self.process = Some(process);
         Ok(())
@@ -241,7 +244,11 @@ impl ClickHouse {
         if r.is_success() {
             Ok(r.body)
         } else {
-            Err(format!("ClickHouse answered {} to `{sql}`: {}", r.status, r.body.trim()))
+            Err(format!(
+                "ClickHouse answered {} to `{sql}`: {}",
+                r.status,
+                r.body.trim()
+            ))
         }
     }
 
@@ -285,7 +292,9 @@ impl Postgres {
         owner.chown(&socket)?;
         if !data.join("PG_VERSION").exists() {
             let mut cmd = Command::new(&initdb);
-            cmd.arg("-D").arg(&data).args(["-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"]);
+            cmd.arg("-D")
+                .arg(&data)
+                .args(["-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"]);
             owner.apply(&mut cmd);
             let out = cmd.output().map_err(|e| format!("running initdb: {e}"))?;
             if !out.status.success() {
@@ -317,10 +326,10 @@ impl Postgres {
             if log.contains("database system is ready to accept connections") {
                 return Ok(());
             }
-            if let Some(p) = &mut self.process {
-                if !p.is_running() {
-                    return Err(format!("postgres exited at start:\n{log}"));
-                }
+            if let Some(p) = &mut self.process
+                && !p.is_running()
+            {
+                return Err(format!("postgres exited at start:\n{log}"));
             }
             std::thread::sleep(Duration::from_millis(50));
         }

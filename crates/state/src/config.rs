@@ -122,7 +122,10 @@ mod tests {
 
     #[test]
     fn passwords_never_reach_logs() {
-        assert_eq!(redact("postgres://moat:s3cret@db:5432/moat"), "postgres://moat:***@db:5432/moat");
+        assert_eq!(
+            redact("postgres://moat:s3cret@db:5432/moat"),
+            "postgres://moat:***@db:5432/moat"
+        );
         assert_eq!(redact("postgres://moat@db/moat"), "postgres://moat@db/moat");
         assert_eq!(redact("sqlite://state.db"), "sqlite://state.db");
     }

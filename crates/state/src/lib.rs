@@ -41,7 +41,11 @@ pub async fn run(
             async move { store.ping().await }
         }
     });
-    let http_task = tokio::spawn(serve(http, router(health, registry), shutdown.clone().cancelled_owned()));
+    let http_task = tokio::spawn(serve(
+        http,
+        router(health, registry),
+        shutdown.clone().cancelled_owned(),
+    ));
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter.set_serving::<StateStoreServer<StateService>>().await;

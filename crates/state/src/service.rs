@@ -21,7 +21,9 @@ pub const MAX_ID_LEN: usize = 128;
 pub fn validate_strategy_id(id: &str) -> Result<(), Error> {
     let ok = !id.is_empty()
         && id.len() <= MAX_ID_LEN
-        && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b':' | b'-'));
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b':' | b'-'));
     if ok {
         Ok(())
     } else {
@@ -80,7 +82,10 @@ impl StateService {
         extract_trace(&span, metadata);
         let started = Instant::now();
         let result = work.instrument(span).await;
-        self.metrics.latency.with_label_values(&[op]).observe(started.elapsed().as_secs_f64());
+        self.metrics
+            .latency
+            .with_label_values(&[op])
+            .observe(started.elapsed().as_secs_f64());
         let status = match &result {
             Ok(_) => "ok",
             Err(e) => e.code.as_str(),

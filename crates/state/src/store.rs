@@ -60,7 +60,7 @@ const LOAD_LATEST: &str = "SELECT version, data, sha256, saved_at_ms FROM strate
 const LOAD_VERSION: &str = "SELECT version, data, sha256, saved_at_ms FROM strategy_state
     WHERE strategy_id = $1 AND version = $2";
 const DELETE: &str = "DELETE FROM strategy_state WHERE strategy_id = $1";
-const LIST: &str = "SELECT version, sha256, LENGTH(data), saved_at_ms FROM strategy_state
+const LIST: &str = "SELECT version, sha256, CAST(LENGTH(data) AS BIGINT), saved_at_ms FROM strategy_state
     WHERE strategy_id = $1 ORDER BY version";
 
 fn db_error(what: &str, error: sqlx::Error) -> Error {
@@ -121,8 +121,7 @@ impl Store {
     }
 
     pub async fn ping(&self) -> Result<(), String> {
-        with_pool!(self, pool => sqlx::query("SELECT 1").execute(pool).await.map(|_| ()))
-            .map_err(|e| e.to_string())
+        with_pool!(self, pool => sqlx::query("SELECT 1").execute(pool).await.map(|_| ())).map_err(|e| e.to_string())
     }
 
     async fn current_version(&self, strategy_id: &str) -> Result<u64, Error> {
@@ -133,7 +132,13 @@ impl Store {
 
     /// Saves `data` as version `expected_version + 1` if the current version
     /// is `expected_version`; otherwise `ABORTED` naming both versions.
-    pub async fn save(&self, strategy_id: &str, data: &[u8], expected_version: u64, keep: u32) -> Result<Stored, Error> {
+    pub async fn save(
+        &self,
+        strategy_id: &str,
+        data: &[u8],
+        expected_version: u64,
+        keep: u32,
+    ) -> Result<Stored, Error> {
         let sha256 = sha256_hex(data);
         let saved_at_ms = now_ms();
         let expected = i64::try_from(expected_version)

@@ -102,7 +102,11 @@ impl Validate for WriterConfig {
     fn validate(&self) -> Result<(), ConfigError> {
         let w = &self.writer;
         if w.batch_size == 0 || w.batch_size > 1_000_000 {
-            return Err(ConfigError::invalid("writer.batch_size", w.batch_size, "1 to 1000000 rows"));
+            return Err(ConfigError::invalid(
+                "writer.batch_size",
+                w.batch_size,
+                "1 to 1000000 rows",
+            ));
         }
         if w.flush_interval_ms == 0 {
             return Err(ConfigError::invalid("writer.flush_interval_ms", 0, "at least 1 ms"));
@@ -115,7 +119,11 @@ impl Validate for WriterConfig {
             ));
         }
         if w.ack_wait_ms < 5_000 {
-            return Err(ConfigError::invalid("writer.ack_wait_ms", w.ack_wait_ms, "at least 5000 ms"));
+            return Err(ConfigError::invalid(
+                "writer.ack_wait_ms",
+                w.ack_wait_ms,
+                "at least 5000 ms",
+            ));
         }
         if !self.clickhouse.url.starts_with("http://") && !self.clickhouse.url.starts_with("https://") {
             return Err(ConfigError::invalid(

@@ -37,7 +37,12 @@ pub async fn migrate(config: &WriterConfig, recreate: bool) -> anyhow::Result<Ve
     let client = clickhouse_client(&config.clickhouse);
     schema::migrate(&client, &config.clickhouse.database, recreate)
         .await
-        .with_context(|| format!("migrating ClickHouse database {} at {}", config.clickhouse.database, config.clickhouse.url))
+        .with_context(|| {
+            format!(
+                "migrating ClickHouse database {} at {}",
+                config.clickhouse.database, config.clickhouse.url
+            )
+        })
 }
 
 /// Runs the writer until `shutdown` is cancelled.

@@ -24,7 +24,11 @@ async fn main() -> anyhow::Result<()> {
                 "database {}: {} migration(s) applied{}",
                 config.clickhouse.database,
                 applied.len(),
-                if applied.is_empty() { ", schema up to date".to_owned() } else { format!(" ({applied:?})") }
+                if applied.is_empty() {
+                    ", schema up to date".to_owned()
+                } else {
+                    format!(" ({applied:?})")
+                }
             );
             Ok(())
         }

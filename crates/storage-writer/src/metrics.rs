@@ -21,8 +21,11 @@ impl Metrics {
         Metrics {
             rows: register(
                 &registry,
-                IntCounterVec::new(Opts::new("moat_storage_writer_rows_total", "rows inserted, by table"), &["table"])
-                    .expect("valid metric"),
+                IntCounterVec::new(
+                    Opts::new("moat_storage_writer_rows_total", "rows inserted, by table"),
+                    &["table"],
+                )
+                .expect("valid metric"),
             ),
             batch_rows: register(
                 &registry,
@@ -35,33 +38,48 @@ impl Metrics {
             insert_latency: register(
                 &registry,
                 Histogram::with_opts(
-                    HistogramOpts::new("moat_storage_writer_insert_seconds", "time to insert one batch into every table")
-                        .buckets(prometheus::exponential_buckets(0.005, 2.0, 12).expect("valid buckets")),
+                    HistogramOpts::new(
+                        "moat_storage_writer_insert_seconds",
+                        "time to insert one batch into every table",
+                    )
+                    .buckets(prometheus::exponential_buckets(0.005, 2.0, 12).expect("valid buckets")),
                 )
                 .expect("valid metric"),
             ),
             insert_errors: register(
                 &registry,
-                IntCounter::new("moat_storage_writer_insert_errors_total", "failed insert attempts (retried)")
-                    .expect("valid metric"),
+                IntCounter::new(
+                    "moat_storage_writer_insert_errors_total",
+                    "failed insert attempts (retried)",
+                )
+                .expect("valid metric"),
             ),
             redeliveries: register(
                 &registry,
-                IntCounter::new("moat_storage_writer_redeliveries_total", "messages delivered more than once")
-                    .expect("valid metric"),
+                IntCounter::new(
+                    "moat_storage_writer_redeliveries_total",
+                    "messages delivered more than once",
+                )
+                .expect("valid metric"),
             ),
             dead_lettered: register(
                 &registry,
                 IntCounterVec::new(
-                    Opts::new("moat_storage_writer_dead_lettered_total", "messages published to md.dlq.<reason>"),
+                    Opts::new(
+                        "moat_storage_writer_dead_lettered_total",
+                        "messages published to md.dlq.<reason>",
+                    ),
                     &["reason"],
                 )
                 .expect("valid metric"),
             ),
             pending: register(
                 &registry,
-                IntGauge::new("moat_storage_writer_consumer_pending", "messages in the stream not yet delivered to the consumer")
-                    .expect("valid metric"),
+                IntGauge::new(
+                    "moat_storage_writer_consumer_pending",
+                    "messages in the stream not yet delivered to the consumer",
+                )
+                .expect("valid metric"),
             ),
             registry,
         }

@@ -324,7 +324,11 @@ mod tests {
     use std::str::FromStr;
 
     fn check(input: &str, expect: i128) {
-        assert_eq!(scaled("p", Decimal::from_str(input).unwrap()).unwrap(), expect, "{input}");
+        assert_eq!(
+            scaled("p", Decimal::from_str(input).unwrap()).unwrap(),
+            expect,
+            "{input}"
+        );
     }
 
     #[test]
@@ -342,6 +346,12 @@ mod tests {
         assert!(err.message.contains("more than 18 decimal places"), "{err}");
         let err = scaled("price", Decimal::from_str("100000000000000000000").unwrap()).unwrap_err();
         assert!(err.message.contains("does not fit"), "{err}");
-        assert!(scaled("price", Decimal::from_str("99999999999999999999.999999999999999999").unwrap()).is_ok());
+        assert!(
+            scaled(
+                "price",
+                Decimal::from_str("99999999999999999999.999999999999999999").unwrap()
+            )
+            .is_ok()
+        );
     }
 }

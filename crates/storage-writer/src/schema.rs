@@ -160,7 +160,10 @@ pub async fn migrate(client: &Client, db: &str, recreate: bool) -> Result<Vec<u3
     if recreate {
         client.query(&format!("DROP DATABASE IF EXISTS {db}")).execute().await?;
     }
-    client.query(&format!("CREATE DATABASE IF NOT EXISTS {db}")).execute().await?;
+    client
+        .query(&format!("CREATE DATABASE IF NOT EXISTS {db}"))
+        .execute()
+        .await?;
     client
         .query(&format!(
             "CREATE TABLE IF NOT EXISTS {db}.schema_migrations (
@@ -213,7 +216,10 @@ mod tests {
     fn every_listed_table_is_created() {
         let all: String = MIGRATIONS.iter().flat_map(|m| m.statements.iter().copied()).collect();
         for table in TABLES {
-            assert!(all.contains(&format!("{{db}}.{table} (")), "{table} has no CREATE TABLE");
+            assert!(
+                all.contains(&format!("{{db}}.{table} (")),
+                "{table} has no CREATE TABLE"
+            );
         }
     }
 }

@@ -233,10 +233,8 @@ impl Writer {
             }
             return;
         }
-        if let Ok(info) = message.info() {
-            if info.delivered > 1 {
-                self.metrics.redeliveries.inc();
-            }
+        if message.info().is_ok_and(|info| info.delivered > 1) {
+            self.metrics.redeliveries.inc();
         }
         let origin = batch.messages.len();
         match decode(&message.payload) {
@@ -267,7 +265,12 @@ impl Writer {
             let original_id = headers
                 .get("Nats-Msg-Id")
                 .map(|v| v.as_str().to_owned())
-                .unwrap_or_else(|| message.info().map(|i| i.stream_sequence.to_string()).unwrap_or_default());
+                .unwrap_or_else(|| {
+                    message
+                        .info()
+                        .map(|i| i.stream_sequence.to_string())
+                        .unwrap_or_default()
+                });
             // A fresh id: the original's would be dropped as a duplicate.
             headers.insert("Nats-Msg-Id", format!("dlq:{original_id}").as_str());
             headers.insert("Moat-Dlq-Reason", p.reason);
@@ -290,7 +293,9 @@ impl Writer {
                         tracing::warn!(%error, "acking a dead-lettered message failed");
                     }
                 }
-                Err(error) => tracing::error!(%error, %subject, "cannot publish dead letter; message left for redelivery"),
+                Err(error) => {
+                    tracing::error!(%error, %subject, "cannot publish dead letter; message left for redelivery")
+                }
             }
         }
     }
@@ -359,7 +364,10 @@ impl Writer {
                 let b = &$buffer;
                 if !b.rows.is_empty() {
                     insert_isolating(&self.clickhouse, b.table, &b.rows, &b.origin, &mut poison).await?;
-                    self.metrics.rows.with_label_values(&[b.table]).inc_by(b.rows.len() as u64);
+                    self.metrics
+                        .rows
+                        .with_label_values(&[b.table])
+                        .inc_by(b.rows.len() as u64);
                 }
             }};
         }
@@ -378,5 +386,7 @@ impl Writer {
 
 /// Attaches the NATS headers of a dead letter for tests and tools.
 pub fn dlq_reason(headers: Option<&HeaderMap>) -> Option<String> {
-    headers.and_then(|h| h.get("Moat-Dlq-Reason")).map(|v| v.as_str().to_owned())
+    headers
+        .and_then(|h| h.get("Moat-Dlq-Reason"))
+        .map(|v| v.as_str().to_owned())
 }

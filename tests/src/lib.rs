@@ -1,0 +1,129 @@
+//! Helpers shared by the integration tests: the dependency servers, unique
+//! names, service binaries and polling with a deadline.
+//!
+//! `cargo xtask test` starts NATS, ClickHouse and PostgreSQL once and passes
+//! their URLs in `MOAT_TEST_*`; without them (a plain `cargo test`) each
+//! test starts the servers it needs through `moat-devstack`.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use moat_devstack::{ClickHouse, Nats, Postgres, http_post};
+
+/// A unique lowercase name for databases, consumers and strategy ids.
+pub fn unique(prefix: &str) -> String {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "{prefix}_{}_{}_{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed),
+        moat_common_types::now_ms() % 1_000_000
+    )
+}
+
+/// A scratch folder removed at drop.
+pub fn scratch() -> tempfile::TempDir {
+    tempfile::Builder::new().prefix("moat-it-").tempdir().expect("temp dir")
+}
+
+/// Path of a built binary of the workspace (`cargo xtask test` builds them
+/// before running the tests).
+pub fn bin(name: &str) -> PathBuf {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
+    let path = target.join("debug").join(name);
+    assert!(
+        path.is_file(),
+        "{} is not built: run `cargo build --bins` first (`cargo xtask test` does)",
+        path.display()
+    );
+    path
+}
+
+/// Polls `check` every 50 ms until it returns `Some` or `within` passes.
+pub async fn eventually<T, F, Fut>(what: &str, within: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let start = Instant::now();
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            start.elapsed() < within,
+            "timed out after {within:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// ClickHouse for a test: the shared server, or one of its own.
+pub struct TestClickHouse {
+    pub url: String,
+    _own: Option<(ClickHouse, tempfile::TempDir)>,
+}
+
+impl TestClickHouse {
+    pub fn get() -> TestClickHouse {
+        if let Some(url) = std::env::var("MOAT_TEST_CLICKHOUSE_URL").ok().filter(|u| !u.is_empty()) {
+            return TestClickHouse { url, _own: None };
+        }
+        let dir = scratch();
+        let ch = ClickHouse::start(dir.path()).expect("starting clickhouse-server");
+        TestClickHouse {
+            url: ch.url(),
+            _own: Some((ch, dir)),
+        }
+    }
+
+    /// Runs SQL and returns the trimmed body; panics with ClickHouse's message.
+    pub fn query(&self, sql: &str) -> String {
+        let addr = self.url.trim_start_matches("http://");
+        let r = http_post(addr, "/", sql, Duration::from_secs(30)).expect("ClickHouse reachable");
+        assert!(r.is_success(), "ClickHouse answered {} to {sql}: {}", r.status, r.body);
+        r.body.trim().to_owned()
+    }
+
+    pub fn count(&self, sql: &str) -> u64 {
+        self.query(sql).parse().unwrap_or_else(|_| panic!("not a count: {sql}"))
+    }
+}
+
+/// A NATS server of the test's own: streams bind `md.>`, so tests that
+/// create `MARKET_DATA` cannot share one server.
+pub fn own_nats() -> (Nats, tempfile::TempDir) {
+    let dir = scratch();
+    let nats = Nats::start(dir.path()).expect("starting nats-server");
+    (nats, dir)
+}
+
+/// PostgreSQL for a test: the shared server, or one of its own.
+pub struct TestPostgres {
+    pub url: String,
+    _own: Option<(Postgres, tempfile::TempDir)>,
+}
+
+impl TestPostgres {
+    pub fn get() -> TestPostgres {
+        if let Some(url) = std::env::var("MOAT_TEST_DATABASE_URL").ok().filter(|u| !u.is_empty()) {
+            return TestPostgres { url, _own: None };
+        }
+        let dir = tempfile::Builder::new()
+            .prefix("moat-pg-")
+            .tempdir_in("/tmp")
+            .expect("temp dir");
+        let pg = Postgres::start(dir.path()).expect("starting postgres");
+        TestPostgres {
+            url: pg.url(),
+            _own: Some((pg, dir)),
+        }
+    }
+}
+
+/// A bound listener on 127.0.0.1 with an OS-chosen port.
+pub async fn listener() -> tokio::net::TcpListener {
+    tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind port 0")
+}

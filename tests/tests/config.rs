@@ -1,0 +1,81 @@
+//! Configuration through the real binaries: layering and the one-line
+//! errors for unknown keys and ill-typed values.
+
+use std::process::Command;
+
+use moat_integration_tests::{TestClickHouse, bin, scratch};
+
+fn run(binary: &str, args: &[&str], env: &[(&str, &str)]) -> (i32, String) {
+    let out = Command::new(bin(binary))
+        .args(args)
+        .envs(env.iter().copied())
+        .env("MOAT_CONFIG_DIR", "/nonexistent")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    (out.status.code().unwrap_or(-1), stderr)
+}
+
+#[test]
+fn unknown_key_in_file_exits_64_naming_the_key() {
+    let dir = scratch();
+    let file = dir.path().join("collector.toml");
+    std::fs::write(&file, "[nats]\nurl = \"nats://127.0.0.1:1\"\nmax_inflight = 5\n").unwrap();
+    let (code, stderr) = run("moat-collector", &["--config", file.to_str().unwrap()], &[]);
+    assert_eq!(code, 64, "{stderr}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "one line expected: {stderr}");
+    assert!(stderr.contains("unknown key `nats.max_inflight`"), "{stderr}");
+    assert!(stderr.contains("collector.toml"), "{stderr}");
+}
+
+#[test]
+fn ill_typed_value_names_key_and_value() {
+    let dir = scratch();
+    let file = dir.path().join("state.toml");
+    std::fs::write(&file, "[limits]\nmax_state_bytes = \"big\"\n").unwrap();
+    let (code, stderr) = run("moat-state", &["--config", file.to_str().unwrap()], &[]);
+    assert_eq!(code, 64, "{stderr}");
+    assert!(
+        stderr.contains("key `limits.max_state_bytes` is string \"big\""),
+        "{stderr}"
+    );
+
+    let (code, stderr) = run("moat-state", &[], &[("MOAT_STATE__GRPC__LISTEN", "localhost")]);
+    assert_eq!(code, 64, "{stderr}");
+    assert!(stderr.contains("key `grpc.listen` = \"localhost\""), "{stderr}");
+    assert!(stderr.contains("MOAT_STATE__GRPC__LISTEN"), "{stderr}");
+}
+
+#[test]
+fn bad_value_caught_by_validation_is_named() {
+    let (code, stderr) = run(
+        "moat-storage-writer",
+        &["migrate"],
+        &[("MOAT_STORAGE_WRITER__CLICKHOUSE__URL", "tcp://x:9000")],
+    );
+    assert_eq!(code, 64, "{stderr}");
+    assert!(stderr.contains("key `clickhouse.url` = \"tcp://x:9000\""), "{stderr}");
+}
+
+#[test]
+fn environment_overrides_the_file() {
+    let ch = TestClickHouse::get();
+    let db = moat_integration_tests::unique("cfg");
+    let dir = scratch();
+    let file = dir.path().join("storage-writer.toml");
+    // The file points at a port where nothing listens; the environment wins.
+    std::fs::write(
+        &file,
+        format!("[clickhouse]\nurl = \"http://127.0.0.1:1\"\ndatabase = \"{db}\"\n"),
+    )
+    .unwrap();
+    let (code, stderr) = run(
+        "moat-storage-writer",
+        &["--config", file.to_str().unwrap(), "migrate"],
+        &[("MOAT_STORAGE_WRITER__CLICKHOUSE__URL", &ch.url)],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(ch.query(&format!("EXISTS TABLE {db}.trades")), "1");
+    ch.query(&format!("DROP DATABASE {db}"));
+}

@@ -1,0 +1,265 @@
+//! JetStream → storage-writer → ClickHouse on real servers: exactly N rows
+//! for N events, through duplicates, a poison message, a SIGKILLed writer
+//! and a ClickHouse outage.
+
+use std::process::{Child, Command};
+use std::time::Duration;
+
+use async_nats::HeaderMap;
+use async_nats::jetstream;
+use moat_common_types::model::{Instrument, Trade};
+use moat_common_types::nats::{StreamSettings, ensure_stream};
+use moat_common_types::proto_conv::encode;
+use moat_common_types::subject::{Subject, msg_id};
+use moat_common_types::{Decimal, Market, MarketEvent, Side};
+use moat_integration_tests::{TestClickHouse, bin, eventually, listener, own_nats, scratch, unique};
+use moat_storage_writer::config::WriterConfig;
+use tokio_util::sync::CancellationToken;
+
+fn trade(symbol: &str, i: u64) -> MarketEvent {
+    MarketEvent::Trade(Trade {
+        instrument: Instrument {
+            exchange: "test".into(),
+            market: Market::Spot,
+            symbol: symbol.into(),
+            venue_symbol: symbol.replace('-', ""),
+        },
+        trade_id: i.to_string(),
+        price: Decimal::new(6_000_000 + (i % 100) as i64, 2),
+        qty: Decimal::new(1 + i as i64, 4),
+        side: if i.is_multiple_of(2) { Side::Buy } else { Side::Sell },
+        ts_exchange_ms: 1_700_000_000_000 + i as i64,
+        ts_recv_ms: 1_700_000_000_100 + i as i64,
+    })
+}
+
+/// Publishes with at most 1,000 acks outstanding (the JetStream context
+/// blocks new publishes while its own in-flight limit is reached).
+async fn publish(js: &jetstream::Context, events: impl IntoIterator<Item = MarketEvent>) {
+    let mut acks = Vec::new();
+    for event in events {
+        let mut headers = HeaderMap::new();
+        headers.insert("Nats-Msg-Id", msg_id(&event).as_str());
+        let subject = Subject::for_event(&event).unwrap().to_string();
+        acks.push(
+            js.publish_with_headers(subject, headers, encode(&event).into())
+                .await
+                .unwrap(),
+        );
+        if acks.len() == 1_000 {
+            for ack in acks.drain(..) {
+                ack.await.unwrap();
+            }
+        }
+    }
+    for ack in acks {
+        ack.await.unwrap();
+    }
+}
+
+fn writer_config(nats_url: &str, ch_url: &str, db: &str) -> WriterConfig {
+    let mut config = WriterConfig::default();
+    config.nats.url = nats_url.into();
+    config.clickhouse.url = ch_url.into();
+    config.clickhouse.database = db.into();
+    config.writer.batch_size = 2_000;
+    config.writer.max_inflight = 10_000;
+    config.writer.flush_interval_ms = 200;
+    config.writer.max_backoff_ms = 500;
+    config
+}
+
+async fn migrate(config: &WriterConfig) {
+    moat_storage_writer::migrate(config, false).await.unwrap();
+}
+
+fn distinct_trades(ch: &TestClickHouse, db: &str, symbol: &str) -> u64 {
+    ch.count(&format!(
+        "SELECT count() FROM (SELECT trade_id FROM {db}.trades FINAL WHERE symbol = '{symbol}')"
+    ))
+}
+
+fn raw_trades(ch: &TestClickHouse, db: &str, symbol: &str) -> u64 {
+    ch.count(&format!(
+        "SELECT uniqExact(trade_id) FROM {db}.trades WHERE symbol = '{symbol}'"
+    ))
+}
+
+#[tokio::test]
+async fn n_events_become_exactly_n_rows_even_when_republished() {
+    let (nats, _dir) = own_nats();
+    let ch = TestClickHouse::get();
+    let db = unique("pipe");
+    let config = writer_config(&nats.url(), &ch.url, &db);
+    migrate(&config).await;
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    let js = jetstream::new(client);
+    ensure_stream(&js, &StreamSettings::default()).await.unwrap();
+
+    let token = CancellationToken::new();
+    let writer = tokio::spawn(moat_storage_writer::run(config, listener().await, token.clone()));
+
+    const N: u64 = 5_000;
+    publish(&js, (0..N).map(|i| trade("BTC-USDT", i))).await;
+    // A reconnecting collector republishes: JetStream drops the repeats.
+    publish(&js, (0..1_000).map(|i| trade("BTC-USDT", i))).await;
+
+    let stored = eventually("all trades stored", Duration::from_secs(60), || async {
+        let n = distinct_trades(&ch, &db, "BTC-USDT");
+        (n >= N).then_some(n)
+    })
+    .await;
+    assert_eq!(stored, N);
+    assert_eq!(ch.count(&format!("SELECT count() FROM {db}.trades FINAL")), N);
+    // Values arrive exactly as published.
+    let row = ch.query(&format!(
+        "SELECT toString(price), toString(qty), side FROM {db}.trades FINAL WHERE trade_id = '7'"
+    ));
+    assert_eq!(row, "60000.070000000000000000\t0.000800000000000000\tsell");
+    // The 1-minute candles see every trade once.
+    let candle_trades = ch.count(&format!(
+        "SELECT countMerge(trades) FROM {db}.candles_1m WHERE symbol = 'BTC-USDT'"
+    ));
+    assert_eq!(candle_trades, N);
+
+    token.cancel();
+    writer.await.unwrap().unwrap();
+    ch.query(&format!("DROP DATABASE {db}"));
+}
+
+#[tokio::test]
+async fn poison_message_is_dead_lettered_and_the_rest_flows() {
+    let (nats, _dir) = own_nats();
+    let ch = TestClickHouse::get();
+    let db = unique("poison");
+    let config = writer_config(&nats.url(), &ch.url, &db);
+    migrate(&config).await;
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    let js = jetstream::new(client.clone());
+    ensure_stream(&js, &StreamSettings::default()).await.unwrap();
+    let mut dlq = client.subscribe("md.dlq.>").await.unwrap();
+
+    let token = CancellationToken::new();
+    let writer = tokio::spawn(moat_storage_writer::run(config, listener().await, token.clone()));
+
+    publish(&js, (0..100).map(|i| trade("ETH-USDT", i))).await;
+    js.publish(
+        "md.trade.test.spot.ETH-USDT",
+        bytes::Bytes::from_static(b"\x08\xff\xff garbage"),
+    )
+    .await
+    .unwrap()
+    .await
+    .unwrap();
+    publish(&js, (100..200).map(|i| trade("ETH-USDT", i))).await;
+
+    let dead = tokio::time::timeout(Duration::from_secs(30), futures::StreamExt::next(&mut dlq))
+        .await
+        .expect("a dead letter within 30 s")
+        .unwrap();
+    assert_eq!(dead.subject.as_str(), "md.dlq.undecodable");
+    assert_eq!(&dead.payload[..], b"\x08\xff\xff garbage");
+    let headers = dead.headers.unwrap();
+    assert_eq!(
+        headers.get("Moat-Original-Subject").unwrap().as_str(),
+        "md.trade.test.spot.ETH-USDT"
+    );
+
+    eventually("trades after the poison", Duration::from_secs(30), || async {
+        (distinct_trades(&ch, &db, "ETH-USDT") == 200).then_some(())
+    })
+    .await;
+    token.cancel();
+    writer.await.unwrap().unwrap();
+    ch.query(&format!("DROP DATABASE {db}"));
+}
+
+fn spawn_writer(nats_url: &str, ch_url: &str, db: &str) -> Child {
+    Command::new(bin("moat-storage-writer"))
+        .env("MOAT_CONFIG_DIR", "/nonexistent")
+        .env("MOAT_STORAGE_WRITER__NATS__URL", nats_url)
+        .env("MOAT_STORAGE_WRITER__CLICKHOUSE__URL", ch_url)
+        .env("MOAT_STORAGE_WRITER__CLICKHOUSE__DATABASE", db)
+        .env("MOAT_STORAGE_WRITER__HTTP__LISTEN", "127.0.0.1:0")
+        .env("MOAT_STORAGE_WRITER__WRITER__BATCH_SIZE", "500")
+        .env("MOAT_STORAGE_WRITER__WRITER__MAX_INFLIGHT", "2000")
+        .env("MOAT_STORAGE_WRITER__WRITER__FLUSH_INTERVAL_MS", "100")
+        .env("MOAT_STORAGE_WRITER__WRITER__ACK_WAIT_MS", "5000")
+        .env("RUST_LOG", "warn")
+        .spawn()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn writer_killed_mid_stream_loses_and_duplicates_nothing() {
+    let (nats, _dir) = own_nats();
+    let ch = TestClickHouse::get();
+    let db = unique("kill");
+    migrate(&writer_config(&nats.url(), &ch.url, &db)).await;
+    let js = jetstream::new(async_nats::connect(nats.url()).await.unwrap());
+    ensure_stream(&js, &StreamSettings::default()).await.unwrap();
+
+    const N: u64 = 20_000;
+    let mut writer = spawn_writer(&nats.url(), &ch.url, &db);
+    publish(&js, (0..N / 2).map(|i| trade("SOL-USDT", i))).await;
+    eventually("some rows before the kill", Duration::from_secs(30), || async {
+        (raw_trades(&ch, &db, "SOL-USDT") > 0).then_some(())
+    })
+    .await;
+    writer.kill().unwrap(); // SIGKILL
+    writer.wait().unwrap();
+    publish(&js, (N / 2..N).map(|i| trade("SOL-USDT", i))).await;
+
+    let mut writer = spawn_writer(&nats.url(), &ch.url, &db);
+    eventually("every trade after the restart", Duration::from_secs(90), || async {
+        (raw_trades(&ch, &db, "SOL-USDT") == N).then_some(())
+    })
+    .await;
+    // Redelivered rows collapse: exactly one row per event in queries.
+    assert_eq!(distinct_trades(&ch, &db, "SOL-USDT"), N);
+    writer.kill().unwrap();
+    writer.wait().unwrap();
+    ch.query(&format!("DROP DATABASE {db}"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn clickhouse_outage_holds_messages_until_it_returns() {
+    let (nats, _dir) = own_nats();
+    // This test stops ClickHouse, so it needs a server of its own.
+    let ch_dir = scratch();
+    let mut clickhouse = moat_devstack::ClickHouse::start(ch_dir.path()).unwrap();
+    let ch_url = clickhouse.url();
+    let db = unique("outage");
+    let config = writer_config(&nats.url(), &ch_url, &db);
+    migrate(&config).await;
+    let js = jetstream::new(async_nats::connect(nats.url()).await.unwrap());
+    ensure_stream(&js, &StreamSettings::default()).await.unwrap();
+    let token = CancellationToken::new();
+    let writer = tokio::spawn(moat_storage_writer::run(config, listener().await, token.clone()));
+
+    publish(&js, (0..1_000).map(|i| trade("BTC-USDT", i))).await;
+    let count = |sql: String| {
+        let addr = ch_url.trim_start_matches("http://").to_owned();
+        moat_devstack::http_post(&addr, "/", &sql, Duration::from_secs(5))
+            .ok()
+            .filter(|r| r.is_success())
+            .and_then(|r| r.body.trim().parse::<u64>().ok())
+    };
+    let distinct = format!("SELECT count() FROM (SELECT trade_id FROM {db}.trades FINAL)");
+    eventually("first rows", Duration::from_secs(30), || async {
+        (count(distinct.clone()) == Some(1_000)).then_some(())
+    })
+    .await;
+
+    tokio::task::block_in_place(|| clickhouse.stop());
+    publish(&js, (1_000..3_000).map(|i| trade("BTC-USDT", i))).await;
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    tokio::task::block_in_place(|| clickhouse.restart()).unwrap();
+
+    eventually("rows after the outage", Duration::from_secs(60), || async {
+        (count(distinct.clone()) == Some(3_000)).then_some(())
+    })
+    .await;
+    token.cancel();
+    writer.await.unwrap().unwrap();
+}
