@@ -20,6 +20,10 @@ pub struct Deps {
     pub nats_url: String,
     pub clickhouse_url: String,
     pub data_dir: PathBuf,
+    /// `strategy_id token` lines for the gateway.
+    pub tokens_file: PathBuf,
+    /// The local EVM node serving chain `ethereum`, when Node.js is there.
+    pub ethereum_upstream: Option<String>,
 }
 
 pub const SERVICES: &[Service] = &[
@@ -58,6 +62,29 @@ pub const SERVICES: &[Service] = &[
                 ("MOAT_COLLECTOR__NATS__URL".into(), deps.nats_url.clone()),
                 ("MOAT_COLLECTOR__SIM__ENABLED".into(), "true".into()),
             ]
+        },
+    },
+    Service {
+        name: "gateway",
+        binary: "moat-gateway",
+        health: "127.0.0.1:9090",
+        endpoints: "gRPC 127.0.0.1:50051, HTTP http://127.0.0.1:9090/health, /rpc/{chain}",
+        env: |deps| {
+            let mut env = vec![
+                ("MOAT_GATEWAY__NATS__URL".into(), deps.nats_url.clone()),
+                ("MOAT_GATEWAY__CLICKHOUSE__URL".into(), deps.clickhouse_url.clone()),
+                (
+                    "MOAT_GATEWAY__AUTH__TOKENS_FILE".into(),
+                    deps.tokens_file.display().to_string(),
+                ),
+            ];
+            if let Some(url) = &deps.ethereum_upstream {
+                env.push((
+                    "MOAT_GATEWAY__RPC__CHAINS__ETHEREUM__UPSTREAMS".into(),
+                    format!("[\"{url}\"]"),
+                ));
+            }
+            env
         },
     },
 ];

@@ -67,10 +67,16 @@ pub fn up(detach: bool) -> Result<(), String> {
         port("MOAT_DEV_NATS_MONITOR_PORT", 8222)?,
     )?;
     let clickhouse = ClickHouse::start_on(&dir.join("clickhouse"), port("MOAT_DEV_CLICKHOUSE_PORT", 8123)?)?;
+    let token = dev_token()?;
+    let tokens_file = dir.join("tokens");
+    std::fs::write(&tokens_file, format!("# written by cargo xtask up\ndev {token}\n")).map_err(|e| e.to_string())?;
+    let ganache = start_ganache(&root, &dir)?;
     let deps = Deps {
         nats_url: nats.url(),
         clickhouse_url: clickhouse.url(),
         data_dir: dir.clone(),
+        tokens_file,
+        ethereum_upstream: ganache.as_ref().map(|(_, url)| url.clone()),
     };
 
     migrate(&root, &deps)?;
@@ -93,6 +99,7 @@ pub fn up(detach: bool) -> Result<(), String> {
     }
 
     print_table(&nats, &clickhouse, &dir);
+    print_examples(&token, ganache.is_some());
 
     if detach {
         let mut lines = vec![
@@ -107,6 +114,9 @@ pub fn up(detach: bool) -> Result<(), String> {
             let name = process.name.clone();
             let pid = process.detach().unwrap_or(0);
             lines.push(format!("{name} {pid} {health}"));
+        }
+        if let Some((node, _)) = ganache {
+            lines.push(format!("ganache {} -", node.detach().unwrap_or(0)));
         }
         nats.detach();
         clickhouse.detach();
@@ -141,10 +151,67 @@ pub fn up(detach: bool) -> Result<(), String> {
     while let Some((mut process, _)) = services.pop() {
         process.stop();
     }
+    drop(ganache);
     drop(clickhouse);
     drop(nats);
     println!("stopped");
     Ok(())
+}
+
+/// A random development token for the `dev` strategy.
+fn dev_token() -> Result<String, String> {
+    use std::io::Read;
+    let mut bytes = [0u8; 16];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .map_err(|e| format!("reading /dev/urandom: {e}"))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Starts ganache (installed with `npm ci` in `tests/peers`) as the
+/// upstream of chain `ethereum`, when Node.js and the package are there.
+fn start_ganache(root: &Path, dir: &Path) -> Result<Option<(ManagedProcess, String)>, String> {
+    let bin = root.join("tests/peers/node_modules/.bin/ganache");
+    if !bin.exists() {
+        println!("ganache not installed (run `npm ci` in tests/peers): chain ethereum has no upstream");
+        return Ok(None);
+    }
+    let port = port("MOAT_DEV_GANACHE_PORT", 8545)?;
+    let mut cmd = std::process::Command::new(bin);
+    cmd.args([
+        "--port",
+        &port.to_string(),
+        "--host",
+        "127.0.0.1",
+        "--chain.chainId",
+        "1",
+        "--wallet.deterministic",
+    ]);
+    let process = ManagedProcess::spawn("ganache", cmd, &dir.join("logs/ganache.log"))?;
+    let addr = format!("127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while std::net::TcpStream::connect(&addr).is_err() {
+        if Instant::now() > deadline {
+            return Err(format!("ganache did not listen on {addr} within 60 s"));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Ok(Some((process, format!("http://{addr}"))))
+}
+
+fn print_examples(token: &str, rpc: bool) {
+    println!("\ndevelopment strategy `dev`, token {token}");
+    println!(
+        "  grpcurl -plaintext -H 'authorization: Bearer {token}' -d '{{\"token\":\"BTC\",\"quote\":\"USD\"}}' 127.0.0.1:50051 moat.gateway.v1.MarketService/GetPrice"
+    );
+    println!(
+        "  grpcurl -plaintext -H 'authorization: Bearer {token}' -d '{{\"data\":\"aGVsbG8=\"}}' 127.0.0.1:50051 moat.gateway.v1.StateService/SaveState"
+    );
+    if rpc {
+        println!(
+            "  curl -s -H 'authorization: Bearer {token}' -d '{{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"eth_blockNumber\",\"params\":[]}}' http://127.0.0.1:9090/rpc/ethereum"
+        );
+    }
 }
 
 fn migrate(root: &Path, deps: &Deps) -> Result<(), String> {

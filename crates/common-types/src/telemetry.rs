@@ -60,10 +60,17 @@ pub fn init(service: &str) -> TelemetryGuard {
     let registry = tracing_subscriber::registry().with(filter).with(otel_layer);
     let result = if json {
         registry
-            .with(tracing_subscriber::fmt::layer().json().with_current_span(true))
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .with_current_span(true)
+                    .with_writer(std::io::stderr),
+            )
             .try_init()
     } else {
-        registry.with(tracing_subscriber::fmt::layer()).try_init()
+        registry
+            .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+            .try_init()
     };
     // Tests start several services in one process; the first one wins.
     drop(result);

@@ -346,12 +346,6 @@ mod tests {
         assert!(err.message.contains("more than 18 decimal places"), "{err}");
         let err = scaled("price", Decimal::from_str("100000000000000000000").unwrap()).unwrap_err();
         assert!(err.message.contains("does not fit"), "{err}");
-        assert!(
-            scaled(
-                "price",
-                Decimal::from_str("99999999999999999999.999999999999999999").unwrap()
-            )
-            .is_ok()
-        );
+        assert!(scaled("price", Decimal::from_str("99999999999999999999.99999999").unwrap()).is_ok());
     }
 }

@@ -1,0 +1,192 @@
+//! Bearer-token authentication and the per-peer failure lockout.
+//!
+//! Tokens are kept only as SHA-256 digests and never logged. The strategy
+//! id of a call comes from its token alone.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use moat_common_types::{Error, ErrorCode};
+use sha2::{Digest, Sha256};
+
+use crate::config::AuthConfig;
+
+/// The authenticated caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Strategy {
+    pub id: String,
+}
+
+pub struct Auth {
+    by_digest: HashMap<[u8; 32], String>,
+    failures: Mutex<HashMap<IpAddr, VecDeque<Instant>>>,
+    max_failures: usize,
+    window: Duration,
+    lockout: Duration,
+}
+
+fn digest(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+/// The token of a request: `authorization: Bearer <t>` or `x-auth-token: <t>`.
+pub fn token_from<'a>(get: impl Fn(&str) -> Option<&'a str>) -> Option<&'a str> {
+    if let Some(value) = get("authorization") {
+        let (scheme, token) = value.trim().split_once(' ')?;
+        return scheme.eq_ignore_ascii_case("bearer").then_some(token.trim());
+    }
+    get("x-auth-token").map(str::trim)
+}
+
+impl Auth {
+    pub fn new(config: &AuthConfig) -> anyhow::Result<Auth> {
+        let mut by_digest = HashMap::new();
+        for t in &config.tokens {
+            by_digest.insert(digest(&t.token), t.strategy_id.clone());
+        }
+        if !config.tokens_file.is_empty() {
+            let text = std::fs::read_to_string(&config.tokens_file)
+                .map_err(|e| anyhow::anyhow!("reading auth.tokens_file {}: {e}", config.tokens_file))?;
+            for (n, line) in text.lines().enumerate() {
+                let line = line.split('#').next().unwrap_or("").trim();
+                if line.is_empty() {
+                    continue;
+                }
+                let Some((id, token)) = line.split_once(char::is_whitespace) else {
+                    anyhow::bail!("{} line {}: expected `strategy_id token`", config.tokens_file, n + 1);
+                };
+                by_digest.insert(digest(token.trim()), id.to_owned());
+            }
+        }
+        Ok(Auth {
+            by_digest,
+            failures: Mutex::new(HashMap::new()),
+            max_failures: config.max_failures as usize,
+            window: Duration::from_millis(config.failure_window_ms),
+            lockout: Duration::from_millis(config.lockout_ms),
+        })
+    }
+
+    pub fn strategies(&self) -> usize {
+        self.by_digest.len()
+    }
+
+    /// Authenticates `token` from `peer`; failures are counted per peer.
+    pub fn authenticate(&self, token: Option<&str>, peer: Option<IpAddr>) -> Result<Strategy, Error> {
+        let now = Instant::now();
+        if let Some(peer) = peer {
+            let mut failures = self.failures.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if let Some(list) = failures.get_mut(&peer) {
+                while list
+                    .front()
+                    .is_some_and(|t| now.duration_since(*t) > self.window.max(self.lockout))
+                {
+                    list.pop_front();
+                }
+                if list.len() >= self.max_failures {
+                    let last = *list.back().expect("non-empty");
+                    let left = self.lockout.saturating_sub(now.duration_since(last));
+                    if !left.is_zero() {
+                        return Err(Error::new(
+                            ErrorCode::ResourceExhausted,
+                            format!(
+                                "too many failed authentication attempts from {peer}; retry after {:.2}s",
+                                left.as_secs_f64()
+                            ),
+                        ));
+                    }
+                }
+            }
+        }
+        let found = token.and_then(|t| self.by_digest.get(&digest(t)));
+        match found {
+            Some(id) => Ok(Strategy { id: id.clone() }),
+            None => {
+                if let Some(peer) = peer {
+                    let mut failures = self.failures.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                    let list = failures.entry(peer).or_default();
+                    while list.front().is_some_and(|t| now.duration_since(*t) > self.window) {
+                        list.pop_front();
+                    }
+                    list.push_back(now);
+                }
+                let message = if token.is_none() {
+                    "missing token: send `authorization: Bearer <token>` or `x-auth-token`"
+                } else {
+                    "invalid token"
+                };
+                Err(Error::new(ErrorCode::Unauthenticated, message))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::TokenConfig;
+
+    fn auth(max_failures: u32) -> Auth {
+        Auth::new(&AuthConfig {
+            tokens: vec![TokenConfig {
+                strategy_id: "alpha".into(),
+                token: "alpha-token-0123456789".into(),
+            }],
+            max_failures,
+            ..AuthConfig::default()
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn tokens_come_from_either_header() {
+        let bearer = |k: &str| (k == "authorization").then_some("Bearer abc");
+        assert_eq!(token_from(bearer), Some("abc"));
+        let lower = |k: &str| (k == "authorization").then_some("bearer abc");
+        assert_eq!(token_from(lower), Some("abc"));
+        let basic = |k: &str| (k == "authorization").then_some("Basic abc");
+        assert_eq!(token_from(basic), None);
+        let custom = |k: &str| (k == "x-auth-token").then_some(" abc ");
+        assert_eq!(token_from(custom), Some("abc"));
+    }
+
+    #[test]
+    fn the_token_names_the_strategy() {
+        let a = auth(10);
+        assert_eq!(
+            a.authenticate(Some("alpha-token-0123456789"), None).unwrap().id,
+            "alpha"
+        );
+        let err = a.authenticate(Some("nope"), None).unwrap_err();
+        assert_eq!(
+            (err.code, err.message.as_str()),
+            (ErrorCode::Unauthenticated, "invalid token")
+        );
+        assert!(
+            a.authenticate(None, None)
+                .unwrap_err()
+                .message
+                .starts_with("missing token")
+        );
+    }
+
+    #[test]
+    fn repeated_failures_lock_the_peer_out() {
+        let a = auth(3);
+        let peer: IpAddr = "10.0.0.7".parse().unwrap();
+        for _ in 0..3 {
+            assert_eq!(
+                a.authenticate(Some("bad"), Some(peer)).unwrap_err().code,
+                ErrorCode::Unauthenticated
+            );
+        }
+        let err = a.authenticate(Some("alpha-token-0123456789"), Some(peer)).unwrap_err();
+        assert_eq!(err.code, ErrorCode::ResourceExhausted);
+        assert!(err.message.contains("retry after"), "{}", err.message);
+        // Another peer is unaffected.
+        let other: IpAddr = "10.0.0.8".parse().unwrap();
+        assert!(a.authenticate(Some("alpha-token-0123456789"), Some(other)).is_ok());
+    }
+}

@@ -1,0 +1,203 @@
+//! The live last-value cache fed by NATS: latest price per exchange and
+//! symbol (BBO mid, else last trade) and order books.
+//!
+//! It subscribes with core NATS (not a JetStream consumer): the gateway
+//! needs the newest values, not every event, and must not hold acks.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, RwLock};
+
+use futures::StreamExt;
+use moat_common_types::model::{BookDelta, BookSnapshot, Level};
+use moat_common_types::proto_conv::decode;
+use moat_common_types::{Decimal, MarketEvent};
+
+/// Latest price seen on one exchange for one symbol.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Quote {
+    pub exchange: String,
+    pub symbol: String,
+    pub price: Decimal,
+    pub ts_ms: i64,
+    /// `bbo` (mid) or `trade` (last price).
+    pub from: &'static str,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Book {
+    pub sequence: u64,
+    pub bids: BTreeMap<Decimal, Decimal>,
+    pub asks: BTreeMap<Decimal, Decimal>,
+    pub ts_ms: i64,
+    pub valid: bool,
+}
+
+impl Book {
+    fn apply(side: &mut BTreeMap<Decimal, Decimal>, levels: &[Level]) {
+        for l in levels {
+            if l.qty.is_zero() {
+                side.remove(&l.price);
+            } else {
+                side.insert(l.price, l.qty);
+            }
+        }
+    }
+
+    fn snapshot(s: &BookSnapshot) -> Book {
+        let mut book = Book {
+            sequence: s.sequence,
+            ts_ms: s.ts_exchange_ms,
+            valid: true,
+            ..Book::default()
+        };
+        Book::apply(&mut book.bids, &s.bids);
+        Book::apply(&mut book.asks, &s.asks);
+        book.check_crossed();
+        book
+    }
+
+    fn delta(&mut self, d: &BookDelta) {
+        if d.sequence <= self.sequence {
+            return;
+        }
+        Book::apply(&mut self.bids, &d.bids);
+        Book::apply(&mut self.asks, &d.asks);
+        self.sequence = d.sequence;
+        self.ts_ms = d.ts_exchange_ms;
+        self.check_crossed();
+    }
+
+    /// A crossed book is never served as valid.
+    fn check_crossed(&mut self) {
+        if let (Some((bid, _)), Some((ask, _))) = (self.bids.last_key_value(), self.asks.first_key_value())
+            && bid >= ask
+        {
+            self.valid = false;
+        }
+    }
+}
+
+type Key = (String, String);
+
+#[derive(Default)]
+struct Inner {
+    quotes: HashMap<Key, Quote>,
+    books: HashMap<Key, Book>,
+}
+
+/// Shared, cheaply cloned handle to the cache.
+#[derive(Clone, Default)]
+pub struct Cache {
+    inner: Arc<RwLock<Inner>>,
+}
+
+impl Cache {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Inner> {
+        self.inner.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Inner> {
+        self.inner.write().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub fn apply(&self, event: &MarketEvent) {
+        let i = event.instrument();
+        let key = (i.exchange.clone(), i.symbol.clone());
+        let mut inner = self.write();
+        match event {
+            MarketEvent::Bbo(b) => {
+                let mid = (b.bid.price + b.ask.price) / Decimal::TWO;
+                inner.quotes.insert(
+                    key.clone(),
+                    Quote {
+                        exchange: key.0,
+                        symbol: key.1,
+                        price: mid.normalize(),
+                        ts_ms: b.ts_exchange_ms,
+                        from: "bbo",
+                    },
+                );
+            }
+            MarketEvent::Trade(t) => {
+                // A BBO mid is the better estimate; use the trade only when
+                // it is newer than the last BBO.
+                let newer = inner
+                    .quotes
+                    .get(&key)
+                    .is_none_or(|q| q.from == "trade" || t.ts_exchange_ms > q.ts_ms);
+                if newer {
+                    inner.quotes.insert(
+                        key.clone(),
+                        Quote {
+                            exchange: key.0,
+                            symbol: key.1,
+                            price: t.price,
+                            ts_ms: t.ts_exchange_ms,
+                            from: "trade",
+                        },
+                    );
+                }
+            }
+            MarketEvent::BookSnapshot(s) => {
+                inner.books.insert(key, Book::snapshot(s));
+            }
+            MarketEvent::BookDelta(d) => {
+                if let Some(book) = inner.books.get_mut(&key) {
+                    book.delta(d);
+                }
+            }
+            MarketEvent::Gap(_) => {
+                if let Some(book) = inner.books.get_mut(&key) {
+                    book.valid = false;
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Quotes of every exchange for any of `symbols`.
+    pub fn quotes(&self, symbols: &[String]) -> Vec<Quote> {
+        let inner = self.read();
+        let mut quotes: Vec<Quote> = inner
+            .quotes
+            .values()
+            .filter(|q| symbols.contains(&q.symbol))
+            .cloned()
+            .collect();
+        quotes.sort_by(|a, b| (&a.exchange, &a.symbol).cmp(&(&b.exchange, &b.symbol)));
+        quotes
+    }
+
+    pub fn book(&self, exchange: &str, symbol: &str) -> Option<Book> {
+        self.read()
+            .books
+            .get(&(exchange.to_owned(), symbol.to_owned()))
+            .cloned()
+    }
+
+    /// Number of (exchange, symbol) pairs with a price.
+    pub fn len(&self) -> usize {
+        self.read().quotes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Feeds the cache from NATS until the subscription ends.
+pub async fn feed(client: async_nats::Client, cache: Cache) -> Result<(), async_nats::SubscribeError> {
+    let mut subs = futures::stream::select_all([
+        client.subscribe("md.bbo.>").await?,
+        client.subscribe("md.trade.>").await?,
+        client.subscribe("md.book.>").await?,
+        client.subscribe("md.gap.>").await?,
+    ]);
+    while let Some(message) = subs.next().await {
+        match decode(&message.payload) {
+            Ok(event) => cache.apply(&event),
+            Err(error) => tracing::debug!(subject = %message.subject, %error, "undecodable market event ignored"),
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,247 @@
+//! One call through the gateway: authentication, rate limits, deadline,
+//! metrics and the audit line, with client cancellation told apart from
+//! deadlines and upstream failures.
+
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use moat_common_types::http::register;
+use moat_common_types::{Error, ErrorCode};
+use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry};
+
+use crate::auth::Strategy;
+
+#[derive(Clone)]
+pub struct Metrics {
+    pub registry: Registry,
+    pub requests: IntCounterVec,
+    pub latency: HistogramVec,
+    pub active: IntGauge,
+    pub rpc: IntCounterVec,
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let registry = Registry::new();
+        Metrics {
+            requests: register(
+                &registry,
+                IntCounterVec::new(
+                    Opts::new("moat_gateway_requests_total", "calls by service, method and status"),
+                    &["service", "method", "status"],
+                )
+                .expect("valid metric"),
+            ),
+            latency: register(
+                &registry,
+                HistogramVec::new(
+                    HistogramOpts::new("moat_gateway_request_seconds", "call latency by service and method")
+                        .buckets(prometheus::exponential_buckets(0.0001, 2.0, 18).expect("valid buckets")),
+                    &["service", "method"],
+                )
+                .expect("valid metric"),
+            ),
+            active: register(
+                &registry,
+                IntGauge::new("moat_gateway_active_requests", "calls in progress").expect("valid metric"),
+            ),
+            rpc: register(
+                &registry,
+                // Methods come from the allowlist, so the label set is bounded.
+                IntCounterVec::new(
+                    Opts::new(
+                        "moat_gateway_rpc_requests_total",
+                        "proxied JSON-RPC calls by chain, method and status",
+                    ),
+                    &["chain", "method", "status"],
+                )
+                .expect("valid metric"),
+            ),
+            registry,
+        }
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+/// An in-flight call. Finishing it records the outcome; dropping it
+/// unfinished (the client went away or the deadline cut it) records
+/// `cancelled` or `deadline_exceeded`, whichever happened.
+pub struct Call {
+    pub service: &'static str,
+    pub method: &'static str,
+    pub strategy_id: Option<String>,
+    pub chain: Option<String>,
+    pub rpc_method: Option<String>,
+    pub peer: Option<IpAddr>,
+    started: Instant,
+    deadline: Instant,
+    trace_id: Option<String>,
+    metrics: Metrics,
+    done: bool,
+}
+
+impl Call {
+    pub fn start(
+        metrics: &Metrics,
+        service: &'static str,
+        method: &'static str,
+        timeout: Duration,
+        peer: Option<IpAddr>,
+    ) -> Call {
+        metrics.active.inc();
+        let started = Instant::now();
+        Call {
+            service,
+            method,
+            strategy_id: None,
+            chain: None,
+            rpc_method: None,
+            peer,
+            started,
+            deadline: started + timeout,
+            trace_id: moat_common_types::telemetry::current_trace_id(),
+            metrics: metrics.clone(),
+            done: false,
+        }
+    }
+
+    pub fn authenticated(&mut self, strategy: &Strategy) {
+        self.strategy_id = Some(strategy.id.clone());
+    }
+
+    pub fn remaining(&self) -> Duration {
+        self.deadline.saturating_duration_since(Instant::now())
+    }
+
+    /// Runs `work` within the call's deadline.
+    pub async fn within<T>(&self, work: impl std::future::Future<Output = Result<T, Error>>) -> Result<T, Error> {
+        let budget = self.remaining();
+        match tokio::time::timeout(budget, work).await {
+            Ok(result) => result,
+            Err(_) => Err(Error::new(
+                ErrorCode::DeadlineExceeded,
+                format!(
+                    "deadline of {} ms exceeded",
+                    self.deadline.duration_since(self.started).as_millis()
+                ),
+            )),
+        }
+    }
+
+    pub fn finish<T>(mut self, result: &Result<T, Error>) {
+        self.done = true;
+        let status = match result {
+            Ok(_) => "ok",
+            Err(e) => e.code.as_str(),
+        };
+        if let Err(error) = result
+            && matches!(
+                error.code,
+                ErrorCode::Internal | ErrorCode::Unavailable | ErrorCode::DeadlineExceeded
+            )
+        {
+            tracing::warn!(service = self.service, method = self.method, code = %error.code, error = %error.message, "call failed");
+        }
+        self.record(status);
+    }
+
+    fn record(&self, status: &str) {
+        self.metrics.active.dec();
+        let elapsed = self.started.elapsed();
+        self.metrics
+            .requests
+            .with_label_values(&[self.service, self.method, status])
+            .inc();
+        self.metrics
+            .latency
+            .with_label_values(&[self.service, self.method])
+            .observe(elapsed.as_secs_f64());
+        if let (Some(chain), Some(method)) = (&self.chain, &self.rpc_method) {
+            self.metrics
+                .rpc
+                .with_label_values(&[chain.as_str(), method.as_str(), status])
+                .inc();
+        }
+        let mut line = serde_json::json!({
+            "event": "gateway_request",
+            "timestamp": moat_common_types::now_ms(),
+            "service": self.service,
+            "method": self.method,
+            "strategy_id": self.strategy_id,
+            "status": status,
+            "latency_ms": (elapsed.as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0,
+            "trace_id": self.trace_id,
+        });
+        if let Some(chain) = &self.chain {
+            line["chain"] = chain.as_str().into();
+        }
+        if let Some(method) = &self.rpc_method {
+            line["rpc_method"] = method.as_str().into();
+        }
+        // Audit lines go to stdout, one JSON object each; logs go to stderr.
+        println!("{line}");
+    }
+}
+
+impl Drop for Call {
+    fn drop(&mut self) {
+        if self.done {
+            return;
+        }
+        let status = if Instant::now() >= self.deadline {
+            "deadline_exceeded"
+        } else {
+            "cancelled"
+        };
+        tracing::info!(
+            service = self.service,
+            method = self.method,
+            status,
+            "call abandoned before completion"
+        );
+        self.record(status);
+    }
+}
+
+/// The deadline of a gRPC call: the client's `grpc-timeout`, capped by the
+/// server's own limit.
+pub fn grpc_deadline(metadata: &tonic::metadata::MetadataMap, cap: Duration) -> Duration {
+    let Some(value) = metadata.get("grpc-timeout").and_then(|v| v.to_str().ok()) else {
+        return cap;
+    };
+    let (digits, unit) = value.split_at(value.len().saturating_sub(1));
+    let Ok(n) = digits.parse::<u64>() else { return cap };
+    let requested = match unit {
+        "H" => Duration::from_secs(n * 3600),
+        "M" => Duration::from_secs(n * 60),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return cap,
+    };
+    requested.min(cap)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grpc_timeout_is_honoured_and_capped() {
+        let cap = Duration::from_secs(30);
+        let mut md = tonic::metadata::MetadataMap::new();
+        assert_eq!(grpc_deadline(&md, cap), cap);
+        md.insert("grpc-timeout", "250m".parse().unwrap());
+        assert_eq!(grpc_deadline(&md, cap), Duration::from_millis(250));
+        md.insert("grpc-timeout", "5M".parse().unwrap());
+        assert_eq!(grpc_deadline(&md, cap), cap);
+        md.insert("grpc-timeout", "garbage".parse().unwrap());
+        assert_eq!(grpc_deadline(&md, cap), cap);
+    }
+}

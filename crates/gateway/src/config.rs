@@ -1,0 +1,384 @@
+//! Gateway configuration (`config/gateway.toml`, `MOAT_GATEWAY__…`).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+use moat_common_types::config::{ConfigError, Validate};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GatewayConfig {
+    pub grpc: ListenConfig,
+    pub http: ListenConfig,
+    pub server: ServerConfig,
+    pub nats: NatsConfig,
+    pub clickhouse: ClickHouseConfig,
+    pub state: StateConfig,
+    pub auth: AuthConfig,
+    pub limits: LimitsConfig,
+    pub prices: PricesConfig,
+    pub rpc: RpcConfig,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        GatewayConfig {
+            grpc: ListenConfig {
+                listen: ([0, 0, 0, 0], 50051).into(),
+            },
+            http: ListenConfig {
+                listen: ([0, 0, 0, 0], 9090).into(),
+            },
+            server: ServerConfig::default(),
+            nats: NatsConfig::default(),
+            clickhouse: ClickHouseConfig::default(),
+            state: StateConfig::default(),
+            auth: AuthConfig::default(),
+            limits: LimitsConfig::default(),
+            prices: PricesConfig::default(),
+            rpc: RpcConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenConfig {
+    pub listen: SocketAddr,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Longest a request may run; a client's `grpc-timeout` may only shorten it.
+    pub request_timeout_ms: u64,
+    /// Idle keep-alive of client connections (longer than a proxy's usual 60 s).
+    pub keepalive_idle_ms: u64,
+    /// Largest HTTP JSON-RPC body accepted.
+    pub max_body_bytes: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            request_timeout_ms: 30_000,
+            keepalive_idle_ms: 75_000,
+            max_body_bytes: 1024 * 1024,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NatsConfig {
+    pub url: String,
+    /// Trades buffered per StreamTrades client before it is cut off as too slow.
+    pub stream_buffer: usize,
+}
+
+impl Default for NatsConfig {
+    fn default() -> Self {
+        NatsConfig {
+            url: "nats://127.0.0.1:4222".into(),
+            stream_buffer: 1024,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClickHouseConfig {
+    pub url: String,
+    pub database: String,
+    pub user: String,
+    pub password: String,
+    pub timeout_ms: u64,
+}
+
+impl Default for ClickHouseConfig {
+    fn default() -> Self {
+        ClickHouseConfig {
+            url: "http://127.0.0.1:8123".into(),
+            database: "moat".into(),
+            user: "default".into(),
+            password: String::new(),
+            timeout_ms: 10_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StateConfig {
+    /// gRPC endpoint of moat-state.
+    pub endpoint: String,
+    pub timeout_ms: u64,
+}
+
+impl Default for StateConfig {
+    fn default() -> Self {
+        StateConfig {
+            endpoint: "http://127.0.0.1:50052".into(),
+            timeout_ms: 5_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenConfig {
+    pub strategy_id: String,
+    pub token: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// Per-strategy bearer tokens. Prefer `tokens_file` outside development.
+    pub tokens: Vec<TokenConfig>,
+    /// A file of `strategy_id token` lines (a mounted secret); `#` starts a comment.
+    pub tokens_file: String,
+    /// Failed authentications from one peer within `failure_window_ms`
+    /// before it is refused with RESOURCE_EXHAUSTED for `lockout_ms`.
+    pub max_failures: u32,
+    pub failure_window_ms: u64,
+    pub lockout_ms: u64,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            tokens: Vec::new(),
+            tokens_file: String::new(),
+            max_failures: 10,
+            failure_window_ms: 60_000,
+            lockout_ms: 60_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Token bucket per strategy over every call.
+    pub requests_per_second: f64,
+    pub burst: f64,
+    /// Token bucket per strategy and chain over RPC calls.
+    pub rpc_requests_per_second: f64,
+    pub rpc_burst: f64,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            requests_per_second: 200.0,
+            burst: 400.0,
+            rpc_requests_per_second: 50.0,
+            rpc_burst: 100.0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PricesConfig {
+    /// A source older than this is stale.
+    pub max_age_ms: i64,
+    /// Sources further than this many percent from the median are outliers.
+    pub outlier_percent: f64,
+    /// Quote currencies accepted for a requested quote (USD → USD, USDT, USDC).
+    pub quote_aliases: BTreeMap<String, Vec<String>>,
+    /// Wrapped tokens per chain: `[prices.wrapped.arbitrum] WETH = "ETH"`;
+    /// the `default` table applies to every chain and to calls without one.
+    pub wrapped: BTreeMap<String, BTreeMap<String, String>>,
+}
+
+impl Default for PricesConfig {
+    fn default() -> Self {
+        let mut wrapped = BTreeMap::new();
+        wrapped.insert(
+            "default".to_owned(),
+            BTreeMap::from([
+                ("WETH".to_owned(), "ETH".to_owned()),
+                ("WBTC".to_owned(), "BTC".to_owned()),
+                ("WSOL".to_owned(), "SOL".to_owned()),
+            ]),
+        );
+        wrapped.insert(
+            "polygon".to_owned(),
+            BTreeMap::from([
+                ("WMATIC".to_owned(), "MATIC".to_owned()),
+                ("WPOL".to_owned(), "POL".to_owned()),
+            ]),
+        );
+        wrapped.insert(
+            "avalanche".to_owned(),
+            BTreeMap::from([("WAVAX".to_owned(), "AVAX".to_owned())]),
+        );
+        wrapped.insert(
+            "bsc".to_owned(),
+            BTreeMap::from([("WBNB".to_owned(), "BNB".to_owned())]),
+        );
+        PricesConfig {
+            max_age_ms: 10_000,
+            outlier_percent: 2.0,
+            quote_aliases: BTreeMap::from([(
+                "USD".to_owned(),
+                vec!["USD".to_owned(), "USDT".to_owned(), "USDC".to_owned()],
+            )]),
+            wrapped,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ChainConfig {
+    /// A chain left out of the allowlist without deleting its settings.
+    pub enabled: bool,
+    pub chain_id: u64,
+    /// Upstream JSON-RPC URLs, tried in order with failover.
+    pub upstreams: Vec<String>,
+}
+
+impl Default for ChainConfig {
+    fn default() -> Self {
+        ChainConfig {
+            enabled: true,
+            chain_id: 1,
+            upstreams: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RpcConfig {
+    pub methods: Vec<String>,
+    pub chains: BTreeMap<String, ChainConfig>,
+    /// Per upstream attempt.
+    pub timeout_ms: u64,
+    /// Attempts of a read method across upstreams and retries.
+    pub max_attempts: u32,
+    pub max_batch: usize,
+    pub max_response_bytes: usize,
+    /// Largest `toBlock - fromBlock` of `eth_getLogs`.
+    pub max_log_block_range: u64,
+    /// Consecutive failures that eject an upstream, and for how long.
+    pub eject_after_failures: u32,
+    pub eject_ms: u64,
+}
+
+impl Default for RpcConfig {
+    fn default() -> Self {
+        let chains = [
+            ("ethereum", 1),
+            ("arbitrum", 42161),
+            ("base", 8453),
+            ("optimism", 10),
+            ("polygon", 137),
+            ("avalanche", 43114),
+            ("bsc", 56),
+            ("sonic", 146),
+            ("plasma", 9745),
+            ("blast", 81457),
+            ("mantle", 5000),
+            ("berachain", 80094),
+        ]
+        .into_iter()
+        .map(|(name, chain_id)| {
+            (
+                name.to_owned(),
+                ChainConfig {
+                    enabled: true,
+                    chain_id,
+                    upstreams: Vec::new(),
+                },
+            )
+        })
+        .collect();
+        RpcConfig {
+            methods: [
+                "eth_call",
+                "eth_getBalance",
+                "eth_getTransactionCount",
+                "eth_getTransactionReceipt",
+                "eth_getBlockByNumber",
+                "eth_getBlockByHash",
+                "eth_blockNumber",
+                "eth_chainId",
+                "eth_gasPrice",
+                "eth_estimateGas",
+                "eth_getLogs",
+                "eth_getCode",
+                "eth_getStorageAt",
+                "eth_sendRawTransaction",
+                "net_version",
+            ]
+            .map(String::from)
+            .to_vec(),
+            chains,
+            timeout_ms: 10_000,
+            max_attempts: 3,
+            max_batch: 100,
+            max_response_bytes: 10 * 1024 * 1024,
+            max_log_block_range: 10_000,
+            eject_after_failures: 3,
+            eject_ms: 30_000,
+        }
+    }
+}
+
+impl Validate for GatewayConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        for (name, chain) in &self.rpc.chains {
+            for (i, url) in chain.upstreams.iter().enumerate() {
+                if !(url.starts_with("http://") || url.starts_with("https://")) {
+                    return Err(ConfigError::invalid(
+                        &format!("rpc.chains.{name}.upstreams[{i}]"),
+                        format!("\"{url}\""),
+                        "an http:// or https:// URL",
+                    ));
+                }
+            }
+        }
+        if self.rpc.max_batch == 0 || self.rpc.max_batch > 1000 {
+            return Err(ConfigError::invalid("rpc.max_batch", self.rpc.max_batch, "1 to 1000"));
+        }
+        if self.rpc.timeout_ms == 0 {
+            return Err(ConfigError::invalid("rpc.timeout_ms", 0, "at least 1 ms"));
+        }
+        if self.limits.requests_per_second <= 0.0 || self.limits.burst < 1.0 {
+            return Err(ConfigError::invalid(
+                "limits.requests_per_second",
+                self.limits.requests_per_second,
+                "a positive rate with burst of at least 1",
+            ));
+        }
+        if self.limits.rpc_requests_per_second <= 0.0 || self.limits.rpc_burst < 1.0 {
+            return Err(ConfigError::invalid(
+                "limits.rpc_requests_per_second",
+                self.limits.rpc_requests_per_second,
+                "a positive rate with rpc_burst of at least 1",
+            ));
+        }
+        if !(0.0..=100.0).contains(&self.prices.outlier_percent) {
+            return Err(ConfigError::invalid(
+                "prices.outlier_percent",
+                self.prices.outlier_percent,
+                "a percentage from 0 to 100",
+            ));
+        }
+        for (i, t) in self.auth.tokens.iter().enumerate() {
+            if t.token.len() < 16 {
+                return Err(ConfigError::invalid(
+                    &format!("auth.tokens[{i}].token"),
+                    "(hidden)",
+                    "a token of at least 16 characters",
+                ));
+            }
+        }
+        Ok(())
+    }
+}

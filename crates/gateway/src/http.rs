@@ -1,0 +1,141 @@
+//! `POST /rpc/{chain}`: plain JSON-RPC for standard web3 clients, with the
+//! same auth, allowlists, limits and audit as the gRPC `RpcService`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use moat_common_types::{Error, ErrorCode};
+use serde_json::{Value, json};
+
+use crate::auth::token_from;
+use crate::call::Call;
+use crate::rpc::{codes, error_response, json_rpc_code};
+use crate::services::{Gateway, Rpc};
+
+pub fn routes(gateway: Arc<Gateway>) -> Router {
+    let limit = gateway.config.server.max_body_bytes;
+    Router::new()
+        .route("/rpc/{chain}", post(rpc))
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(gateway)
+}
+
+fn json_response(status: StatusCode, body: Value) -> Response {
+    (status, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+}
+
+/// A refusal of the whole request: HTTP status from the error code, a
+/// JSON-RPC error body, and `Retry-After` when rate limited.
+fn refusal(error: &Error) -> Response {
+    let status = StatusCode::from_u16(error.code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut response = json_response(
+        status,
+        error_response(Value::Null, json_rpc_code(error), &error.message),
+    );
+    if error.code == ErrorCode::ResourceExhausted
+        && let Some(secs) = error
+            .message
+            .rsplit("retry after ")
+            .next()
+            .and_then(|s| s.trim_end_matches('s').parse::<f64>().ok())
+        && let Ok(value) = HeaderValue::from_str(&format!("{}", secs.ceil().max(1.0) as u64))
+    {
+        response.headers_mut().insert(header::RETRY_AFTER, value);
+    }
+    response
+}
+
+async fn rpc(
+    State(g): State<Arc<Gateway>>,
+    Path(chain): Path<String>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let mut call = Call::start(&g.metrics, "http", "rpc", g.request_cap(), Some(peer.ip()));
+    let token = token_from(|k| headers.get(k).and_then(|v| v.to_str().ok()));
+    let strategy = match g
+        .admit(token, Some(peer.ip()))
+        .and_then(|s| g.rpc.chain(&chain).map(|_| s))
+    {
+        Ok(s) => s,
+        Err(error) => {
+            let response = refusal(&error);
+            call.finish::<()>(&Err(error));
+            return response;
+        }
+    };
+    call.authenticated(&strategy);
+    let request: Value = match std::str::from_utf8(&body)
+        .map_err(|e| format!("body is not UTF-8: {e}"))
+        .and_then(|text| serde_json::from_str(text).map_err(|e| format!("body is not JSON: {e}")))
+    {
+        Ok(v) => v,
+        Err(message) => {
+            let error = Error::invalid_argument(message);
+            call.finish::<()>(&Err(error.clone()));
+            return json_response(
+                StatusCode::BAD_REQUEST,
+                error_response(Value::Null, -32700, &error.message),
+            );
+        }
+    };
+    let (response, outcome) = match request {
+        Value::Array(items) => {
+            if items.is_empty() || items.len() > g.rpc.max_batch() {
+                let error = Error::invalid_argument(format!(
+                    "batch of {} calls: expected 1 to {}",
+                    items.len(),
+                    g.rpc.max_batch()
+                ));
+                let body = error_response(Value::Null, codes::INVALID_REQUEST, &error.message);
+                call.finish::<()>(&Err(error));
+                return json_response(StatusCode::BAD_REQUEST, body);
+            }
+            let mut answers = Vec::with_capacity(items.len());
+            let mut first_error = None;
+            for item in items {
+                let (answer, error) = one(&g, &mut call, &strategy, &chain, item).await;
+                first_error = first_error.or(error);
+                answers.push(answer);
+            }
+            (Value::Array(answers), first_error)
+        }
+        item => one(&g, &mut call, &strategy, &chain, item).await,
+    };
+    match outcome {
+        Some(error) => call.finish::<()>(&Err(error)),
+        None => call.finish::<()>(&Ok(())),
+    }
+    json_response(StatusCode::OK, response)
+}
+
+/// Answers one JSON-RPC request object; the error, if any, is for the audit.
+async fn one(
+    g: &Gateway,
+    call: &mut Call,
+    strategy: &crate::auth::Strategy,
+    chain: &str,
+    item: Value,
+) -> (Value, Option<Error>) {
+    let id = item.get("id").cloned().unwrap_or(Value::Null);
+    let Some(method) = item.get("method").and_then(Value::as_str) else {
+        let error = Error::invalid_argument("request has no \"method\" string");
+        return (error_response(id, codes::INVALID_REQUEST, &error.message), Some(error));
+    };
+    let params = item.get("params").cloned().unwrap_or_else(|| json!([]));
+    match Rpc::proxy(g, call, strategy, chain, method, params, id.clone()).await {
+        Ok(mut answer) => {
+            // The upstream echoes our id; make sure the client sees its own.
+            answer["id"] = id;
+            (answer, None)
+        }
+        Err(error) => (error_response(id, json_rpc_code(&error), &error.message), Some(error)),
+    }
+}

@@ -1,0 +1,171 @@
+//! moat-gateway: the strategies' only door.
+//!
+//! gRPC `moat.gateway.v1` (MarketService, RpcService, StateService) with
+//! `grpc.health.v1` and server reflection, and HTTP `/health`, `/metrics`
+//! and `POST /rpc/{chain}`. Every call is authenticated by a per-strategy
+//! token, rate limited, bounded by a deadline and written to the audit log.
+
+pub mod auth;
+pub mod cache;
+pub mod call;
+pub mod config;
+pub mod http;
+pub mod price;
+pub mod ratelimit;
+pub mod rpc;
+pub mod services;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use moat_common_types::http::{Health, router, serve};
+use moat_proto::gateway::v1::market_service_server::MarketServiceServer;
+use moat_proto::gateway::v1::rpc_service_server::RpcServiceServer;
+use moat_proto::gateway::v1::state_service_server::StateServiceServer;
+use moat_proto::state::v1::state_store_client::StateStoreClient;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::Auth;
+use crate::cache::Cache;
+use crate::call::Metrics;
+use crate::config::GatewayConfig;
+use crate::ratelimit::RateLimiter;
+use crate::rpc::RpcProxy;
+use crate::services::{Gateway, Market, Rpc, State};
+
+/// Runs the gateway until `shutdown` is cancelled.
+pub async fn run(
+    config: GatewayConfig,
+    grpc: TcpListener,
+    http: TcpListener,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let auth = Auth::new(&config.auth)?;
+    if auth.strategies() == 0 {
+        tracing::warn!(
+            "no strategy tokens configured: every call will be refused (set auth.tokens or auth.tokens_file)"
+        );
+    }
+    let nats = moat_common_types::nats::connect(&config.nats.url, "moat-gateway")
+        .await
+        .with_context(|| format!("connecting to NATS at {}", config.nats.url))?;
+    let state_channel = tonic::transport::Channel::from_shared(config.state.endpoint.clone())
+        .with_context(|| format!("state.endpoint {:?} is not a URI", config.state.endpoint))?
+        .connect_timeout(Duration::from_millis(config.state.timeout_ms))
+        .timeout(Duration::from_millis(config.state.timeout_ms))
+        .connect_lazy();
+    let clickhouse = clickhouse::Client::default()
+        .with_url(&config.clickhouse.url)
+        .with_user(&config.clickhouse.user)
+        .with_password(&config.clickhouse.password)
+        .with_database(&config.clickhouse.database)
+        .with_validation(false);
+    let cache = Cache::default();
+    let metrics = Metrics::new();
+    let gateway = Arc::new(Gateway {
+        auth,
+        limiter: RateLimiter::new(config.limits.requests_per_second, config.limits.burst),
+        rpc_limiter: RateLimiter::new(config.limits.rpc_requests_per_second, config.limits.rpc_burst),
+        cache: cache.clone(),
+        rpc: RpcProxy::new(&config.rpc)?,
+        state: StateStoreClient::new(state_channel.clone()),
+        clickhouse: clickhouse.clone(),
+        nats: nats.clone(),
+        metrics: metrics.clone(),
+        config,
+    });
+
+    let feed = tokio::spawn({
+        let (nats, cache) = (nats.clone(), cache.clone());
+        async move {
+            if let Err(error) = cache::feed(nats, cache).await {
+                tracing::error!(%error, "live cache feed stopped");
+            }
+        }
+    });
+
+    let health = Health::new("gateway")
+        .check("nats", {
+            let nats = nats.clone();
+            move || {
+                let state = nats.connection_state();
+                async move {
+                    match state {
+                        async_nats::connection::State::Connected => Ok(()),
+                        other => Err(format!("NATS connection is {other:?}")),
+                    }
+                }
+            }
+        })
+        .check("state", {
+            let channel = state_channel.clone();
+            move || {
+                let mut client = tonic_health::pb::health_client::HealthClient::new(channel.clone());
+                async move {
+                    client
+                        .check(tonic_health::pb::HealthCheckRequest { service: String::new() })
+                        .await
+                        .map(|_| ())
+                        .map_err(|s| format!("{}: {}", s.code(), s.message()))
+                }
+            }
+        })
+        .check("clickhouse", {
+            let client = clickhouse.clone();
+            move || {
+                let client = client.clone();
+                async move {
+                    client
+                        .query("SELECT 1")
+                        .fetch_one::<u8>()
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| e.to_string())
+                }
+            }
+        });
+    let app = router(health, metrics.registry.clone()).merge(http::routes(gateway.clone()));
+    let http_task = tokio::spawn(serve(http, app, shutdown.clone().cancelled_owned()));
+
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    health_reporter.set_serving::<MarketServiceServer<Market>>().await;
+    health_reporter.set_serving::<RpcServiceServer<Rpc>>().await;
+    health_reporter.set_serving::<StateServiceServer<State>>().await;
+    // Both reflection versions: grpcurl and older tools still ask v1alpha.
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(moat_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            // The shared descriptor set also holds moat.state.v1, which the
+            // gateway does not serve: list only what it does.
+            .with_service_name("moat.gateway.v1.MarketService")
+            .with_service_name("moat.gateway.v1.RpcService")
+            .with_service_name("moat.gateway.v1.StateService")
+            .with_service_name("grpc.health.v1.Health")
+    };
+    let reflection_v1 = reflection().build_v1()?;
+    let reflection_v1alpha = reflection().build_v1alpha()?;
+    let keepalive = Duration::from_millis(gateway.config.server.keepalive_idle_ms);
+    let max_message = gateway.config.server.max_body_bytes.max(2 * 1024 * 1024);
+    let addr = grpc.local_addr()?;
+    tracing::info!(%addr, "gateway serving gRPC");
+    tonic::transport::Server::builder()
+        .tcp_keepalive(Some(keepalive))
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(20)))
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(MarketServiceServer::new(Market(gateway.clone())).max_decoding_message_size(max_message))
+        .add_service(RpcServiceServer::new(Rpc(gateway.clone())).max_decoding_message_size(max_message))
+        .add_service(StateServiceServer::new(State(gateway.clone())).max_decoding_message_size(max_message))
+        .serve_with_incoming_shutdown(TcpListenerStream::new(grpc), shutdown.clone().cancelled_owned())
+        .await?;
+    http_task.await??;
+    feed.abort();
+    tracing::info!("gateway stopped");
+    Ok(())
+}

@@ -1,0 +1,541 @@
+//! The gateway against real peers: NATS, the state service, a local EVM
+//! node (ganache from npm) and a real web3.py client.
+
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::str::FromStr;
+use std::time::{Duration, Instant};
+
+use moat_common_types::model::{Bbo, Instrument, Level};
+use moat_common_types::proto_conv::encode;
+use moat_common_types::subject::Subject;
+use moat_common_types::{Decimal, Market, MarketEvent, now_ms};
+use moat_gateway::config::{GatewayConfig, TokenConfig};
+use moat_integration_tests::{eventually, listener, own_nats, scratch};
+use moat_proto::gateway::v1 as pb;
+use moat_proto::gateway::v1::market_service_client::MarketServiceClient;
+use moat_proto::gateway::v1::rpc_service_client::RpcServiceClient;
+use moat_proto::gateway::v1::state_service_client::StateServiceClient;
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+use tonic::Code;
+use tonic::transport::Channel;
+
+const ALPHA: &str = "alpha-token-0123456789abcdef";
+const BETA: &str = "beta-token-0123456789abcdef";
+
+struct Stack {
+    grpc: SocketAddr,
+    http: SocketAddr,
+    nats_url: String,
+    token: CancellationToken,
+    _nats: (moat_devstack::Nats, tempfile::TempDir),
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        self.token.cancel();
+    }
+}
+
+/// NATS, an in-process state service on SQLite and the gateway, with
+/// `configure` applied to the gateway's config.
+async fn stack(configure: impl FnOnce(&mut GatewayConfig)) -> Stack {
+    let nats = own_nats();
+    let dir = scratch();
+    let token = CancellationToken::new();
+
+    let mut state = moat_state::config::StateConfig::default();
+    state.database.url = format!("sqlite://{}", dir.path().join("state.db").display());
+    let state_grpc = listener().await;
+    let state_addr = state_grpc.local_addr().unwrap();
+    tokio::spawn(moat_state::run(state, state_grpc, listener().await, token.clone()));
+
+    let mut config = GatewayConfig::default();
+    config.nats.url = nats.0.url();
+    config.state.endpoint = format!("http://{state_addr}");
+    config.auth.tokens = vec![
+        TokenConfig {
+            strategy_id: "alpha".into(),
+            token: ALPHA.into(),
+        },
+        TokenConfig {
+            strategy_id: "beta".into(),
+            token: BETA.into(),
+        },
+    ];
+    config.rpc.timeout_ms = 1_000;
+    configure(&mut config);
+    let grpc = listener().await;
+    let http = listener().await;
+    let (grpc_addr, http_addr) = (grpc.local_addr().unwrap(), http.local_addr().unwrap());
+    tokio::spawn(moat_gateway::run(config, grpc, http, token.clone()));
+    Stack {
+        grpc: grpc_addr,
+        http: http_addr,
+        nats_url: nats.0.url(),
+        token,
+        _nats: nats,
+        _dir: dir,
+    }
+}
+
+async fn channel(addr: SocketAddr) -> Channel {
+    eventually("gateway accepting", Duration::from_secs(20), || async {
+        Channel::from_shared(format!("http://{addr}"))
+            .unwrap()
+            .connect()
+            .await
+            .ok()
+    })
+    .await
+}
+
+fn authed<T>(message: T, token: &str) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request
+        .metadata_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    request
+}
+
+#[tokio::test]
+async fn tokens_decide_who_calls_and_failures_lock_out() {
+    // The missing-token call below counts as the first of four failures.
+    let s = stack(|c| c.auth.max_failures = 4).await;
+    let mut state = StateServiceClient::new(channel(s.grpc).await);
+
+    let err = state.load_state(pb::LoadStateRequest { version: 0 }).await.unwrap_err();
+    assert_eq!(err.code(), Code::Unauthenticated);
+    assert!(err.message().starts_with("missing token"), "{}", err.message());
+    let mut x = tonic::Request::new(pb::LoadStateRequest { version: 0 });
+    x.metadata_mut().insert("x-auth-token", ALPHA.parse().unwrap());
+    assert_eq!(
+        state.load_state(x).await.unwrap_err().code(),
+        Code::NotFound,
+        "x-auth-token works too"
+    );
+
+    for _ in 0..3 {
+        let err = state
+            .load_state(authed(pb::LoadStateRequest { version: 0 }, "forged"))
+            .await
+            .unwrap_err();
+        assert_eq!((err.code(), err.message()), (Code::Unauthenticated, "invalid token"));
+    }
+    let err = state
+        .load_state(authed(pb::LoadStateRequest { version: 0 }, ALPHA))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::ResourceExhausted);
+    assert!(
+        err.message().contains("too many failed authentication attempts"),
+        "{}",
+        err.message()
+    );
+}
+
+#[tokio::test]
+async fn strategies_only_touch_their_own_state() {
+    let s = stack(|_| {}).await;
+    let mut state = StateServiceClient::new(channel(s.grpc).await);
+    let saved = state
+        .save_state(authed(
+            pb::SaveStateRequest {
+                data: b"alpha's".to_vec(),
+                expected_version: 0,
+            },
+            ALPHA,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(saved.version, 1);
+
+    let err = state
+        .load_state(authed(pb::LoadStateRequest { version: 0 }, BETA))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound, "beta must not see alpha's state");
+    let loaded = state
+        .load_state(authed(pb::LoadStateRequest { version: 0 }, ALPHA))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(loaded.data, b"alpha's");
+
+    let err = state
+        .save_state(authed(
+            pb::SaveStateRequest {
+                data: b"stale".to_vec(),
+                expected_version: 0,
+            },
+            ALPHA,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Aborted);
+    assert!(err.message().contains("current version is 1"), "{}", err.message());
+
+    // beta deleting its (empty) state leaves alpha's alone.
+    let deleted = state
+        .delete_state(authed(pb::DeleteStateRequest {}, BETA))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(deleted.deleted_versions, 0);
+    assert!(
+        state
+            .load_state(authed(pb::LoadStateRequest { version: 0 }, ALPHA))
+            .await
+            .is_ok()
+    );
+}
+
+fn bbo(exchange: &str, symbol: &str, bid: &str, ask: &str) -> MarketEvent {
+    let level = |p: &str| Level {
+        price: Decimal::from_str(p).unwrap(),
+        qty: Decimal::ONE,
+    };
+    MarketEvent::Bbo(Bbo {
+        instrument: Instrument {
+            exchange: exchange.into(),
+            market: Market::Spot,
+            symbol: symbol.into(),
+            venue_symbol: symbol.into(),
+        },
+        sequence: 1,
+        bid: level(bid),
+        ask: level(ask),
+        ts_exchange_ms: now_ms(),
+        ts_recv_ms: now_ms(),
+    })
+}
+
+#[tokio::test]
+async fn prices_come_from_live_nats_data() {
+    let s = stack(|_| {}).await;
+    let mut market = MarketServiceClient::new(channel(s.grpc).await);
+    let nats = async_nats::connect(&s.nats_url).await.unwrap();
+    let price = eventually("a price from NATS", Duration::from_secs(20), || {
+        let (nats, mut market) = (nats.clone(), market.clone());
+        async move {
+            for event in [
+                bbo("ex1", "ETH-USDT", "3000", "3001"),
+                bbo("ex2", "ETH-USD", "3002", "3003"),
+                bbo("ex3", "ETH-USDC", "3100", "3101"),
+            ] {
+                let subject = Subject::for_event(&event).unwrap().to_string();
+                nats.publish(subject, encode(&event).into()).await.unwrap();
+            }
+            nats.flush().await.unwrap();
+            let request = pb::GetPriceRequest {
+                token: "WETH".into(),
+                quote: "USD".into(),
+                chain: Some("arbitrum".into()),
+            };
+            let p = market.get_price(authed(request, ALPHA)).await.ok()?.into_inner();
+            (p.sources.len() + p.outliers.len() == 3).then_some(p)
+        }
+    })
+    .await;
+    assert_eq!(price.price, "3001.5");
+    assert_eq!(price.outliers.len(), 1);
+    assert_eq!(price.outliers[0].exchange, "ex3");
+    assert!(!price.stale);
+
+    let err = market
+        .get_price(authed(
+            pb::GetPriceRequest {
+                token: "NOPE".into(),
+                quote: String::new(),
+                chain: None,
+            },
+            ALPHA,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound);
+    let _ = &mut market;
+}
+
+#[tokio::test]
+async fn health_is_serving_and_reflection_lists_the_services() {
+    let s = stack(|_| {}).await;
+    let ch = channel(s.grpc).await;
+    let mut health = tonic_health::pb::health_client::HealthClient::new(ch.clone());
+    let status = health
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: "moat.gateway.v1.MarketService".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .status;
+    assert_eq!(
+        status,
+        tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+    );
+
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
+    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+    let mut reflection = ServerReflectionClient::new(ch);
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut answers = reflection
+        .server_reflection_info(futures::stream::iter([request]))
+        .await
+        .unwrap()
+        .into_inner();
+    let answer = answers.message().await.unwrap().unwrap();
+    let Some(MessageResponse::ListServicesResponse(list)) = answer.message_response else {
+        panic!("no service list")
+    };
+    let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+    for service in [
+        "moat.gateway.v1.MarketService",
+        "moat.gateway.v1.RpcService",
+        "moat.gateway.v1.StateService",
+        "grpc.health.v1.Health",
+    ] {
+        assert!(names.iter().any(|n| n == service), "{service} missing from {names:?}");
+    }
+}
+
+/// A local EVM node: ganache from npm (`tests/peers`, installed by CI).
+struct Ganache {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Ganache {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn peers_dir() -> std::path::PathBuf {
+    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("peers")
+}
+
+async fn ganache() -> Ganache {
+    let bin = peers_dir().join("node_modules/.bin/ganache");
+    assert!(
+        bin.exists(),
+        "{} missing: run `npm ci` in tests/peers (.ci/run does)",
+        bin.display()
+    );
+    let port = moat_devstack::free_port();
+    let child = Command::new(bin)
+        .args([
+            "--port",
+            &port.to_string(),
+            "--host",
+            "127.0.0.1",
+            "--chain.chainId",
+            "1",
+            "--wallet.deterministic",
+            "--logging.quiet",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let url = format!("http://127.0.0.1:{port}");
+    let node = Ganache { child, url };
+    let client = reqwest::Client::new();
+    eventually("ganache answering", Duration::from_secs(60), || {
+        let (client, url) = (client.clone(), node.url.clone());
+        async move {
+            let r = client
+                .post(url)
+                .json(&json!({"jsonrpc":"2.0","id":1,"method":"eth_chainId","params":[]}))
+                .send()
+                .await
+                .ok()?;
+            r.status().is_success().then_some(())
+        }
+    })
+    .await;
+    node
+}
+
+async fn post(http: SocketAddr, chain: &str, token: &str, body: Value) -> (u16, Option<String>, Value) {
+    let r = reqwest::Client::new()
+        .post(format!("http://{http}/rpc/{chain}"))
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let retry = r.headers().get("retry-after").map(|v| v.to_str().unwrap().to_owned());
+    (status, retry, r.json().await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn web3_client_reads_and_sends_through_the_gateway() {
+    let node = ganache().await;
+    // The first upstream is dead: the gateway fails over to ganache.
+    let dead = format!("http://127.0.0.1:{}", moat_devstack::free_port());
+    let upstreams = vec![dead, node.url.clone()];
+    let s = stack(move |c| c.rpc.chains.get_mut("ethereum").unwrap().upstreams = upstreams).await;
+    let url = format!("http://{}/rpc/ethereum", s.http);
+    channel(s.grpc).await;
+
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new("python3")
+            .arg(peers_dir().join("web3_client.py"))
+            .args([&url, ALPHA])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "web3.py failed: {}\n{}",
+        stdout,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let result: Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(result["chain_id"], 1);
+    assert_eq!(result["balance_delta"], 12345);
+    assert_eq!(result["tx_status"], 1);
+    assert!(result["tx_block"].as_u64().unwrap() >= 1);
+
+    // The same proxy over gRPC.
+    let mut rpc = RpcServiceClient::new(channel(s.grpc).await);
+    let answer = rpc
+        .call(authed(
+            pb::RpcRequest {
+                chain: "ethereum".into(),
+                method: "eth_chainId".into(),
+                params_json: String::new(),
+            },
+            BETA,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(answer.result_json, "\"0x1\"");
+}
+
+#[tokio::test]
+async fn rpc_refusals_are_exact() {
+    let node = ganache().await;
+    let upstream = vec![node.url.clone()];
+    let s = stack(move |c| {
+        c.rpc.chains.get_mut("ethereum").unwrap().upstreams = upstream;
+        c.limits.rpc_requests_per_second = 1.0;
+        c.limits.rpc_burst = 3.0;
+    })
+    .await;
+    channel(s.grpc).await;
+
+    let call = |method: &str| json!({"jsonrpc": "2.0", "id": 7, "method": method, "params": []});
+    let (status, _, body) = post(s.http, "ethereum", ALPHA, call("debug_traceTransaction")).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        body["error"]["message"],
+        "method 'debug_traceTransaction' is not allowed"
+    );
+    assert_eq!(body["id"], 7);
+
+    let (status, _, body) = post(s.http, "xyz", ALPHA, call("eth_blockNumber")).await;
+    assert_eq!(status, 412);
+    assert_eq!(body["error"]["message"], "Chain 'xyz' is not configured");
+
+    let mut rpc = RpcServiceClient::new(channel(s.grpc).await);
+    let err = rpc
+        .call(authed(
+            pb::RpcRequest {
+                chain: "ethereum".into(),
+                method: "debug_traceTransaction".into(),
+                params_json: String::new(),
+            },
+            BETA,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (err.code(), err.message()),
+        (Code::PermissionDenied, "method 'debug_traceTransaction' is not allowed")
+    );
+    let err = rpc
+        .call(authed(
+            pb::RpcRequest {
+                chain: "xyz".into(),
+                method: "eth_blockNumber".into(),
+                params_json: String::new(),
+            },
+            BETA,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (err.code(), err.message()),
+        (Code::FailedPrecondition, "Chain 'xyz' is not configured")
+    );
+
+    // The per-chain bucket holds 3; the next call is refused with a retry time.
+    let mut refused = None;
+    for _ in 0..5 {
+        let (status, retry, body) = post(s.http, "ethereum", ALPHA, call("eth_blockNumber")).await;
+        if status == 200 && body["error"]["code"] == -32005 {
+            refused = Some((retry, body));
+            break;
+        }
+    }
+    let (_, body) = refused.expect("rate limit never fired");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("Rate limited, retry after"),
+        "{body}"
+    );
+
+    let (status, _, body) = post(s.http, "ethereum", "forged-token", call("eth_blockNumber")).await;
+    assert_eq!(status, 401);
+    assert_eq!(body["error"]["message"], "invalid token");
+}
+
+#[tokio::test]
+async fn black_holed_upstream_fails_within_the_timeout() {
+    // Accepts connections and never answers.
+    let hole = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let upstream = vec![format!("http://{}", hole.local_addr().unwrap())];
+    let s = stack(move |c| {
+        c.rpc.chains.get_mut("ethereum").unwrap().upstreams = upstream;
+        c.rpc.timeout_ms = 500;
+        c.rpc.max_attempts = 1;
+    })
+    .await;
+    channel(s.grpc).await;
+    let started = Instant::now();
+    let (_, _, body) = post(
+        s.http,
+        "ethereum",
+        ALPHA,
+        json!({"jsonrpc":"2.0","id":1,"method":"eth_blockNumber","params":[]}),
+    )
+    .await;
+    let elapsed = started.elapsed();
+    assert!(elapsed < Duration::from_millis(2_000), "took {elapsed:?}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("did not answer within 500 ms"),
+        "{body}"
+    );
+    drop(hole);
+}
