@@ -11,6 +11,43 @@ pub struct CollectorConfig {
     pub http: HttpConfig,
     pub nats: NatsConfig,
     pub sim: SimConfig,
+    /// Live venue connections; each entry is one connector.
+    pub venues: Vec<VenueConfig>,
+}
+
+/// One venue connection.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct VenueConfig {
+    /// Protocol: `binance` (spot; Binance.US too) or `binance-futures` (USDⓈ-M).
+    pub kind: String,
+    /// Name in subjects and tables.
+    pub exchange: String,
+    pub ws_url: String,
+    pub rest_url: String,
+    /// Venue symbols, e.g. BTCUSDT.
+    pub symbols: Vec<String>,
+    /// No frame for this long replaces the connection; keep it above the
+    /// quietest subscribed symbol's usual silence.
+    pub stale_after_ms: u64,
+    pub backoff_max_ms: u64,
+    /// Reconnect before the venue's own connection limit (24 h on Binance).
+    pub max_connection_age_ms: u64,
+}
+
+impl Default for VenueConfig {
+    fn default() -> Self {
+        VenueConfig {
+            kind: "binance".into(),
+            exchange: "binance".into(),
+            ws_url: "wss://stream.binance.com:9443".into(),
+            rest_url: "https://api.binance.com".into(),
+            symbols: Vec::new(),
+            stale_after_ms: 30_000,
+            backoff_max_ms: 30_000,
+            max_connection_age_ms: 23 * 3600 * 1000,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -96,6 +133,29 @@ impl Default for SimConfig {
 
 impl Validate for CollectorConfig {
     fn validate(&self) -> Result<(), ConfigError> {
+        for (i, v) in self.venues.iter().enumerate() {
+            if !matches!(v.kind.as_str(), "binance" | "binance-futures") {
+                return Err(ConfigError::invalid(
+                    &format!("venues[{i}].kind"),
+                    format!("\"{}\"", v.kind),
+                    "binance or binance-futures",
+                ));
+            }
+            if v.symbols.is_empty() {
+                return Err(ConfigError::invalid(
+                    &format!("venues[{i}].symbols"),
+                    "[]",
+                    "at least one symbol",
+                ));
+            }
+            if v.stale_after_ms < 1_000 {
+                return Err(ConfigError::invalid(
+                    &format!("venues[{i}].stale_after_ms"),
+                    v.stale_after_ms,
+                    "at least 1000",
+                ));
+            }
+        }
         if self.nats.max_ack_inflight == 0 {
             return Err(ConfigError::invalid("nats.max_ack_inflight", 0, "at least 1"));
         }

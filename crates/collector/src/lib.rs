@@ -5,11 +5,16 @@
 //! task drains it with pipelined acks. The HTTP listener is passed in so
 //! tests can bind port 0.
 
+pub mod book;
 pub mod config;
 pub mod metrics;
 pub mod publisher;
+pub mod recording;
+pub mod replay;
 pub mod sim;
+pub mod sink;
 pub mod status;
+pub mod venues;
 
 use std::time::Duration;
 
@@ -31,6 +36,25 @@ use crate::status::StreamStatus;
 pub const DRAIN_GRACE: Duration = Duration::from_secs(5);
 /// A venue whose newest event is older than this is reported unhealthy.
 pub const STALE_AFTER_MS: i64 = 30_000;
+
+/// The connector of a configured venue.
+pub fn venue_connector(venue: &config::VenueConfig) -> anyhow::Result<venues::binance::connector::BinanceVenue> {
+    let flavor = match venue.kind.as_str() {
+        "binance-futures" => venues::binance::Flavor::Futures,
+        _ => venues::binance::Flavor::Spot,
+    };
+    let symbols: Vec<&str> = venue.symbols.iter().map(String::as_str).collect();
+    let symbols = venues::binance::Symbols::new(&venue.exchange, flavor, &symbols)
+        .map_err(|e| anyhow::anyhow!("venue {}: {e}", venue.exchange))?;
+    Ok(venues::binance::connector::BinanceVenue {
+        symbols,
+        ws_url: venue.ws_url.clone(),
+        rest_url: venue.rest_url.clone(),
+        stale_after: Duration::from_millis(venue.stale_after_ms),
+        max_connection_age: Duration::from_millis(venue.max_connection_age_ms),
+        backoff_max: Duration::from_millis(venue.backoff_max_ms),
+    })
+}
 
 /// Runs the collector until `shutdown` is cancelled.
 pub async fn run(config: CollectorConfig, http: TcpListener, shutdown: CancellationToken) -> anyhow::Result<()> {
@@ -74,6 +98,14 @@ pub async fn run(config: CollectorConfig, http: TcpListener, shutdown: Cancellat
                 () = token.cancelled() => {}
             }
         });
+    }
+    for venue in &config.venues {
+        let connector = venue_connector(venue)?;
+        let status = StreamStatus::new(&venue.exchange);
+        venues.push(status.clone());
+        let sink: std::sync::Arc<dyn sink::Sink> = queue.clone();
+        let (metrics, token) = (metrics.clone(), shutdown.clone());
+        tasks.spawn(venues::binance::connector::run(connector, sink, status, metrics, token));
     }
     let publisher = tokio::spawn(run_publisher(
         js,

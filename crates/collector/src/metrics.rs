@@ -13,6 +13,8 @@ pub struct Metrics {
     pub queue_dropped: IntCounter,
     pub publish_latency: Histogram,
     pub rejects: IntCounterVec,
+    pub reconnects: IntCounterVec,
+    pub resyncs: IntCounterVec,
 }
 
 impl Metrics {
@@ -38,6 +40,16 @@ impl Metrics {
             rejects: counter_vec(
                 "moat_collector_rejects_total",
                 "venue frames not published, by reason",
+                &["exchange", "reason"],
+            ),
+            reconnects: counter_vec(
+                "moat_collector_reconnects_total",
+                "venue connections replaced (closed, failed or stale)",
+                &["exchange"],
+            ),
+            resyncs: counter_vec(
+                "moat_collector_book_resyncs_total",
+                "books invalidated and rebuilt from a snapshot, by reason",
                 &["exchange", "reason"],
             ),
             publish_errors: register(

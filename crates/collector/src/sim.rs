@@ -46,6 +46,7 @@ pub async fn run(config: SimConfig, queue: Arc<EventQueue>, status: StreamStatus
     let mut ticker = tokio::time::interval(period);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut rng = StdRng::from_os_rng();
+    status.set_connected(true);
     loop {
         ticker.tick().await;
         seq += 1;

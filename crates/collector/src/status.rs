@@ -16,6 +16,7 @@ pub struct StreamInfo {
 pub struct StreamStatus {
     pub exchange: String,
     inner: Arc<Mutex<BTreeMap<String, i64>>>,
+    connected: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl StreamStatus {
@@ -23,7 +24,16 @@ impl StreamStatus {
         StreamStatus {
             exchange: exchange.to_owned(),
             inner: Arc::default(),
+            connected: Arc::default(),
         }
+    }
+
+    pub fn set_connected(&self, connected: bool) {
+        self.connected.store(connected, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub fn is_connected(&self) -> bool {
+        self.connected.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub fn touch(&self, symbol: &str, ts_ms: i64) {
@@ -48,6 +58,6 @@ impl StreamStatus {
             .iter()
             .map(|(symbol, last)| serde_json::json!({"symbol": symbol, "last_event_age_ms": now_ms - last}))
             .collect();
-        serde_json::json!({"exchange": self.exchange, "streams": streams})
+        serde_json::json!({"exchange": self.exchange, "connected": self.is_connected(), "streams": streams})
     }
 }

@@ -1,0 +1,306 @@
+//! The live Binance connection: combined WebSocket stream, REST snapshots
+//! per symbol, book sync, stale detection and reconnects.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::{SinkExt, StreamExt};
+use moat_common_types::model::{BookDelta, BookSnapshot, Gap};
+use moat_common_types::{MarketEvent, now_ms};
+use rand::Rng;
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_util::sync::CancellationToken;
+
+use super::book::BookSync;
+use super::parse::{DepthDiff, Frame, Snapshot, parse, parse_snapshot};
+use super::{Flavor, Symbols};
+use crate::metrics::Metrics;
+use crate::sink::Sink;
+use crate::status::StreamStatus;
+use crate::venues::BookOutcome;
+
+/// Where and what to connect.
+#[derive(Debug, Clone)]
+pub struct BinanceVenue {
+    pub symbols: Symbols,
+    /// e.g. `wss://stream.binance.com:9443` or `wss://fstream.binance.com`.
+    pub ws_url: String,
+    /// e.g. `https://api.binance.com` or `https://fapi.binance.com`.
+    pub rest_url: String,
+    /// No frame for this long means the connection is dead.
+    pub stale_after: Duration,
+    /// Binance closes connections after 24 h; reconnect before that.
+    pub max_connection_age: Duration,
+    pub backoff_max: Duration,
+}
+
+impl BinanceVenue {
+    fn stream_url(&self) -> String {
+        let mut streams: Vec<String> = self
+            .symbols
+            .venue_symbols()
+            .flat_map(|s| {
+                let s = s.to_ascii_lowercase();
+                [
+                    format!("{s}@aggTrade"),
+                    format!("{s}@depth@100ms"),
+                    format!("{s}@bookTicker"),
+                    format!("{s}@kline_1m"),
+                ]
+            })
+            .collect();
+        streams.sort();
+        format!(
+            "{}/stream?streams={}",
+            self.ws_url.trim_end_matches('/'),
+            streams.join("/")
+        )
+    }
+
+    fn depth_url(&self, symbol: &str) -> String {
+        let path = match self.symbols.flavor {
+            Flavor::Spot => "/api/v3/depth",
+            Flavor::Futures => "/fapi/v1/depth",
+        };
+        format!(
+            "{}{path}?symbol={symbol}&limit=1000",
+            self.rest_url.trim_end_matches('/')
+        )
+    }
+}
+
+/// Capped exponential backoff with full jitter.
+pub fn backoff(attempt: u32, cap: Duration) -> Duration {
+    let ceiling = Duration::from_millis(100u64.saturating_mul(1 << attempt.min(16))).min(cap);
+    Duration::from_millis(rand::rng().random_range(0..=ceiling.as_millis() as u64))
+}
+
+/// Runs connections until `shutdown`, reconnecting and resubscribing.
+pub async fn run(
+    venue: BinanceVenue,
+    sink: Arc<dyn Sink>,
+    status: StreamStatus,
+    metrics: Metrics,
+    shutdown: CancellationToken,
+) {
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("a default HTTP client builds");
+    let mut attempt = 0u32;
+    while !shutdown.is_cancelled() {
+        let started = std::time::Instant::now();
+        let result = session(&venue, &http, sink.as_ref(), &status, &metrics, &shutdown).await;
+        if shutdown.is_cancelled() {
+            break;
+        }
+        match result {
+            Ok(()) => tracing::info!(exchange = %venue.symbols.exchange, "connection closed, reconnecting"),
+            Err(error) => tracing::warn!(exchange = %venue.symbols.exchange, %error, "connection failed"),
+        }
+        metrics
+            .reconnects
+            .with_label_values(&[venue.symbols.exchange.as_str()])
+            .inc();
+        // A connection that lived a while starts the backoff over.
+        if started.elapsed() > Duration::from_secs(60) {
+            attempt = 0;
+        }
+        let pause = backoff(attempt, venue.backoff_max);
+        attempt = attempt.saturating_add(1);
+        tokio::select! {
+            () = tokio::time::sleep(pause) => {}
+            () = shutdown.cancelled() => break,
+        }
+    }
+}
+
+fn request_snapshot(
+    http: &reqwest::Client,
+    url: String,
+    symbol: String,
+    tx: mpsc::Sender<(String, Result<Snapshot, String>)>,
+) {
+    let http = http.clone();
+    tokio::spawn(async move {
+        let result = async {
+            let response = http.get(&url).send().await.map_err(|e| format!("GET {url}: {e}"))?;
+            let status = response.status();
+            let body = response.text().await.map_err(|e| format!("GET {url}: {e}"))?;
+            if !status.is_success() {
+                return Err(format!("GET {url}: HTTP {status}: {}", &body[..body.len().min(200)]));
+            }
+            parse_snapshot(&body).map_err(|e| e.to_string())
+        }
+        .await;
+        let _ = tx.send((symbol, result)).await;
+    });
+}
+
+struct Books<'a> {
+    venue: &'a BinanceVenue,
+    sink: &'a dyn Sink,
+    metrics: &'a Metrics,
+    books: HashMap<String, BookSync>,
+}
+
+impl Books<'_> {
+    fn delta_event(diff: &DepthDiff, ts_recv_ms: i64) -> MarketEvent {
+        MarketEvent::BookDelta(BookDelta {
+            instrument: diff.instrument.clone(),
+            first_sequence: diff.first,
+            sequence: diff.last,
+            prev_sequence: diff.prev.unwrap_or(diff.first.saturating_sub(1)),
+            bids: diff.bids.clone(),
+            asks: diff.asks.clone(),
+            ts_exchange_ms: diff.ts_exchange_ms,
+            ts_recv_ms,
+        })
+    }
+
+    /// Handles an outcome; returns true when a new snapshot is needed.
+    fn outcome(&mut self, symbol: &str, diff: &DepthDiff, outcome: BookOutcome) -> bool {
+        let exchange = self.venue.symbols.exchange.as_str();
+        match outcome {
+            BookOutcome::Applied => {
+                self.sink.emit(Self::delta_event(diff, now_ms()));
+                let sync = &self.books[symbol];
+                self.sink
+                    .book_top(exchange, &diff.instrument.symbol, diff.last, &sync.book);
+                false
+            }
+            BookOutcome::Gap { reason, detail } => {
+                tracing::warn!(exchange, symbol, reason, %detail, "book invalid, resyncing");
+                self.metrics.resyncs.with_label_values(&[exchange, reason]).inc();
+                self.sink.emit(MarketEvent::Gap(Gap {
+                    instrument: diff.instrument.clone(),
+                    reason: reason.to_owned(),
+                    last_sequence: diff.last,
+                    ts_recv_ms: now_ms(),
+                }));
+                true
+            }
+            BookOutcome::Buffered | BookOutcome::Stale => false,
+        }
+    }
+}
+
+async fn session(
+    venue: &BinanceVenue,
+    http: &reqwest::Client,
+    sink: &dyn Sink,
+    status: &StreamStatus,
+    metrics: &Metrics,
+    shutdown: &CancellationToken,
+) -> Result<(), String> {
+    let url = venue.stream_url();
+    let exchange = venue.symbols.exchange.clone();
+    let (mut ws, _) = tokio::time::timeout(Duration::from_secs(10), tokio_tungstenite::connect_async(&url))
+        .await
+        .map_err(|_| format!("connecting to {url}: no answer within 10 s"))?
+        .map_err(|e| format!("connecting to {url}: {e}"))?;
+    tracing::info!(%exchange, symbols = venue.symbols.venue_symbols().count(), "connected");
+    status.set_connected(true);
+
+    let (snap_tx, mut snap_rx) = mpsc::channel(64);
+    for symbol in venue.symbols.venue_symbols() {
+        request_snapshot(http, venue.depth_url(symbol), symbol.to_owned(), snap_tx.clone());
+    }
+    let mut books = Books {
+        venue,
+        sink,
+        metrics,
+        books: HashMap::new(),
+    };
+    let deadline = tokio::time::Instant::now() + venue.max_connection_age;
+    let result = loop {
+        tokio::select! {
+            () = shutdown.cancelled() => {
+                let _ = ws.close(None).await;
+                break Ok(());
+            }
+            () = tokio::time::sleep_until(deadline) => break Ok(()),
+            snapshot = snap_rx.recv() => {
+                let Some((symbol, result)) = snapshot else { continue };
+                let snapshot = match result {
+                    Ok(s) => s,
+                    Err(error) => {
+                        tracing::warn!(%exchange, %symbol, %error, "snapshot failed, retrying");
+                        let (http, url, tx) = (http.clone(), venue.depth_url(&symbol), snap_tx.clone());
+                        tokio::spawn(async move {
+                            tokio::time::sleep(Duration::from_secs(1)).await;
+                            request_snapshot(&http, url, symbol, tx);
+                        });
+                        continue;
+                    }
+                };
+                let Some(instrument) = venue.symbols.get(&symbol).cloned() else { continue };
+                let sync = books.books.entry(symbol.clone()).or_insert_with(|| BookSync::new(venue.symbols.flavor));
+                let replayed = sync.on_snapshot(&snapshot);
+                let now = now_ms();
+                sink.emit(MarketEvent::BookSnapshot(BookSnapshot {
+                    instrument: instrument.clone(),
+                    sequence: snapshot.last_update_id,
+                    bids: snapshot.bids.clone(),
+                    asks: snapshot.asks.clone(),
+                    ts_exchange_ms: snapshot.ts_exchange_ms.unwrap_or(now),
+                    ts_recv_ms: now,
+                }));
+                let mut resync = false;
+                for (diff, outcome) in replayed {
+                    resync |= books.outcome(&symbol, &diff, outcome);
+                }
+                if resync {
+                    request_snapshot(http, venue.depth_url(&symbol), symbol, snap_tx.clone());
+                }
+            }
+            message = tokio::time::timeout(venue.stale_after, ws.next()) => {
+                let message = match message {
+                    Err(_) => break Err(format!("no frame for {} ms: connection stale", venue.stale_after.as_millis())),
+                    Ok(None) => break Ok(()),
+                    Ok(Some(Err(e))) => break Err(format!("reading {url}: {e}")),
+                    Ok(Some(Ok(m))) => m,
+                };
+                let text = match message {
+                    Message::Text(t) => t,
+                    Message::Ping(p) => {
+                        let _ = ws.send(Message::Pong(p)).await;
+                        continue;
+                    }
+                    Message::Close(_) => break Ok(()),
+                    _ => continue,
+                };
+                let now = now_ms();
+                match parse(&venue.symbols, text.as_str(), now) {
+                    Ok(Frame::Trade(t)) => {
+                        status.touch(&t.instrument.symbol, now);
+                        sink.emit(MarketEvent::Trade(t));
+                    }
+                    Ok(Frame::Bbo(b)) => {
+                        status.touch(&b.instrument.symbol, now);
+                        sink.emit(MarketEvent::Bbo(b));
+                    }
+                    Ok(Frame::Candle(c)) => sink.emit(MarketEvent::Candle(c)),
+                    Ok(Frame::Depth(diff)) => {
+                        status.touch(&diff.instrument.symbol, now);
+                        let symbol = diff.instrument.venue_symbol.clone();
+                        let sync = books.books.entry(symbol.clone()).or_insert_with(|| BookSync::new(venue.symbols.flavor));
+                        let outcome = sync.on_diff(&diff);
+                        if books.outcome(&symbol, &diff, outcome) {
+                            request_snapshot(http, venue.depth_url(&symbol), symbol, snap_tx.clone());
+                        }
+                    }
+                    Ok(Frame::Control) => {}
+                    Err(reject) => {
+                        metrics.rejects.with_label_values(&[exchange.as_str(), reject.reason]).inc();
+                        tracing::debug!(%exchange, reason = reject.reason, detail = %reject.detail, frame = %text.as_str(), "frame rejected");
+                    }
+                }
+            }
+        }
+    };
+    status.set_connected(false);
+    result
+}

@@ -1,0 +1,316 @@
+//! Binance frames to normalized events. Strings are borrowed from the frame
+//! and prices parsed straight into exact decimals.
+
+use moat_common_types::model::{Bbo, Candle, Level, Trade, parse_decimal};
+use moat_common_types::{Decimal, Instrument, Side};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use super::Symbols;
+use crate::venues::Reject;
+
+/// A depth diff in venue terms, ready for [`super::book::BookSync`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DepthDiff {
+    pub instrument: Instrument,
+    /// `U`: first update id in the diff.
+    pub first: u64,
+    /// `u`: last update id in the diff.
+    pub last: u64,
+    /// `pu`: last update id of the previous diff (futures only).
+    pub prev: Option<u64>,
+    pub bids: Vec<Level>,
+    pub asks: Vec<Level>,
+    pub ts_exchange_ms: i64,
+}
+
+/// What one frame carried.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Frame {
+    Trade(Trade),
+    Bbo(Bbo),
+    Depth(DepthDiff),
+    Candle(Candle),
+    /// Subscription answers and other control frames.
+    Control,
+}
+
+#[derive(Deserialize)]
+struct Envelope<'a> {
+    #[serde(borrow)]
+    stream: &'a str,
+    #[serde(borrow)]
+    data: &'a RawValue,
+}
+
+#[derive(Deserialize)]
+#[allow(non_snake_case)]
+struct AggTrade<'a> {
+    s: &'a str,
+    a: u64,
+    p: &'a str,
+    q: &'a str,
+    T: i64,
+    /// Buyer is the maker: the taker sold.
+    m: bool,
+}
+
+#[derive(Deserialize)]
+#[allow(non_snake_case)]
+struct Depth<'a> {
+    E: i64,
+    #[serde(default)]
+    T: Option<i64>,
+    s: &'a str,
+    U: u64,
+    u: u64,
+    #[serde(default)]
+    pu: Option<u64>,
+    #[serde(borrow)]
+    b: Vec<[&'a str; 2]>,
+    #[serde(borrow)]
+    a: Vec<[&'a str; 2]>,
+}
+
+#[derive(Deserialize)]
+#[allow(non_snake_case)]
+struct BookTicker<'a> {
+    u: u64,
+    s: &'a str,
+    b: &'a str,
+    B: &'a str,
+    a: &'a str,
+    A: &'a str,
+    #[serde(default)]
+    T: Option<i64>,
+    #[serde(default)]
+    E: Option<i64>,
+}
+
+#[derive(Deserialize)]
+#[allow(non_snake_case)]
+struct KlineFrame<'a> {
+    s: &'a str,
+    #[serde(borrow)]
+    k: Kline<'a>,
+}
+
+#[derive(Deserialize)]
+struct Kline<'a> {
+    t: i64,
+    i: &'a str,
+    o: &'a str,
+    h: &'a str,
+    l: &'a str,
+    c: &'a str,
+    v: &'a str,
+    n: u64,
+    x: bool,
+}
+
+fn json<'a, T: Deserialize<'a>>(text: &'a str) -> Result<T, Reject> {
+    serde_json::from_str(text).map_err(|e| Reject::new("json", e.to_string()))
+}
+
+fn number(field: &'static str, value: &str) -> Result<Decimal, Reject> {
+    parse_decimal(field, value).map_err(|e| Reject::new("number", e.message))
+}
+
+fn price(field: &'static str, value: &str) -> Result<Decimal, Reject> {
+    let p = number(field, value)?;
+    if p <= Decimal::ZERO {
+        return Err(Reject::new("price", format!("{field} {value} is not positive")));
+    }
+    Ok(p)
+}
+
+fn qty(field: &'static str, value: &str) -> Result<Decimal, Reject> {
+    let q = number(field, value)?;
+    if q < Decimal::ZERO {
+        return Err(Reject::new("qty", format!("{field} {value} is negative")));
+    }
+    Ok(q)
+}
+
+fn levels(side: &'static str, raw: &[[&str; 2]]) -> Result<Vec<Level>, Reject> {
+    raw.iter()
+        .map(|[p, q]| {
+            Ok(Level {
+                price: price(side, p)?,
+                qty: qty(side, q)?,
+            })
+        })
+        .collect()
+}
+
+fn interval_seconds(interval: &str) -> Option<u32> {
+    let (n, unit) = interval.split_at(interval.len().checked_sub(1)?);
+    let n: u32 = n.parse().ok()?;
+    Some(match unit {
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86_400,
+        "w" => n * 604_800,
+        _ => return None,
+    })
+}
+
+/// Parses one received frame (a combined-stream envelope).
+pub fn parse(symbols: &Symbols, frame: &str, ts_recv_ms: i64) -> Result<Frame, Reject> {
+    let envelope: Envelope<'_> = match serde_json::from_str(frame) {
+        Ok(e) => e,
+        // `{"result":null,"id":1}` answers a subscription.
+        Err(_) if frame.contains("\"result\"") || frame.contains("\"id\"") => return Ok(Frame::Control),
+        Err(e) => return Err(Reject::new("json", e.to_string())),
+    };
+    let data = envelope.data.get();
+    let instrument = |s: &str| {
+        symbols
+            .get(s)
+            .cloned()
+            .ok_or_else(|| Reject::new("unknown_symbol", format!("{s} is not subscribed")))
+    };
+    let kind = envelope.stream.split_once('@').map_or("", |(_, k)| k);
+    if kind == "aggTrade" {
+        let t: AggTrade<'_> = json(data)?;
+        return Ok(Frame::Trade(Trade {
+            instrument: instrument(t.s)?,
+            trade_id: t.a.to_string(),
+            price: price("p", t.p)?,
+            qty: qty("q", t.q)?,
+            side: if t.m { Side::Sell } else { Side::Buy },
+            ts_exchange_ms: t.T,
+            ts_recv_ms,
+        }));
+    }
+    if kind.starts_with("depth") {
+        let d: Depth<'_> = json(data)?;
+        return Ok(Frame::Depth(DepthDiff {
+            instrument: instrument(d.s)?,
+            first: d.U,
+            last: d.u,
+            prev: d.pu,
+            bids: levels("b", &d.b)?,
+            asks: levels("a", &d.a)?,
+            ts_exchange_ms: d.T.unwrap_or(d.E),
+        }));
+    }
+    if kind == "bookTicker" {
+        let b: BookTicker<'_> = json(data)?;
+        let ts = b.T.or(b.E).unwrap_or(ts_recv_ms);
+        return Ok(Frame::Bbo(Bbo {
+            instrument: instrument(b.s)?,
+            sequence: b.u,
+            bid: Level {
+                price: price("b", b.b)?,
+                qty: qty("B", b.B)?,
+            },
+            ask: Level {
+                price: price("a", b.a)?,
+                qty: qty("A", b.A)?,
+            },
+            ts_exchange_ms: ts,
+            ts_recv_ms,
+        }));
+    }
+    if kind.starts_with("kline") {
+        let k: KlineFrame<'_> = json(data)?;
+        let interval_s = interval_seconds(k.k.i).ok_or_else(|| Reject::new("json", format!("interval {}", k.k.i)))?;
+        return Ok(Frame::Candle(Candle {
+            instrument: instrument(k.s)?,
+            interval_s,
+            open_time_ms: k.k.t,
+            open: price("o", k.k.o)?,
+            high: price("h", k.k.h)?,
+            low: price("l", k.k.l)?,
+            close: price("c", k.k.c)?,
+            volume: qty("v", k.k.v)?,
+            trades: k.k.n,
+            closed: k.k.x,
+            ts_recv_ms,
+        }));
+    }
+    Err(Reject::new("unknown_stream", envelope.stream.to_owned()))
+}
+
+/// A REST depth snapshot: `lastUpdateId` and the levels.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Snapshot {
+    pub last_update_id: u64,
+    pub bids: Vec<Level>,
+    pub asks: Vec<Level>,
+    pub ts_exchange_ms: Option<i64>,
+}
+
+#[derive(Deserialize)]
+#[allow(non_snake_case)]
+struct RawSnapshot<'a> {
+    lastUpdateId: u64,
+    #[serde(default)]
+    T: Option<i64>,
+    #[serde(borrow)]
+    bids: Vec<[&'a str; 2]>,
+    #[serde(borrow)]
+    asks: Vec<[&'a str; 2]>,
+}
+
+pub fn parse_snapshot(body: &str) -> Result<Snapshot, Reject> {
+    let s: RawSnapshot<'_> = json(body)?;
+    Ok(Snapshot {
+        last_update_id: s.lastUpdateId,
+        bids: levels("bids", &s.bids)?,
+        asks: levels("asks", &s.asks)?,
+        ts_exchange_ms: s.T,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::Flavor;
+    use super::*;
+
+    fn symbols() -> Symbols {
+        Symbols::new("binance", Flavor::Spot, &["NKNUSDT"]).unwrap()
+    }
+
+    #[test]
+    fn trades_keep_exact_decimals_and_taker_side() {
+        let frame = r#"{"stream":"nknusdt@aggTrade","data":{"e":"aggTrade","E":1,"s":"NKNUSDT","a":15683430,"p":"0.35280000","q":"58.00000000","f":1,"l":1,"T":1633998523963,"m":true,"M":true}}"#;
+        let Frame::Trade(t) = parse(&symbols(), frame, 5).unwrap() else {
+            panic!("not a trade")
+        };
+        assert_eq!(t.instrument.symbol, "NKN-USDT");
+        assert_eq!(t.price.to_string(), "0.35280000");
+        assert_eq!(t.qty.to_string(), "58.00000000");
+        assert_eq!(t.side, Side::Sell);
+        assert_eq!(
+            (t.trade_id.as_str(), t.ts_exchange_ms, t.ts_recv_ms),
+            ("15683430", 1633998523963, 5)
+        );
+    }
+
+    #[test]
+    fn bad_frames_are_rejected_by_reason() {
+        let s = symbols();
+        let case = |frame: &str| parse(&s, frame, 0).unwrap_err().reason;
+        assert_eq!(case("not json"), "json");
+        assert_eq!(
+            case(r#"{"stream":"nknusdt@aggTrade","data":{"s":"NKNUSDT","a":1,"p":"0","q":"1","T":1,"m":true}}"#),
+            "price"
+        );
+        assert_eq!(
+            case(r#"{"stream":"nknusdt@aggTrade","data":{"s":"NKNUSDT","a":1,"p":"1","q":"-1","T":1,"m":true}}"#),
+            "qty"
+        );
+        assert_eq!(
+            case(r#"{"stream":"nknusdt@aggTrade","data":{"s":"NKNUSDT","a":1,"p":"x1","q":"1","T":1,"m":true}}"#),
+            "number"
+        );
+        assert_eq!(
+            case(r#"{"stream":"btcusdt@aggTrade","data":{"s":"BTCUSDT","a":1,"p":"1","q":"1","T":1,"m":true}}"#),
+            "unknown_symbol"
+        );
+        assert_eq!(case(r#"{"stream":"nknusdt@trade","data":{}}"#), "unknown_stream");
+        assert_eq!(parse(&s, r#"{"result":null,"id":1}"#, 0).unwrap(), Frame::Control);
+    }
+}

@@ -1,0 +1,124 @@
+//! The real Binance connector against the local exchange server replaying
+//! a recording over WebSocket and REST.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use moat_collector::config::VenueConfig;
+use moat_collector::metrics::Metrics;
+use moat_collector::replay::{Recording, ReplayServer, Speed};
+use moat_collector::sink::Sink;
+use moat_collector::status::StreamStatus;
+use moat_common_types::MarketEvent;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Default)]
+struct Collect(Mutex<Vec<MarketEvent>>);
+
+impl Sink for Collect {
+    fn emit(&self, event: MarketEvent) {
+        self.0.lock().unwrap().push(event);
+    }
+}
+
+fn fixtures() -> Option<PathBuf> {
+    let dir = std::env::var_os("MOAT_EXCHANGE_FIXTURES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/exchanges"));
+    if dir.is_dir() {
+        Some(dir)
+    } else {
+        eprintln!(
+            "SKIPPED: no exchange recordings at {} (set MOAT_EXCHANGE_FIXTURES)",
+            dir.display()
+        );
+        None
+    }
+}
+
+async fn run(name: &str, kind: &str) {
+    let Some(dir) = fixtures() else { return };
+    let texts: Vec<String> = [format!("{name}.ws.1.0"), format!("{name}.http.0.0")]
+        .iter()
+        .map(|f| std::fs::read_to_string(dir.join(f)).unwrap())
+        .collect();
+    let expected_trades = texts[0].lines().filter(|l| l.contains("\"e\":\"aggTrade\"")).count();
+    let recording = Recording::load(&texts);
+    let symbols = recording.subscribed_symbols();
+    let server = ReplayServer::start(
+        tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        recording,
+        Speed::Max,
+    )
+    .await
+    .unwrap();
+    let venue = moat_collector::venue_connector(&VenueConfig {
+        kind: kind.into(),
+        exchange: "binance".into(),
+        ws_url: server.ws_url(),
+        rest_url: server.http_url(),
+        symbols: symbols.clone(),
+        ..VenueConfig::default()
+    })
+    .unwrap();
+    let sink = Arc::new(Collect::default());
+    let token = CancellationToken::new();
+    let status = StreamStatus::new("binance");
+    let task = tokio::spawn(moat_collector::venues::binance::connector::run(
+        venue,
+        sink.clone(),
+        status.clone(),
+        Metrics::new(),
+        token.clone(),
+    ));
+    tokio::time::timeout(Duration::from_secs(30), server.finished())
+        .await
+        .expect("replay finished");
+    // The server has sent everything; wait (bounded) until the connector
+    // has taken in every snapshot and trade.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (snapshots, trades) = {
+            let events = sink.0.lock().unwrap();
+            let count = |f: fn(&MarketEvent) -> bool| events.iter().filter(|e| f(e)).count();
+            (
+                count(|e| matches!(e, MarketEvent::BookSnapshot(_))),
+                count(|e| matches!(e, MarketEvent::Trade(_))),
+            )
+        };
+        if (snapshots == symbols.len() && trades >= expected_trades) || Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(status.is_connected());
+    token.cancel();
+    task.await.unwrap();
+
+    let events = sink.0.lock().unwrap();
+    let trades = events.iter().filter(|e| matches!(e, MarketEvent::Trade(_))).count();
+    let deltas = events.iter().filter(|e| matches!(e, MarketEvent::BookDelta(_))).count();
+    let gaps: Vec<_> = events.iter().filter(|e| matches!(e, MarketEvent::Gap(_))).collect();
+    assert_eq!(trades, expected_trades, "{name}: trades");
+    assert!(deltas > 0, "{name}: no book delta applied");
+    assert!(gaps.is_empty(), "{name}: {gaps:?}");
+    // Deltas of one book are published in sequence order.
+    let mut last = std::collections::HashMap::new();
+    for e in events.iter() {
+        if let MarketEvent::BookDelta(d) = e {
+            let prev = last.insert(d.instrument.symbol.clone(), d.sequence);
+            assert!(prev.is_none_or(|p| p < d.sequence), "{name}: deltas out of order");
+        }
+    }
+}
+
+#[tokio::test]
+async fn binance_spot_replay() {
+    run("BINANCE", "binance").await;
+}
+
+#[tokio::test]
+async fn binance_futures_replay() {
+    run("BINANCE_FUTURES", "binance-futures").await;
+}
