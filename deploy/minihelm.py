@@ -454,6 +454,13 @@ def _eq(a: Any, *rest: Any) -> bool:
     return False
 
 
+def _order(a: Any, b: Any) -> int:
+    ka, kb = _kind(a), _kind(b)
+    if ka != kb or ka not in ("int", "float", "string"):
+        raise TemplateError(f"incompatible types for comparison ({ka} {a!r} and {kb} {b!r})")
+    return (a > b) - (a < b)
+
+
 def _empty(v: Any) -> bool:
     return not truth(v)
 
@@ -619,6 +626,10 @@ FUNCTIONS = {
     "eq": _eq,
     "ne": lambda a, b: not _eq(a, b),
     "not": lambda v: not truth(v),
+    "lt": lambda a, b: _order(a, b) < 0,
+    "le": lambda a, b: _order(a, b) <= 0,
+    "gt": lambda a, b: _order(a, b) > 0,
+    "ge": lambda a, b: _order(a, b) >= 0,
 }
 _LAZY = {"and", "or", "include"}
 

@@ -2,6 +2,7 @@
 //! pattern: one binary aliased in `.cargo/config.toml`, one module per
 //! subcommand, few dependencies, no async runtime).
 
+mod bench;
 mod stack;
 mod test;
 mod up;
@@ -18,6 +19,8 @@ commands:
   status          show the processes and health of a detached stack
   test [ARGS]     start real NATS, ClickHouse and PostgreSQL on free ports and run
                   every unit and integration test (ARGS go to `cargo test`)
+  bench           release build, real NATS and ClickHouse, each figure beside a baseline
+                  measured in the same run; results written to BENCHMARKS.md
 
 environment:
   MOAT_DEV_NATS_PORT (4222), MOAT_DEV_NATS_MONITOR_PORT (8222),
@@ -34,6 +37,7 @@ fn main() -> ExitCode {
         "down" => up::down(),
         "status" => up::status(),
         "test" => test::run(rest),
+        "bench" => bench::run(),
         "help" | "--help" | "-h" => {
             println!("{USAGE}");
             Ok(())

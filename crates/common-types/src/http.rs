@@ -135,6 +135,23 @@ pub async fn serve(
     .await
 }
 
+/// Accepted connections of `listener` with `TCP_NODELAY` set, for
+/// `tonic`'s `serve_with_incoming`: without it, small gRPC answers wait
+/// for the peer's delayed ACK (about 40 ms).
+pub fn incoming(
+    listener: tokio::net::TcpListener,
+) -> impl futures::Stream<Item = std::io::Result<tokio::net::TcpStream>> + Send + 'static {
+    futures::stream::unfold(listener, |listener| async move {
+        let accepted = listener.accept().await.map(|(stream, _)| stream);
+        if let Ok(stream) = &accepted
+            && let Err(error) = stream.set_nodelay(true)
+        {
+            tracing::debug!(%error, "cannot set TCP_NODELAY");
+        }
+        Some((accepted, listener))
+    })
+}
+
 /// Resolves on SIGINT or SIGTERM.
 pub async fn shutdown_signal() {
     let ctrl_c = async {

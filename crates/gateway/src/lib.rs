@@ -25,7 +25,6 @@ use moat_proto::gateway::v1::rpc_service_server::RpcServiceServer;
 use moat_proto::gateway::v1::state_service_server::StateServiceServer;
 use moat_proto::state::v1::state_store_client::StateStoreClient;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::Auth;
@@ -162,7 +161,10 @@ pub async fn run(
         .add_service(MarketServiceServer::new(Market(gateway.clone())).max_decoding_message_size(max_message))
         .add_service(RpcServiceServer::new(Rpc(gateway.clone())).max_decoding_message_size(max_message))
         .add_service(StateServiceServer::new(State(gateway.clone())).max_decoding_message_size(max_message))
-        .serve_with_incoming_shutdown(TcpListenerStream::new(grpc), shutdown.clone().cancelled_owned())
+        .serve_with_incoming_shutdown(
+            moat_common_types::http::incoming(grpc),
+            shutdown.clone().cancelled_owned(),
+        )
         .await?;
     http_task.await??;
     feed.abort();

@@ -14,7 +14,6 @@ use moat_common_types::http::{Health, router, serve};
 use moat_proto::state::v1::state_store_server::StateStoreServer;
 use prometheus::Registry;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::StateConfig;
@@ -62,7 +61,10 @@ pub async fn run(
     tonic::transport::Server::builder()
         .add_service(health_service)
         .add_service(service)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(grpc), shutdown.clone().cancelled_owned())
+        .serve_with_incoming_shutdown(
+            moat_common_types::http::incoming(grpc),
+            shutdown.clone().cancelled_owned(),
+        )
         .await?;
     http_task.await??;
     store.close().await;

@@ -1,0 +1,465 @@
+//! `moat-bench`: the benchmarks behind `cargo xtask bench`. Every figure is
+//! printed beside a baseline measured in the same run on the same machine,
+//! as a Markdown table row, so ratios survive a change of hardware.
+//!
+//! Needs `MOAT_BENCH_NATS_URL`, `MOAT_BENCH_CLICKHOUSE_URL` (started by
+//! xtask) and the exchange recordings (`MOAT_EXCHANGE_FIXTURES`).
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use moat_collector::recording::{Record, parse_line};
+use moat_collector::venues::binance::parse::{Frame, parse};
+use moat_collector::venues::binance::{Flavor, Symbols};
+use moat_common_types::MarketEvent;
+use tokio_util::sync::CancellationToken;
+
+struct Row {
+    what: String,
+    figure: String,
+    baseline: String,
+    ratio: f64,
+}
+
+fn print(rows: &[Row]) {
+    println!("| benchmark | moat | baseline (same run) | ratio |");
+    println!("| --- | --- | --- | --- |");
+    for r in rows {
+        println!("| {} | {} | {} | {:.2} |", r.what, r.figure, r.baseline, r.ratio);
+    }
+}
+
+fn fixtures() -> PathBuf {
+    std::env::var_os("MOAT_EXCHANGE_FIXTURES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/exchanges"))
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 * p) as usize).min(sorted.len() - 1)]
+}
+
+/// Parse + normalize + protobuf-encode of recorded Binance futures frames,
+/// beside a bare `serde_json::Value` parse of the same frames.
+fn collector_parse(rows: &mut Vec<Row>) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(fixtures().join("BINANCE_FUTURES.ws.1.0")).context("reading the recording")?;
+    let mut frames = Vec::new();
+    let mut symbols = Vec::new();
+    for line in text.lines() {
+        match parse_line(line) {
+            Some(Record::Received { payload, .. }) => frames.push(payload.to_owned()),
+            Some(Record::Open { url, .. }) => {
+                for s in url.split("streams=").nth(1).unwrap_or_default().split('/') {
+                    let s = s.split('@').next().unwrap_or_default().to_ascii_uppercase();
+                    if !symbols.contains(&s) {
+                        symbols.push(s);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    let refs: Vec<&str> = symbols.iter().map(String::as_str).collect();
+    let symbols = Symbols::new("binance", Flavor::Futures, &refs)?;
+    let trades: Vec<&String> = frames.iter().filter(|f| f.contains("\"e\":\"aggTrade\"")).collect();
+    for (label, set) in [
+        ("all frames", frames.iter().collect::<Vec<_>>()),
+        ("trade frames", trades),
+    ] {
+        let rounds = (400_000 / set.len().max(1)).max(1);
+        let started = Instant::now();
+        let mut bytes = 0usize;
+        for _ in 0..rounds {
+            for frame in &set {
+                if let Ok(frame) = parse(&symbols, frame, 0) {
+                    let event = match frame {
+                        Frame::Trade(t) => MarketEvent::Trade(t),
+                        Frame::Bbo(b) => MarketEvent::Bbo(b),
+                        Frame::Candle(c) => MarketEvent::Candle(c),
+                        Frame::Depth(_) | Frame::Control => continue,
+                    };
+                    bytes += moat_common_types::proto_conv::encode(&event).len();
+                }
+            }
+        }
+        let ours = (rounds * set.len()) as f64 / started.elapsed().as_secs_f64();
+        let started = Instant::now();
+        let mut keys = 0usize;
+        for _ in 0..rounds {
+            for frame in &set {
+                let v: serde_json::Value = serde_json::from_str(frame)?;
+                keys += v.as_object().map_or(0, |o| o.len());
+            }
+        }
+        let bare = (rounds * set.len()) as f64 / started.elapsed().as_secs_f64();
+        std::hint::black_box((bytes, keys));
+        rows.push(Row {
+            what: format!("collector: parse+normalize+encode, Binance futures {label}, 1 core"),
+            figure: format!("{:.0} msg/s", ours),
+            baseline: format!("{:.0} msg/s (serde_json::Value parse)", bare),
+            ratio: ours / bare,
+        });
+    }
+    Ok(())
+}
+
+/// State save/load through moat-state's gRPC, beside raw sqlx on the same
+/// SQLite settings (WAL, synchronous=FULL).
+async fn state(rows: &mut Vec<Row>) -> anyhow::Result<()> {
+    use moat_proto::state::v1::state_store_client::StateStoreClient;
+    use moat_proto::state::v1::{LoadRequest, SaveRequest};
+    let dir = tempfile::tempdir()?;
+    let mut config = moat_state::config::StateConfig::default();
+    config.database.url = format!("sqlite://{}", dir.path().join("state.db").display());
+    config.limits.max_state_bytes = 2 * 1024 * 1024;
+    let grpc = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = grpc.local_addr()?;
+    let token = CancellationToken::new();
+    let http = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    tokio::spawn(moat_state::run(config, grpc, http, token.clone()));
+    let mut client = loop {
+        if let Ok(c) = StateStoreClient::connect(format!("http://{addr}")).await {
+            break c.max_decoding_message_size(8 * 1024 * 1024);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let raw = sqlx::sqlite::SqlitePoolOptions::new()
+        .connect_with(
+            sqlx::sqlite::SqliteConnectOptions::new()
+                .filename(dir.path().join("raw.db"))
+                .create_if_missing(true)
+                .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
+                .synchronous(sqlx::sqlite::SqliteSynchronous::Full),
+        )
+        .await?;
+    sqlx::query("CREATE TABLE t (id TEXT, version INTEGER, data BLOB, PRIMARY KEY (id, version))")
+        .execute(&raw)
+        .await?;
+    for (size, n) in [(1024usize, 400usize), (1024 * 1024, 40)] {
+        let data = vec![7u8; size];
+        let id = format!("bench-{size}");
+        let (mut save, mut load, mut raw_insert, mut raw_select) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for v in 0..n as u64 {
+            let t = Instant::now();
+            client
+                .save(SaveRequest {
+                    strategy_id: id.clone(),
+                    data: data.clone(),
+                    expected_version: v,
+                })
+                .await?;
+            save.push(t.elapsed());
+            let t = Instant::now();
+            client
+                .load(LoadRequest {
+                    strategy_id: id.clone(),
+                    version: 0,
+                })
+                .await?;
+            load.push(t.elapsed());
+            let t = Instant::now();
+            sqlx::query("INSERT INTO t (id, version, data) VALUES ($1, $2, $3)")
+                .bind(&id)
+                .bind(v as i64)
+                .bind(&data)
+                .execute(&raw)
+                .await?;
+            raw_insert.push(t.elapsed());
+            let t = Instant::now();
+            let _: (Vec<u8>,) = sqlx::query_as("SELECT data FROM t WHERE id = $1 ORDER BY version DESC LIMIT 1")
+                .bind(&id)
+                .fetch_one(&raw)
+                .await?;
+            raw_select.push(t.elapsed());
+        }
+        for list in [&mut save, &mut load, &mut raw_insert, &mut raw_select] {
+            list.sort();
+        }
+        let label = if size == 1024 { "1 KiB" } else { "1 MiB" };
+        for (op, ours, base, base_name) in [
+            ("save", &save, &raw_insert, "raw sqlx insert"),
+            ("load", &load, &raw_select, "raw sqlx select"),
+        ] {
+            let (p50, p99) = (percentile(ours, 0.5), percentile(ours, 0.99));
+            let (b50, b99) = (percentile(base, 0.5), percentile(base, 0.99));
+            rows.push(Row {
+                what: format!("state: {op} {label} (gRPC, SQLite WAL full sync)"),
+                figure: format!(
+                    "p50 {:.3} ms, p99 {:.3} ms",
+                    p50.as_secs_f64() * 1e3,
+                    p99.as_secs_f64() * 1e3
+                ),
+                baseline: format!(
+                    "{base_name}: p50 {:.3} ms, p99 {:.3} ms",
+                    b50.as_secs_f64() * 1e3,
+                    b99.as_secs_f64() * 1e3
+                ),
+                ratio: p50.as_secs_f64() / b50.as_secs_f64(),
+            });
+        }
+    }
+    token.cancel();
+    Ok(())
+}
+
+fn trade(i: u64) -> MarketEvent {
+    use moat_common_types::model::{Instrument, Trade};
+    MarketEvent::Trade(Trade {
+        instrument: Instrument {
+            exchange: "bench".into(),
+            market: moat_common_types::Market::Spot,
+            symbol: "BTC-USDT".into(),
+            venue_symbol: "BTCUSDT".into(),
+        },
+        trade_id: i.to_string(),
+        price: rust_decimal::Decimal::new(6_000_000 + (i % 1000) as i64, 2),
+        qty: rust_decimal::Decimal::new(1 + (i % 100) as i64, 3),
+        side: moat_common_types::Side::Buy,
+        ts_exchange_ms: 1_700_000_000_000 + i as i64,
+        ts_recv_ms: 1_700_000_000_000 + i as i64,
+    })
+}
+
+/// JetStream → storage-writer → ClickHouse rows per second, beside a bare
+/// `clickhouse`-crate insert of the same rows.
+async fn writer(rows: &mut Vec<Row>, nats_url: &str, ch_url: &str) -> anyhow::Result<()> {
+    use moat_storage_writer::rows::TableRow;
+    const N: u64 = 200_000;
+    let db = format!("bench_{}", std::process::id());
+    let mut config = moat_storage_writer::config::WriterConfig::default();
+    config.nats.url = nats_url.into();
+    config.clickhouse.url = ch_url.into();
+    config.clickhouse.database = db.clone();
+    moat_storage_writer::migrate(&config, true).await?;
+    let client = moat_storage_writer::clickhouse_client(&config.clickhouse);
+
+    // Baseline: the same rows inserted directly in 50k-row batches.
+    let table_rows: Vec<_> = (0..N)
+        .map(|i| match TableRow::from_event(&trade(i)) {
+            Ok(TableRow::Trade(t)) => t,
+            _ => unreachable!("a trade makes a trade row"),
+        })
+        .collect();
+    client.query("CREATE TABLE bare AS trades").execute().await?;
+    let started = Instant::now();
+    for chunk in table_rows.chunks(50_000) {
+        let mut insert = client.insert::<moat_storage_writer::rows::TradeRow>("bare").await?;
+        for row in chunk {
+            insert.write(row).await?;
+        }
+        insert.end().await?;
+    }
+    let bare = N as f64 / started.elapsed().as_secs_f64();
+
+    // Publish first, then time the writer draining the stream.
+    let nats = async_nats::connect(nats_url).await?;
+    let js = async_nats::jetstream::new(nats);
+    let _ = js.delete_stream("MARKET_DATA").await;
+    moat_common_types::nats::ensure_stream(&js, &Default::default())
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut acks = Vec::new();
+    for i in 0..N {
+        let event = trade(i);
+        let subject = moat_common_types::subject::Subject::for_event(&event)?.to_string();
+        acks.push(
+            js.publish(subject, moat_common_types::proto_conv::encode(&event).into())
+                .await?,
+        );
+        if acks.len() == 2_000 {
+            for a in acks.drain(..) {
+                a.await?;
+            }
+        }
+    }
+    for a in acks {
+        a.await?;
+    }
+    let token = CancellationToken::new();
+    let started = Instant::now();
+    let http = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let task = tokio::spawn(moat_storage_writer::run(config, http, token.clone()));
+    loop {
+        let n: u64 = client.query("SELECT count() FROM trades").fetch_one().await?;
+        if n >= N {
+            break;
+        }
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(300),
+            "writer stored only {n} of {N} rows in 300 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let ours = N as f64 / started.elapsed().as_secs_f64();
+    token.cancel();
+    task.await??;
+    rows.push(Row {
+        what: format!("storage-writer: {N} trades JetStream → ClickHouse, acked after insert"),
+        figure: format!("{ours:.0} rows/s"),
+        baseline: format!("{bare:.0} rows/s (bare clickhouse-crate insert, 50k batches)"),
+        ratio: ours / bare,
+    });
+    client.query(&format!("DROP DATABASE {db}")).execute().await?;
+    Ok(())
+}
+
+/// GetPrice through the gateway (auth, rate limit, cache, audit) beside a
+/// bare tonic unary call (grpc.health.v1 Check) on the same server.
+async fn gateway(rows: &mut Vec<Row>, nats_url: &str) -> anyhow::Result<()> {
+    use moat_proto::gateway::v1::GetPriceRequest;
+    use moat_proto::gateway::v1::market_service_client::MarketServiceClient;
+    const TOKEN: &str = "bench-token-0123456789abcdef";
+    let token_value = TOKEN;
+    let mut config = moat_gateway::config::GatewayConfig::default();
+    config.nats.url = nats_url.into();
+    config.auth.tokens = vec![moat_gateway::config::TokenConfig {
+        strategy_id: "bench".into(),
+        token: token_value.into(),
+    }];
+    config.limits.requests_per_second = 1e9;
+    config.limits.burst = 1e9;
+    let grpc = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = grpc.local_addr()?;
+    let token = CancellationToken::new();
+    tokio::spawn(moat_gateway::run(
+        config,
+        grpc,
+        tokio::net::TcpListener::bind("127.0.0.1:0").await?,
+        token.clone(),
+    ));
+    let nats = async_nats::connect(nats_url).await?;
+    let channel = loop {
+        if let Ok(c) = tonic::transport::Channel::from_shared(format!("http://{addr}"))?
+            .connect()
+            .await
+        {
+            break c;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let request = move || {
+        let mut r = tonic::Request::new(GetPriceRequest {
+            token: "BTC".into(),
+            quote: "USD".into(),
+            chain: None,
+        });
+        r.metadata_mut()
+            .insert("authorization", format!("Bearer {TOKEN}").parse().expect("ascii"));
+        r
+    };
+    // Feed one price and wait until the cache has it.
+    let mut market = MarketServiceClient::new(channel.clone());
+    loop {
+        let event = moat_common_types::MarketEvent::Bbo(moat_common_types::model::Bbo {
+            instrument: moat_common_types::Instrument {
+                exchange: "bench".into(),
+                market: moat_common_types::Market::Spot,
+                symbol: "BTC-USDT".into(),
+                venue_symbol: "BTCUSDT".into(),
+            },
+            sequence: 1,
+            bid: moat_common_types::model::Level {
+                price: 60000.into(),
+                qty: 1.into(),
+            },
+            ask: moat_common_types::model::Level {
+                price: 60001.into(),
+                qty: 1.into(),
+            },
+            ts_exchange_ms: moat_common_types::now_ms() + 3_600_000,
+            ts_recv_ms: moat_common_types::now_ms(),
+        });
+        nats.publish(
+            "md.bbo.bench.spot.BTC-USDT",
+            moat_common_types::proto_conv::encode(&event).into(),
+        )
+        .await?;
+        if market.get_price(request()).await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    const CONCURRENCY: usize = 32;
+    const PER_TASK: usize = 1_000;
+    async fn drive<F, Fut>(call: F) -> (f64, Vec<Duration>)
+    where
+        F: Fn() -> Fut + Clone + Send + 'static,
+        Fut: std::future::Future<Output = bool> + Send,
+    {
+        let started = Instant::now();
+        let tasks: Vec<_> = (0..CONCURRENCY)
+            .map(|_| {
+                let call = call.clone();
+                tokio::spawn(async move {
+                    let mut lat = Vec::with_capacity(PER_TASK);
+                    for _ in 0..PER_TASK {
+                        let t = Instant::now();
+                        assert!(call().await, "call failed during the benchmark");
+                        lat.push(t.elapsed());
+                    }
+                    lat
+                })
+            })
+            .collect();
+        let mut all = Vec::new();
+        for t in tasks {
+            all.extend(t.await.expect("bench task"));
+        }
+        let rps = all.len() as f64 / started.elapsed().as_secs_f64();
+        all.sort();
+        (rps, all)
+    }
+    let ch = channel.clone();
+    let (ours, lat) = drive(move || {
+        let mut c = MarketServiceClient::new(ch.clone());
+        let r = request();
+        async move { c.get_price(r).await.is_ok() }
+    })
+    .await;
+    let ch = channel.clone();
+    let (bare, bare_lat) = drive(move || {
+        let mut c = tonic_health::pb::health_client::HealthClient::new(ch.clone());
+        async move {
+            c.check(tonic_health::pb::HealthCheckRequest { service: String::new() })
+                .await
+                .is_ok()
+        }
+    })
+    .await;
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    rows.push(Row {
+        what: format!("gateway: GetPrice, {CONCURRENCY} concurrent clients, one connection"),
+        figure: format!(
+            "{ours:.0} req/s, p50 {:.3} ms, p99 {:.3} ms",
+            ms(percentile(&lat, 0.5)),
+            ms(percentile(&lat, 0.99))
+        ),
+        baseline: format!(
+            "{bare:.0} req/s, p50 {:.3} ms, p99 {:.3} ms (bare tonic unary: grpc.health Check)",
+            ms(percentile(&bare_lat, 0.5)),
+            ms(percentile(&bare_lat, 0.99))
+        ),
+        ratio: ours / bare,
+    });
+    token.cancel();
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let nats_url =
+        std::env::var("MOAT_BENCH_NATS_URL").context("MOAT_BENCH_NATS_URL is not set (run cargo xtask bench)")?;
+    let ch_url = std::env::var("MOAT_BENCH_CLICKHOUSE_URL").context("MOAT_BENCH_CLICKHOUSE_URL is not set")?;
+    let mut rows = Vec::new();
+    eprintln!("bench: collector parsing");
+    collector_parse(&mut rows)?;
+    eprintln!("bench: state service");
+    state(&mut rows).await?;
+    eprintln!("bench: storage-writer");
+    writer(&mut rows, &nats_url, &ch_url).await?;
+    eprintln!("bench: gateway");
+    gateway(&mut rows, &nats_url).await?;
+    print(&rows);
+    Ok(())
+}

@@ -1,0 +1,56 @@
+//! `cargo xtask bench`: release build of `moat-bench`, real NATS and
+//! ClickHouse on free ports, and the results written to BENCHMARKS.md.
+
+use moat_devstack::{ClickHouse, Nats, Package, ensure_installed};
+
+use crate::{cargo, root};
+
+const BEGIN: &str = "<!-- bench:begin -->";
+const END: &str = "<!-- bench:end -->";
+
+pub fn run() -> Result<(), String> {
+    ensure_installed(&[Package::NATS, Package::CLICKHOUSE])?;
+    cargo(&["build", "--release", "-p", "moat-bench"])?;
+    let dir = std::env::temp_dir().join(format!("moat-bench-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let nats = Nats::start(&dir.join("nats"))?;
+    let clickhouse = ClickHouse::start(&dir.join("clickhouse"))?;
+    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root().join("target"), std::path::PathBuf::from);
+    let output = std::process::Command::new(target.join("release/moat-bench"))
+        .current_dir(root())
+        .env("MOAT_BENCH_NATS_URL", nats.url())
+        .env("MOAT_BENCH_CLICKHOUSE_URL", clickhouse.url())
+        .env("RUST_LOG", "warn")
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .map_err(|e| format!("running moat-bench: {e}"))?;
+    drop(clickhouse);
+    drop(nats);
+    let _ = std::fs::remove_dir_all(&dir);
+    if !output.status.success() {
+        return Err(format!("moat-bench failed with {}", output.status));
+    }
+    let table = String::from_utf8_lossy(&output.stdout).into_owned();
+    println!("{table}");
+
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let date = std::process::Command::new("date")
+        .arg("-u")
+        .arg("+%Y-%m-%d")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default();
+    let section = format!(
+        "{BEGIN}\nMeasured {date} with `cargo xtask bench` on {cores} cores (release build; NATS 2.9 and ClickHouse \
+         started by the harness on loopback).\n\n{table}{END}"
+    );
+    let path = root().join("BENCHMARKS.md");
+    let current = std::fs::read_to_string(&path).unwrap_or_default();
+    let updated = match (current.find(BEGIN), current.find(END)) {
+        (Some(b), Some(e)) if b < e => format!("{}{section}{}", &current[..b], &current[e + END.len()..]),
+        _ => format!("{current}\n{section}\n"),
+    };
+    std::fs::write(&path, updated).map_err(|e| format!("writing {}: {e}", path.display()))?;
+    println!("results written to {}", path.display());
+    Ok(())
+}
