@@ -1,0 +1,912 @@
+#!/usr/bin/env python3
+"""deploy/validate.py: offline checks of moat's deployment files.
+
+Needs Python >= 3.11 and, from PyPI, PyYAML, jsonschema and
+kubernetes-validate (pip install pyyaml jsonschema kubernetes-validate).
+docker-compose (Debian package `docker-compose`) or `docker compose` is used
+when installed; without it the `docker-compose config` check is reported as
+skipped (or fails with --require-compose).
+
+    python3 deploy/validate.py                    # check everything
+    python3 deploy/validate.py --write-examples   # re-render deploy/helm/examples/*.yaml
+
+It checks, without a Docker engine, helm or a cluster:
+  1. Dockerfile: one ARG SERVICE, a stage per service exposing its ports,
+     numeric non-root USER, MOAT_CONFIG_DIR, cache mounts, OCI labels.
+  2. Compose: `docker-compose config` accepts the file; every MOAT_* variable
+     names a real config key; the `strategy` service is sandboxed (read_only,
+     tmpfs /tmp, cap_drop ALL, no-new-privileges, no ports, non-root, only
+     internal networks whose only other member is the gateway).
+  3. Charts: layout and Chart.yaml of the five charts (the umbrella's file://
+     dependencies resolve to the right charts and versions).
+  4. Values: every values.yaml (and the example values) against its
+     values.schema.json (draft-07), for the umbrella also each subchart's
+     merged values; and values that must be refused are refused.
+  5. Rendering: every scenario rendered by minihelm.py (a strict subset of
+     helm's template engine), then every manifest validated with
+     kubernetes-validate --strict style for the oldest and newest supported
+     Kubernetes versions, plus cross-checks (selectors, referenced objects,
+     probes, security contexts, NetworkPolicies, config keys).
+  6. Examples: deploy/helm/examples/<scenario>.yaml equal the fresh render.
+
+Prints every check and ends with "N passed, N failed"; exits 1 on a failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tomllib
+from typing import Any, Callable
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, HERE)
+
+try:
+    import yaml
+    import jsonschema
+    import kubernetes_validate.utils as kv
+except ImportError as missing:  # pragma: no cover - environment problem
+    sys.exit(f"validate.py needs PyYAML, jsonschema and kubernetes-validate: "
+             f"pip install pyyaml jsonschema kubernetes-validate ({missing})")
+
+import minihelm  # noqa: E402  (beside this file)
+
+HELM = os.path.join(HERE, "helm")
+EXAMPLES = os.path.join(HELM, "examples")
+COMPOSE = os.path.join(HERE, "compose", "docker-compose.yml")
+DOCKERFILE = os.path.join(HERE, "docker", "Dockerfile")
+
+# Oldest supported (native gRPC probes are GA from 1.27) and the newest the
+# installed kubernetes-validate knows.
+MIN_K8S = "1.27.0"
+
+SERVICES = {
+    # service: (chart, ports, config env prefix)
+    "collector": ("moat-collector", [8080], "MOAT_COLLECTOR__"),
+    "storage-writer": ("moat-storage-writer", [8081], "MOAT_STORAGE_WRITER__"),
+    "state": ("moat-state", [50052, 9091], "MOAT_STATE__"),
+    "gateway": ("moat-gateway", [50051, 9090], "MOAT_GATEWAY__"),
+}
+CHARTS = [c for c, _, _ in SERVICES.values()] + ["moat"]
+TEMPLATES = {
+    "moat-collector": ["deployment.yaml", "service.yaml", "configmap.yaml", "pdb.yaml", "servicemonitor.yaml"],
+    "moat-storage-writer": ["deployment.yaml", "service.yaml", "configmap.yaml", "secret.yaml", "hpa.yaml",
+                            "pdb.yaml", "servicemonitor.yaml"],
+    "moat-state": ["deployment.yaml", "service.yaml", "configmap.yaml", "secret.yaml", "pdb.yaml",
+                   "servicemonitor.yaml"],
+    "moat-gateway": ["deployment.yaml", "service.yaml", "configmap.yaml", "secret.yaml", "hpa.yaml", "pdb.yaml",
+                     "servicemonitor.yaml", "networkpolicy.yaml"],
+    "moat": [],
+}
+# Config keys a service accepts that its documented TOML leaves commented out.
+EXTRA_CONFIG_KEYS = {"state": {"database.url"}}
+
+# A minimal schema for the one CRD the charts render (kubernetes-validate has none).
+SERVICE_MONITOR_SCHEMA = {
+    "type": "object",
+    "required": ["apiVersion", "kind", "metadata", "spec"],
+    "properties": {
+        "apiVersion": {"const": "monitoring.coreos.com/v1"},
+        "kind": {"const": "ServiceMonitor"},
+        "metadata": {"type": "object", "required": ["name"]},
+        "spec": {
+            "type": "object", "required": ["selector", "endpoints"], "additionalProperties": False,
+            "properties": {
+                "selector": {"type": "object", "properties": {"matchLabels": {"type": "object"}}},
+                "namespaceSelector": {"type": "object", "properties": {
+                    "matchNames": {"type": "array", "items": {"type": "string"}}, "any": {"type": "boolean"}}},
+                "endpoints": {"type": "array", "minItems": 1, "items": {
+                    "type": "object", "required": ["port"], "additionalProperties": False,
+                    "properties": {"port": {"type": "string"}, "path": {"type": "string"},
+                                   "interval": {"type": "string", "pattern": "^[0-9]+(ms|s|m|h)$"},
+                                   "scrapeTimeout": {"type": "string", "pattern": "^[0-9]+(ms|s|m|h)$"}}}},
+            },
+        },
+    },
+}
+
+
+# ----------------------------------------------------------------- reporting
+
+class Report:
+    def __init__(self) -> None:
+        self.passed = 0
+        self.failed = 0
+        self.skipped = 0
+
+    def check(self, name: str, problems: list[str] | str | None) -> bool:
+        if isinstance(problems, str):
+            problems = [problems]
+        if problems:
+            self.failed += 1
+            print(f"FAIL {name}")
+            for p in problems:
+                print(f"     - {p}")
+            return False
+        self.passed += 1
+        print(f"ok   {name}")
+        return True
+
+    def run(self, name: str, fn: Callable[[], list[str] | None]) -> bool:
+        try:
+            return self.check(name, fn())
+        except Exception as e:  # a crash in a check is a failure, with its reason
+            return self.check(name, [f"{type(e).__name__}: {e}"])
+
+    def skip(self, name: str, why: str) -> None:
+        self.skipped += 1
+        print(f"skip {name}: {why}")
+
+
+def load_yaml(path: str) -> Any:
+    with open(path, encoding="utf-8") as f:
+        return yaml.safe_load(f)
+
+
+def rel(path: str) -> str:
+    return os.path.relpath(path, ROOT)
+
+
+# ----------------------------------------------------------------- config keys
+
+def config_keys(service: str) -> set[str]:
+    """Dotted keys of config/<service>.toml (tables and leaves)."""
+    with open(os.path.join(ROOT, "config", f"{service}.toml"), "rb") as f:
+        data = tomllib.load(f)
+    keys: set[str] = set(EXTRA_CONFIG_KEYS.get(service, set()))
+
+    def walk(prefix: str, v: Any) -> None:
+        if isinstance(v, dict):
+            for k, x in v.items():
+                key = f"{prefix}.{k}" if prefix else k
+                keys.add(key)
+                walk(key, x)
+        elif isinstance(v, list) and v and all(isinstance(x, dict) for x in v):
+            for x in v:
+                walk(prefix, x)
+
+    walk("", data)
+    return keys
+
+
+def env_problems(service: str, names: list[str]) -> list[str]:
+    """MOAT_<SERVICE>__SECTION__KEY variables must name keys the service knows."""
+    _, _, prefix = SERVICES[service]
+    known = config_keys(service)
+    out = []
+    for name in names:
+        if not name.startswith("MOAT_"):
+            continue
+        if name in ("MOAT_CONFIG_DIR", "MOAT_LOG_FORMAT"):
+            continue
+        if not name.startswith(prefix):
+            out.append(f"{name}: not a {service} variable (expected prefix {prefix})")
+            continue
+        key = ".".join(name[len(prefix):].lower().split("__"))
+        if key not in known:
+            out.append(f"{name}: config/{service}.toml has no key {key}")
+    return out
+
+
+def toml_problems(service: str, text: str, where: str) -> list[str]:
+    """A chart's TOML must parse and use only keys of config/<service>.toml."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        return [f"{where}: not TOML: {e}"]
+    known = config_keys(service)
+    out = []
+
+    def walk(prefix: str, v: Any) -> None:
+        if isinstance(v, dict):
+            for k, x in v.items():
+                key = f"{prefix}.{k}" if prefix else k
+                if key not in known:
+                    out.append(f"{where}: key {key} is not in config/{service}.toml (the service would exit 64)")
+                else:
+                    walk(key, x)
+        elif isinstance(v, list) and v and all(isinstance(x, dict) for x in v):
+            for x in v:
+                walk(prefix, x)
+
+    walk("", data)
+    return out
+
+
+# ----------------------------------------------------------------- 1. Dockerfile
+
+def check_dockerfile() -> list[str]:
+    with open(DOCKERFILE, encoding="utf-8") as f:
+        text = f.read()
+    out = []
+    if not text.startswith("# syntax=docker/dockerfile:1"):
+        out.append("first line must be a `# syntax=docker/dockerfile:1...` directive (cache mounts need BuildKit)")
+    if not re.search(r"^ARG SERVICE\s*$", text, re.M):
+        out.append("no global `ARG SERVICE`")
+    if "FROM svc-${SERVICE}" not in text:
+        out.append("final stage must be `FROM svc-${SERVICE}`")
+    if not re.search(r"^FROM \$\{RUST_IMAGE\} AS builder", text, re.M) or "rust:1-bookworm" not in text:
+        out.append("builder stage must be rust:1-bookworm")
+    for target in ("/usr/local/cargo/registry", "/usr/local/cargo/git"):
+        if f"--mount=type=cache" not in text or f"target={target}" not in text:
+            out.append(f"no BuildKit cache mount for {target}")
+    if 'cargo build --release --locked --bin "moat-${SERVICE}"' not in text:
+        out.append("builder must run cargo build --release --locked --bin moat-$SERVICE")
+    if "distroless" not in text:
+        out.append("runtime should be a distroless image")
+    if not re.search(r"^USER 65532:65532$", text, re.M):
+        out.append("runtime must run as numeric non-root USER 65532:65532")
+    if "MOAT_CONFIG_DIR=/etc/moat" not in text or "/etc/moat" not in text:
+        out.append("config must be copied to /etc/moat with MOAT_CONFIG_DIR=/etc/moat")
+    for label in ("org.opencontainers.image.version=\"${VERSION}\"", "org.opencontainers.image.title"):
+        if label not in text:
+            out.append(f"missing OCI label {label}")
+    stages = {m.group(1): m.start() for m in re.finditer(r"^FROM runtime AS svc-([a-z-]+)$", text, re.M)}
+    for service, (_, ports, _) in SERVICES.items():
+        if service not in stages:
+            out.append(f"no stage svc-{service}")
+            continue
+        start = stages[service]
+        nxt = min([p for p in list(stages.values()) + [text.find("# ----", start + 1)] if p > start] or [len(text)])
+        body = text[start:nxt]
+        expose = re.search(r"^EXPOSE (.+)$", body, re.M)
+        got = sorted(int(p) for p in expose.group(1).split()) if expose else []
+        if got != sorted(ports):
+            out.append(f"svc-{service} exposes {got}, expected {sorted(ports)}")
+        if f'ENTRYPOINT ["/usr/local/bin/moat-{service}"]' not in body:
+            out.append(f"svc-{service} must have ENTRYPOINT [\"/usr/local/bin/moat-{service}\"]")
+    ignore = os.path.join(HERE, "docker", "Dockerfile.dockerignore")
+    if not os.path.exists(ignore):
+        out.append("deploy/docker/Dockerfile.dockerignore is missing")
+    else:
+        with open(ignore, encoding="utf-8") as f:
+            patterns = [l.strip() for l in f if l.strip() and not l.startswith("#")]
+        for needed in ("target", ".git"):
+            if needed not in patterns:
+                out.append(f"Dockerfile.dockerignore should exclude {needed}")
+    return out
+
+
+# ----------------------------------------------------------------- 2. compose
+
+def compose_command() -> list[str] | None:
+    if shutil.which("docker-compose"):
+        return ["docker-compose"]
+    if shutil.which("docker"):
+        probe = subprocess.run(["docker", "compose", "version"], capture_output=True, text=True)
+        if probe.returncode == 0:
+            return ["docker", "compose"]
+    return None
+
+
+def check_compose_config(cmd: list[str]) -> list[str]:
+    run = subprocess.run(cmd + ["-f", COMPOSE, "config", "-q"], capture_output=True, text=True, cwd=ROOT)
+    if run.returncode != 0:
+        return [f"`{' '.join(cmd)} -f {rel(COMPOSE)} config` exited {run.returncode}: {run.stderr.strip()}"]
+    return []
+
+
+def _as_list(v: Any) -> list:
+    if v is None:
+        return []
+    return v if isinstance(v, list) else [v]
+
+
+def _networks(svc: dict) -> list[str]:
+    nets = svc.get("networks")
+    if nets is None:
+        return ["default"]
+    return list(nets) if isinstance(nets, (dict, list)) else []
+
+
+def check_compose_sandbox(compose: dict) -> list[str]:
+    out = []
+    services = compose.get("services") or {}
+    networks = compose.get("networks") or {}
+    s = services.get("strategy")
+    if not isinstance(s, dict):
+        return ["no `strategy` service"]
+    if s.get("read_only") is not True:
+        out.append("strategy: read_only must be true")
+    tmpfs = [str(t).split(":")[0] for t in _as_list(s.get("tmpfs"))]
+    if "/tmp" not in tmpfs:
+        out.append("strategy: tmpfs must include /tmp")
+    if "ALL" not in [str(c).upper() for c in _as_list(s.get("cap_drop"))]:
+        out.append("strategy: cap_drop must include ALL")
+    if s.get("cap_add"):
+        out.append("strategy: cap_add must be empty")
+    sec = [str(x).replace(" ", "") for x in _as_list(s.get("security_opt"))]
+    if not any(x in ("no-new-privileges:true", "no-new-privileges", "no-new-privileges=true") for x in sec):
+        out.append("strategy: security_opt must include no-new-privileges:true")
+    for key in ("ports", "network_mode", "extra_hosts", "devices", "pid", "ipc"):
+        if s.get(key):
+            out.append(f"strategy: must not set {key}")
+    if s.get("privileged"):
+        out.append("strategy: must not be privileged")
+    user = str(s.get("user", ""))
+    if not user or user.split(":")[0] in ("0", "root"):
+        out.append("strategy: must run as a non-root user")
+    for vol in _as_list(s.get("volumes")):
+        text = vol if isinstance(vol, str) else f"{vol.get('source')}:{vol.get('target')}:{'ro' if vol.get('read_only') else 'rw'}"
+        if not str(text).endswith(":ro"):
+            out.append(f"strategy: volume {text} must be read-only")
+        if "docker.sock" in str(text):
+            out.append("strategy: must not mount the Docker socket")
+    s_nets = _networks(s)
+    if not s_nets:
+        out.append("strategy: joins no network")
+    gateway_nets = _networks(services.get("gateway") or {})
+    for net in s_nets:
+        spec = networks.get(net) or {}
+        if spec.get("internal") is not True:
+            out.append(f"strategy: network {net} must be `internal: true`")
+        members = sorted(n for n, svc in services.items() if net in _networks(svc or {}))
+        others = [m for m in members if m not in ("strategy", "gateway")]
+        if others:
+            out.append(f"network {net} must hold only strategies and the gateway, also has {others}")
+        if net not in gateway_nets:
+            out.append(f"gateway must join network {net}")
+    if not any((networks.get(n) or {}).get("internal") is not True for n in gateway_nets):
+        out.append("gateway must also join a non-internal backend network")
+    return out
+
+
+def check_compose_services(compose: dict) -> list[str]:
+    out = []
+    services = compose.get("services") or {}
+    for name, svc in services.items():
+        svc = svc or {}
+        image = str(svc.get("image", ""))
+        build = svc.get("build") or {}
+        service = next((s for s in SERVICES if image.startswith(f"moat-{s}:")), None)
+        if service is None:
+            continue
+        env = svc.get("environment") or {}
+        names = list(env) if isinstance(env, dict) else [str(e).split("=")[0] for e in env]
+        out += [f"{name}: {p}" for p in env_problems(service, names)]
+        if env.get("MOAT_CONFIG_DIR") != "/etc/moat":
+            out.append(f"{name}: MOAT_CONFIG_DIR must be /etc/moat")
+        if not any(str(v).startswith("../../config:/etc/moat") and str(v).endswith(":ro")
+                   for v in _as_list(svc.get("volumes"))):
+            out.append(f"{name}: must mount ../../config at /etc/moat read-only")
+        if build and (build.get("args") or {}).get("SERVICE") != service:
+            out.append(f"{name}: build arg SERVICE must be {service}")
+        if svc.get("healthcheck"):
+            out.append(f"{name}: the distroless image has no shell or curl for a healthcheck")
+        for cond in (svc.get("depends_on") or {}).values() if isinstance(svc.get("depends_on"), dict) else []:
+            if cond.get("condition") not in ("service_started", "service_healthy", "service_completed_successfully"):
+                out.append(f"{name}: unknown depends_on condition {cond}")
+        for dep, cond in (svc.get("depends_on") or {}).items() if isinstance(svc.get("depends_on"), dict) else []:
+            if cond.get("condition") == "service_healthy" and not (services.get(dep) or {}).get("healthcheck"):
+                out.append(f"{name}: waits for {dep} to be healthy, but {dep} has no healthcheck")
+    for dep, port in (("nats", "8222/healthz"), ("clickhouse", "8123/ping")):
+        test = " ".join(_as_list(((services.get(dep) or {}).get("healthcheck") or {}).get("test")))
+        if port not in test:
+            out.append(f"{dep}: healthcheck should probe :{port}")
+    if "migrate" in [k for k in services]:
+        cmd = _as_list(services["migrate"].get("command"))
+        if cmd != ["migrate"]:
+            out.append("migrate: command must be [migrate]")
+    return out
+
+
+# ----------------------------------------------------------------- 3. chart layout
+
+def check_chart_layout(chart: str) -> list[str]:
+    path = os.path.join(HELM, chart)
+    out = []
+    meta = load_yaml(os.path.join(path, "Chart.yaml")) or {}
+    if meta.get("apiVersion") != "v2":
+        out.append("Chart.yaml apiVersion must be v2")
+    if meta.get("name") != chart:
+        out.append(f"Chart.yaml name {meta.get('name')!r} must equal the folder name")
+    if not re.match(r"^\d+\.\d+\.\d+", str(meta.get("version", ""))):
+        out.append("Chart.yaml version must be SemVer")
+    if not isinstance(meta.get("appVersion"), str):
+        out.append("Chart.yaml appVersion must be a quoted string")
+    for f in ("values.yaml", "values.schema.json", "templates/NOTES.txt"):
+        if not os.path.exists(os.path.join(path, f)):
+            out.append(f"missing {f}")
+    if chart != "moat":
+        for f in ["_helpers.tpl"] + TEMPLATES[chart]:
+            full = os.path.join(path, "templates", f)
+            if not os.path.exists(full):
+                out.append(f"missing templates/{f}")
+                continue
+            with open(full, encoding="utf-8") as fh:
+                head = fh.read(8)
+            if not (head.startswith("{{/*") or head.startswith("{{- /*")):
+                out.append(f"templates/{f} must open with a {{{{/* comment */}}}}")
+    for f in ("Chart.yaml", "values.yaml"):
+        with open(os.path.join(path, f), encoding="utf-8") as fh:
+            if not fh.read(1) == "#":
+                out.append(f"{f} must open with a comment")
+    for dep in meta.get("dependencies") or []:
+        repo = str(dep.get("repository", ""))
+        if not repo.startswith("file://"):
+            out.append(f"dependency {dep.get('name')}: repository must be file://")
+            continue
+        target = os.path.normpath(os.path.join(path, repo[len("file://"):]))
+        sub = load_yaml(os.path.join(target, "Chart.yaml")) if os.path.exists(os.path.join(target, "Chart.yaml")) else None
+        if not sub:
+            out.append(f"dependency {dep.get('name')}: {repo} has no Chart.yaml")
+            continue
+        if sub.get("name") != dep.get("name"):
+            out.append(f"dependency {dep.get('name')}: {repo} is chart {sub.get('name')}")
+        if str(sub.get("version")) != str(dep.get("version")):
+            out.append(f"dependency {dep.get('name')}: version {dep.get('version')} but the chart is {sub.get('version')}")
+        if dep.get("condition") != f"{dep.get('name')}.enabled":
+            out.append(f"dependency {dep.get('name')}: condition should be {dep.get('name')}.enabled")
+    if chart == "moat":
+        names = sorted(d.get("name") for d in meta.get("dependencies") or [])
+        if names != sorted(c for c in CHARTS if c != "moat"):
+            out.append(f"umbrella dependencies {names} must be the four service charts")
+    return out
+
+
+# ----------------------------------------------------------------- 4. values
+
+_validators: dict[str, Any] = {}
+
+
+def validator(chart: str):
+    if chart not in _validators:
+        with open(os.path.join(HELM, chart, "values.schema.json"), encoding="utf-8") as f:
+            schema = json.load(f)
+        if schema.get("$schema") != "http://json-schema.org/draft-07/schema#":
+            raise ValueError(f"{chart}/values.schema.json must declare JSON Schema draft-07")
+        jsonschema.Draft7Validator.check_schema(schema)
+        _validators[chart] = jsonschema.Draft7Validator(schema, format_checker=jsonschema.FormatChecker())
+    return _validators[chart]
+
+
+def schema_errors(chart: str, values: dict) -> list[str]:
+    errors = sorted(validator(chart).iter_errors(values), key=lambda e: list(e.absolute_path))
+    return [f"{chart}: {'.'.join(str(p) for p in e.absolute_path) or '(root)'}: {e.message}" for e in errors]
+
+
+def values_problems(chart: str, user: dict | None) -> list[str]:
+    """The chart's values (plus `user`) against its schema, like helm does:
+    for the umbrella also every enabled subchart's merged values."""
+    c = minihelm.load_chart(os.path.join(HELM, chart))
+    values = minihelm.chart_values(c, user)
+    out = schema_errors(chart, values)
+    for dep, sub in c.dependencies:
+        if not minihelm._condition(values, dep.get("condition")):
+            continue
+        sub_values = minihelm.chart_values(sub, values.get(dep["name"]) or {}, values.get("global") or {})
+        out += schema_errors(sub.meta["name"], sub_values)
+    return out
+
+
+# Values that must be refused (each by the chart's schema).
+MUST_FAIL = [
+    ("moat-state", {"replicaCount": 2}, "two replicas on SQLite"),
+    ("moat-state", {"database": {"type": "postgres"}}, "postgres without a URL or Secret"),
+    ("moat-gateway", {"securityContext": {"readOnlyRootFilesystem": False}}, "a writable root filesystem"),
+    ("moat-gateway", {"securityContext": {"allowPrivilegeEscalation": True}}, "privilege escalation"),
+    ("moat-gateway", {"auth": {"tokens": [{"strategyId": "s1", "token": "short"}]}}, "a token under 16 characters"),
+    ("moat-gateway", {"replicas": 3}, "an unknown key (typo of replicaCount)"),
+    ("moat-gateway", {"probes": {"readinessMode": "tcp"}}, "an unknown readiness mode"),
+    ("moat-gateway", {"rpc": {"upstreams": {"ethereum": ["ftp://x"]}}}, "a non-HTTP upstream"),
+    ("moat-collector", {"shards": []}, "no shard"),
+    ("moat-collector", {"nats": {"streamReplicas": 0}}, "zero stream replicas"),
+    ("moat-storage-writer", {"global": {"clickhouse": {"url": "clickhouse:8123"}}}, "a ClickHouse URL without scheme"),
+    ("moat", {"moat-state": {"replicaCount": 3}}, "umbrella: two+ SQLite replicas (subchart schema)"),
+    ("moat", {"moat-gateway": {"podSecurityContext": {"runAsNonRoot": False}}}, "umbrella: root pods (subchart schema)"),
+]
+
+
+# ----------------------------------------------------------------- 5. rendering
+
+def scenarios() -> list[dict]:
+    prod = load_yaml(os.path.join(EXAMPLES, "production-values.yaml"))
+    out = [{"name": f"{c}-default", "chart": c, "values": {}, "values_file": None} for c in CHARTS]
+    out.append({"name": "moat-production", "chart": "moat", "values": prod,
+                "values_file": "deploy/helm/examples/production-values.yaml",
+                # Secrets the production values expect to exist already.
+                "external_secrets": {"clickhouse-moat-writer", "moat-state-db"}})
+    return out
+
+
+def render(scn: dict) -> tuple[list[minihelm.Rendered], str]:
+    c = minihelm.load_chart(os.path.join(HELM, scn["chart"]))
+    rendered, _, notes = minihelm.render(c, release="moat", namespace="moat", user_values=scn["values"])
+    return rendered, notes
+
+
+def example_text(scn: dict, rendered: list[minihelm.Rendered]) -> str:
+    source = f"deploy/helm/{scn['chart']}"
+    with_values = f" with -f {scn['values_file']}" if scn["values_file"] else " with its default values"
+    lines = [
+        f"# Rendered manifests of {source}{with_values}",
+        "# (release `moat`, namespace `moat`), written by `python3 deploy/validate.py --write-examples`",
+        "# with its built-in renderer (deploy/minihelm.py). Do not edit by hand: CI re-renders and",
+        "# compares. Same objects as `helm template`, not necessarily the same bytes.",
+    ]
+    for r in rendered:
+        body = r.text.strip("\n")
+        for part in re.split(r"(?m)^---[ \t]*$", body):
+            part = part.strip("\n")
+            if not part.strip() or minihelm.yaml.safe_load(part) is None:
+                continue
+            lines += ["---", f"# Source: {r.template}", part]
+    return "\n".join(lines) + "\n"
+
+
+def k8s_problems(docs: list[tuple[str, dict]], versions: list[str]) -> list[str]:
+    out = []
+    for where, doc in docs:
+        name = f"{doc.get('kind')}/{(doc.get('metadata') or {}).get('name')}"
+        if doc.get("kind") == "ServiceMonitor":
+            errs = list(jsonschema.Draft7Validator(SERVICE_MONITOR_SCHEMA).iter_errors(doc))
+            out += [f"{where}: {name}: {'.'.join(map(str, e.absolute_path))}: {e.message}" for e in errs]
+            continue
+        for version in versions:
+            try:
+                kv.validate(copy.deepcopy(doc), version, strict=True)
+            except kv.ValidationError as e:
+                path = ".".join(str(p) for p in e.path)
+                out.append(f"{where}: {name} (Kubernetes {version}): {path}: {e.message}")
+            except kv.SchemaNotFoundError as e:
+                out.append(f"{where}: {name}: no schema: {e.message}")
+    return out
+
+
+def _selector_matches(selector: dict, labels: dict) -> bool:
+    return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
+
+
+def policy_problems(scn: dict, docs: list[tuple[str, dict]]) -> list[str]:
+    out = []
+    by_kind: dict[str, list[dict]] = {}
+    seen = set()
+    for where, d in docs:
+        meta = d.get("metadata") or {}
+        key = (d.get("kind"), meta.get("namespace", "moat"), meta.get("name"))
+        if key in seen:
+            out.append(f"duplicate object {key}")
+        seen.add(key)
+        by_kind.setdefault(d["kind"], []).append(d)
+        labels = meta.get("labels") or {}
+        if d["kind"] != "NetworkPolicy" or not meta.get("name", "").endswith("-strategies"):
+            for needed in ("app.kubernetes.io/name", "app.kubernetes.io/instance", "helm.sh/chart"):
+                if needed not in labels:
+                    out.append(f"{where}: {key[0]}/{key[2]} lacks label {needed}")
+    names = lambda kind: {(d.get("metadata") or {}).get("name") for d in by_kind.get(kind, [])}
+    external = scn.get("external_secrets", set())
+    pods = []
+    for dep in by_kind.get("Deployment", []):
+        dname = dep["metadata"]["name"]
+        spec = dep["spec"]
+        tpl = spec["template"]
+        plabels = tpl["metadata"].get("labels") or {}
+        pods.append((dname, plabels, tpl["spec"]))
+        if not _selector_matches(spec["selector"]["matchLabels"], plabels):
+            out.append(f"Deployment/{dname}: selector does not match its pod labels")
+        ps = tpl["spec"]
+        if (ps.get("securityContext") or {}).get("runAsNonRoot") is not True:
+            out.append(f"Deployment/{dname}: pod securityContext.runAsNonRoot must be true")
+        if ps.get("automountServiceAccountToken") is not False:
+            out.append(f"Deployment/{dname}: automountServiceAccountToken must be false")
+        sa = ps.get("serviceAccountName")
+        if sa and sa != "default" and sa not in names("ServiceAccount"):
+            out.append(f"Deployment/{dname}: ServiceAccount {sa} is not rendered")
+        service = next((s for s, (c, _, _) in SERVICES.items() if dname.startswith(c)), None)
+        for c in ps.get("initContainers", []) + ps["containers"]:
+            cname = f"Deployment/{dname} container {c['name']}"
+            sc = c.get("securityContext") or {}
+            if sc.get("readOnlyRootFilesystem") is not True:
+                out.append(f"{cname}: readOnlyRootFilesystem must be true")
+            if sc.get("allowPrivilegeEscalation") is not False:
+                out.append(f"{cname}: allowPrivilegeEscalation must be false")
+            if sc.get("runAsNonRoot") is not True:
+                out.append(f"{cname}: runAsNonRoot must be true")
+            if "ALL" not in ((sc.get("capabilities") or {}).get("drop") or []):
+                out.append(f"{cname}: capabilities.drop must include ALL")
+            if (sc.get("capabilities") or {}).get("add"):
+                out.append(f"{cname}: must not add capabilities")
+            if c["image"].endswith(":latest") or ":" not in c["image"].rsplit("/", 1)[-1]:
+                out.append(f"{cname}: image {c['image']} needs a pinned tag")
+            if not (c.get("resources") or {}).get("requests"):
+                out.append(f"{cname}: no resource requests")
+            env = {e["name"]: e for e in c.get("env", [])}
+            if env.get("MOAT_CONFIG_DIR", {}).get("value") != "/etc/moat":
+                out.append(f"{cname}: MOAT_CONFIG_DIR must be /etc/moat")
+            if service:
+                out += [f"{cname}: {p}" for p in env_problems(service, list(env))]
+            for e in env.values():
+                ref = (e.get("valueFrom") or {}).get("secretKeyRef")
+                if ref and ref["name"] not in names("Secret") and ref["name"] not in external:
+                    out.append(f"{cname}: env {e['name']} reads Secret {ref['name']}, which is neither rendered nor external")
+                if ref and ref["name"] in names("Secret"):
+                    sec = next(s for s in by_kind["Secret"] if s["metadata"]["name"] == ref["name"])
+                    if ref["key"] not in (sec.get("stringData") or {}) and ref["key"] not in (sec.get("data") or {}):
+                        out.append(f"{cname}: Secret {ref['name']} has no key {ref['key']}")
+            mounts = {m["mountPath"]: m for m in c.get("volumeMounts", [])}
+            if "/etc/moat" not in mounts or not mounts["/etc/moat"].get("readOnly"):
+                out.append(f"{cname}: config must be mounted read-only at /etc/moat")
+            elif service:
+                vol = next((v for v in ps.get("volumes", []) if v["name"] == mounts["/etc/moat"]["name"]), {})
+                cm_ref = vol.get("configMap") or {}
+                cm = next((x for x in by_kind.get("ConfigMap", []) if x["metadata"]["name"] == cm_ref.get("name")), None)
+                files = [i["path"] for i in cm_ref.get("items", [])] if cm_ref.get("items") else \
+                    list((cm or {}).get("data") or {})
+                if f"{service}.toml" not in files:
+                    out.append(f"{cname}: /etc/moat holds {files}, not {service}.toml")
+            if "/tmp" not in mounts:
+                out.append(f"{cname}: /tmp must be a writable volume (read-only root)")
+        main = ps["containers"][0]
+        live = (main.get("livenessProbe") or {}).get("httpGet") or {}
+        if live.get("path") != "/health/live":
+            out.append(f"Deployment/{dname}: liveness probe must GET /health/live")
+        ready = main.get("readinessProbe") or {}
+        if dname.startswith("moat-gateway"):
+            if "grpc" not in ready and (ready.get("httpGet") or {}).get("path") != "/health":
+                out.append(f"Deployment/{dname}: readiness must be the gRPC health probe or GET /health")
+            grpc_port = next((p["containerPort"] for p in main["ports"] if p["name"] == "grpc"), None)
+            if "grpc" in ready and ready["grpc"].get("port") != grpc_port:
+                out.append(f"Deployment/{dname}: gRPC readiness probe is not on the gRPC port")
+        elif (ready.get("httpGet") or {}).get("path") != "/health":
+            out.append(f"Deployment/{dname}: readiness probe must GET /health")
+        port_names = {p["name"] for p in main.get("ports", [])}
+        for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
+            port = ((main.get(probe) or {}).get("httpGet") or {}).get("port")
+            if port is not None and port not in port_names:
+                out.append(f"Deployment/{dname}: {probe} uses unknown port {port}")
+        if service:
+            expected = SERVICES[service][1]
+            got = sorted(p["containerPort"] for p in main.get("ports", []))
+            if got != sorted(expected):
+                out.append(f"Deployment/{dname}: container ports {got}, expected {sorted(expected)}")
+            listen = {k: v.get("value") for k, v in {e["name"]: e for e in main.get("env", [])}.items()
+                      if k.endswith("__LISTEN")}
+            for k, v in listen.items():
+                if not v or int(v.rsplit(":", 1)[1]) not in got:
+                    out.append(f"Deployment/{dname}: {k}={v} is not a container port")
+        for vol in ps.get("volumes", []):
+            if "configMap" in vol and vol["configMap"]["name"] not in names("ConfigMap"):
+                out.append(f"Deployment/{dname}: ConfigMap {vol['configMap']['name']} is not rendered")
+            if "configMap" in vol:
+                cm = next((x for x in by_kind.get("ConfigMap", []) if x["metadata"]["name"] == vol["configMap"]["name"]), None)
+                for item in vol["configMap"].get("items", []):
+                    if cm and item["key"] not in (cm.get("data") or {}):
+                        out.append(f"Deployment/{dname}: ConfigMap {cm['metadata']['name']} has no key {item['key']}")
+            if "secret" in vol and vol["secret"]["secretName"] not in names("Secret") | external \
+                    and vol["secret"]["secretName"] not in _existing_secrets(scn):
+                out.append(f"Deployment/{dname}: Secret {vol['secret']['secretName']} is not rendered")
+            if "persistentVolumeClaim" in vol and vol["persistentVolumeClaim"]["claimName"] not in names("PersistentVolumeClaim"):
+                out.append(f"Deployment/{dname}: PVC {vol['persistentVolumeClaim']['claimName']} is not rendered")
+    # ConfigMaps: the TOML must use only keys the service knows.
+    for cm in by_kind.get("ConfigMap", []):
+        for key, text in (cm.get("data") or {}).items():
+            service = next((s for s, (c, _, _) in SERVICES.items() if cm["metadata"]["name"].startswith(c)), None)
+            if service and key.endswith(".toml"):
+                out += toml_problems(service, text, f"ConfigMap/{cm['metadata']['name']} {key}")
+    for svc in by_kind.get("Service", []):
+        sel = svc["spec"].get("selector") or {}
+        matching = [p for p in pods if _selector_matches(sel, p[1])]
+        if not matching:
+            out.append(f"Service/{svc['metadata']['name']}: selector matches no pods")
+        for port in svc["spec"]["ports"]:
+            for pname, _, ps in matching:
+                if isinstance(port["targetPort"], str) and port["targetPort"] not in \
+                        {p["name"] for p in ps["containers"][0].get("ports", [])}:
+                    out.append(f"Service/{svc['metadata']['name']}: targetPort {port['targetPort']} not on {pname}")
+    for hpa in by_kind.get("HorizontalPodAutoscaler", []):
+        if hpa["spec"]["scaleTargetRef"]["name"] not in names("Deployment"):
+            out.append(f"HPA/{hpa['metadata']['name']}: target Deployment is not rendered")
+        if hpa["spec"]["minReplicas"] > hpa["spec"]["maxReplicas"]:
+            out.append(f"HPA/{hpa['metadata']['name']}: minReplicas > maxReplicas")
+        dep = next((d for d in by_kind["Deployment"] if d["metadata"]["name"] == hpa["spec"]["scaleTargetRef"]["name"]), None)
+        if dep and "replicas" in dep["spec"]:
+            out.append(f"HPA/{hpa['metadata']['name']}: its Deployment must not set replicas")
+    for pdb in by_kind.get("PodDisruptionBudget", []):
+        if not any(_selector_matches(pdb["spec"]["selector"]["matchLabels"], p[1]) for p in pods):
+            out.append(f"PDB/{pdb['metadata']['name']}: selector matches no pods")
+    for sm in by_kind.get("ServiceMonitor", []):
+        if not any(_selector_matches(sm["spec"]["selector"]["matchLabels"], s["metadata"].get("labels") or {})
+                   for s in by_kind.get("Service", [])):
+            out.append(f"ServiceMonitor/{sm['metadata']['name']}: selects no Service")
+    out += network_policy_problems(scn, by_kind, pods)
+    return out
+
+
+def _existing_secrets(scn: dict) -> set[str]:
+    return set(scn.get("external_secrets", set()))
+
+
+def _gateway_values(scn: dict) -> dict | None:
+    c = minihelm.load_chart(os.path.join(HELM, scn["chart"]))
+    values = minihelm.chart_values(c, scn["values"])
+    if scn["chart"] == "moat-gateway":
+        return values
+    if scn["chart"] == "moat":
+        sub = next(s for d, s in c.dependencies if d["name"] == "moat-gateway")
+        if not minihelm._condition(values, "moat-gateway.enabled"):
+            return None
+        return minihelm.chart_values(sub, values.get("moat-gateway") or {}, values.get("global") or {})
+    return None
+
+
+def network_policy_problems(scn: dict, by_kind: dict, pods: list) -> list[str]:
+    gv = _gateway_values(scn)
+    if gv is None or not gv["networkPolicy"]["enabled"]:
+        return []
+    out = []
+    np_cfg = gv["networkPolicy"]
+    strategy_labels = np_cfg["strategies"]["podLabels"]
+    policies = by_kind.get("NetworkPolicy", [])
+    gw_pod = next((p for p in pods if p[0].startswith("moat-gateway")), None)
+    if gw_pod is None:
+        return ["networkPolicy.enabled but no gateway Deployment"]
+    gw_ports = {p["containerPort"] for p in gw_pod[2]["containers"][0]["ports"]}
+    http_port = next(p["containerPort"] for p in gw_pod[2]["containers"][0]["ports"] if p["name"] == "http")
+    ingress = [p for p in policies if _selector_matches(p["spec"]["podSelector"].get("matchLabels") or {}, gw_pod[1])]
+    if len(ingress) != 1:
+        return [f"expected one NetworkPolicy selecting the gateway pods, found {len(ingress)}"]
+    pol = ingress[0]["spec"]
+    if "Ingress" not in pol.get("policyTypes", []):
+        out.append("gateway NetworkPolicy must have policyType Ingress")
+    rules = pol.get("ingress") or []
+    strat_rules = [r for r in rules if any((f.get("podSelector") or {}).get("matchLabels") == strategy_labels
+                                          for f in r.get("from", []))]
+    if not strat_rules:
+        out.append("gateway NetworkPolicy does not admit strategy pods")
+    for r in strat_rules:
+        if {p["port"] for p in r.get("ports", [])} - gw_ports:
+            out.append("strategy ingress rule names ports the gateway does not listen on")
+    metrics_rules = [r for r in rules if any((f.get("namespaceSelector") or {}).get("matchLabels", {}).get(
+        "kubernetes.io/metadata.name") == np_cfg["metricsNamespace"] and not f.get("podSelector", {}).get(
+        "matchLabels") == strategy_labels for f in r.get("from", []))]
+    if np_cfg["allowMetricsScraping"]:
+        if not metrics_rules:
+            out.append(f"allowMetricsScraping: no ingress rule from namespace {np_cfg['metricsNamespace']}")
+        for r in metrics_rules:
+            if [p["port"] for p in r.get("ports", [])] != [http_port]:
+                out.append("the metrics rule must open only the HTTP (metrics) port")
+    elif metrics_rules:
+        out.append("metrics scraping is admitted although allowMetricsScraping is false")
+    if np_cfg["strategies"]["restrictEgress"]:
+        sandbox = [p for p in policies if (p["spec"]["podSelector"].get("matchLabels") or {}) == strategy_labels]
+        if len(sandbox) != 1:
+            out.append(f"expected one NetworkPolicy selecting strategy pods, found {len(sandbox)}")
+        else:
+            sp = sandbox[0]["spec"]
+            want_ns = np_cfg["strategies"]["namespace"] or "moat"
+            if sandbox[0]["metadata"].get("namespace") != want_ns:
+                out.append(f"strategy NetworkPolicy must live in namespace {want_ns}")
+            if sorted(sp.get("policyTypes", [])) != ["Egress", "Ingress"]:
+                out.append("strategy NetworkPolicy must restrict both Ingress and Egress")
+            if sp.get("ingress"):
+                out.append("strategy pods must accept no ingress")
+            for rule in sp.get("egress") or []:
+                for to in rule.get("to", []) or [{}]:
+                    to_gateway = _selector_matches((to.get("podSelector") or {}).get("matchLabels") or {}, gw_pod[1])
+                    to_dns = (to.get("podSelector") or {}).get("matchLabels") == {"k8s-app": "kube-dns"}
+                    if not (to_gateway or to_dns):
+                        out.append(f"strategy egress rule reaches more than the gateway: {to}")
+                    if to_dns and {p["port"] for p in rule.get("ports", [])} != {53}:
+                        out.append("strategy DNS egress must be port 53 only")
+                    if to_gateway and {p["port"] for p in rule.get("ports", [])} - gw_ports:
+                        out.append("strategy egress to the gateway opens ports it does not listen on")
+                if not rule.get("to") or not rule.get("ports"):
+                    out.append("strategy egress rules must name destinations and ports")
+    return out
+
+
+# ----------------------------------------------------------------- main
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--write-examples", action="store_true",
+                        help="re-render deploy/helm/examples/<scenario>.yaml instead of comparing")
+    parser.add_argument("--require-compose", action="store_true",
+                        help="fail (not skip) when neither docker-compose nor `docker compose` is installed")
+    parser.add_argument("--k8s-versions", default=f"{MIN_K8S},{kv.latest_version()}",
+                        help="comma-separated Kubernetes versions to validate against (default: %(default)s)")
+    args = parser.parse_args()
+    versions = [v.strip() for v in args.k8s_versions.split(",") if v.strip()]
+    report = Report()
+
+    print("== Dockerfile")
+    report.run(f"{rel(DOCKERFILE)}: SERVICE arg, per-service stages and ports, non-root distroless runtime", check_dockerfile)
+
+    print("== compose")
+    cmd = compose_command()
+    if cmd:
+        report.run(f"`{' '.join(cmd)} -f {rel(COMPOSE)} config` accepts the file", lambda: check_compose_config(cmd))
+    elif args.require_compose:
+        report.check("docker-compose config", "neither docker-compose nor `docker compose` is installed")
+    else:
+        report.skip("docker-compose config", "neither docker-compose nor `docker compose` is installed "
+                    "(apt-get install docker-compose)")
+    compose = load_yaml(COMPOSE)
+    report.run("compose: moat services (config mount, env keys, build args, no shell healthchecks)",
+               lambda: check_compose_services(compose))
+    report.run("compose: strategy sandbox (read_only, tmpfs /tmp, cap_drop ALL, no-new-privileges, "
+               "no ports, non-root, internal network shared only with the gateway)",
+               lambda: check_compose_sandbox(compose))
+
+    print("== charts")
+    for chart in CHARTS:
+        report.run(f"{chart}: Chart.yaml, templates and dependencies", lambda chart=chart: check_chart_layout(chart))
+
+    print("== values against values.schema.json (draft-07)")
+    for chart in CHARTS:
+        report.run(f"{chart}: values.yaml", lambda chart=chart: values_problems(chart, None))
+    report.run("moat: examples/production-values.yaml (and each subchart's merged values)",
+               lambda: values_problems("moat", load_yaml(os.path.join(EXAMPLES, "production-values.yaml"))))
+    for chart, bad, what in MUST_FAIL:
+        report.run(f"{chart}: refuses {what}",
+                   lambda chart=chart, bad=bad: [] if values_problems(chart, bad) else ["accepted"])
+
+    print(f"== rendering (minihelm) and Kubernetes schemas ({', '.join(versions)}, strict)")
+    os.makedirs(EXAMPLES, exist_ok=True)
+    for scn in scenarios():
+        name = scn["name"]
+        try:
+            rendered, notes = render(scn)
+            docs = minihelm.manifests(rendered)
+        except minihelm.TemplateError as e:
+            report.check(f"{name}: renders", str(e))
+            continue
+        kinds = sorted({d["kind"] for _, d in docs})
+        report.check(f"{name}: renders {len(docs)} objects ({', '.join(kinds)}) and NOTES.txt",
+                     None if notes.strip() else "NOTES.txt rendered empty")
+        report.run(f"{name}: every object valid for Kubernetes {', '.join(versions)}",
+                   lambda docs=docs: k8s_problems(docs, versions))
+        report.run(f"{name}: selectors, references, probes, security contexts, NetworkPolicies, config keys",
+                   lambda scn=scn, docs=docs: policy_problems(scn, docs))
+        path = os.path.join(EXAMPLES, f"{name}.yaml")
+        text = example_text(scn, rendered)
+        if args.write_examples:
+            with open(path, "w", encoding="utf-8") as f:
+                f.write(text)
+            report.check(f"{name}: wrote {rel(path)}", None)
+        else:
+            def compare(path=path, text=text) -> list[str]:
+                if not os.path.exists(path):
+                    return [f"{rel(path)} is missing: run python3 deploy/validate.py --write-examples"]
+                with open(path, encoding="utf-8") as f:
+                    if f.read() != text:
+                        return [f"{rel(path)} is out of date: run python3 deploy/validate.py --write-examples"]
+                return []
+            report.run(f"{name}: {rel(path)} matches the render", compare)
+
+    # The committed example files themselves, as kubernetes-validate reads them.
+    def example_files() -> list[str]:
+        out = []
+        for fname in sorted(os.listdir(EXAMPLES)):
+            if fname.endswith(".yaml") and fname != "production-values.yaml":
+                docs = [(fname, d) for d in yaml.safe_load_all(open(os.path.join(EXAMPLES, fname))) if d]
+                out += k8s_problems(docs, versions)
+        return out
+    report.run(f"examples/*.yaml: every manifest valid for Kubernetes {', '.join(versions)}", example_files)
+
+    # A template-level guard behind the schema: SQLite with two replicas must not render.
+    def sqlite_guard() -> list[str]:
+        c = minihelm.load_chart(os.path.join(HELM, "moat-state"))
+        try:
+            minihelm.render(c, user_values={"replicaCount": 2})
+        except minihelm.TemplateError as e:
+            return [] if "SQLite allows one replica" in str(e) else [f"failed for another reason: {e}"]
+        return ["rendered"]
+    report.run("moat-state: template refuses two SQLite replicas even without the schema", sqlite_guard)
+
+    print()
+    skipped = f", {report.skipped} skipped" if report.skipped else ""
+    print(f"{report.passed} passed, {report.failed} failed{skipped}")
+    return 1 if report.failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
