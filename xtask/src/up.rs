@@ -115,8 +115,9 @@ pub fn up(detach: bool) -> Result<(), String> {
             let pid = process.detach().unwrap_or(0);
             lines.push(format!("{name} {pid} {health}"));
         }
-        if let Some((node, _)) = ganache {
-            lines.push(format!("ganache {} -", node.detach().unwrap_or(0)));
+        if let Some((node, url)) = ganache {
+            let addr = url.trim_start_matches("http://").to_owned();
+            lines.push(format!("ganache {} {addr}", node.detach().unwrap_or(0)));
         }
         nats.detach();
         clickhouse.detach();
@@ -295,7 +296,12 @@ pub fn status() -> Result<(), String> {
             "clickhouse-server" => "/ping",
             _ => "/health",
         };
-        let probe = if running {
+        let probe = if running && name == "ganache" {
+            match std::net::TcpStream::connect(&health) {
+                Ok(_) => "ok".to_owned(),
+                Err(e) => format!("{health}: {e}"),
+            }
+        } else if running {
             match http_get(&health, path, Duration::from_secs(3)) {
                 Ok(r) if r.is_success() => "ok".to_owned(),
                 Ok(r) => format!("HTTP {}: {}", r.status, r.body.trim()),
