@@ -539,3 +539,57 @@ async fn black_holed_upstream_fails_within_the_timeout() {
     );
     drop(hole);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cancelled_client_call_aborts_the_upstream_request() {
+    use std::io::Read;
+    // An upstream that takes the request and never answers; it notes when
+    // the gateway hangs up on it.
+    let hole = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let upstream = vec![format!("http://{}", hole.local_addr().unwrap())];
+    let (closed_tx, closed_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let (mut conn, _) = hole.accept().unwrap();
+        let mut buf = [0u8; 4096];
+        while conn.read(&mut buf).map(|n| n > 0).unwrap_or(false) {}
+        let _ = closed_tx.send(Instant::now());
+    });
+    let s = stack(move |c| {
+        c.rpc.chains.get_mut("ethereum").unwrap().upstreams = upstream;
+        c.rpc.timeout_ms = 20_000;
+        c.rpc.max_attempts = 1;
+    })
+    .await;
+    channel(s.grpc).await;
+
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_millis(300))
+        .build()
+        .unwrap();
+    let err = client
+        .post(format!("http://{}/rpc/ethereum", s.http))
+        .bearer_auth(ALPHA)
+        .json(&json!({"jsonrpc":"2.0","id":1,"method":"eth_blockNumber","params":[]}))
+        .send()
+        .await
+        .unwrap_err();
+    assert!(err.is_timeout(), "{err}");
+    let cancelled_at = Instant::now();
+    let closed_at = tokio::task::spawn_blocking(move || closed_rx.recv_timeout(Duration::from_secs(5)))
+        .await
+        .unwrap()
+        .expect("the upstream request was not aborted within 5 s");
+    assert!(closed_at.duration_since(cancelled_at) < Duration::from_secs(2));
+
+    // The call is recorded as cancelled by the client, not as an upstream failure.
+    let metrics = reqwest::get(format!("http://{}/metrics", s.http))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(r#"moat_gateway_requests_total{method="rpc",service="http",status="cancelled"} 1"#),
+        "{metrics}"
+    );
+}
