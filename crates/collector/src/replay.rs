@@ -88,6 +88,8 @@ struct Shared {
     speed: Speed,
     /// Notified when a client has been sent every frame.
     done: Notify,
+    /// Stops the server and drops every connection (a venue going away).
+    stop: tokio_util::sync::CancellationToken,
 }
 
 /// A running replay server.
@@ -103,14 +105,19 @@ impl ReplayServer {
             recording,
             speed,
             done: Notify::new(),
+            stop: tokio_util::sync::CancellationToken::new(),
         });
         let app = Router::new()
             .route("/stream", get(ws))
             .route("/ws", get(ws))
             .fallback(get(rest))
             .with_state(shared.clone());
+        let stop = shared.stop.clone();
         tokio::spawn(async move {
-            if let Err(error) = axum::serve(listener, app).await {
+            if let Err(error) = axum::serve(listener, app)
+                .with_graceful_shutdown(stop.cancelled_owned())
+                .await
+            {
                 tracing::error!(%error, "replay server stopped");
             }
         });
@@ -123,6 +130,11 @@ impl ReplayServer {
 
     pub fn http_url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// Closes the listener and every connection, as a venue outage would.
+    pub fn stop(&self) {
+        self.shared.stop.cancel();
     }
 
     /// Resolves once a client has been sent the whole recording.
@@ -142,17 +154,25 @@ async fn serve_frames(shared: Arc<Shared>, mut socket: WebSocket) {
     for (ts, frame) in frames {
         if let Speed::Factor(factor) = shared.speed {
             let offset = Duration::from_secs_f64(((ts - first_ts) / factor).max(0.0));
-            tokio::time::sleep_until(start + offset).await;
+            tokio::select! {
+                () = tokio::time::sleep_until(start + offset) => {}
+                () = shared.stop.cancelled() => return,
+            }
         }
-        if socket.send(Message::Text(frame.clone().into())).await.is_err() {
+        if shared.stop.is_cancelled() || socket.send(Message::Text(frame.clone().into())).await.is_err() {
             return;
         }
     }
     shared.done.notify_waiters();
-    // Keep the connection open (as a quiet venue would) until the client leaves.
-    while let Some(Ok(message)) = socket.recv().await {
-        if matches!(message, Message::Close(_)) {
-            break;
+    // Keep the connection open (as a quiet venue would) until the client
+    // leaves or the server stops.
+    loop {
+        tokio::select! {
+            message = socket.recv() => match message {
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+                Some(Ok(_)) => {}
+            },
+            () = shared.stop.cancelled() => break,
         }
     }
 }

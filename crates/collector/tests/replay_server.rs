@@ -122,3 +122,81 @@ async fn binance_spot_replay() {
 async fn binance_futures_replay() {
     run("BINANCE_FUTURES", "binance-futures").await;
 }
+
+#[tokio::test]
+async fn venue_outage_reconnects_and_resubscribes_within_the_backoff_bound() {
+    let Some(dir) = fixtures() else { return };
+    let texts: Vec<String> = ["BINANCE.ws.1.0", "BINANCE.http.0.0"]
+        .iter()
+        .map(|f| std::fs::read_to_string(dir.join(f)).unwrap())
+        .collect();
+    let recording = Recording::load(&texts);
+    let symbols = recording.subscribed_symbols();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = ReplayServer::start(listener, recording.clone(), Speed::Max)
+        .await
+        .unwrap();
+    let backoff_max = Duration::from_millis(500);
+    let mut venue = moat_collector::venue_connector(&VenueConfig {
+        kind: "binance".into(),
+        exchange: "binance".into(),
+        ws_url: server.ws_url(),
+        rest_url: server.http_url(),
+        symbols: symbols.clone(),
+        ..VenueConfig::default()
+    })
+    .unwrap();
+    venue.backoff_max = backoff_max;
+    let sink = Arc::new(Collect::default());
+    let token = CancellationToken::new();
+    let status = StreamStatus::new("binance");
+    let metrics = Metrics::new();
+    let task = tokio::spawn(moat_collector::venues::binance::connector::run(
+        venue,
+        sink.clone(),
+        status.clone(),
+        metrics.clone(),
+        token.clone(),
+    ));
+    let snapshots = |sink: &Collect| {
+        sink.0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|e| matches!(e, MarketEvent::BookSnapshot(_)))
+            .count()
+    };
+    let wait = |what: &'static str, f: Box<dyn Fn() -> bool + Send>| async move {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !f() {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    let s = sink.clone();
+    let n = symbols.len();
+    wait("first snapshots", Box::new(move || snapshots(&s) == n)).await;
+
+    // The venue goes away; the connector notices and keeps retrying.
+    server.stop();
+    let st = status.clone();
+    wait("disconnect noticed", Box::new(move || !st.is_connected())).await;
+    tokio::time::sleep(backoff_max).await;
+
+    // The venue comes back on the same address: reconnect and resubscribe.
+    let restarted = Instant::now();
+    let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+    let _server = ReplayServer::start(listener, recording, Speed::Max).await.unwrap();
+    let s = sink.clone();
+    wait("snapshots after reconnect", Box::new(move || snapshots(&s) == 2 * n)).await;
+    assert!(
+        restarted.elapsed() < backoff_max + Duration::from_secs(2),
+        "reconnect took {:?}",
+        restarted.elapsed()
+    );
+    assert!(status.is_connected());
+    assert!(metrics.reconnects.with_label_values(&["binance"]).get() >= 1);
+    token.cancel();
+    task.await.unwrap();
+}
