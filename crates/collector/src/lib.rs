@@ -116,18 +116,7 @@ pub async fn run(config: CollectorConfig, http: TcpListener, shutdown: Cancellat
         DRAIN_GRACE,
     ));
 
-    let mut health = Health::new("collector").check("nats", {
-        let client = client.clone();
-        move || {
-            let state = client.connection_state();
-            async move {
-                match state {
-                    async_nats::connection::State::Connected => Ok(()),
-                    other => Err(format!("NATS connection is {other:?}")),
-                }
-            }
-        }
-    });
+    let mut health = Health::new("collector").nats(&client);
     for venue in &venues {
         let venue = venue.clone();
         health = health.check(&format!("venue:{}", venue.exchange), move || {

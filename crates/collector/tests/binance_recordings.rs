@@ -3,28 +3,15 @@
 //! `MOAT_EXCHANGE_FIXTURES`). The recordings are read in place, never copied.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 
+mod common;
+
+use common::fixtures;
 use moat_collector::recording::{Record, parse_line};
 use moat_collector::venues::BookOutcome;
 use moat_collector::venues::binance::book::BookSync;
 use moat_collector::venues::binance::parse::{Frame, Snapshot, parse, parse_snapshot};
 use moat_collector::venues::binance::{Flavor, Symbols};
-
-fn fixtures() -> Option<PathBuf> {
-    let dir = std::env::var_os("MOAT_EXCHANGE_FIXTURES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/exchanges"));
-    if dir.is_dir() {
-        Some(dir)
-    } else {
-        eprintln!(
-            "SKIPPED: no exchange recordings at {} (set MOAT_EXCHANGE_FIXTURES)",
-            dir.display()
-        );
-        None
-    }
-}
 
 /// Everything a replay of one recording produced.
 #[derive(Default)]

@@ -1,10 +1,12 @@
 //! The real Binance connector against the local exchange server replaying
 //! a recording over WebSocket and REST.
 
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+mod common;
+
+use common::fixtures;
 use moat_collector::config::VenueConfig;
 use moat_collector::metrics::Metrics;
 use moat_collector::replay::{Recording, ReplayServer, Speed};
@@ -19,21 +21,6 @@ struct Collect(Mutex<Vec<MarketEvent>>);
 impl Sink for Collect {
     fn emit(&self, event: MarketEvent) {
         self.0.lock().unwrap().push(event);
-    }
-}
-
-fn fixtures() -> Option<PathBuf> {
-    let dir = std::env::var_os("MOAT_EXCHANGE_FIXTURES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/exchanges"));
-    if dir.is_dir() {
-        Some(dir)
-    } else {
-        eprintln!(
-            "SKIPPED: no exchange recordings at {} (set MOAT_EXCHANGE_FIXTURES)",
-            dir.display()
-        );
-        None
     }
 }
 

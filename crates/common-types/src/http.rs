@@ -55,6 +55,20 @@ impl Health {
         self
     }
 
+    /// Adds the readiness of a NATS connection under the name `nats`.
+    pub fn nats(self, client: &async_nats::Client) -> Health {
+        let client = client.clone();
+        self.check("nats", move || {
+            let state = client.connection_state();
+            async move {
+                match state {
+                    async_nats::connection::State::Connected => Ok(()),
+                    other => Err(format!("NATS connection is {other:?}")),
+                }
+            }
+        })
+    }
+
     /// Runs every check concurrently, each bounded by [`CHECK_TIMEOUT`].
     pub async fn report(&self) -> (bool, serde_json::Value) {
         let results = futures::future::join_all(self.checks.iter().map(|(name, check)| async move {

@@ -75,7 +75,7 @@ impl fmt::Display for Subject {
 }
 
 /// A subject token must not contain the separator, wildcards or whitespace.
-fn check_token(what: &str, token: &str) -> Result<(), Error> {
+pub fn check_token(what: &str, token: &str) -> Result<(), Error> {
     let ok = !token.is_empty()
         && token.len() <= 64
         && token

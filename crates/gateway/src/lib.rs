@@ -87,18 +87,7 @@ pub async fn run(
     });
 
     let health = Health::new("gateway")
-        .check("nats", {
-            let nats = nats.clone();
-            move || {
-                let state = nats.connection_state();
-                async move {
-                    match state {
-                        async_nats::connection::State::Connected => Ok(()),
-                        other => Err(format!("NATS connection is {other:?}")),
-                    }
-                }
-            }
-        })
+        .nats(&nats)
         .check("state", {
             let channel = state_channel.clone();
             move || {

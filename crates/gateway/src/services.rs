@@ -19,6 +19,8 @@ use serde_json::Value;
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
+use moat_common_types::subject::check_token;
+
 use crate::auth::{Auth, Strategy, token_from};
 use crate::cache::Cache;
 use crate::call::{Call, Metrics, grpc_deadline};
@@ -84,22 +86,6 @@ fn respond<T>(call: Call, result: Result<T, Error>) -> Result<Response<T>, Statu
 
 #[derive(Clone)]
 pub struct Market(pub Arc<Gateway>);
-
-fn check_token(what: &str, value: &str) -> Result<(), Error> {
-    let ok = !value.is_empty()
-        && value.len() <= 64
-        && value
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-    if ok {
-        Ok(())
-    } else {
-        Err(Error::invalid_argument(format!(
-            "{what} '{}' is invalid: use 1-64 letters, digits, '-' or '_'",
-            value.chars().take(64).collect::<String>()
-        )))
-    }
-}
 
 /// Interval names of `GetCandles` and their length in seconds.
 pub fn interval_seconds(interval: &str) -> Result<u32, Error> {

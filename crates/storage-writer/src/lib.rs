@@ -54,33 +54,20 @@ pub async fn run(config: WriterConfig, http: TcpListener, shutdown: Cancellation
         .with_context(|| format!("connecting to NATS at {}", config.nats.url))?;
     let js = jetstream::new(nats.clone());
 
-    let health = Health::new("storage-writer")
-        .check("nats", {
-            let nats = nats.clone();
-            move || {
-                let state = nats.connection_state();
-                async move {
-                    match state {
-                        async_nats::connection::State::Connected => Ok(()),
-                        other => Err(format!("NATS connection is {other:?}")),
-                    }
-                }
+    let health = Health::new("storage-writer").nats(&nats).check("clickhouse", {
+        let client = clickhouse.clone();
+        move || {
+            let client = client.clone();
+            async move {
+                client
+                    .query("SELECT 1")
+                    .fetch_one::<u8>()
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
             }
-        })
-        .check("clickhouse", {
-            let client = clickhouse.clone();
-            move || {
-                let client = client.clone();
-                async move {
-                    client
-                        .query("SELECT 1")
-                        .fetch_one::<u8>()
-                        .await
-                        .map(|_| ())
-                        .map_err(|e| e.to_string())
-                }
-            }
-        });
+        }
+    });
     let app = router(health, metrics.registry.clone());
     let http_task = tokio::spawn(serve(http, app, shutdown.clone().cancelled_owned()));
 
