@@ -86,8 +86,6 @@ TEMPLATES = {
                      "servicemonitor.yaml", "networkpolicy.yaml"],
     "moat": [],
 }
-# Config keys a service accepts that its documented TOML leaves commented out.
-EXTRA_CONFIG_KEYS = {"state": {"database.url"}}
 
 # A minimal schema for the one CRD the charts render (kubernetes-validate has none).
 SERVICE_MONITOR_SCHEMA = {
@@ -157,11 +155,40 @@ def rel(path: str) -> str:
 
 # ----------------------------------------------------------------- config keys
 
+_COMMENTED_TABLE = re.compile(r"^#\s?(\[\[?)\s*([A-Za-z0-9_.-]+)\s*\]\]?\s*$")
+_COMMENTED_KEY = re.compile(r"^#\s?([A-Za-z0-9_]+)\s*=\s*\S")
+_TABLE = re.compile(r"^(\[\[?)\s*([A-Za-z0-9_.-]+)\s*\]\]?")
+
+
+def commented_keys(text: str) -> set[str]:
+    """Keys the documented TOML shows commented out (`# url = "..."`, `# [[venues]]`)."""
+    keys: set[str] = set()
+    table = ""
+    for line in text.splitlines():
+        line = line.strip()
+        m = _TABLE.match(line) or _COMMENTED_TABLE.match(line)
+        if m:
+            table = m.group(2)
+            if line.startswith("#"):
+                keys.add(table)
+            continue
+        m = _COMMENTED_KEY.match(line)
+        if m and not line.startswith("##"):
+            try:
+                tomllib.loads(line[1:].strip())
+            except tomllib.TOMLDecodeError:
+                continue
+            keys.add(f"{table}.{m.group(1)}" if table else m.group(1))
+    return keys
+
+
 def config_keys(service: str) -> set[str]:
-    """Dotted keys of config/<service>.toml (tables and leaves)."""
-    with open(os.path.join(ROOT, "config", f"{service}.toml"), "rb") as f:
-        data = tomllib.load(f)
-    keys: set[str] = set(EXTRA_CONFIG_KEYS.get(service, set()))
+    """Dotted keys of config/<service>.toml (tables and leaves, also the commented-out ones)."""
+    path = os.path.join(ROOT, "config", f"{service}.toml")
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    data = tomllib.loads(text)
+    keys: set[str] = commented_keys(text)
 
     def walk(prefix: str, v: Any) -> None:
         if isinstance(v, dict):

@@ -3,6 +3,7 @@
 //! subcommand, few dependencies, no async runtime).
 
 mod bench;
+mod deploy;
 mod stack;
 mod test;
 mod up;
@@ -19,6 +20,8 @@ commands:
   status          show the processes and health of a detached stack
   test [ARGS]     start real NATS, ClickHouse and PostgreSQL on free ports and run
                   every unit and integration test (ARGS go to `cargo test`)
+  compose ARGS    docker compose on deploy/compose (up builds and detaches; config validates)
+  helm            validate the Helm charts and the compose file offline (deploy/validate.py)
   bench           release build, real NATS and ClickHouse, each figure beside a baseline
                   measured in the same run; results written to BENCHMARKS.md
 
@@ -38,6 +41,8 @@ fn main() -> ExitCode {
         "status" => up::status(),
         "test" => test::run(rest),
         "bench" => bench::run(),
+        "compose" => deploy::compose(rest),
+        "helm" => deploy::helm(),
         "help" | "--help" | "-h" => {
             println!("{USAGE}");
             Ok(())
