@@ -10,7 +10,11 @@ fn run(mut cmd: Command, what: &str) -> Result<(), String> {
         .current_dir(root())
         .status()
         .map_err(|e| format!("running {what}: {e} (is it installed?)"))?;
-    if status.success() { Ok(()) } else { Err(format!("{what} failed with {status}")) }
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{what} failed with {status}"))
+    }
 }
 
 /// `docker compose` (or Debian's `docker-compose`) on deploy/compose.
@@ -19,7 +23,10 @@ pub fn compose(args: &[String]) -> Result<(), String> {
         return Err("usage: cargo xtask compose up|down|config|<docker compose args>".into());
     }
     let file = "deploy/compose/docker-compose.yml";
-    let plugin = Command::new("docker").args(["compose", "version"]).output().is_ok_and(|o| o.status.success());
+    let plugin = Command::new("docker")
+        .args(["compose", "version"])
+        .output()
+        .is_ok_and(|o| o.status.success());
     let mut cmd = if plugin {
         let mut c = Command::new("docker");
         c.args(["compose", "-f", file]);
@@ -33,7 +40,9 @@ pub fn compose(args: &[String]) -> Result<(), String> {
     if args == ["up"] {
         args = vec!["up", "--build", "--detach"];
     }
-    cmd.args(&args).env("DOCKER_BUILDKIT", "1").env("COMPOSE_DOCKER_CLI_BUILD", "1");
+    cmd.args(&args)
+        .env("DOCKER_BUILDKIT", "1")
+        .env("COMPOSE_DOCKER_CLI_BUILD", "1");
     run(cmd, "docker compose")
 }
 
