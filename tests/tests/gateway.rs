@@ -411,6 +411,31 @@ async fn web3_client_reads_and_sends_through_the_gateway() {
     assert_eq!(result["tx_status"], 1);
     assert!(result["tx_block"].as_u64().unwrap() >= 1);
 
+    // ethers (npm) through the same endpoint: reads, a mined transfer, and
+    // the exact refusal of a method outside the allowlist.
+    let url = format!("http://{}/rpc/ethereum", s.http);
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new("node")
+            .arg(peers_dir().join("ethers_client.mjs"))
+            .args([&url, BETA])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "ethers failed: {}\n{}",
+        stdout,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let result: Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(result["chain_id"], 1);
+    assert_eq!(result["balance_delta"], 777);
+    assert_eq!(result["tx_status"], 1);
+    assert_eq!(result["refused"], "method 'debug_traceTransaction' is not allowed");
+
     // The same proxy over gRPC.
     let mut rpc = RpcServiceClient::new(channel(s.grpc).await);
     let answer = rpc
