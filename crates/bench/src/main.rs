@@ -292,14 +292,107 @@ async fn writer(rows: &mut Vec<Row>, nats_url: &str, ch_url: &str) -> anyhow::Re
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let ours = N as f64 / started.elapsed().as_secs_f64();
-    token.cancel();
-    task.await??;
     rows.push(Row {
         what: format!("storage-writer: {N} trades JetStream → ClickHouse, acked after insert"),
         figure: format!("{ours:.0} rows/s"),
         baseline: format!("{bare:.0} rows/s (bare clickhouse-crate insert, 50k batches)"),
         ratio: ours / bare,
     });
+
+    // End-to-end lag at a steady 5,000 events/s: publish a probe among the
+    // load and poll until ClickHouse returns it. Baseline: the same poll
+    // after a direct single-row insert (the floor set by ClickHouse).
+    let load_token = CancellationToken::new();
+    let load = {
+        let (js, token) = (js.clone(), load_token.clone());
+        tokio::spawn(async move {
+            let mut i = N;
+            let mut tick = tokio::time::interval(Duration::from_millis(10));
+            while !token.is_cancelled() {
+                tick.tick().await;
+                for _ in 0..50 {
+                    let event = trade(i);
+                    i += 1;
+                    let subject = "md.trade.bench.spot.BTC-USDT".to_owned();
+                    if js
+                        .publish(subject, moat_common_types::proto_conv::encode(&event).into())
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+            }
+        })
+    };
+    let visible = |id: String| {
+        let client = client.clone();
+        async move {
+            loop {
+                let n: u64 = client
+                    .query("SELECT count() FROM trades WHERE trade_id = ?")
+                    .bind(&id)
+                    .fetch_one()
+                    .await
+                    .unwrap_or(0);
+                if n > 0 {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+    };
+    let (mut lags, mut floors) = (Vec::new(), Vec::new());
+    for k in 0..20u64 {
+        let mut probe = trade(10_000_000_000 + k);
+        if let MarketEvent::Trade(t) = &mut probe {
+            t.trade_id = format!("probe-{k}");
+        }
+        let t = Instant::now();
+        js.publish(
+            "md.trade.bench.spot.BTC-USDT",
+            moat_common_types::proto_conv::encode(&probe).into(),
+        )
+        .await?
+        .await?;
+        tokio::time::timeout(Duration::from_secs(30), visible(format!("probe-{k}"))).await?;
+        lags.push(t.elapsed());
+
+        let row = match TableRow::from_event(&probe) {
+            Ok(TableRow::Trade(mut r)) => {
+                r.trade_id = format!("floor-{k}");
+                r
+            }
+            _ => unreachable!("a trade makes a trade row"),
+        };
+        let t = Instant::now();
+        let mut insert = client.insert::<moat_storage_writer::rows::TradeRow>("trades").await?;
+        insert.write(&row).await?;
+        insert.end().await?;
+        visible(format!("floor-{k}")).await;
+        floors.push(t.elapsed());
+    }
+    load_token.cancel();
+    load.await?;
+    lags.sort();
+    floors.sort();
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    rows.push(Row {
+        what: "storage-writer: publish → queryable row at 5,000 events/s (flush_interval 1 s)".into(),
+        figure: format!(
+            "p50 {:.0} ms, p99 {:.0} ms",
+            ms(percentile(&lags, 0.5)),
+            ms(percentile(&lags, 0.99))
+        ),
+        baseline: format!(
+            "p50 {:.1} ms, p99 {:.1} ms (direct single-row insert until visible)",
+            ms(percentile(&floors, 0.5)),
+            ms(percentile(&floors, 0.99))
+        ),
+        ratio: percentile(&lags, 0.5).as_secs_f64() / percentile(&floors, 0.5).as_secs_f64(),
+    });
+    token.cancel();
+    task.await??;
     client.query(&format!("DROP DATABASE {db}")).execute().await?;
     Ok(())
 }
@@ -446,6 +539,90 @@ async fn gateway(rows: &mut Vec<Row>, nats_url: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// JSON-RPC through the gateway (auth, allowlist, limits, audit, proxy)
+/// beside the same call straight to the upstream (ganache from tests/peers).
+async fn rpc_proxy(rows: &mut Vec<Row>, nats_url: &str) -> anyhow::Result<()> {
+    let ganache = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/peers/node_modules/.bin/ganache");
+    if !ganache.exists() {
+        eprintln!("bench: RPC proxy skipped: run `npm ci` in tests/peers for ganache");
+        return Ok(());
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let mut node = std::process::Command::new(ganache)
+        .args(["--port", &port.to_string(), "--host", "127.0.0.1", "--logging.quiet"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
+    let upstream = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    let body = serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "eth_blockNumber", "params": []});
+    let started = Instant::now();
+    while http.post(&upstream).json(&body).send().await.is_err() {
+        anyhow::ensure!(started.elapsed() < Duration::from_secs(60), "ganache did not start");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    const TOKEN: &str = "bench-token-0123456789abcdef";
+    let mut config = moat_gateway::config::GatewayConfig::default();
+    config.nats.url = nats_url.into();
+    config.auth.tokens = vec![moat_gateway::config::TokenConfig {
+        strategy_id: "bench".into(),
+        token: TOKEN.into(),
+    }];
+    config.limits.requests_per_second = 1e9;
+    config.limits.burst = 1e9;
+    config.limits.rpc_requests_per_second = 1e9;
+    config.limits.rpc_burst = 1e9;
+    config.rpc.chains.get_mut("ethereum").expect("default chain").upstreams = vec![upstream.clone()];
+    let grpc = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let gw_http = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let gateway = format!("http://{}/rpc/ethereum", gw_http.local_addr()?);
+    let token = CancellationToken::new();
+    tokio::spawn(moat_gateway::run(config, grpc, gw_http, token.clone()));
+    while http.post(&gateway).bearer_auth(TOKEN).json(&body).send().await.is_err() {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let measure = |url: String, auth: bool| {
+        let (http, body) = (http.clone(), body.clone());
+        async move {
+            let mut lat = Vec::new();
+            for _ in 0..1_000 {
+                let mut request = http.post(&url).json(&body);
+                if auth {
+                    request = request.bearer_auth(TOKEN);
+                }
+                let t = Instant::now();
+                let answer: serde_json::Value = request.send().await?.json().await?;
+                lat.push(t.elapsed());
+                anyhow::ensure!(answer.get("result").is_some(), "no result: {answer}");
+            }
+            lat.sort();
+            Ok::<_, anyhow::Error>(lat)
+        }
+    };
+    let direct = measure(upstream, false).await?;
+    let proxied = measure(gateway, true).await?;
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    rows.push(Row {
+        what: "gateway: eth_blockNumber through POST /rpc/ethereum, sequential".into(),
+        figure: format!(
+            "p50 {:.3} ms, p99 {:.3} ms (adds {:.3} ms at p50)",
+            ms(percentile(&proxied, 0.5)),
+            ms(percentile(&proxied, 0.99)),
+            ms(percentile(&proxied, 0.5)) - ms(percentile(&direct, 0.5))
+        ),
+        baseline: format!(
+            "p50 {:.3} ms, p99 {:.3} ms (same call straight to ganache)",
+            ms(percentile(&direct, 0.5)),
+            ms(percentile(&direct, 0.99))
+        ),
+        ratio: percentile(&proxied, 0.5).as_secs_f64() / percentile(&direct, 0.5).as_secs_f64(),
+    });
+    token.cancel();
+    let _ = node.kill();
+    let _ = node.wait();
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let nats_url =
@@ -460,6 +637,8 @@ async fn main() -> anyhow::Result<()> {
     writer(&mut rows, &nats_url, &ch_url).await?;
     eprintln!("bench: gateway");
     gateway(&mut rows, &nats_url).await?;
+    eprintln!("bench: RPC proxy");
+    rpc_proxy(&mut rows, &nats_url).await?;
     print(&rows);
     Ok(())
 }
