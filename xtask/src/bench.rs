@@ -30,7 +30,13 @@ pub fn run() -> Result<(), String> {
     if !output.status.success() {
         return Err(format!("moat-bench failed with {}", output.status));
     }
-    let table = String::from_utf8_lossy(&output.stdout).into_owned();
+    // Only the table: services running inside the benchmark (the gateway's
+    // audit lines) also write to stdout.
+    let table: String = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter(|l| l.starts_with('|'))
+        .map(|l| format!("{l}\n"))
+        .collect();
     println!("{table}");
 
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());

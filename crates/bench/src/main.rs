@@ -548,11 +548,21 @@ async fn rpc_proxy(rows: &mut Vec<Row>, nats_url: &str) -> anyhow::Result<()> {
         return Ok(());
     }
     let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-    let mut node = std::process::Command::new(ganache)
-        .args(["--port", &port.to_string(), "--host", "127.0.0.1", "--logging.quiet"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()?;
+    /// Kills the node whichever way the benchmark ends.
+    struct Node(std::process::Child);
+    impl Drop for Node {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _node = Node(
+        std::process::Command::new(ganache)
+            .args(["--port", &port.to_string(), "--host", "127.0.0.1", "--logging.quiet"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()?,
+    );
     let upstream = format!("http://127.0.0.1:{port}");
     let http = reqwest::Client::new();
     let body = serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "eth_blockNumber", "params": []});
@@ -618,8 +628,6 @@ async fn rpc_proxy(rows: &mut Vec<Row>, nats_url: &str) -> anyhow::Result<()> {
         ratio: percentile(&proxied, 0.5).as_secs_f64() / percentile(&direct, 0.5).as_secs_f64(),
     });
     token.cancel();
-    let _ = node.kill();
-    let _ = node.wait();
     Ok(())
 }
 
