@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use moat_collector::metrics::Metrics;
-use moat_collector::publisher::{EventQueue, run_publisher};
+use moat_collector::publisher::{EventQueue, EventSampler, run_publisher};
 use moat_common_types::model::{Instrument, Trade};
 use moat_common_types::nats::{StreamSettings, ensure_stream};
 use moat_common_types::{Decimal, Market, MarketEvent, Side};
@@ -50,6 +50,7 @@ async fn nats_outage_buffers_then_delivers_every_event_once() {
         js,
         queue.clone(),
         256,
+        EventSampler::new(0.0),
         metrics.clone(),
         token.clone().cancelled_owned(),
         Duration::from_secs(30),

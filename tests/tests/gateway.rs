@@ -410,6 +410,11 @@ async fn web3_client_reads_and_sends_through_the_gateway() {
     assert_eq!(result["balance_delta"], 12345);
     assert_eq!(result["tx_status"], 1);
     assert!(result["tx_block"].as_u64().unwrap() >= 1);
+    assert_eq!(
+        result["resend_same_hash"], true,
+        "a resent transaction gets its hash back"
+    );
+    assert_eq!(result["balance_after_resend_delta"], 12345, "the resend moved nothing");
 
     // ethers (npm) through the same endpoint: reads, a mined transfer, and
     // the exact refusal of a method outside the allowlist.

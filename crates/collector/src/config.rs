@@ -77,6 +77,9 @@ pub struct NatsConfig {
     /// Events held while NATS is slow or down; beyond it the oldest are
     /// dropped and counted, so venue read loops never block.
     pub buffer_capacity: usize,
+    /// Fraction of events that carry a trace (a producer span and a
+    /// `traceparent` header followed by the storage-writer), 0 to 1.
+    pub trace_ratio: f64,
 }
 
 impl Default for NatsConfig {
@@ -87,6 +90,7 @@ impl Default for NatsConfig {
             stream_replicas: 1,
             max_ack_inflight: 4096,
             buffer_capacity: 100_000,
+            trace_ratio: 0.001,
         }
     }
 }
@@ -155,6 +159,13 @@ impl Validate for CollectorConfig {
                     "at least 1000",
                 ));
             }
+        }
+        if !(0.0..=1.0).contains(&self.nats.trace_ratio) {
+            return Err(ConfigError::invalid(
+                "nats.trace_ratio",
+                self.nats.trace_ratio,
+                "a fraction from 0 to 1",
+            ));
         }
         if self.nats.max_ack_inflight == 0 {
             return Err(ConfigError::invalid("nats.max_ack_inflight", 0, "at least 1"));

@@ -111,6 +111,7 @@ pub async fn run(config: CollectorConfig, http: TcpListener, shutdown: Cancellat
         js,
         queue,
         config.nats.max_ack_inflight,
+        crate::publisher::EventSampler::new(config.nats.trace_ratio),
         metrics.clone(),
         shutdown.clone().cancelled_owned(),
         DRAIN_GRACE,

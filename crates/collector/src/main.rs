@@ -108,6 +108,7 @@ async fn replay(config: CollectorConfig, args: &[String]) -> anyhow::Result<()> 
             js,
             queue.clone(),
             config.nats.max_ack_inflight,
+            moat_collector::publisher::EventSampler::new(config.nats.trace_ratio),
             metrics.clone(),
             token.clone().cancelled_owned(),
             Duration::from_secs(30),

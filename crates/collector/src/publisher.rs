@@ -108,6 +108,26 @@ impl EventQueue {
 struct Inflight {
     event: MarketEvent,
     started: Instant,
+    /// The producer span of a sampled event, open until JetStream acked it.
+    _span: Option<tracing::Span>,
+}
+
+/// Which events carry a trace: a fraction `ratio` of them, chosen at random.
+#[derive(Clone, Copy, Debug)]
+pub struct EventSampler {
+    ratio: f64,
+}
+
+impl EventSampler {
+    pub fn new(ratio: f64) -> EventSampler {
+        EventSampler {
+            ratio: ratio.clamp(0.0, 1.0),
+        }
+    }
+
+    fn sample(&self) -> bool {
+        self.ratio >= 1.0 || (self.ratio > 0.0 && rand::random::<f64>() < self.ratio)
+    }
 }
 
 /// Publishes queued events until `shutdown` fires, then drains what is left
@@ -116,6 +136,7 @@ pub async fn run_publisher(
     js: jetstream::Context,
     queue: Arc<EventQueue>,
     max_inflight: usize,
+    sampler: EventSampler,
     metrics: Metrics,
     shutdown: impl std::future::Future<Output = ()>,
     grace: Duration,
@@ -143,10 +164,16 @@ pub async fn run_publisher(
             }
             batch = queue.next_batch(256), if inflight.len() < max_inflight => {
                 for event in batch {
-                    match publish(&js, &event).await {
+                    let span = sampler.sample().then(|| publish_span(&event));
+                    let published = match &span {
+                        // Not imported: `MarketEvent::instrument` would clash with it.
+                        Some(span) => tracing::Instrument::instrument(publish(&js, &event), span.clone()).await,
+                        None => publish(&js, &event).await,
+                    };
+                    match published {
                         Ok(ack) => {
                             let started = Instant::now();
-                            inflight.push(async move { (ack.await, Inflight { event, started }) });
+                            inflight.push(async move { (ack.await, Inflight { event, started, _span: span }) });
                         }
                         Err(error) => {
                             metrics.publish_errors.inc();
@@ -175,6 +202,19 @@ pub async fn run_publisher(
             () = tokio::time::sleep(Duration::from_millis(100)), if draining_since.is_some() => {}
         }
     }
+}
+
+/// The producer span of one sampled event; its context travels in the
+/// message's `traceparent` header to the storage-writer.
+fn publish_span(event: &MarketEvent) -> tracing::Span {
+    let i = event.instrument();
+    tracing::info_span!(
+        "md.publish",
+        otel.name = format!("publish md.{}.{}", event.kind().as_str(), i.exchange),
+        otel.kind = "producer",
+        messaging.system = "nats",
+        symbol = %i.symbol,
+    )
 }
 
 async fn publish(js: &jetstream::Context, event: &MarketEvent) -> Result<PublishAckFuture, async_nats::Error> {

@@ -38,6 +38,27 @@ pub fn extract_trace(span: &tracing::Span, metadata: &MetadataMap) {
     });
 }
 
+/// The server span of one gRPC call, named after its method
+/// (`moat.gateway.v1.StateService/SaveState`) and parented on the caller's
+/// trace context: for `tonic`'s `Server::builder().trace_fn`.
+pub fn server_span(request: &tonic::codegen::http::Request<()>) -> tracing::Span {
+    let method = request.uri().path().trim_start_matches('/');
+    let span = tracing::info_span!(
+        "grpc.server",
+        otel.name = method,
+        otel.kind = "server",
+        rpc.system = "grpc",
+    );
+    crate::telemetry::extract(&span, |key| {
+        request
+            .headers()
+            .get(key)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    });
+    span
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -135,18 +135,13 @@ async fn metrics(State(state): State<AppState>) -> Response {
 }
 
 /// Serves `router` on `listener` until `shutdown` resolves, then lets
-/// in-flight requests finish.
+/// in-flight requests finish; default header-read and idle timeouts.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
+    crate::server::serve_with(listener, router, shutdown, crate::server::ServerTimeouts::default()).await
 }
 
 /// Accepted connections of `listener` with `TCP_NODELAY` set, for

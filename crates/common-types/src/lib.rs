@@ -12,6 +12,7 @@ pub mod http;
 pub mod model;
 pub mod nats;
 pub mod proto_conv;
+pub mod server;
 pub mod subject;
 pub mod symbol;
 pub mod telemetry;

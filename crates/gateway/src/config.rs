@@ -55,6 +55,8 @@ pub struct ServerConfig {
     pub request_timeout_ms: u64,
     /// Idle keep-alive of client connections (longer than a proxy's usual 60 s).
     pub keepalive_idle_ms: u64,
+    /// Time an HTTP client has from a request's first byte to its last header.
+    pub header_read_timeout_ms: u64,
     /// Largest HTTP JSON-RPC body accepted.
     pub max_body_bytes: usize,
 }
@@ -64,6 +66,7 @@ impl Default for ServerConfig {
         ServerConfig {
             request_timeout_ms: 30_000,
             keepalive_idle_ms: 75_000,
+            header_read_timeout_ms: 10_000,
             max_body_bytes: 1024 * 1024,
         }
     }

@@ -12,6 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use moat_common_types::{Error, ErrorCode};
 use serde_json::{Value, json};
+use tracing::Instrument;
 
 use crate::auth::token_from;
 use crate::call::Call;
@@ -58,6 +59,19 @@ async fn rpc(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let span = tracing::info_span!(
+        "http.server",
+        otel.name = "POST /rpc/{chain}",
+        otel.kind = "server",
+        chain = %chain.chars().take(32).collect::<String>(),
+    );
+    moat_common_types::telemetry::extract(&span, |k| {
+        headers.get(k).and_then(|v| v.to_str().ok()).map(str::to_owned)
+    });
+    rpc_call(g, chain, peer, headers, body).instrument(span).await
+}
+
+async fn rpc_call(g: Arc<Gateway>, chain: String, peer: SocketAddr, headers: HeaderMap, body: Bytes) -> Response {
     let mut call = Call::start(&g.metrics, "http", "rpc", g.request_cap(), Some(peer.ip()));
     let token = token_from(|k| headers.get(k).and_then(|v| v.to_str().ok()));
     let strategy = match g

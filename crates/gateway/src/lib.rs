@@ -19,7 +19,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use moat_common_types::http::{Health, router, serve};
+use moat_common_types::http::{Health, router};
+use moat_common_types::server::{ServerTimeouts, serve_with};
 use moat_proto::gateway::v1::market_service_server::MarketServiceServer;
 use moat_proto::gateway::v1::rpc_service_server::RpcServiceServer;
 use moat_proto::gateway::v1::state_service_server::StateServiceServer;
@@ -116,7 +117,11 @@ pub async fn run(
             }
         });
     let app = router(health, metrics.registry.clone()).merge(http::routes(gateway.clone()));
-    let http_task = tokio::spawn(serve(http, app, shutdown.clone().cancelled_owned()));
+    let timeouts = ServerTimeouts {
+        header_read: Duration::from_millis(gateway.config.server.header_read_timeout_ms),
+        idle: Duration::from_millis(gateway.config.server.keepalive_idle_ms),
+    };
+    let http_task = tokio::spawn(serve_with(http, app, shutdown.clone().cancelled_owned(), timeouts));
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter.set_serving::<MarketServiceServer<Market>>().await;
@@ -140,7 +145,12 @@ pub async fn run(
     let max_message = gateway.config.server.max_body_bytes.max(2 * 1024 * 1024);
     let addr = grpc.local_addr()?;
     tracing::info!(%addr, "gateway serving gRPC");
+    // tonic's own timeout backs up each call's deadline (the client's
+    // grpc-timeout capped by request_timeout_ms), which answers first.
+    let backstop = Duration::from_millis(gateway.config.server.request_timeout_ms + 1_000);
     tonic::transport::Server::builder()
+        .trace_fn(moat_common_types::grpc::server_span)
+        .timeout(backstop)
         .tcp_keepalive(Some(keepalive))
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(20)))

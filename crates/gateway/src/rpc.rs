@@ -6,7 +6,10 @@
 //! `eth_sendRawTransaction` moves to the next upstream only when the first
 //! could not be reached at all (the transaction cannot have been sent);
 //! after a timeout it is not repeated, and the error says it may have been
-//! broadcast.
+//! broadcast. When a client resends a transaction the node already has
+//! ("already known", or "nonce too low" once it is mined), the gateway
+//! answers with the transaction's hash instead of a second failure: the
+//! client's intent is fulfilled.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
@@ -36,6 +39,30 @@ const IMMUTABLE: &[&str] = &[
     "eth_getTransactionReceipt",
 ];
 const CACHE_CAPACITY: usize = 10_000;
+
+/// Refusals of `eth_sendRawTransaction` meaning the node already holds this
+/// very transaction (geth, erigon, nethermind, besu wording).
+const DUPLICATE_SEND: &[&str] = &[
+    "already known",
+    "known transaction",
+    "already imported",
+    "already exists",
+];
+/// Refusals meaning the nonce is used: a resend of a mined transaction, or
+/// another transaction with the same nonce (told apart by looking it up).
+const USED_NONCE: &[&str] = &[
+    "nonce too low",
+    "correct nonce",
+    "nonce has already been used",
+    "oldnonce",
+];
+
+/// The hash of a signed raw transaction (`0x…`): keccak-256 of its bytes.
+pub fn transaction_hash(raw: &str) -> Option<String> {
+    use sha3::Digest;
+    let bytes = hex::decode(raw.strip_prefix("0x").unwrap_or(raw)).ok()?;
+    Some(format!("0x{}", hex::encode(sha3::Keccak256::digest(&bytes))))
+}
 
 struct Upstream {
     url: String,
@@ -226,6 +253,9 @@ impl RpcProxy {
             let upstream = self.pick(chain, start + attempt as usize);
             match self.send(upstream, &body).await {
                 Attempt::Answer(response) => {
+                    if writes && response.get("error").is_some() {
+                        return Ok(self.resent(upstream, &body, response).await);
+                    }
                     if let (Some(key), Some(result)) = (&cache_key, response.get("result"))
                         && !result.is_null()
                     {
@@ -256,6 +286,34 @@ impl RpcProxy {
             }
         }
         Err(last_error)
+    }
+
+    /// The answer to an `eth_sendRawTransaction` the node refused: when the
+    /// refusal says the transaction is already known, or its nonce is used
+    /// and the node has the transaction itself, the client gets its hash,
+    /// as if this were the first send. Any other refusal is passed through.
+    async fn resent(&self, upstream: &Upstream, request: &Value, refusal: Value) -> Value {
+        let message = refusal["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        let Some(hash) = request["params"][0].as_str().and_then(transaction_hash) else {
+            return refusal;
+        };
+        let known = DUPLICATE_SEND.iter().any(|m| message.contains(m));
+        let nonce_used = USED_NONCE.iter().any(|m| message.contains(m));
+        if !known && !nonce_used {
+            return refusal;
+        }
+        if nonce_used {
+            let lookup = json!({"jsonrpc": "2.0", "id": 0, "method": "eth_getTransactionByHash", "params": [hash]});
+            match self.send(upstream, &lookup).await {
+                Attempt::Answer(found) if found.get("result").is_some_and(|r| !r.is_null()) => {}
+                _ => return refusal,
+            }
+        }
+        tracing::info!(upstream = %upstream.url, %hash, node = %message, "resent transaction answered with its hash");
+        json!({"jsonrpc": "2.0", "id": request["id"], "result": hash})
     }
 
     /// The `n`-th upstream in rotation that is not ejected; when all are
@@ -464,6 +522,16 @@ mod tests {
             .unwrap_err();
         assert_eq!(err.code, ErrorCode::Unavailable);
         assert!(err.message.contains("no upstream is configured"), "{}", err.message);
+    }
+
+    #[test]
+    fn transaction_hash_is_keccak_of_the_raw_bytes() {
+        // Keccak-256 of no bytes: the constant Ethereum calls the empty hash.
+        assert_eq!(
+            transaction_hash("0x").as_deref(),
+            Some("0xc5d2460186f7233c927e7db2dcc703c0e500b653ca82273b7bfad8045d85a470")
+        );
+        assert_eq!(transaction_hash("0xzz"), None);
     }
 
     #[test]

@@ -78,7 +78,12 @@ impl StateService {
         metadata: &tonic::metadata::MetadataMap,
         work: impl std::future::Future<Output = Result<T, Error>>,
     ) -> Result<Response<T>, Status> {
-        let span = tracing::info_span!("state", op);
+        let span = tracing::info_span!(
+            "state",
+            otel.name = format!("moat.state.v1.StateStore/{op}"),
+            otel.kind = "server",
+            op
+        );
         extract_trace(&span, metadata);
         let started = Instant::now();
         let result = work.instrument(span).await;

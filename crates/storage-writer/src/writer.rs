@@ -46,6 +46,9 @@ impl<R> Buffer<R> {
 /// A batch in hand: the messages and their rows, by table.
 struct Batch {
     messages: Vec<Message>,
+    /// Spans of the sampled events (those that arrived with trace context),
+    /// open from fetch until the batch is stored and acked.
+    spans: Vec<tracing::Span>,
     trades: Buffer<crate::rows::TradeRow>,
     bbo: Buffer<crate::rows::BboRow>,
     book_snapshots: Buffer<crate::rows::BookSnapshotRow>,
@@ -61,6 +64,7 @@ impl Batch {
     fn new() -> Batch {
         Batch {
             messages: Vec::new(),
+            spans: Vec::new(),
             trades: Buffer::new("trades"),
             bbo: Buffer::new("bbo"),
             book_snapshots: Buffer::new("book_snapshots"),
@@ -235,6 +239,18 @@ impl Writer {
         }
         if message.info().is_ok_and(|info| info.delivered > 1) {
             self.metrics.redeliveries.inc();
+        }
+        if let Some(headers) = message.headers.as_ref()
+            && headers.get("traceparent").is_some()
+        {
+            let span = tracing::info_span!(
+                "md.store",
+                otel.name = format!("store {}", message.subject),
+                otel.kind = "consumer",
+                messaging.system = "nats",
+            );
+            moat_common_types::telemetry::nats::extract(&span, Some(headers));
+            batch.spans.push(span);
         }
         let origin = batch.messages.len();
         match decode(&message.payload) {

@@ -1,0 +1,257 @@
+//! One trace across services, seen by a real OTLP/gRPC receiver: the
+//! services run as their own processes and export over OTLP exactly as in
+//! production; the receiver is a `TraceService` server in this test.
+
+use std::collections::HashMap;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use moat_integration_tests::{TestClickHouse, bin, eventually, listener, own_nats, scratch, unique};
+use moat_proto::gateway::v1 as pb;
+use moat_proto::gateway::v1::state_service_client::StateServiceClient;
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{TraceService, TraceServiceServer};
+use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
+use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
+
+/// One exported span: the service that sent it and its identity.
+#[derive(Clone, Debug)]
+struct Span {
+    service: String,
+    name: String,
+    trace_id: Vec<u8>,
+    span_id: Vec<u8>,
+    parent_span_id: Vec<u8>,
+}
+
+#[derive(Clone, Default)]
+struct Receiver {
+    spans: Arc<Mutex<Vec<Span>>>,
+}
+
+#[tonic::async_trait]
+impl TraceService for Receiver {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        let mut spans = self.spans.lock().unwrap();
+        for resource_spans in request.into_inner().resource_spans {
+            let service = resource_spans
+                .resource
+                .iter()
+                .flat_map(|r| r.attributes.iter())
+                .find(|kv| kv.key == "service.name")
+                .and_then(|kv| match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
+                    Some(AnyValue::StringValue(s)) => Some(s.clone()),
+                    _ => None,
+                })
+                .unwrap_or_default();
+            for scope in resource_spans.scope_spans {
+                for s in scope.spans {
+                    spans.push(Span {
+                        service: service.clone(),
+                        name: s.name,
+                        trace_id: s.trace_id,
+                        span_id: s.span_id,
+                        parent_span_id: s.parent_span_id,
+                    });
+                }
+            }
+        }
+        Ok(tonic::Response::new(ExportTraceServiceResponse {
+            partial_success: None,
+        }))
+    }
+}
+
+impl Receiver {
+    /// Starts the receiver on a free port; returns its endpoint URL.
+    async fn start(&self) -> String {
+        let listener = listener().await;
+        let addr = listener.local_addr().unwrap();
+        let service = TraceServiceServer::new(self.clone());
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(service)
+                .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+        );
+        format!("http://{addr}")
+    }
+
+    fn spans(&self) -> Vec<Span> {
+        self.spans.lock().unwrap().clone()
+    }
+
+    /// A span of `child_service` whose parent is a span of `parent_service`
+    /// in the same trace, with the names of both.
+    fn linked(&self, parent_service: &str, child_service: &str) -> Option<(Span, Span)> {
+        let spans = self.spans();
+        let by_id: HashMap<&[u8], &Span> = spans.iter().map(|s| (s.span_id.as_slice(), s)).collect();
+        spans.iter().filter(|s| s.service == child_service).find_map(|child| {
+            let parent = by_id.get(child.parent_span_id.as_slice())?;
+            (parent.service == parent_service && parent.trace_id == child.trace_id)
+                .then(|| ((*parent).clone(), child.clone()))
+        })
+    }
+}
+
+/// A service process, killed when the test ends.
+struct Process(Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn(binary: &str, args: &[&str], env: &[(String, String)], otlp: &str) -> Process {
+    let child = Command::new(bin(binary))
+        .args(args)
+        .env("MOAT_CONFIG_DIR", "/nonexistent")
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", otlp)
+        // Export batches quickly so the test does not wait for the default 5 s.
+        .env("OTEL_BSP_SCHEDULE_DELAY", "200")
+        .env("RUST_LOG", "warn")
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("starting {binary}: {e}"));
+    Process(child)
+}
+
+fn kv(key: &str, value: impl ToString) -> (String, String) {
+    (key.to_owned(), value.to_string())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn gateway_call_reaching_the_state_service_is_one_trace() {
+    let receiver = Receiver::default();
+    let otlp = receiver.start().await;
+    let (nats, _nats_dir) = own_nats();
+    let dir = scratch();
+    let (state_port, gateway_port) = (moat_devstack::free_port(), moat_devstack::free_port());
+    let _state = spawn(
+        "moat-state",
+        &[],
+        &[
+            kv("MOAT_STATE__GRPC__LISTEN", format!("127.0.0.1:{state_port}")),
+            kv("MOAT_STATE__HTTP__LISTEN", "127.0.0.1:0"),
+            kv(
+                "MOAT_STATE__DATABASE__URL",
+                format!("sqlite://{}/state.db", dir.path().display()),
+            ),
+        ],
+        &otlp,
+    );
+    let strategy = unique("traced");
+    let token = "trace-test-token-0123456789";
+    let tokens = dir.path().join("tokens");
+    std::fs::write(&tokens, format!("{strategy} {token}\n")).unwrap();
+    let _gateway = spawn(
+        "moat-gateway",
+        &[],
+        &[
+            kv("MOAT_GATEWAY__GRPC__LISTEN", format!("127.0.0.1:{gateway_port}")),
+            kv("MOAT_GATEWAY__HTTP__LISTEN", "127.0.0.1:0"),
+            kv("MOAT_GATEWAY__NATS__URL", nats.url()),
+            kv(
+                "MOAT_GATEWAY__STATE__ENDPOINT",
+                format!("http://127.0.0.1:{state_port}"),
+            ),
+            kv("MOAT_GATEWAY__AUTH__TOKENS_FILE", tokens.display()),
+        ],
+        &otlp,
+    );
+
+    let endpoint = format!("http://127.0.0.1:{gateway_port}");
+    let channel = eventually("gateway accepting gRPC", Duration::from_secs(30), || {
+        let endpoint = endpoint.clone();
+        async move {
+            tonic::transport::Endpoint::from_shared(endpoint)
+                .ok()?
+                .connect()
+                .await
+                .ok()
+        }
+    })
+    .await;
+    let client = StateServiceClient::new(channel);
+    let saved = eventually("SaveState through the gateway", Duration::from_secs(30), || {
+        let mut client = client.clone();
+        async move {
+            let mut request = tonic::Request::new(pb::SaveStateRequest {
+                data: b"traced".to_vec(),
+                expected_version: 0,
+            });
+            request
+                .metadata_mut()
+                .insert("authorization", format!("Bearer {token}").parse().unwrap());
+            client.save_state(request).await.ok()
+        }
+    })
+    .await;
+    assert_eq!(saved.get_ref().version, 1);
+
+    let (parent, child) = eventually(
+        "a moat-state span parented by a moat-gateway span",
+        Duration::from_secs(30),
+        || async { receiver.linked("moat-gateway", "moat-state") },
+    )
+    .await;
+    assert_eq!(parent.name, "moat.gateway.v1.StateService/SaveState");
+    assert_eq!(child.name, "moat.state.v1.StateStore/save");
+    assert_eq!(parent.trace_id, child.trace_id);
+    assert!(
+        parent.parent_span_id.is_empty(),
+        "the gateway span is the root of a call the client did not trace"
+    );
+    drop(client);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn market_event_trace_continues_from_collector_to_storage_writer() {
+    let receiver = Receiver::default();
+    let otlp = receiver.start().await;
+    let (nats, _nats_dir) = own_nats();
+    let ch = TestClickHouse::get();
+    let db = unique("traces");
+    let writer_env = vec![
+        kv("MOAT_STORAGE_WRITER__NATS__URL", nats.url()),
+        kv("MOAT_STORAGE_WRITER__CLICKHOUSE__URL", &ch.url),
+        kv("MOAT_STORAGE_WRITER__CLICKHOUSE__DATABASE", &db),
+        kv("MOAT_STORAGE_WRITER__HTTP__LISTEN", "127.0.0.1:0"),
+        kv("MOAT_STORAGE_WRITER__WRITER__FLUSH_INTERVAL_MS", 100),
+    ];
+    let status = Command::new(bin("moat-storage-writer"))
+        .arg("migrate")
+        .env("MOAT_CONFIG_DIR", "/nonexistent")
+        .envs(writer_env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .status()
+        .unwrap();
+    assert!(status.success(), "migrate failed");
+    let _collector = spawn(
+        "moat-collector",
+        &[],
+        &[
+            kv("MOAT_COLLECTOR__NATS__URL", nats.url()),
+            kv("MOAT_COLLECTOR__NATS__TRACE_RATIO", 1),
+            kv("MOAT_COLLECTOR__HTTP__LISTEN", "127.0.0.1:0"),
+            kv("MOAT_COLLECTOR__SIM__ENABLED", true),
+        ],
+        &otlp,
+    );
+    let _writer = spawn("moat-storage-writer", &[], &writer_env, &otlp);
+
+    let (parent, child) = eventually(
+        "a moat-storage-writer span parented by a moat-collector span",
+        Duration::from_secs(60),
+        || async { receiver.linked("moat-collector", "moat-storage-writer") },
+    )
+    .await;
+    assert!(parent.name.starts_with("publish md."), "{}", parent.name);
+    assert!(child.name.starts_with("store md."), "{}", child.name);
+    assert_eq!(parent.trace_id, child.trace_id);
+    ch.query(&format!("DROP DATABASE {db}"));
+}
