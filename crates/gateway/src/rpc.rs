@@ -531,6 +531,11 @@ mod tests {
             transaction_hash("0x").as_deref(),
             Some("0xc5d2460186f7233c927e7db2dcc703c0e500b653ca82273b7bfad8045d85a470")
         );
+        // A transfer signed by eth-account (web3.py), and the hash it reported.
+        assert_eq!(
+            transaction_hash("0xf86580847735940082520894ffcf8fdee72ac11b5c542428b35eef5769c409f08230398026a0c113452f1e8ecfbcacf03bdaf1ea35379f82139933d445fbfa37bf2d82fee399a07c3f1c14adafee08b9ceab44ea59de8c2824ba3ff26e638f8c62629a4dc42c3a").as_deref(),
+            Some("0x881322762b4c6339da553ba19fe4702ef327b3fe452243761970a04a2102840a")
+        );
         assert_eq!(transaction_hash("0xzz"), None);
     }
 

@@ -57,6 +57,10 @@ pub struct ClickHouseConfig {
     pub password: String,
     /// Per-request timeout of inserts and queries.
     pub timeout_ms: u64,
+    /// A cluster name from ClickHouse's `remote_servers`: tables are then
+    /// `ReplicatedMergeTree` shards behind `Distributed` tables. Empty for
+    /// one server.
+    pub cluster: String,
 }
 
 impl Default for ClickHouseConfig {
@@ -67,6 +71,7 @@ impl Default for ClickHouseConfig {
             user: "default".into(),
             password: String::new(),
             timeout_ms: 30_000,
+            cluster: String::new(),
         }
     }
 }
@@ -100,6 +105,14 @@ impl Default for BatchConfig {
 
 impl Validate for WriterConfig {
     fn validate(&self) -> Result<(), ConfigError> {
+        let cluster = &self.clickhouse.cluster;
+        if !cluster.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return Err(ConfigError::invalid(
+                "clickhouse.cluster",
+                format!("{cluster:?}"),
+                "a cluster name of letters, digits and underscores (or empty)",
+            ));
+        }
         let w = &self.writer;
         if w.batch_size == 0 || w.batch_size > 1_000_000 {
             return Err(ConfigError::invalid(

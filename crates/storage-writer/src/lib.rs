@@ -24,18 +24,26 @@ use crate::writer::Writer;
 /// A ClickHouse client for RowBinary without schema validation, which
 /// ClickHouse 18.16 cannot serve (it lacks `RowBinaryWithNamesAndTypes`).
 pub fn clickhouse_client(config: &ClickHouseConfig) -> clickhouse::Client {
-    clickhouse::Client::default()
+    let client = clickhouse::Client::default()
         .with_url(&config.url)
         .with_user(&config.user)
         .with_password(&config.password)
         .with_database(&config.database)
-        .with_validation(false)
+        .with_validation(false);
+    if config.cluster.is_empty() {
+        client
+    } else {
+        // An insert into a Distributed table returns once every shard has
+        // its rows, so an ack still means "stored".
+        client.with_setting("insert_distributed_sync", "1")
+    }
 }
 
 /// Applies the ClickHouse migrations (`moat-storage-writer migrate`).
 pub async fn migrate(config: &WriterConfig, recreate: bool) -> anyhow::Result<Vec<u32>> {
     let client = clickhouse_client(&config.clickhouse);
-    schema::migrate(&client, &config.clickhouse.database, recreate)
+    let layout = schema::Layout::from_config(&config.clickhouse.cluster);
+    schema::migrate(&client, &config.clickhouse.database, layout, recreate)
         .await
         .with_context(|| {
             format!(

@@ -6,8 +6,40 @@
 //! one row per event read with `FINAL` (or aggregate by the key). The types
 //! (`Decimal(38, 18)`, `Int64` milliseconds, `Enum8`, arrays) are ones both
 //! ClickHouse 18.16 and current releases accept.
+//!
+//! On a ClickHouse cluster ([`Layout::Cluster`]) every table becomes a
+//! `…_local` table created `ON CLUSTER` with the `Replicated` variant of its
+//! engine, plus a `Distributed` table under the plain name that the writer
+//! inserts into and queries read. Rows are sharded by
+//! `cityHash64(exchange, market, symbol)`: every copy of an event lands on
+//! the same shard, so `ReplacingMergeTree` still collapses redeliveries and
+//! `FINAL` stays exact per shard.
 
 use clickhouse::Client;
+
+/// Where the tables live.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Layout<'a> {
+    /// One server (or one replica set managed outside moat).
+    Single,
+    /// A cluster from the server's `remote_servers`, with the `{shard}` and
+    /// `{replica}` macros defined on each node.
+    Cluster(&'a str),
+}
+
+impl Layout<'_> {
+    pub fn from_config(cluster: &str) -> Layout<'_> {
+        if cluster.is_empty() {
+            Layout::Single
+        } else {
+            Layout::Cluster(cluster)
+        }
+    }
+}
+
+/// Sharding key of every Distributed table: an instrument's events all go to
+/// one shard.
+pub const SHARDING_KEY: &str = "cityHash64(exchange, market, symbol)";
 
 /// Scale of every price and quantity column: `Decimal(38, 18)`.
 pub const DECIMAL_SCALE: u32 = 18;
@@ -151,27 +183,82 @@ fn render(statement: &str, db: &str) -> String {
     statement.replace("{partition}", PARTITION).replace("{db}", db)
 }
 
+/// The statements of one migration statement for `layout`: the statement
+/// itself on one server; on a cluster, the replicated local table (or the
+/// view reading local tables) and the Distributed table over it.
+pub fn statements_for(statement: &str, db: &str, layout: Layout<'_>) -> Vec<String> {
+    let sql = render(statement, db);
+    let Layout::Cluster(cluster) = layout else {
+        return vec![sql];
+    };
+    if let Some(rest) = sql.strip_prefix("CREATE MATERIALIZED VIEW IF NOT EXISTS ") {
+        // The view runs on each shard, from local trades into local candles.
+        let (name, body) = rest.split_once(" TO ").expect("a view names its target");
+        let (target, select) = body.split_once(" AS").expect("a view has a query");
+        let select = select.replace(&format!("FROM {db}.trades"), &format!("FROM {db}.trades_local"));
+        return vec![format!(
+            "CREATE MATERIALIZED VIEW IF NOT EXISTS {name} ON CLUSTER {cluster} TO {target}_local AS{select}"
+        )];
+    }
+    let rest = sql
+        .strip_prefix("CREATE TABLE IF NOT EXISTS ")
+        .expect("migrations create tables and views only");
+    let (qualified, body) = rest.split_once(" (").expect("a table lists its columns");
+    let table = qualified.rsplit('.').next().unwrap_or(qualified);
+    let (columns, engine) = body.split_once(") ENGINE = ").expect("a table names its engine");
+    let (engine_name, after) = engine.split_once('(').expect("engine arguments");
+    let (args, tail) = after.split_once(')').expect("engine arguments close");
+    let path = format!("'/clickhouse/tables/{{shard}}/{db}/{table}', '{{replica}}'");
+    let args = if args.trim().is_empty() {
+        path
+    } else {
+        format!("{path}, {args}")
+    };
+    vec![
+        format!(
+            "CREATE TABLE IF NOT EXISTS {qualified}_local ON CLUSTER {cluster} ({columns}) ENGINE = Replicated{engine_name}({args}){tail}"
+        ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS {qualified} ON CLUSTER {cluster} AS {qualified}_local \
+             ENGINE = Distributed({cluster}, {db}, {table}_local, {SHARDING_KEY})"
+        ),
+    ]
+}
+
 /// Applies the migrations not yet recorded in `{db}.schema_migrations`;
 /// with `recreate` the database is dropped first (development only).
 /// Returns the versions applied by this call.
-pub async fn migrate(client: &Client, db: &str, recreate: bool) -> Result<Vec<u32>, clickhouse::error::Error> {
+pub async fn migrate(
+    client: &Client,
+    db: &str,
+    layout: Layout<'_>,
+    recreate: bool,
+) -> Result<Vec<u32>, clickhouse::error::Error> {
     // The client may be bound to the database that is about to be created.
     let client = client.clone().with_database("default");
+    let on_cluster = match layout {
+        Layout::Single => String::new(),
+        Layout::Cluster(cluster) => format!(" ON CLUSTER {cluster}"),
+    };
     if recreate {
-        client.query(&format!("DROP DATABASE IF EXISTS {db}")).execute().await?;
+        client
+            .query(&format!("DROP DATABASE IF EXISTS {db}{on_cluster}"))
+            .execute()
+            .await?;
     }
     client
-        .query(&format!("CREATE DATABASE IF NOT EXISTS {db}"))
+        .query(&format!("CREATE DATABASE IF NOT EXISTS {db}{on_cluster}"))
         .execute()
         .await?;
-    client
-        .query(&format!(
-            "CREATE TABLE IF NOT EXISTS {db}.schema_migrations (
-                version UInt32, name String, applied_at DateTime DEFAULT now()
-            ) ENGINE = ReplacingMergeTree() ORDER BY version"
-        ))
-        .execute()
-        .await?;
+    for statement in statements_for(
+        "CREATE TABLE IF NOT EXISTS {db}.schema_migrations (
+            version UInt32, name String, applied_at DateTime DEFAULT now()
+        ) ENGINE = ReplacingMergeTree() ORDER BY version",
+        db,
+        layout,
+    ) {
+        client.query(&statement).execute().await?;
+    }
     let done: Vec<u32> = client
         .query(&format!("SELECT DISTINCT version FROM {db}.schema_migrations"))
         .fetch_all::<u32>()
@@ -179,7 +266,9 @@ pub async fn migrate(client: &Client, db: &str, recreate: bool) -> Result<Vec<u3
     let mut applied = Vec::new();
     for migration in MIGRATIONS.iter().filter(|m| !done.contains(&m.version)) {
         for statement in migration.statements {
-            client.query(&render(statement, db)).execute().await?;
+            for sql in statements_for(statement, db, layout) {
+                client.query(&sql).execute().await?;
+            }
         }
         client
             .query(&format!(
@@ -210,6 +299,61 @@ mod tests {
                 assert!(!sql.contains('{'), "unreplaced placeholder in {sql}");
             }
         }
+    }
+
+    #[test]
+    fn a_single_server_gets_the_statements_as_written() {
+        for statement in MIGRATIONS.iter().flat_map(|m| m.statements.iter()) {
+            assert_eq!(
+                statements_for(statement, "x_db", Layout::Single),
+                vec![render(statement, "x_db")]
+            );
+        }
+    }
+
+    #[test]
+    fn a_cluster_gets_replicated_local_tables_behind_distributed_ones() {
+        let layout = Layout::Cluster("moat_cluster");
+        let sql: Vec<String> = MIGRATIONS
+            .iter()
+            .flat_map(|m| m.statements.iter())
+            .flat_map(|s| statements_for(s, "x_db", layout))
+            .collect();
+        for table in TABLES {
+            let local = sql
+                .iter()
+                .find(|s| {
+                    s.starts_with(&format!(
+                        "CREATE TABLE IF NOT EXISTS x_db.{table}_local ON CLUSTER moat_cluster ("
+                    ))
+                })
+                .unwrap_or_else(|| panic!("no local table for {table}"));
+            assert!(
+                local.contains("ENGINE = Replicated")
+                    && local.contains(&format!("('/clickhouse/tables/{{shard}}/x_db/{table}', '{{replica}}'")),
+                "{local}"
+            );
+            let distributed = sql
+                .iter()
+                .find(|s| s.starts_with(&format!("CREATE TABLE IF NOT EXISTS x_db.{table} ON CLUSTER")))
+                .unwrap_or_else(|| panic!("no distributed table for {table}"));
+            assert!(
+                distributed.contains(&format!(
+                    "Distributed(moat_cluster, x_db, {table}_local, {SHARDING_KEY})"
+                )),
+                "{distributed}"
+            );
+        }
+        // Engine arguments survive after the replication path.
+        let candles = sql.iter().find(|s| s.contains("x_db.venue_candles_local")).unwrap();
+        assert!(candles.contains("'{replica}', ts_recv_ms)"), "{candles}");
+        // The candle view reads and writes local tables on each shard.
+        let view = sql.iter().find(|s| s.contains("MATERIALIZED VIEW")).unwrap();
+        assert!(
+            view.contains("ON CLUSTER moat_cluster TO x_db.candles_1m_local"),
+            "{view}"
+        );
+        assert!(view.contains("FROM x_db.trades_local"), "{view}");
     }
 
     #[test]

@@ -82,6 +82,10 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
   value: {{ .Values.clickhouse.database | default .Values.global.clickhouse.database | required "clickhouse.database or global.clickhouse.database is required" | quote }}
 - name: MOAT_STORAGE_WRITER__CLICKHOUSE__USER
   value: {{ .Values.clickhouse.user | quote }}
+{{- if .Values.clickhouse.cluster }}
+- name: MOAT_STORAGE_WRITER__CLICKHOUSE__CLUSTER
+  value: {{ .Values.clickhouse.cluster | quote }}
+{{- end }}
 {{- if .Values.clickhouse.existingSecret }}
 - name: MOAT_STORAGE_WRITER__CLICKHOUSE__PASSWORD
   valueFrom:
