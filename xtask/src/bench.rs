@@ -9,7 +9,7 @@ const BEGIN: &str = "<!-- bench:begin -->";
 const END: &str = "<!-- bench:end -->";
 
 pub fn run() -> Result<(), String> {
-    ensure_installed(&[Package::NATS, Package::CLICKHOUSE])?;
+    ensure_installed(&[Package::NATS, Package::CLICKHOUSE, Package::NGINX])?;
     cargo(&["build", "--release", "-p", "moat-bench"])?;
     let dir = std::env::temp_dir().join(format!("moat-bench-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -20,6 +20,10 @@ pub fn run() -> Result<(), String> {
         .current_dir(root())
         .env("MOAT_BENCH_NATS_URL", nats.url())
         .env("MOAT_BENCH_CLICKHOUSE_URL", clickhouse.url())
+        .env(
+            "MOAT_BENCH_NGINX",
+            moat_devstack::find_binary(&Package::NGINX).unwrap_or_default(),
+        )
         .env("RUST_LOG", "warn")
         .stderr(std::process::Stdio::inherit())
         .output()

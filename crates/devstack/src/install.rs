@@ -26,6 +26,12 @@ impl Package {
         binary: "clickhouse-server",
         paths: &["/usr/sbin/clickhouse-server", "/usr/bin/clickhouse-server"],
     };
+    /// The reverse proxy the gateway's JSON-RPC throughput is compared with.
+    pub const NGINX: Package = Package {
+        name: "nginx",
+        binary: "nginx",
+        paths: &["/usr/sbin/nginx"],
+    };
     pub const POSTGRES: Package = Package {
         name: "postgresql",
         binary: "initdb",
