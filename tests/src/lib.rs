@@ -127,3 +127,74 @@ impl TestPostgres {
 pub async fn listener() -> tokio::net::TcpListener {
     tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind port 0")
 }
+
+/// A local EVM node (ganache from `tests/peers`), killed on drop.
+pub struct Ganache {
+    child: std::process::Child,
+    pub url: String,
+}
+
+impl Drop for Ganache {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `tests/peers`: the npm and PyPI test peers.
+pub fn peers_dir() -> std::path::PathBuf {
+    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("peers")
+}
+
+/// Starts ganache on a free port with chain id 1 and the deterministic wallet.
+pub async fn ganache() -> Ganache {
+    let bin = peers_dir().join("node_modules/.bin/ganache");
+    assert!(
+        bin.exists(),
+        "{} missing: run `npm ci` in tests/peers (.ci/run does)",
+        bin.display()
+    );
+    let port = moat_devstack::free_port();
+    let child = std::process::Command::new(bin)
+        .args([
+            "--port",
+            &port.to_string(),
+            "--host",
+            "127.0.0.1",
+            "--chain.chainId",
+            "1",
+            "--wallet.deterministic",
+            "--logging.quiet",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let url = format!("http://127.0.0.1:{port}");
+    let node = Ganache { child, url };
+    let client = reqwest::Client::new();
+    eventually("ganache answering", Duration::from_secs(60), || {
+        let (client, url) = (client.clone(), node.url.clone());
+        async move {
+            let r = client
+                .post(url)
+                .json(&serde_json::json!({"jsonrpc":"2.0","id":1,"method":"eth_chainId","params":[]}))
+                .send()
+                .await
+                .ok()?;
+            r.status().is_success().then_some(())
+        }
+    })
+    .await;
+    node
+}
+
+/// A service process started by a test, killed when the test ends.
+pub struct Process(pub std::process::Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

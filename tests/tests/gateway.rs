@@ -2,7 +2,7 @@
 //! node (ganache from npm) and a real web3.py client.
 
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
@@ -11,7 +11,7 @@ use moat_common_types::proto_conv::encode;
 use moat_common_types::subject::Subject;
 use moat_common_types::{Decimal, Market, MarketEvent, now_ms};
 use moat_gateway::config::{GatewayConfig, TokenConfig};
-use moat_integration_tests::{eventually, listener, own_nats, scratch};
+use moat_integration_tests::{eventually, ganache, listener, own_nats, peers_dir, scratch};
 use moat_proto::gateway::v1 as pb;
 use moat_proto::gateway::v1::market_service_client::MarketServiceClient;
 use moat_proto::gateway::v1::rpc_service_client::RpcServiceClient;
@@ -308,64 +308,6 @@ async fn health_is_serving_and_reflection_lists_the_services() {
 }
 
 /// A local EVM node: ganache from npm (`tests/peers`, installed by CI).
-struct Ganache {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Ganache {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn peers_dir() -> std::path::PathBuf {
-    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("peers")
-}
-
-async fn ganache() -> Ganache {
-    let bin = peers_dir().join("node_modules/.bin/ganache");
-    assert!(
-        bin.exists(),
-        "{} missing: run `npm ci` in tests/peers (.ci/run does)",
-        bin.display()
-    );
-    let port = moat_devstack::free_port();
-    let child = Command::new(bin)
-        .args([
-            "--port",
-            &port.to_string(),
-            "--host",
-            "127.0.0.1",
-            "--chain.chainId",
-            "1",
-            "--wallet.deterministic",
-            "--logging.quiet",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let url = format!("http://127.0.0.1:{port}");
-    let node = Ganache { child, url };
-    let client = reqwest::Client::new();
-    eventually("ganache answering", Duration::from_secs(60), || {
-        let (client, url) = (client.clone(), node.url.clone());
-        async move {
-            let r = client
-                .post(url)
-                .json(&json!({"jsonrpc":"2.0","id":1,"method":"eth_chainId","params":[]}))
-                .send()
-                .await
-                .ok()?;
-            r.status().is_success().then_some(())
-        }
-    })
-    .await;
-    node
-}
-
 async fn post(http: SocketAddr, chain: &str, token: &str, body: Value) -> (u16, Option<String>, Value) {
     let r = reqwest::Client::new()
         .post(format!("http://{http}/rpc/{chain}"))

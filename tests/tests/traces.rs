@@ -3,11 +3,11 @@
 //! production; the receiver is a `TraceService` server in this test.
 
 use std::collections::HashMap;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use moat_integration_tests::{TestClickHouse, bin, eventually, listener, own_nats, scratch, unique};
+use moat_integration_tests::{Process, TestClickHouse, bin, eventually, listener, own_nats, scratch, unique};
 use moat_proto::gateway::v1 as pb;
 use moat_proto::gateway::v1::state_service_client::StateServiceClient;
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{TraceService, TraceServiceServer};
@@ -93,16 +93,6 @@ impl Receiver {
             (parent.service == parent_service && parent.trace_id == child.trace_id)
                 .then(|| ((*parent).clone(), child.clone()))
         })
-    }
-}
-
-/// A service process, killed when the test ends.
-struct Process(Child);
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
     }
 }
 

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use moat_common_types::http::register;
 use moat_common_types::{Error, ErrorCode};
-use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry};
+use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 
 use crate::auth::Strategy;
 
@@ -18,6 +18,8 @@ pub struct Metrics {
     pub latency: HistogramVec,
     pub active: IntGauge,
     pub rpc: IntCounterVec,
+    pub upstreams: IntGaugeVec,
+    pub upstreams_healthy: IntGaugeVec,
 }
 
 impl Metrics {
@@ -54,6 +56,25 @@ impl Metrics {
                         "proxied JSON-RPC calls by chain, method and status",
                     ),
                     &["chain", "method", "status"],
+                )
+                .expect("valid metric"),
+            ),
+            upstreams: register(
+                &registry,
+                IntGaugeVec::new(
+                    Opts::new("moat_gateway_rpc_upstreams", "configured upstreams by chain"),
+                    &["chain"],
+                )
+                .expect("valid metric"),
+            ),
+            upstreams_healthy: register(
+                &registry,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "moat_gateway_rpc_upstreams_healthy",
+                        "upstreams not ejected by chain (after the last health check)",
+                    ),
+                    &["chain"],
                 )
                 .expect("valid metric"),
             ),

@@ -271,6 +271,10 @@ pub struct RpcConfig {
     /// Consecutive failures that eject an upstream, and for how long.
     pub eject_after_failures: u32,
     pub eject_ms: u64,
+    /// How often every upstream is asked `eth_chainId` (0 = never): a dead
+    /// upstream or one serving another chain is ejected before a strategy
+    /// call finds out.
+    pub health_check_interval_ms: u64,
 }
 
 impl Default for RpcConfig {
@@ -328,6 +332,7 @@ impl Default for RpcConfig {
             max_response_bytes: 10 * 1024 * 1024,
             max_log_block_range: 10_000,
             eject_after_failures: 3,
+            health_check_interval_ms: 10_000,
             eject_ms: 30_000,
         }
     }

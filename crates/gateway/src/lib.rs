@@ -87,6 +87,27 @@ pub async fn run(
         }
     });
 
+    let upstream_checks = tokio::spawn({
+        let gateway = gateway.clone();
+        let every = Duration::from_millis(gateway.config.rpc.health_check_interval_ms);
+        async move {
+            loop {
+                if !every.is_zero() {
+                    gateway.rpc.check_upstreams().await;
+                }
+                for (chain, total, healthy) in gateway.rpc.upstream_health() {
+                    gateway.metrics.upstreams.with_label_values(&[&chain]).set(total as i64);
+                    gateway
+                        .metrics
+                        .upstreams_healthy
+                        .with_label_values(&[&chain])
+                        .set(healthy as i64);
+                }
+                tokio::time::sleep(if every.is_zero() { Duration::from_secs(5) } else { every }).await;
+            }
+        }
+    });
+
     let health = Health::new("gateway")
         .nats(&nats)
         .check("state", {
@@ -167,6 +188,7 @@ pub async fn run(
         .await?;
     http_task.await??;
     feed.abort();
+    upstream_checks.abort();
     tracing::info!("gateway stopped");
     Ok(())
 }

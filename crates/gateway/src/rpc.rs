@@ -179,6 +179,38 @@ impl RpcProxy {
     }
 
     /// Chains and whether each has an upstream that is not ejected.
+    /// Asks every upstream of every chain `eth_chainId`; an error, a
+    /// timeout or another chain's id counts as a failure toward ejection.
+    pub async fn check_upstreams(&self) {
+        let probe = json!({"jsonrpc": "2.0", "id": 0, "method": "eth_chainId", "params": []});
+        let checks = self.chains.values().flat_map(|chain| {
+            let probe = &probe;
+            chain.upstreams.iter().map(move |upstream| async move {
+                if let Attempt::Answer(answer) = self.send(upstream, probe).await {
+                    let id = answer["result"]
+                        .as_str()
+                        .and_then(|hex| u64::from_str_radix(hex.trim_start_matches("0x"), 16).ok());
+                    if id != Some(chain.chain_id) {
+                        tracing::warn!(
+                            chain = %chain.name,
+                            upstream = %upstream.url,
+                            expected = chain.chain_id,
+                            answered = ?id,
+                            "upstream serves another chain: ejected"
+                        );
+                        *upstream
+                            .ejected_until
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner) =
+                            Some(Instant::now() + Duration::from_millis(self.config.eject_ms));
+                    }
+                }
+            })
+        });
+        futures::future::join_all(checks).await;
+    }
+
+    /// `(chain, upstreams, healthy upstreams)` for every allowed chain.
     pub fn upstream_health(&self) -> Vec<(String, usize, usize)> {
         let now = Instant::now();
         let mut v: Vec<_> = self
