@@ -66,6 +66,8 @@ async fn stack(configure: impl FnOnce(&mut GatewayConfig)) -> Stack {
         },
     ];
     config.rpc.timeout_ms = 1_000;
+    // These tests count the connections an upstream gets: no health probes.
+    config.rpc.health_check_interval_ms = 0;
     configure(&mut config);
     let grpc = listener().await;
     let http = listener().await;
