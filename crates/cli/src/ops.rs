@@ -157,7 +157,7 @@ pub async fn tail(global: &Global, args: TailArgs) -> anyhow::Result<()> {
     let mut seen = 0;
     while let Some(message) = messages.next().await {
         match decode(&message.payload) {
-            Ok(event) if global.json => println!("{}", event_json(&event)),
+            Ok(event) if global.json => println!("{}", event.to_json()),
             Ok(event) => println!("{}", event_line(&event)),
             Err(error) => eprintln!("{}: undecodable payload: {}", message.subject, error.message),
         }
@@ -201,29 +201,6 @@ pub fn event_line(event: &MarketEvent) -> String {
         MarketEvent::Gap(g) => format!("{head} GAP {} after seq {}", g.reason, g.last_sequence),
         other => format!("{head} {other:?}"),
     }
-}
-
-fn event_json(event: &MarketEvent) -> Value {
-    let i = event.instrument();
-    let mut v = json!({
-        "kind": event.kind().as_str(), "exchange": i.exchange.to_string(),
-        "market": i.market.as_str(), "symbol": i.symbol,
-    });
-    match event {
-        MarketEvent::Trade(t) => {
-            v["trade_id"] = json!(t.trade_id);
-            v["price"] = json!(t.price.to_string());
-            v["qty"] = json!(t.qty.to_string());
-            v["side"] = json!(t.side.as_str());
-            v["ts_exchange_ms"] = json!(t.ts_exchange_ms);
-        }
-        MarketEvent::Bbo(b) => {
-            v["bid"] = json!([b.bid.price.to_string(), b.bid.qty.to_string()]);
-            v["ask"] = json!([b.ask.price.to_string(), b.ask.qty.to_string()]);
-        }
-        other => v["text"] = json!(event_line(other)),
-    }
-    v
 }
 
 pub async fn status(global: &Global, endpoints: &Endpoints) -> anyhow::Result<()> {

@@ -19,13 +19,14 @@ pub struct CollectorConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct VenueConfig {
-    /// Protocol: `binance` (spot; Binance.US too) or `binance-futures` (USDⓈ-M).
+    /// Protocol: `binance` (spot; Binance.US too), `binance-futures`
+    /// (USDⓈ-M) or `okx` (v5: spot, swaps and dated futures by instrument id).
     pub kind: String,
     /// Name in subjects and tables.
     pub exchange: String,
     pub ws_url: String,
     pub rest_url: String,
-    /// Venue symbols, e.g. BTCUSDT.
+    /// Venue symbols, e.g. BTCUSDT, or OKX instrument ids (BTC-USDT, UNI-USD-SWAP).
     pub symbols: Vec<String>,
     /// No frame for this long replaces the connection; keep it above the
     /// quietest subscribed symbol's usual silence.
@@ -138,11 +139,11 @@ impl Default for SimConfig {
 impl Validate for CollectorConfig {
     fn validate(&self) -> Result<(), ConfigError> {
         for (i, v) in self.venues.iter().enumerate() {
-            if !matches!(v.kind.as_str(), "binance" | "binance-futures") {
+            if !matches!(v.kind.as_str(), "binance" | "binance-futures" | "okx") {
                 return Err(ConfigError::invalid(
                     &format!("venues[{i}].kind"),
                     format!("\"{}\"", v.kind),
-                    "binance or binance-futures",
+                    "binance, binance-futures or okx",
                 ));
             }
             if v.symbols.is_empty() {

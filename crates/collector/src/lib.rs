@@ -37,23 +37,60 @@ pub const DRAIN_GRACE: Duration = Duration::from_secs(5);
 /// A venue whose newest event is older than this is reported unhealthy.
 pub const STALE_AFTER_MS: i64 = 30_000;
 
+/// A configured venue's connector: one variant per venue folder.
+#[derive(Debug, Clone)]
+pub enum VenueConnector {
+    Binance(venues::binance::connector::BinanceVenue),
+    Okx(venues::okx::connector::OkxVenue),
+}
+
+impl VenueConnector {
+    /// Runs the venue's connections until `shutdown`, reconnecting.
+    pub async fn run(
+        self,
+        sink: std::sync::Arc<dyn sink::Sink>,
+        status: StreamStatus,
+        metrics: Metrics,
+        shutdown: CancellationToken,
+    ) {
+        match self {
+            VenueConnector::Binance(v) => venues::binance::connector::run(v, sink, status, metrics, shutdown).await,
+            VenueConnector::Okx(v) => venues::okx::connector::run(v, sink, status, metrics, shutdown).await,
+        }
+    }
+}
+
 /// The connector of a configured venue.
-pub fn venue_connector(venue: &config::VenueConfig) -> anyhow::Result<venues::binance::connector::BinanceVenue> {
+pub fn venue_connector(venue: &config::VenueConfig) -> anyhow::Result<VenueConnector> {
+    let symbols: Vec<&str> = venue.symbols.iter().map(String::as_str).collect();
+    let stale_after = Duration::from_millis(venue.stale_after_ms);
+    let max_connection_age = Duration::from_millis(venue.max_connection_age_ms);
+    let backoff_max = Duration::from_millis(venue.backoff_max_ms);
+    if venue.kind == "okx" {
+        let symbols = venues::okx::Symbols::new(&venue.exchange, &symbols)
+            .map_err(|e| anyhow::anyhow!("venue {}: {e}", venue.exchange))?;
+        return Ok(VenueConnector::Okx(venues::okx::connector::OkxVenue {
+            symbols,
+            ws_url: venue.ws_url.clone(),
+            stale_after,
+            max_connection_age,
+            backoff_max,
+        }));
+    }
     let flavor = match venue.kind.as_str() {
         "binance-futures" => venues::binance::Flavor::Futures,
         _ => venues::binance::Flavor::Spot,
     };
-    let symbols: Vec<&str> = venue.symbols.iter().map(String::as_str).collect();
     let symbols = venues::binance::Symbols::new(&venue.exchange, flavor, &symbols)
         .map_err(|e| anyhow::anyhow!("venue {}: {e}", venue.exchange))?;
-    Ok(venues::binance::connector::BinanceVenue {
+    Ok(VenueConnector::Binance(venues::binance::connector::BinanceVenue {
         symbols,
         ws_url: venue.ws_url.clone(),
         rest_url: venue.rest_url.clone(),
-        stale_after: Duration::from_millis(venue.stale_after_ms),
-        max_connection_age: Duration::from_millis(venue.max_connection_age_ms),
-        backoff_max: Duration::from_millis(venue.backoff_max_ms),
-    })
+        stale_after,
+        max_connection_age,
+        backoff_max,
+    }))
 }
 
 /// Runs the collector until `shutdown` is cancelled.
@@ -105,7 +142,7 @@ pub async fn run(config: CollectorConfig, http: TcpListener, shutdown: Cancellat
         venues.push(status.clone());
         let sink: std::sync::Arc<dyn sink::Sink> = queue.clone();
         let (metrics, token) = (metrics.clone(), shutdown.clone());
-        tasks.spawn(venues::binance::connector::run(connector, sink, status, metrics, token));
+        tasks.spawn(connector.run(sink, status, metrics, token));
     }
     let publisher = tokio::spawn(run_publisher(
         js,

@@ -1,5 +1,5 @@
 //! `moat-collector [--config PATH] [serve]` runs the service;
-//! `moat-collector replay --exchange <binance|binance-futures> [--emit jsonl]
+//! `moat-collector replay --exchange <binance|binance-futures|okx> [--emit jsonl]
 //! [--book-top] [--speed max|1x|<factor>x] FILE...` serves a recording from a
 //! local exchange server and runs the real connector against it.
 
@@ -17,7 +17,7 @@ use moat_common_types::{http::shutdown_token, telemetry};
 use tokio_util::sync::CancellationToken;
 
 const USAGE: &str = "usage: moat-collector [--config PATH] [serve]
-       moat-collector replay --exchange <binance|binance-futures> [--emit jsonl] [--book-top] [--speed max|1x|<n>x] FILE...";
+       moat-collector replay --exchange <binance|binance-futures|okx> [--emit jsonl] [--book-top] [--speed max|1x|<n>x] FILE...";
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -68,9 +68,11 @@ async fn replay(config: CollectorConfig, args: &[String]) -> anyhow::Result<()> 
         }
     }
     let kind = exchange.with_context(|| format!("--exchange is required\n{USAGE}"))?;
-    if !matches!(kind.as_str(), "binance" | "binance-futures") {
-        bail!("--exchange {kind:?}: this build replays binance and binance-futures");
-    }
+    let (exchange, ws_path) = match kind.as_str() {
+        "binance" | "binance-futures" => ("binance", ""),
+        "okx" => ("okx", "/ws/v5/public"),
+        _ => bail!("--exchange {kind:?}: this build replays binance, binance-futures and okx"),
+    };
     if files.is_empty() {
         bail!("no recording given\n{USAGE}");
     }
@@ -86,15 +88,15 @@ async fn replay(config: CollectorConfig, args: &[String]) -> anyhow::Result<()> 
     let server = ReplayServer::start(tokio::net::TcpListener::bind("127.0.0.1:0").await?, recording, speed).await?;
     let venue = moat_collector::venue_connector(&VenueConfig {
         kind: kind.clone(),
-        exchange: "binance".into(),
-        ws_url: server.ws_url(),
+        exchange: exchange.into(),
+        ws_url: format!("{}{ws_path}", server.ws_url()),
         rest_url: server.http_url(),
         symbols,
         ..VenueConfig::default()
     })?;
     let metrics = Metrics::new();
     let token = CancellationToken::new();
-    let status = StreamStatus::new("binance");
+    let status = StreamStatus::new(exchange);
     let (sink, publisher): (Arc<dyn Sink>, _) = if jsonl {
         (Arc::new(JsonLines::new(book_top)), None)
     } else {
@@ -115,13 +117,7 @@ async fn replay(config: CollectorConfig, args: &[String]) -> anyhow::Result<()> 
         ));
         (queue as Arc<dyn Sink>, Some(publisher))
     };
-    let connector = tokio::spawn(moat_collector::venues::binance::connector::run(
-        venue,
-        sink,
-        status.clone(),
-        metrics,
-        token.clone(),
-    ));
+    let connector = tokio::spawn(venue.run(sink, status.clone(), metrics, token.clone()));
     server.finished().await;
     // The server has sent everything; stop once the connector has been
     // quiet for a moment (snapshot answers and the last frames are in).

@@ -31,6 +31,8 @@ pub enum Speed {
 pub struct Recording {
     /// The first WebSocket URL (its query names the subscription).
     pub ws_url: Option<String>,
+    /// Frames the recorded client sent (its subscriptions).
+    pub sent: Vec<String>,
     pub frames: Vec<(f64, String)>,
     /// `(path, symbol, body)` of each REST answer.
     pub rest: Vec<(String, Option<String>, String)>,
@@ -44,6 +46,7 @@ impl Recording {
                 match parse_line(line) {
                     Some(Record::Open { url, .. }) if r.ws_url.is_none() => r.ws_url = Some(url.to_owned()),
                     Some(Record::Received { ts, payload }) => r.frames.push((ts, payload.to_owned())),
+                    Some(Record::Sent { payload, .. }) => r.sent.push(payload.to_owned()),
                     Some(Record::Rest { url, body, .. }) => {
                         let (path, query) = url
                             .split_once("://")
@@ -66,8 +69,22 @@ impl Recording {
     }
 
     /// Venue symbols subscribed in the recording (`streams=` of the URL).
+    /// The venue symbols the recorded client subscribed to: Binance's from
+    /// the stream URL, OKX's from its `subscribe` arguments.
     pub fn subscribed_symbols(&self) -> Vec<String> {
         let mut symbols = Vec::new();
+        for sent in &self.sent {
+            let Ok(request) = serde_json::from_str::<serde_json::Value>(sent) else {
+                continue;
+            };
+            for arg in request["args"].as_array().into_iter().flatten() {
+                if let Some(id) = arg["instId"].as_str()
+                    && !symbols.iter().any(|s| s == id)
+                {
+                    symbols.push(id.to_owned());
+                }
+            }
+        }
         let streams = self
             .ws_url
             .as_deref()
@@ -110,6 +127,7 @@ impl ReplayServer {
         let app = Router::new()
             .route("/stream", get(ws))
             .route("/ws", get(ws))
+            .route("/ws/v5/public", get(ws))
             .fallback(get(rest))
             .with_state(shared.clone());
         let stop = shared.stop.clone();

@@ -44,61 +44,9 @@ impl JsonLines {
     }
 }
 
-/// The JSON form of an event; decimals as strings, exactly as received.
-pub fn event_json(event: &MarketEvent) -> serde_json::Value {
-    let i = event.instrument();
-    let mut v = json!({
-        "kind": event.kind().as_str(),
-        "exchange": i.exchange,
-        "market": i.market.as_str(),
-        "symbol": i.symbol,
-    });
-    match event {
-        MarketEvent::Trade(t) => {
-            v["trade_id"] = t.trade_id.clone().into();
-            v["price"] = t.price.to_string().into();
-            v["qty"] = t.qty.to_string().into();
-            v["side"] = t.side.as_str().into();
-            v["ts_exchange_ms"] = t.ts_exchange_ms.into();
-            v["ts_recv_ms"] = t.ts_recv_ms.into();
-        }
-        MarketEvent::Bbo(b) => {
-            v["seq"] = b.sequence.into();
-            v["bid"] = json!([b.bid.price.to_string(), b.bid.qty.to_string()]);
-            v["ask"] = json!([b.ask.price.to_string(), b.ask.qty.to_string()]);
-            v["ts_exchange_ms"] = b.ts_exchange_ms.into();
-            v["ts_recv_ms"] = b.ts_recv_ms.into();
-        }
-        MarketEvent::BookSnapshot(s) => {
-            v["kind"] = "book_snapshot".into();
-            v["seq"] = s.sequence.into();
-            v["bid_levels"] = s.bids.len().into();
-            v["ask_levels"] = s.asks.len().into();
-        }
-        MarketEvent::BookDelta(d) => {
-            v["kind"] = "book_delta".into();
-            v["seq"] = d.sequence.into();
-            v["bid_levels"] = d.bids.len().into();
-            v["ask_levels"] = d.asks.len().into();
-        }
-        MarketEvent::Gap(g) => {
-            v["reason"] = g.reason.clone().into();
-            v["last_sequence"] = g.last_sequence.into();
-        }
-        MarketEvent::Candle(c) => {
-            v["interval_s"] = c.interval_s.into();
-            v["open_time_ms"] = c.open_time_ms.into();
-            v["close"] = c.close.to_string().into();
-            v["closed"] = c.closed.into();
-        }
-        _ => {}
-    }
-    v
-}
-
 impl Sink for JsonLines {
     fn emit(&self, event: MarketEvent) {
-        self.line(event_json(&event));
+        self.line(event.to_json());
     }
 
     fn book_top(&self, exchange: &str, symbol: &str, seq: u64, book: &L2Book) {

@@ -253,6 +253,75 @@ pub enum MarketEvent {
 }
 
 impl MarketEvent {
+    /// The JSON form of the event (`--emit jsonl`, `moat tail --json`);
+    /// decimals as strings, exactly as received.
+    pub fn to_json(&self) -> serde_json::Value {
+        let event = self;
+        let i = event.instrument();
+        let mut v = serde_json::json!({
+            "kind": event.kind().as_str(),
+            "exchange": i.exchange,
+            "market": i.market.as_str(),
+            "symbol": i.symbol,
+        });
+        match event {
+            MarketEvent::Trade(t) => {
+                v["trade_id"] = t.trade_id.clone().into();
+                v["price"] = t.price.to_string().into();
+                v["qty"] = t.qty.to_string().into();
+                v["side"] = t.side.as_str().into();
+                v["ts_exchange_ms"] = t.ts_exchange_ms.into();
+                v["ts_recv_ms"] = t.ts_recv_ms.into();
+            }
+            MarketEvent::Bbo(b) => {
+                v["seq"] = b.sequence.into();
+                v["bid"] = serde_json::json!([b.bid.price.to_string(), b.bid.qty.to_string()]);
+                v["ask"] = serde_json::json!([b.ask.price.to_string(), b.ask.qty.to_string()]);
+                v["ts_exchange_ms"] = b.ts_exchange_ms.into();
+                v["ts_recv_ms"] = b.ts_recv_ms.into();
+            }
+            MarketEvent::BookSnapshot(s) => {
+                v["kind"] = "book_snapshot".into();
+                v["seq"] = s.sequence.into();
+                v["bid_levels"] = s.bids.len().into();
+                v["ask_levels"] = s.asks.len().into();
+            }
+            MarketEvent::BookDelta(d) => {
+                v["kind"] = "book_delta".into();
+                v["seq"] = d.sequence.into();
+                v["bid_levels"] = d.bids.len().into();
+                v["ask_levels"] = d.asks.len().into();
+            }
+            MarketEvent::Gap(g) => {
+                v["reason"] = g.reason.clone().into();
+                v["last_sequence"] = g.last_sequence.into();
+            }
+            MarketEvent::Candle(c) => {
+                v["interval_s"] = c.interval_s.into();
+                v["open_time_ms"] = c.open_time_ms.into();
+                v["close"] = c.close.to_string().into();
+                v["closed"] = c.closed.into();
+            }
+            MarketEvent::Funding(f) => {
+                v["funding_rate"] = f.funding_rate.to_string().into();
+                v["mark_price"] = f.mark_price.to_string().into();
+                v["next_funding_ms"] = f.next_funding_ms.into();
+                v["ts_exchange_ms"] = f.ts_exchange_ms.into();
+            }
+            MarketEvent::OpenInterest(o) => {
+                v["open_interest"] = o.open_interest.to_string().into();
+                v["ts_exchange_ms"] = o.ts_exchange_ms.into();
+            }
+            MarketEvent::Liquidation(l) => {
+                v["side"] = l.side.as_str().into();
+                v["price"] = l.price.to_string().into();
+                v["qty"] = l.qty.to_string().into();
+                v["ts_exchange_ms"] = l.ts_exchange_ms.into();
+            }
+        }
+        v
+    }
+
     pub fn instrument(&self) -> &Instrument {
         match self {
             MarketEvent::Trade(e) => &e.instrument,

@@ -5,6 +5,11 @@
 //! a folder here.
 
 pub mod binance;
+pub mod okx;
+
+use moat_common_types::Decimal;
+use moat_common_types::model::parse_decimal;
+use serde::Deserialize;
 
 /// Why a frame was not published: a bounded set of metric labels.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -37,4 +42,31 @@ pub enum BookOutcome {
         reason: &'static str,
         detail: String,
     },
+}
+
+// Field parsing shared by the venues: every refusal is a `Reject` whose
+// reason is a metric label.
+
+pub(crate) fn json<'a, T: Deserialize<'a>>(text: &'a str) -> Result<T, Reject> {
+    serde_json::from_str(text).map_err(|e| Reject::new("json", e.to_string()))
+}
+
+pub(crate) fn number(field: &'static str, value: &str) -> Result<Decimal, Reject> {
+    parse_decimal(field, value).map_err(|e| Reject::new("number", e.message))
+}
+
+pub(crate) fn price(field: &'static str, value: &str) -> Result<Decimal, Reject> {
+    let p = number(field, value)?;
+    if p <= Decimal::ZERO {
+        return Err(Reject::new("price", format!("{field} {value} is not positive")));
+    }
+    Ok(p)
+}
+
+pub(crate) fn qty(field: &'static str, value: &str) -> Result<Decimal, Reject> {
+    let q = number(field, value)?;
+    if q < Decimal::ZERO {
+        return Err(Reject::new("qty", format!("{field} {value} is negative")));
+    }
+    Ok(q)
 }

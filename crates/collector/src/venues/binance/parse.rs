@@ -1,13 +1,13 @@
 //! Binance frames to normalized events. Strings are borrowed from the frame
 //! and prices parsed straight into exact decimals.
 
-use moat_common_types::model::{Bbo, Candle, Level, Trade, parse_decimal};
-use moat_common_types::{Decimal, Instrument, Side};
+use moat_common_types::model::{Bbo, Candle, Level, Trade};
+use moat_common_types::{Instrument, Side};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::Symbols;
-use crate::venues::Reject;
+use crate::venues::{Reject, json, price, qty};
 
 /// A depth diff in venue terms, ready for [`super::book::BookSync`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -106,30 +106,6 @@ struct Kline<'a> {
     v: &'a str,
     n: u64,
     x: bool,
-}
-
-fn json<'a, T: Deserialize<'a>>(text: &'a str) -> Result<T, Reject> {
-    serde_json::from_str(text).map_err(|e| Reject::new("json", e.to_string()))
-}
-
-fn number(field: &'static str, value: &str) -> Result<Decimal, Reject> {
-    parse_decimal(field, value).map_err(|e| Reject::new("number", e.message))
-}
-
-fn price(field: &'static str, value: &str) -> Result<Decimal, Reject> {
-    let p = number(field, value)?;
-    if p <= Decimal::ZERO {
-        return Err(Reject::new("price", format!("{field} {value} is not positive")));
-    }
-    Ok(p)
-}
-
-fn qty(field: &'static str, value: &str) -> Result<Decimal, Reject> {
-    let q = number(field, value)?;
-    if q < Decimal::ZERO {
-        return Err(Reject::new("qty", format!("{field} {value} is negative")));
-    }
-    Ok(q)
 }
 
 fn levels(side: &'static str, raw: &[[&str; 2]]) -> Result<Vec<Level>, Reject> {

@@ -1,0 +1,244 @@
+//! The live OKX connection: one WebSocket to the v5 public endpoint,
+//! subscriptions for every instrument, `ping` heartbeats, checksum-validated
+//! books resubscribed on a gap, stale detection and reconnects.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::{SinkExt, StreamExt};
+use moat_common_types::model::{BookDelta, BookSnapshot, Gap};
+use moat_common_types::{Market, MarketEvent, now_ms};
+use serde_json::json;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_util::sync::CancellationToken;
+
+use super::Symbols;
+use super::book::OkxBook;
+use super::parse::{BookMessage, Frame, parse};
+use crate::metrics::Metrics;
+use crate::sink::Sink;
+use crate::status::StreamStatus;
+use crate::venues::BookOutcome;
+use crate::venues::binance::connector::backoff;
+
+/// OKX closes a connection that sends nothing for 30 s: ping well before.
+const PING_EVERY: Duration = Duration::from_secs(20);
+
+/// Where and what to connect.
+#[derive(Debug, Clone)]
+pub struct OkxVenue {
+    pub symbols: Symbols,
+    /// e.g. `wss://ws.okx.com:8443/ws/v5/public`.
+    pub ws_url: String,
+    pub stale_after: Duration,
+    pub max_connection_age: Duration,
+    pub backoff_max: Duration,
+}
+
+impl OkxVenue {
+    /// The subscription arguments: trades, tickers and books for every
+    /// instrument; funding and open interest for swaps and futures.
+    pub fn subscriptions(&self) -> Vec<serde_json::Value> {
+        let mut ids: Vec<&str> = self.symbols.inst_ids().collect();
+        ids.sort_unstable();
+        let mut args = Vec::new();
+        for id in ids {
+            for channel in ["trades", "tickers", "books"] {
+                args.push(json!({"channel": channel, "instId": id}));
+            }
+            let market = super::market_of(id);
+            if market == Market::Perp {
+                args.push(json!({"channel": "funding-rate", "instId": id}));
+            }
+            if market != Market::Spot {
+                args.push(json!({"channel": "open-interest", "instId": id}));
+            }
+        }
+        args
+    }
+}
+
+/// Runs connections until `shutdown`, reconnecting and resubscribing.
+pub async fn run(
+    venue: OkxVenue,
+    sink: Arc<dyn Sink>,
+    status: StreamStatus,
+    metrics: Metrics,
+    shutdown: CancellationToken,
+) {
+    let mut attempt = 0u32;
+    while !shutdown.is_cancelled() {
+        let started = std::time::Instant::now();
+        let result = session(&venue, sink.as_ref(), &status, &metrics, &shutdown).await;
+        if shutdown.is_cancelled() {
+            break;
+        }
+        match result {
+            Ok(()) => tracing::info!(exchange = %venue.symbols.exchange, "connection closed, reconnecting"),
+            Err(error) => tracing::warn!(exchange = %venue.symbols.exchange, %error, "connection failed"),
+        }
+        metrics
+            .reconnects
+            .with_label_values(&[venue.symbols.exchange.as_str()])
+            .inc();
+        if started.elapsed() > Duration::from_secs(60) {
+            attempt = 0;
+        }
+        let pause = backoff(attempt, venue.backoff_max);
+        attempt = attempt.saturating_add(1);
+        tokio::select! {
+            () = tokio::time::sleep(pause) => {}
+            () = shutdown.cancelled() => break,
+        }
+    }
+}
+
+/// Publishes what a book message did; returns true when the book must be
+/// resubscribed (a gap, a checksum mismatch or a crossed book).
+fn book_outcome(
+    sink: &dyn Sink,
+    metrics: &Metrics,
+    sync: &OkxBook,
+    message: &BookMessage,
+    outcome: BookOutcome,
+) -> bool {
+    let exchange = message.instrument.exchange.as_str();
+    let now = now_ms();
+    match outcome {
+        BookOutcome::Applied => {
+            let sequence = sync.sequence();
+            if message.snapshot {
+                let (bids, asks) = sync.book.top(usize::MAX);
+                sink.emit(MarketEvent::BookSnapshot(BookSnapshot {
+                    instrument: message.instrument.clone(),
+                    sequence,
+                    bids,
+                    asks,
+                    ts_exchange_ms: message.ts_exchange_ms,
+                    ts_recv_ms: now,
+                }));
+            } else {
+                sink.emit(MarketEvent::BookDelta(BookDelta {
+                    instrument: message.instrument.clone(),
+                    first_sequence: sequence,
+                    sequence,
+                    prev_sequence: message.prev_seq_id.map_or(0, |p| p.max(0) as u64),
+                    bids: message.bids.clone(),
+                    asks: message.asks.clone(),
+                    ts_exchange_ms: message.ts_exchange_ms,
+                    ts_recv_ms: now,
+                }));
+            }
+            sink.book_top(exchange, &message.instrument.symbol, sequence, &sync.book);
+            false
+        }
+        BookOutcome::Gap { reason, detail } => {
+            let symbol = message.instrument.venue_symbol.as_str();
+            tracing::warn!(exchange, symbol, reason, %detail, "book invalid, resubscribing");
+            metrics.resyncs.with_label_values(&[exchange, reason]).inc();
+            sink.emit(MarketEvent::Gap(Gap {
+                instrument: message.instrument.clone(),
+                reason: reason.to_owned(),
+                last_sequence: sync.sequence(),
+                ts_recv_ms: now,
+            }));
+            true
+        }
+        BookOutcome::Buffered | BookOutcome::Stale => false,
+    }
+}
+
+async fn session(
+    venue: &OkxVenue,
+    sink: &dyn Sink,
+    status: &StreamStatus,
+    metrics: &Metrics,
+    shutdown: &CancellationToken,
+) -> Result<(), String> {
+    let url = &venue.ws_url;
+    let exchange = venue.symbols.exchange.clone();
+    let (mut ws, _) = tokio::time::timeout(Duration::from_secs(10), tokio_tungstenite::connect_async(url))
+        .await
+        .map_err(|_| format!("connecting to {url}: no answer within 10 s"))?
+        .map_err(|e| format!("connecting to {url}: {e}"))?;
+    let subscribe = json!({"op": "subscribe", "args": venue.subscriptions()});
+    ws.send(Message::Text(subscribe.to_string().into()))
+        .await
+        .map_err(|e| format!("subscribing on {url}: {e}"))?;
+    tracing::info!(%exchange, instruments = venue.symbols.inst_ids().count(), "connected and subscribed");
+    status.set_connected(true);
+
+    let mut books: HashMap<String, OkxBook> = HashMap::new();
+    let deadline = tokio::time::Instant::now() + venue.max_connection_age;
+    let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + PING_EVERY, PING_EVERY);
+    let result = loop {
+        tokio::select! {
+            () = shutdown.cancelled() => {
+                let _ = ws.close(None).await;
+                break Ok(());
+            }
+            () = tokio::time::sleep_until(deadline) => break Ok(()),
+            _ = ping.tick() => {
+                if let Err(e) = ws.send(Message::Text("ping".into())).await {
+                    break Err(format!("sending ping on {url}: {e}"));
+                }
+            }
+            message = tokio::time::timeout(venue.stale_after, ws.next()) => {
+                let message = match message {
+                    Err(_) => break Err(format!("no frame for {} ms: connection stale", venue.stale_after.as_millis())),
+                    Ok(None) => break Ok(()),
+                    Ok(Some(Err(e))) => break Err(format!("reading {url}: {e}")),
+                    Ok(Some(Ok(m))) => m,
+                };
+                let text = match message {
+                    Message::Text(t) => t,
+                    Message::Ping(p) => {
+                        let _ = ws.send(Message::Pong(p)).await;
+                        continue;
+                    }
+                    Message::Close(_) => break Ok(()),
+                    _ => continue,
+                };
+                let now = now_ms();
+                match parse(&venue.symbols, text.as_str(), now) {
+                    Ok(Frame::Trades(trades)) => {
+                        for t in trades {
+                            status.touch(&t.instrument.symbol, now);
+                            sink.emit(MarketEvent::Trade(t));
+                        }
+                    }
+                    Ok(Frame::Bbo(b)) => {
+                        status.touch(&b.instrument.symbol, now);
+                        sink.emit(MarketEvent::Bbo(b));
+                    }
+                    Ok(Frame::Funding(f)) => sink.emit(MarketEvent::Funding(f)),
+                    Ok(Frame::OpenInterest(o)) => sink.emit(MarketEvent::OpenInterest(o)),
+                    Ok(Frame::Book(message)) => {
+                        status.touch(&message.instrument.symbol, now);
+                        let id = message.instrument.venue_symbol.clone();
+                        let sync = books.entry(id.clone()).or_default();
+                        let outcome = sync.on_message(&message);
+                        if book_outcome(sink, metrics, sync, &message, outcome) {
+                            // A fresh subscription brings a fresh snapshot.
+                            let arg = json!([{"channel": "books", "instId": id}]);
+                            for op in ["unsubscribe", "subscribe"] {
+                                let request = json!({"op": op, "args": arg});
+                                if let Err(e) = ws.send(Message::Text(request.to_string().into())).await {
+                                    tracing::warn!(%exchange, %id, error = %e, "resubscribing the book failed");
+                                }
+                            }
+                        }
+                    }
+                    Ok(Frame::Control) => {}
+                    Err(reject) => {
+                        metrics.rejects.with_label_values(&[exchange.as_str(), reject.reason]).inc();
+                        tracing::debug!(%exchange, reason = reject.reason, detail = %reject.detail, frame = %text.as_str(), "frame rejected");
+                    }
+                }
+            }
+        }
+    };
+    status.set_connected(false);
+    result
+}

@@ -1,0 +1,319 @@
+//! OKX frames to normalized events. Strings are borrowed from the frame and
+//! prices parsed straight into exact decimals.
+
+use moat_common_types::model::{Bbo, Funding, Level, OpenInterest, Trade};
+use moat_common_types::{Instrument, Side};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use super::Symbols;
+use crate::venues::{Reject, json, number, price, qty};
+
+/// A `books` message in venue terms, ready for [`super::book::OkxBook`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BookMessage {
+    pub instrument: Instrument,
+    pub snapshot: bool,
+    pub bids: Vec<Level>,
+    pub asks: Vec<Level>,
+    /// CRC32 of the top 25 levels after applying this message.
+    pub checksum: Option<i32>,
+    pub seq_id: Option<i64>,
+    pub prev_seq_id: Option<i64>,
+    pub ts_exchange_ms: i64,
+}
+
+/// What one frame carried.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Frame {
+    Trades(Vec<Trade>),
+    Bbo(Bbo),
+    Book(BookMessage),
+    Funding(Funding),
+    OpenInterest(OpenInterest),
+    /// Subscription answers, `pong` and other control frames.
+    Control,
+}
+
+#[derive(Deserialize)]
+struct Arg<'a> {
+    channel: &'a str,
+    #[serde(rename = "instId", default)]
+    inst_id: Option<&'a str>,
+}
+
+#[derive(Deserialize)]
+struct Envelope<'a> {
+    #[serde(borrow)]
+    arg: Option<Arg<'a>>,
+    #[serde(default)]
+    action: Option<&'a str>,
+    #[serde(default)]
+    event: Option<&'a str>,
+    #[serde(default)]
+    msg: Option<String>,
+    #[serde(borrow)]
+    data: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawTrade<'a> {
+    inst_id: &'a str,
+    trade_id: &'a str,
+    px: &'a str,
+    sz: &'a str,
+    side: &'a str,
+    ts: &'a str,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawTicker<'a> {
+    inst_id: &'a str,
+    bid_px: &'a str,
+    bid_sz: &'a str,
+    ask_px: &'a str,
+    ask_sz: &'a str,
+    ts: &'a str,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawBook<'a> {
+    #[serde(borrow)]
+    asks: Vec<Vec<&'a str>>,
+    #[serde(borrow)]
+    bids: Vec<Vec<&'a str>>,
+    ts: &'a str,
+    #[serde(default)]
+    checksum: Option<i32>,
+    #[serde(default)]
+    seq_id: Option<i64>,
+    #[serde(default)]
+    prev_seq_id: Option<i64>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawFunding<'a> {
+    inst_id: &'a str,
+    funding_rate: &'a str,
+    #[serde(default)]
+    next_funding_time: Option<&'a str>,
+    #[serde(default)]
+    funding_time: Option<&'a str>,
+    #[serde(default)]
+    ts: Option<&'a str>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawOpenInterest<'a> {
+    inst_id: &'a str,
+    oi: &'a str,
+    ts: &'a str,
+}
+
+fn millis(field: &'static str, value: &str) -> Result<i64, Reject> {
+    value
+        .parse()
+        .map_err(|_| Reject::new("number", format!("{field}: '{value}' is not a millisecond timestamp")))
+}
+
+fn instrument(symbols: &Symbols, inst_id: &str) -> Result<Instrument, Reject> {
+    symbols
+        .get(inst_id)
+        .cloned()
+        .ok_or_else(|| Reject::new("unknown_symbol", inst_id.to_owned()))
+}
+
+fn levels(side: &'static str, raw: &[Vec<&str>]) -> Result<Vec<Level>, Reject> {
+    raw.iter()
+        .map(|level| match level.as_slice() {
+            [p, q, ..] => Ok(Level {
+                price: price(side, p)?,
+                qty: qty(side, q)?,
+            }),
+            _ => Err(Reject::new(
+                "json",
+                format!("{side} level {level:?} has no price and size"),
+            )),
+        })
+        .collect()
+}
+
+/// Parses one text frame received at `ts_recv_ms`.
+pub fn parse(symbols: &Symbols, frame: &str, ts_recv_ms: i64) -> Result<Frame, Reject> {
+    if frame == "pong" {
+        return Ok(Frame::Control);
+    }
+    let envelope: Envelope<'_> = json(frame)?;
+    if let Some(event) = envelope.event {
+        if event == "error" {
+            return Err(Reject::new(
+                "venue_error",
+                envelope.msg.unwrap_or_else(|| frame.to_owned()),
+            ));
+        }
+        return Ok(Frame::Control);
+    }
+    let (Some(arg), Some(data)) = (envelope.arg, envelope.data) else {
+        return Ok(Frame::Control);
+    };
+    match arg.channel {
+        "trades" => {
+            let raw: Vec<RawTrade<'_>> = json(data.get())?;
+            let trades = raw
+                .iter()
+                .map(|t| {
+                    Ok(Trade {
+                        instrument: instrument(symbols, t.inst_id)?,
+                        trade_id: t.trade_id.to_owned(),
+                        price: price("px", t.px)?,
+                        qty: qty("sz", t.sz)?,
+                        side: match t.side {
+                            "buy" => Side::Buy,
+                            "sell" => Side::Sell,
+                            other => return Err(Reject::new("json", format!("side '{other}'"))),
+                        },
+                        ts_exchange_ms: millis("ts", t.ts)?,
+                        ts_recv_ms,
+                    })
+                })
+                .collect::<Result<Vec<_>, Reject>>()?;
+            Ok(Frame::Trades(trades))
+        }
+        "tickers" => {
+            let raw: Vec<RawTicker<'_>> = json(data.get())?;
+            let t = raw.first().ok_or_else(|| Reject::new("json", "empty tickers data"))?;
+            let ts = millis("ts", t.ts)?;
+            Ok(Frame::Bbo(Bbo {
+                instrument: instrument(symbols, t.inst_id)?,
+                // Tickers carry no sequence; the exchange time orders them.
+                sequence: ts as u64,
+                bid: Level {
+                    price: price("bidPx", t.bid_px)?,
+                    qty: qty("bidSz", t.bid_sz)?,
+                },
+                ask: Level {
+                    price: price("askPx", t.ask_px)?,
+                    qty: qty("askSz", t.ask_sz)?,
+                },
+                ts_exchange_ms: ts,
+                ts_recv_ms,
+            }))
+        }
+        "books" | "books-l2-tbt" | "books50-l2-tbt" => {
+            let inst_id = arg.inst_id.ok_or_else(|| Reject::new("json", "books without instId"))?;
+            let raw: Vec<RawBook<'_>> = json(data.get())?;
+            let b = raw.first().ok_or_else(|| Reject::new("json", "empty books data"))?;
+            Ok(Frame::Book(BookMessage {
+                instrument: instrument(symbols, inst_id)?,
+                snapshot: envelope.action == Some("snapshot"),
+                bids: levels("bids", &b.bids)?,
+                asks: levels("asks", &b.asks)?,
+                checksum: b.checksum,
+                seq_id: b.seq_id,
+                prev_seq_id: b.prev_seq_id,
+                ts_exchange_ms: millis("ts", b.ts)?,
+            }))
+        }
+        "funding-rate" => {
+            let raw: Vec<RawFunding<'_>> = json(data.get())?;
+            let f = raw
+                .first()
+                .ok_or_else(|| Reject::new("json", "empty funding-rate data"))?;
+            let ts = match f.ts.or(f.funding_time) {
+                Some(ts) => millis("ts", ts)?,
+                None => ts_recv_ms,
+            };
+            Ok(Frame::Funding(Funding {
+                instrument: instrument(symbols, f.inst_id)?,
+                funding_rate: number("fundingRate", f.funding_rate)?,
+                // The funding-rate channel carries no mark price: the
+                // connector fills it from `mark-price` when subscribed.
+                mark_price: moat_common_types::Decimal::ZERO,
+                index_price: None,
+                next_funding_ms: f
+                    .next_funding_time
+                    .map(|t| millis("nextFundingTime", t))
+                    .transpose()?
+                    .unwrap_or(0),
+                ts_exchange_ms: ts,
+                ts_recv_ms,
+            }))
+        }
+        "open-interest" => {
+            let raw: Vec<RawOpenInterest<'_>> = json(data.get())?;
+            let o = raw
+                .first()
+                .ok_or_else(|| Reject::new("json", "empty open-interest data"))?;
+            Ok(Frame::OpenInterest(OpenInterest {
+                instrument: instrument(symbols, o.inst_id)?,
+                open_interest: qty("oi", o.oi)?,
+                ts_exchange_ms: millis("ts", o.ts)?,
+                ts_recv_ms,
+            }))
+        }
+        _ => Ok(Frame::Control),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn symbols() -> Symbols {
+        Symbols::new("okx", &["BTC-USDT", "BTC-USDT-SWAP"]).unwrap()
+    }
+
+    #[test]
+    fn bad_input_is_rejected_by_reason() {
+        let s = symbols();
+        let trade = |px: &str, sz: &str, inst: &str| {
+            format!(
+                r#"{{"arg":{{"channel":"trades","instId":"{inst}"}},"data":[{{"instId":"{inst}","tradeId":"1","px":"{px}","sz":"{sz}","side":"buy","ts":"1"}}]}}"#
+            )
+        };
+        assert_eq!(parse(&s, &trade("0", "1", "BTC-USDT"), 0).unwrap_err().reason, "price");
+        assert_eq!(parse(&s, &trade("1", "-1", "BTC-USDT"), 0).unwrap_err().reason, "qty");
+        assert_eq!(
+            parse(&s, &trade("abc", "1", "BTC-USDT"), 0).unwrap_err().reason,
+            "number"
+        );
+        assert_eq!(
+            parse(&s, &trade("1", "1", "ETH-USDT"), 0).unwrap_err().reason,
+            "unknown_symbol"
+        );
+        assert_eq!(parse(&s, "{not json", 0).unwrap_err().reason, "json");
+        assert_eq!(
+            parse(&s, r#"{"event":"error","code":"60012","msg":"Invalid request"}"#, 0)
+                .unwrap_err()
+                .reason,
+            "venue_error"
+        );
+        assert_eq!(parse(&s, "pong", 0).unwrap(), Frame::Control);
+    }
+
+    #[test]
+    fn funding_and_open_interest_parse() {
+        let s = symbols();
+        // Shapes from OKX's v5 documentation.
+        let funding = r#"{"arg":{"channel":"funding-rate","instId":"BTC-USDT-SWAP"},"data":[{"fundingRate":"0.0001875391284828","fundingTime":"1700726400000","instId":"BTC-USDT-SWAP","instType":"SWAP","nextFundingTime":"1700755200000","ts":"1700724675402"}]}"#;
+        let Frame::Funding(f) = parse(&s, funding, 5).unwrap() else {
+            panic!("not funding")
+        };
+        assert_eq!(f.instrument.symbol, "BTC-USDT-PERP");
+        assert_eq!(f.funding_rate.to_string(), "0.0001875391284828");
+        assert_eq!(
+            (f.next_funding_ms, f.ts_exchange_ms),
+            (1_700_755_200_000, 1_700_724_675_402)
+        );
+        let oi = r#"{"arg":{"channel":"open-interest","instId":"BTC-USDT-SWAP"},"data":[{"instId":"BTC-USDT-SWAP","instType":"SWAP","oi":"5000","oiCcy":"555.55","ts":"1597026383085"}]}"#;
+        let Frame::OpenInterest(o) = parse(&s, oi, 5).unwrap() else {
+            panic!("not open interest")
+        };
+        assert_eq!(o.open_interest.to_string(), "5000");
+    }
+}
