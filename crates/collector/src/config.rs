@@ -20,7 +20,8 @@ pub struct CollectorConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct VenueConfig {
     /// Protocol: `binance` (spot; Binance.US too), `binance-futures`
-    /// (USDⓈ-M) or `okx` (v5: spot, swaps and dated futures by instrument id).
+    /// (USDⓈ-M), `okx` (v5: spot, swaps and dated futures by instrument id)
+    /// or `coinbase` (Exchange feed, product ids such as BTC-USD).
     pub kind: String,
     /// Name in subjects and tables.
     pub exchange: String,
@@ -139,11 +140,11 @@ impl Default for SimConfig {
 impl Validate for CollectorConfig {
     fn validate(&self) -> Result<(), ConfigError> {
         for (i, v) in self.venues.iter().enumerate() {
-            if !matches!(v.kind.as_str(), "binance" | "binance-futures" | "okx") {
+            if !matches!(v.kind.as_str(), "binance" | "binance-futures" | "okx" | "coinbase") {
                 return Err(ConfigError::invalid(
                     &format!("venues[{i}].kind"),
                     format!("\"{}\"", v.kind),
-                    "binance, binance-futures or okx",
+                    "binance, binance-futures, okx or coinbase",
                 ));
             }
             if v.symbols.is_empty() {

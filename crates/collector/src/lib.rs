@@ -42,6 +42,7 @@ pub const STALE_AFTER_MS: i64 = 30_000;
 pub enum VenueConnector {
     Binance(venues::binance::connector::BinanceVenue),
     Okx(venues::okx::connector::OkxVenue),
+    Coinbase(venues::coinbase::connector::CoinbaseVenue),
 }
 
 impl VenueConnector {
@@ -56,6 +57,7 @@ impl VenueConnector {
         match self {
             VenueConnector::Binance(v) => venues::binance::connector::run(v, sink, status, metrics, shutdown).await,
             VenueConnector::Okx(v) => venues::okx::connector::run(v, sink, status, metrics, shutdown).await,
+            VenueConnector::Coinbase(v) => venues::coinbase::connector::run(v, sink, status, metrics, shutdown).await,
         }
     }
 }
@@ -70,6 +72,17 @@ pub fn venue_connector(venue: &config::VenueConfig) -> anyhow::Result<VenueConne
         let symbols = venues::okx::Symbols::new(&venue.exchange, &symbols)
             .map_err(|e| anyhow::anyhow!("venue {}: {e}", venue.exchange))?;
         return Ok(VenueConnector::Okx(venues::okx::connector::OkxVenue {
+            symbols,
+            ws_url: venue.ws_url.clone(),
+            stale_after,
+            max_connection_age,
+            backoff_max,
+        }));
+    }
+    if venue.kind == "coinbase" {
+        let symbols = venues::coinbase::Symbols::new(&venue.exchange, &symbols)
+            .map_err(|e| anyhow::anyhow!("venue {}: {e}", venue.exchange))?;
+        return Ok(VenueConnector::Coinbase(venues::coinbase::connector::CoinbaseVenue {
             symbols,
             ws_url: venue.ws_url.clone(),
             stale_after,

@@ -1,5 +1,5 @@
 //! `moat-collector [--config PATH] [serve]` runs the service;
-//! `moat-collector replay --exchange <binance|binance-futures|okx> [--emit jsonl]
+//! `moat-collector replay --exchange <binance|binance-futures|okx|coinbase> [--emit jsonl]
 //! [--book-top] [--speed max|1x|<factor>x] FILE...` serves a recording from a
 //! local exchange server and runs the real connector against it.
 
@@ -17,7 +17,7 @@ use moat_common_types::{http::shutdown_token, telemetry};
 use tokio_util::sync::CancellationToken;
 
 const USAGE: &str = "usage: moat-collector [--config PATH] [serve]
-       moat-collector replay --exchange <binance|binance-futures|okx> [--emit jsonl] [--book-top] [--speed max|1x|<n>x] FILE...";
+       moat-collector replay --exchange <binance|binance-futures|okx|coinbase> [--emit jsonl] [--book-top] [--speed max|1x|<n>x] FILE...";
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -71,7 +71,8 @@ async fn replay(config: CollectorConfig, args: &[String]) -> anyhow::Result<()> 
     let (exchange, ws_path) = match kind.as_str() {
         "binance" | "binance-futures" => ("binance", ""),
         "okx" => ("okx", "/ws/v5/public"),
-        _ => bail!("--exchange {kind:?}: this build replays binance, binance-futures and okx"),
+        "coinbase" => ("coinbase", "/"),
+        _ => bail!("--exchange {kind:?}: this build replays binance, binance-futures, okx and coinbase"),
     };
     if files.is_empty() {
         bail!("no recording given\n{USAGE}");

@@ -77,6 +77,12 @@ impl Recording {
             let Ok(request) = serde_json::from_str::<serde_json::Value>(sent) else {
                 continue;
             };
+            // Coinbase: {"type":"subscribe","product_ids":[…]}.
+            for id in request["product_ids"].as_array().into_iter().flatten().filter_map(|v| v.as_str()) {
+                if !symbols.iter().any(|s| s == id) {
+                    symbols.push(id.to_owned());
+                }
+            }
             for arg in request["args"].as_array().into_iter().flatten() {
                 if let Some(id) = arg["instId"].as_str()
                     && !symbols.iter().any(|s| s == id)
@@ -128,6 +134,7 @@ impl ReplayServer {
             .route("/stream", get(ws))
             .route("/ws", get(ws))
             .route("/ws/v5/public", get(ws))
+            .route("/", get(ws))
             .fallback(get(rest))
             .with_state(shared.clone());
         let stop = shared.stop.clone();

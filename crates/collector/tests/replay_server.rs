@@ -26,7 +26,11 @@ impl Sink for Collect {
 
 /// Trades in a recording, counted from the raw frames.
 fn recorded_trades(kind: &str, ws: &str) -> usize {
-    if kind == "okx" {
+    if kind == "coinbase" {
+        ws.lines()
+            .filter(|l| l.contains(r#""type":"match""#) || l.contains(r#""type":"last_match""#))
+            .count()
+    } else if kind == "okx" {
         ws.lines()
             .filter(|l| l.contains(r#""channel":"trades""#) && l.contains(r#""data""#))
             .map(|l| l.matches(r#""tradeId""#).count())
@@ -38,7 +42,9 @@ fn recorded_trades(kind: &str, ws: &str) -> usize {
 
 async fn run(name: &str, kind: &str) {
     let Some(dir) = fixtures() else { return };
-    let files: Vec<String> = if kind == "okx" {
+    let files: Vec<String> = if kind == "coinbase" {
+        vec![format!("{name}.ws.28.0")]
+    } else if kind == "okx" {
         vec![format!("{name}.ws.1.0")]
     } else {
         vec![format!("{name}.ws.1.0"), format!("{name}.http.0.0")]
@@ -59,11 +65,11 @@ async fn run(name: &str, kind: &str) {
     .unwrap();
     let venue = moat_collector::venue_connector(&VenueConfig {
         kind: kind.into(),
-        exchange: if kind == "okx" { "okx" } else { "binance" }.into(),
-        ws_url: if kind == "okx" {
-            format!("{}/ws/v5/public", server.ws_url())
-        } else {
-            server.ws_url()
+        exchange: if kind.starts_with("binance") { "binance" } else { kind }.into(),
+        ws_url: match kind {
+            "okx" => format!("{}/ws/v5/public", server.ws_url()),
+            "coinbase" => format!("{}/", server.ws_url()),
+            _ => server.ws_url(),
         },
         rest_url: server.http_url(),
         symbols: symbols.clone(),
@@ -125,6 +131,11 @@ async fn binance_spot_replay() {
 #[tokio::test]
 async fn okx_replay() {
     run("OKX", "okx").await;
+}
+
+#[tokio::test]
+async fn coinbase_replay() {
+    run("COINBASE", "coinbase").await;
 }
 
 #[tokio::test]

@@ -5,6 +5,7 @@
 //! a folder here.
 
 pub mod binance;
+pub mod coinbase;
 pub mod okx;
 
 use moat_common_types::Decimal;
@@ -69,4 +70,146 @@ pub(crate) fn qty(field: &'static str, value: &str) -> Result<Decimal, Reject> {
         return Err(Reject::new("qty", format!("{field} {value} is negative")));
     }
     Ok(q)
+}
+
+/// Runs `session` until `shutdown`, reconnecting after each end with
+/// capped exponential backoff and full jitter; a session that lived a
+/// minute starts the backoff over. Every venue's connector uses it.
+pub(crate) async fn reconnect_loop<F, Fut>(
+    exchange: &str,
+    backoff_max: std::time::Duration,
+    metrics: &crate::metrics::Metrics,
+    shutdown: &tokio_util::sync::CancellationToken,
+    mut session: F,
+) where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(), String>>,
+{
+    let mut attempt = 0u32;
+    while !shutdown.is_cancelled() {
+        let started = std::time::Instant::now();
+        let result = session().await;
+        if shutdown.is_cancelled() {
+            break;
+        }
+        match result {
+            Ok(()) => tracing::info!(exchange, "connection closed, reconnecting"),
+            Err(error) => tracing::warn!(exchange, %error, "connection failed"),
+        }
+        metrics.reconnects.with_label_values(&[exchange]).inc();
+        if started.elapsed() > std::time::Duration::from_secs(60) {
+            attempt = 0;
+        }
+        let pause = binance::connector::backoff(attempt, backoff_max);
+        attempt = attempt.saturating_add(1);
+        tokio::select! {
+            () = tokio::time::sleep(pause) => {}
+            () = shutdown.cancelled() => break,
+        }
+    }
+}
+
+/// What a connected WebSocket delivered next.
+pub(crate) enum Incoming {
+    Text(String),
+    /// The venue or the connection ended the session cleanly.
+    Closed,
+}
+
+/// The next text frame, answering pings on the way; an error when nothing
+/// arrived for `stale_after` (the connection is dead) or reading failed.
+pub(crate) async fn next_text<S>(ws: &mut S, stale_after: std::time::Duration) -> Result<Incoming, String>
+where
+    S: futures::Stream<Item = Result<tokio_tungstenite::tungstenite::Message, tokio_tungstenite::tungstenite::Error>>
+        + futures::Sink<tokio_tungstenite::tungstenite::Message>
+        + Unpin,
+{
+    use futures::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    loop {
+        let message = match tokio::time::timeout(stale_after, ws.next()).await {
+            Err(_) => return Err(format!("no frame for {} ms: connection stale", stale_after.as_millis())),
+            Ok(None) => return Ok(Incoming::Closed),
+            Ok(Some(Err(e))) => return Err(format!("reading: {e}")),
+            Ok(Some(Ok(m))) => m,
+        };
+        match message {
+            Message::Text(t) => return Ok(Incoming::Text(t.as_str().to_owned())),
+            Message::Ping(p) => {
+                let _ = ws.send(Message::Pong(p)).await;
+            }
+            Message::Close(_) => return Ok(Incoming::Closed),
+            _ => {}
+        }
+    }
+}
+
+/// A book message a venue's sync applied or refused, for [`publish_book`].
+pub(crate) struct BookChange<'a> {
+    pub instrument: &'a moat_common_types::Instrument,
+    pub snapshot: bool,
+    pub bids: &'a [moat_common_types::model::Level],
+    pub asks: &'a [moat_common_types::model::Level],
+    /// First and last sequence the message covers (equal for most venues).
+    pub first_sequence: u64,
+    pub sequence: u64,
+    pub prev_sequence: u64,
+    pub ts_exchange_ms: i64,
+}
+
+/// Publishes what a book message did: the snapshot or delta and the new top
+/// when applied; a `Gap` event and a resync count when the book went
+/// invalid. Returns true when the book must be fetched again.
+pub(crate) fn publish_book(
+    sink: &dyn crate::sink::Sink,
+    metrics: &crate::metrics::Metrics,
+    book: &crate::book::L2Book,
+    change: &BookChange<'_>,
+    outcome: BookOutcome,
+) -> bool {
+    use moat_common_types::MarketEvent;
+    use moat_common_types::model::{BookDelta, BookSnapshot, Gap};
+    let exchange = change.instrument.exchange.as_str();
+    let now = moat_common_types::now_ms();
+    match outcome {
+        BookOutcome::Applied => {
+            if change.snapshot {
+                let (bids, asks) = book.top(usize::MAX);
+                sink.emit(MarketEvent::BookSnapshot(BookSnapshot {
+                    instrument: change.instrument.clone(),
+                    sequence: change.sequence,
+                    bids,
+                    asks,
+                    ts_exchange_ms: change.ts_exchange_ms,
+                    ts_recv_ms: now,
+                }));
+            } else {
+                sink.emit(MarketEvent::BookDelta(BookDelta {
+                    instrument: change.instrument.clone(),
+                    first_sequence: change.first_sequence,
+                    sequence: change.sequence,
+                    prev_sequence: change.prev_sequence,
+                    bids: change.bids.to_vec(),
+                    asks: change.asks.to_vec(),
+                    ts_exchange_ms: change.ts_exchange_ms,
+                    ts_recv_ms: now,
+                }));
+            }
+            sink.book_top(exchange, &change.instrument.symbol, change.sequence, book);
+            false
+        }
+        BookOutcome::Gap { reason, detail } => {
+            let symbol = change.instrument.venue_symbol.as_str();
+            tracing::warn!(exchange, symbol, reason, %detail, "book invalid, resyncing");
+            metrics.resyncs.with_label_values(&[exchange, reason]).inc();
+            sink.emit(MarketEvent::Gap(Gap {
+                instrument: change.instrument.clone(),
+                reason: reason.to_owned(),
+                last_sequence: change.sequence,
+                ts_recv_ms: now,
+            }));
+            true
+        }
+        BookOutcome::Buffered | BookOutcome::Stale => false,
+    }
 }

@@ -19,7 +19,7 @@ use super::{Flavor, Symbols};
 use crate::metrics::Metrics;
 use crate::sink::Sink;
 use crate::status::StreamStatus;
-use crate::venues::BookOutcome;
+use crate::venues::{BookChange, BookOutcome, Incoming, next_text, publish_book, reconnect_loop};
 
 /// Where and what to connect.
 #[derive(Debug, Clone)]
@@ -89,32 +89,11 @@ pub async fn run(
         .timeout(Duration::from_secs(10))
         .build()
         .expect("a default HTTP client builds");
-    let mut attempt = 0u32;
-    while !shutdown.is_cancelled() {
-        let started = std::time::Instant::now();
-        let result = session(&venue, &http, sink.as_ref(), &status, &metrics, &shutdown).await;
-        if shutdown.is_cancelled() {
-            break;
-        }
-        match result {
-            Ok(()) => tracing::info!(exchange = %venue.symbols.exchange, "connection closed, reconnecting"),
-            Err(error) => tracing::warn!(exchange = %venue.symbols.exchange, %error, "connection failed"),
-        }
-        metrics
-            .reconnects
-            .with_label_values(&[venue.symbols.exchange.as_str()])
-            .inc();
-        // A connection that lived a while starts the backoff over.
-        if started.elapsed() > Duration::from_secs(60) {
-            attempt = 0;
-        }
-        let pause = backoff(attempt, venue.backoff_max);
-        attempt = attempt.saturating_add(1);
-        tokio::select! {
-            () = tokio::time::sleep(pause) => {}
-            () = shutdown.cancelled() => break,
-        }
-    }
+    let exchange = venue.symbols.exchange.clone();
+    reconnect_loop(&exchange, venue.backoff_max, &metrics, &shutdown, || {
+        session(&venue, &http, sink.as_ref(), &status, &metrics, &shutdown)
+    })
+    .await;
 }
 
 fn request_snapshot(
@@ -147,43 +126,21 @@ struct Books<'a> {
 }
 
 impl Books<'_> {
-    fn delta_event(diff: &DepthDiff, ts_recv_ms: i64) -> MarketEvent {
-        MarketEvent::BookDelta(BookDelta {
-            instrument: diff.instrument.clone(),
+    /// Publishes an outcome; returns true when a new snapshot is needed.
+    fn outcome(&mut self, symbol: &str, diff: &DepthDiff, outcome: BookOutcome) -> bool {
+        let change = BookChange {
+            instrument: &diff.instrument,
+            snapshot: false,
+            bids: &diff.bids,
+            asks: &diff.asks,
             first_sequence: diff.first,
             sequence: diff.last,
             prev_sequence: diff.prev.unwrap_or(diff.first.saturating_sub(1)),
-            bids: diff.bids.clone(),
-            asks: diff.asks.clone(),
             ts_exchange_ms: diff.ts_exchange_ms,
-            ts_recv_ms,
-        })
-    }
-
-    /// Handles an outcome; returns true when a new snapshot is needed.
-    fn outcome(&mut self, symbol: &str, diff: &DepthDiff, outcome: BookOutcome) -> bool {
-        let exchange = self.venue.symbols.exchange.as_str();
-        match outcome {
-            BookOutcome::Applied => {
-                self.sink.emit(Self::delta_event(diff, now_ms()));
-                let sync = &self.books[symbol];
-                self.sink
-                    .book_top(exchange, &diff.instrument.symbol, diff.last, &sync.book);
-                false
-            }
-            BookOutcome::Gap { reason, detail } => {
-                tracing::warn!(exchange, symbol, reason, %detail, "book invalid, resyncing");
-                self.metrics.resyncs.with_label_values(&[exchange, reason]).inc();
-                self.sink.emit(MarketEvent::Gap(Gap {
-                    instrument: diff.instrument.clone(),
-                    reason: reason.to_owned(),
-                    last_sequence: diff.last,
-                    ts_recv_ms: now_ms(),
-                }));
-                true
-            }
-            BookOutcome::Buffered | BookOutcome::Stale => false,
-        }
+        };
+        let book = self.books.get(symbol).map(|s| &s.book);
+        let empty = crate::book::L2Book::default();
+        publish_book(self.sink, self.metrics, book.unwrap_or(&empty), &change, outcome)
     }
 }
 
@@ -256,24 +213,14 @@ async fn session(
                     request_snapshot(http, venue.depth_url(&symbol), symbol, snap_tx.clone());
                 }
             }
-            message = tokio::time::timeout(venue.stale_after, ws.next()) => {
-                let message = match message {
-                    Err(_) => break Err(format!("no frame for {} ms: connection stale", venue.stale_after.as_millis())),
-                    Ok(None) => break Ok(()),
-                    Ok(Some(Err(e))) => break Err(format!("reading {url}: {e}")),
-                    Ok(Some(Ok(m))) => m,
-                };
-                let text = match message {
-                    Message::Text(t) => t,
-                    Message::Ping(p) => {
-                        let _ = ws.send(Message::Pong(p)).await;
-                        continue;
-                    }
-                    Message::Close(_) => break Ok(()),
-                    _ => continue,
+            incoming = next_text(&mut ws, venue.stale_after) => {
+                let text = match incoming {
+                    Ok(Incoming::Text(text)) => text,
+                    Ok(Incoming::Closed) => break Ok(()),
+                    Err(error) => break Err(format!("{url}: {error}")),
                 };
                 let now = now_ms();
-                match parse(&venue.symbols, text.as_str(), now) {
+                match parse(&venue.symbols, &text, now) {
                     Ok(Frame::Trade(t)) => {
                         status.touch(&t.instrument.symbol, now);
                         sink.emit(MarketEvent::Trade(t));
@@ -295,7 +242,7 @@ async fn session(
                     Ok(Frame::Control) => {}
                     Err(reject) => {
                         metrics.rejects.with_label_values(&[exchange.as_str(), reject.reason]).inc();
-                        tracing::debug!(%exchange, reason = reject.reason, detail = %reject.detail, frame = %text.as_str(), "frame rejected");
+                        tracing::debug!(%exchange, reason = reject.reason, detail = %reject.detail, frame = %text, "frame rejected");
                     }
                 }
             }

@@ -6,8 +6,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::{SinkExt, StreamExt};
-use moat_common_types::model::{BookDelta, BookSnapshot, Gap};
+use futures::SinkExt;
 use moat_common_types::{Market, MarketEvent, now_ms};
 use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;
@@ -15,12 +14,11 @@ use tokio_util::sync::CancellationToken;
 
 use super::Symbols;
 use super::book::OkxBook;
-use super::parse::{BookMessage, Frame, parse};
+use super::parse::{Frame, parse};
 use crate::metrics::Metrics;
 use crate::sink::Sink;
 use crate::status::StreamStatus;
-use crate::venues::BookOutcome;
-use crate::venues::binance::connector::backoff;
+use crate::venues::{BookChange, Incoming, next_text, publish_book, reconnect_loop};
 
 /// OKX closes a connection that sends nothing for 30 s: ping well before.
 const PING_EVERY: Duration = Duration::from_secs(20);
@@ -67,86 +65,11 @@ pub async fn run(
     metrics: Metrics,
     shutdown: CancellationToken,
 ) {
-    let mut attempt = 0u32;
-    while !shutdown.is_cancelled() {
-        let started = std::time::Instant::now();
-        let result = session(&venue, sink.as_ref(), &status, &metrics, &shutdown).await;
-        if shutdown.is_cancelled() {
-            break;
-        }
-        match result {
-            Ok(()) => tracing::info!(exchange = %venue.symbols.exchange, "connection closed, reconnecting"),
-            Err(error) => tracing::warn!(exchange = %venue.symbols.exchange, %error, "connection failed"),
-        }
-        metrics
-            .reconnects
-            .with_label_values(&[venue.symbols.exchange.as_str()])
-            .inc();
-        if started.elapsed() > Duration::from_secs(60) {
-            attempt = 0;
-        }
-        let pause = backoff(attempt, venue.backoff_max);
-        attempt = attempt.saturating_add(1);
-        tokio::select! {
-            () = tokio::time::sleep(pause) => {}
-            () = shutdown.cancelled() => break,
-        }
-    }
-}
-
-/// Publishes what a book message did; returns true when the book must be
-/// resubscribed (a gap, a checksum mismatch or a crossed book).
-fn book_outcome(
-    sink: &dyn Sink,
-    metrics: &Metrics,
-    sync: &OkxBook,
-    message: &BookMessage,
-    outcome: BookOutcome,
-) -> bool {
-    let exchange = message.instrument.exchange.as_str();
-    let now = now_ms();
-    match outcome {
-        BookOutcome::Applied => {
-            let sequence = sync.sequence();
-            if message.snapshot {
-                let (bids, asks) = sync.book.top(usize::MAX);
-                sink.emit(MarketEvent::BookSnapshot(BookSnapshot {
-                    instrument: message.instrument.clone(),
-                    sequence,
-                    bids,
-                    asks,
-                    ts_exchange_ms: message.ts_exchange_ms,
-                    ts_recv_ms: now,
-                }));
-            } else {
-                sink.emit(MarketEvent::BookDelta(BookDelta {
-                    instrument: message.instrument.clone(),
-                    first_sequence: sequence,
-                    sequence,
-                    prev_sequence: message.prev_seq_id.map_or(0, |p| p.max(0) as u64),
-                    bids: message.bids.clone(),
-                    asks: message.asks.clone(),
-                    ts_exchange_ms: message.ts_exchange_ms,
-                    ts_recv_ms: now,
-                }));
-            }
-            sink.book_top(exchange, &message.instrument.symbol, sequence, &sync.book);
-            false
-        }
-        BookOutcome::Gap { reason, detail } => {
-            let symbol = message.instrument.venue_symbol.as_str();
-            tracing::warn!(exchange, symbol, reason, %detail, "book invalid, resubscribing");
-            metrics.resyncs.with_label_values(&[exchange, reason]).inc();
-            sink.emit(MarketEvent::Gap(Gap {
-                instrument: message.instrument.clone(),
-                reason: reason.to_owned(),
-                last_sequence: sync.sequence(),
-                ts_recv_ms: now,
-            }));
-            true
-        }
-        BookOutcome::Buffered | BookOutcome::Stale => false,
-    }
+    let exchange = venue.symbols.exchange.clone();
+    reconnect_loop(&exchange, venue.backoff_max, &metrics, &shutdown, || {
+        session(&venue, sink.as_ref(), &status, &metrics, &shutdown)
+    })
+    .await;
 }
 
 async fn session(
@@ -184,24 +107,14 @@ async fn session(
                     break Err(format!("sending ping on {url}: {e}"));
                 }
             }
-            message = tokio::time::timeout(venue.stale_after, ws.next()) => {
-                let message = match message {
-                    Err(_) => break Err(format!("no frame for {} ms: connection stale", venue.stale_after.as_millis())),
-                    Ok(None) => break Ok(()),
-                    Ok(Some(Err(e))) => break Err(format!("reading {url}: {e}")),
-                    Ok(Some(Ok(m))) => m,
-                };
-                let text = match message {
-                    Message::Text(t) => t,
-                    Message::Ping(p) => {
-                        let _ = ws.send(Message::Pong(p)).await;
-                        continue;
-                    }
-                    Message::Close(_) => break Ok(()),
-                    _ => continue,
+            incoming = next_text(&mut ws, venue.stale_after) => {
+                let text = match incoming {
+                    Ok(Incoming::Text(text)) => text,
+                    Ok(Incoming::Closed) => break Ok(()),
+                    Err(error) => break Err(format!("{url}: {error}")),
                 };
                 let now = now_ms();
-                match parse(&venue.symbols, text.as_str(), now) {
+                match parse(&venue.symbols, &text, now) {
                     Ok(Frame::Trades(trades)) => {
                         for t in trades {
                             status.touch(&t.instrument.symbol, now);
@@ -219,7 +132,17 @@ async fn session(
                         let id = message.instrument.venue_symbol.clone();
                         let sync = books.entry(id.clone()).or_default();
                         let outcome = sync.on_message(&message);
-                        if book_outcome(sink, metrics, sync, &message, outcome) {
+                        let change = BookChange {
+                            instrument: &message.instrument,
+                            snapshot: message.snapshot,
+                            bids: &message.bids,
+                            asks: &message.asks,
+                            first_sequence: sync.sequence(),
+                            sequence: sync.sequence(),
+                            prev_sequence: message.prev_seq_id.map_or(0, |p| p.max(0) as u64),
+                            ts_exchange_ms: message.ts_exchange_ms,
+                        };
+                        if publish_book(sink, metrics, &sync.book, &change, outcome) {
                             // A fresh subscription brings a fresh snapshot.
                             let arg = json!([{"channel": "books", "instId": id}]);
                             for op in ["unsubscribe", "subscribe"] {
@@ -233,7 +156,7 @@ async fn session(
                     Ok(Frame::Control) => {}
                     Err(reject) => {
                         metrics.rejects.with_label_values(&[exchange.as_str(), reject.reason]).inc();
-                        tracing::debug!(%exchange, reason = reject.reason, detail = %reject.detail, frame = %text.as_str(), "frame rejected");
+                        tracing::debug!(%exchange, reason = reject.reason, detail = %reject.detail, frame = %text, "frame rejected");
                     }
                 }
             }

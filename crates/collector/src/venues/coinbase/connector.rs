@@ -1,0 +1,145 @@
+//! The live Coinbase Exchange connection: one WebSocket feed with
+//! `level2_batch`, `ticker`, `matches` and `heartbeat` for every product;
+//! a crossed book resubscribes its product's level2 for a fresh snapshot.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::SinkExt;
+use moat_common_types::{MarketEvent, now_ms};
+use serde_json::json;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_util::sync::CancellationToken;
+
+use super::Symbols;
+use super::book::CoinbaseBook;
+use super::parse::{Frame, parse};
+use crate::metrics::Metrics;
+use crate::sink::Sink;
+use crate::status::StreamStatus;
+use crate::venues::{BookChange, Incoming, next_text, publish_book, reconnect_loop};
+
+/// The book channel: `level2_batch` is public; `level2` needs authentication
+/// on the current feed and carries the same messages.
+const BOOK_CHANNEL: &str = "level2_batch";
+
+/// Where and what to connect.
+#[derive(Debug, Clone)]
+pub struct CoinbaseVenue {
+    pub symbols: Symbols,
+    /// e.g. `wss://ws-feed.exchange.coinbase.com`.
+    pub ws_url: String,
+    pub stale_after: Duration,
+    pub max_connection_age: Duration,
+    pub backoff_max: Duration,
+}
+
+impl CoinbaseVenue {
+    pub fn subscription(&self) -> serde_json::Value {
+        let mut ids: Vec<&str> = self.symbols.product_ids().collect();
+        ids.sort_unstable();
+        json!({
+            "type": "subscribe",
+            "product_ids": ids,
+            "channels": [BOOK_CHANNEL, "ticker", "matches", "heartbeat"],
+        })
+    }
+}
+
+/// Runs connections until `shutdown`, reconnecting and resubscribing.
+pub async fn run(
+    venue: CoinbaseVenue,
+    sink: Arc<dyn Sink>,
+    status: StreamStatus,
+    metrics: Metrics,
+    shutdown: CancellationToken,
+) {
+    let exchange = venue.symbols.exchange.clone();
+    reconnect_loop(&exchange, venue.backoff_max, &metrics, &shutdown, || {
+        session(&venue, sink.as_ref(), &status, &metrics, &shutdown)
+    })
+    .await;
+}
+
+async fn session(
+    venue: &CoinbaseVenue,
+    sink: &dyn Sink,
+    status: &StreamStatus,
+    metrics: &Metrics,
+    shutdown: &CancellationToken,
+) -> Result<(), String> {
+    let url = &venue.ws_url;
+    let exchange = venue.symbols.exchange.clone();
+    let (mut ws, _) = tokio::time::timeout(Duration::from_secs(10), tokio_tungstenite::connect_async(url))
+        .await
+        .map_err(|_| format!("connecting to {url}: no answer within 10 s"))?
+        .map_err(|e| format!("connecting to {url}: {e}"))?;
+    ws.send(Message::Text(venue.subscription().to_string().into()))
+        .await
+        .map_err(|e| format!("subscribing on {url}: {e}"))?;
+    tracing::info!(%exchange, products = venue.symbols.product_ids().count(), "connected and subscribed");
+    status.set_connected(true);
+
+    let mut books: HashMap<String, CoinbaseBook> = HashMap::new();
+    let deadline = tokio::time::Instant::now() + venue.max_connection_age;
+    let result = loop {
+        tokio::select! {
+            () = shutdown.cancelled() => {
+                let _ = ws.close(None).await;
+                break Ok(());
+            }
+            () = tokio::time::sleep_until(deadline) => break Ok(()),
+            incoming = next_text(&mut ws, venue.stale_after) => {
+                let text = match incoming {
+                    Ok(Incoming::Text(text)) => text,
+                    Ok(Incoming::Closed) => break Ok(()),
+                    Err(error) => break Err(format!("{url}: {error}")),
+                };
+                let now = now_ms();
+                match parse(&venue.symbols, &text, now) {
+                    Ok(Frame::Trade(t)) => {
+                        status.touch(&t.instrument.symbol, now);
+                        sink.emit(MarketEvent::Trade(t));
+                    }
+                    Ok(Frame::Bbo(b)) => {
+                        status.touch(&b.instrument.symbol, now);
+                        sink.emit(MarketEvent::Bbo(b));
+                    }
+                    Ok(Frame::Heartbeat(instrument)) => status.touch(&instrument.symbol, now),
+                    Ok(Frame::Book(message)) => {
+                        status.touch(&message.instrument.symbol, now);
+                        let id = message.instrument.venue_symbol.clone();
+                        let sync = books.entry(id.clone()).or_default();
+                        let outcome = sync.on_message(&message);
+                        let change = BookChange {
+                            instrument: &message.instrument,
+                            snapshot: message.snapshot,
+                            bids: &message.bids,
+                            asks: &message.asks,
+                            first_sequence: sync.sequence(),
+                            sequence: sync.sequence(),
+                            prev_sequence: sync.sequence().saturating_sub(1),
+                            ts_exchange_ms: message.ts_exchange_ms,
+                        };
+                        if publish_book(sink, metrics, &sync.book, &change, outcome) {
+                            for kind in ["unsubscribe", "subscribe"] {
+                                let request = json!({"type": kind, "product_ids": [id], "channels": [BOOK_CHANNEL]});
+                                if let Err(e) = ws.send(Message::Text(request.to_string().into())).await {
+                                    tracing::warn!(%exchange, %id, error = %e, "resubscribing the book failed");
+                                }
+                            }
+                        }
+                    }
+                    Ok(Frame::Control) => {}
+                    Err(reject) => {
+                        metrics.rejects.with_label_values(&[exchange.as_str(), reject.reason]).inc();
+                        tracing::debug!(%exchange, reason = reject.reason, detail = %reject.detail, frame = %text, "frame rejected");
+                    }
+                }
+            }
+        }
+    };
+    status.set_connected(false);
+    result
+}

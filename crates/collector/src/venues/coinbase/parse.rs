@@ -1,0 +1,272 @@
+//! Coinbase frames to normalized events. Strings are borrowed from the
+//! frame and prices parsed straight into exact decimals.
+
+use moat_common_types::model::{Bbo, Level, Trade};
+use moat_common_types::{Instrument, Side};
+use serde::Deserialize;
+
+use super::Symbols;
+use crate::venues::{Reject, json, price, qty};
+
+/// A `snapshot` or `l2update` in venue terms, ready for [`super::book::CoinbaseBook`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BookMessage {
+    pub instrument: Instrument,
+    pub snapshot: bool,
+    pub bids: Vec<Level>,
+    pub asks: Vec<Level>,
+    pub ts_exchange_ms: i64,
+}
+
+/// What one frame carried.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Frame {
+    Trade(Trade),
+    Bbo(Bbo),
+    Book(BookMessage),
+    /// A product is alive though quiet (`heartbeat`).
+    Heartbeat(Instrument),
+    /// Subscription answers and tickers without sizes.
+    Control,
+}
+
+#[derive(Deserialize)]
+struct Head<'a> {
+    #[serde(rename = "type")]
+    kind: &'a str,
+    #[serde(default)]
+    message: Option<String>,
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Match<'a> {
+    product_id: &'a str,
+    trade_id: u64,
+    price: &'a str,
+    size: &'a str,
+    /// The maker's side: the taker took the other one.
+    side: &'a str,
+    time: &'a str,
+}
+
+#[derive(Deserialize)]
+struct Ticker<'a> {
+    product_id: &'a str,
+    #[serde(default)]
+    sequence: Option<u64>,
+    best_bid: &'a str,
+    best_ask: &'a str,
+    #[serde(default)]
+    best_bid_size: Option<&'a str>,
+    #[serde(default)]
+    best_ask_size: Option<&'a str>,
+    #[serde(default)]
+    time: Option<&'a str>,
+}
+
+#[derive(Deserialize)]
+struct Snapshot<'a> {
+    product_id: &'a str,
+    #[serde(borrow)]
+    bids: Vec<[&'a str; 2]>,
+    #[serde(borrow)]
+    asks: Vec<[&'a str; 2]>,
+    #[serde(default)]
+    time: Option<&'a str>,
+}
+
+#[derive(Deserialize)]
+struct Update<'a> {
+    product_id: &'a str,
+    #[serde(borrow)]
+    changes: Vec<[&'a str; 3]>,
+    time: &'a str,
+}
+
+#[derive(Deserialize)]
+struct Heartbeat<'a> {
+    product_id: &'a str,
+}
+
+fn instrument(symbols: &Symbols, product_id: &str) -> Result<Instrument, Reject> {
+    symbols
+        .get(product_id)
+        .cloned()
+        .ok_or_else(|| Reject::new("unknown_symbol", product_id.to_owned()))
+}
+
+/// `2021-04-17T16:43:37.075687Z` in unix milliseconds.
+pub fn rfc3339_ms(text: &str) -> Result<i64, Reject> {
+    let bad = || Reject::new("number", format!("time '{text}' is not an RFC 3339 UTC timestamp"));
+    let b = text.as_bytes();
+    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' || b[16] != b':' {
+        return Err(bad());
+    }
+    let num = |range: std::ops::Range<usize>| text.get(range).and_then(|s| s.parse::<i64>().ok()).ok_or_else(bad);
+    let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (hour, minute, second) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 || second > 60 {
+        return Err(bad());
+    }
+    let rest = &text[19..];
+    let millis = match rest.strip_prefix('.') {
+        Some(frac) => {
+            let digits: String = frac.chars().take_while(char::is_ascii_digit).collect();
+            if digits.is_empty() || &frac[digits.len()..] != "Z" {
+                return Err(bad());
+            }
+            format!("{digits:0<3}")[..3].parse::<i64>().map_err(|_| bad())?
+        }
+        None if rest == "Z" => 0,
+        None => return Err(bad()),
+    };
+    // Days since 1970-01-01 of a civil date (Howard Hinnant's algorithm).
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Ok(((days * 24 + hour) * 60 + minute) * 60_000 + second * 1000 + millis)
+}
+
+fn levels(side: &'static str, raw: &[[&str; 2]]) -> Result<Vec<Level>, Reject> {
+    raw.iter()
+        .map(|[p, q]| {
+            Ok(Level {
+                price: price(side, p)?,
+                qty: qty(side, q)?,
+            })
+        })
+        .collect()
+}
+
+/// Parses one text frame received at `ts_recv_ms`.
+pub fn parse(symbols: &Symbols, frame: &str, ts_recv_ms: i64) -> Result<Frame, Reject> {
+    let head: Head<'_> = json(frame)?;
+    match head.kind {
+        "match" | "last_match" => {
+            let m: Match<'_> = json(frame)?;
+            Ok(Frame::Trade(Trade {
+                instrument: instrument(symbols, m.product_id)?,
+                trade_id: m.trade_id.to_string(),
+                price: price("price", m.price)?,
+                qty: qty("size", m.size)?,
+                side: match m.side {
+                    "buy" => Side::Sell,
+                    "sell" => Side::Buy,
+                    other => return Err(Reject::new("json", format!("side '{other}'"))),
+                },
+                ts_exchange_ms: rfc3339_ms(m.time)?,
+                ts_recv_ms,
+            }))
+        }
+        "ticker" => {
+            let t: Ticker<'_> = json(frame)?;
+            let instrument = instrument(symbols, t.product_id)?;
+            let (Some(bid_size), Some(ask_size)) = (t.best_bid_size, t.best_ask_size) else {
+                // The older feed sends no sizes: trades and the book carry it.
+                return Ok(Frame::Control);
+            };
+            let ts = t.time.map(rfc3339_ms).transpose()?.unwrap_or(ts_recv_ms);
+            Ok(Frame::Bbo(Bbo {
+                instrument,
+                sequence: t.sequence.unwrap_or(ts as u64),
+                bid: Level {
+                    price: price("best_bid", t.best_bid)?,
+                    qty: qty("best_bid_size", bid_size)?,
+                },
+                ask: Level {
+                    price: price("best_ask", t.best_ask)?,
+                    qty: qty("best_ask_size", ask_size)?,
+                },
+                ts_exchange_ms: ts,
+                ts_recv_ms,
+            }))
+        }
+        "snapshot" => {
+            let s: Snapshot<'_> = json(frame)?;
+            Ok(Frame::Book(BookMessage {
+                instrument: instrument(symbols, s.product_id)?,
+                snapshot: true,
+                bids: levels("bids", &s.bids)?,
+                asks: levels("asks", &s.asks)?,
+                ts_exchange_ms: s.time.map(rfc3339_ms).transpose()?.unwrap_or(ts_recv_ms),
+            }))
+        }
+        "l2update" => {
+            let u: Update<'_> = json(frame)?;
+            let (mut bids, mut asks) = (Vec::new(), Vec::new());
+            for [side, p, q] in &u.changes {
+                let level = Level {
+                    price: price("price", p)?,
+                    qty: qty("size", q)?,
+                };
+                match *side {
+                    "buy" => bids.push(level),
+                    "sell" => asks.push(level),
+                    other => return Err(Reject::new("json", format!("change side '{other}'"))),
+                }
+            }
+            Ok(Frame::Book(BookMessage {
+                instrument: instrument(symbols, u.product_id)?,
+                snapshot: false,
+                bids,
+                asks,
+                ts_exchange_ms: rfc3339_ms(u.time)?,
+            }))
+        }
+        "heartbeat" => {
+            let h: Heartbeat<'_> = json(frame)?;
+            Ok(Frame::Heartbeat(instrument(symbols, h.product_id)?))
+        }
+        "error" => Err(Reject::new(
+            "venue_error",
+            format!(
+                "{}: {}",
+                head.message.unwrap_or_default(),
+                head.reason.unwrap_or_default()
+            ),
+        )),
+        _ => Ok(Frame::Control),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_are_unix_milliseconds() {
+        assert_eq!(rfc3339_ms("1970-01-01T00:00:00Z").unwrap(), 0);
+        assert_eq!(rfc3339_ms("2021-04-17T16:43:37.075687Z").unwrap(), 1_618_677_817_075);
+        assert_eq!(rfc3339_ms("2024-02-29T12:34:56.5Z").unwrap(), 1_709_210_096_500);
+        assert_eq!(rfc3339_ms("2021-04-17 16:43:37Z").unwrap_err().reason, "number");
+        assert!(rfc3339_ms("2021-13-17T16:43:37Z").is_err());
+    }
+
+    #[test]
+    fn bad_input_is_rejected_by_reason_and_taker_side_is_the_other() {
+        let s = Symbols::new("coinbase", &["BTC-USD"]).unwrap();
+        let m = |px: &str, size: &str, product: &str| {
+            format!(
+                r#"{{"type":"match","trade_id":1,"price":"{px}","size":"{size}","side":"sell","product_id":"{product}","time":"2021-04-17T16:43:30.244075Z"}}"#
+            )
+        };
+        let Frame::Trade(t) = parse(&s, &m("100.5", "2", "BTC-USD"), 0).unwrap() else { panic!("not a trade") };
+        assert_eq!(t.side, Side::Buy, "a sell maker means a buying taker");
+        assert_eq!(parse(&s, &m("0", "2", "BTC-USD"), 0).unwrap_err().reason, "price");
+        assert_eq!(parse(&s, &m("1", "-2", "BTC-USD"), 0).unwrap_err().reason, "qty");
+        assert_eq!(parse(&s, &m("1", "2", "ETH-USD"), 0).unwrap_err().reason, "unknown_symbol");
+        assert_eq!(parse(&s, "[1,2", 0).unwrap_err().reason, "json");
+        assert_eq!(
+            parse(&s, r#"{"type":"error","message":"Failed to subscribe","reason":"BAD-PAIR is not a valid product"}"#, 0)
+                .unwrap_err()
+                .reason,
+            "venue_error"
+        );
+    }
+}
