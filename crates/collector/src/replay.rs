@@ -78,7 +78,12 @@ impl Recording {
                 continue;
             };
             // Coinbase: {"type":"subscribe","product_ids":[…]}.
-            for id in request["product_ids"].as_array().into_iter().flatten().filter_map(|v| v.as_str()) {
+            for id in request["product_ids"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|v| v.as_str())
+            {
                 if !symbols.iter().any(|s| s == id) {
                     symbols.push(id.to_owned());
                 }

@@ -5,12 +5,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::{SinkExt, StreamExt};
-use moat_common_types::model::{BookDelta, BookSnapshot, Gap};
+use moat_common_types::model::BookSnapshot;
 use moat_common_types::{MarketEvent, now_ms};
 use rand::Rng;
 use tokio::sync::mpsc;
-use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
 use super::book::BookSync;
@@ -119,7 +117,6 @@ fn request_snapshot(
 }
 
 struct Books<'a> {
-    venue: &'a BinanceVenue,
     sink: &'a dyn Sink,
     metrics: &'a Metrics,
     books: HashMap<String, BookSync>,
@@ -166,7 +163,6 @@ async fn session(
         request_snapshot(http, venue.depth_url(symbol), symbol.to_owned(), snap_tx.clone());
     }
     let mut books = Books {
-        venue,
         sink,
         metrics,
         books: HashMap::new(),

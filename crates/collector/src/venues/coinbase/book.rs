@@ -78,11 +78,17 @@ mod tests {
     fn updates_wait_for_a_snapshot_and_a_crossed_book_resyncs() {
         let mut sync = CoinbaseBook::default();
         assert_eq!(sync.on_message(&message(false, &[(99, 1)], &[])), BookOutcome::Stale);
-        assert_eq!(sync.on_message(&message(true, &[(99, 1)], &[(101, 1)])), BookOutcome::Applied);
+        assert_eq!(
+            sync.on_message(&message(true, &[(99, 1)], &[(101, 1)])),
+            BookOutcome::Applied
+        );
         assert_eq!(sync.on_message(&message(false, &[(100, 2)], &[])), BookOutcome::Applied);
         assert_eq!(sync.book.best_bid().unwrap().0, Decimal::from(100));
         let outcome = sync.on_message(&message(false, &[(102, 1)], &[]));
-        assert!(matches!(outcome, BookOutcome::Gap { reason: "crossed", .. }), "{outcome:?}");
+        assert!(
+            matches!(outcome, BookOutcome::Gap { reason: "crossed", .. }),
+            "{outcome:?}"
+        );
         assert!(!sync.is_synced() && sync.book.bids.is_empty());
     }
 }

@@ -256,16 +256,25 @@ mod tests {
                 r#"{{"type":"match","trade_id":1,"price":"{px}","size":"{size}","side":"sell","product_id":"{product}","time":"2021-04-17T16:43:30.244075Z"}}"#
             )
         };
-        let Frame::Trade(t) = parse(&s, &m("100.5", "2", "BTC-USD"), 0).unwrap() else { panic!("not a trade") };
+        let Frame::Trade(t) = parse(&s, &m("100.5", "2", "BTC-USD"), 0).unwrap() else {
+            panic!("not a trade")
+        };
         assert_eq!(t.side, Side::Buy, "a sell maker means a buying taker");
         assert_eq!(parse(&s, &m("0", "2", "BTC-USD"), 0).unwrap_err().reason, "price");
         assert_eq!(parse(&s, &m("1", "-2", "BTC-USD"), 0).unwrap_err().reason, "qty");
-        assert_eq!(parse(&s, &m("1", "2", "ETH-USD"), 0).unwrap_err().reason, "unknown_symbol");
+        assert_eq!(
+            parse(&s, &m("1", "2", "ETH-USD"), 0).unwrap_err().reason,
+            "unknown_symbol"
+        );
         assert_eq!(parse(&s, "[1,2", 0).unwrap_err().reason, "json");
         assert_eq!(
-            parse(&s, r#"{"type":"error","message":"Failed to subscribe","reason":"BAD-PAIR is not a valid product"}"#, 0)
-                .unwrap_err()
-                .reason,
+            parse(
+                &s,
+                r#"{"type":"error","message":"Failed to subscribe","reason":"BAD-PAIR is not a valid product"}"#,
+                0
+            )
+            .unwrap_err()
+            .reason,
             "venue_error"
         );
     }
