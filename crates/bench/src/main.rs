@@ -77,6 +77,8 @@ fn collector_parse(rows: &mut Vec<Row>) -> anyhow::Result<()> {
                         Frame::Trade(t) => MarketEvent::Trade(t),
                         Frame::Bbo(b) => MarketEvent::Bbo(b),
                         Frame::Candle(c) => MarketEvent::Candle(c),
+                        Frame::Funding(f) => MarketEvent::Funding(f),
+                        Frame::Liquidation(l) => MarketEvent::Liquidation(l),
                         Frame::Depth(_) | Frame::Control => continue,
                     };
                     bytes += moat_common_types::proto_conv::encode(&event).len();

@@ -35,6 +35,9 @@ pub struct VenueConfig {
     pub backoff_max_ms: u64,
     /// Reconnect before the venue's own connection limit (24 h on Binance).
     pub max_connection_age_ms: u64,
+    /// Open interest is polled over REST this often where the venue has no
+    /// stream for it (Binance futures); 0 turns polling off.
+    pub open_interest_interval_ms: u64,
 }
 
 impl Default for VenueConfig {
@@ -48,6 +51,7 @@ impl Default for VenueConfig {
             stale_after_ms: 30_000,
             backoff_max_ms: 30_000,
             max_connection_age_ms: 23 * 3600 * 1000,
+            open_interest_interval_ms: 60_000,
         }
     }
 }

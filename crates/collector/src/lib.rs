@@ -103,6 +103,8 @@ pub fn venue_connector(venue: &config::VenueConfig) -> anyhow::Result<VenueConne
         stale_after,
         max_connection_age,
         backoff_max,
+        open_interest_every: (venue.open_interest_interval_ms > 0)
+            .then(|| Duration::from_millis(venue.open_interest_interval_ms)),
     }))
 }
 

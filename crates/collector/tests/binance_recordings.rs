@@ -104,7 +104,7 @@ fn replay(symbols: &Symbols, flavor: Flavor, inputs: &[(f64, Input)], skip_frame
                     }
                     record(&mut r, &symbol, outcome);
                 }
-                Frame::Control => {}
+                Frame::Funding(_) | Frame::Liquidation(_) | Frame::Control => {}
             },
         }
     }

@@ -12,7 +12,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::book::BookSync;
-use super::parse::{DepthDiff, Frame, Snapshot, parse, parse_snapshot};
+use super::parse::{DepthDiff, Frame, Snapshot, parse, parse_open_interest, parse_snapshot};
 use super::{Flavor, Symbols};
 use crate::metrics::Metrics;
 use crate::sink::Sink;
@@ -32,6 +32,8 @@ pub struct BinanceVenue {
     /// Binance closes connections after 24 h; reconnect before that.
     pub max_connection_age: Duration,
     pub backoff_max: Duration,
+    /// How often open interest is polled over REST (futures only).
+    pub open_interest_every: Option<Duration>,
 }
 
 impl BinanceVenue {
@@ -41,12 +43,17 @@ impl BinanceVenue {
             .venue_symbols()
             .flat_map(|s| {
                 let s = s.to_ascii_lowercase();
-                [
+                let mut streams = vec![
                     format!("{s}@aggTrade"),
                     format!("{s}@depth@100ms"),
                     format!("{s}@bookTicker"),
                     format!("{s}@kline_1m"),
-                ]
+                ];
+                if self.symbols.flavor == Flavor::Futures {
+                    streams.push(format!("{s}@markPrice@1s"));
+                    streams.push(format!("{s}@forceOrder"));
+                }
+                streams
             })
             .collect();
         streams.sort();
@@ -54,6 +61,13 @@ impl BinanceVenue {
             "{}/stream?streams={}",
             self.ws_url.trim_end_matches('/'),
             streams.join("/")
+        )
+    }
+
+    fn open_interest_url(&self, symbol: &str) -> String {
+        format!(
+            "{}/fapi/v1/openInterest?symbol={symbol}",
+            self.rest_url.trim_end_matches('/')
         )
     }
 
@@ -168,6 +182,9 @@ async fn session(
         books: HashMap::new(),
     };
     let deadline = tokio::time::Instant::now() + venue.max_connection_age;
+    let poll_open_interest = venue.symbols.flavor == Flavor::Futures && venue.open_interest_every.is_some();
+    let mut open_interest = tokio::time::interval(venue.open_interest_every.unwrap_or(Duration::from_secs(3600)));
+    let (oi_tx, mut oi_rx) = mpsc::channel(64);
     let result = loop {
         tokio::select! {
             () = shutdown.cancelled() => {
@@ -175,6 +192,24 @@ async fn session(
                 break Ok(());
             }
             () = tokio::time::sleep_until(deadline) => break Ok(()),
+            _ = open_interest.tick(), if poll_open_interest => {
+                for symbol in venue.symbols.venue_symbols() {
+                    let (http, url, symbols, sink_tx) = (http.clone(), venue.open_interest_url(symbol), venue.symbols.clone(), oi_tx.clone());
+                    tokio::spawn(async move {
+                        let answer = async {
+                            let response = http.get(&url).send().await.map_err(|e| format!("GET {url}: {e}"))?;
+                            let body = response.text().await.map_err(|e| format!("GET {url}: {e}"))?;
+                            parse_open_interest(&symbols, &body, now_ms()).map_err(|e| format!("GET {url}: {e}"))
+                        }
+                        .await;
+                        let _ = sink_tx.send(answer).await;
+                    });
+                }
+            }
+            Some(answer) = oi_rx.recv() => match answer {
+                Ok(oi) => sink.emit(MarketEvent::OpenInterest(oi)),
+                Err(error) => tracing::debug!(%exchange, %error, "open interest poll failed"),
+            },
             snapshot = snap_rx.recv() => {
                 let Some((symbol, result)) = snapshot else { continue };
                 let snapshot = match result {
@@ -226,6 +261,8 @@ async fn session(
                         sink.emit(MarketEvent::Bbo(b));
                     }
                     Ok(Frame::Candle(c)) => sink.emit(MarketEvent::Candle(c)),
+                    Ok(Frame::Funding(f)) => sink.emit(MarketEvent::Funding(f)),
+                    Ok(Frame::Liquidation(l)) => sink.emit(MarketEvent::Liquidation(l)),
                     Ok(Frame::Depth(diff)) => {
                         status.touch(&diff.instrument.symbol, now);
                         let symbol = diff.instrument.venue_symbol.clone();

@@ -1,7 +1,7 @@
 //! Binance frames to normalized events. Strings are borrowed from the frame
 //! and prices parsed straight into exact decimals.
 
-use moat_common_types::model::{Bbo, Candle, Level, Trade};
+use moat_common_types::model::{Bbo, Candle, Funding, Level, Liquidation, OpenInterest, Trade};
 use moat_common_types::{Instrument, Side};
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -31,6 +31,10 @@ pub enum Frame {
     Bbo(Bbo),
     Depth(DepthDiff),
     Candle(Candle),
+    /// `markPrice@1s` (futures): funding rate and mark price.
+    Funding(Funding),
+    /// `forceOrder` (futures): a liquidation order.
+    Liquidation(Liquidation),
     /// Subscription answers and other control frames.
     Control,
 }
@@ -206,7 +210,90 @@ pub fn parse(symbols: &Symbols, frame: &str, ts_recv_ms: i64) -> Result<Frame, R
             ts_recv_ms,
         }));
     }
+    if kind.starts_with("markPrice") {
+        let m: MarkPrice<'_> = json(data)?;
+        return Ok(Frame::Funding(Funding {
+            instrument: instrument(m.s)?,
+            funding_rate: crate::venues::number("r", m.r)?,
+            mark_price: price("p", m.p)?,
+            index_price: m.i.map(|i| price("i", i)).transpose()?,
+            next_funding_ms: m.T,
+            ts_exchange_ms: m.E,
+            ts_recv_ms,
+        }));
+    }
+    if kind == "forceOrder" {
+        let f: ForceOrder<'_> = json(data)?;
+        let o = f.o;
+        return Ok(Frame::Liquidation(Liquidation {
+            instrument: instrument(o.s)?,
+            side: match o.S {
+                "BUY" => Side::Buy,
+                "SELL" => Side::Sell,
+                other => return Err(Reject::new("json", format!("side '{other}'"))),
+            },
+            price: price("ap", o.ap.unwrap_or(o.p))?,
+            qty: qty("z", o.z.unwrap_or(o.q))?,
+            order_id: None,
+            ts_exchange_ms: o.T,
+            ts_recv_ms,
+        }));
+    }
     Err(Reject::new("unknown_stream", envelope.stream.to_owned()))
+}
+
+#[derive(Deserialize)]
+#[allow(non_snake_case)]
+struct MarkPrice<'a> {
+    E: i64,
+    s: &'a str,
+    p: &'a str,
+    #[serde(default)]
+    i: Option<&'a str>,
+    r: &'a str,
+    T: i64,
+}
+
+#[derive(Deserialize)]
+struct ForceOrder<'a> {
+    #[serde(borrow)]
+    o: ForceOrderBody<'a>,
+}
+
+#[derive(Deserialize)]
+#[allow(non_snake_case)]
+struct ForceOrderBody<'a> {
+    s: &'a str,
+    S: &'a str,
+    q: &'a str,
+    p: &'a str,
+    #[serde(default)]
+    ap: Option<&'a str>,
+    #[serde(default)]
+    z: Option<&'a str>,
+    T: i64,
+}
+
+#[derive(Deserialize)]
+#[allow(non_snake_case)]
+struct RawOpenInterest<'a> {
+    openInterest: &'a str,
+    symbol: &'a str,
+    time: i64,
+}
+
+/// A `/fapi/v1/openInterest` answer.
+pub fn parse_open_interest(symbols: &Symbols, body: &str, ts_recv_ms: i64) -> Result<OpenInterest, Reject> {
+    let o: RawOpenInterest<'_> = json(body)?;
+    Ok(OpenInterest {
+        instrument: symbols
+            .get(o.symbol)
+            .cloned()
+            .ok_or_else(|| Reject::new("unknown_symbol", o.symbol.to_owned()))?,
+        open_interest: qty("openInterest", o.openInterest)?,
+        ts_exchange_ms: o.time,
+        ts_recv_ms,
+    })
 }
 
 /// A REST depth snapshot: `lastUpdateId` and the levels.
@@ -244,6 +331,40 @@ pub fn parse_snapshot(body: &str) -> Result<Snapshot, Reject> {
 mod tests {
     use super::super::Flavor;
     use super::*;
+
+    #[test]
+    fn futures_funding_liquidations_and_open_interest() {
+        let s = Symbols::new("binance", Flavor::Futures, &["BTCUSDT"]).unwrap();
+        // Frames as Binance's USDⓈ-M documentation shows them.
+        let mark = r#"{"stream":"btcusdt@markPrice@1s","data":{"e":"markPriceUpdate","E":1562305380000,"s":"BTCUSDT","p":"11794.15000000","i":"11784.62659091","P":"11784.25641265","r":"0.00038167","T":1562306400000}}"#;
+        let Frame::Funding(f) = parse(&s, mark, 1).unwrap() else {
+            panic!("not funding")
+        };
+        assert_eq!(f.funding_rate.to_string(), "0.00038167");
+        assert_eq!(f.mark_price.to_string(), "11794.15000000");
+        assert_eq!(f.next_funding_ms, 1_562_306_400_000);
+        let liquidation = r#"{"stream":"btcusdt@forceOrder","data":{"e":"forceOrder","E":1568014460893,"o":{"s":"BTCUSDT","S":"SELL","o":"LIMIT","f":"IOC","q":"0.014","p":"9910","ap":"9910","X":"FILLED","l":"0.014","z":"0.014","T":1568014460893}}}"#;
+        let Frame::Liquidation(l) = parse(&s, liquidation, 1).unwrap() else {
+            panic!("not a liquidation")
+        };
+        assert_eq!(
+            (l.side, l.price.to_string(), l.qty.to_string()),
+            (Side::Sell, "9910".into(), "0.014".into())
+        );
+        let oi = parse_open_interest(
+            &s,
+            r#"{"openInterest":"10659.509","symbol":"BTCUSDT","time":1589437530011}"#,
+            1,
+        )
+        .unwrap();
+        assert_eq!(oi.open_interest.to_string(), "10659.509");
+        assert_eq!(
+            parse_open_interest(&s, r#"{"openInterest":"1","symbol":"ETHUSDT","time":1}"#, 1)
+                .unwrap_err()
+                .reason,
+            "unknown_symbol"
+        );
+    }
 
     fn symbols() -> Symbols {
         Symbols::new("binance", Flavor::Spot, &["NKNUSDT"]).unwrap()
