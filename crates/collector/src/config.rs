@@ -38,6 +38,10 @@ pub struct VenueConfig {
     /// Open interest is polled over REST this often where the venue has no
     /// stream for it (Binance futures); 0 turns polling off.
     pub open_interest_interval_ms: u64,
+    /// Symbols per WebSocket connection; more are spread over several
+    /// connections. 0 = the venue's limit (Binance spot 256 = 1024 streams,
+    /// futures 33 = 200 streams, OKX and Coinbase 100).
+    pub symbols_per_connection: usize,
 }
 
 impl Default for VenueConfig {
@@ -52,6 +56,7 @@ impl Default for VenueConfig {
             backoff_max_ms: 30_000,
             max_connection_age_ms: 23 * 3600 * 1000,
             open_interest_interval_ms: 60_000,
+            symbols_per_connection: 0,
         }
     }
 }

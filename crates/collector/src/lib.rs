@@ -62,8 +62,27 @@ impl VenueConnector {
     }
 }
 
-/// The connector of a configured venue.
+/// The connectors of a configured venue: one per shard of symbols, each
+/// shard within the venue's streams-per-connection limit.
+pub fn venue_connectors(venue: &config::VenueConfig) -> anyhow::Result<Vec<VenueConnector>> {
+    let per_connection = match venue.symbols_per_connection {
+        0 => venues::limits::limits(&venue.kind).symbols_per_connection,
+        n => n,
+    };
+    venues::limits::shards(&venue.symbols, per_connection)
+        .into_iter()
+        .map(|symbols| {
+            venue_connector(&config::VenueConfig {
+                symbols,
+                ..venue.clone()
+            })
+        })
+        .collect()
+}
+
+/// The connector of a configured venue, all its symbols on one connection.
 pub fn venue_connector(venue: &config::VenueConfig) -> anyhow::Result<VenueConnector> {
+    let limiter = venues::limits::ConnectionLimiter::for_kind(&venue.kind);
     let symbols: Vec<&str> = venue.symbols.iter().map(String::as_str).collect();
     let stale_after = Duration::from_millis(venue.stale_after_ms);
     let max_connection_age = Duration::from_millis(venue.max_connection_age_ms);
@@ -77,6 +96,7 @@ pub fn venue_connector(venue: &config::VenueConfig) -> anyhow::Result<VenueConne
             stale_after,
             max_connection_age,
             backoff_max,
+            limiter: limiter.clone(),
         }));
     }
     if venue.kind == "coinbase" {
@@ -88,6 +108,7 @@ pub fn venue_connector(venue: &config::VenueConfig) -> anyhow::Result<VenueConne
             stale_after,
             max_connection_age,
             backoff_max,
+            limiter: limiter.clone(),
         }));
     }
     let flavor = match venue.kind.as_str() {
@@ -103,6 +124,7 @@ pub fn venue_connector(venue: &config::VenueConfig) -> anyhow::Result<VenueConne
         stale_after,
         max_connection_age,
         backoff_max,
+        limiter,
         open_interest_every: (venue.open_interest_interval_ms > 0)
             .then(|| Duration::from_millis(venue.open_interest_interval_ms)),
     }))
@@ -152,12 +174,20 @@ pub async fn run(config: CollectorConfig, http: TcpListener, shutdown: Cancellat
         });
     }
     for venue in &config.venues {
-        let connector = venue_connector(venue)?;
-        let status = StreamStatus::new(&venue.exchange);
-        venues.push(status.clone());
-        let sink: std::sync::Arc<dyn sink::Sink> = queue.clone();
-        let (metrics, token) = (metrics.clone(), shutdown.clone());
-        tasks.spawn(connector.run(sink, status, metrics, token));
+        let shards = venue_connectors(venue)?;
+        let sharded = shards.len() > 1;
+        for (i, connector) in shards.into_iter().enumerate() {
+            let name = if sharded {
+                format!("{}#{i}", venue.exchange)
+            } else {
+                venue.exchange.clone()
+            };
+            let status = StreamStatus::new(&name);
+            venues.push(status.clone());
+            let sink: std::sync::Arc<dyn sink::Sink> = queue.clone();
+            let (metrics, token) = (metrics.clone(), shutdown.clone());
+            tasks.spawn(connector.run(sink, status, metrics, token));
+        }
     }
     let publisher = tokio::spawn(run_publisher(
         js,

@@ -6,6 +6,7 @@
 
 pub mod binance;
 pub mod coinbase;
+pub mod limits;
 pub mod okx;
 
 use moat_common_types::Decimal;
@@ -77,6 +78,7 @@ pub(crate) fn qty(field: &'static str, value: &str) -> Result<Decimal, Reject> {
 /// minute starts the backoff over. Every venue's connector uses it.
 pub(crate) async fn reconnect_loop<F, Fut>(
     exchange: &str,
+    limiter: &limits::ConnectionLimiter,
     backoff_max: std::time::Duration,
     metrics: &crate::metrics::Metrics,
     shutdown: &tokio_util::sync::CancellationToken,
@@ -87,6 +89,10 @@ pub(crate) async fn reconnect_loop<F, Fut>(
 {
     let mut attempt = 0u32;
     while !shutdown.is_cancelled() {
+        tokio::select! {
+            () = limiter.acquire() => {}
+            () = shutdown.cancelled() => break,
+        }
         let started = std::time::Instant::now();
         let result = session().await;
         if shutdown.is_cancelled() {

@@ -32,6 +32,8 @@ pub struct BinanceVenue {
     /// Binance closes connections after 24 h; reconnect before that.
     pub max_connection_age: Duration,
     pub backoff_max: Duration,
+    /// Connection attempts to this venue, shared by every connection.
+    pub limiter: Arc<crate::venues::limits::ConnectionLimiter>,
     /// How often open interest is polled over REST (futures only).
     pub open_interest_every: Option<Duration>,
 }
@@ -102,9 +104,14 @@ pub async fn run(
         .build()
         .expect("a default HTTP client builds");
     let exchange = venue.symbols.exchange.clone();
-    reconnect_loop(&exchange, venue.backoff_max, &metrics, &shutdown, || {
-        session(&venue, &http, sink.as_ref(), &status, &metrics, &shutdown)
-    })
+    reconnect_loop(
+        &exchange,
+        &venue.limiter,
+        venue.backoff_max,
+        &metrics,
+        &shutdown,
+        || session(&venue, &http, sink.as_ref(), &status, &metrics, &shutdown),
+    )
     .await;
 }
 

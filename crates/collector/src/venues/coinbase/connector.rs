@@ -33,6 +33,8 @@ pub struct CoinbaseVenue {
     pub stale_after: Duration,
     pub max_connection_age: Duration,
     pub backoff_max: Duration,
+    /// Connection attempts to this venue, shared by every connection.
+    pub limiter: Arc<crate::venues::limits::ConnectionLimiter>,
 }
 
 impl CoinbaseVenue {
@@ -56,9 +58,14 @@ pub async fn run(
     shutdown: CancellationToken,
 ) {
     let exchange = venue.symbols.exchange.clone();
-    reconnect_loop(&exchange, venue.backoff_max, &metrics, &shutdown, || {
-        session(&venue, sink.as_ref(), &status, &metrics, &shutdown)
-    })
+    reconnect_loop(
+        &exchange,
+        &venue.limiter,
+        venue.backoff_max,
+        &metrics,
+        &shutdown,
+        || session(&venue, sink.as_ref(), &status, &metrics, &shutdown),
+    )
     .await;
 }
 
