@@ -219,3 +219,30 @@ pub(crate) fn publish_book(
         BookOutcome::Buffered | BookOutcome::Stale => false,
     }
 }
+
+/// A venue's WebSocket stream.
+pub(crate) type WsStream = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Connects to `url` within 10 s and sends `subscribe`, if any.
+pub(crate) async fn open(url: &str, subscribe: Option<String>) -> Result<WsStream, String> {
+    use futures::SinkExt;
+    let (mut ws, _) = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        tokio_tungstenite::connect_async(url),
+    )
+    .await
+    .map_err(|_| format!("connecting to {url}: no answer within 10 s"))?
+    .map_err(|e| format!("connecting to {url}: {e}"))?;
+    if let Some(message) = subscribe {
+        ws.send(tokio_tungstenite::tungstenite::Message::Text(message.into()))
+            .await
+            .map_err(|e| format!("subscribing on {url}: {e}"))?;
+    }
+    Ok(ws)
+}
+
+/// Counts a refused frame by reason and logs it, raw, at debug level.
+pub(crate) fn rejected(metrics: &crate::metrics::Metrics, exchange: &str, reject: &Reject, frame: &str) {
+    metrics.rejects.with_label_values(&[exchange, reject.reason]).inc();
+    tracing::debug!(exchange, reason = reject.reason, detail = %reject.detail, frame, "frame rejected");
+}

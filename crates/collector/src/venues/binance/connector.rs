@@ -17,7 +17,7 @@ use super::{Flavor, Symbols};
 use crate::metrics::Metrics;
 use crate::sink::Sink;
 use crate::status::StreamStatus;
-use crate::venues::{BookChange, BookOutcome, Incoming, next_text, publish_book, reconnect_loop};
+use crate::venues::{BookChange, BookOutcome, Incoming, next_text, open, publish_book, reconnect_loop, rejected};
 
 /// Where and what to connect.
 #[derive(Debug, Clone)]
@@ -172,10 +172,7 @@ async fn session(
 ) -> Result<(), String> {
     let url = venue.stream_url();
     let exchange = venue.symbols.exchange.clone();
-    let (mut ws, _) = tokio::time::timeout(Duration::from_secs(10), tokio_tungstenite::connect_async(&url))
-        .await
-        .map_err(|_| format!("connecting to {url}: no answer within 10 s"))?
-        .map_err(|e| format!("connecting to {url}: {e}"))?;
+    let mut ws = open(&url, None).await?;
     tracing::info!(%exchange, symbols = venue.symbols.venue_symbols().count(), "connected");
     status.set_connected(true);
 
@@ -280,10 +277,7 @@ async fn session(
                         }
                     }
                     Ok(Frame::Control) => {}
-                    Err(reject) => {
-                        metrics.rejects.with_label_values(&[exchange.as_str(), reject.reason]).inc();
-                        tracing::debug!(%exchange, reason = reject.reason, detail = %reject.detail, frame = %text, "frame rejected");
-                    }
+                    Err(reject) => rejected(metrics, &exchange, &reject, &text),
                 }
             }
         }

@@ -18,7 +18,7 @@ use super::parse::{Frame, parse};
 use crate::metrics::Metrics;
 use crate::sink::Sink;
 use crate::status::StreamStatus;
-use crate::venues::{BookChange, Incoming, next_text, publish_book, reconnect_loop};
+use crate::venues::{BookChange, Incoming, next_text, open, publish_book, reconnect_loop, rejected};
 
 /// The book channel: `level2_batch` is public; `level2` needs authentication
 /// on the current feed and carries the same messages.
@@ -78,13 +78,7 @@ async fn session(
 ) -> Result<(), String> {
     let url = &venue.ws_url;
     let exchange = venue.symbols.exchange.clone();
-    let (mut ws, _) = tokio::time::timeout(Duration::from_secs(10), tokio_tungstenite::connect_async(url))
-        .await
-        .map_err(|_| format!("connecting to {url}: no answer within 10 s"))?
-        .map_err(|e| format!("connecting to {url}: {e}"))?;
-    ws.send(Message::Text(venue.subscription().to_string().into()))
-        .await
-        .map_err(|e| format!("subscribing on {url}: {e}"))?;
+    let mut ws = open(url, Some(venue.subscription().to_string())).await?;
     tracing::info!(%exchange, products = venue.symbols.product_ids().count(), "connected and subscribed");
     status.set_connected(true);
 
@@ -139,10 +133,7 @@ async fn session(
                         }
                     }
                     Ok(Frame::Control) => {}
-                    Err(reject) => {
-                        metrics.rejects.with_label_values(&[exchange.as_str(), reject.reason]).inc();
-                        tracing::debug!(%exchange, reason = reject.reason, detail = %reject.detail, frame = %text, "frame rejected");
-                    }
+                    Err(reject) => rejected(metrics, &exchange, &reject, &text),
                 }
             }
         }

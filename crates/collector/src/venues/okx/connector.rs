@@ -18,7 +18,7 @@ use super::parse::{Frame, parse};
 use crate::metrics::Metrics;
 use crate::sink::Sink;
 use crate::status::StreamStatus;
-use crate::venues::{BookChange, Incoming, next_text, publish_book, reconnect_loop};
+use crate::venues::{BookChange, Incoming, next_text, open, publish_book, reconnect_loop, rejected};
 
 /// OKX closes a connection that sends nothing for 30 s: ping well before.
 const PING_EVERY: Duration = Duration::from_secs(20);
@@ -88,14 +88,8 @@ async fn session(
 ) -> Result<(), String> {
     let url = &venue.ws_url;
     let exchange = venue.symbols.exchange.clone();
-    let (mut ws, _) = tokio::time::timeout(Duration::from_secs(10), tokio_tungstenite::connect_async(url))
-        .await
-        .map_err(|_| format!("connecting to {url}: no answer within 10 s"))?
-        .map_err(|e| format!("connecting to {url}: {e}"))?;
     let subscribe = json!({"op": "subscribe", "args": venue.subscriptions()});
-    ws.send(Message::Text(subscribe.to_string().into()))
-        .await
-        .map_err(|e| format!("subscribing on {url}: {e}"))?;
+    let mut ws = open(url, Some(subscribe.to_string())).await?;
     tracing::info!(%exchange, instruments = venue.symbols.inst_ids().count(), "connected and subscribed");
     status.set_connected(true);
 
@@ -161,10 +155,7 @@ async fn session(
                         }
                     }
                     Ok(Frame::Control) => {}
-                    Err(reject) => {
-                        metrics.rejects.with_label_values(&[exchange.as_str(), reject.reason]).inc();
-                        tracing::debug!(%exchange, reason = reject.reason, detail = %reject.detail, frame = %text, "frame rejected");
-                    }
+                    Err(reject) => rejected(metrics, &exchange, &reject, &text),
                 }
             }
         }
