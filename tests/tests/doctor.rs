@@ -259,6 +259,19 @@ async fn doctor_passes_on_a_healthy_stack_and_names_what_breaks() {
     assert_eq!(code, Some(0), "{err}");
     assert_eq!(out.lines().filter(|l| l.starts_with("trade sim ")).count(), 3, "{out}");
 
+    // `moat status`: every service up, the sim venue connected with a rate.
+    let out = Command::new(bin("moat"))
+        .args(["status", "--json"])
+        .args(&base[0..9])
+        .output()
+        .unwrap();
+    let status: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {out:?}"));
+    for service in status["services"].as_array().unwrap() {
+        assert_eq!(service["state"], "up", "{service}");
+    }
+    assert_eq!(status["venues"][0]["connected"], true, "{status}");
+    assert!(status["events_per_second"]["sim"].as_f64().unwrap() > 0.0, "{status}");
+
     // A wrong token is reported as such.
     let (code, report) = run(args("not-the-token")).await;
     assert_ne!(code, 0);
