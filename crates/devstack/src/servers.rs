@@ -35,9 +35,17 @@ pub struct Nats {
 }
 
 impl Nats {
-    /// Starts on free ports with JetStream data under `dir`.
+    /// Starts on free ports with JetStream data under `dir`. A port is free
+    /// when chosen but another process may take it before the server binds
+    /// it (tests start many servers at once): then it tries fresh ports.
     pub fn start(dir: &Path) -> Result<Nats> {
-        Nats::start_on(dir, free_port(), free_port())
+        let mut attempt = 0;
+        loop {
+            match Nats::start_on(dir, free_port(), free_port()) {
+                Err(e) if e.contains("address already in use") && attempt < 4 => attempt += 1,
+                result => return result,
+            }
+        }
     }
 
     pub fn start_on(dir: &Path, port: u16, monitor_port: u16) -> Result<Nats> {
@@ -73,10 +81,20 @@ impl Nats {
             .arg("-sd")
             .arg(self.dir.join("jetstream"));
         let mut process = ManagedProcess::spawn("nats-server", cmd, &self.dir.join("nats.log"))?;
-        if let Err(e) = wait_http_ok(&self.monitor_addr(), "/healthz?js-enabled-only=true", START_TIMEOUT) {
-            let tail = process.log_tail(20);
-            process.kill();
-            return Err(format!("nats-server did not become healthy: {e}\n{tail}"));
+        let started = std::time::Instant::now();
+        loop {
+            let probe = wait_http_ok(
+                &self.monitor_addr(),
+                "/healthz?js-enabled-only=true",
+                std::time::Duration::from_millis(250),
+            );
+            let Err(e) = probe else { break };
+            // A server that exited (a port taken, a bad flag) will not come up.
+            if !process.is_running() || started.elapsed() > START_TIMEOUT {
+                let tail = process.log_tail(20);
+                process.kill();
+                return Err(format!("nats-server did not become healthy: {e}\n{tail}"));
+            }
         }
         self.process = Some(process);
         Ok(())
