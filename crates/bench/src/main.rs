@@ -629,7 +629,7 @@ async fn rpc_proxy(rows: &mut Vec<Row>, nats_url: &str) -> anyhow::Result<()> {
         ),
         ratio: percentile(&proxied, 0.5).as_secs_f64() / percentile(&direct, 0.5).as_secs_f64(),
     });
-    match Nginx::start(port) {
+    match Nginx::start(port).await {
         Ok(nginx) => {
             let through_nginx = format!("http://127.0.0.1:{}/", nginx.port);
             let (nginx_rps, nginx_lat) = throughput(&http, through_nginx, None, &body).await?;
@@ -703,7 +703,7 @@ struct Nginx {
 }
 
 impl Nginx {
-    fn start(upstream_port: u16) -> anyhow::Result<Nginx> {
+    async fn start(upstream_port: u16) -> anyhow::Result<Nginx> {
         let binary = std::env::var("MOAT_BENCH_NGINX").unwrap_or_default();
         anyhow::ensure!(!binary.is_empty(), "nginx is not installed (apt-get install nginx)");
         let dir = tempfile::Builder::new().prefix("moat-bench-nginx-").tempdir()?;
@@ -738,9 +738,9 @@ impl Nginx {
             .spawn()?;
         let nginx = Nginx { child, port, _dir: dir };
         let started = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
             anyhow::ensure!(started.elapsed() < Duration::from_secs(10), "nginx did not start");
-            std::thread::sleep(Duration::from_millis(20));
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
         Ok(nginx)
     }

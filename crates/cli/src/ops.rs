@@ -286,7 +286,7 @@ pub async fn consumer_lag(nats: &str, consumer: &str) -> Result<(u64, usize), St
         .await
         .map_err(|e| error_chain(&e))?;
     let js = async_nats::jetstream::new(client);
-    let mut stream = js
+    let stream = js
         .get_stream(moat_common_types::subject::STREAM)
         .await
         .map_err(|e| e.to_string())?;
@@ -295,7 +295,6 @@ pub async fn consumer_lag(nats: &str, consumer: &str) -> Result<(u64, usize), St
         .await
         .map_err(|e| format!("consumer {consumer}: {e}"))?;
     let info = consumer.info().await.map_err(|e| e.to_string())?;
-    let _ = &mut stream;
     Ok((info.num_pending, info.num_ack_pending))
 }
 

@@ -47,9 +47,8 @@ impl Default for ServerTimeouts {
 }
 
 /// What a connection's watchdog sees: bytes read, requests in flight.
-#[derive(Default)]
 struct Activity {
-    epoch: Option<Instant>,
+    epoch: Instant,
     /// Milliseconds since `epoch` of the last read that returned bytes.
     last_read_ms: AtomicU64,
     /// Milliseconds since `epoch` of the first byte read while no request
@@ -61,14 +60,16 @@ struct Activity {
 impl Activity {
     fn new() -> Activity {
         Activity {
-            epoch: Some(Instant::now()),
-            ..Activity::default()
+            epoch: Instant::now(),
+            last_read_ms: AtomicU64::new(0),
+            head_started_ms: AtomicU64::new(0),
+            in_flight: AtomicUsize::new(0),
         }
     }
 
     fn now_ms(&self) -> u64 {
         // +1 so that 0 keeps meaning "not set".
-        self.epoch.map_or(0, |e| e.elapsed().as_millis() as u64) + 1
+        self.epoch.elapsed().as_millis() as u64 + 1
     }
 
     fn read(&self) {

@@ -231,8 +231,9 @@ pub fn parse(symbols: &Symbols, frame: &str, ts_recv_ms: i64) -> Result<Frame, R
             Ok(Frame::Funding(Funding {
                 instrument: instrument(symbols, f.inst_id)?,
                 funding_rate: number("fundingRate", f.funding_rate)?,
-                // The funding-rate channel carries no mark price: the
-                // connector fills it from `mark-price` when subscribed.
+                // The funding-rate channel carries no mark price; zero
+                // stands for "not sent" (OKX publishes it on `mark-price`,
+                // which moat does not subscribe yet).
                 mark_price: moat_common_types::Decimal::ZERO,
                 index_price: None,
                 next_funding_ms: f
