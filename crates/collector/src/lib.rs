@@ -88,7 +88,7 @@ pub fn venue_connector(venue: &config::VenueConfig) -> anyhow::Result<VenueConne
     let max_connection_age = Duration::from_millis(venue.max_connection_age_ms);
     let backoff_max = Duration::from_millis(venue.backoff_max_ms);
     if venue.kind == "okx" {
-        let symbols = venues::okx::Symbols::new(&venue.exchange, &symbols)
+        let symbols = venues::okx::symbols(&venue.exchange, &symbols)
             .map_err(|e| anyhow::anyhow!("venue {}: {e}", venue.exchange))?;
         return Ok(VenueConnector::Okx(venues::okx::connector::OkxVenue {
             symbols,
@@ -100,7 +100,7 @@ pub fn venue_connector(venue: &config::VenueConfig) -> anyhow::Result<VenueConne
         }));
     }
     if venue.kind == "coinbase" {
-        let symbols = venues::coinbase::Symbols::new(&venue.exchange, &symbols)
+        let symbols = venues::coinbase::symbols(&venue.exchange, &symbols)
             .map_err(|e| anyhow::anyhow!("venue {}: {e}", venue.exchange))?;
         return Ok(VenueConnector::Coinbase(venues::coinbase::connector::CoinbaseVenue {
             symbols,

@@ -8,9 +8,9 @@ mod common;
 use common::fixtures;
 use moat_collector::recording::{Record, parse_line};
 use moat_collector::venues::BookOutcome;
-use moat_collector::venues::coinbase::Symbols;
 use moat_collector::venues::coinbase::book::CoinbaseBook;
 use moat_collector::venues::coinbase::parse::{Frame, parse};
+use moat_collector::venues::coinbase::symbols;
 
 #[test]
 fn coinbase_recording_trades_and_books() {
@@ -34,7 +34,7 @@ fn coinbase_recording_trades_and_books() {
         }
     }
     let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
-    let symbols = Symbols::new("coinbase", &refs).unwrap();
+    let symbols = symbols("coinbase", &refs).unwrap();
 
     let mut trades = Vec::new();
     let mut books: HashMap<String, CoinbaseBook> = HashMap::new();

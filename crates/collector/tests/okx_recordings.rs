@@ -8,9 +8,9 @@ mod common;
 use common::fixtures;
 use moat_collector::recording::{Record, parse_line};
 use moat_collector::venues::BookOutcome;
-use moat_collector::venues::okx::Symbols;
 use moat_collector::venues::okx::book::OkxBook;
 use moat_collector::venues::okx::parse::{Frame, parse};
+use moat_collector::venues::okx::{Symbols, symbols};
 
 #[derive(Default)]
 struct Replay {
@@ -43,7 +43,7 @@ fn load() -> Option<(Symbols, Vec<String>)> {
         }
     }
     let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
-    Some((Symbols::new("okx", &refs).unwrap(), frames))
+    Some((symbols("okx", &refs).unwrap(), frames))
 }
 
 /// Replays `frames`; `corrupt` changes the checksum of that book frame (1-based).

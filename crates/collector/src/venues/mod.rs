@@ -9,9 +9,64 @@ pub mod coinbase;
 pub mod limits;
 pub mod okx;
 
-use moat_common_types::Decimal;
+use std::collections::HashMap;
+
 use moat_common_types::model::parse_decimal;
+use moat_common_types::{Decimal, Instrument, Market};
 use serde::Deserialize;
+
+/// A venue's subscribed instruments by the venue's own id (`BTC-USDT`,
+/// `UNI-USD-SWAP`), each with its normalized symbol.
+#[derive(Debug, Clone)]
+pub struct Instruments {
+    pub exchange: String,
+    by_venue: HashMap<String, Instrument>,
+}
+
+impl Instruments {
+    /// Normalizes every id in the market `market_of` gives it; an id that
+    /// cannot be normalized is an error naming it.
+    pub fn new(
+        exchange: &str,
+        ids: &[&str],
+        market_of: fn(&str) -> Market,
+    ) -> Result<Instruments, moat_common_types::Error> {
+        let mut by_venue = HashMap::new();
+        for id in ids {
+            let upper = id.to_ascii_uppercase();
+            let market = market_of(&upper);
+            let symbol = moat_common_types::symbol::normalize(&upper, market)?;
+            by_venue.insert(
+                upper.clone(),
+                Instrument {
+                    exchange: exchange.to_owned(),
+                    market,
+                    symbol: symbol.to_string(),
+                    venue_symbol: upper,
+                },
+            );
+        }
+        Ok(Instruments {
+            exchange: exchange.to_owned(),
+            by_venue,
+        })
+    }
+
+    pub fn get(&self, id: &str) -> Option<&Instrument> {
+        self.by_venue.get(id)
+    }
+
+    pub fn ids(&self) -> impl Iterator<Item = &str> {
+        self.by_venue.keys().map(String::as_str)
+    }
+
+    /// The instrument of a subscribed id, or an `unknown_symbol` reject.
+    pub(crate) fn instrument(&self, id: &str) -> Result<Instrument, Reject> {
+        self.get(id)
+            .cloned()
+            .ok_or_else(|| Reject::new("unknown_symbol", id.to_owned()))
+    }
+}
 
 /// Why a frame was not published: a bounded set of metric labels.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

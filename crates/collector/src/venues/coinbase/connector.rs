@@ -39,7 +39,7 @@ pub struct CoinbaseVenue {
 
 impl CoinbaseVenue {
     pub fn subscription(&self) -> serde_json::Value {
-        let mut ids: Vec<&str> = self.symbols.product_ids().collect();
+        let mut ids: Vec<&str> = self.symbols.ids().collect();
         ids.sort_unstable();
         json!({
             "type": "subscribe",
@@ -79,7 +79,7 @@ async fn session(
     let url = &venue.ws_url;
     let exchange = venue.symbols.exchange.clone();
     let mut ws = open(url, Some(venue.subscription().to_string())).await?;
-    tracing::info!(%exchange, products = venue.symbols.product_ids().count(), "connected and subscribed");
+    tracing::info!(%exchange, products = venue.symbols.ids().count(), "connected and subscribed");
     status.set_connected(true);
 
     let mut books: HashMap<String, CoinbaseBook> = HashMap::new();

@@ -90,13 +90,6 @@ struct Heartbeat<'a> {
     product_id: &'a str,
 }
 
-fn instrument(symbols: &Symbols, product_id: &str) -> Result<Instrument, Reject> {
-    symbols
-        .get(product_id)
-        .cloned()
-        .ok_or_else(|| Reject::new("unknown_symbol", product_id.to_owned()))
-}
-
 /// `2021-04-17T16:43:37.075687Z` in unix milliseconds.
 pub fn rfc3339_ms(text: &str) -> Result<i64, Reject> {
     let bad = || Reject::new("number", format!("time '{text}' is not an RFC 3339 UTC timestamp"));
@@ -151,7 +144,7 @@ pub fn parse(symbols: &Symbols, frame: &str, ts_recv_ms: i64) -> Result<Frame, R
         "match" | "last_match" => {
             let m: Match<'_> = json(frame)?;
             Ok(Frame::Trade(Trade {
-                instrument: instrument(symbols, m.product_id)?,
+                instrument: symbols.instrument(m.product_id)?,
                 trade_id: m.trade_id.to_string(),
                 price: price("price", m.price)?,
                 qty: qty("size", m.size)?,
@@ -166,7 +159,7 @@ pub fn parse(symbols: &Symbols, frame: &str, ts_recv_ms: i64) -> Result<Frame, R
         }
         "ticker" => {
             let t: Ticker<'_> = json(frame)?;
-            let instrument = instrument(symbols, t.product_id)?;
+            let instrument = symbols.instrument(t.product_id)?;
             let (Some(bid_size), Some(ask_size)) = (t.best_bid_size, t.best_ask_size) else {
                 // The older feed sends no sizes: trades and the book carry it.
                 return Ok(Frame::Control);
@@ -190,7 +183,7 @@ pub fn parse(symbols: &Symbols, frame: &str, ts_recv_ms: i64) -> Result<Frame, R
         "snapshot" => {
             let s: Snapshot<'_> = json(frame)?;
             Ok(Frame::Book(BookMessage {
-                instrument: instrument(symbols, s.product_id)?,
+                instrument: symbols.instrument(s.product_id)?,
                 snapshot: true,
                 bids: levels("bids", &s.bids)?,
                 asks: levels("asks", &s.asks)?,
@@ -212,7 +205,7 @@ pub fn parse(symbols: &Symbols, frame: &str, ts_recv_ms: i64) -> Result<Frame, R
                 }
             }
             Ok(Frame::Book(BookMessage {
-                instrument: instrument(symbols, u.product_id)?,
+                instrument: symbols.instrument(u.product_id)?,
                 snapshot: false,
                 bids,
                 asks,
@@ -221,7 +214,7 @@ pub fn parse(symbols: &Symbols, frame: &str, ts_recv_ms: i64) -> Result<Frame, R
         }
         "heartbeat" => {
             let h: Heartbeat<'_> = json(frame)?;
-            Ok(Frame::Heartbeat(instrument(symbols, h.product_id)?))
+            Ok(Frame::Heartbeat(symbols.instrument(h.product_id)?))
         }
         "error" => Err(Reject::new(
             "venue_error",
@@ -238,6 +231,7 @@ pub fn parse(symbols: &Symbols, frame: &str, ts_recv_ms: i64) -> Result<Frame, R
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::venues::coinbase::symbols;
 
     #[test]
     fn times_are_unix_milliseconds() {
@@ -250,7 +244,7 @@ mod tests {
 
     #[test]
     fn bad_input_is_rejected_by_reason_and_taker_side_is_the_other() {
-        let s = Symbols::new("coinbase", &["BTC-USD"]).unwrap();
+        let s = symbols("coinbase", &["BTC-USD"]).unwrap();
         let m = |px: &str, size: &str, product: &str| {
             format!(
                 r#"{{"type":"match","trade_id":1,"price":"{px}","size":"{size}","side":"sell","product_id":"{product}","time":"2021-04-17T16:43:30.244075Z"}}"#

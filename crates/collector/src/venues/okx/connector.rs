@@ -40,7 +40,7 @@ impl OkxVenue {
     /// The subscription arguments: trades, tickers and books for every
     /// instrument; funding and open interest for swaps and futures.
     pub fn subscriptions(&self) -> Vec<serde_json::Value> {
-        let mut ids: Vec<&str> = self.symbols.inst_ids().collect();
+        let mut ids: Vec<&str> = self.symbols.ids().collect();
         ids.sort_unstable();
         let mut args = Vec::new();
         for id in ids {
@@ -90,7 +90,7 @@ async fn session(
     let exchange = venue.symbols.exchange.clone();
     let subscribe = json!({"op": "subscribe", "args": venue.subscriptions()});
     let mut ws = open(url, Some(subscribe.to_string())).await?;
-    tracing::info!(%exchange, instruments = venue.symbols.inst_ids().count(), "connected and subscribed");
+    tracing::info!(%exchange, instruments = venue.symbols.ids().count(), "connected and subscribed");
     status.set_connected(true);
 
     let mut books: HashMap<String, OkxBook> = HashMap::new();

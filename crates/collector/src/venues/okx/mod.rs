@@ -8,10 +8,7 @@ pub mod book;
 pub mod connector;
 pub mod parse;
 
-use std::collections::HashMap;
-
-use moat_common_types::symbol::normalize;
-use moat_common_types::{Instrument, Market};
+use moat_common_types::Market;
 
 /// The market an OKX instrument id belongs to: `-SWAP` perpetuals, a
 /// `-YYMMDD` suffix for dated futures, spot otherwise.
@@ -26,45 +23,12 @@ pub fn market_of(inst_id: &str) -> Market {
     }
 }
 
-/// The subscribed instruments by OKX instrument id.
-#[derive(Debug, Clone)]
-pub struct Symbols {
-    pub exchange: String,
-    by_venue: HashMap<String, Instrument>,
-}
+/// OKX's instruments by instrument id.
+pub type Symbols = crate::venues::Instruments;
 
-impl Symbols {
-    /// Builds the map for ids such as `BTC-USDT` or `UNI-USD-SWAP`; an id
-    /// that cannot be normalized is an error naming it.
-    pub fn new(exchange: &str, inst_ids: &[&str]) -> Result<Symbols, moat_common_types::Error> {
-        let mut by_venue = HashMap::new();
-        for id in inst_ids {
-            let upper = id.to_ascii_uppercase();
-            let market = market_of(&upper);
-            let symbol = normalize(&upper, market)?;
-            by_venue.insert(
-                upper.clone(),
-                Instrument {
-                    exchange: exchange.to_owned(),
-                    market,
-                    symbol: symbol.to_string(),
-                    venue_symbol: upper,
-                },
-            );
-        }
-        Ok(Symbols {
-            exchange: exchange.to_owned(),
-            by_venue,
-        })
-    }
-
-    pub fn get(&self, inst_id: &str) -> Option<&Instrument> {
-        self.by_venue.get(inst_id)
-    }
-
-    pub fn inst_ids(&self) -> impl Iterator<Item = &str> {
-        self.by_venue.keys().map(String::as_str)
-    }
+/// The instruments of OKX ids such as `BTC-USDT` or `UNI-USD-SWAP`.
+pub fn symbols(exchange: &str, inst_ids: &[&str]) -> Result<Symbols, moat_common_types::Error> {
+    Symbols::new(exchange, inst_ids, market_of)
 }
 
 #[cfg(test)]
@@ -73,12 +37,12 @@ mod tests {
 
     #[test]
     fn instrument_ids_normalize_by_market() {
-        let s = Symbols::new("okx", &["BTC-USDT", "UNI-USD-SWAP", "BTC-USD-220527"]).unwrap();
+        let s = symbols("okx", &["BTC-USDT", "UNI-USD-SWAP", "BTC-USD-220527"]).unwrap();
         assert_eq!(s.get("BTC-USDT").unwrap().symbol, "BTC-USDT");
         assert_eq!(s.get("UNI-USD-SWAP").unwrap().symbol, "UNI-USD-PERP");
         assert_eq!(s.get("UNI-USD-SWAP").unwrap().market, Market::Perp);
         assert_eq!(s.get("BTC-USD-220527").unwrap().symbol, "BTC-USD-220527");
         assert_eq!(s.get("BTC-USD-220527").unwrap().market, Market::Future);
-        assert!(Symbols::new("okx", &["NOT-A-PAIR-AT-ALL"]).is_err());
+        assert!(symbols("okx", &["NOT-A-PAIR-AT-ALL"]).is_err());
     }
 }

@@ -121,13 +121,6 @@ fn millis(field: &'static str, value: &str) -> Result<i64, Reject> {
         .map_err(|_| Reject::new("number", format!("{field}: '{value}' is not a millisecond timestamp")))
 }
 
-fn instrument(symbols: &Symbols, inst_id: &str) -> Result<Instrument, Reject> {
-    symbols
-        .get(inst_id)
-        .cloned()
-        .ok_or_else(|| Reject::new("unknown_symbol", inst_id.to_owned()))
-}
-
 fn levels(side: &'static str, raw: &[Vec<&str>]) -> Result<Vec<Level>, Reject> {
     raw.iter()
         .map(|level| match level.as_slice() {
@@ -168,7 +161,7 @@ pub fn parse(symbols: &Symbols, frame: &str, ts_recv_ms: i64) -> Result<Frame, R
                 .iter()
                 .map(|t| {
                     Ok(Trade {
-                        instrument: instrument(symbols, t.inst_id)?,
+                        instrument: symbols.instrument(t.inst_id)?,
                         trade_id: t.trade_id.to_owned(),
                         price: price("px", t.px)?,
                         qty: qty("sz", t.sz)?,
@@ -189,7 +182,7 @@ pub fn parse(symbols: &Symbols, frame: &str, ts_recv_ms: i64) -> Result<Frame, R
             let t = raw.first().ok_or_else(|| Reject::new("json", "empty tickers data"))?;
             let ts = millis("ts", t.ts)?;
             Ok(Frame::Bbo(Bbo {
-                instrument: instrument(symbols, t.inst_id)?,
+                instrument: symbols.instrument(t.inst_id)?,
                 // Tickers carry no sequence; the exchange time orders them.
                 sequence: ts as u64,
                 bid: Level {
@@ -209,7 +202,7 @@ pub fn parse(symbols: &Symbols, frame: &str, ts_recv_ms: i64) -> Result<Frame, R
             let raw: Vec<RawBook<'_>> = json(data.get())?;
             let b = raw.first().ok_or_else(|| Reject::new("json", "empty books data"))?;
             Ok(Frame::Book(BookMessage {
-                instrument: instrument(symbols, inst_id)?,
+                instrument: symbols.instrument(inst_id)?,
                 snapshot: envelope.action == Some("snapshot"),
                 bids: levels("bids", &b.bids)?,
                 asks: levels("asks", &b.asks)?,
@@ -229,7 +222,7 @@ pub fn parse(symbols: &Symbols, frame: &str, ts_recv_ms: i64) -> Result<Frame, R
                 None => ts_recv_ms,
             };
             Ok(Frame::Funding(Funding {
-                instrument: instrument(symbols, f.inst_id)?,
+                instrument: symbols.instrument(f.inst_id)?,
                 funding_rate: number("fundingRate", f.funding_rate)?,
                 // The funding-rate channel carries no mark price; zero
                 // stands for "not sent" (OKX publishes it on `mark-price`,
@@ -251,7 +244,7 @@ pub fn parse(symbols: &Symbols, frame: &str, ts_recv_ms: i64) -> Result<Frame, R
                 .first()
                 .ok_or_else(|| Reject::new("json", "empty open-interest data"))?;
             Ok(Frame::OpenInterest(OpenInterest {
-                instrument: instrument(symbols, o.inst_id)?,
+                instrument: symbols.instrument(o.inst_id)?,
                 open_interest: qty("oi", o.oi)?,
                 ts_exchange_ms: millis("ts", o.ts)?,
                 ts_recv_ms,
@@ -266,7 +259,7 @@ mod tests {
     use super::*;
 
     fn symbols() -> Symbols {
-        Symbols::new("okx", &["BTC-USDT", "BTC-USDT-SWAP"]).unwrap()
+        super::super::symbols("okx", &["BTC-USDT", "BTC-USDT-SWAP"]).unwrap()
     }
 
     #[test]
