@@ -5,6 +5,8 @@
 //! their URLs in `MOAT_TEST_*`; without them (a plain `cargo test`) each
 //! test starts the servers it needs through `moat-devstack`.
 
+pub mod stack;
+
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};

@@ -24,7 +24,12 @@ pub struct Deps {
     pub tokens_file: PathBuf,
     /// The local EVM node serving chain `ethereum`, when Node.js is there.
     pub ethereum_upstream: Option<String>,
+    /// The local exchange (`moat-collector exchange`), host:port.
+    pub exchange: String,
 }
+
+/// Symbols the local exchange generates, as `SYMBOL=starting price`.
+pub const EXCHANGE_SYMBOLS: &[&str] = &["BTCUSDT=60000.00", "ETHUSDT=3000.00", "SOLUSDT=150.000"];
 
 pub const SERVICES: &[Service] = &[
     Service {
@@ -56,11 +61,20 @@ pub const SERVICES: &[Service] = &[
         name: "collector",
         binary: "moat-collector",
         health: "127.0.0.1:8080",
-        endpoints: "HTTP http://127.0.0.1:8080/health, /status (simulated feed)",
+        endpoints: "HTTP http://127.0.0.1:8080/health, /status (venue `local`)",
         env: |deps| {
+            let symbols: Vec<String> = EXCHANGE_SYMBOLS
+                .iter()
+                .map(|s| format!("\"{}\"", s.split('=').next().unwrap_or_default()))
+                .collect();
+            let venue = format!(
+                "[{{kind=\"binance\",exchange=\"local\",ws_url=\"ws://{addr}\",rest_url=\"http://{addr}\",symbols=[{}],open_interest_interval_ms=0}}]",
+                symbols.join(","),
+                addr = deps.exchange
+            );
             vec![
                 ("MOAT_COLLECTOR__NATS__URL".into(), deps.nats_url.clone()),
-                ("MOAT_COLLECTOR__SIM__ENABLED".into(), "true".into()),
+                ("MOAT_COLLECTOR__VENUES".into(), venue),
             ]
         },
     },

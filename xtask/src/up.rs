@@ -8,7 +8,7 @@ use moat_devstack::{ClickHouse, ManagedProcess, Nats, Package, ensure_installed,
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
-use crate::stack::{Deps, SERVICES, binary, command};
+use crate::stack::{Deps, EXCHANGE_SYMBOLS, SERVICES, binary, command};
 use crate::{cargo, root};
 
 const HEALTH_TIMEOUT: Duration = Duration::from_secs(60);
@@ -71,12 +71,14 @@ pub fn up(detach: bool) -> Result<(), String> {
     let tokens_file = dir.join("tokens");
     std::fs::write(&tokens_file, format!("# written by cargo xtask up\ndev {token}\n")).map_err(|e| e.to_string())?;
     let ganache = start_ganache(&root, &dir)?;
+    let (exchange, exchange_addr) = start_exchange(&root, &dir)?;
     let deps = Deps {
         nats_url: nats.url(),
         clickhouse_url: clickhouse.url(),
         data_dir: dir.clone(),
         tokens_file,
         ethereum_upstream: ganache.as_ref().map(|(_, url)| url.clone()),
+        exchange: exchange_addr.clone(),
     };
 
     migrate(&root, &deps)?;
@@ -98,7 +100,7 @@ pub fn up(detach: bool) -> Result<(), String> {
         }
     }
 
-    print_table(&nats, &clickhouse, &dir);
+    print_table(&nats, &clickhouse, &exchange_addr, &dir);
     print_examples(&token, ganache.is_some());
 
     if detach {
@@ -115,6 +117,7 @@ pub fn up(detach: bool) -> Result<(), String> {
             let pid = process.detach().unwrap_or(0);
             lines.push(format!("{name} {pid} {health}"));
         }
+        lines.push(format!("exchange {} {exchange_addr}", exchange.detach().unwrap_or(0)));
         if let Some((node, url)) = ganache {
             let addr = url.trim_start_matches("http://").to_owned();
             lines.push(format!("ganache {} {addr}", node.detach().unwrap_or(0)));
@@ -153,6 +156,7 @@ pub fn up(detach: bool) -> Result<(), String> {
         process.stop();
     }
     drop(ganache);
+    drop(exchange);
     drop(clickhouse);
     drop(nats);
     println!("stopped");
@@ -167,6 +171,25 @@ fn dev_token() -> Result<String, String> {
         .and_then(|mut f| f.read_exact(&mut bytes))
         .map_err(|e| format!("reading /dev/urandom: {e}"))?;
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Starts the local exchange (a generated session in Binance's protocol)
+/// that the collector's venue `local` reads.
+fn start_exchange(root: &Path, dir: &Path) -> Result<(ManagedProcess, String), String> {
+    let addr = format!("127.0.0.1:{}", port("MOAT_DEV_EXCHANGE_PORT", 9443)?);
+    let mut cmd = std::process::Command::new(binary(root, "moat-collector"));
+    cmd.current_dir(root).args(["exchange", "--listen", &addr]);
+    for symbol in EXCHANGE_SYMBOLS {
+        cmd.args(["--symbol", symbol]);
+    }
+    let process = ManagedProcess::spawn("exchange", cmd, &dir.join("logs/exchange.log"))?;
+    if let Err(error) = wait_http_ok(&addr, "/moat/stats", HEALTH_TIMEOUT) {
+        return Err(format!(
+            "the local exchange did not start: {error}\nlast log lines:\n{}",
+            process.log_tail(15)
+        ));
+    }
+    Ok((process, addr))
 }
 
 /// Starts ganache (installed with `npm ci` in `tests/peers`) as the
@@ -229,7 +252,7 @@ fn migrate(root: &Path, deps: &Deps) -> Result<(), String> {
     }
 }
 
-fn print_table(nats: &Nats, clickhouse: &ClickHouse, dir: &Path) {
+fn print_table(nats: &Nats, clickhouse: &ClickHouse, exchange: &str, dir: &Path) {
     println!("\n{:<20} {:<8} endpoints", "component", "status");
     println!(
         "{:<20} {:<8} {} (monitor http://{})",
@@ -243,6 +266,10 @@ fn print_table(nats: &Nats, clickhouse: &ClickHouse, dir: &Path) {
         "clickhouse-server",
         "healthy",
         clickhouse.url()
+    );
+    println!(
+        "{:<20} {:<8} ws://{exchange}/stream, http://{exchange}/moat/stats (generated session, Binance protocol)",
+        "local exchange", "healthy"
     );
     for service in SERVICES {
         println!(
@@ -294,6 +321,7 @@ pub fn status() -> Result<(), String> {
         let path = match name.as_str() {
             "nats-server" => "/healthz",
             "clickhouse-server" => "/ping",
+            "exchange" => "/moat/stats",
             _ => "/health",
         };
         let probe = if running && name == "ganache" {

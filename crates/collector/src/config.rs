@@ -38,6 +38,10 @@ pub struct VenueConfig {
     /// Open interest is polled over REST this often where the venue has no
     /// stream for it (Binance futures); 0 turns polling off.
     pub open_interest_interval_ms: u64,
+    /// Every valid book is published whole this often (a late consumer,
+    /// such as a restarted gateway, gets books within it); 0 = only the
+    /// venue's own snapshots.
+    pub book_snapshot_interval_ms: u64,
     /// Symbols per WebSocket connection; more are spread over several
     /// connections. 0 = the venue's limit (Binance spot 256 = 1024 streams,
     /// futures 33 = 200 streams, OKX and Coinbase 100).
@@ -56,6 +60,7 @@ impl Default for VenueConfig {
             backoff_max_ms: 30_000,
             max_connection_age_ms: 23 * 3600 * 1000,
             open_interest_interval_ms: 60_000,
+            book_snapshot_interval_ms: 30_000,
             symbols_per_connection: 0,
         }
     }
@@ -106,8 +111,8 @@ impl Default for NatsConfig {
     }
 }
 
-/// The built-in simulated venue: random-walk prices with trades, BBO and
-/// book snapshots in the normalized model, for a stack with no network.
+/// The built-in simulated venue: the generated local exchange (Binance's
+/// protocol) on a loopback port, read by the real Binance connector.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SimConfig {

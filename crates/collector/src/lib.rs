@@ -7,6 +7,7 @@
 
 pub mod book;
 pub mod config;
+pub mod exchange;
 pub mod metrics;
 pub mod publisher;
 pub mod recording;
@@ -46,6 +47,17 @@ pub enum VenueConnector {
 }
 
 impl VenueConnector {
+    /// Writes everything the connector opens, sends and receives to
+    /// `recorder` in the recording format.
+    pub fn with_recorder(mut self, recorder: recording::Recorder) -> VenueConnector {
+        match &mut self {
+            VenueConnector::Binance(v) => v.connection.recorder = Some(recorder),
+            VenueConnector::Okx(v) => v.connection.recorder = Some(recorder),
+            VenueConnector::Coinbase(v) => v.connection.recorder = Some(recorder),
+        }
+        self
+    }
+
     /// Runs the venue's connections until `shutdown`, reconnecting.
     pub async fn run(
         self,
@@ -82,21 +94,23 @@ pub fn venue_connectors(venue: &config::VenueConfig) -> anyhow::Result<Vec<Venue
 
 /// The connector of a configured venue, all its symbols on one connection.
 pub fn venue_connector(venue: &config::VenueConfig) -> anyhow::Result<VenueConnector> {
-    let limiter = venues::limits::ConnectionLimiter::for_kind(&venue.kind);
     let symbols: Vec<&str> = venue.symbols.iter().map(String::as_str).collect();
-    let stale_after = Duration::from_millis(venue.stale_after_ms);
-    let max_connection_age = Duration::from_millis(venue.max_connection_age_ms);
-    let backoff_max = Duration::from_millis(venue.backoff_max_ms);
+    let connection = venues::Connection {
+        stale_after: Duration::from_millis(venue.stale_after_ms),
+        max_connection_age: Duration::from_millis(venue.max_connection_age_ms),
+        backoff_max: Duration::from_millis(venue.backoff_max_ms),
+        limiter: venues::limits::ConnectionLimiter::for_kind(&venue.kind),
+        snapshot_every: (venue.book_snapshot_interval_ms > 0)
+            .then(|| Duration::from_millis(venue.book_snapshot_interval_ms)),
+        recorder: None,
+    };
     if venue.kind == "okx" {
         let symbols = venues::okx::symbols(&venue.exchange, &symbols)
             .map_err(|e| anyhow::anyhow!("venue {}: {e}", venue.exchange))?;
         return Ok(VenueConnector::Okx(venues::okx::connector::OkxVenue {
             symbols,
             ws_url: venue.ws_url.clone(),
-            stale_after,
-            max_connection_age,
-            backoff_max,
-            limiter: limiter.clone(),
+            connection,
         }));
     }
     if venue.kind == "coinbase" {
@@ -105,10 +119,7 @@ pub fn venue_connector(venue: &config::VenueConfig) -> anyhow::Result<VenueConne
         return Ok(VenueConnector::Coinbase(venues::coinbase::connector::CoinbaseVenue {
             symbols,
             ws_url: venue.ws_url.clone(),
-            stale_after,
-            max_connection_age,
-            backoff_max,
-            limiter: limiter.clone(),
+            connection,
         }));
     }
     let flavor = match venue.kind.as_str() {
@@ -121,10 +132,7 @@ pub fn venue_connector(venue: &config::VenueConfig) -> anyhow::Result<VenueConne
         symbols,
         ws_url: venue.ws_url.clone(),
         rest_url: venue.rest_url.clone(),
-        stale_after,
-        max_connection_age,
-        backoff_max,
-        limiter,
+        connection,
         open_interest_every: (venue.open_interest_interval_ms > 0)
             .then(|| Duration::from_millis(venue.open_interest_interval_ms)),
     }))
@@ -162,18 +170,17 @@ pub async fn run(config: CollectorConfig, http: TcpListener, shutdown: Cancellat
     let queue = EventQueue::new(config.nats.buffer_capacity, metrics.clone());
     let mut venues = Vec::new();
     let mut tasks = tokio::task::JoinSet::new();
-    if config.sim.enabled {
-        let status = StreamStatus::new(&config.sim.exchange);
-        venues.push(status.clone());
-        let (sim, queue, token) = (config.sim.clone(), queue.clone(), shutdown.clone());
-        tasks.spawn(async move {
-            tokio::select! {
-                () = sim::run(sim, queue, status) => {}
-                () = token.cancelled() => {}
-            }
-        });
-    }
-    for venue in &config.venues {
+    let mut configured = config.venues.clone();
+    // Held until the collector stops: dropping it stops the exchange.
+    let _sim = if config.sim.enabled {
+        let (exchange, venue) = sim::start(&config.sim).await?;
+        tracing::info!(ws = %exchange.ws_url(), exchange = %venue.exchange, "simulated exchange started");
+        configured.push(venue);
+        Some(exchange)
+    } else {
+        None
+    };
+    for venue in &configured {
         let shards = venue_connectors(venue)?;
         let sharded = shards.len() > 1;
         for (i, connector) in shards.into_iter().enumerate() {

@@ -1,7 +1,13 @@
 //! `moat-collector [--config PATH] [serve]` runs the service;
 //! `moat-collector replay --exchange <binance|binance-futures|okx|coinbase> [--emit jsonl]
 //! [--book-top] [--speed max|1x|<factor>x] FILE...` serves a recording from a
-//! local exchange server and runs the real connector against it.
+//! local exchange server and runs the real connector against it;
+//! `moat-collector record --exchange <kind> [--ws-url URL] [--rest-url URL]
+//! [--duration SECONDS] --out FILE SYMBOL...` writes a venue's live traffic
+//! in the recording format that `replay` serves;
+//! `moat-collector exchange [--listen ADDR] [--symbol SYMBOL=PRICE]...
+//! [--trades-per-second N]` runs a local exchange with a generated session
+//! in Binance's protocol (the feed of `cargo xtask up`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,7 +23,9 @@ use moat_common_types::{http::shutdown_token, telemetry};
 use tokio_util::sync::CancellationToken;
 
 const USAGE: &str = "usage: moat-collector [--config PATH] [serve]
-       moat-collector replay --exchange <binance|binance-futures|okx|coinbase> [--emit jsonl] [--book-top] [--speed max|1x|<n>x] FILE...";
+       moat-collector replay --exchange <binance|binance-futures|okx|coinbase> [--emit jsonl] [--book-top] [--speed max|1x|<n>x] FILE...
+       moat-collector record --exchange <binance|binance-futures|okx|coinbase> [--ws-url URL] [--rest-url URL] [--duration SECONDS] --out FILE SYMBOL...
+       moat-collector exchange [--listen ADDR] [--symbol SYMBOL=PRICE]... [--trades-per-second N]";
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -32,11 +40,171 @@ async fn main() -> anyhow::Result<()> {
             moat_collector::run(config, http, shutdown_token()).await
         }
         Some("replay") => replay(config, &args[1..]).await,
+        Some("exchange") => exchange(&args[1..]).await,
+        Some("record") => record(&args[1..]).await,
         Some(other) => {
             eprintln!("unknown command '{other}'\n{USAGE}");
             std::process::exit(64);
         }
     }
+}
+
+/// The public endpoints of a venue kind: WebSocket and REST base URLs.
+fn venue_urls(kind: &str) -> anyhow::Result<(&'static str, &'static str)> {
+    Ok(match kind {
+        "binance" => ("wss://stream.binance.com:9443", "https://api.binance.com"),
+        "binance-futures" => ("wss://fstream.binance.com", "https://fapi.binance.com"),
+        "okx" => ("wss://ws.okx.com:8443/ws/v5/public", "https://www.okx.com"),
+        "coinbase" => (
+            "wss://ws-feed.exchange.coinbase.com",
+            "https://api.exchange.coinbase.com",
+        ),
+        _ => bail!("--exchange {kind:?}: expected binance, binance-futures, okx or coinbase"),
+    })
+}
+
+/// Runs the real connector against a venue and writes its traffic (every
+/// connection, subscription, frame and REST answer) to a recording, until
+/// `--duration` passes or SIGINT/SIGTERM.
+async fn record(args: &[String]) -> anyhow::Result<()> {
+    let (mut kind, mut ws_url, mut rest_url, mut out, mut duration) = (None, None, None, None, None);
+    let mut symbols = Vec::new();
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        let mut value = || {
+            it.next()
+                .cloned()
+                .with_context(|| format!("{arg} needs a value\n{USAGE}"))
+        };
+        match arg.as_str() {
+            "--exchange" => kind = Some(value()?),
+            "--ws-url" => ws_url = Some(value()?),
+            "--rest-url" => rest_url = Some(value()?),
+            "--out" => out = Some(value()?),
+            "--duration" => {
+                let v = value()?;
+                let seconds: f64 = v
+                    .trim_end_matches('s')
+                    .parse()
+                    .ok()
+                    .filter(|s: &f64| *s > 0.0)
+                    .with_context(|| format!("--duration {v:?}: expected seconds, e.g. 60 or 60s"))?;
+                duration = Some(Duration::from_secs_f64(seconds));
+            }
+            s if s.starts_with("--") => bail!("unknown option {s:?}\n{USAGE}"),
+            symbol => symbols.push(symbol.to_owned()),
+        }
+    }
+    let kind = kind.with_context(|| format!("--exchange is required\n{USAGE}"))?;
+    let out = out.with_context(|| format!("--out FILE is required\n{USAGE}"))?;
+    if symbols.is_empty() {
+        bail!("name at least one venue symbol to record (BTCUSDT, BTC-USDT-SWAP, BTC-USD)\n{USAGE}");
+    }
+    let (default_ws, default_rest) = venue_urls(&kind)?;
+    let exchange = if kind == "binance-futures" {
+        "binance"
+    } else {
+        kind.as_str()
+    };
+    let venue = VenueConfig {
+        kind: kind.clone(),
+        exchange: exchange.into(),
+        ws_url: ws_url.unwrap_or_else(|| default_ws.into()),
+        rest_url: rest_url.unwrap_or_else(|| default_rest.into()),
+        symbols: symbols.clone(),
+        ..VenueConfig::default()
+    };
+    let recorder = moat_collector::recording::Recorder::create(std::path::Path::new(&out))
+        .with_context(|| format!("creating {out}"))?;
+    recorder.configuration(&serde_json::json!({"exchange": kind, "symbols": symbols}).to_string());
+    let token = shutdown_token();
+    let metrics = Metrics::new();
+    let counter = Arc::new(moat_collector::sink::Counter::default());
+    let mut tasks = tokio::task::JoinSet::new();
+    for connector in moat_collector::venue_connectors(&venue)? {
+        let connector = connector.with_recorder(recorder.clone());
+        let sink: Arc<dyn Sink> = counter.clone();
+        tasks.spawn(connector.run(sink, StreamStatus::new(exchange), metrics.clone(), token.clone()));
+    }
+    eprintln!("recording {kind} {} to {out}; Ctrl-C stops", symbols.join(","));
+    let flusher = {
+        let (recorder, token) = (recorder.clone(), token.clone());
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_secs(1));
+            while !token.is_cancelled() {
+                tokio::select! {
+                    _ = every.tick() => {}
+                    () = token.cancelled() => {}
+                }
+                if let Err(error) = recorder.flush() {
+                    tracing::error!(%error, "flushing the recording failed");
+                }
+            }
+        })
+    };
+    match duration {
+        Some(d) => {
+            tokio::select! {
+                () = tokio::time::sleep(d) => token.cancel(),
+                () = token.cancelled() => {}
+            }
+        }
+        None => token.cancelled().await,
+    }
+    while tasks.join_next().await.is_some() {}
+    flusher.await?;
+    recorder.flush().with_context(|| format!("writing {out}"))?;
+    eprintln!(
+        "recorded to {out}; {} events normalized on the way",
+        counter.events.load(std::sync::atomic::Ordering::Relaxed)
+    );
+    Ok(())
+}
+
+/// Runs the generated local exchange until SIGINT or SIGTERM.
+async fn exchange(args: &[String]) -> anyhow::Result<()> {
+    let mut listen = "127.0.0.1:9443".to_owned();
+    let (mut symbols, mut rate) = (Vec::new(), 20u32);
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        let mut value = || {
+            it.next()
+                .cloned()
+                .with_context(|| format!("{arg} needs a value\n{USAGE}"))
+        };
+        match arg.as_str() {
+            "--listen" => listen = value()?,
+            "--symbol" => {
+                symbols.push(moat_collector::exchange::GeneratedSymbol::parse(&value()?).map_err(anyhow::Error::msg)?)
+            }
+            "--trades-per-second" => {
+                let v = value()?;
+                rate = v
+                    .parse()
+                    .ok()
+                    .filter(|r| (1..=1_000_000).contains(r))
+                    .with_context(|| format!("--trades-per-second {v:?}: expected 1 to 1000000"))?;
+            }
+            other => bail!("unknown argument {other:?}\n{USAGE}"),
+        }
+    }
+    if symbols.is_empty() {
+        symbols = moat_collector::exchange::GeneratedSymbol::defaults();
+    }
+    let listener = tokio::net::TcpListener::bind(&listen)
+        .await
+        .with_context(|| format!("binding --listen {listen}"))?;
+    let exchange = moat_collector::exchange::GeneratedExchange::start(listener, &symbols, rate).await?;
+    tracing::info!(
+        ws = %exchange.ws_url(),
+        rest = %exchange.http_url(),
+        symbols = symbols.len(),
+        trades_per_second = rate,
+        "local exchange serving a generated session in Binance's protocol"
+    );
+    shutdown_token().cancelled().await;
+    exchange.stop();
+    Ok(())
 }
 
 async fn replay(config: CollectorConfig, args: &[String]) -> anyhow::Result<()> {

@@ -15,6 +15,7 @@ pub struct Metrics {
     pub rejects: IntCounterVec,
     pub reconnects: IntCounterVec,
     pub resyncs: IntCounterVec,
+    pub gaps: IntCounterVec,
 }
 
 impl Metrics {
@@ -46,6 +47,11 @@ impl Metrics {
                 "moat_collector_reconnects_total",
                 "venue connections replaced (closed, failed or stale)",
                 &["exchange"],
+            ),
+            gaps: counter_vec(
+                "moat_collector_gaps_total",
+                "data known lost and published as a gap event (trade ids skipped across a reconnect), by reason",
+                &["exchange", "reason"],
             ),
             resyncs: counter_vec(
                 "moat_collector_book_resyncs_total",

@@ -29,8 +29,8 @@ pub enum Speed {
 /// The parts of a recording the server needs.
 #[derive(Debug, Default, Clone)]
 pub struct Recording {
-    /// The first WebSocket URL (its query names the subscription).
-    pub ws_url: Option<String>,
+    /// Every WebSocket URL opened (a query may name the subscription).
+    pub ws_urls: Vec<String>,
     /// Frames the recorded client sent (its subscriptions).
     pub sent: Vec<String>,
     pub frames: Vec<(f64, String)>,
@@ -44,7 +44,7 @@ impl Recording {
         for text in texts {
             for line in text.lines() {
                 match parse_line(line) {
-                    Some(Record::Open { url, .. }) if r.ws_url.is_none() => r.ws_url = Some(url.to_owned()),
+                    Some(Record::Open { url, .. }) => r.ws_urls.push(url.to_owned()),
                     Some(Record::Received { ts, payload }) => r.frames.push((ts, payload.to_owned())),
                     Some(Record::Sent { payload, .. }) => r.sent.push(payload.to_owned()),
                     Some(Record::Rest { url, body, .. }) => {
@@ -68,7 +68,6 @@ impl Recording {
         r
     }
 
-    /// Venue symbols subscribed in the recording (`streams=` of the URL).
     /// The venue symbols the recorded client subscribed to: Binance's from
     /// the stream URL, OKX's from its `subscribe` arguments.
     pub fn subscribed_symbols(&self) -> Vec<String> {
@@ -96,15 +95,13 @@ impl Recording {
                 }
             }
         }
-        let streams = self
-            .ws_url
-            .as_deref()
-            .and_then(|u| u.split("streams=").nth(1))
-            .unwrap_or_default();
-        for stream in streams.split('/') {
-            let symbol = stream.split('@').next().unwrap_or_default().to_ascii_uppercase();
-            if !symbol.is_empty() && !symbols.contains(&symbol) {
-                symbols.push(symbol);
+        for url in &self.ws_urls {
+            let streams = url.split("streams=").nth(1).unwrap_or_default();
+            for stream in streams.split('/') {
+                let symbol = stream.split('@').next().unwrap_or_default().to_ascii_uppercase();
+                if !symbol.is_empty() && !symbols.contains(&symbol) {
+                    symbols.push(symbol);
+                }
             }
         }
         symbols

@@ -23,6 +23,18 @@ impl Sink for EventQueue {
     }
 }
 
+/// Counts the events it is given (`record`, which keeps the raw traffic).
+#[derive(Default)]
+pub struct Counter {
+    pub events: std::sync::atomic::AtomicU64,
+}
+
+impl Sink for Counter {
+    fn emit(&self, _event: MarketEvent) {
+        self.events.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 /// Prints normalized events as one JSON object per line.
 pub struct JsonLines {
     pub book_top: bool,

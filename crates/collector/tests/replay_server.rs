@@ -40,8 +40,8 @@ fn recorded_trades(kind: &str, ws: &str) -> usize {
     }
 }
 
-async fn run(name: &str, kind: &str) {
-    let Some(dir) = fixtures() else { return };
+fn fixture_texts(name: &str, kind: &str) -> Option<Vec<String>> {
+    let dir = fixtures()?;
     let files: Vec<String> = if kind == "coinbase" {
         vec![format!("{name}.ws.28.0")]
     } else if kind == "okx" {
@@ -49,21 +49,17 @@ async fn run(name: &str, kind: &str) {
     } else {
         vec![format!("{name}.ws.1.0"), format!("{name}.http.0.0")]
     };
-    let texts: Vec<String> = files
-        .iter()
-        .map(|f| std::fs::read_to_string(dir.join(f)).unwrap())
-        .collect();
-    let expected_trades = recorded_trades(kind, &texts[0]);
-    let recording = Recording::load(&texts);
-    let symbols = recording.subscribed_symbols();
-    let server = ReplayServer::start(
-        tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
-        recording,
-        Speed::Max,
+    Some(
+        files
+            .iter()
+            .map(|f| std::fs::read_to_string(dir.join(f)).unwrap())
+            .collect(),
     )
-    .await
-    .unwrap();
-    let venue = moat_collector::venue_connector(&VenueConfig {
+}
+
+/// The venue config of `kind` pointed at a replay server.
+fn venue_at(kind: &str, server: &ReplayServer, symbols: &[String]) -> VenueConfig {
+    VenueConfig {
         kind: kind.into(),
         exchange: if kind.starts_with("binance") { "binance" } else { kind }.into(),
         ws_url: match kind {
@@ -72,10 +68,25 @@ async fn run(name: &str, kind: &str) {
             _ => server.ws_url(),
         },
         rest_url: server.http_url(),
-        symbols: symbols.clone(),
+        symbols: symbols.to_vec(),
         ..VenueConfig::default()
-    })
+    }
+}
+
+/// Serves `texts` from a replay server to the real connector of `kind` and
+/// returns what it produced once it has every snapshot and
+/// `expected_trades` trades (or 10 s passed).
+async fn replay(kind: &str, texts: &[String], expected_trades: usize) -> (Vec<MarketEvent>, usize) {
+    let recording = Recording::load(texts);
+    let symbols = recording.subscribed_symbols();
+    let server = ReplayServer::start(
+        tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        recording,
+        Speed::Max,
+    )
+    .await
     .unwrap();
+    let venue = moat_collector::venue_connector(&venue_at(kind, &server, &symbols)).unwrap();
     let sink = Arc::new(Collect::default());
     let token = CancellationToken::new();
     let status = StreamStatus::new(kind);
@@ -103,8 +114,14 @@ async fn run(name: &str, kind: &str) {
     assert!(status.is_connected());
     token.cancel();
     task.await.unwrap();
+    let events = std::mem::take(&mut *sink.0.lock().unwrap());
+    (events, symbols.len())
+}
 
-    let events = sink.0.lock().unwrap();
+async fn run(name: &str, kind: &str) {
+    let Some(texts) = fixture_texts(name, kind) else { return };
+    let expected_trades = recorded_trades(kind, &texts[0]);
+    let (events, _) = replay(kind, &texts, expected_trades).await;
     let trades = events.iter().filter(|e| matches!(e, MarketEvent::Trade(_))).count();
     let deltas = events.iter().filter(|e| matches!(e, MarketEvent::BookDelta(_))).count();
     let gaps: Vec<_> = events.iter().filter(|e| matches!(e, MarketEvent::Gap(_))).collect();
@@ -121,6 +138,83 @@ async fn run(name: &str, kind: &str) {
             assert!(in_order, "{name}: deltas out of order");
         }
     }
+}
+
+/// `moat-collector record` against the local exchange server writes a
+/// recording that replays to the same trades and books as the original.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_recording_made_by_record_replays_like_the_original() {
+    let Some(texts) = fixture_texts("BINANCE", "binance") else {
+        return;
+    };
+    let recording = Recording::load(&texts);
+    let symbols = recording.subscribed_symbols();
+    let frames = recording.frames.len();
+    let server = ReplayServer::start(
+        tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        recording,
+        Speed::Max,
+    )
+    .await
+    .unwrap();
+    let out = std::env::temp_dir().join(format!("moat-record-{}.rec", std::process::id()));
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_moat-collector"));
+    command
+        .args(["record", "--exchange", "binance", "--duration", "4", "--out"])
+        .arg(&out)
+        .args(["--ws-url", &server.ws_url(), "--rest-url", &server.http_url()])
+        .args(&symbols)
+        .env("MOAT_CONFIG_DIR", "/nonexistent");
+    let recorded = tokio::task::spawn_blocking(move || command.output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        recorded.status.success(),
+        "{}",
+        String::from_utf8_lossy(&recorded.stderr)
+    );
+    let text = std::fs::read_to_string(&out).unwrap();
+    std::fs::remove_file(&out).unwrap();
+    let mine = Recording::load(std::slice::from_ref(&text));
+    assert_eq!(mine.frames.len(), frames, "every frame the server sent is recorded");
+    let sorted = |mut v: Vec<String>| {
+        v.sort();
+        v
+    };
+    assert_eq!(sorted(mine.subscribed_symbols()), sorted(symbols.clone()));
+    assert_eq!(
+        mine.rest.len(),
+        symbols.len(),
+        "one depth snapshot per symbol: {:?}",
+        mine.rest
+    );
+    assert!(text.starts_with("configuration: "), "{}", &text[..100]);
+
+    let expected_trades = recorded_trades("binance", &texts[0]);
+    let (original, _) = replay("binance", &texts, expected_trades).await;
+    let (again, _) = replay("binance", &[text], expected_trades).await;
+    let trades = |events: &[MarketEvent]| -> Vec<(String, String, String)> {
+        events
+            .iter()
+            .filter_map(|e| match e {
+                MarketEvent::Trade(t) => Some((t.trade_id.clone(), t.price.to_string(), t.qty.to_string())),
+                _ => None,
+            })
+            .collect()
+    };
+    assert_eq!(trades(&again).len(), expected_trades);
+    assert_eq!(trades(&again), trades(&original));
+    let last_books = |events: &[MarketEvent]| -> std::collections::BTreeMap<String, u64> {
+        events
+            .iter()
+            .filter_map(|e| match e {
+                MarketEvent::BookDelta(d) => Some((d.instrument.symbol.clone(), d.sequence)),
+                _ => None,
+            })
+            .collect()
+    };
+    assert_eq!(last_books(&again), last_books(&original));
 }
 
 #[tokio::test]

@@ -15,6 +15,58 @@ use moat_common_types::model::parse_decimal;
 use moat_common_types::{Decimal, Instrument, Market};
 use serde::Deserialize;
 
+/// How a venue's connections behave: the same settings for every venue.
+#[derive(Debug, Clone)]
+pub struct Connection {
+    /// No frame for this long means the connection is dead.
+    pub stale_after: std::time::Duration,
+    /// Reconnect before the venue's own limit (24 h on Binance).
+    pub max_connection_age: std::time::Duration,
+    pub backoff_max: std::time::Duration,
+    /// Connection attempts to this venue, shared by every connection.
+    pub limiter: std::sync::Arc<limits::ConnectionLimiter>,
+    /// Every valid book is published whole this often, so a consumer that
+    /// joins late (a restarted gateway) has a book without waiting for a
+    /// resync, and history can be rebuilt from the nearest snapshot.
+    pub snapshot_every: Option<std::time::Duration>,
+    /// Writes the traffic in the recording format (`moat-collector record`).
+    pub recorder: Option<crate::recording::Recorder>,
+}
+
+impl Connection {
+    /// The timer of periodic book snapshots; it never fires when they are off.
+    pub(crate) fn snapshot_timer(&self) -> tokio::time::Interval {
+        let every = self
+            .snapshot_every
+            .unwrap_or(std::time::Duration::from_secs(86_400 * 365));
+        let mut timer = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        timer
+    }
+}
+
+/// Publishes the whole of a valid book as a snapshot (see
+/// [`Connection::snapshot_every`]).
+pub(crate) fn republish_book(
+    sink: &dyn crate::sink::Sink,
+    instrument: &moat_common_types::Instrument,
+    book: &crate::book::L2Book,
+    sequence: u64,
+) {
+    let (bids, asks) = book.top(usize::MAX);
+    let now = moat_common_types::now_ms();
+    sink.emit(moat_common_types::MarketEvent::BookSnapshot(
+        moat_common_types::model::BookSnapshot {
+            instrument: instrument.clone(),
+            sequence,
+            bids,
+            asks,
+            ts_exchange_ms: now,
+            ts_recv_ms: now,
+        },
+    ));
+}
+
 /// A venue's subscribed instruments by the venue's own id (`BTC-USDT`,
 /// `UNI-USD-SWAP`), each with its normalized symbol.
 #[derive(Debug, Clone)]
@@ -133,8 +185,7 @@ pub(crate) fn qty(field: &'static str, value: &str) -> Result<Decimal, Reject> {
 /// minute starts the backoff over. Every venue's connector uses it.
 pub(crate) async fn reconnect_loop<F, Fut>(
     exchange: &str,
-    limiter: &limits::ConnectionLimiter,
-    backoff_max: std::time::Duration,
+    connection: &Connection,
     metrics: &crate::metrics::Metrics,
     shutdown: &tokio_util::sync::CancellationToken,
     mut session: F,
@@ -145,7 +196,7 @@ pub(crate) async fn reconnect_loop<F, Fut>(
     let mut attempt = 0u32;
     while !shutdown.is_cancelled() {
         tokio::select! {
-            () = limiter.acquire() => {}
+            () = connection.limiter.acquire() => {}
             () = shutdown.cancelled() => break,
         }
         let started = std::time::Instant::now();
@@ -161,7 +212,7 @@ pub(crate) async fn reconnect_loop<F, Fut>(
         if started.elapsed() > std::time::Duration::from_secs(60) {
             attempt = 0;
         }
-        let pause = binance::connector::backoff(attempt, backoff_max);
+        let pause = binance::connector::backoff(attempt, connection.backoff_max);
         attempt = attempt.saturating_add(1);
         tokio::select! {
             () = tokio::time::sleep(pause) => {}
@@ -175,34 +226,6 @@ pub(crate) enum Incoming {
     Text(String),
     /// The venue or the connection ended the session cleanly.
     Closed,
-}
-
-/// The next text frame, answering pings on the way; an error when nothing
-/// arrived for `stale_after` (the connection is dead) or reading failed.
-pub(crate) async fn next_text<S>(ws: &mut S, stale_after: std::time::Duration) -> Result<Incoming, String>
-where
-    S: futures::Stream<Item = Result<tokio_tungstenite::tungstenite::Message, tokio_tungstenite::tungstenite::Error>>
-        + futures::Sink<tokio_tungstenite::tungstenite::Message>
-        + Unpin,
-{
-    use futures::{SinkExt, StreamExt};
-    use tokio_tungstenite::tungstenite::Message;
-    loop {
-        let message = match tokio::time::timeout(stale_after, ws.next()).await {
-            Err(_) => return Err(format!("no frame for {} ms: connection stale", stale_after.as_millis())),
-            Ok(None) => return Ok(Incoming::Closed),
-            Ok(Some(Err(e))) => return Err(format!("reading: {e}")),
-            Ok(Some(Ok(m))) => m,
-        };
-        match message {
-            Message::Text(t) => return Ok(Incoming::Text(t.as_str().to_owned())),
-            Message::Ping(p) => {
-                let _ = ws.send(Message::Pong(p)).await;
-            }
-            Message::Close(_) => return Ok(Incoming::Closed),
-            _ => {}
-        }
-    }
 }
 
 /// A book message a venue's sync applied or refused, for [`publish_book`].
@@ -275,25 +298,108 @@ pub(crate) fn publish_book(
     }
 }
 
-/// A venue's WebSocket stream.
-pub(crate) type WsStream = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+/// A venue's WebSocket connection; with a recorder, everything opened,
+/// sent and received is written to the recording.
+pub(crate) struct Socket {
+    ws: tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+    url: String,
+    recorder: Option<crate::recording::Recorder>,
+}
 
 /// Connects to `url` within 10 s and sends `subscribe`, if any.
-pub(crate) async fn open(url: &str, subscribe: Option<String>) -> Result<WsStream, String> {
-    use futures::SinkExt;
-    let (mut ws, _) = tokio::time::timeout(
+pub(crate) async fn open(
+    url: &str,
+    subscribe: Option<String>,
+    recorder: Option<&crate::recording::Recorder>,
+) -> Result<Socket, String> {
+    let (ws, _) = tokio::time::timeout(
         std::time::Duration::from_secs(10),
         tokio_tungstenite::connect_async(url),
     )
     .await
     .map_err(|_| format!("connecting to {url}: no answer within 10 s"))?
     .map_err(|e| format!("connecting to {url}: {e}"))?;
+    if let Some(r) = recorder {
+        r.open(url);
+    }
+    let mut socket = Socket {
+        ws,
+        url: url.to_owned(),
+        recorder: recorder.cloned(),
+    };
     if let Some(message) = subscribe {
-        ws.send(tokio_tungstenite::tungstenite::Message::Text(message.into()))
+        socket
+            .send_text(message)
             .await
             .map_err(|e| format!("subscribing on {url}: {e}"))?;
     }
-    Ok(ws)
+    Ok(socket)
+}
+
+impl Socket {
+    /// The next text frame, answering pings on the way; an error when
+    /// nothing arrived for `stale_after` (the connection is dead) or
+    /// reading failed.
+    pub(crate) async fn next_text(&mut self, stale_after: std::time::Duration) -> Result<Incoming, String> {
+        use futures::{SinkExt, StreamExt};
+        use tokio_tungstenite::tungstenite::Message;
+        loop {
+            let message = match tokio::time::timeout(stale_after, self.ws.next()).await {
+                Err(_) => return Err(format!("no frame for {} ms: connection stale", stale_after.as_millis())),
+                Ok(None) => return Ok(Incoming::Closed),
+                Ok(Some(Err(e))) => return Err(format!("reading: {e}")),
+                Ok(Some(Ok(m))) => m,
+            };
+            match message {
+                Message::Text(t) => {
+                    if let Some(r) = &self.recorder {
+                        r.received(t.as_str());
+                    }
+                    return Ok(Incoming::Text(t.as_str().to_owned()));
+                }
+                Message::Ping(p) => {
+                    let _ = self.ws.send(Message::Pong(p)).await;
+                }
+                Message::Close(_) => return Ok(Incoming::Closed),
+                _ => {}
+            }
+        }
+    }
+
+    pub(crate) async fn send_text(&mut self, text: String) -> Result<(), String> {
+        use futures::SinkExt;
+        if let Some(r) = &self.recorder {
+            r.sent(&self.url, &text);
+        }
+        self.ws
+            .send(tokio_tungstenite::tungstenite::Message::Text(text.into()))
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    pub(crate) async fn close(&mut self) {
+        let _ = self.ws.close(None).await;
+    }
+}
+
+/// GETs `url` and returns the body of a successful answer (recorded when
+/// recording); an error names the URL and, for an HTTP error, the status
+/// and the start of the body.
+pub(crate) async fn get_text(
+    http: &reqwest::Client,
+    url: &str,
+    recorder: Option<&crate::recording::Recorder>,
+) -> Result<String, String> {
+    let response = http.get(url).send().await.map_err(|e| format!("GET {url}: {e}"))?;
+    let status = response.status();
+    let body = response.text().await.map_err(|e| format!("GET {url}: {e}"))?;
+    if !status.is_success() {
+        return Err(format!("GET {url}: HTTP {status}: {}", &body[..body.len().min(200)]));
+    }
+    if let Some(r) = recorder {
+        r.rest(url, &body);
+    }
+    Ok(body)
 }
 
 /// Counts a refused frame by reason and logs it, raw, at debug level.

@@ -15,9 +15,12 @@ use super::book::BookSync;
 use super::parse::{DepthDiff, Frame, Snapshot, parse, parse_open_interest, parse_snapshot};
 use super::{Flavor, Symbols};
 use crate::metrics::Metrics;
+use crate::recording::Recorder;
 use crate::sink::Sink;
 use crate::status::StreamStatus;
-use crate::venues::{BookChange, BookOutcome, Incoming, next_text, open, publish_book, reconnect_loop, rejected};
+use crate::venues::{
+    BookChange, BookOutcome, Incoming, get_text, open, publish_book, reconnect_loop, rejected, republish_book,
+};
 
 /// Where and what to connect.
 #[derive(Debug, Clone)]
@@ -27,13 +30,8 @@ pub struct BinanceVenue {
     pub ws_url: String,
     /// e.g. `https://api.binance.com` or `https://fapi.binance.com`.
     pub rest_url: String,
-    /// No frame for this long means the connection is dead.
-    pub stale_after: Duration,
-    /// Binance closes connections after 24 h; reconnect before that.
-    pub max_connection_age: Duration,
-    pub backoff_max: Duration,
-    /// Connection attempts to this venue, shared by every connection.
-    pub limiter: Arc<crate::venues::limits::ConnectionLimiter>,
+    /// Binance closes connections after 24 h: `max_connection_age` stays below.
+    pub connection: crate::venues::Connection,
     /// How often open interest is polled over REST (futures only).
     pub open_interest_every: Option<Duration>,
 }
@@ -104,37 +102,50 @@ pub async fn run(
         .build()
         .expect("a default HTTP client builds");
     let exchange = venue.symbols.exchange.clone();
-    reconnect_loop(
-        &exchange,
-        &venue.limiter,
-        venue.backoff_max,
-        &metrics,
-        &shutdown,
-        || session(&venue, &http, sink.as_ref(), &status, &metrics, &shutdown),
-    )
+    // Aggregate trade ids are consecutive per symbol: the last one seen
+    // outlives a connection, so trades missed across a reconnect are found.
+    let last_trades = TradeIds::default();
+    reconnect_loop(&exchange, &venue.connection, &metrics, &shutdown, || {
+        session(&venue, &http, sink.as_ref(), &status, &metrics, &last_trades, &shutdown)
+    })
     .await;
 }
 
 fn request_snapshot(
     http: &reqwest::Client,
+    recorder: Option<&Recorder>,
     url: String,
     symbol: String,
     tx: mpsc::Sender<(String, Result<Snapshot, String>)>,
 ) {
-    let http = http.clone();
+    let (http, recorder) = (http.clone(), recorder.cloned());
     tokio::spawn(async move {
         let result = async {
-            let response = http.get(&url).send().await.map_err(|e| format!("GET {url}: {e}"))?;
-            let status = response.status();
-            let body = response.text().await.map_err(|e| format!("GET {url}: {e}"))?;
-            if !status.is_success() {
-                return Err(format!("GET {url}: HTTP {status}: {}", &body[..body.len().min(200)]));
-            }
+            let body = get_text(&http, &url, recorder.as_ref()).await?;
             parse_snapshot(&body).map_err(|e| e.to_string())
         }
         .await;
         let _ = tx.send((symbol, result)).await;
     });
+}
+
+/// The newest aggregate trade id per venue symbol.
+#[derive(Default)]
+struct TradeIds(std::sync::Mutex<HashMap<String, u64>>);
+
+impl TradeIds {
+    /// Records a trade's id; returns the last id before it when ids were
+    /// skipped (trades lost while disconnected).
+    fn skipped(&self, symbol: &str, id: u64) -> Option<u64> {
+        let mut last = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        match last.get(symbol).copied() {
+            Some(prev) if id <= prev => None,
+            prev => {
+                last.insert(symbol.to_owned(), id);
+                prev.filter(|p| id > p + 1)
+            }
+        }
+    }
 }
 
 struct Books<'a> {
@@ -168,41 +179,56 @@ async fn session(
     sink: &dyn Sink,
     status: &StreamStatus,
     metrics: &Metrics,
+    last_trades: &TradeIds,
     shutdown: &CancellationToken,
 ) -> Result<(), String> {
     let url = venue.stream_url();
     let exchange = venue.symbols.exchange.clone();
-    let mut ws = open(&url, None).await?;
+    let mut ws = open(&url, None, venue.connection.recorder.as_ref()).await?;
     tracing::info!(%exchange, symbols = venue.symbols.venue_symbols().count(), "connected");
     status.set_connected(true);
 
     let (snap_tx, mut snap_rx) = mpsc::channel(64);
     for symbol in venue.symbols.venue_symbols() {
-        request_snapshot(http, venue.depth_url(symbol), symbol.to_owned(), snap_tx.clone());
+        request_snapshot(
+            http,
+            venue.connection.recorder.as_ref(),
+            venue.depth_url(symbol),
+            symbol.to_owned(),
+            snap_tx.clone(),
+        );
     }
     let mut books = Books {
         sink,
         metrics,
         books: HashMap::new(),
     };
-    let deadline = tokio::time::Instant::now() + venue.max_connection_age;
+    let deadline = tokio::time::Instant::now() + venue.connection.max_connection_age;
     let poll_open_interest = venue.symbols.flavor == Flavor::Futures && venue.open_interest_every.is_some();
     let mut open_interest = tokio::time::interval(venue.open_interest_every.unwrap_or(Duration::from_secs(3600)));
     let (oi_tx, mut oi_rx) = mpsc::channel(64);
+    let mut snapshots = venue.connection.snapshot_timer();
     let result = loop {
         tokio::select! {
+            _ = snapshots.tick() => {
+                for (symbol, sync) in &books.books {
+                    if let (true, Some(sequence), Some(instrument)) = (sync.is_synced(), sync.sequence(), venue.symbols.get(symbol)) {
+                        republish_book(sink, instrument, &sync.book, sequence);
+                    }
+                }
+            }
             () = shutdown.cancelled() => {
-                let _ = ws.close(None).await;
+                ws.close().await;
                 break Ok(());
             }
             () = tokio::time::sleep_until(deadline) => break Ok(()),
             _ = open_interest.tick(), if poll_open_interest => {
                 for symbol in venue.symbols.venue_symbols() {
                     let (http, url, symbols, sink_tx) = (http.clone(), venue.open_interest_url(symbol), venue.symbols.clone(), oi_tx.clone());
+                    let recorder = venue.connection.recorder.clone();
                     tokio::spawn(async move {
                         let answer = async {
-                            let response = http.get(&url).send().await.map_err(|e| format!("GET {url}: {e}"))?;
-                            let body = response.text().await.map_err(|e| format!("GET {url}: {e}"))?;
+                            let body = get_text(&http, &url, recorder.as_ref()).await?;
                             parse_open_interest(&symbols, &body, now_ms()).map_err(|e| format!("GET {url}: {e}"))
                         }
                         .await;
@@ -221,9 +247,10 @@ async fn session(
                     Err(error) => {
                         tracing::warn!(%exchange, %symbol, %error, "snapshot failed, retrying");
                         let (http, url, tx) = (http.clone(), venue.depth_url(&symbol), snap_tx.clone());
+                        let recorder = venue.connection.recorder.clone();
                         tokio::spawn(async move {
                             tokio::time::sleep(Duration::from_secs(1)).await;
-                            request_snapshot(&http, url, symbol, tx);
+                            request_snapshot(&http, recorder.as_ref(), url, symbol, tx);
                         });
                         continue;
                     }
@@ -245,10 +272,10 @@ async fn session(
                     resync |= books.outcome(&symbol, &diff, outcome);
                 }
                 if resync {
-                    request_snapshot(http, venue.depth_url(&symbol), symbol, snap_tx.clone());
+                    request_snapshot(http, venue.connection.recorder.as_ref(), venue.depth_url(&symbol), symbol, snap_tx.clone());
                 }
             }
-            incoming = next_text(&mut ws, venue.stale_after) => {
+            incoming = ws.next_text(venue.connection.stale_after) => {
                 let text = match incoming {
                     Ok(Incoming::Text(text)) => text,
                     Ok(Incoming::Closed) => break Ok(()),
@@ -258,6 +285,16 @@ async fn session(
                 match parse(&venue.symbols, &text, now) {
                     Ok(Frame::Trade(t)) => {
                         status.touch(&t.instrument.symbol, now);
+                        if let Some(last) = t.trade_id.parse().ok().and_then(|id| last_trades.skipped(&t.instrument.venue_symbol, id)) {
+                            tracing::warn!(%exchange, symbol = %t.instrument.venue_symbol, last, next = %t.trade_id, "trades missed, publishing a gap");
+                            metrics.gaps.with_label_values(&[exchange.as_str(), "trades"]).inc();
+                            sink.emit(MarketEvent::Gap(moat_common_types::model::Gap {
+                                instrument: t.instrument.clone(),
+                                reason: "trades".into(),
+                                last_sequence: last,
+                                ts_recv_ms: now,
+                            }));
+                        }
                         sink.emit(MarketEvent::Trade(t));
                     }
                     Ok(Frame::Bbo(b)) => {
@@ -273,7 +310,7 @@ async fn session(
                         let sync = books.books.entry(symbol.clone()).or_insert_with(|| BookSync::new(venue.symbols.flavor));
                         let outcome = sync.on_diff(&diff);
                         if books.outcome(&symbol, &diff, outcome) {
-                            request_snapshot(http, venue.depth_url(&symbol), symbol, snap_tx.clone());
+                            request_snapshot(http, venue.connection.recorder.as_ref(), venue.depth_url(&symbol), symbol, snap_tx.clone());
                         }
                     }
                     Ok(Frame::Control) => {}
@@ -284,4 +321,20 @@ async fn session(
     };
     status.set_connected(false);
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TradeIds;
+
+    #[test]
+    fn skipped_ids_are_reported_once_and_old_ids_ignored() {
+        let ids = TradeIds::default();
+        assert_eq!(ids.skipped("BTCUSDT", 10), None, "the first id sets the baseline");
+        assert_eq!(ids.skipped("BTCUSDT", 11), None);
+        assert_eq!(ids.skipped("BTCUSDT", 15), Some(11));
+        assert_eq!(ids.skipped("BTCUSDT", 12), None, "an older id (a replay) is no gap");
+        assert_eq!(ids.skipped("BTCUSDT", 16), None);
+        assert_eq!(ids.skipped("ETHUSDT", 3), None, "symbols are separate");
+    }
 }

@@ -4,12 +4,9 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 
-use futures::SinkExt;
 use moat_common_types::{MarketEvent, now_ms};
 use serde_json::json;
-use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
 use super::Symbols;
@@ -18,7 +15,7 @@ use super::parse::{Frame, parse};
 use crate::metrics::Metrics;
 use crate::sink::Sink;
 use crate::status::StreamStatus;
-use crate::venues::{BookChange, Incoming, next_text, open, publish_book, reconnect_loop, rejected};
+use crate::venues::{BookChange, Incoming, open, publish_book, reconnect_loop, rejected, republish_book};
 
 /// The book channel: `level2_batch` is public; `level2` needs authentication
 /// on the current feed and carries the same messages.
@@ -30,11 +27,7 @@ pub struct CoinbaseVenue {
     pub symbols: Symbols,
     /// e.g. `wss://ws-feed.exchange.coinbase.com`.
     pub ws_url: String,
-    pub stale_after: Duration,
-    pub max_connection_age: Duration,
-    pub backoff_max: Duration,
-    /// Connection attempts to this venue, shared by every connection.
-    pub limiter: Arc<crate::venues::limits::ConnectionLimiter>,
+    pub connection: crate::venues::Connection,
 }
 
 impl CoinbaseVenue {
@@ -58,14 +51,9 @@ pub async fn run(
     shutdown: CancellationToken,
 ) {
     let exchange = venue.symbols.exchange.clone();
-    reconnect_loop(
-        &exchange,
-        &venue.limiter,
-        venue.backoff_max,
-        &metrics,
-        &shutdown,
-        || session(&venue, sink.as_ref(), &status, &metrics, &shutdown),
-    )
+    reconnect_loop(&exchange, &venue.connection, &metrics, &shutdown, || {
+        session(&venue, sink.as_ref(), &status, &metrics, &shutdown)
+    })
     .await;
 }
 
@@ -78,20 +66,33 @@ async fn session(
 ) -> Result<(), String> {
     let url = &venue.ws_url;
     let exchange = venue.symbols.exchange.clone();
-    let mut ws = open(url, Some(venue.subscription().to_string())).await?;
+    let mut ws = open(
+        url,
+        Some(venue.subscription().to_string()),
+        venue.connection.recorder.as_ref(),
+    )
+    .await?;
     tracing::info!(%exchange, products = venue.symbols.ids().count(), "connected and subscribed");
     status.set_connected(true);
 
     let mut books: HashMap<String, CoinbaseBook> = HashMap::new();
-    let deadline = tokio::time::Instant::now() + venue.max_connection_age;
+    let deadline = tokio::time::Instant::now() + venue.connection.max_connection_age;
+    let mut snapshots = venue.connection.snapshot_timer();
     let result = loop {
         tokio::select! {
+            _ = snapshots.tick() => {
+                for (id, sync) in &books {
+                    if let (true, Some(instrument)) = (sync.is_synced(), venue.symbols.get(id)) {
+                        republish_book(sink, instrument, &sync.book, sync.sequence());
+                    }
+                }
+            }
             () = shutdown.cancelled() => {
-                let _ = ws.close(None).await;
+                ws.close().await;
                 break Ok(());
             }
             () = tokio::time::sleep_until(deadline) => break Ok(()),
-            incoming = next_text(&mut ws, venue.stale_after) => {
+            incoming = ws.next_text(venue.connection.stale_after) => {
                 let text = match incoming {
                     Ok(Incoming::Text(text)) => text,
                     Ok(Incoming::Closed) => break Ok(()),
@@ -126,7 +127,7 @@ async fn session(
                         if publish_book(sink, metrics, &sync.book, &change, outcome) {
                             for kind in ["unsubscribe", "subscribe"] {
                                 let request = json!({"type": kind, "product_ids": [id], "channels": [BOOK_CHANNEL]});
-                                if let Err(e) = ws.send(Message::Text(request.to_string().into())).await {
+                                if let Err(e) = ws.send_text(request.to_string()).await {
                                     tracing::warn!(%exchange, %id, error = %e, "resubscribing the book failed");
                                 }
                             }

@@ -6,10 +6,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::SinkExt;
 use moat_common_types::{Market, MarketEvent, now_ms};
 use serde_json::json;
-use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
 use super::Symbols;
@@ -18,7 +16,7 @@ use super::parse::{Frame, parse};
 use crate::metrics::Metrics;
 use crate::sink::Sink;
 use crate::status::StreamStatus;
-use crate::venues::{BookChange, Incoming, next_text, open, publish_book, reconnect_loop, rejected};
+use crate::venues::{BookChange, Incoming, open, publish_book, reconnect_loop, rejected, republish_book};
 
 /// OKX closes a connection that sends nothing for 30 s: ping well before.
 const PING_EVERY: Duration = Duration::from_secs(20);
@@ -29,11 +27,7 @@ pub struct OkxVenue {
     pub symbols: Symbols,
     /// e.g. `wss://ws.okx.com:8443/ws/v5/public`.
     pub ws_url: String,
-    pub stale_after: Duration,
-    pub max_connection_age: Duration,
-    pub backoff_max: Duration,
-    /// Connection attempts to this venue, shared by every connection.
-    pub limiter: Arc<crate::venues::limits::ConnectionLimiter>,
+    pub connection: crate::venues::Connection,
 }
 
 impl OkxVenue {
@@ -68,14 +62,9 @@ pub async fn run(
     shutdown: CancellationToken,
 ) {
     let exchange = venue.symbols.exchange.clone();
-    reconnect_loop(
-        &exchange,
-        &venue.limiter,
-        venue.backoff_max,
-        &metrics,
-        &shutdown,
-        || session(&venue, sink.as_ref(), &status, &metrics, &shutdown),
-    )
+    reconnect_loop(&exchange, &venue.connection, &metrics, &shutdown, || {
+        session(&venue, sink.as_ref(), &status, &metrics, &shutdown)
+    })
     .await;
 }
 
@@ -89,26 +78,34 @@ async fn session(
     let url = &venue.ws_url;
     let exchange = venue.symbols.exchange.clone();
     let subscribe = json!({"op": "subscribe", "args": venue.subscriptions()});
-    let mut ws = open(url, Some(subscribe.to_string())).await?;
+    let mut ws = open(url, Some(subscribe.to_string()), venue.connection.recorder.as_ref()).await?;
     tracing::info!(%exchange, instruments = venue.symbols.ids().count(), "connected and subscribed");
     status.set_connected(true);
 
     let mut books: HashMap<String, OkxBook> = HashMap::new();
-    let deadline = tokio::time::Instant::now() + venue.max_connection_age;
+    let deadline = tokio::time::Instant::now() + venue.connection.max_connection_age;
     let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + PING_EVERY, PING_EVERY);
+    let mut snapshots = venue.connection.snapshot_timer();
     let result = loop {
         tokio::select! {
+            _ = snapshots.tick() => {
+                for (id, sync) in &books {
+                    if let (true, Some(instrument)) = (sync.is_synced(), venue.symbols.get(id)) {
+                        republish_book(sink, instrument, &sync.book, sync.sequence());
+                    }
+                }
+            }
             () = shutdown.cancelled() => {
-                let _ = ws.close(None).await;
+                ws.close().await;
                 break Ok(());
             }
             () = tokio::time::sleep_until(deadline) => break Ok(()),
             _ = ping.tick() => {
-                if let Err(e) = ws.send(Message::Text("ping".into())).await {
+                if let Err(e) = ws.send_text("ping".to_owned()).await {
                     break Err(format!("sending ping on {url}: {e}"));
                 }
             }
-            incoming = next_text(&mut ws, venue.stale_after) => {
+            incoming = ws.next_text(venue.connection.stale_after) => {
                 let text = match incoming {
                     Ok(Incoming::Text(text)) => text,
                     Ok(Incoming::Closed) => break Ok(()),
@@ -148,7 +145,7 @@ async fn session(
                             let arg = json!([{"channel": "books", "instId": id}]);
                             for op in ["unsubscribe", "subscribe"] {
                                 let request = json!({"op": op, "args": arg});
-                                if let Err(e) = ws.send(Message::Text(request.to_string().into())).await {
+                                if let Err(e) = ws.send_text(request.to_string()).await {
                                     tracing::warn!(%exchange, %id, error = %e, "resubscribing the book failed");
                                 }
                             }
