@@ -150,45 +150,69 @@ pub fn peers_dir() -> std::path::PathBuf {
 
 /// Starts ganache on a free port with chain id 1 and the deterministic wallet.
 pub async fn ganache() -> Ganache {
-    let bin = peers_dir().join("node_modules/.bin/ganache");
-    assert!(
-        bin.exists(),
-        "{} missing: run `npm ci` in tests/peers (.ci/run does)",
-        bin.display()
-    );
-    let port = moat_devstack::free_port();
-    let child = std::process::Command::new(bin)
-        .args([
-            "--port",
-            &port.to_string(),
-            "--host",
-            "127.0.0.1",
-            "--chain.chainId",
-            "1",
-            "--wallet.deterministic",
-            "--logging.quiet",
-        ])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let url = format!("http://127.0.0.1:{port}");
-    let node = Ganache { child, url };
-    let client = reqwest::Client::new();
-    eventually("ganache answering", Duration::from_secs(60), || {
-        let (client, url) = (client.clone(), node.url.clone());
-        async move {
-            let r = client
-                .post(url)
-                .json(&serde_json::json!({"jsonrpc":"2.0","id":1,"method":"eth_chainId","params":[]}))
-                .send()
-                .await
-                .ok()?;
-            r.status().is_success().then_some(())
-        }
-    })
-    .await;
-    node
+    Ganache::start_on(moat_devstack::free_port()).await
+}
+
+impl Ganache {
+    /// Starts ganache on `port` and waits until it answers.
+    pub async fn start_on(port: u16) -> Ganache {
+        let bin = peers_dir().join("node_modules/.bin/ganache");
+        assert!(
+            bin.exists(),
+            "{} missing: run `npm ci` in tests/peers (.ci/run does)",
+            bin.display()
+        );
+        let child = std::process::Command::new(bin)
+            .args([
+                "--port",
+                &port.to_string(),
+                "--host",
+                "127.0.0.1",
+                "--chain.chainId",
+                "1",
+                "--wallet.deterministic",
+                "--logging.quiet",
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let url = format!("http://127.0.0.1:{port}");
+        let node = Ganache { child, url };
+        let client = reqwest::Client::new();
+        eventually("ganache answering", Duration::from_secs(60), || {
+            let (client, url) = (client.clone(), node.url.clone());
+            async move {
+                let r = client
+                    .post(url)
+                    .json(&serde_json::json!({"jsonrpc":"2.0","id":1,"method":"eth_chainId","params":[]}))
+                    .send()
+                    .await
+                    .ok()?;
+                r.status().is_success().then_some(())
+            }
+        })
+        .await;
+        node
+    }
+
+    /// SIGKILLs the node.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts a fresh node on the same port.
+    pub async fn restart(&mut self) {
+        self.kill();
+        let port = self
+            .url
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("a port");
+        *self = Ganache::start_on(port).await;
+    }
 }
 
 /// A service process started by a test, killed when the test ends.

@@ -14,8 +14,8 @@ use std::process::ExitCode;
 const USAGE: &str = "usage: cargo xtask <command>
 
 commands:
-  up [--detach]   build, start NATS (JetStream), ClickHouse and every service with a
-                  simulated exchange feed; wait for health; Ctrl-C stops everything
+  up [--detach]   build, start NATS (JetStream), ClickHouse, the local exchange and
+                  every service; wait for health; Ctrl-C stops everything
   down            stop a stack started with `up --detach`
   status          show the processes and health of a detached stack
   test [ARGS]     start real NATS, ClickHouse and PostgreSQL on free ports and run
@@ -24,10 +24,14 @@ commands:
   helm            validate the Helm charts and the compose file offline (deploy/validate.py)
   bench           release build, real NATS and ClickHouse, each figure beside a baseline
                   measured in the same run; results written to BENCHMARKS.md
+  chaos [SECS]    the whole stack under a steady feed, each component SIGKILLed for
+                  SECS (10) and restarted in turn; prints recovery times, strategy
+                  errors, trades sent vs stored and the gaps announced
 
 environment:
   MOAT_DEV_NATS_PORT (4222), MOAT_DEV_NATS_MONITOR_PORT (8222),
-  MOAT_DEV_CLICKHOUSE_PORT (8123): ports of the dependencies started by `up`";
+  MOAT_DEV_CLICKHOUSE_PORT (8123), MOAT_DEV_EXCHANGE_PORT (9443), MOAT_DEV_GANACHE_PORT
+  (8545): ports of what `up` starts";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -41,6 +45,7 @@ fn main() -> ExitCode {
         "status" => up::status(),
         "test" => test::run(rest),
         "bench" => bench::run(),
+        "chaos" => chaos(rest),
         "compose" => deploy::compose(rest),
         "helm" => deploy::helm(),
         "help" | "--help" | "-h" => {
@@ -55,6 +60,37 @@ fn main() -> ExitCode {
             eprintln!("xtask {command}: {error}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// The chaos test at full length: each outage `SECS` long.
+fn chaos(args: &[String]) -> Result<(), String> {
+    let secs = args.first().map_or("10", String::as_str);
+    secs.parse::<f64>()
+        .ok()
+        .filter(|s| *s > 0.0)
+        .ok_or_else(|| format!("chaos {secs:?}: expected the outage in seconds, e.g. 10"))?;
+    moat_devstack::ensure_installed(&[moat_devstack::Package::NATS, moat_devstack::Package::CLICKHOUSE])?;
+    cargo(&["build", "--bins"])?;
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = std::process::Command::new(&cargo)
+        .args([
+            "test",
+            "-p",
+            "moat-integration-tests",
+            "--test",
+            "chaos",
+            "--",
+            "--nocapture",
+        ])
+        .env("MOAT_CHAOS_OUTAGE_SECS", secs)
+        .current_dir(root())
+        .status()
+        .map_err(|e| format!("running {cargo}: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("the chaos run failed with {status}"))
     }
 }
 

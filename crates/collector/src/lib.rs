@@ -135,7 +135,46 @@ pub fn venue_connector(venue: &config::VenueConfig) -> anyhow::Result<VenueConne
         connection,
         open_interest_every: (venue.open_interest_interval_ms > 0)
             .then(|| Duration::from_millis(venue.open_interest_interval_ms)),
+        trade_ids: Default::default(),
     }))
+}
+
+/// Seeds a venue's last trade ids from the newest trade of each symbol in
+/// the stream, so trades missed while the collector was down are published
+/// as a gap when it is back. A symbol with no trade stored starts fresh.
+async fn seed_trade_ids(js: &async_nats::jetstream::Context, stream: &str, connector: &VenueConnector) {
+    let VenueConnector::Binance(venue) = connector else {
+        return;
+    };
+    let Ok(stream) = js.get_stream(stream).await else {
+        return;
+    };
+    for venue_symbol in venue.symbols.venue_symbols() {
+        let Some(instrument) = venue.symbols.get(venue_symbol) else {
+            continue;
+        };
+        let Ok(subject) = moat_common_types::subject::Subject::new(
+            moat_common_types::Kind::Trade,
+            &instrument.exchange,
+            instrument.market,
+            &instrument.symbol,
+        ) else {
+            continue;
+        };
+        let Ok(message) = stream.get_last_raw_message_by_subject(&subject.to_string()).await else {
+            continue;
+        };
+        if let Ok(moat_common_types::MarketEvent::Trade(t)) = moat_common_types::proto_conv::decode(&message.payload)
+            && let Ok(id) = t.trade_id.parse()
+        {
+            tracing::info!(
+                symbol = venue_symbol,
+                last_trade_id = id,
+                "resuming after the last stored trade"
+            );
+            venue.trade_ids.seed(venue_symbol, id);
+        }
+    }
 }
 
 /// Runs the collector until `shutdown` is cancelled.
@@ -184,6 +223,7 @@ pub async fn run(config: CollectorConfig, http: TcpListener, shutdown: Cancellat
         let shards = venue_connectors(venue)?;
         let sharded = shards.len() > 1;
         for (i, connector) in shards.into_iter().enumerate() {
+            seed_trade_ids(&js, &settings.name, &connector).await;
             let name = if sharded {
                 format!("{}#{i}", venue.exchange)
             } else {

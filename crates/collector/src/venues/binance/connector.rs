@@ -34,6 +34,9 @@ pub struct BinanceVenue {
     pub connection: crate::venues::Connection,
     /// How often open interest is polled over REST (futures only).
     pub open_interest_every: Option<Duration>,
+    /// The newest trade id per symbol: outlives a connection, and is seeded
+    /// from the stream at start so a restart's missed trades are found too.
+    pub trade_ids: Arc<TradeIds>,
 }
 
 impl BinanceVenue {
@@ -102,11 +105,16 @@ pub async fn run(
         .build()
         .expect("a default HTTP client builds");
     let exchange = venue.symbols.exchange.clone();
-    // Aggregate trade ids are consecutive per symbol: the last one seen
-    // outlives a connection, so trades missed across a reconnect are found.
-    let last_trades = TradeIds::default();
     reconnect_loop(&exchange, &venue.connection, &metrics, &shutdown, || {
-        session(&venue, &http, sink.as_ref(), &status, &metrics, &last_trades, &shutdown)
+        session(
+            &venue,
+            &http,
+            sink.as_ref(),
+            &status,
+            &metrics,
+            &venue.trade_ids,
+            &shutdown,
+        )
     })
     .await;
 }
@@ -129,11 +137,19 @@ fn request_snapshot(
     });
 }
 
-/// The newest aggregate trade id per venue symbol.
-#[derive(Default)]
-struct TradeIds(std::sync::Mutex<HashMap<String, u64>>);
+/// The newest aggregate trade id per venue symbol. Binance's aggregate
+/// trade ids are consecutive per symbol, so a jump means trades were missed
+/// (while disconnected, or while the collector was down).
+#[derive(Debug, Default)]
+pub struct TradeIds(std::sync::Mutex<HashMap<String, u64>>);
 
 impl TradeIds {
+    /// The last id published before this process started.
+    pub fn seed(&self, symbol: &str, id: u64) {
+        let mut last = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        last.entry(symbol.to_owned()).or_insert(id);
+    }
+
     /// Records a trade's id; returns the last id before it when ids were
     /// skipped (trades lost while disconnected).
     fn skipped(&self, symbol: &str, id: u64) -> Option<u64> {
