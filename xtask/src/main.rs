@@ -104,9 +104,15 @@ pub fn root() -> PathBuf {
 
 /// Runs `cargo` with `args` in the workspace root, inheriting the terminal.
 pub fn cargo(args: &[&str]) -> Result<(), String> {
+    cargo_with_env(args, &[])
+}
+
+/// [`cargo`] with extra environment variables.
+pub fn cargo_with_env(args: &[&str], env: &[(&str, &str)]) -> Result<(), String> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = std::process::Command::new(&cargo)
         .args(args)
+        .envs(env.iter().copied())
         .current_dir(root())
         .status()
         .map_err(|e| format!("running {cargo}: {e}"))?;

@@ -49,6 +49,13 @@ async fn main() -> anyhow::Result<()> {
     }
 }
 
+/// The value after an option such as `--out`, or an error naming it.
+fn option_value(option: &str, value: Option<&String>) -> anyhow::Result<String> {
+    value
+        .cloned()
+        .with_context(|| format!("{option} needs a value\n{USAGE}"))
+}
+
 /// The public endpoints of a venue kind: WebSocket and REST base URLs.
 fn venue_urls(kind: &str) -> anyhow::Result<(&'static str, &'static str)> {
     Ok(match kind {
@@ -71,11 +78,7 @@ async fn record(args: &[String]) -> anyhow::Result<()> {
     let mut symbols = Vec::new();
     let mut it = args.iter();
     while let Some(arg) = it.next() {
-        let mut value = || {
-            it.next()
-                .cloned()
-                .with_context(|| format!("{arg} needs a value\n{USAGE}"))
-        };
+        let mut value = || option_value(arg, it.next());
         match arg.as_str() {
             "--exchange" => kind = Some(value()?),
             "--ws-url" => ws_url = Some(value()?),
@@ -167,11 +170,7 @@ async fn exchange(args: &[String]) -> anyhow::Result<()> {
     let (mut symbols, mut rate) = (Vec::new(), 20u32);
     let mut it = args.iter();
     while let Some(arg) = it.next() {
-        let mut value = || {
-            it.next()
-                .cloned()
-                .with_context(|| format!("{arg} needs a value\n{USAGE}"))
-        };
+        let mut value = || option_value(arg, it.next());
         match arg.as_str() {
             "--listen" => listen = value()?,
             "--symbol" => {

@@ -111,8 +111,9 @@ impl Recording {
 struct Shared {
     recording: Recording,
     speed: Speed,
-    /// Notified when a client has been sent every frame.
+    /// Notified (and set) when a client has been sent every frame.
     done: Notify,
+    finished: std::sync::atomic::AtomicBool,
     /// Stops the server and drops every connection (a venue going away).
     stop: tokio_util::sync::CancellationToken,
 }
@@ -130,6 +131,7 @@ impl ReplayServer {
             recording,
             speed,
             done: Notify::new(),
+            finished: std::sync::atomic::AtomicBool::new(false),
             stop: tokio_util::sync::CancellationToken::new(),
         });
         let app = Router::new()
@@ -164,9 +166,16 @@ impl ReplayServer {
         self.shared.stop.cancel();
     }
 
-    /// Resolves once a client has been sent the whole recording.
+    /// Resolves once a client has been sent the whole recording (at once
+    /// if that already happened).
     pub async fn finished(&self) {
-        self.shared.done.notified().await;
+        loop {
+            let notified = self.shared.done.notified();
+            if self.shared.finished.load(std::sync::atomic::Ordering::Acquire) {
+                return;
+            }
+            notified.await;
+        }
     }
 }
 
@@ -190,6 +199,7 @@ async fn serve_frames(shared: Arc<Shared>, mut socket: WebSocket) {
             return;
         }
     }
+    shared.finished.store(true, std::sync::atomic::Ordering::Release);
     shared.done.notify_waiters();
     // Keep the connection open (as a quiet venue would) until the client
     // leaves or the server stops.

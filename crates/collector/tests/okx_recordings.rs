@@ -70,7 +70,7 @@ fn replay(symbols: &Symbols, frames: &[String], corrupt: Option<usize>) -> Repla
                     BookOutcome::Buffered | BookOutcome::Stale => {}
                 }
             }
-            Frame::Funding(_) | Frame::OpenInterest(_) | Frame::Control => {}
+            Frame::Funding(_) | Frame::MarkPrice { .. } | Frame::OpenInterest(_) | Frame::Control => {}
         }
     }
     r

@@ -111,6 +111,17 @@ async fn replay(kind: &str, texts: &[String], expected_trades: usize) -> (Vec<Ma
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    // Frames read after the last trade (book diffs) are still being
+    // applied: wait until nothing new has come for 300 ms.
+    let mut seen = usize::MAX;
+    while Instant::now() < deadline {
+        let now = sink.0.lock().unwrap().len();
+        if now == seen {
+            break;
+        }
+        seen = now;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
     assert!(status.is_connected());
     token.cancel();
     task.await.unwrap();
@@ -307,4 +318,38 @@ async fn venue_outage_reconnects_and_resubscribes_within_the_backoff_bound() {
     assert!(metrics.reconnects.with_label_values(&["binance"]).get() >= 1);
     token.cancel();
     task.await.unwrap();
+}
+
+/// OKX sends funding and mark price on separate channels; the funding
+/// events carry the latest mark price.
+#[tokio::test]
+async fn okx_funding_events_carry_the_latest_mark_price() {
+    let text = [
+        r#"wss://ws.okx.com:8443/ws/v5/public <-> 1700724675.0"#,
+        r#"wss://ws.okx.com:8443/ws/v5/public <- 1700724675.1: {"op":"subscribe","args":[{"channel":"funding-rate","instId":"BTC-USDT-SWAP"}]}"#,
+        r#"1700724675.2: {"arg":{"channel":"funding-rate","instId":"BTC-USDT-SWAP"},"data":[{"fundingRate":"0.0001","fundingTime":"1700726400000","instId":"BTC-USDT-SWAP","instType":"SWAP","nextFundingTime":"1700755200000","ts":"1700724675402"}]}"#,
+        r#"1700724675.3: {"arg":{"channel":"mark-price","instId":"BTC-USDT-SWAP"},"data":[{"instType":"SWAP","instId":"BTC-USDT-SWAP","markPx":"37512.5","ts":"1700724675500"}]}"#,
+        r#"1700724675.4: {"arg":{"channel":"mark-price","instId":"BTC-USDT-SWAP"},"data":[{"instType":"SWAP","instId":"BTC-USDT-SWAP","markPx":"37513.1","ts":"1700724675700"}]}"#,
+        r#"1700724675.5: {"arg":{"channel":"funding-rate","instId":"BTC-USDT-SWAP"},"data":[{"fundingRate":"0.0002","fundingTime":"1700726400000","instId":"BTC-USDT-SWAP","instType":"SWAP","nextFundingTime":"1700755200000","ts":"1700724675900"}]}"#,
+    ]
+    .join("\n");
+    let (events, _) = replay("okx", &[text], 0).await;
+    let fundings: Vec<(String, String, i64)> = events
+        .iter()
+        .filter_map(|e| match e {
+            MarketEvent::Funding(f) => Some((f.funding_rate.to_string(), f.mark_price.to_string(), f.ts_exchange_ms)),
+            _ => None,
+        })
+        .collect();
+    let expected = [
+        ("0.0001", "0", 1700724675402),
+        ("0.0001", "37512.5", 1700724675500),
+        ("0.0001", "37513.1", 1700724675700),
+        ("0.0002", "37513.1", 1700724675900),
+    ];
+    let expected: Vec<(String, String, i64)> = expected
+        .iter()
+        .map(|(r, m, t)| ((*r).to_owned(), (*m).to_owned(), *t))
+        .collect();
+    assert_eq!(fundings, expected);
 }

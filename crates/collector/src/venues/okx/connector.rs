@@ -44,6 +44,7 @@ impl OkxVenue {
             let market = super::market_of(id);
             if market == Market::Perp {
                 args.push(json!({"channel": "funding-rate", "instId": id}));
+                args.push(json!({"channel": "mark-price", "instId": id}));
             }
             if market != Market::Spot {
                 args.push(json!({"channel": "open-interest", "instId": id}));
@@ -86,6 +87,10 @@ async fn session(
     let deadline = tokio::time::Instant::now() + venue.connection.max_connection_age;
     let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + PING_EVERY, PING_EVERY);
     let mut snapshots = venue.connection.snapshot_timer();
+    // The latest mark price and funding per instrument (OKX sends them on
+    // separate channels; moat's funding event carries both).
+    let mut marks: HashMap<String, moat_common_types::Decimal> = HashMap::new();
+    let mut fundings: HashMap<String, moat_common_types::model::Funding> = HashMap::new();
     let result = loop {
         tokio::select! {
             _ = snapshots.tick() => {
@@ -123,7 +128,22 @@ async fn session(
                         status.touch(&b.instrument.symbol, now);
                         sink.emit(MarketEvent::Bbo(b));
                     }
-                    Ok(Frame::Funding(f)) => sink.emit(MarketEvent::Funding(f)),
+                    Ok(Frame::Funding(mut f)) => {
+                        // Funding events carry the latest mark price, as
+                        // Binance's markPrice stream does.
+                        f.mark_price = marks.get(&f.instrument.venue_symbol).copied().unwrap_or(f.mark_price);
+                        fundings.insert(f.instrument.venue_symbol.clone(), f.clone());
+                        sink.emit(MarketEvent::Funding(f));
+                    }
+                    Ok(Frame::MarkPrice { instrument, mark_price, ts_exchange_ms }) => {
+                        marks.insert(instrument.venue_symbol.clone(), mark_price);
+                        if let Some(f) = fundings.get_mut(&instrument.venue_symbol) {
+                            f.mark_price = mark_price;
+                            f.ts_exchange_ms = ts_exchange_ms;
+                            f.ts_recv_ms = now;
+                            sink.emit(MarketEvent::Funding(f.clone()));
+                        }
+                    }
                     Ok(Frame::OpenInterest(o)) => sink.emit(MarketEvent::OpenInterest(o)),
                     Ok(Frame::Book(message)) => {
                         status.touch(&message.instrument.symbol, now);

@@ -30,6 +30,13 @@ pub enum Frame {
     Bbo(Bbo),
     Book(BookMessage),
     Funding(Funding),
+    /// The `mark-price` channel: the connector puts it into the funding
+    /// events of the instrument.
+    MarkPrice {
+        instrument: moat_common_types::Instrument,
+        mark_price: moat_common_types::Decimal,
+        ts_exchange_ms: i64,
+    },
     OpenInterest(OpenInterest),
     /// Subscription answers, `pong` and other control frames.
     Control,
@@ -105,6 +112,14 @@ struct RawFunding<'a> {
     funding_time: Option<&'a str>,
     #[serde(default)]
     ts: Option<&'a str>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawMarkPrice<'a> {
+    inst_id: &'a str,
+    mark_px: &'a str,
+    ts: &'a str,
 }
 
 #[derive(Deserialize)]
@@ -224,9 +239,9 @@ pub fn parse(symbols: &Symbols, frame: &str, ts_recv_ms: i64) -> Result<Frame, R
             Ok(Frame::Funding(Funding {
                 instrument: symbols.instrument(f.inst_id)?,
                 funding_rate: number("fundingRate", f.funding_rate)?,
-                // The funding-rate channel carries no mark price; zero
-                // stands for "not sent" (OKX publishes it on `mark-price`,
-                // which moat does not subscribe yet).
+                // The funding-rate channel carries no mark price: the
+                // connector fills in the last one from `mark-price` (zero
+                // until one arrived).
                 mark_price: moat_common_types::Decimal::ZERO,
                 index_price: None,
                 next_funding_ms: f
@@ -237,6 +252,17 @@ pub fn parse(symbols: &Symbols, frame: &str, ts_recv_ms: i64) -> Result<Frame, R
                 ts_exchange_ms: ts,
                 ts_recv_ms,
             }))
+        }
+        "mark-price" => {
+            let raw: Vec<RawMarkPrice<'_>> = json(data.get())?;
+            let m = raw
+                .first()
+                .ok_or_else(|| Reject::new("json", "empty mark-price data"))?;
+            Ok(Frame::MarkPrice {
+                instrument: symbols.instrument(m.inst_id)?,
+                mark_price: price("markPx", m.mark_px)?,
+                ts_exchange_ms: millis("ts", m.ts)?,
+            })
         }
         "open-interest" => {
             let raw: Vec<RawOpenInterest<'_>> = json(data.get())?;
@@ -288,6 +314,26 @@ mod tests {
             "venue_error"
         );
         assert_eq!(parse(&s, "pong", 0).unwrap(), Frame::Control);
+    }
+
+    #[test]
+    fn mark_price_parses_and_bad_marks_are_refused() {
+        let s = symbols();
+        let mark = r#"{"arg":{"channel":"mark-price","instId":"BTC-USDT-SWAP"},"data":[{"instType":"SWAP","instId":"BTC-USDT-SWAP","markPx":"42310.6","ts":"1630049139746"}]}"#;
+        let Frame::MarkPrice {
+            instrument,
+            mark_price,
+            ts_exchange_ms,
+        } = parse(&s, mark, 5).unwrap()
+        else {
+            panic!("not a mark price")
+        };
+        assert_eq!(
+            (instrument.symbol.as_str(), mark_price.to_string(), ts_exchange_ms),
+            ("BTC-USDT-PERP", "42310.6".to_owned(), 1630049139746)
+        );
+        let zero = mark.replace("42310.6", "0");
+        assert_eq!(parse(&s, &zero, 5).unwrap_err().reason, "price");
     }
 
     #[test]
