@@ -156,23 +156,9 @@ pub async fn ganache() -> Ganache {
 impl Ganache {
     /// Starts ganache on `port` and waits until it answers.
     pub async fn start_on(port: u16) -> Ganache {
-        let bin = peers_dir().join("node_modules/.bin/ganache");
-        assert!(
-            bin.exists(),
-            "{} missing: run `npm ci` in tests/peers (.ci/run does)",
-            bin.display()
-        );
-        let child = std::process::Command::new(bin)
-            .args([
-                "--port",
-                &port.to_string(),
-                "--host",
-                "127.0.0.1",
-                "--chain.chainId",
-                "1",
-                "--wallet.deterministic",
-                "--logging.quiet",
-            ])
+        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+        let child = moat_devstack::ganache_command(&root, port)
+            .unwrap_or_else(|e| panic!("{e} (.ci/run does)"))
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()

@@ -126,9 +126,16 @@ impl Stack {
             .status()
             .expect("running migrate");
         assert!(migrate.success(), "moat-storage-writer migrate failed");
-        for name in ["exchange", "state", "storage-writer", "collector", "gateway"] {
+        for name in ["exchange", "state", "storage-writer", "gateway"] {
             stack.spawn(name);
         }
+        // The gateway is ready (subscribed to NATS) before the collector
+        // publishes its first book snapshots; a later one would wait for
+        // the periodic republish.
+        let gateway = format!("127.0.0.1:{}", stack.gateway_http);
+        tokio::task::block_in_place(|| moat_devstack::wait_http_ok(&gateway, "/health", Duration::from_secs(60)))
+            .unwrap_or_else(|e| panic!("the gateway did not become ready: {e}\n{}", stack.log_tail("gateway")));
+        stack.spawn("collector");
         stack
     }
 

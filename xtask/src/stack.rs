@@ -58,27 +58,6 @@ pub const SERVICES: &[Service] = &[
         },
     },
     Service {
-        name: "collector",
-        binary: "moat-collector",
-        health: "127.0.0.1:8080",
-        endpoints: "HTTP http://127.0.0.1:8080/health, /status (venue `local`)",
-        env: |deps| {
-            let symbols: Vec<String> = EXCHANGE_SYMBOLS
-                .iter()
-                .map(|s| format!("\"{}\"", s.split('=').next().unwrap_or_default()))
-                .collect();
-            let venue = format!(
-                "[{{kind=\"binance\",exchange=\"local\",ws_url=\"ws://{addr}\",rest_url=\"http://{addr}\",symbols=[{}],open_interest_interval_ms=0}}]",
-                symbols.join(","),
-                addr = deps.exchange
-            );
-            vec![
-                ("MOAT_COLLECTOR__NATS__URL".into(), deps.nats_url.clone()),
-                ("MOAT_COLLECTOR__VENUES".into(), venue),
-            ]
-        },
-    },
-    Service {
         name: "gateway",
         binary: "moat-gateway",
         health: "127.0.0.1:9090",
@@ -99,6 +78,27 @@ pub const SERVICES: &[Service] = &[
                 ));
             }
             env
+        },
+    },
+    Service {
+        name: "collector",
+        binary: "moat-collector",
+        health: "127.0.0.1:8080",
+        endpoints: "HTTP http://127.0.0.1:8080/health, /status (venue `local`)",
+        env: |deps| {
+            let symbols: Vec<String> = EXCHANGE_SYMBOLS
+                .iter()
+                .map(|s| format!("\"{}\"", s.split('=').next().unwrap_or_default()))
+                .collect();
+            let venue = format!(
+                "[{{kind=\"binance\",exchange=\"local\",ws_url=\"ws://{addr}\",rest_url=\"http://{addr}\",symbols=[{}],open_interest_interval_ms=0}}]",
+                symbols.join(","),
+                addr = deps.exchange
+            );
+            vec![
+                ("MOAT_COLLECTOR__NATS__URL".into(), deps.nats_url.clone()),
+                ("MOAT_COLLECTOR__VENUES".into(), venue),
+            ]
         },
     },
 ];

@@ -83,13 +83,14 @@ pub fn up(detach: bool) -> Result<(), String> {
 
     migrate(&root, &deps)?;
 
+    // One at a time, each healthy before the next: the gateway is then
+    // subscribed before the collector publishes its first book snapshots.
     let mut services: Vec<(ManagedProcess, &'static str)> = Vec::new();
     for service in SERVICES {
         let log = dir.join("logs").join(format!("{}.log", service.name));
         let process = ManagedProcess::spawn(service.name, command(&root, service, &deps), &log)?;
         services.push((process, service.health));
-    }
-    for (process, health) in &mut services {
+        let (process, health) = services.last_mut().expect("just pushed");
         if let Err(error) = wait_http_ok(health, "/health", HEALTH_TIMEOUT) {
             let tail = process.log_tail(15);
             return Err(format!(
@@ -195,22 +196,11 @@ fn start_exchange(root: &Path, dir: &Path) -> Result<(ManagedProcess, String), S
 /// Starts ganache (installed with `npm ci` in `tests/peers`) as the
 /// upstream of chain `ethereum`, when Node.js and the package are there.
 fn start_ganache(root: &Path, dir: &Path) -> Result<Option<(ManagedProcess, String)>, String> {
-    let bin = root.join("tests/peers/node_modules/.bin/ganache");
-    if !bin.exists() {
+    let port = port("MOAT_DEV_GANACHE_PORT", 8545)?;
+    let Ok(cmd) = moat_devstack::ganache_command(root, port) else {
         println!("ganache not installed (run `npm ci` in tests/peers): chain ethereum has no upstream");
         return Ok(None);
-    }
-    let port = port("MOAT_DEV_GANACHE_PORT", 8545)?;
-    let mut cmd = std::process::Command::new(bin);
-    cmd.args([
-        "--port",
-        &port.to_string(),
-        "--host",
-        "127.0.0.1",
-        "--chain.chainId",
-        "1",
-        "--wallet.deterministic",
-    ]);
+    };
     let process = ManagedProcess::spawn("ganache", cmd, &dir.join("logs/ganache.log"))?;
     let addr = format!("127.0.0.1:{port}");
     let deadline = Instant::now() + Duration::from_secs(60);

@@ -594,6 +594,12 @@ async fn venues(report: &mut Report, http: &reqwest::Client, global: &Global, e:
             );
         } else if valid > 0 {
             report.pass(format!("{name} books"), format!("{valid} books valid"));
+        } else if !symbols.is_empty() {
+            report.warn(
+                format!("{name} books"),
+                format!("the gateway has no book yet for {}", symbols.join(", ")),
+                "a gateway started after the collector gets every book within the collector's book_snapshot_interval_ms (30 s)",
+            );
         }
     }
 }

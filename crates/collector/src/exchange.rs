@@ -76,7 +76,10 @@ impl GeneratedSymbol {
 /// One symbol's generated market: prices in ticks, quantities in lots.
 struct Market {
     symbol: String,
-    stream_prefix: String,
+    /// Combined-stream names: `btcusdt@aggTrade`, `…@depth@100ms`, `…@bookTicker`.
+    trade_stream: Arc<str>,
+    depth_stream: Arc<str>,
+    ticker_stream: Arc<str>,
     price_scale: u32,
     mid: i64,
     bids: BTreeMap<i64, i64>,
@@ -95,7 +98,9 @@ impl Market {
     fn new(s: &GeneratedSymbol, first_id: u64) -> Market {
         let mut market = Market {
             symbol: s.venue_symbol.clone(),
-            stream_prefix: s.venue_symbol.to_ascii_lowercase(),
+            trade_stream: format!("{}@aggTrade", s.venue_symbol.to_ascii_lowercase()).into(),
+            depth_stream: format!("{}@depth@100ms", s.venue_symbol.to_ascii_lowercase()).into(),
+            ticker_stream: format!("{}@bookTicker", s.venue_symbol.to_ascii_lowercase()).into(),
             price_scale: s.price.scale(),
             mid: s.price.mantissa() as i64,
             bids: BTreeMap::new(),
@@ -202,8 +207,8 @@ impl Market {
         let id = self.next_trade_id;
         self.next_trade_id += 1;
         format!(
-            r#"{{"stream":"{s}@aggTrade","data":{{"e":"aggTrade","E":{now},"s":"{S}","a":{id},"p":"{p}","q":"{q}","f":{id},"l":{id},"T":{now},"m":{m},"M":true}}}}"#,
-            s = self.stream_prefix,
+            r#"{{"stream":"{s}","data":{{"e":"aggTrade","E":{now},"s":"{S}","a":{id},"p":"{p}","q":"{q}","f":{id},"l":{id},"T":{now},"m":{m},"M":true}}}}"#,
+            s = self.trade_stream,
             S = self.symbol,
             p = self.price(price),
             q = Market::qty(qty),
@@ -232,8 +237,8 @@ impl Market {
             .map(|(p, q)| format!(r#"["{}","{}"]"#, self.price(*p), Market::qty(*q)))
             .collect();
         let depth = format!(
-            r#"{{"stream":"{s}@depth@100ms","data":{{"e":"depthUpdate","E":{now},"s":"{S}","U":{first},"u":{last},"b":[{b}],"a":{a}}}}}"#,
-            s = self.stream_prefix,
+            r#"{{"stream":"{s}","data":{{"e":"depthUpdate","E":{now},"s":"{S}","U":{first},"u":{last},"b":[{b}],"a":{a}}}}}"#,
+            s = self.depth_stream,
             S = self.symbol,
             last = self.last_update_id,
             b = bid_levels.join(","),
@@ -242,8 +247,8 @@ impl Market {
         let (bid_p, bid_q) = self.bids.iter().next_back().map(|(p, q)| (*p, *q))?;
         let (ask_p, ask_q) = self.asks.iter().next().map(|(p, q)| (*p, *q))?;
         let ticker = format!(
-            r#"{{"stream":"{s}@bookTicker","data":{{"u":{u},"s":"{S}","b":"{b}","B":"{bq}","a":"{a}","A":"{aq}"}}}}"#,
-            s = self.stream_prefix,
+            r#"{{"stream":"{s}","data":{{"u":{u},"s":"{S}","b":"{b}","B":"{bq}","a":"{a}","A":"{aq}"}}}}"#,
+            s = self.ticker_stream,
             S = self.symbol,
             u = self.last_update_id,
             b = self.price(bid_p),
@@ -278,12 +283,18 @@ impl Market {
     }
 }
 
-/// One frame for the connections: its stream name and text.
+/// One frame for the connections: its stream name and text (shared by
+/// every client, cloned without copying).
 #[derive(Debug)]
 struct Frame {
-    stream: String,
-    text: String,
-    trade: bool,
+    stream: Arc<str>,
+    text: axum::extract::ws::Utf8Bytes,
+}
+
+impl Frame {
+    fn is_trade(&self) -> bool {
+        self.stream.ends_with("@aggTrade")
+    }
 }
 
 #[derive(Default)]
@@ -371,12 +382,9 @@ impl GeneratedExchange {
     pub fn disconnect_all(&self) {
         std::mem::take(&mut *self.shared.disconnect.lock().expect("disconnect lock")).cancel();
     }
-
-    pub fn stop(&self) {
-        self.shared.stop.cancel();
-    }
 }
 
+/// Dropping the exchange stops it and drops its connections.
 impl Drop for GeneratedExchange {
     fn drop(&mut self) {
         self.shared.stop.cancel();
@@ -404,9 +412,8 @@ async fn generate(shared: Arc<Shared>) {
                 let mut markets = shared.markets.lock().expect("markets lock");
                 for market in markets.iter_mut() {
                     if let Some((depth, ticker)) = market.flush(now) {
-                        let prefix = market.stream_prefix.clone();
-                        send(&shared, format!("{prefix}@depth@100ms"), depth, false);
-                        send(&shared, format!("{prefix}@bookTicker"), ticker, false);
+                        send(&shared, &market.depth_stream, depth);
+                        send(&shared, &market.ticker_stream, ticker);
                     }
                 }
             }
@@ -424,7 +431,7 @@ async fn generate(shared: Arc<Shared>) {
                     for market in markets.iter_mut() {
                         let trade = market.step(&mut rng, now);
                         shared.stats.trades_generated.fetch_add(1, Ordering::Relaxed);
-                        send(&shared, format!("{}@aggTrade", market.stream_prefix), trade, true);
+                        send(&shared, &market.trade_stream, trade);
                     }
                 }
             }
@@ -432,10 +439,13 @@ async fn generate(shared: Arc<Shared>) {
     }
 }
 
-fn send(shared: &Shared, stream: String, text: String, trade: bool) {
+fn send(shared: &Shared, stream: &Arc<str>, text: String) {
     // No receiver is not an error: frames nobody is subscribed to are lost
     // as on a venue.
-    let _ = shared.frames.send(Arc::new(Frame { stream, text, trade }));
+    let _ = shared.frames.send(Arc::new(Frame {
+        stream: stream.clone(),
+        text: text.into(),
+    }));
 }
 
 async fn ws(State(shared): State<Arc<Shared>>, RawQuery(query): RawQuery, upgrade: WebSocketUpgrade) -> Response {
@@ -444,7 +454,11 @@ async fn ws(State(shared): State<Arc<Shared>>, RawQuery(query): RawQuery, upgrad
         .split('&')
         .filter_map(|kv| kv.strip_prefix("streams="))
         .flat_map(|s| s.split('/'))
-        .map(str::to_ascii_lowercase)
+        // Symbols are case-insensitive, stream types are not (`aggTrade`).
+        .map(|stream| match stream.split_once('@') {
+            Some((symbol, kind)) => format!("{}@{kind}", symbol.to_ascii_lowercase()),
+            None => stream.to_owned(),
+        })
         .collect();
     if streams.is_empty() {
         return (
@@ -481,14 +495,14 @@ async fn serve_client(
             () = disconnect.cancelled() => break,
             frame = frames.recv() => match frame {
                 Ok(frame) => {
-                    if !streams.contains(&frame.stream.to_ascii_lowercase()) {
+                    if !streams.contains(&*frame.stream) {
                         continue;
                     }
-                    if socket.send(Message::Text(frame.text.clone().into())).await.is_err() {
+                    if socket.send(Message::Text(frame.text.clone())).await.is_err() {
                         break;
                     }
                     stats.frames_sent.fetch_add(1, Ordering::Relaxed);
-                    if frame.trade {
+                    if frame.is_trade() {
                         stats.trades_sent.fetch_add(1, Ordering::Relaxed);
                     }
                 }

@@ -202,7 +202,8 @@ async fn exchange(args: &[String]) -> anyhow::Result<()> {
         "local exchange serving a generated session in Binance's protocol"
     );
     shutdown_token().cancelled().await;
-    exchange.stop();
+    // Dropping the exchange stops it.
+    drop(exchange);
     Ok(())
 }
 

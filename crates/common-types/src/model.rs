@@ -230,12 +230,26 @@ pub struct Candle {
     pub ts_recv_ms: i64,
 }
 
+/// Data known to be lost: a book that must be rebuilt (`reason` names the
+/// check that failed, `last_sequence` the book's last good sequence), or
+/// trades missed ([`Gap::TRADES`], `last_sequence` the last trade id seen).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Gap {
     pub instrument: Instrument,
     pub reason: String,
     pub last_sequence: u64,
     pub ts_recv_ms: i64,
+}
+
+impl Gap {
+    /// The reason of a gap in the trades (ids skipped), which leaves the
+    /// book valid.
+    pub const TRADES: &'static str = "trades";
+
+    /// Whether the instrument's book is invalid until its next snapshot.
+    pub fn invalidates_book(&self) -> bool {
+        self.reason != Gap::TRADES
+    }
 }
 
 /// Any normalized market event.

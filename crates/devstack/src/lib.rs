@@ -19,3 +19,25 @@ pub use servers::{ClickHouse, Nats, Postgres};
 /// Error type of the harness: a message saying what failed and how to fix it.
 pub type Error = String;
 pub type Result<T> = std::result::Result<T, Error>;
+
+/// The command that starts ganache (installed by `npm ci` in `tests/peers`
+/// under the workspace `root`) on `port`: chain id 1, the deterministic
+/// wallet, quiet logs.
+pub fn ganache_command(root: &std::path::Path, port: u16) -> Result<std::process::Command> {
+    let bin = root.join("tests/peers/node_modules/.bin/ganache");
+    if !bin.exists() {
+        return Err(format!("{} missing: run `npm ci` in tests/peers", bin.display()));
+    }
+    let mut command = std::process::Command::new(bin);
+    command.args([
+        "--port",
+        &port.to_string(),
+        "--host",
+        "127.0.0.1",
+        "--chain.chainId",
+        "1",
+        "--wallet.deterministic",
+        "--logging.quiet",
+    ]);
+    Ok(command)
+}

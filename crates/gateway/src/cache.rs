@@ -146,7 +146,7 @@ impl Cache {
                     book.delta(d);
                 }
             }
-            MarketEvent::Gap(_) => {
+            MarketEvent::Gap(g) if g.invalidates_book() => {
                 if let Some(book) = inner.books.get_mut(&key) {
                     book.valid = false;
                 }
@@ -200,4 +200,55 @@ pub async fn feed(client: async_nats::Client, cache: Cache) -> Result<(), async_
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use moat_common_types::model::{BookSnapshot, Gap, Instrument, Level};
+    use moat_common_types::{Market, MarketEvent};
+
+    use super::*;
+
+    fn instrument() -> Instrument {
+        Instrument {
+            exchange: "binance".into(),
+            market: Market::Spot,
+            symbol: "BTC-USDT".into(),
+            venue_symbol: "BTCUSDT".into(),
+        }
+    }
+
+    fn gap(reason: &str) -> MarketEvent {
+        MarketEvent::Gap(Gap {
+            instrument: instrument(),
+            reason: reason.into(),
+            last_sequence: 7,
+            ts_recv_ms: 1,
+        })
+    }
+
+    #[test]
+    fn a_book_gap_invalidates_the_book_and_missed_trades_do_not() {
+        let cache = Cache::default();
+        let level = |p: i64| Level {
+            price: Decimal::new(p, 0),
+            qty: Decimal::ONE,
+        };
+        cache.apply(&MarketEvent::BookSnapshot(BookSnapshot {
+            instrument: instrument(),
+            sequence: 7,
+            bids: vec![level(99)],
+            asks: vec![level(101)],
+            ts_exchange_ms: 1,
+            ts_recv_ms: 1,
+        }));
+        assert!(cache.book("binance", "BTC-USDT").unwrap().valid);
+        cache.apply(&gap(Gap::TRADES));
+        assert!(
+            cache.book("binance", "BTC-USDT").unwrap().valid,
+            "missed trades leave the book valid"
+        );
+        cache.apply(&gap("sequence"));
+        assert!(!cache.book("binance", "BTC-USDT").unwrap().valid);
+    }
 }

@@ -402,6 +402,17 @@ pub(crate) async fn get_text(
     Ok(body)
 }
 
+/// Publishes a trade or BBO and marks its symbol as fresh in the status.
+pub(crate) fn emit_live(
+    sink: &dyn crate::sink::Sink,
+    status: &crate::status::StreamStatus,
+    event: moat_common_types::MarketEvent,
+    now: i64,
+) {
+    status.touch(&event.instrument().symbol, now);
+    sink.emit(event);
+}
+
 /// Counts a refused frame by reason and logs it, raw, at debug level.
 pub(crate) fn rejected(metrics: &crate::metrics::Metrics, exchange: &str, reject: &Reject, frame: &str) {
     metrics.rejects.with_label_values(&[exchange, reject.reason]).inc();

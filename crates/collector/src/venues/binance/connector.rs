@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use moat_common_types::model::BookSnapshot;
+use moat_common_types::model::{BookSnapshot, Gap};
 use moat_common_types::{MarketEvent, now_ms};
 use rand::Rng;
 use tokio::sync::mpsc;
@@ -19,7 +19,8 @@ use crate::recording::Recorder;
 use crate::sink::Sink;
 use crate::status::StreamStatus;
 use crate::venues::{
-    BookChange, BookOutcome, Incoming, get_text, open, publish_book, reconnect_loop, rejected, republish_book,
+    BookChange, BookOutcome, Incoming, emit_live, get_text, open, publish_book, reconnect_loop, rejected,
+    republish_book,
 };
 
 /// Where and what to connect.
@@ -300,23 +301,19 @@ async fn session(
                 let now = now_ms();
                 match parse(&venue.symbols, &text, now) {
                     Ok(Frame::Trade(t)) => {
-                        status.touch(&t.instrument.symbol, now);
                         if let Some(last) = t.trade_id.parse().ok().and_then(|id| last_trades.skipped(&t.instrument.venue_symbol, id)) {
                             tracing::warn!(%exchange, symbol = %t.instrument.venue_symbol, last, next = %t.trade_id, "trades missed, publishing a gap");
-                            metrics.gaps.with_label_values(&[exchange.as_str(), "trades"]).inc();
-                            sink.emit(MarketEvent::Gap(moat_common_types::model::Gap {
+                            metrics.gaps.with_label_values(&[exchange.as_str(), Gap::TRADES]).inc();
+                            sink.emit(MarketEvent::Gap(Gap {
                                 instrument: t.instrument.clone(),
-                                reason: "trades".into(),
+                                reason: Gap::TRADES.into(),
                                 last_sequence: last,
                                 ts_recv_ms: now,
                             }));
                         }
-                        sink.emit(MarketEvent::Trade(t));
+                        emit_live(sink, status, MarketEvent::Trade(t), now);
                     }
-                    Ok(Frame::Bbo(b)) => {
-                        status.touch(&b.instrument.symbol, now);
-                        sink.emit(MarketEvent::Bbo(b));
-                    }
+                    Ok(Frame::Bbo(b)) => emit_live(sink, status, MarketEvent::Bbo(b), now),
                     Ok(Frame::Candle(c)) => sink.emit(MarketEvent::Candle(c)),
                     Ok(Frame::Funding(f)) => sink.emit(MarketEvent::Funding(f)),
                     Ok(Frame::Liquidation(l)) => sink.emit(MarketEvent::Liquidation(l)),

@@ -15,7 +15,7 @@ use super::parse::{Frame, parse};
 use crate::metrics::Metrics;
 use crate::sink::Sink;
 use crate::status::StreamStatus;
-use crate::venues::{BookChange, Incoming, open, publish_book, reconnect_loop, rejected, republish_book};
+use crate::venues::{BookChange, Incoming, emit_live, open, publish_book, reconnect_loop, rejected, republish_book};
 
 /// The book channel: `level2_batch` is public; `level2` needs authentication
 /// on the current feed and carries the same messages.
@@ -100,14 +100,8 @@ async fn session(
                 };
                 let now = now_ms();
                 match parse(&venue.symbols, &text, now) {
-                    Ok(Frame::Trade(t)) => {
-                        status.touch(&t.instrument.symbol, now);
-                        sink.emit(MarketEvent::Trade(t));
-                    }
-                    Ok(Frame::Bbo(b)) => {
-                        status.touch(&b.instrument.symbol, now);
-                        sink.emit(MarketEvent::Bbo(b));
-                    }
+                    Ok(Frame::Trade(t)) => emit_live(sink, status, MarketEvent::Trade(t), now),
+                    Ok(Frame::Bbo(b)) => emit_live(sink, status, MarketEvent::Bbo(b), now),
                     Ok(Frame::Heartbeat(instrument)) => status.touch(&instrument.symbol, now),
                     Ok(Frame::Book(message)) => {
                         status.touch(&message.instrument.symbol, now);

@@ -16,7 +16,7 @@ use super::parse::{Frame, parse};
 use crate::metrics::Metrics;
 use crate::sink::Sink;
 use crate::status::StreamStatus;
-use crate::venues::{BookChange, Incoming, open, publish_book, reconnect_loop, rejected, republish_book};
+use crate::venues::{BookChange, Incoming, emit_live, open, publish_book, reconnect_loop, rejected, republish_book};
 
 /// OKX closes a connection that sends nothing for 30 s: ping well before.
 const PING_EVERY: Duration = Duration::from_secs(20);
@@ -120,14 +120,10 @@ async fn session(
                 match parse(&venue.symbols, &text, now) {
                     Ok(Frame::Trades(trades)) => {
                         for t in trades {
-                            status.touch(&t.instrument.symbol, now);
-                            sink.emit(MarketEvent::Trade(t));
+                            emit_live(sink, status, MarketEvent::Trade(t), now);
                         }
                     }
-                    Ok(Frame::Bbo(b)) => {
-                        status.touch(&b.instrument.symbol, now);
-                        sink.emit(MarketEvent::Bbo(b));
-                    }
+                    Ok(Frame::Bbo(b)) => emit_live(sink, status, MarketEvent::Bbo(b), now),
                     Ok(Frame::Funding(mut f)) => {
                         // Funding events carry the latest mark price, as
                         // Binance's markPrice stream does.
