@@ -116,9 +116,28 @@ where
         }
     }
     figment = figment.merge(Env::prefixed(&env_prefix(&sources.service)).split("__"));
+    extract(&figment, &sources.service)
+}
+
+/// The configuration of `service` from TOML text over the defaults, without
+/// files or environment: what the config fuzz target and tests feed.
+pub fn load_toml_str<T>(service: &str, toml: &str) -> Result<T, ConfigError>
+where
+    T: DeserializeOwned + Serialize + Default + Validate,
+{
+    extract(
+        &Figment::from(Serialized::defaults(T::default())).merge(Toml::string(toml)),
+        service,
+    )
+}
+
+fn extract<T>(figment: &Figment, service: &str) -> Result<T, ConfigError>
+where
+    T: DeserializeOwned + Validate,
+{
     let config: T = figment
         .extract()
-        .map_err(|e| describe(&figment, &env_prefix(&sources.service), e))?;
+        .map_err(|e| describe(figment, &env_prefix(service), e))?;
     config.validate()?;
     Ok(config)
 }
@@ -177,7 +196,24 @@ fn describe(figment: &Figment, prefix: &str, error: figment::Error) -> ConfigErr
         }
         other => format!("key `{key}`{}: {other}", origin(&error.path)),
     };
-    ConfigError(line)
+    ConfigError(one_line(&line))
+}
+
+/// TOML syntax errors come with a multi-line snippet of the file and a
+/// caret; the position and the reason are kept, on one line.
+fn one_line(message: &str) -> String {
+    let is_snippet = |line: &str| {
+        let t = line.trim_start();
+        t.starts_with('|')
+            || t.split_once(" |")
+                .is_some_and(|(n, _)| n.bytes().all(|b| b.is_ascii_digit()))
+    };
+    message
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !is_snippet(l))
+        .collect::<Vec<_>>()
+        .join(": ")
 }
 
 fn join(parent: &str, field: &str) -> String {
@@ -354,6 +390,25 @@ mod tests {
         assert_eq!(sources.file.as_deref(), Some(Path::new("/x/w.toml")));
         assert!(sources.file_required);
         assert_eq!(rest, ["migrate", "--recreate"]);
+    }
+
+    #[test]
+    fn a_toml_syntax_error_is_one_line_with_its_position() {
+        let err = load_toml_str::<Demo>("demo", "[http]\ntimeout_ms = \n").unwrap_err();
+        assert!(!err.0.contains('\n'), "{err}");
+        assert!(err.0.contains("line 2"), "the position must be named: {err}");
+        let err = with("demo-syntax", "name = 'unclosed\n", &[]).unwrap_err();
+        assert!(!err.0.contains('\n'), "{err}");
+        assert!(err.0.contains("line 1"), "{err}");
+    }
+
+    #[test]
+    fn toml_text_loads_over_the_defaults() {
+        let demo = load_toml_str::<Demo>("demo", "name = \"x\"\n").unwrap();
+        assert_eq!(demo.name, "x");
+        assert_eq!(demo.http, Http::default());
+        let err = load_toml_str::<Demo>("demo", "[http]\ntimeout_ms = 0\n").unwrap_err();
+        assert_eq!(err.0, "key `http.timeout_ms` = 0: expected a timeout above 0 ms");
     }
 
     #[test]

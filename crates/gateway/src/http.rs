@@ -11,12 +11,12 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use moat_common_types::{Error, ErrorCode};
-use serde_json::{Value, json};
+use serde_json::Value;
 use tracing::Instrument;
 
 use crate::auth::token_from;
 use crate::call::Call;
-use crate::rpc::{codes, error_response, json_rpc_code};
+use crate::rpc::{Body, Request, codes, error_response, json_rpc_code};
 use crate::services::{Gateway, Rpc};
 
 pub fn routes(gateway: Arc<Gateway>) -> Router {
@@ -86,42 +86,25 @@ async fn rpc_call(g: Arc<Gateway>, chain: String, peer: SocketAddr, headers: Hea
         }
     };
     call.authenticated(&strategy);
-    let request: Value = match std::str::from_utf8(&body)
-        .map_err(|e| format!("body is not UTF-8: {e}"))
-        .and_then(|text| serde_json::from_str(text).map_err(|e| format!("body is not JSON: {e}")))
-    {
-        Ok(v) => v,
-        Err(message) => {
-            let error = Error::invalid_argument(message);
+    let (response, outcome) = match crate::rpc::parse_body(&body, g.rpc.max_batch()) {
+        Err((code, error)) => {
             call.finish::<()>(&Err(error.clone()));
             return json_response(
                 StatusCode::BAD_REQUEST,
-                error_response(Value::Null, -32700, &error.message),
+                error_response(Value::Null, code, &error.message),
             );
         }
-    };
-    let (response, outcome) = match request {
-        Value::Array(items) => {
-            if items.is_empty() || items.len() > g.rpc.max_batch() {
-                let error = Error::invalid_argument(format!(
-                    "batch of {} calls: expected 1 to {}",
-                    items.len(),
-                    g.rpc.max_batch()
-                ));
-                let body = error_response(Value::Null, codes::INVALID_REQUEST, &error.message);
-                call.finish::<()>(&Err(error));
-                return json_response(StatusCode::BAD_REQUEST, body);
-            }
-            let mut answers = Vec::with_capacity(items.len());
+        Ok(Body::One(request)) => one(&g, &mut call, &strategy, &chain, request).await,
+        Ok(Body::Batch(requests)) => {
+            let mut answers = Vec::with_capacity(requests.len());
             let mut first_error = None;
-            for item in items {
-                let (answer, error) = one(&g, &mut call, &strategy, &chain, item).await;
+            for request in requests {
+                let (answer, error) = one(&g, &mut call, &strategy, &chain, request).await;
                 first_error = first_error.or(error);
                 answers.push(answer);
             }
             (Value::Array(answers), first_error)
         }
-        item => one(&g, &mut call, &strategy, &chain, item).await,
     };
     match outcome {
         Some(error) => call.finish::<()>(&Err(error)),
@@ -136,15 +119,14 @@ async fn one(
     call: &mut Call,
     strategy: &crate::auth::Strategy,
     chain: &str,
-    item: Value,
+    request: Request,
 ) -> (Value, Option<Error>) {
-    let id = item.get("id").cloned().unwrap_or(Value::Null);
-    let Some(method) = item.get("method").and_then(Value::as_str) else {
-        let error = Error::invalid_argument("request has no \"method\" string");
-        return (error_response(id, codes::INVALID_REQUEST, &error.message), Some(error));
+    let Request { id, call: parsed } = request;
+    let (method, params) = match parsed {
+        Ok(call) => call,
+        Err(error) => return (error_response(id, codes::INVALID_REQUEST, &error.message), Some(error)),
     };
-    let params = item.get("params").cloned().unwrap_or_else(|| json!([]));
-    match Rpc::proxy(g, call, strategy, chain, method, params, id.clone()).await {
+    match Rpc::proxy(g, call, strategy, chain, &method, params, id.clone()).await {
         Ok(mut answer) => {
             // The upstream echoes our id; make sure the client sees its own.
             answer["id"] = id;

@@ -24,11 +24,75 @@ use crate::config::RpcConfig;
 
 /// JSON-RPC error codes used by the gateway itself.
 pub mod codes {
+    pub const PARSE_ERROR: i64 = -32700;
     pub const INVALID_REQUEST: i64 = -32600;
     pub const METHOD_NOT_ALLOWED: i64 = -32601;
     pub const INVALID_PARAMS: i64 = -32602;
     pub const INTERNAL: i64 = -32603;
     pub const LIMIT_EXCEEDED: i64 = -32005;
+}
+
+/// One request object of a JSON-RPC body: the id to answer with, and the
+/// method and params, or why the object is not a request.
+#[derive(Debug)]
+pub struct Request {
+    pub id: Value,
+    pub call: Result<(String, Value), Error>,
+}
+
+/// A JSON-RPC body: one request or a batch.
+#[derive(Debug)]
+pub enum Body {
+    One(Request),
+    Batch(Vec<Request>),
+}
+
+/// Parses a JSON-RPC body. A body that is not UTF-8 JSON, or a batch that
+/// is empty or longer than `max_batch`, is refused whole with its JSON-RPC
+/// code; an object that is not a request is refused on its own.
+pub fn parse_body(body: &[u8], max_batch: usize) -> Result<Body, (i64, Error)> {
+    let refuse = |code, message: String| (code, Error::invalid_argument(message));
+    let text = std::str::from_utf8(body).map_err(|e| refuse(codes::PARSE_ERROR, format!("body is not UTF-8: {e}")))?;
+    let value: Value =
+        serde_json::from_str(text).map_err(|e| refuse(codes::PARSE_ERROR, format!("body is not JSON: {e}")))?;
+    match value {
+        Value::Array(items) => {
+            if items.is_empty() || items.len() > max_batch {
+                return Err(refuse(
+                    codes::INVALID_REQUEST,
+                    format!("batch of {} calls: expected 1 to {max_batch}", items.len()),
+                ));
+            }
+            Ok(Body::Batch(items.into_iter().map(request).collect()))
+        }
+        item => Ok(Body::One(request(item))),
+    }
+}
+
+fn request(mut item: Value) -> Request {
+    let id = item.get_mut("id").map_or(Value::Null, Value::take);
+    let method = item.get("method").and_then(Value::as_str).map(str::to_owned);
+    let call = match (method, item.get_mut("params")) {
+        (None, _) => Err(Error::invalid_argument("request has no \"method\" string")),
+        (Some(method), None | Some(Value::Null)) => Ok((method, json!([]))),
+        (Some(method), Some(params @ (Value::Array(_) | Value::Object(_)))) => Ok((method, params.take())),
+        (Some(_), Some(other)) => Err(Error::invalid_argument(format!(
+            "\"params\" is {}: expected an array or an object",
+            json_kind(other)
+        ))),
+    };
+    Request { id, call }
+}
+
+fn json_kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
 }
 
 /// Methods whose answers never change for the same parameters.
