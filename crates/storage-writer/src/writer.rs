@@ -5,6 +5,8 @@
 //! JetStream confirmed that. Everything else stays unacked and is
 //! redelivered; `ReplacingMergeTree` collapses the repeats.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::time::{Duration, Instant};
 
 use async_nats::HeaderMap;
@@ -172,11 +174,33 @@ where
 
 impl Writer {
     /// Runs until `shutdown`; the batch in hand is flushed and acked first.
+    ///
+    /// Fetching and storing overlap: the next batch is collected while the
+    /// previous one is inserted and acked, so at most two batches are in
+    /// hand. While ClickHouse is away the collected batch waits for the one
+    /// being retried, and fetching stops.
     pub async fn run(self, shutdown: CancellationToken) {
+        let this = &self;
         let mut backoff = Duration::from_millis(100);
+        let mut in_hand: Option<Batch> = None;
         while !shutdown.is_cancelled() {
-            let batch = match self.collect(&shutdown).await {
-                Ok(batch) => batch,
+            let storing = {
+                let batch = in_hand.take();
+                let shutdown = &shutdown;
+                async move {
+                    if let Some(batch) = batch {
+                        this.flush(batch, shutdown).await;
+                    }
+                }
+            };
+            let ((), collected) = tokio::join!(storing, this.collect(&shutdown));
+            match collected {
+                Ok(batch) => {
+                    backoff = Duration::from_millis(100);
+                    if !batch.messages.is_empty() {
+                        in_hand = Some(batch);
+                    }
+                }
                 Err(error) => {
                     tracing::warn!(%error, "fetching from JetStream failed");
                     tokio::select! {
@@ -184,13 +208,10 @@ impl Writer {
                         () = shutdown.cancelled() => {}
                     }
                     backoff = (backoff * 2).min(Duration::from_millis(self.batch.max_backoff_ms));
-                    continue;
                 }
-            };
-            backoff = Duration::from_millis(100);
-            if batch.messages.is_empty() {
-                continue;
             }
+        }
+        if let Some(batch) = in_hand {
             self.flush(batch, &shutdown).await;
         }
         tracing::info!("writer stopped");
@@ -373,17 +394,24 @@ impl Writer {
         }
     }
 
+    /// Inserts the tables of a batch concurrently (each insert is a part of
+    /// its own table, so the batch waits for the slowest, not the sum).
     async fn insert_all(&self, batch: &Batch) -> Result<Vec<Poison>, clickhouse::error::Error> {
-        let mut poison = Vec::new();
+        type Insert<'a> = Pin<Box<dyn Future<Output = Result<Vec<Poison>, clickhouse::error::Error>> + Send + 'a>>;
+        let mut inserts: Vec<Insert<'_>> = Vec::new();
         macro_rules! table {
             ($buffer:expr) => {{
                 let b = &$buffer;
                 if !b.rows.is_empty() {
-                    insert_isolating(&self.clickhouse, b.table, &b.rows, &b.origin, &mut poison).await?;
-                    self.metrics
-                        .rows
-                        .with_label_values(&[b.table])
-                        .inc_by(b.rows.len() as u64);
+                    inserts.push(Box::pin(async move {
+                        let mut poison = Vec::new();
+                        insert_isolating(&self.clickhouse, b.table, &b.rows, &b.origin, &mut poison).await?;
+                        self.metrics
+                            .rows
+                            .with_label_values(&[b.table])
+                            .inc_by(b.rows.len() as u64);
+                        Ok(poison)
+                    }));
                 }
             }};
         }
@@ -396,6 +424,10 @@ impl Writer {
         table!(batch.open_interest);
         table!(batch.venue_candles);
         table!(batch.gaps);
+        let mut poison = Vec::new();
+        for result in futures::future::join_all(inserts).await {
+            poison.extend(result?);
+        }
         Ok(poison)
     }
 }
