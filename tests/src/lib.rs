@@ -30,11 +30,18 @@ pub fn scratch() -> tempfile::TempDir {
 }
 
 /// Path of a built binary of the workspace (`cargo xtask test` builds them
-/// before running the tests).
+/// before running the tests). `MOAT_BIN_DIR` points elsewhere, such as the
+/// release binaries `cargo xtask bench` runs the stack from.
 pub fn bin(name: &str) -> PathBuf {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
-    let path = target.join("debug").join(name);
+    let dir = std::env::var_os("MOAT_BIN_DIR").map_or_else(
+        || {
+            let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+            let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
+            target.join("debug")
+        },
+        PathBuf::from,
+    );
+    let path = dir.join(name);
     assert!(
         path.is_file(),
         "{} is not built: run `cargo build --bins` first (`cargo xtask test` does)",

@@ -1,5 +1,6 @@
-//! `cargo xtask bench`: release build of `moat-bench`, real NATS and
-//! ClickHouse on free ports, and the results written to BENCHMARKS.md.
+//! `cargo xtask bench [--only SECTIONS] [--load-secs N]`: release build of
+//! `moat-bench` and the services, real NATS and ClickHouse on free ports,
+//! and the results written to BENCHMARKS.md (only for a full run).
 
 use moat_devstack::{ClickHouse, Nats, Package, ensure_installed};
 
@@ -7,10 +8,30 @@ use crate::{cargo, root};
 
 const BEGIN: &str = "<!-- bench:begin -->";
 const END: &str = "<!-- bench:end -->";
+/// moat-bench prints its report after this line.
+const REPORT: &str = "<!-- moat-bench report -->";
 
-pub fn run() -> Result<(), String> {
+pub fn run(args: &[String]) -> Result<(), String> {
+    let (mut only, mut load_secs) = (String::new(), String::from("60"));
+    let mut rest = args.iter();
+    while let Some(arg) = rest.next() {
+        let mut value = |name: &str| rest.next().cloned().ok_or(format!("{name} needs a value"));
+        match arg.as_str() {
+            "--only" => only = value("--only")?,
+            "--load-secs" => {
+                load_secs = value("--load-secs")?;
+                load_secs
+                    .parse::<u64>()
+                    .ok()
+                    .filter(|s| *s > 0)
+                    .ok_or(format!("--load-secs {load_secs:?}: expected whole seconds, e.g. 60"))?;
+            }
+            other => return Err(format!("bench: unknown argument {other:?}")),
+        }
+    }
     ensure_installed(&[Package::NATS, Package::CLICKHOUSE, Package::NGINX])?;
-    cargo(&["build", "--release", "-p", "moat-bench"])?;
+    // The services too: the sustained-load run starts them as processes.
+    cargo(&["build", "--release", "--bins"])?;
     let dir = std::env::temp_dir().join(format!("moat-bench-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let nats = Nats::start(&dir.join("nats"))?;
@@ -24,6 +45,9 @@ pub fn run() -> Result<(), String> {
             "MOAT_BENCH_NGINX",
             moat_devstack::find_binary(&Package::NGINX).unwrap_or_default(),
         )
+        .env("MOAT_BIN_DIR", target.join("release"))
+        .env("MOAT_BENCH_ONLY", &only)
+        .env("MOAT_BENCH_LOAD_SECS", &load_secs)
         .env("RUST_LOG", "warn")
         .stderr(std::process::Stdio::inherit())
         .output()
@@ -34,14 +58,18 @@ pub fn run() -> Result<(), String> {
     if !output.status.success() {
         return Err(format!("moat-bench failed with {}", output.status));
     }
-    // Only the table: services running inside the benchmark (the gateway's
-    // audit lines) also write to stdout.
-    let table: String = String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .filter(|l| l.starts_with('|'))
-        .map(|l| format!("{l}\n"))
-        .collect();
+    // Only the report: services running inside the benchmark (the
+    // gateway's audit lines) also write to stdout before it.
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let table = stdout
+        .split_once(REPORT)
+        .map(|(_, report)| report.trim().to_owned() + "\n")
+        .ok_or("moat-bench printed no report")?;
     println!("{table}");
+    if !only.is_empty() {
+        println!("a partial run (--only {only}): BENCHMARKS.md is left as it is");
+        return Ok(());
+    }
 
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     let date = std::process::Command::new("date")

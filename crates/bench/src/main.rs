@@ -3,7 +3,15 @@
 //! as a Markdown table row, so ratios survive a change of hardware.
 //!
 //! Needs `MOAT_BENCH_NATS_URL`, `MOAT_BENCH_CLICKHOUSE_URL` (started by
-//! xtask) and the exchange recordings (`MOAT_EXCHANGE_FIXTURES`).
+//! xtask) and the exchange recordings (`MOAT_EXCHANGE_FIXTURES`). The
+//! sustained-load run starts a whole stack from the binaries in
+//! `MOAT_BIN_DIR`. `MOAT_BENCH_ONLY=writer,load` runs only those sections
+//! (parse, replay, state, writer, gateway, rpc, load).
+//!
+//! The report goes to stdout after the line [`REPORT`]; what comes before
+//! it (services' own output) is not part of it.
+
+mod load;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -22,11 +30,23 @@ struct Row {
     ratio: f64,
 }
 
-fn print(rows: &[Row]) {
+/// The line after which stdout holds the Markdown report.
+const REPORT: &str = "<!-- moat-bench report -->";
+
+fn print(rows: &[Row], load: Option<&load::Outcome>) {
+    println!("{REPORT}");
     println!("| benchmark | moat | baseline (same run) | ratio |");
     println!("| --- | --- | --- | --- |");
     for r in rows {
         println!("| {} | {} | {} | {:.2} |", r.what, r.figure, r.baseline, r.ratio);
+    }
+    if let Some(load) = load {
+        println!(
+            "\nSustained load, each rate held {} s through the whole stack (release binaries, one process \
+             per service, storage-writer `flush_interval_ms` 200):\n",
+            load.hold.as_secs()
+        );
+        print!("{}", load.table());
     }
 }
 
@@ -362,7 +382,8 @@ fn trade(i: u64) -> MarketEvent {
 
 /// JetStream → storage-writer → ClickHouse rows per second, beside a bare
 /// `clickhouse`-crate insert of the same rows.
-async fn writer(rows: &mut Vec<Row>, nats_url: &str, ch_url: &str) -> anyhow::Result<()> {
+/// Returns the writer's rows per second draining the stream.
+async fn writer(rows: &mut Vec<Row>, nats_url: &str, ch_url: &str) -> anyhow::Result<f64> {
     use moat_storage_writer::rows::TableRow;
     const N: u64 = 200_000;
     let db = format!("bench_{}", std::process::id());
@@ -533,7 +554,7 @@ async fn writer(rows: &mut Vec<Row>, nats_url: &str, ch_url: &str) -> anyhow::Re
     token.cancel();
     task.await??;
     client.query(&format!("DROP DATABASE {db}")).execute().await?;
-    Ok(())
+    Ok(ours)
 }
 
 /// GetPrice through the gateway (auth, rate limit, cache, audit) beside a
@@ -890,24 +911,91 @@ impl Drop for Nginx {
     }
 }
 
+/// Sustained load, reported beside the storage-writer's own rate and the
+/// GetPrice p99 of a quiet feed.
+async fn sustained_load(rows: &mut Vec<Row>, writer_rate: Option<f64>) -> anyhow::Result<load::Outcome> {
+    let hold = std::env::var("MOAT_BENCH_LOAD_SECS")
+        .ok()
+        .map(|s| s.parse::<u64>().context("MOAT_BENCH_LOAD_SECS is a number of seconds"))
+        .transpose()?
+        .unwrap_or(60);
+    let outcome = load::run(Duration::from_secs(hold)).await?;
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    match outcome.held() {
+        Some(held) => {
+            let (baseline, ratio) = writer_rate.map_or_else(
+                || ("not measured (run the writer section too)".to_owned(), f64::NAN),
+                |w| {
+                    (
+                        format!("{w:.0} rows/s (storage-writer alone draining JetStream, above)"),
+                        held.rate / w,
+                    )
+                },
+            );
+            rows.push(Row {
+                what: format!(
+                    "whole stack: highest feed held {hold} s with lag ≤ 1 s and nothing lost (exchange → ClickHouse)"
+                ),
+                figure: format!(
+                    "{:.0} trades/s (lag p50 {:.0} ms, max {:.0} ms)",
+                    held.rate,
+                    ms(held.lag_p50),
+                    ms(held.lag_max)
+                ),
+                baseline,
+                ratio,
+            });
+            rows.push(Row {
+                what: "whole stack: GetPrice p99 during that load".into(),
+                figure: format!("{:.2} ms", ms(held.price_p99)),
+                baseline: format!("{:.2} ms (feed paused)", ms(outcome.idle_price_p99)),
+                ratio: held.price_p99.as_secs_f64() / outcome.idle_price_p99.as_secs_f64(),
+            });
+        }
+        None => eprintln!("bench: the stack held none of the rates tried"),
+    }
+    Ok(outcome)
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let nats_url =
         std::env::var("MOAT_BENCH_NATS_URL").context("MOAT_BENCH_NATS_URL is not set (run cargo xtask bench)")?;
     let ch_url = std::env::var("MOAT_BENCH_CLICKHOUSE_URL").context("MOAT_BENCH_CLICKHOUSE_URL is not set")?;
+    let only = std::env::var("MOAT_BENCH_ONLY").unwrap_or_default();
+    let wanted = |section: &str| only.is_empty() || only.split(',').any(|s| s.trim() == section);
     let mut rows = Vec::new();
-    eprintln!("bench: collector parsing");
-    collector_parse(&mut rows)?;
-    eprintln!("bench: replay into NATS");
-    replay_to_nats(&mut rows, &nats_url).await?;
-    eprintln!("bench: state service");
-    state(&mut rows).await?;
-    eprintln!("bench: storage-writer");
-    writer(&mut rows, &nats_url, &ch_url).await?;
-    eprintln!("bench: gateway");
-    gateway(&mut rows, &nats_url).await?;
-    eprintln!("bench: RPC proxy");
-    rpc_proxy(&mut rows, &nats_url).await?;
-    print(&rows);
+    if wanted("parse") {
+        eprintln!("bench: collector parsing");
+        collector_parse(&mut rows)?;
+    }
+    if wanted("replay") {
+        eprintln!("bench: replay into NATS");
+        replay_to_nats(&mut rows, &nats_url).await?;
+    }
+    if wanted("state") {
+        eprintln!("bench: state service");
+        state(&mut rows).await?;
+    }
+    let mut writer_rate = None;
+    if wanted("writer") {
+        eprintln!("bench: storage-writer");
+        writer_rate = Some(writer(&mut rows, &nats_url, &ch_url).await?);
+    }
+    if wanted("gateway") {
+        eprintln!("bench: gateway");
+        gateway(&mut rows, &nats_url).await?;
+    }
+    if wanted("rpc") {
+        eprintln!("bench: RPC proxy");
+        rpc_proxy(&mut rows, &nats_url).await?;
+    }
+    let load = if wanted("load") {
+        eprintln!("bench: sustained load");
+        Some(sustained_load(&mut rows, writer_rate).await?)
+    } else {
+        None
+    };
+    print(&rows, load.as_ref());
     Ok(())
 }

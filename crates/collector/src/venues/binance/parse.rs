@@ -165,6 +165,17 @@ pub fn parse(symbols: &Symbols, frame: &str, ts_recv_ms: i64) -> Result<Frame, R
     }
     if kind.starts_with("depth") {
         let d: Depth<'_> = json(data)?;
+        // A reversed range would pass the book's bridging check and apply
+        // levels from an unknown point in the sequence.
+        if d.U > d.u {
+            return Err(Reject::new(
+                "sequence",
+                format!(
+                    "depth diff for {} starts at update {} after it ends at {}",
+                    d.s, d.U, d.u
+                ),
+            ));
+        }
         return Ok(Frame::Depth(DepthDiff {
             instrument: instrument(d.s)?,
             first: d.U,
@@ -331,6 +342,26 @@ pub fn parse_snapshot(body: &str) -> Result<Snapshot, Reject> {
 mod tests {
     use super::super::Flavor;
     use super::*;
+
+    #[test]
+    fn a_depth_diff_whose_range_is_reversed_is_rejected() {
+        let s = Symbols::new("binance", Flavor::Futures, &["BTCUSDT"]).unwrap();
+        let diff = |first: u64, last: u64| {
+            format!(
+                r#"{{"stream":"btcusdt@depth@100ms","data":{{"e":"depthUpdate","E":2,"T":1,"s":"BTCUSDT","U":{first},"u":{last},"pu":9,"b":[["1.5","2"]],"a":[]}}}}"#
+            )
+        };
+        assert!(matches!(parse(&s, &diff(10, 12), 1), Ok(Frame::Depth(d)) if (d.first, d.last) == (10, 12)));
+        let Err(reject) = parse(&s, &diff(12, 10), 1) else {
+            panic!("a reversed range is accepted")
+        };
+        assert_eq!(reject.reason, "sequence");
+        assert!(
+            reject.detail.contains("BTCUSDT") && reject.detail.contains("12"),
+            "{}",
+            reject.detail
+        );
+    }
 
     #[test]
     fn futures_funding_liquidations_and_open_interest() {

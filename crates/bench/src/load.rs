@@ -1,0 +1,377 @@
+//! Sustained load: the whole stack as `cargo xtask up` runs it (release
+//! binaries, each its own process) fed by the local exchange at rising
+//! rates. Each step holds its rate for `MOAT_BENCH_LOAD_SECS` (60), then
+//! pauses the feed and checks that every trade sent is stored exactly once.
+//! A step holds when the end-to-end lag (exchange sent → row queryable in
+//! ClickHouse) never passed 1 s, nothing was lost or doubled, no client was
+//! dropped by the exchange as too slow, and every `GetPrice` succeeded.
+//!
+//! The lag is read without scanning the growing table: every 100 ms the
+//! bench samples the exchange's `trades_sent` and the rows of the active
+//! ClickHouse parts (`system.parts`, the rows queries see). The lag at a
+//! sample is how long ago the exchange had sent as many trades as are now
+//! queryable. `MOAT_BENCH_LOAD_TRACE=1` prints every reading, with the
+//! messages in JetStream, to tell a slow collector from a slow writer.
+
+use std::time::{Duration, Instant};
+
+use moat_integration_tests::stack::{SYMBOLS, Stack, StackOptions, TOKEN};
+use moat_proto::gateway::v1 as pb;
+use moat_proto::gateway::v1::market_service_client::MarketServiceClient;
+use tokio_util::sync::CancellationToken;
+
+use crate::percentile;
+
+/// Lag above which a rate is not held.
+const MAX_LAG: Duration = Duration::from_secs(1);
+/// Per-symbol rates tried, in order, until one is not held.
+const LADDER: &[u32] = &[500, 1_000, 2_000, 4_000, 8_000, 16_000, 32_000, 64_000, 128_000];
+
+/// One rate tried.
+pub struct Step {
+    /// Trades per second the exchange actually sent (all symbols).
+    pub rate: f64,
+    pub sent: u64,
+    pub stored: u64,
+    pub lag_p50: Duration,
+    pub lag_max: Duration,
+    pub price_p99: Duration,
+    pub price_calls: usize,
+    /// Why the rate was not held; `None` when it was.
+    pub failed: Option<String>,
+}
+
+/// The ladder and the quiet-feed GetPrice p99 it is compared with.
+pub struct Outcome {
+    pub steps: Vec<Step>,
+    pub idle_price_p99: Duration,
+    pub hold: Duration,
+}
+
+impl Outcome {
+    /// The highest rate held.
+    pub fn held(&self) -> Option<&Step> {
+        self.steps
+            .iter()
+            .filter(|s| s.failed.is_none())
+            .max_by(|a, b| a.rate.total_cmp(&b.rate))
+    }
+
+    /// The ladder as a Markdown table.
+    pub fn table(&self) -> String {
+        let ms = |d: Duration| d.as_secs_f64() * 1e3;
+        let mut out = String::from(
+            "| feed (trades/s) | sent | stored (distinct) | lag p50 | lag max | GetPrice p99 | held |\n\
+             | --- | --- | --- | --- | --- | --- | --- |\n",
+        );
+        for s in &self.steps {
+            out.push_str(&format!(
+                "| {:.0} | {} | {} | {:.0} ms | {:.0} ms | {:.2} ms ({} calls) | {} |\n",
+                s.rate,
+                s.sent,
+                s.stored,
+                ms(s.lag_p50),
+                ms(s.lag_max),
+                ms(s.price_p99),
+                s.price_calls,
+                s.failed
+                    .as_deref()
+                    .map_or_else(|| "yes".to_owned(), |why| format!("no: {why}")),
+            ));
+        }
+        out
+    }
+}
+
+/// What the exchange's `/moat/stats` and ClickHouse's parts say at one instant.
+struct Reading {
+    at: Instant,
+    sent: u64,
+    /// Messages in JetStream (trades and the other events).
+    published: u64,
+    slow_clients_dropped: u64,
+    connections_total: u64,
+    queryable: u64,
+}
+
+struct Probe {
+    http: reqwest::Client,
+    jsz_url: String,
+    stats_url: String,
+    clickhouse_url: String,
+    parts_sql: String,
+}
+
+impl Probe {
+    fn new(stack: &Stack) -> Probe {
+        Probe {
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(5))
+                .build()
+                .expect("an HTTP client"),
+            stats_url: format!("http://{}/moat/stats", stack.exchange_addr),
+            jsz_url: format!("http://{}/jsz", stack.nats.monitor_addr()),
+            clickhouse_url: stack.clickhouse_url.clone(),
+            parts_sql: format!(
+                "SELECT sum(rows) FROM system.parts WHERE active AND database = '{}' AND table = 'trades'",
+                stack.database
+            ),
+        }
+    }
+
+    async fn read(&self) -> anyhow::Result<Reading> {
+        let stats: serde_json::Value = self.http.get(&self.stats_url).send().await?.json().await?;
+        let count = |key: &str| stats[key].as_u64().unwrap_or(0);
+        let rows = self
+            .http
+            .post(&self.clickhouse_url)
+            .body(self.parts_sql.clone())
+            .send()
+            .await?
+            .error_for_status()?
+            .text()
+            .await?;
+        let jsz: serde_json::Value = self.http.get(&self.jsz_url).send().await?.json().await?;
+        Ok(Reading {
+            at: Instant::now(),
+            sent: count("trades_sent"),
+            published: jsz["messages"].as_u64().unwrap_or(0),
+            slow_clients_dropped: count("slow_clients_dropped"),
+            connections_total: count("connections_total"),
+            queryable: rows.trim().parse().unwrap_or(0),
+        })
+    }
+
+    async fn set_rate(&self, per_symbol: u32) -> anyhow::Result<()> {
+        let url = self.stats_url.replace("/moat/stats", "/moat/rate");
+        self.http
+            .post(format!("{url}?trades_per_second={per_symbol}"))
+            .send()
+            .await?
+            .error_for_status()?;
+        Ok(())
+    }
+}
+
+/// How long before `reading` the exchange had sent as many trades as are
+/// queryable in it, from the earlier readings (linear between two).
+fn lag(history: &[(Instant, u64)], at: Instant, queryable: u64) -> Duration {
+    let Some(i) = history.iter().position(|(_, sent)| *sent >= queryable) else {
+        // Everything sent up to the last reading is queryable.
+        return Duration::ZERO;
+    };
+    let (t1, s1) = history[i];
+    let when = match i.checked_sub(1).map(|j| history[j]) {
+        Some((t0, s0)) if s1 > s0 => {
+            let fraction = (queryable - s0) as f64 / (s1 - s0) as f64;
+            t0 + (t1 - t0).mul_f64(fraction)
+        }
+        _ => t1,
+    };
+    at.saturating_duration_since(when)
+}
+
+/// GetPrice BTC/USDT every 10 ms until `stop`; latencies and errors.
+async fn price_calls(gateway: String, stop: CancellationToken) -> (Vec<Duration>, Vec<String>) {
+    let channel = tonic::transport::Endpoint::from_shared(gateway)
+        .expect("a gateway address")
+        .connect_lazy();
+    let mut client = MarketServiceClient::new(channel);
+    let (mut latencies, mut errors) = (Vec::new(), Vec::new());
+    while !stop.is_cancelled() {
+        let mut request = tonic::Request::new(pb::GetPriceRequest {
+            token: "BTC".into(),
+            quote: "USDT".into(),
+            chain: None,
+        });
+        request.set_timeout(Duration::from_secs(2));
+        request
+            .metadata_mut()
+            .insert("authorization", format!("Bearer {TOKEN}").parse().expect("ASCII"));
+        let started = Instant::now();
+        match client.get_price(request).await {
+            Ok(_) => latencies.push(started.elapsed()),
+            Err(status) => errors.push(status.message().to_owned()),
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    latencies.sort();
+    (latencies, errors)
+}
+
+/// Pauses the feed and waits until the queryable rows stop growing; the
+/// stored (distinct) trades and the rows a `FINAL` query shows.
+async fn drain(stack: &Stack, probe: &Probe) -> anyhow::Result<(u64, u64)> {
+    probe.set_rate(0).await?;
+    let mut last = (Instant::now(), probe.read().await?.queryable);
+    loop {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let r = probe.read().await?;
+        if r.queryable >= r.sent {
+            break;
+        }
+        if r.queryable != last.1 {
+            last = (r.at, r.queryable);
+        } else if last.0.elapsed() > Duration::from_secs(10) {
+            break;
+        }
+    }
+    Ok(tokio::task::block_in_place(|| stack.stored_trades()))
+}
+
+async fn step(stack: &Stack, probe: &Probe, per_symbol: u32, hold: Duration) -> anyhow::Result<Step> {
+    let gateway = format!("http://127.0.0.1:{}", stack.gateway_grpc);
+    let before = probe.read().await?;
+    let stop = CancellationToken::new();
+    let prices = tokio::spawn(price_calls(gateway, stop.clone()));
+    probe.set_rate(per_symbol).await?;
+    let started = Instant::now();
+    let mut history: Vec<(Instant, u64)> = Vec::new();
+    let mut lags = Vec::new();
+    let mut last = before.sent;
+    let trace = std::env::var_os("MOAT_BENCH_LOAD_TRACE").is_some();
+    while started.elapsed() < hold {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let r = probe.read().await?;
+        history.push((r.at, r.sent - before.sent));
+        lags.push(lag(&history, r.at, r.queryable.saturating_sub(before.queryable)));
+        if trace {
+            eprintln!(
+                "{:6.1} s  sent {:>9}  in JetStream {:>9}  queryable {:>9}  lag {:>5} ms",
+                started.elapsed().as_secs_f64(),
+                r.sent - before.sent,
+                r.published - before.published,
+                r.queryable - before.queryable,
+                lags.last().map_or(0, Duration::as_millis)
+            );
+        }
+        last = r.sent;
+    }
+    let rate = (last - before.sent) as f64 / started.elapsed().as_secs_f64();
+    stop.cancel();
+    let (latencies, errors) = prices.await?;
+    let (stored, final_rows) = drain(stack, probe).await?;
+    let after = probe.read().await?;
+    lags.sort();
+    let lag_max = lags.last().copied().unwrap_or_default();
+    let mut failed = Vec::new();
+    if lag_max > MAX_LAG {
+        failed.push(format!("lag reached {} ms", lag_max.as_millis()));
+    }
+    if stored < after.sent {
+        failed.push(format!("{} trades lost", after.sent - stored));
+    }
+    if final_rows != stored {
+        failed.push(format!("{final_rows} rows for {stored} trades"));
+    }
+    if after.slow_clients_dropped > before.slow_clients_dropped {
+        failed.push("the exchange dropped the collector as too slow".into());
+    }
+    if after.connections_total > before.connections_total {
+        failed.push("the collector reconnected".into());
+    }
+    if let Some(e) = errors.first() {
+        failed.push(format!("{} GetPrice errors (first: {e})", errors.len()));
+    }
+    if rate < f64::from(per_symbol) * SYMBOLS.len() as f64 * 0.9 {
+        failed.push("the local exchange could not generate faster".into());
+    }
+    Ok(Step {
+        rate,
+        sent: after.sent - before.sent,
+        stored: stored.saturating_sub(before.sent),
+        lag_p50: if lags.is_empty() {
+            Duration::ZERO
+        } else {
+            percentile(&lags, 0.5)
+        },
+        lag_max,
+        price_p99: if latencies.is_empty() {
+            Duration::ZERO
+        } else {
+            percentile(&latencies, 0.99)
+        },
+        price_calls: latencies.len(),
+        failed: (!failed.is_empty()).then(|| failed.join("; ")),
+    })
+}
+
+/// Runs the ladder on a stack of its own.
+pub async fn run(hold: Duration) -> anyhow::Result<Outcome> {
+    let stack = Stack::start(StackOptions {
+        trades_per_second: 50,
+        own_clickhouse: true,
+        log: "warn",
+    })
+    .await;
+    let probe = Probe::new(&stack);
+    // Warm up until prices flow and every trade so far is stored, then the
+    // quiet-feed GetPrice latency for comparison.
+    let warm = Instant::now();
+    loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let r = probe.read().await?;
+        if r.sent > 0 && r.queryable >= r.sent {
+            break;
+        }
+        anyhow::ensure!(
+            warm.elapsed() < Duration::from_secs(60),
+            "the stack stored {} of {} trades after 60 s\n{}",
+            r.queryable,
+            r.sent,
+            stack.log_tail("collector")
+        );
+    }
+    drain(&stack, &probe).await?;
+    let stop = CancellationToken::new();
+    let idle = tokio::spawn(price_calls(
+        format!("http://127.0.0.1:{}", stack.gateway_grpc),
+        stop.clone(),
+    ));
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    stop.cancel();
+    let (idle, errors) = idle.await?;
+    anyhow::ensure!(
+        errors.is_empty() && !idle.is_empty(),
+        "GetPrice failed on a quiet feed: {errors:?}"
+    );
+    let mut outcome = Outcome {
+        steps: Vec::new(),
+        idle_price_p99: percentile(&idle, 0.99),
+        hold,
+    };
+    for &per_symbol in LADDER {
+        eprintln!(
+            "bench: sustained load at {} trades/s for {} s",
+            per_symbol as usize * SYMBOLS.len(),
+            hold.as_secs()
+        );
+        let s = step(&stack, &probe, per_symbol, hold).await?;
+        let failed = s.failed.clone();
+        outcome.steps.push(s);
+        if let Some(why) = failed {
+            eprintln!("bench: not held: {why}");
+            break;
+        }
+    }
+    Ok(outcome)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lag_is_how_long_ago_the_queryable_count_was_sent() {
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let history = [(at(0), 0), (at(100), 1_000), (at(200), 2_000), (at(300), 3_000)];
+        // 1,500 queryable at 300 ms: sent at 150 ms, 150 ms ago.
+        assert_eq!(lag(&history, at(300), 1_500), Duration::from_millis(150));
+        // All sent is queryable: no lag.
+        assert_eq!(lag(&history, at(300), 3_000), Duration::from_millis(0));
+        assert_eq!(lag(&history, at(300), 3_500), Duration::ZERO);
+        // Nothing queryable yet: as old as the first reading.
+        assert_eq!(lag(&history, at(300), 0), Duration::from_millis(300));
+    }
+}
