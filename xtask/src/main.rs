@@ -4,6 +4,7 @@
 
 mod bench;
 mod deploy;
+mod fuzz;
 mod stack;
 mod test;
 mod up;
@@ -22,11 +23,17 @@ commands:
                   every unit and integration test (ARGS go to `cargo test`)
   compose ARGS    docker compose on deploy/compose (up builds and detaches; config validates)
   helm            validate the Helm charts and the compose file offline (deploy/validate.py)
-  bench           release build, real NATS and ClickHouse, each figure beside a baseline
-                  measured in the same run; results written to BENCHMARKS.md
+  bench [--only SECTIONS] [--load-secs N]
+                  release build, real NATS and ClickHouse, each figure beside a baseline
+                  measured in the same run; results written to BENCHMARKS.md. SECTIONS:
+                  parse,replay,state,writer,gateway,rpc,load (all); N: seconds each
+                  sustained-load rate is held (60)
   chaos [SECS]    the whole stack under a steady feed, each component SIGKILLed for
                   SECS (10) and restarted in turn; prints recovery times, strategy
                   errors, trades sent vs stored and the gaps announced
+  fuzz [SECS] [TARGET...]
+                  build the cargo-fuzz targets in fuzz/ with coverage instrumentation and
+                  run each for SECS (20) on a corpus seeded from ../shared/fixtures
 
 environment:
   MOAT_DEV_NATS_PORT (4222), MOAT_DEV_NATS_MONITOR_PORT (8222),
@@ -44,8 +51,9 @@ fn main() -> ExitCode {
         "down" => up::down(),
         "status" => up::status(),
         "test" => test::run(rest),
-        "bench" => bench::run(),
+        "bench" => bench::run(rest),
         "chaos" => chaos(rest),
+        "fuzz" => fuzz::run(rest),
         "compose" => deploy::compose(rest),
         "helm" => deploy::helm(),
         "help" | "--help" | "-h" => {

@@ -1,0 +1,33 @@
+//! What every frame-parser target checks besides "no panic": a rejected
+//! frame names its reason, and every event a frame yields survives the
+//! protobuf round trip the collector publishes it through, unchanged.
+
+use moat_common_types::MarketEvent;
+use moat_common_types::proto_conv::{decode, encode};
+
+/// The instruments of the recordings, so seeded inputs reach the deep paths.
+pub const BINANCE_SPOT: &[&str] = &["NKNUSDT", "BLZETH", "LRCBTC", "RUNEEUR", "BTCUSDT"];
+pub const BINANCE_FUTURES: &[&str] = &["SUSHIUSDT", "AKROUSDT", "KEEPUSDT", "CTKUSDT", "BTCUSDT"];
+pub const OKX: &[&str] = &["BTC-USD-220527", "UNI-USD-SWAP", "BTC-USDT"];
+pub const COINBASE: &[&str] = &[
+    "SKL-USD", "SKL-BTC", "BAND-GBP", "NMR-EUR", "BAND-BTC", "YFI-BTC", "DASH-BTC", "NU-GBP", "CRV-EUR", "SKL-GBP",
+];
+
+/// Frames arrive as WebSocket text, which is UTF-8 by the protocol.
+pub fn text(data: &[u8]) -> Option<&str> {
+    std::str::from_utf8(data).ok()
+}
+
+/// Panics (a finding) unless `event` decodes from its own encoding unchanged.
+pub fn round_trips(event: MarketEvent) {
+    let decoded = decode(&encode(&event)).unwrap_or_else(|e| panic!("{event:?} does not decode: {e}"));
+    assert_eq!(decoded, event, "protobuf round trip changed the event");
+}
+
+/// Panics unless a reject names a reason.
+pub fn names_reason(reason: &str) {
+    assert!(
+        !reason.is_empty() && reason.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'),
+        "reject reason {reason:?} is not a metric label"
+    );
+}
