@@ -298,10 +298,16 @@ async fn step(stack: &Stack, probe: &Probe, per_symbol: u32, hold: Duration) -> 
 
 /// Runs the ladder on a stack of its own.
 pub async fn run(hold: Duration) -> anyhow::Result<Outcome> {
+    let trace = std::env::var_os("MOAT_BENCH_LOAD_TRACE").is_some();
     let stack = Stack::start(StackOptions {
         trades_per_second: 50,
         own_clickhouse: true,
-        log: "warn",
+        // Traced runs keep the writer's per-batch timings.
+        log: if trace {
+            "warn,moat_storage_writer=debug"
+        } else {
+            "warn"
+        },
     })
     .await;
     let probe = Probe::new(&stack);
@@ -353,6 +359,11 @@ pub async fn run(hold: Duration) -> anyhow::Result<Outcome> {
             eprintln!("bench: not held: {why}");
             break;
         }
+    }
+    if trace {
+        let kept = std::env::temp_dir().join("moat-bench-load-storage-writer.log");
+        std::fs::copy(stack.log("storage-writer"), &kept)?;
+        eprintln!("bench: the storage-writer's log is in {}", kept.display());
     }
     Ok(outcome)
 }

@@ -17,6 +17,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use futures::StreamExt;
 use moat_collector::recording::{Record, parse_line};
 use moat_collector::venues::binance::parse::{Frame, parse};
 use moat_collector::venues::binance::{Flavor, Symbols};
@@ -436,6 +437,38 @@ async fn writer(rows: &mut Vec<Row>, nats_url: &str, ch_url: &str) -> anyhow::Re
     for a in acks {
         a.await?;
     }
+    // Second baseline: JetStream alone, the same messages fetched in the
+    // writer's request size and acked one by one with nothing inserted.
+    let drain = {
+        use async_nats::jetstream::consumer::{AckPolicy, pull};
+        let consumer = js
+            .get_stream("MARKET_DATA")
+            .await?
+            .create_consumer(pull::Config {
+                durable_name: Some("bench-drain".into()),
+                ack_policy: AckPolicy::Explicit,
+                max_ack_pending: 200_000,
+                ..Default::default()
+            })
+            .await?;
+        let started = Instant::now();
+        let mut got = 0u64;
+        while got < N {
+            let mut messages = consumer
+                .fetch()
+                .max_messages(10_000)
+                .expires(Duration::from_secs(1))
+                .messages()
+                .await
+                .map_err(|e| anyhow::anyhow!("fetching: {e}"))?;
+            while let Some(message) = messages.next().await {
+                let message = message.map_err(|e| anyhow::anyhow!("fetching: {e}"))?;
+                message.ack().await.map_err(|e| anyhow::anyhow!("acking: {e}"))?;
+                got += 1;
+            }
+        }
+        N as f64 / started.elapsed().as_secs_f64()
+    };
     let token = CancellationToken::new();
     let started = Instant::now();
     let http = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -457,6 +490,12 @@ async fn writer(rows: &mut Vec<Row>, nats_url: &str, ch_url: &str) -> anyhow::Re
         figure: format!("{ours:.0} rows/s"),
         baseline: format!("{bare:.0} rows/s (bare clickhouse-crate insert, 50k batches)"),
         ratio: ours / bare,
+    });
+    rows.push(Row {
+        what: format!("storage-writer: the same {N} trades, beside JetStream alone"),
+        figure: format!("{ours:.0} rows/s"),
+        baseline: format!("{drain:.0} msgs/s (fetched 10k per request and acked, nothing inserted)"),
+        ratio: ours / drain,
     });
 
     // End-to-end lag at a steady 5,000 events/s: publish a probe among the

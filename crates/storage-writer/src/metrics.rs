@@ -11,6 +11,7 @@ pub struct Metrics {
     pub insert_latency: Histogram,
     pub insert_errors: IntCounter,
     pub redeliveries: IntCounter,
+    pub fetches_overdue: IntCounter,
     pub dead_lettered: IntCounterVec,
     pub pending: IntGauge,
 }
@@ -59,6 +60,14 @@ impl Metrics {
                 IntCounter::new(
                     "moat_storage_writer_redeliveries_total",
                     "messages delivered more than once",
+                )
+                .expect("valid metric"),
+            ),
+            fetches_overdue: register(
+                &registry,
+                IntCounter::new(
+                    "moat_storage_writer_fetches_overdue_total",
+                    "pull requests given up after their expiry passed without the server ending them",
                 )
                 .expect("valid metric"),
             ),

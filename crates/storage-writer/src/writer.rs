@@ -101,6 +101,9 @@ struct Poison {
     error: String,
 }
 
+/// How long past its expiry a pull request is waited for.
+const FETCH_GRACE: Duration = Duration::from_millis(250);
+
 /// Everything the loop needs.
 pub struct Writer {
     pub js: jetstream::Context,
@@ -228,18 +231,30 @@ impl Writer {
                 break;
             }
             let want = (self.batch.batch_size - batch.messages.len()).min(10_000);
+            let expires = left.max(Duration::from_millis(50));
             let mut messages = self
                 .consumer
                 .fetch()
                 .max_messages(want)
-                .expires(left.max(Duration::from_millis(50)))
+                .expires(expires)
                 .messages()
                 .await?;
-            while let Some(message) = messages.next().await {
-                let message = match message {
-                    Ok(m) => m,
-                    Err(error) => {
+            // The server ends a pull request at its expiry with a status
+            // message; NATS 2.9 sometimes never sends it, and the client
+            // then waits five more seconds. Past the expiry (and a margin
+            // for the request's trip) the request is over either way.
+            let over = tokio::time::Instant::now() + expires + FETCH_GRACE;
+            loop {
+                let message = match tokio::time::timeout_at(over, messages.next()).await {
+                    Ok(Some(Ok(m))) => m,
+                    Ok(None) => break,
+                    Ok(Some(Err(error))) => {
                         tracing::debug!(%error, "fetch ended");
+                        break;
+                    }
+                    Err(_) => {
+                        self.metrics.fetches_overdue.inc();
+                        tracing::debug!("fetch outlived its expiry without the server ending it");
                         break;
                     }
                 };
