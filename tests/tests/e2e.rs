@@ -87,13 +87,6 @@ async fn what_the_exchange_sent_comes_out_exactly_once() {
         "price {quoted} outside the stored trades' range {range}"
     );
 
-    // A redelivery after a writer crash inserts stored trades again: the
-    // candles still count each trade once, as `FINAL` does.
-    stack.query(&format!(
-        "INSERT INTO {db}.trades SELECT * FROM {db}.trades FINAL \
-         WHERE exchange = '{EXCHANGE}' AND symbol = 'BTC-USDT' ORDER BY trade_id LIMIT 20"
-    ));
-
     // GetCandles matches an aggregation of the stored trades minute by
     // minute.
     let (code, out, err) = stack.moat(&["--json", "candles", EXCHANGE, "BTC-USDT", "1m", "--since", "15m"]);

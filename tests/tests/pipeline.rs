@@ -1,6 +1,6 @@
 //! JetStream → storage-writer → ClickHouse on real servers: exactly N rows
-//! for N events, through duplicates, a poison message, a SIGKILLed writer
-//! and a ClickHouse outage.
+//! for N events, through duplicates, redelivery of stored trades, a poison
+//! message, a SIGKILLed writer and a ClickHouse outage.
 
 use std::process::{Child, Command};
 use std::time::Duration;
@@ -169,6 +169,84 @@ async fn poison_message_is_dead_lettered_and_the_rest_flows() {
         (distinct_trades(&ch, &db, "ETH-USDT") == 200).then_some(())
     })
     .await;
+    token.cancel();
+    writer.await.unwrap().unwrap();
+    ch.query(&format!("DROP DATABASE {db}"));
+}
+
+#[tokio::test]
+async fn a_redelivered_trade_already_stored_is_counted_once() {
+    use async_nats::jetstream::AckKind;
+    use async_nats::jetstream::consumer::{AckPolicy, pull};
+    use futures::StreamExt;
+    use moat_common_types::proto_conv::decode;
+
+    let (nats, _dir) = own_nats();
+    let ch = TestClickHouse::get();
+    let db = unique("redeliver");
+    let config = writer_config(&nats.url(), &ch.url, &db);
+    migrate(&config).await;
+    let js = jetstream::new(async_nats::connect(nats.url()).await.unwrap());
+    let stream = ensure_stream(&js, &StreamSettings::default()).await.unwrap();
+    const N: u64 = 1_000;
+    publish(&js, (0..N).map(|i| trade("ADA-USDT", i))).await;
+
+    // A writer that stopped between insert and ack: the trades of the first
+    // 100 messages are stored, and the messages come back unacked.
+    let consumer = stream
+        .create_consumer(pull::Config {
+            durable_name: Some(config.nats.consumer.clone()),
+            filter_subject: moat_common_types::subject::STREAM_SUBJECTS.into(),
+            ack_policy: AckPolicy::Explicit,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut fetched = consumer
+        .fetch()
+        .max_messages(100)
+        .expires(Duration::from_secs(5))
+        .messages()
+        .await
+        .unwrap();
+    let mut values = Vec::new();
+    while let Some(message) = fetched.next().await {
+        let message = message.unwrap();
+        let Ok(MarketEvent::Trade(t)) = decode(&message.payload) else {
+            panic!("not a trade: {}", message.subject)
+        };
+        values.push(format!(
+            "('{}', '{}', '{}', '{}', '{}', {}, {}, '{}', {}, {})",
+            t.instrument.exchange,
+            t.instrument.market.as_str(),
+            t.instrument.symbol,
+            t.instrument.venue_symbol,
+            t.trade_id,
+            t.price,
+            t.qty,
+            t.side.as_str(),
+            t.ts_exchange_ms,
+            t.ts_recv_ms
+        ));
+        message.ack_with(AckKind::Nak(None)).await.unwrap();
+    }
+    assert_eq!(values.len(), 100);
+    ch.query(&format!("INSERT INTO {db}.trades VALUES {}", values.join(", ")));
+
+    let token = CancellationToken::new();
+    let writer = tokio::spawn(moat_storage_writer::run(config, listener().await, token.clone()));
+    eventually("every trade stored", Duration::from_secs(60), || async {
+        (distinct_trades(&ch, &db, "ADA-USDT") == N).then_some(())
+    })
+    .await;
+    // The view aggregates each insert: a trade inserted again would count
+    // twice there for good, whatever merges do to `trades`.
+    let candle_trades = ch.count(&format!(
+        "SELECT countMerge(trades) FROM {db}.candles_1m WHERE symbol = 'ADA-USDT'"
+    ));
+    assert_eq!(candle_trades, N, "trades counted by candles_1m");
+    assert_eq!(ch.count(&format!("SELECT count() FROM {db}.trades")), N);
+
     token.cancel();
     writer.await.unwrap().unwrap();
     ch.query(&format!("DROP DATABASE {db}"));

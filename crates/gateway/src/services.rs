@@ -267,17 +267,13 @@ async fn candles(g: &Gateway, r: &pb::GetCandlesRequest) -> Result<pb::GetCandle
             "more than 10000 candles requested: narrow from_ms..to_ms",
         ));
     }
-    // From `trades FINAL`, not the `candles_1m` view: a trade redelivered
-    // after a writer crash is one row here, but the view aggregated it at
-    // each insert.
     let sql = format!(
-        "SELECT intDiv(ts_exchange_ms, {ms}) * {ms} AS open_ms, any(market),
-                toString(argMin(price, ts_exchange_ms)), toString(max(price)), toString(min(price)),
-                toString(argMax(price, ts_exchange_ms)), toString(sum(qty)), count()
-         FROM trades FINAL
-         WHERE exchange = ? AND symbol = ? AND ts_exchange_ms >= ? AND ts_exchange_ms < ?
-         GROUP BY open_ms ORDER BY open_ms",
-        ms = i64::from(seconds) * 1000
+        "SELECT toInt64(intDiv(toUInt32(minute), {seconds}) * {seconds}) * 1000 AS open_ms, any(market),
+                toString(argMinMerge(open)), toString(maxMerge(high)), toString(minMerge(low)),
+                toString(argMaxMerge(close)), toString(sumMerge(volume)), countMerge(trades)
+         FROM candles_1m
+         WHERE exchange = ? AND symbol = ? AND minute >= toDateTime(intDiv(?, 1000)) AND minute < toDateTime(intDiv(?, 1000))
+         GROUP BY open_ms ORDER BY open_ms"
     );
     type Row = (i64, String, String, String, String, String, String, u64);
     let rows: Vec<Row> = g

@@ -12,6 +12,7 @@ pub struct Metrics {
     pub insert_errors: IntCounter,
     pub redeliveries: IntCounter,
     pub fetches_overdue: IntCounter,
+    pub redelivered_stored: IntCounter,
     pub dead_lettered: IntCounterVec,
     pub pending: IntGauge,
 }
@@ -68,6 +69,14 @@ impl Metrics {
                 IntCounter::new(
                     "moat_storage_writer_fetches_overdue_total",
                     "pull requests given up after their expiry passed without the server ending them",
+                )
+                .expect("valid metric"),
+            ),
+            redelivered_stored: register(
+                &registry,
+                IntCounter::new(
+                    "moat_storage_writer_redelivered_stored_total",
+                    "trades of redelivered messages found already stored and not inserted again",
                 )
                 .expect("valid metric"),
             ),

@@ -5,6 +5,7 @@
 //! JetStream confirmed that. Everything else stays unacked and is
 //! redelivered; `ReplacingMergeTree` collapses the repeats.
 
+use std::collections::{BTreeMap, HashSet};
 use std::future::Future;
 use std::pin::Pin;
 use std::time::{Duration, Instant};
@@ -43,11 +44,20 @@ impl<R> Buffer<R> {
         self.rows.push(row);
         self.origin.push(origin);
     }
+
+    /// Keeps the rows for which `keep(row, origin)` holds.
+    fn retain(&mut self, mut keep: impl FnMut(&R, usize) -> bool) {
+        let rows = std::mem::take(&mut self.rows);
+        let origin = std::mem::take(&mut self.origin);
+        (self.rows, self.origin) = rows.into_iter().zip(origin).filter(|(r, o)| keep(r, *o)).unzip();
+    }
 }
 
 /// A batch in hand: the messages and their rows, by table.
 struct Batch {
     messages: Vec<Message>,
+    /// Indexes of the messages delivered more than once (usually none).
+    redelivered: Vec<usize>,
     /// Spans of the sampled events (those that arrived with trace context),
     /// open from fetch until the batch is stored and acked.
     spans: Vec<tracing::Span>,
@@ -66,6 +76,7 @@ impl Batch {
     fn new() -> Batch {
         Batch {
             messages: Vec::new(),
+            redelivered: Vec::new(),
             spans: Vec::new(),
             trades: Buffer::new("trades"),
             bbo: Buffer::new("bbo"),
@@ -196,15 +207,13 @@ impl Writer {
                     }
                 }
             };
-            let ((), collected) = tokio::join!(storing, this.collect(&shutdown));
-            match collected {
-                Ok(batch) => {
-                    backoff = Duration::from_millis(100);
-                    if !batch.messages.is_empty() {
-                        in_hand = Some(batch);
-                    }
-                }
-                Err(error) => {
+            let ((), (batch, failed)) = tokio::join!(storing, this.collect(&shutdown));
+            if !batch.messages.is_empty() {
+                in_hand = Some(batch);
+            }
+            match failed {
+                None => backoff = Duration::from_millis(100),
+                Some(error) => {
                     tracing::warn!(%error, "fetching from JetStream failed");
                     tokio::select! {
                         () = tokio::time::sleep(backoff) => {}
@@ -220,10 +229,13 @@ impl Writer {
         tracing::info!("writer stopped");
     }
 
-    /// Fetches until `batch_size` rows or `flush_interval` passed.
-    async fn collect(&self, shutdown: &CancellationToken) -> Result<Batch, async_nats::Error> {
+    /// Fetches until `batch_size` rows or `flush_interval` passed. A failed
+    /// fetch ends the batch early and is returned beside it: what was
+    /// already fetched is stored, not left to wait for redelivery.
+    async fn collect(&self, shutdown: &CancellationToken) -> (Batch, Option<async_nats::Error>) {
         let mut batch = Batch::new();
         let mut poison = Vec::new();
+        let mut failed = None;
         let deadline = Instant::now() + Duration::from_millis(self.batch.flush_interval_ms);
         while batch.messages.len() < self.batch.batch_size && !shutdown.is_cancelled() {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -232,13 +244,20 @@ impl Writer {
             }
             let want = (self.batch.batch_size - batch.messages.len()).min(10_000);
             let expires = left.max(Duration::from_millis(50));
-            let mut messages = self
+            let fetched = self
                 .consumer
                 .fetch()
                 .max_messages(want)
                 .expires(expires)
                 .messages()
-                .await?;
+                .await;
+            let mut messages = match fetched {
+                Ok(messages) => messages,
+                Err(error) => {
+                    failed = Some(error.into());
+                    break;
+                }
+            };
             // The server ends a pull request at its expiry with a status
             // message; NATS 2.9 sometimes never sends it, and the client
             // then waits five more seconds. Past the expiry (and a margin
@@ -262,7 +281,7 @@ impl Writer {
             }
         }
         self.dead_letter(&batch, poison).await;
-        Ok(batch)
+        (batch, failed)
     }
 
     async fn add(&self, batch: &mut Batch, poison: &mut Vec<Poison>, message: Message) {
@@ -273,8 +292,10 @@ impl Writer {
             }
             return;
         }
+        let origin = batch.messages.len();
         if message.info().is_ok_and(|info| info.delivered > 1) {
             self.metrics.redeliveries.inc();
+            batch.redelivered.push(origin);
         }
         if let Some(headers) = message.headers.as_ref()
             && headers.get("traceparent").is_some()
@@ -288,7 +309,6 @@ impl Writer {
             moat_common_types::telemetry::nats::extract(&span, Some(headers));
             batch.spans.push(span);
         }
-        let origin = batch.messages.len();
         match decode(&message.payload) {
             Ok(event) => match TableRow::from_event(&event) {
                 Ok(row) => batch.push_row(origin, row),
@@ -355,14 +375,20 @@ impl Writer {
     /// Inserts every table, retrying with capped backoff and full jitter
     /// while ClickHouse is unavailable, then acks. On shutdown during
     /// retries the batch is abandoned unacked: JetStream redelivers it.
-    async fn flush(&self, batch: Batch, shutdown: &CancellationToken) {
+    async fn flush(&self, mut batch: Batch, shutdown: &CancellationToken) {
         let mut attempt = 0u32;
         let mut last_progress = Instant::now();
+        let mut poison = Vec::new();
         loop {
             let started = Instant::now();
-            match self.insert_all(&batch).await {
-                Ok(poison) => {
+            let stored = match self.skip_stored_trades(&mut batch).await {
+                Ok(()) => self.insert_all(&mut batch, &mut poison).await,
+                Err(error) => Err(error),
+            };
+            match stored {
+                Ok(()) => {
                     self.metrics.insert_latency.observe(started.elapsed().as_secs_f64());
+                    let poison = std::mem::take(&mut poison);
                     let poisoned: Vec<usize> = poison.iter().map(|p| p.origin).collect();
                     self.dead_letter(&batch, poison).await;
                     let mut acked = 0;
@@ -410,13 +436,16 @@ impl Writer {
     }
 
     /// Inserts the tables of a batch concurrently (each insert is a part of
-    /// its own table, so the batch waits for the slowest, not the sum).
-    async fn insert_all(&self, batch: &Batch) -> Result<Vec<Poison>, clickhouse::error::Error> {
+    /// its own table, so the batch waits for the slowest, not the sum). A
+    /// table ClickHouse confirmed is emptied, with the rows it refused added
+    /// to `poison`: a retry after another table failed inserts only what is
+    /// not stored yet, so `candles_1m` never sees a row twice.
+    async fn insert_all(&self, batch: &mut Batch, poison: &mut Vec<Poison>) -> Result<(), clickhouse::error::Error> {
         type Insert<'a> = Pin<Box<dyn Future<Output = Result<Vec<Poison>, clickhouse::error::Error>> + Send + 'a>>;
         let mut inserts: Vec<Insert<'_>> = Vec::new();
         macro_rules! table {
             ($buffer:expr) => {{
-                let b = &$buffer;
+                let b = &mut $buffer;
                 if !b.rows.is_empty() {
                     inserts.push(Box::pin(async move {
                         let mut poison = Vec::new();
@@ -425,6 +454,8 @@ impl Writer {
                             .rows
                             .with_label_values(&[b.table])
                             .inc_by(b.rows.len() as u64);
+                        b.rows.clear();
+                        b.origin.clear();
                         Ok(poison)
                     }));
                 }
@@ -439,11 +470,72 @@ impl Writer {
         table!(batch.open_interest);
         table!(batch.venue_candles);
         table!(batch.gaps);
-        let mut poison = Vec::new();
+        let mut failed = None;
         for result in futures::future::join_all(inserts).await {
-            poison.extend(result?);
+            match result {
+                Ok(refused) => poison.extend(refused),
+                Err(error) => failed = failed.or(Some(error)),
+            }
         }
-        Ok(poison)
+        failed.map_or(Ok(()), Err)
+    }
+
+    /// Leaves out the trades of redelivered messages that ClickHouse already
+    /// has (a writer stopped between insert and ack, or an ack lost), so
+    /// `candles_1m`, which aggregates at insert, counts each trade once.
+    /// The other tables collapse repeats by key and have no view over them.
+    /// Costs a query only for batches holding redeliveries.
+    async fn skip_stored_trades(&self, batch: &mut Batch) -> Result<(), clickhouse::error::Error> {
+        if batch.redelivered.is_empty() {
+            return Ok(());
+        }
+        let redelivered: HashSet<usize> = batch.redelivered.iter().copied().collect();
+        let mut asked: BTreeMap<(String, String, String), Vec<String>> = BTreeMap::new();
+        for (row, origin) in batch.trades.rows.iter().zip(&batch.trades.origin) {
+            if redelivered.contains(origin) {
+                asked
+                    .entry((row.exchange.clone(), row.market.clone(), row.symbol.clone()))
+                    .or_default()
+                    .push(row.trade_id.clone());
+            }
+        }
+        let mut stored = HashSet::new();
+        for ((exchange, market, symbol), ids) in asked {
+            let found: Vec<String> = self
+                .clickhouse
+                .query(
+                    "SELECT trade_id FROM trades WHERE exchange = ? AND market = ? AND symbol = ? AND has(?, trade_id)",
+                )
+                .bind(&exchange)
+                .bind(&market)
+                .bind(&symbol)
+                .bind(ids)
+                .fetch_all()
+                .await?;
+            stored.extend(
+                found
+                    .into_iter()
+                    .map(|id| (exchange.clone(), market.clone(), symbol.clone(), id)),
+            );
+        }
+        let before = batch.trades.rows.len();
+        batch.trades.retain(|row, origin| {
+            !(redelivered.contains(&origin)
+                && stored.contains(&(
+                    row.exchange.clone(),
+                    row.market.clone(),
+                    row.symbol.clone(),
+                    row.trade_id.clone(),
+                )))
+        });
+        let skipped = before - batch.trades.rows.len();
+        if skipped > 0 {
+            self.metrics.redelivered_stored.inc_by(skipped as u64);
+            tracing::info!(skipped, "redelivered trades already stored were left out");
+        }
+        // Asked once per batch, not again on each retry.
+        batch.redelivered.clear();
+        Ok(())
     }
 }
 
