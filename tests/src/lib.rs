@@ -33,14 +33,14 @@ pub fn scratch() -> tempfile::TempDir {
 /// before running the tests). `MOAT_BIN_DIR` points elsewhere, such as the
 /// release binaries `cargo xtask bench` runs the stack from.
 pub fn bin(name: &str) -> PathBuf {
-    let dir = std::env::var_os("MOAT_BIN_DIR").map_or_else(
-        || {
+    let dir = match std::env::var_os("MOAT_BIN_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => {
             let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
             let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
             target.join("debug")
-        },
-        PathBuf::from,
-    );
+        }
+    };
     let path = dir.join(name);
     assert!(
         path.is_file(),

@@ -8,6 +8,8 @@ use crate::{cargo, root};
 
 const BEGIN: &str = "<!-- bench:begin -->";
 const END: &str = "<!-- bench:end -->";
+/// The sections `--only` picks from, in the order moat-bench runs them.
+const SECTIONS: &[&str] = &["parse", "replay", "state", "writer", "gateway", "rpc", "load"];
 /// moat-bench prints its report after this line.
 const REPORT: &str = "<!-- moat-bench report -->";
 
@@ -17,7 +19,15 @@ pub fn run(args: &[String]) -> Result<(), String> {
     while let Some(arg) = rest.next() {
         let mut value = |name: &str| rest.next().cloned().ok_or(format!("{name} needs a value"));
         match arg.as_str() {
-            "--only" => only = value("--only")?,
+            "--only" => {
+                only = value("--only")?;
+                if let Some(unknown) = only.split(',').find(|s| !SECTIONS.contains(&s.trim())) {
+                    return Err(format!(
+                        "--only: no section {unknown:?} (sections: {})",
+                        SECTIONS.join(",")
+                    ));
+                }
+            }
             "--load-secs" => {
                 load_secs = value("--load-secs")?;
                 load_secs

@@ -87,7 +87,8 @@ impl Outcome {
 struct Reading {
     at: Instant,
     sent: u64,
-    /// Messages in JetStream (trades and the other events).
+    /// Messages in JetStream (trades and the other events); read only
+    /// when tracing.
     published: u64,
     slow_clients_dropped: u64,
     connections_total: u64,
@@ -95,6 +96,8 @@ struct Reading {
 }
 
 struct Probe {
+    /// `MOAT_BENCH_LOAD_TRACE` is set: print every reading.
+    trace: bool,
     http: reqwest::Client,
     jsz_url: String,
     stats_url: String,
@@ -103,8 +106,9 @@ struct Probe {
 }
 
 impl Probe {
-    fn new(stack: &Stack) -> Probe {
+    fn new(stack: &Stack, trace: bool) -> Probe {
         Probe {
+            trace,
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(5))
                 .build()
@@ -131,11 +135,17 @@ impl Probe {
             .error_for_status()?
             .text()
             .await?;
-        let jsz: serde_json::Value = self.http.get(&self.jsz_url).send().await?.json().await?;
+        let at = Instant::now();
+        let published = if self.trace {
+            let jsz: serde_json::Value = self.http.get(&self.jsz_url).send().await?.json().await?;
+            jsz["messages"].as_u64().unwrap_or(0)
+        } else {
+            0
+        };
         Ok(Reading {
-            at: Instant::now(),
+            at,
             sent: count("trades_sent"),
-            published: jsz["messages"].as_u64().unwrap_or(0),
+            published,
             slow_clients_dropped: count("slow_clients_dropped"),
             connections_total: count("connections_total"),
             queryable: rows.trim().parse().unwrap_or(0),
@@ -229,13 +239,12 @@ async fn step(stack: &Stack, probe: &Probe, per_symbol: u32, hold: Duration) -> 
     let mut history: Vec<(Instant, u64)> = Vec::new();
     let mut lags = Vec::new();
     let mut last = before.sent;
-    let trace = std::env::var_os("MOAT_BENCH_LOAD_TRACE").is_some();
     while started.elapsed() < hold {
         tokio::time::sleep(Duration::from_millis(100)).await;
         let r = probe.read().await?;
         history.push((r.at, r.sent - before.sent));
         lags.push(lag(&history, r.at, r.queryable.saturating_sub(before.queryable)));
-        if trace {
+        if probe.trace {
             eprintln!(
                 "{:6.1} s  sent {:>9}  in JetStream {:>9}  queryable {:>9}  lag {:>5} ms",
                 started.elapsed().as_secs_f64(),
@@ -310,7 +319,7 @@ pub async fn run(hold: Duration) -> anyhow::Result<Outcome> {
         },
     })
     .await;
-    let probe = Probe::new(&stack);
+    let probe = Probe::new(&stack, trace);
     // Warm up until prices flow and every trade so far is stored, then the
     // quiet-feed GetPrice latency for comparison.
     let warm = Instant::now();
