@@ -235,11 +235,13 @@ pub fn grpc_deadline(metadata: &tonic::metadata::MetadataMap, cap: Duration) -> 
     let Some(value) = metadata.get("grpc-timeout").and_then(|v| v.to_str().ok()) else {
         return cap;
     };
+    // Metadata text is visible ASCII, so the unit is the last byte.
     let (digits, unit) = value.split_at(value.len().saturating_sub(1));
     let Ok(n) = digits.parse::<u64>() else { return cap };
+    // The client's number: multiplied without overflowing.
     let requested = match unit {
-        "H" => Duration::from_secs(n * 3600),
-        "M" => Duration::from_secs(n * 60),
+        "H" => Duration::from_secs(n.saturating_mul(3600)),
+        "M" => Duration::from_secs(n.saturating_mul(60)),
         "S" => Duration::from_secs(n),
         "m" => Duration::from_millis(n),
         "u" => Duration::from_micros(n),
@@ -263,6 +265,9 @@ mod tests {
         md.insert("grpc-timeout", "5M".parse().unwrap());
         assert_eq!(grpc_deadline(&md, cap), cap);
         md.insert("grpc-timeout", "garbage".parse().unwrap());
+        assert_eq!(grpc_deadline(&md, cap), cap);
+        // Hours that overflow seconds are capped, not a panic.
+        md.insert("grpc-timeout", "18446744073709551615H".parse().unwrap());
         assert_eq!(grpc_deadline(&md, cap), cap);
     }
 }

@@ -123,14 +123,16 @@ fn levels(side: &'static str, raw: &[[&str; 2]]) -> Result<Vec<Level>, Reject> {
         .collect()
 }
 
+/// `1m`, `4h`, `1d`, `1w` in seconds; `None` for anything else (the frame
+/// comes from the network: any text, any number).
 fn interval_seconds(interval: &str) -> Option<u32> {
-    let (n, unit) = interval.split_at(interval.len().checked_sub(1)?);
-    let n: u32 = n.parse().ok()?;
-    Some(match unit {
-        "m" => n * 60,
-        "h" => n * 3600,
-        "d" => n * 86_400,
-        "w" => n * 604_800,
+    let unit = interval.chars().last()?;
+    let n: u32 = interval[..interval.len() - unit.len_utf8()].parse().ok()?;
+    n.checked_mul(match unit {
+        'm' => 60,
+        'h' => 3600,
+        'd' => 86_400,
+        'w' => 604_800,
         _ => return None,
     })
 }
@@ -342,6 +344,20 @@ pub fn parse_snapshot(body: &str) -> Result<Snapshot, Reject> {
 mod tests {
     use super::super::Flavor;
     use super::*;
+
+    #[test]
+    fn kline_intervals_are_read_and_odd_ones_refused() {
+        assert_eq!(interval_seconds("1m"), Some(60));
+        assert_eq!(interval_seconds("4h"), Some(14_400));
+        assert_eq!(interval_seconds("1w"), Some(604_800));
+        // Found by the binance_frame fuzz target: a multi-byte last
+        // character, and a count whose seconds overflow.
+        assert_eq!(interval_seconds("1\u{592}"), None);
+        assert_eq!(interval_seconds("\u{592}"), None);
+        assert_eq!(interval_seconds("9999999w"), None);
+        assert_eq!(interval_seconds(""), None);
+        assert_eq!(interval_seconds("m"), None);
+    }
 
     #[test]
     fn a_depth_diff_whose_range_is_reversed_is_rejected() {
