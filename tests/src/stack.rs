@@ -18,6 +18,8 @@ use crate::{Ganache, TestClickHouse, bin, eventually, ganache, scratch, unique};
 pub const TOKEN: &str = "stack-token-0123456789abcdef";
 /// Venue symbols of the local exchange, with their starting prices.
 pub const SYMBOLS: &[&str] = &["BTCUSDT=60000.00", "ETHUSDT=3000.00", "SOLUSDT=150.000"];
+/// The storage-writer's durable consumer (its default name).
+pub const WRITER_CONSUMER: &str = "moat-storage-writer";
 /// The collector's name for the local exchange.
 pub const EXCHANGE: &str = "local";
 
@@ -323,6 +325,79 @@ impl Stack {
         let r = moat_devstack::http_post(addr, "/", sql, Duration::from_secs(30)).expect("ClickHouse reachable");
         assert!(r.is_success(), "ClickHouse answered {} to {sql}: {}", r.status, r.body);
         r.body.trim().to_owned()
+    }
+
+    /// The ids of the `symbol` trades JetStream holds strictly between
+    /// `after` and `before`. When stored trade ids have a hole, this tells a
+    /// trade that never reached JetStream from one the storage-writer did
+    /// not store.
+    pub async fn jetstream_trade_ids(&self, symbol: &str, after: u64, before: u64) -> Result<Vec<u64>, String> {
+        use async_nats::jetstream::consumer::{AckPolicy, pull};
+        use futures::StreamExt;
+        use moat_common_types::subject::{STREAM, Subject};
+        use moat_common_types::{Kind, Market, MarketEvent};
+
+        let client = async_nats::connect(self.nats.url()).await.map_err(|e| e.to_string())?;
+        let stream = async_nats::jetstream::new(client)
+            .get_stream(STREAM)
+            .await
+            .map_err(|e| e.to_string())?;
+        let subject = Subject::new(Kind::Trade, EXCHANGE, Market::Spot, symbol).map_err(|e| e.to_string())?;
+        let consumer = stream
+            .create_consumer(pull::Config {
+                filter_subject: subject.to_string(),
+                ack_policy: AckPolicy::None,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut ids = Vec::new();
+        loop {
+            let mut batch = consumer
+                .fetch()
+                .max_messages(1_000)
+                .expires(Duration::from_secs(1))
+                .messages()
+                .await
+                .map_err(|e| e.to_string())?;
+            let mut fetched = 0;
+            while let Some(message) = batch.next().await {
+                let message = message.map_err(|e| e.to_string())?;
+                fetched += 1;
+                if let Ok(MarketEvent::Trade(t)) = moat_common_types::proto_conv::decode(&message.payload)
+                    && let Ok(id) = t.trade_id.parse::<u64>()
+                    && after < id
+                    && id < before
+                {
+                    ids.push(id);
+                }
+            }
+            if fetched == 0 {
+                return Ok(ids);
+            }
+        }
+    }
+
+    /// Whether the storage-writer has stored and acknowledged every message
+    /// in JetStream: its consumer has none left to deliver and none
+    /// delivered but unacknowledged (a message stranded by a fault waits
+    /// `ack_wait` for its redelivery, so this can take that long).
+    pub async fn writer_caught_up(&self) -> Result<bool, String> {
+        let client = async_nats::connect(self.nats.url()).await.map_err(|e| e.to_string())?;
+        let stream = async_nats::jetstream::new(client)
+            .get_stream(moat_common_types::subject::STREAM)
+            .await
+            .map_err(|e| e.to_string())?;
+        let info = stream.consumer_info(WRITER_CONSUMER).await.map_err(|e| e.to_string())?;
+        Ok(info.num_pending == 0 && info.num_ack_pending == 0)
+    }
+
+    /// The lines of a service's log (every run of it) that contain one of
+    /// `needles`, the last `max` of them.
+    pub fn log_lines(&self, name: &str, needles: &[&str], max: usize) -> String {
+        let text = std::fs::read_to_string(self.log(name)).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().filter(|l| needles.iter().any(|n| l.contains(n))).collect();
+        lines[lines.len().saturating_sub(max)..].join("\n")
     }
 
     /// Distinct trades of the local exchange stored in ClickHouse and the

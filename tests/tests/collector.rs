@@ -94,3 +94,73 @@ async fn a_full_queue_drops_the_oldest_and_counts_it() {
     assert_eq!(metrics.queue_dropped.get(), 50);
     assert_eq!(metrics.queue_depth.get(), 100);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_event_too_large_to_publish_is_dropped_and_counted_and_the_rest_goes_out() {
+    use moat_common_types::model::{BookSnapshot, Level};
+
+    let (nats, _dir) = own_nats();
+    let url = nats.url();
+    // Connected (not retrying in the background), so the server's INFO is known.
+    let client = async_nats::connect(&url).await.unwrap();
+    let max_payload = client.server_info().max_payload;
+    assert!(max_payload > 0);
+    let js = async_nats::jetstream::new(client);
+    ensure_stream(&js, &StreamSettings::default()).await.unwrap();
+
+    let MarketEvent::Trade(first) = trade(0) else {
+        unreachable!()
+    };
+    // A level takes more than 5 bytes once encoded.
+    let levels = max_payload / 5;
+    let huge = MarketEvent::BookSnapshot(BookSnapshot {
+        instrument: first.instrument,
+        sequence: 1,
+        bids: (0..levels)
+            .map(|i| Level {
+                price: Decimal::new(i as i64 + 1, 2),
+                qty: Decimal::ONE,
+            })
+            .collect(),
+        asks: Vec::new(),
+        ts_exchange_ms: 1,
+        ts_recv_ms: 1,
+    });
+    assert!(
+        moat_common_types::proto_conv::encode(&huge).len() > max_payload,
+        "the snapshot must exceed the server's max payload"
+    );
+
+    let metrics = Metrics::new();
+    let queue = EventQueue::new(10_000, metrics.clone());
+    // All in one batch: the trades after the snapshot are taken with it.
+    for i in 0..100 {
+        queue.push(trade(i));
+    }
+    queue.push(huge);
+    for i in 100..200 {
+        queue.push(trade(i));
+    }
+    let token = CancellationToken::new();
+    let publisher = tokio::spawn(run_publisher(
+        js,
+        queue.clone(),
+        256,
+        EventSampler::new(0.0),
+        metrics.clone(),
+        token.clone().cancelled_owned(),
+        Duration::from_secs(5),
+    ));
+    eventually("every trade stored", Duration::from_secs(20), || async {
+        (stored(&url).await == Some(200)).then_some(())
+    })
+    .await;
+    assert_eq!(
+        metrics.rejects.with_label_values(&["test", "too_large"]).get(),
+        1,
+        "the snapshot is counted as rejected"
+    );
+    assert!(queue.is_empty(), "nothing is left to retry");
+    token.cancel();
+    publisher.await.unwrap();
+}

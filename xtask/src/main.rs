@@ -28,9 +28,12 @@ commands:
                   measured in the same run; results written to BENCHMARKS.md. SECTIONS:
                   parse,replay,state,writer,gateway,rpc,load (all); N: seconds each
                   sustained-load rate is held (60)
-  chaos [SECS]    the whole stack under a steady feed, each component SIGKILLed for
+  chaos [SECS] [FAULT...]
+                  the whole stack under a steady feed, each component SIGKILLed for
                   SECS (10) and restarted in turn; prints recovery times, strategy
-                  errors, trades sent vs stored and the gaps announced
+                  errors, trades sent vs stored and the gaps announced. FAULTs (all,
+                  in this order; repeats allowed): exchange,collector,nats,
+                  storage-writer,clickhouse,state,rpc-upstream
   fuzz [SECS] [TARGET...]
                   build the cargo-fuzz targets in fuzz/ with coverage instrumentation and
                   run each for SECS (20) on a corpus seeded from ../shared/fixtures
@@ -71,13 +74,29 @@ fn main() -> ExitCode {
     }
 }
 
-/// The chaos test at full length: each outage `SECS` long.
+/// The chaos test at full length: each outage `SECS` long, the faults
+/// named (each once by default).
 fn chaos(args: &[String]) -> Result<(), String> {
-    let secs = args.first().map_or("10", String::as_str);
+    let (secs, faults) = match args.split_first() {
+        Some((first, rest)) if first.parse::<f64>().is_ok() => (first.as_str(), rest),
+        _ => ("10", args),
+    };
     secs.parse::<f64>()
         .ok()
         .filter(|s| *s > 0.0)
         .ok_or_else(|| format!("chaos {secs:?}: expected the outage in seconds, e.g. 10"))?;
+    const FAULTS: [&str; 7] = [
+        "exchange",
+        "collector",
+        "nats",
+        "storage-writer",
+        "clickhouse",
+        "state",
+        "rpc-upstream",
+    ];
+    if let Some(unknown) = faults.iter().find(|f| !FAULTS.contains(&f.as_str())) {
+        return Err(format!("chaos: unknown fault {unknown:?}; expected one of {FAULTS:?}"));
+    }
     moat_devstack::ensure_installed(&[moat_devstack::Package::NATS, moat_devstack::Package::CLICKHOUSE])?;
     cargo(&["build", "--bins"])?;
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
@@ -92,6 +111,14 @@ fn chaos(args: &[String]) -> Result<(), String> {
             "--nocapture",
         ])
         .env("MOAT_CHAOS_OUTAGE_SECS", secs)
+        .env(
+            "MOAT_CHAOS_FAULTS",
+            if faults.is_empty() {
+                FAULTS.join(",")
+            } else {
+                faults.join(",")
+            },
+        )
         .current_dir(root())
         .status()
         .map_err(|e| format!("running {cargo}: {e}"))?;

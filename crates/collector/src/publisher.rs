@@ -4,15 +4,18 @@
 //! Connectors never wait on NATS: [`EventQueue::push`] drops the oldest
 //! event (and counts it) when the queue is full. The publisher keeps up to
 //! `max_ack_inflight` acks outstanding; an event whose publish or ack fails
-//! goes back to the front of the queue and is sent again with the same
-//! `Nats-Msg-Id`, so JetStream stores it once.
+//! goes back to the front of the queue (with the rest of its batch, in
+//! order) and is sent again with the same `Nats-Msg-Id`, so JetStream
+//! stores it once. An event that can never be published (larger than the
+//! server's max payload) is dropped and counted, never retried forever.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_nats::HeaderMap;
-use async_nats::jetstream::{self, context::PublishAckFuture};
+use async_nats::jetstream;
+use async_nats::jetstream::context::{PublishAckFuture, PublishErrorKind};
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use moat_common_types::MarketEvent;
@@ -66,13 +69,18 @@ impl EventQueue {
         kept_all
     }
 
-    fn requeue(&self, event: MarketEvent) {
+    /// Puts events taken but not published back at the front, in their
+    /// order, so they go out before anything queued since.
+    fn requeue(&self, events: impl DoubleEndedIterator<Item = MarketEvent>) {
         let mut q = self.lock();
-        if q.len() >= self.capacity {
-            self.metrics.queue_dropped.inc();
-            return;
+        for event in events.rev() {
+            if q.len() >= self.capacity {
+                // Drop-oldest: the events put back are older than any queued.
+                self.metrics.queue_dropped.inc();
+                continue;
+            }
+            q.push_front(event);
         }
-        q.push_front(event);
         self.metrics.queue_depth.set(q.len() as i64);
     }
 
@@ -163,7 +171,8 @@ pub async fn run_publisher(
                 draining_since = Some(Instant::now());
             }
             batch = queue.next_batch(256), if inflight.len() < max_inflight => {
-                for event in batch {
+                let mut batch = batch.into_iter();
+                while let Some(event) = batch.next() {
                     let span = sampler.sample().then(|| publish_span(&event));
                     let published = match &span {
                         // Not imported: `MarketEvent::instrument` would clash with it.
@@ -175,10 +184,16 @@ pub async fn run_publisher(
                             let started = Instant::now();
                             inflight.push(async move { (ack.await, Inflight { event, started, _span: span }) });
                         }
-                        Err(error) => {
+                        Err(Failed::Never(reason, error)) => {
+                            let i = event.instrument();
+                            metrics.rejects.with_label_values(&[i.exchange.as_str(), reason]).inc();
+                            tracing::error!(%error, kind = event.kind().as_str(), symbol = %i.symbol, "event cannot be published, dropped");
+                        }
+                        Err(Failed::Retry(error)) => {
                             metrics.publish_errors.inc();
                             tracing::warn!(%error, "publish failed, will retry");
-                            queue.requeue(event);
+                            // The rest of the batch goes back too, in order.
+                            queue.requeue(std::iter::once(event).chain(batch));
                             tokio::time::sleep(Duration::from_millis(200)).await;
                             break;
                         }
@@ -195,7 +210,7 @@ pub async fn run_publisher(
                     Err(error) => {
                         metrics.publish_errors.inc();
                         tracing::warn!(%error, "publish ack failed, will retry");
-                        queue.requeue(done.event);
+                        queue.requeue(std::iter::once(done.event));
                     }
                 }
             }
@@ -217,10 +232,26 @@ fn publish_span(event: &MarketEvent) -> tracing::Span {
     )
 }
 
-async fn publish(js: &jetstream::Context, event: &MarketEvent) -> Result<PublishAckFuture, async_nats::Error> {
-    let subject = Subject::for_event(event)?.to_string();
+/// Why a publish did not go out.
+enum Failed {
+    /// It never will (too large for the server, no valid subject): the
+    /// event is dropped and counted under this reject reason.
+    Never(&'static str, String),
+    /// The connection or JetStream failed: publish again.
+    Retry(String),
+}
+
+async fn publish(js: &jetstream::Context, event: &MarketEvent) -> Result<PublishAckFuture, Failed> {
+    let subject = Subject::for_event(event)
+        .map_err(|e| Failed::Never("invalid_subject", e.to_string()))?
+        .to_string();
     let mut headers = HeaderMap::new();
     headers.insert("Nats-Msg-Id", msg_id(event).as_str());
     moat_common_types::telemetry::nats::inject(&mut headers);
-    Ok(js.publish_with_headers(subject, headers, encode(event).into()).await?)
+    js.publish_with_headers(subject, headers, encode(event).into())
+        .await
+        .map_err(|e| match e.kind() {
+            PublishErrorKind::MaxPayloadExceeded => Failed::Never("too_large", e.to_string()),
+            _ => Failed::Retry(e.to_string()),
+        })
 }
