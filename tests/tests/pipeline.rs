@@ -1,6 +1,7 @@
 //! JetStream → storage-writer → ClickHouse on real servers: exactly N rows
 //! for N events, through duplicates, redelivery of stored trades, a poison
-//! message, a SIGKILLed writer and a ClickHouse outage.
+//! message, a SIGKILLed writer and a ClickHouse outage; and a pull request
+//! the server ends late.
 
 use std::process::{Child, Command};
 use std::time::Duration;
@@ -340,4 +341,52 @@ async fn clickhouse_outage_holds_messages_until_it_returns() {
     .await;
     token.cancel();
     writer.await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_message_delivered_to_a_pull_request_given_up_on_is_not_stranded() {
+    use futures::StreamExt;
+    use moat_storage_writer::pull::Puller;
+    use tokio::time::Instant;
+
+    let (nats, _dir) = own_nats();
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    // Stands in for a NATS 2.9 consumer that does not end a pull request at
+    // its expiry and delivers to it after the writer gave up on it.
+    let mut requests = client.subscribe("test.pull.next").await.unwrap();
+    client.flush().await.unwrap();
+    let server = client.clone();
+    let responder = tokio::spawn(async move {
+        let first = requests.next().await.expect("a first pull request");
+        let second = requests
+            .next()
+            .await
+            .expect("a second pull request once the first was given up");
+        server
+            .publish(first.reply.clone().expect("a reply inbox"), "late".into())
+            .await
+            .unwrap();
+        server.flush().await.unwrap();
+        (first.reply, second.reply)
+    });
+
+    let mut puller = Puller::new(client.clone(), jetstream::new(client), "test.pull.next".into())
+        .await
+        .unwrap();
+    // The first batch ends at its deadline with the request still open.
+    let pulled = puller
+        .next(10, Instant::now() + Duration::from_millis(100))
+        .await
+        .unwrap();
+    assert!(pulled.is_none(), "{pulled:?}");
+    // The next batch gives the request up, asks again, and gets what the
+    // old request delivered late.
+    let pulled = puller.next(10, Instant::now() + Duration::from_secs(5)).await.unwrap();
+    let Some(message) = pulled else {
+        panic!("the late delivery was lost: {pulled:?}")
+    };
+    assert_eq!(&message.payload[..], b"late");
+    assert_eq!(puller.overdue, 1);
+    let (first, second) = responder.await.unwrap();
+    assert_eq!(first, second, "every request replies to the same inbox");
 }

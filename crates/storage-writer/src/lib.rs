@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod metrics;
+pub mod pull;
 pub mod rows;
 pub mod schema;
 pub mod writer;

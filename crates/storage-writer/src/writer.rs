@@ -13,7 +13,6 @@ use std::time::{Duration, Instant};
 use async_nats::HeaderMap;
 use async_nats::jetstream::{self, AckKind, Message, consumer::PullConsumer};
 use clickhouse::{Client, Row, RowWrite};
-use futures::StreamExt;
 use moat_common_types::proto_conv::decode;
 use moat_common_types::subject::DLQ_PREFIX;
 use rand::Rng;
@@ -22,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::BatchConfig;
 use crate::metrics::Metrics;
+use crate::pull::Puller;
 use crate::rows::TableRow;
 
 /// Rows of one table, each tagged with the index of its message in the batch.
@@ -56,6 +56,9 @@ impl<R> Buffer<R> {
 /// A batch in hand: the messages and their rows, by table.
 struct Batch {
     messages: Vec<Message>,
+    /// Stream sequences of `messages`: a message redelivered while its
+    /// first delivery is still in the batch is left out.
+    sequences: HashSet<u64>,
     /// Indexes of the messages delivered more than once (usually none).
     redelivered: Vec<usize>,
     /// Spans of the sampled events (those that arrived with trace context),
@@ -76,6 +79,7 @@ impl Batch {
     fn new() -> Batch {
         Batch {
             messages: Vec::new(),
+            sequences: HashSet::new(),
             redelivered: Vec::new(),
             spans: Vec::new(),
             trades: Buffer::new("trades"),
@@ -111,9 +115,6 @@ struct Poison {
     reason: &'static str,
     error: String,
 }
-
-/// How long past its expiry a pull request is waited for.
-const FETCH_GRACE: Duration = Duration::from_millis(250);
 
 /// Everything the loop needs.
 pub struct Writer {
@@ -197,6 +198,20 @@ impl Writer {
         let this = &self;
         let mut backoff = Duration::from_millis(100);
         let mut in_hand: Option<Batch> = None;
+        let mut puller = loop {
+            let info = self.consumer.cached_info();
+            let subject = crate::pull::next_subject(&info.stream_name, &info.name);
+            match Puller::new(self.nats.clone(), self.js.clone(), subject).await {
+                Ok(puller) => break puller,
+                Err(error) => {
+                    tracing::warn!(%error, "cannot subscribe to the pull inbox yet");
+                    tokio::select! {
+                        () = tokio::time::sleep(backoff) => {}
+                        () = shutdown.cancelled() => return,
+                    }
+                }
+            }
+        };
         while !shutdown.is_cancelled() {
             let storing = {
                 let batch = in_hand.take();
@@ -207,7 +222,7 @@ impl Writer {
                     }
                 }
             };
-            let ((), (batch, failed)) = tokio::join!(storing, this.collect(&shutdown));
+            let ((), (batch, failed)) = tokio::join!(storing, this.collect(&mut puller, &shutdown));
             if !batch.messages.is_empty() {
                 in_hand = Some(batch);
             }
@@ -229,57 +244,31 @@ impl Writer {
         tracing::info!("writer stopped");
     }
 
-    /// Fetches until `batch_size` rows or `flush_interval` passed. A failed
-    /// fetch ends the batch early and is returned beside it: what was
-    /// already fetched is stored, not left to wait for redelivery.
-    async fn collect(&self, shutdown: &CancellationToken) -> (Batch, Option<async_nats::Error>) {
+    /// Pulls until `batch_size` messages or `flush_interval` passed. A
+    /// failed pull ends the batch early and is returned beside it: what was
+    /// already pulled is stored, not left to wait for redelivery.
+    async fn collect(&self, puller: &mut Puller, shutdown: &CancellationToken) -> (Batch, Option<async_nats::Error>) {
         let mut batch = Batch::new();
         let mut poison = Vec::new();
         let mut failed = None;
-        let deadline = Instant::now() + Duration::from_millis(self.batch.flush_interval_ms);
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(self.batch.flush_interval_ms);
+        let overdue_before = puller.overdue;
         while batch.messages.len() < self.batch.batch_size && !shutdown.is_cancelled() {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left < Duration::from_millis(10) {
-                break;
-            }
             let want = (self.batch.batch_size - batch.messages.len()).min(10_000);
-            let expires = left.max(Duration::from_millis(50));
-            let fetched = self
-                .consumer
-                .fetch()
-                .max_messages(want)
-                .expires(expires)
-                .messages()
-                .await;
-            let mut messages = match fetched {
-                Ok(messages) => messages,
+            let pulled = tokio::select! {
+                pulled = puller.next(want, deadline) => pulled,
+                () = shutdown.cancelled() => break,
+            };
+            match pulled {
+                Ok(Some(message)) => self.add(&mut batch, &mut poison, message).await,
+                Ok(None) => break,
                 Err(error) => {
-                    failed = Some(error.into());
+                    failed = Some(error);
                     break;
                 }
-            };
-            // The server ends a pull request at its expiry with a status
-            // message; NATS 2.9 sometimes never sends it, and the client
-            // then waits five more seconds. Past the expiry (and a margin
-            // for the request's trip) the request is over either way.
-            let over = tokio::time::Instant::now() + expires + FETCH_GRACE;
-            loop {
-                let message = match tokio::time::timeout_at(over, messages.next()).await {
-                    Ok(Some(Ok(m))) => m,
-                    Ok(None) => break,
-                    Ok(Some(Err(error))) => {
-                        tracing::debug!(%error, "fetch ended");
-                        break;
-                    }
-                    Err(_) => {
-                        self.metrics.fetches_overdue.inc();
-                        tracing::debug!("fetch outlived its expiry without the server ending it");
-                        break;
-                    }
-                };
-                self.add(&mut batch, &mut poison, message).await;
             }
         }
+        self.metrics.fetches_overdue.inc_by(puller.overdue - overdue_before);
         self.dead_letter(&batch, poison).await;
         (batch, failed)
     }
@@ -293,7 +282,14 @@ impl Writer {
             return;
         }
         let origin = batch.messages.len();
-        if message.info().is_ok_and(|info| info.delivered > 1) {
+        let info = message.info().ok().map(|i| (i.stream_sequence, i.delivered));
+        if let Some((sequence, _)) = info
+            && !batch.sequences.insert(sequence)
+        {
+            // Its first delivery is in this batch; acking that one acks it.
+            return;
+        }
+        if info.is_some_and(|(_, delivered)| delivered > 1) {
             self.metrics.redeliveries.inc();
             batch.redelivered.push(origin);
         }
