@@ -35,16 +35,12 @@ async fn stored(url: &str) -> Option<u64> {
     Some(stream.info().await.ok()?.state.messages)
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn nats_outage_buffers_then_delivers_every_event_once() {
-    let (mut nats, _dir) = own_nats();
-    let url = nats.url();
-    let client = moat_common_types::nats::connect(&url, "test-collector").await.unwrap();
-    let js = async_nats::jetstream::new(client);
-    ensure_stream(&js, &StreamSettings::default()).await.unwrap();
-
-    let metrics = Metrics::new();
-    let queue = EventQueue::new(10_000, metrics.clone());
+/// The publisher as the collector runs it, until the token is cancelled.
+fn spawn_publisher(
+    js: async_nats::jetstream::Context,
+    queue: &std::sync::Arc<EventQueue>,
+    metrics: &Metrics,
+) -> (tokio::task::JoinHandle<()>, CancellationToken) {
     let token = CancellationToken::new();
     let publisher = tokio::spawn(run_publisher(
         js,
@@ -55,6 +51,20 @@ async fn nats_outage_buffers_then_delivers_every_event_once() {
         token.clone().cancelled_owned(),
         Duration::from_secs(30),
     ));
+    (publisher, token)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn nats_outage_buffers_then_delivers_every_event_once() {
+    let (mut nats, _dir) = own_nats();
+    let url = nats.url();
+    let client = moat_common_types::nats::connect(&url, "test-collector").await.unwrap();
+    let js = async_nats::jetstream::new(client);
+    ensure_stream(&js, &StreamSettings::default()).await.unwrap();
+
+    let metrics = Metrics::new();
+    let queue = EventQueue::new(10_000, metrics.clone());
+    let (publisher, token) = spawn_publisher(js, &queue, &metrics);
 
     for i in 0..1_000 {
         queue.push(trade(i));
@@ -141,16 +151,7 @@ async fn an_event_too_large_to_publish_is_dropped_and_counted_and_the_rest_goes_
     for i in 100..200 {
         queue.push(trade(i));
     }
-    let token = CancellationToken::new();
-    let publisher = tokio::spawn(run_publisher(
-        js,
-        queue.clone(),
-        256,
-        EventSampler::new(0.0),
-        metrics.clone(),
-        token.clone().cancelled_owned(),
-        Duration::from_secs(5),
-    ));
+    let (publisher, token) = spawn_publisher(js, &queue, &metrics);
     eventually("every trade stored", Duration::from_secs(20), || async {
         (stored(&url).await == Some(200)).then_some(())
     })
