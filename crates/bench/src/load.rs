@@ -320,13 +320,15 @@ pub async fn run(hold: Duration) -> anyhow::Result<Outcome> {
     })
     .await;
     let probe = Probe::new(&stack, trace);
-    // Warm up until prices flow and every trade so far is stored, then the
-    // quiet-feed GetPrice latency for comparison.
+    // Warm up until trades flow into ClickHouse; `drain` then pauses the
+    // feed until every trade sent is stored (with the feed running, the
+    // trades of the last few hundred milliseconds are always in flight),
+    // then the quiet-feed GetPrice latency for comparison.
     let warm = Instant::now();
     loop {
         tokio::time::sleep(Duration::from_millis(500)).await;
         let r = probe.read().await?;
-        if r.sent > 0 && r.queryable >= r.sent {
+        if r.sent > 0 && r.queryable > 0 {
             break;
         }
         anyhow::ensure!(
@@ -337,7 +339,13 @@ pub async fn run(hold: Duration) -> anyhow::Result<Outcome> {
             stack.log_tail("collector")
         );
     }
-    drain(&stack, &probe).await?;
+    let (stored, _) = drain(&stack, &probe).await?;
+    let sent = probe.read().await?.sent;
+    anyhow::ensure!(
+        stored >= sent,
+        "warming up, the stack stored {stored} of {sent} trades\n{}",
+        stack.log_tail("storage-writer")
+    );
     let stop = CancellationToken::new();
     let idle = tokio::spawn(price_calls(
         format!("http://127.0.0.1:{}", stack.gateway_grpc),
