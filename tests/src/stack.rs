@@ -327,6 +327,15 @@ impl Stack {
         r.body.trim().to_owned()
     }
 
+    /// The stack's `MARKET_DATA` stream, on a connection of its own.
+    async fn market_data(&self) -> Result<async_nats::jetstream::stream::Stream, String> {
+        let client = async_nats::connect(self.nats.url()).await.map_err(|e| e.to_string())?;
+        async_nats::jetstream::new(client)
+            .get_stream(moat_common_types::subject::STREAM)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
     /// The ids of the `symbol` trades JetStream holds strictly between
     /// `after` and `before`. When stored trade ids have a hole, this tells a
     /// trade that never reached JetStream from one the storage-writer did
@@ -334,14 +343,10 @@ impl Stack {
     pub async fn jetstream_trade_ids(&self, symbol: &str, after: u64, before: u64) -> Result<Vec<u64>, String> {
         use async_nats::jetstream::consumer::{AckPolicy, pull};
         use futures::StreamExt;
-        use moat_common_types::subject::{STREAM, Subject};
+        use moat_common_types::subject::Subject;
         use moat_common_types::{Kind, Market, MarketEvent};
 
-        let client = async_nats::connect(self.nats.url()).await.map_err(|e| e.to_string())?;
-        let stream = async_nats::jetstream::new(client)
-            .get_stream(STREAM)
-            .await
-            .map_err(|e| e.to_string())?;
+        let stream = self.market_data().await?;
         let subject = Subject::new(Kind::Trade, EXCHANGE, Market::Spot, symbol).map_err(|e| e.to_string())?;
         let consumer = stream
             .create_consumer(pull::Config {
@@ -383,11 +388,7 @@ impl Stack {
     /// delivered but unacknowledged (a message stranded by a fault waits
     /// `ack_wait` for its redelivery, so this can take that long).
     pub async fn writer_caught_up(&self) -> Result<bool, String> {
-        let client = async_nats::connect(self.nats.url()).await.map_err(|e| e.to_string())?;
-        let stream = async_nats::jetstream::new(client)
-            .get_stream(moat_common_types::subject::STREAM)
-            .await
-            .map_err(|e| e.to_string())?;
+        let stream = self.market_data().await?;
         let info = stream.consumer_info(WRITER_CONSUMER).await.map_err(|e| e.to_string())?;
         Ok(info.num_pending == 0 && info.num_ack_pending == 0)
     }

@@ -156,11 +156,12 @@ impl Fault {
     }
 
     /// The faults to inject, in order: `MOAT_CHAOS_FAULTS` (comma-separated
-    /// keys, repeats allowed) or each fault once.
+    /// keys, repeats allowed) or, unset or empty, each fault once.
     fn from_env() -> Vec<Fault> {
-        let Ok(list) = std::env::var("MOAT_CHAOS_FAULTS") else {
+        let list = std::env::var("MOAT_CHAOS_FAULTS").unwrap_or_default();
+        if list.trim().is_empty() {
             return Fault::ALL.to_vec();
-        };
+        }
         list.split(',')
             .map(str::trim)
             .filter(|k| !k.is_empty())
@@ -320,10 +321,14 @@ async fn faults_one_at_a_time_lose_nothing_acknowledged() {
     // Everything JetStream holds is stored once the writer has acknowledged
     // it all; a message a fault stranded is redelivered after ack_wait.
     let deadline = Instant::now() + Duration::from_secs(150);
-    while !stack.writer_caught_up().await.unwrap_or(false) {
+    loop {
+        let caught_up = stack.writer_caught_up().await;
+        if caught_up == Ok(true) {
+            break;
+        }
         assert!(
             Instant::now() < deadline,
-            "the storage-writer did not catch up with JetStream\n{}",
+            "the storage-writer did not catch up with JetStream ({caught_up:?})\n{}",
             stack.log_lines("storage-writer", &["WARN", "ERROR"], 40)
         );
         tokio::time::sleep(Duration::from_millis(500)).await;

@@ -370,9 +370,15 @@ async fn a_message_delivered_to_a_pull_request_given_up_on_is_not_stranded() {
         (first.reply, second.reply)
     });
 
-    let mut puller = Puller::new(client.clone(), jetstream::new(client), "test.pull.next".into())
-        .await
-        .unwrap();
+    let metrics = moat_storage_writer::metrics::Metrics::new();
+    let mut puller = Puller::new(
+        client.clone(),
+        jetstream::new(client),
+        "test.pull.next".into(),
+        metrics.fetches_overdue.clone(),
+    )
+    .await
+    .unwrap();
     // The first batch ends at its deadline with the request still open.
     let pulled = puller
         .next(10, Instant::now() + Duration::from_millis(100))
@@ -386,7 +392,7 @@ async fn a_message_delivered_to_a_pull_request_given_up_on_is_not_stranded() {
         panic!("the late delivery was lost: {pulled:?}")
     };
     assert_eq!(&message.payload[..], b"late");
-    assert_eq!(puller.overdue, 1);
+    assert_eq!(metrics.fetches_overdue.get(), 1, "the request given up on is counted");
     let (first, second) = responder.await.unwrap();
     assert_eq!(first, second, "every request replies to the same inbox");
 }

@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{ClickHouseConfig, WriterConfig};
 use crate::metrics::Metrics;
+use crate::pull::Puller;
 use crate::writer::Writer;
 
 /// A ClickHouse client for RowBinary without schema validation, which
@@ -85,7 +86,7 @@ pub async fn run(config: WriterConfig, http: TcpListener, shutdown: Cancellation
         name: config.nats.stream.clone(),
         ..StreamSettings::default()
     };
-    let consumer = loop {
+    let (consumer, puller) = loop {
         let attempt = async {
             let stream = ensure_stream(&js, &settings).await?;
             let consumer = stream
@@ -102,10 +103,18 @@ pub async fn run(config: WriterConfig, http: TcpListener, shutdown: Cancellation
                     },
                 )
                 .await?;
-            Ok::<_, async_nats::Error>(consumer)
+            let info = consumer.cached_info();
+            let puller = Puller::new(
+                nats.clone(),
+                js.clone(),
+                pull::next_subject(&info.stream_name, &info.name),
+                metrics.fetches_overdue.clone(),
+            )
+            .await?;
+            Ok::<_, async_nats::Error>((consumer, puller))
         };
         match attempt.await {
-            Ok(consumer) => break consumer,
+            Ok(opened) => break opened,
             Err(error) => {
                 tracing::warn!(%error, "cannot open the durable consumer yet");
                 tokio::select! {
@@ -136,12 +145,11 @@ pub async fn run(config: WriterConfig, http: TcpListener, shutdown: Cancellation
     Writer {
         js,
         nats: nats.clone(),
-        consumer,
         clickhouse,
         batch: config.writer.clone(),
         metrics,
     }
-    .run(shutdown.clone())
+    .run(puller, shutdown.clone())
     .await;
     pending_task.await.ok();
     http_task.await??;

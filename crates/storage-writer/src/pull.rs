@@ -13,6 +13,7 @@ use std::time::Duration;
 use async_nats::jetstream;
 use async_nats::{StatusCode, Subscriber};
 use futures::StreamExt;
+use prometheus::IntCounter;
 use tokio::time::Instant;
 
 /// How long past its expiry a request is waited for before the next one is
@@ -36,8 +37,9 @@ pub struct Puller {
     /// Messages the open request may still deliver: the server ends a
     /// request that got its whole batch without a status message.
     remaining: usize,
-    /// Requests given up on because the server had not ended them.
-    pub overdue: u64,
+    /// Requests given up on because the server had not ended them
+    /// (`moat_storage_writer_fetches_overdue_total`).
+    overdue: IntCounter,
 }
 
 impl Puller {
@@ -46,6 +48,7 @@ impl Puller {
         nats: async_nats::Client,
         context: jetstream::Context,
         next_subject: String,
+        overdue: IntCounter,
     ) -> Result<Puller, async_nats::Error> {
         let inbox = nats.new_inbox();
         let subscription = nats.subscribe(inbox.clone()).await?;
@@ -57,7 +60,7 @@ impl Puller {
             subscription,
             open_until: None,
             remaining: 0,
-            overdue: 0,
+            overdue,
         })
     }
 
@@ -72,7 +75,7 @@ impl Puller {
         loop {
             let now = Instant::now();
             if self.open_until.is_some_and(|until| until <= now) {
-                self.overdue += 1;
+                self.overdue.inc();
                 self.open_until = None;
             }
             if self.open_until.is_none() {

@@ -11,7 +11,7 @@ use std::pin::Pin;
 use std::time::{Duration, Instant};
 
 use async_nats::HeaderMap;
-use async_nats::jetstream::{self, AckKind, Message, consumer::PullConsumer};
+use async_nats::jetstream::{self, AckKind, Message};
 use clickhouse::{Client, Row, RowWrite};
 use moat_common_types::proto_conv::decode;
 use moat_common_types::subject::DLQ_PREFIX;
@@ -45,11 +45,16 @@ impl<R> Buffer<R> {
         self.origin.push(origin);
     }
 
-    /// Keeps the rows for which `keep(row, origin)` holds.
-    fn retain(&mut self, mut keep: impl FnMut(&R, usize) -> bool) {
+    /// Keeps the rows whose position `keep` accepts.
+    fn retain(&mut self, keep: impl Fn(usize) -> bool) {
         let rows = std::mem::take(&mut self.rows);
         let origin = std::mem::take(&mut self.origin);
-        (self.rows, self.origin) = rows.into_iter().zip(origin).filter(|(r, o)| keep(r, *o)).unzip();
+        (self.rows, self.origin) = rows
+            .into_iter()
+            .zip(origin)
+            .enumerate()
+            .filter_map(|(i, kept)| keep(i).then_some(kept))
+            .unzip();
     }
 }
 
@@ -120,7 +125,6 @@ struct Poison {
 pub struct Writer {
     pub js: jetstream::Context,
     pub nats: async_nats::Client,
-    pub consumer: PullConsumer,
     pub clickhouse: Client,
     pub batch: BatchConfig,
     pub metrics: Metrics,
@@ -194,24 +198,10 @@ impl Writer {
     /// previous one is inserted and acked, so at most two batches are in
     /// hand. While ClickHouse is away the collected batch waits for the one
     /// being retried, and fetching stops.
-    pub async fn run(self, shutdown: CancellationToken) {
+    pub async fn run(self, mut puller: Puller, shutdown: CancellationToken) {
         let this = &self;
         let mut backoff = Duration::from_millis(100);
         let mut in_hand: Option<Batch> = None;
-        let mut puller = loop {
-            let info = self.consumer.cached_info();
-            let subject = crate::pull::next_subject(&info.stream_name, &info.name);
-            match Puller::new(self.nats.clone(), self.js.clone(), subject).await {
-                Ok(puller) => break puller,
-                Err(error) => {
-                    tracing::warn!(%error, "cannot subscribe to the pull inbox yet");
-                    tokio::select! {
-                        () = tokio::time::sleep(backoff) => {}
-                        () = shutdown.cancelled() => return,
-                    }
-                }
-            }
-        };
         while !shutdown.is_cancelled() {
             let storing = {
                 let batch = in_hand.take();
@@ -252,7 +242,6 @@ impl Writer {
         let mut poison = Vec::new();
         let mut failed = None;
         let deadline = tokio::time::Instant::now() + Duration::from_millis(self.batch.flush_interval_ms);
-        let overdue_before = puller.overdue;
         while batch.messages.len() < self.batch.batch_size && !shutdown.is_cancelled() {
             let want = (self.batch.batch_size - batch.messages.len()).min(10_000);
             let pulled = tokio::select! {
@@ -268,7 +257,6 @@ impl Writer {
                 }
             }
         }
-        self.metrics.fetches_overdue.inc_by(puller.overdue - overdue_before);
         self.dead_letter(&batch, poison).await;
         (batch, failed)
     }
@@ -486,44 +474,37 @@ impl Writer {
             return Ok(());
         }
         let redelivered: HashSet<usize> = batch.redelivered.iter().copied().collect();
-        let mut asked: BTreeMap<(String, String, String), Vec<String>> = BTreeMap::new();
-        for (row, origin) in batch.trades.rows.iter().zip(&batch.trades.origin) {
+        let rows = &batch.trades.rows;
+        // Positions of the redelivered trades, by instrument.
+        let mut asked: BTreeMap<(&str, &str, &str), Vec<usize>> = BTreeMap::new();
+        for (i, (row, origin)) in rows.iter().zip(&batch.trades.origin).enumerate() {
             if redelivered.contains(origin) {
                 asked
-                    .entry((row.exchange.clone(), row.market.clone(), row.symbol.clone()))
+                    .entry((&row.exchange, &row.market, &row.symbol))
                     .or_default()
-                    .push(row.trade_id.clone());
+                    .push(i);
             }
         }
         let mut stored = HashSet::new();
-        for ((exchange, market, symbol), ids) in asked {
-            let found: Vec<String> = self
+        for ((exchange, market, symbol), positions) in asked {
+            let ids: Vec<&str> = positions.iter().map(|&i| rows[i].trade_id.as_str()).collect();
+            let found: HashSet<String> = self
                 .clickhouse
                 .query(
                     "SELECT trade_id FROM trades WHERE exchange = ? AND market = ? AND symbol = ? AND has(?, trade_id)",
                 )
-                .bind(&exchange)
-                .bind(&market)
-                .bind(&symbol)
+                .bind(exchange)
+                .bind(market)
+                .bind(symbol)
                 .bind(ids)
-                .fetch_all()
-                .await?;
-            stored.extend(
-                found
-                    .into_iter()
-                    .map(|id| (exchange.clone(), market.clone(), symbol.clone(), id)),
-            );
+                .fetch_all::<String>()
+                .await?
+                .into_iter()
+                .collect();
+            stored.extend(positions.into_iter().filter(|&i| found.contains(&rows[i].trade_id)));
         }
         let before = batch.trades.rows.len();
-        batch.trades.retain(|row, origin| {
-            !(redelivered.contains(&origin)
-                && stored.contains(&(
-                    row.exchange.clone(),
-                    row.market.clone(),
-                    row.symbol.clone(),
-                    row.trade_id.clone(),
-                )))
-        });
+        batch.trades.retain(|i| !stored.contains(&i));
         let skipped = before - batch.trades.rows.len();
         if skipped > 0 {
             self.metrics.redelivered_stored.inc_by(skipped as u64);
