@@ -33,7 +33,6 @@ async fn doctor_passes_on_a_healthy_stack_and_names_what_breaks() {
         "state database",
         "rpc chain ethereum",
         "clock skew",
-        "free disk for nats",
         "collector /metrics",
     ] {
         assert_eq!(
@@ -43,6 +42,31 @@ async fn doctor_passes_on_a_healthy_stack_and_names_what_breaks() {
             check(&healthy, name)
         );
     }
+
+    // Free disk depends on the machine, not on the stack: the check must
+    // find the JetStream folder from the NATS monitor and measure it, and
+    // its thresholds must move the verdict.
+    let nats_dir = stack.dir.path().join("nats").display().to_string();
+    let disk = check(&healthy, "free disk for nats");
+    assert_ne!(disk["status"], "fail", "{disk:#}");
+    let detail = disk["detail"].as_str().unwrap();
+    assert!(detail.starts_with(&nats_dir) && detail.contains("GiB free"), "{disk:#}");
+    let (code, report) = run([good.clone(), vec!["--disk-warn-below=100".into()]].concat()).await;
+    assert_eq!(code, 0, "a warning alone keeps doctor green: {report:#}");
+    let disk = check(&report, "free disk for nats");
+    assert_eq!(disk["status"], "warn", "{disk:#}");
+    assert!(
+        disk["detail"]
+            .as_str()
+            .unwrap()
+            .contains("under the 100 % warning line"),
+        "{disk:#}"
+    );
+    let (code, report) = run([good.clone(), vec!["--disk-fail-below=100".into()]].concat()).await;
+    assert_ne!(code, 0);
+    let disk = check(&report, "free disk for nats");
+    assert_eq!(disk["status"], "fail", "{disk:#}");
+    assert!(disk["fix"].as_str().unwrap().contains("stops writing"), "{disk:#}");
 
     // The strategy-side commands against the same stack.
     let gateway = format!("--gateway=http://127.0.0.1:{}", stack.gateway_grpc);

@@ -35,6 +35,13 @@ pub struct DoctorArgs {
     /// Consumer backlog above which the storage-writer counts as lagging.
     #[arg(long, default_value_t = 100_000)]
     pub max_lag: u64,
+    /// Free disk share (percent) below which a data folder is a warning.
+    #[arg(long, value_name = "PERCENT", default_value_t = 10.0)]
+    pub disk_warn_below: f64,
+    /// Free disk share (percent) below which a data folder fails; under
+    /// 1 GiB free always fails.
+    #[arg(long, value_name = "PERCENT", default_value_t = 5.0)]
+    pub disk_fail_below: f64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -796,25 +803,26 @@ async fn disks(report: &mut Report, http: &reqwest::Client, args: &DoctorArgs) {
         };
         match nix::sys::statvfs::statvfs(&dir) {
             Ok(fs) => {
-                let free = fs.blocks_available() as f64 * fs.fragment_size() as f64;
-                let total = fs.blocks() as f64 * fs.fragment_size() as f64;
-                let share = if total > 0.0 { free / total } else { 0.0 };
+                let free = fs.blocks_available().saturating_mul(fs.fragment_size());
+                let total = fs.blocks().saturating_mul(fs.fragment_size());
                 let detail = format!(
                     "{}: {:.1} GiB free ({:.0} %)",
                     dir.display(),
-                    free / f64::from(1u32 << 30),
-                    share * 100.0
+                    free as f64 / GIB as f64,
+                    free_percent(free, total)
                 );
-                if free < f64::from(1u32 << 30) || share < 0.05 {
-                    report.fail(
+                match disk_status(free, total, args.disk_warn_below, args.disk_fail_below) {
+                    Status::Pass => report.pass(name, detail),
+                    Status::Warn => report.warn(
+                        name,
+                        format!("{detail}, under the {} % warning line", args.disk_warn_below),
+                        "free space or grow the volume soon (or set --disk-warn-below)",
+                    ),
+                    Status::Fail => report.fail(
                         name,
                         detail,
                         "free space or grow the volume: the server stops writing when it is full",
-                    );
-                } else if share < 0.10 {
-                    report.warn(name, detail, "free space or grow the volume soon");
-                } else {
-                    report.pass(name, detail);
+                    ),
                 }
             }
             Err(error) => report.warn(
@@ -826,9 +834,45 @@ async fn disks(report: &mut Report, http: &reqwest::Client, args: &DoctorArgs) {
     }
 }
 
+const GIB: u64 = 1 << 30;
+
+fn free_percent(free: u64, total: u64) -> f64 {
+    if total == 0 {
+        0.0
+    } else {
+        free as f64 * 100.0 / total as f64
+    }
+}
+
+/// A data folder's verdict: under 1 GiB or `fail_below` percent free
+/// fails, under `warn_below` percent warns.
+fn disk_status(free: u64, total: u64, warn_below: f64, fail_below: f64) -> Status {
+    let percent = free_percent(free, total);
+    if free < GIB || percent < fail_below {
+        Status::Fail
+    } else if percent < warn_below {
+        Status::Warn
+    } else {
+        Status::Pass
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn disk_verdicts_follow_the_thresholds() {
+        let tb = 1024 * GIB;
+        assert_eq!(disk_status(500 * GIB, tb, 10.0, 5.0), Status::Pass);
+        assert_eq!(disk_status(92 * GIB, tb, 10.0, 5.0), Status::Warn);
+        assert_eq!(disk_status(40 * GIB, tb, 10.0, 5.0), Status::Fail);
+        // A lower warning line passes the same disk.
+        assert_eq!(disk_status(92 * GIB, tb, 5.0, 2.0), Status::Pass);
+        // Under 1 GiB fails whatever the share.
+        assert_eq!(disk_status(GIB / 2, GIB, 0.0, 0.0), Status::Fail);
+        assert_eq!(disk_status(0, 0, 0.0, 0.0), Status::Fail);
+    }
 
     #[test]
     fn addresses_come_from_urls() {
