@@ -1,7 +1,7 @@
 //! JetStream → storage-writer → ClickHouse on real servers: exactly N rows
 //! for N events, through duplicates, redelivery of stored trades, a poison
-//! message, a SIGKILLed writer and a ClickHouse outage; and a pull request
-//! the server ends late.
+//! message, a SIGKILLed writer and a ClickHouse outage; a pull request
+//! the server ends late, and a message delivered twice into one batch.
 
 use std::process::{Child, Command};
 use std::time::Duration;
@@ -395,4 +395,52 @@ async fn a_message_delivered_to_a_pull_request_given_up_on_is_not_stranded() {
     assert_eq!(metrics.fetches_overdue.get(), 1, "the request given up on is counted");
     let (first, second) = responder.await.unwrap();
     assert_eq!(first, second, "every request replies to the same inbox");
+}
+
+#[tokio::test]
+async fn a_message_delivered_twice_into_one_batch_is_stored_once() {
+    let (nats, _dir) = own_nats();
+    let ch = TestClickHouse::get();
+    let db = unique("twice");
+    let mut config = writer_config(&nats.url(), &ch.url, &db);
+    // A batch open longer than the ack wait: JetStream redelivers its
+    // messages into the same pull request while their first copies are
+    // still in the batch.
+    config.writer.flush_interval_ms = 4_000;
+    config.writer.ack_wait_ms = 1_000;
+    migrate(&config).await;
+    let js = jetstream::new(async_nats::connect(nats.url()).await.unwrap());
+    let stream = ensure_stream(&js, &StreamSettings::default()).await.unwrap();
+    publish(&js, (0..3).map(|i| trade("SOL-USDT", i))).await;
+
+    let token = CancellationToken::new();
+    let consumer_name = config.nats.consumer.clone();
+    let writer = tokio::spawn(moat_storage_writer::run(config, listener().await, token.clone()));
+    // The redelivery happens before the batch is flushed.
+    eventually("a redelivery into the open batch", Duration::from_secs(4), || async {
+        let info = stream.consumer_info(&consumer_name).await.ok()?;
+        let stored = ch.count(&format!("SELECT count() FROM {db}.trades"));
+        assert_eq!(stored, 0, "the batch was flushed before the redelivery: {info:?}");
+        (info.num_redelivered > 0).then_some(())
+    })
+    .await;
+
+    eventually("every message acked", Duration::from_secs(30), || async {
+        let info = stream.consumer_info(&consumer_name).await.ok()?;
+        (info.num_ack_pending == 0 && info.num_pending == 0).then_some(())
+    })
+    .await;
+    // The raw table and the candles, which aggregate at insert and never
+    // collapse a repeat, hold each trade once.
+    assert_eq!(ch.count(&format!("SELECT count() FROM {db}.trades")), 3);
+    assert_eq!(
+        ch.count(&format!(
+            "SELECT countMerge(trades) FROM {db}.candles_1m WHERE symbol = 'SOL-USDT'"
+        )),
+        3
+    );
+
+    token.cancel();
+    writer.await.unwrap().unwrap();
+    ch.query(&format!("DROP DATABASE {db}"));
 }

@@ -34,7 +34,9 @@ pub fn run(extra: &[String]) -> Result<(), String> {
         postgres.url()
     );
 
-    let mut args = vec!["test", "--workspace", "--all-targets"];
+    // Every test binary runs even after one fails, so a CI run names every
+    // failing test at once.
+    let mut args = vec!["test", "--workspace", "--all-targets", "--no-fail-fast"];
     args.extend(extra.iter().map(String::as_str));
     let cargo_bin = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut child = std::process::Command::new(&cargo_bin)
