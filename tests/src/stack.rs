@@ -18,8 +18,6 @@ use crate::{Ganache, TestClickHouse, bin, eventually, ganache, scratch, unique};
 pub const TOKEN: &str = "stack-token-0123456789abcdef";
 /// Venue symbols of the local exchange, with their starting prices.
 pub const SYMBOLS: &[&str] = &["BTCUSDT=60000.00", "ETHUSDT=3000.00", "SOLUSDT=150.000"];
-/// The storage-writer's durable consumer (its default name).
-pub const WRITER_CONSUMER: &str = "moat-storage-writer";
 /// The collector's name for the local exchange.
 pub const EXCHANGE: &str = "local";
 
@@ -389,7 +387,9 @@ impl Stack {
     /// `ack_wait` for its redelivery, so this can take that long).
     pub async fn writer_caught_up(&self) -> Result<bool, String> {
         let stream = self.market_data().await?;
-        let info = stream.consumer_info(WRITER_CONSUMER).await.map_err(|e| e.to_string())?;
+        // The stack runs the writer with its default consumer name.
+        let consumer = moat_storage_writer::config::NatsConfig::default().consumer;
+        let info = stream.consumer_info(consumer).await.map_err(|e| e.to_string())?;
         Ok(info.num_pending == 0 && info.num_ack_pending == 0)
     }
 

@@ -270,16 +270,15 @@ impl Writer {
             return;
         }
         let origin = batch.messages.len();
-        let info = message.info().ok().map(|i| (i.stream_sequence, i.delivered));
-        if let Some((sequence, _)) = info
-            && !batch.sequences.insert(sequence)
-        {
-            // Its first delivery is in this batch; acking that one acks it.
-            return;
-        }
-        if info.is_some_and(|(_, delivered)| delivered > 1) {
-            self.metrics.redeliveries.inc();
-            batch.redelivered.push(origin);
+        if let Ok(info) = message.info() {
+            if !batch.sequences.insert(info.stream_sequence) {
+                // Its first delivery is in this batch; acking that one acks it.
+                return;
+            }
+            if info.delivered > 1 {
+                self.metrics.redeliveries.inc();
+                batch.redelivered.push(origin);
+            }
         }
         if let Some(headers) = message.headers.as_ref()
             && headers.get("traceparent").is_some()
