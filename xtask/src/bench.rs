@@ -2,7 +2,7 @@
 //! `moat-bench` and the services, real NATS and ClickHouse on free ports,
 //! and the results written to BENCHMARKS.md (only for a full run).
 
-use moat_devstack::{ClickHouse, Nats, Package, ensure_installed};
+use moat_devstack::{ClickHouse, Nats, Package, engines, ensure_installed, peers};
 
 use crate::{cargo, root};
 
@@ -39,7 +39,10 @@ pub fn run(args: &[String]) -> Result<(), String> {
             other => return Err(format!("bench: unknown argument {other:?}")),
         }
     }
-    ensure_installed(&[Package::NATS, Package::CLICKHOUSE, Package::NGINX])?;
+    ensure_installed(&[Package::NGINX])?;
+    engines::ensure_all()?;
+    // ganache is the RPC section's upstream.
+    peers::ensure_node_peers(&root())?;
     // The services too: the sustained-load run starts them as processes.
     cargo(&["build", "--release", "--bins"])?;
     let dir = std::env::temp_dir().join(format!("moat-bench-{}", std::process::id()));
@@ -89,8 +92,10 @@ pub fn run(args: &[String]) -> Result<(), String> {
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
         .unwrap_or_default();
     let section = format!(
-        "{BEGIN}\nMeasured {date} with `cargo xtask bench` on {cores} cores (release build; NATS 2.9 and ClickHouse \
-         started by the harness on loopback).\n\n{table}{END}"
+        "{BEGIN}\nMeasured {date} with `cargo xtask bench` on {cores} cores (release build; nats-server {nats} and \
+         ClickHouse {clickhouse} started by the harness on loopback).\n\n{table}{END}",
+        nats = engines::NATS.release,
+        clickhouse = engines::CLICKHOUSE.release,
     );
     let path = root().join("BENCHMARKS.md");
     let current = std::fs::read_to_string(&path).unwrap_or_default();

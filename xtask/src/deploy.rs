@@ -46,9 +46,12 @@ pub fn compose(args: &[String]) -> Result<(), String> {
     run(cmd, "docker compose")
 }
 
-/// Validates the charts and the compose file offline (deploy/validate.py).
+/// Validates the charts and the compose file offline (deploy/validate.py,
+/// run by the project's venv with docker-compose installed first).
 pub fn helm() -> Result<(), String> {
-    let mut cmd = Command::new("python3");
+    moat_devstack::ensure_installed(&[moat_devstack::Package::DOCKER_COMPOSE])?;
+    let bin = moat_devstack::peers::ensure_python_peers(&root())?;
+    let mut cmd = Command::new(bin.join("python3"));
     cmd.args(["deploy/validate.py", "--require-compose"]);
     run(cmd, "deploy/validate.py")
 }

@@ -57,6 +57,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
             }
         }
     }
+    moat_devstack::ensure_installed(&[moat_devstack::Package::CXX])?;
     let target_dir = root().join("target/fuzz");
     let manifest = root().join("fuzz/Cargo.toml");
     // An explicit target keeps the instrumentation out of build scripts and

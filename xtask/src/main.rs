@@ -85,7 +85,7 @@ fn chaos(args: &[String]) -> Result<(), String> {
         .ok()
         .filter(|s| *s > 0.0)
         .ok_or_else(|| format!("chaos {secs:?}: expected the outage in seconds, e.g. 10"))?;
-    moat_devstack::ensure_installed(&[moat_devstack::Package::NATS, moat_devstack::Package::CLICKHOUSE])?;
+    moat_devstack::engines::ensure_all()?;
     cargo(&["build", "--bins"])?;
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = std::process::Command::new(&cargo)

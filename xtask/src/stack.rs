@@ -71,11 +71,13 @@ pub const SERVICES: &[Service] = &[
                     deps.tokens_file.display().to_string(),
                 ),
             ];
-            if let Some(url) = &deps.ethereum_upstream {
-                env.push((
+            match &deps.ethereum_upstream {
+                Some(url) => env.push((
                     "MOAT_GATEWAY__RPC__CHAINS__ETHEREUM__UPSTREAMS".into(),
                     format!("[\"{url}\"]"),
-                ));
+                )),
+                // A chain without an upstream is off, not failing.
+                None => env.push(("MOAT_GATEWAY__RPC__CHAINS__ETHEREUM__ENABLED".into(), "false".into())),
             }
             env
         },

