@@ -30,6 +30,9 @@ pub struct StackOptions {
     pub own_clickhouse: bool,
     /// Services logging at this level (RUST_LOG).
     pub log: &'static str,
+    /// Three nats-server nodes in one cluster, `MARKET_DATA` on three
+    /// replicas (the production topology), instead of one server.
+    pub nats_cluster: bool,
 }
 
 impl Default for StackOptions {
@@ -38,6 +41,7 @@ impl Default for StackOptions {
             trades_per_second: 20,
             own_clickhouse: false,
             log: "warn",
+            nats_cluster: false,
         }
     }
 }
@@ -52,7 +56,10 @@ struct Recipe {
 /// A running stack; everything stops at drop.
 pub struct Stack {
     pub dir: tempfile::TempDir,
+    /// The NATS server (the first node of a cluster).
     pub nats: Nats,
+    /// The other nodes of a cluster (none for one server).
+    pub nats_peers: Vec<Nats>,
     pub clickhouse_url: String,
     /// Set when the stack runs its own ClickHouse.
     pub own_clickhouse: Option<ClickHouse>,
@@ -77,7 +84,16 @@ impl Stack {
         for sub in ["nats", "clickhouse"] {
             std::fs::create_dir_all(dir.path().join(sub)).expect("creating the stack's folders");
         }
-        let nats = Nats::start(&dir.path().join("nats")).expect("starting nats-server");
+        let (nats, nats_peers) = if options.nats_cluster {
+            let mut nodes = Nats::cluster(&dir.path().join("nats"), 3).expect("starting a nats-server cluster");
+            let first = nodes.remove(0);
+            (first, nodes)
+        } else {
+            (
+                Nats::start(&dir.path().join("nats")).expect("starting nats-server"),
+                Vec::new(),
+            )
+        };
         let (shared, own) = if options.own_clickhouse {
             let ch = ClickHouse::start(&dir.path().join("clickhouse")).expect("starting clickhouse-server");
             (None, Some(ch))
@@ -102,6 +118,7 @@ impl Stack {
         let mut stack = Stack {
             dir,
             nats,
+            nats_peers,
             clickhouse_url,
             own_clickhouse: own,
             database,
@@ -167,7 +184,8 @@ impl Stack {
             env.push(("MOAT_CONFIG_DIR".to_owned(), "/nonexistent".to_owned()));
             env
         };
-        let nats = self.nats.url();
+        let nats = self.nats_url();
+        let replicas = (1 + self.nats_peers.len()).to_string();
         self.recipes.insert(
             "exchange",
             Recipe {
@@ -183,6 +201,7 @@ impl Stack {
                 args: Vec::new(),
                 env: env(&[
                     ("MOAT_COLLECTOR__NATS__URL", nats.clone()),
+                    ("MOAT_COLLECTOR__NATS__STREAM_REPLICAS", replicas.clone()),
                     (
                         "MOAT_COLLECTOR__HTTP__LISTEN",
                         format!("127.0.0.1:{}", self.collector_http),
@@ -198,6 +217,7 @@ impl Stack {
                 args: Vec::new(),
                 env: env(&[
                     ("MOAT_STORAGE_WRITER__NATS__URL", nats.clone()),
+                    ("MOAT_STORAGE_WRITER__NATS__STREAM_REPLICAS", replicas),
                     ("MOAT_STORAGE_WRITER__CLICKHOUSE__URL", self.clickhouse_url.clone()),
                     ("MOAT_STORAGE_WRITER__CLICKHOUSE__DATABASE", self.database.clone()),
                     ("MOAT_STORAGE_WRITER__WRITER__FLUSH_INTERVAL_MS", "200".into()),
@@ -265,6 +285,13 @@ impl Stack {
         );
     }
 
+    /// Every NATS server of the stack, comma-separated, as services take it.
+    pub fn nats_url(&self) -> String {
+        let mut urls = vec![self.nats.url()];
+        urls.extend(self.nats_peers.iter().map(Nats::url));
+        urls.join(",")
+    }
+
     fn command(&self, name: &str) -> Command {
         let recipe = &self.recipes[name];
         let mut cmd = Command::new(bin(recipe.binary));
@@ -327,7 +354,8 @@ impl Stack {
 
     /// The stack's `MARKET_DATA` stream, on a connection of its own.
     async fn market_data(&self) -> Result<async_nats::jetstream::stream::Stream, String> {
-        let client = async_nats::connect(self.nats.url()).await.map_err(|e| e.to_string())?;
+        let servers = moat_common_types::nats::server_addrs(&self.nats_url()).map_err(|e| e.to_string())?;
+        let client = async_nats::connect(servers).await.map_err(|e| e.to_string())?;
         async_nats::jetstream::new(client)
             .get_stream(moat_common_types::subject::STREAM)
             .await

@@ -79,3 +79,12 @@ fn environment_overrides_the_file() {
     assert_eq!(ch.query(&format!("EXISTS TABLE {db}.trades")), "1");
     ch.query(&format!("DROP DATABASE {db}"));
 }
+
+#[test]
+fn a_zero_the_types_forbid_is_refused_naming_the_key() {
+    let (code, stderr) = run("moat-gateway", &[], &[("MOAT_GATEWAY__AUTH__MAX_FAILURES", "0")]);
+    assert_eq!(code, 64, "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "one line expected: {stderr}");
+    assert!(stderr.contains("auth.max_failures"), "{stderr}");
+    assert!(stderr.contains("nonzero"), "{stderr}");
+}

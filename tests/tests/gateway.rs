@@ -105,7 +105,7 @@ fn authed<T>(message: T, token: &str) -> tonic::Request<T> {
 #[tokio::test]
 async fn tokens_decide_who_calls_and_failures_lock_out() {
     // The missing-token call below counts as the first of four failures.
-    let s = stack(|c| c.auth.max_failures = 4).await;
+    let s = stack(|c| c.auth.max_failures = 4.try_into().unwrap()).await;
     let mut state = StateServiceClient::new(channel(s.grpc).await);
 
     let err = state.load_state(pb::LoadStateRequest { version: 0 }).await.unwrap_err();
@@ -682,7 +682,7 @@ fn call(method: &str) -> Vec<u8> {
 async fn hostile_requests_get_clear_errors_and_the_gateway_keeps_serving() {
     let g = stack(|c| {
         // Forged tokens below must not lock the test's own peer out.
-        c.auth.max_failures = 1_000;
+        c.auth.max_failures = 1_000.try_into().unwrap();
         c.rpc.chains.get_mut("ethereum").unwrap().upstreams = vec!["http://127.0.0.1:9".into()];
     })
     .await;

@@ -70,3 +70,38 @@ fn postgres_starts_as_its_own_user_and_stops() {
     drop(pg);
     assert!(!port_open(port), "postgres still listening on {port}");
 }
+
+#[test]
+fn the_harness_runs_the_pinned_engines() {
+    let dir = scratch();
+    let nats = Nats::start(&dir.path().join("nats")).unwrap();
+    let varz = http_get(&nats.monitor_addr(), "/varz", Duration::from_secs(2)).unwrap();
+    let varz: serde_json::Value = serde_json::from_str(&varz.body).unwrap();
+    assert_eq!(varz["version"], moat_devstack::engines::NATS.release, "{varz}");
+    // JetStream syncs before every acknowledgement.
+    let jsz = http_get(&nats.monitor_addr(), "/jsz", Duration::from_secs(2)).unwrap();
+    let jsz: serde_json::Value = serde_json::from_str(&jsz.body).unwrap();
+    assert_eq!(jsz["config"]["sync_always"], true, "{jsz}");
+
+    let ch = ClickHouse::start(&dir.path().join("clickhouse")).unwrap();
+    let version = ch.query("SELECT version()").unwrap();
+    let release = moat_devstack::engines::CLICKHOUSE.release;
+    assert!(
+        version.starts_with(&format!("{release}.")),
+        "ClickHouse {version}, pinned {release}"
+    );
+}
+
+#[test]
+fn a_port_held_by_a_stranger_is_refused_not_taken_for_the_server() {
+    let stranger = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = stranger.local_addr().unwrap().port();
+    let dir = scratch();
+    let err = Nats::start_on(dir.path(), port, moat_devstack::free_port()).unwrap_err();
+    assert!(
+        err.contains(&format!("127.0.0.1:{port}")) && err.contains("already in use"),
+        "{err}"
+    );
+    let err = ClickHouse::start_on(&dir.path().join("ch"), port).unwrap_err();
+    assert!(err.contains("already in use"), "{err}");
+}

@@ -235,7 +235,7 @@ async fn a_redelivered_trade_already_stored_is_counted_once() {
             panic!("not a trade: {}", message.subject)
         };
         values.push(format!(
-            "('{}', '{}', '{}', '{}', '{}', {}, {}, '{}', {}, {})",
+            "('{}', '{}', '{}', '{}', '{}', {}, {}, '{}', fromUnixTimestamp64Milli({}), fromUnixTimestamp64Milli({}))",
             t.instrument.exchange,
             t.instrument.market.as_str(),
             t.instrument.symbol,
@@ -250,7 +250,11 @@ async fn a_redelivered_trade_already_stored_is_counted_once() {
         message.ack_with(AckKind::Nak(None)).await.unwrap();
     }
     assert_eq!(values.len(), 100);
-    ch.query(&format!("INSERT INTO {db}.trades VALUES {}", values.join(", ")));
+    ch.query(&format!(
+        "INSERT INTO {db}.trades (exchange, market, symbol, venue_symbol, trade_id, price, qty, side, ts_exchange, ts_recv) \
+         VALUES {}",
+        values.join(", ")
+    ));
 
     let token = CancellationToken::new();
     let consumer_name = config.nats.consumer.clone();

@@ -9,7 +9,9 @@ use crate::{cargo, root};
 const BEGIN: &str = "<!-- bench:begin -->";
 const END: &str = "<!-- bench:end -->";
 /// The sections `--only` picks from, in the order moat-bench runs them.
-const SECTIONS: &[&str] = &["parse", "replay", "state", "writer", "gateway", "rpc", "load"];
+const SECTIONS: &[&str] = &[
+    "parse", "replay", "state", "storage", "writer", "gateway", "rpc", "load",
+];
 /// moat-bench prints its report after this line.
 const REPORT: &str = "<!-- moat-bench report -->";
 

@@ -26,7 +26,7 @@ commands:
   bench [--only SECTIONS] [--load-secs N]
                   release build, real NATS and ClickHouse, each figure beside a baseline
                   measured in the same run; results written to BENCHMARKS.md. SECTIONS:
-                  parse,replay,state,writer,gateway,rpc,load (all); N: seconds each
+                  parse,replay,state,durability,storage,writer,gateway,rpc,load (all); N: seconds each
                   sustained-load rate is held (60)
   chaos [SECS] [FAULT...]
                   the whole stack under a steady feed, each component SIGKILLed for

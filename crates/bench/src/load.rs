@@ -46,6 +46,9 @@ pub struct Outcome {
     pub steps: Vec<Step>,
     pub idle_price_p99: Duration,
     pub hold: Duration,
+    /// Pull requests the writer gave up on because the server had not
+    /// ended them (`moat_storage_writer_fetches_overdue_total`).
+    pub fetches_overdue: f64,
 }
 
 impl Outcome {
@@ -317,6 +320,7 @@ pub async fn run(hold: Duration) -> anyhow::Result<Outcome> {
         } else {
             "warn"
         },
+        nats_cluster: false,
     })
     .await;
     let probe = Probe::new(&stack, trace);
@@ -362,6 +366,7 @@ pub async fn run(hold: Duration) -> anyhow::Result<Outcome> {
         steps: Vec::new(),
         idle_price_p99: percentile(&idle, 0.99),
         hold,
+        fetches_overdue: f64::NAN,
     };
     for &per_symbol in LADDER {
         eprintln!(
@@ -377,6 +382,18 @@ pub async fn run(hold: Duration) -> anyhow::Result<Outcome> {
             break;
         }
     }
+    let metrics = probe
+        .http
+        .get(format!("http://127.0.0.1:{}/metrics", stack.writer_http))
+        .send()
+        .await?
+        .text()
+        .await?;
+    outcome.fetches_overdue = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("moat_storage_writer_fetches_overdue_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(f64::NAN);
     if trace {
         let kept = std::env::temp_dir().join("moat-bench-load-storage-writer.log");
         std::fs::copy(stack.log("storage-writer"), &kept)?;

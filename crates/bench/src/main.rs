@@ -6,12 +6,14 @@
 //! xtask) and the exchange recordings (`MOAT_EXCHANGE_FIXTURES`). The
 //! sustained-load run starts a whole stack from the binaries in
 //! `MOAT_BIN_DIR`. `MOAT_BENCH_ONLY=writer,load` runs only those sections
-//! (parse, replay, state, writer, gateway, rpc, load).
+//! (parse, replay, state, durability, storage, writer, gateway, rpc, load).
 //!
 //! The report goes to stdout after the line [`REPORT`]; what comes before
 //! it (services' own output) is not part of it.
 
+mod durability;
 mod load;
+mod storage;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -48,6 +50,10 @@ fn print(rows: &[Row], load: Option<&load::Outcome>) {
             load.hold.as_secs()
         );
         print!("{}", load.table());
+        println!(
+            "\nPull requests the writer gave up on because NATS had not ended them in time, over the whole ladder: {}",
+            load.fetches_overdue
+        );
     }
 }
 
@@ -1015,6 +1021,14 @@ async fn main() -> anyhow::Result<()> {
     if wanted("state") {
         eprintln!("bench: state service");
         state(&mut rows).await?;
+    }
+    if wanted("durability") {
+        eprintln!("bench: JetStream with and without a sync before every ack");
+        durability::run(&mut rows).await?;
+    }
+    if wanted("storage") {
+        eprintln!("bench: bytes on disk, schema v2 and v3");
+        storage::run(&mut rows, &ch_url).await?;
     }
     let mut writer_rate = None;
     if wanted("writer") {

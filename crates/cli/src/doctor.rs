@@ -330,6 +330,24 @@ async fn addresses(report: &mut Report, global: &Global, e: &Endpoints) {
     }
 }
 
+/// The oldest releases moat supports (it is built and tested on the
+/// releases `crates/devstack` pins).
+const NATS_FLOOR: (u32, u32) = (2, 12);
+const CLICKHOUSE_FLOOR: (u32, u32) = (25, 8);
+
+/// Whether `version` (`2.15.1`, `v2.15.1`, `26.9.2.1`) is `floor` or newer.
+fn at_least(version: &str, floor: (u32, u32)) -> bool {
+    let mut parts = version
+        .trim()
+        .trim_start_matches('v')
+        .split('.')
+        .map(|p| p.parse::<u32>());
+    match (parts.next(), parts.next()) {
+        (Some(Ok(major)), Some(Ok(minor))) => (major, minor) >= floor,
+        _ => false,
+    }
+}
+
 async fn nats(report: &mut Report, e: &Endpoints, max_lag: u64) {
     let fix = "start nats-server with JetStream (`nats-server -js`), or point --nats / MOAT_NATS at it";
     let client = match async_nats::ConnectOptions::new()
@@ -338,7 +356,16 @@ async fn nats(report: &mut Report, e: &Endpoints, max_lag: u64) {
         .await
     {
         Ok(c) => {
-            report.pass("nats", format!("reachable at {}", e.nats));
+            let version = c.server_info().version;
+            if at_least(&version, NATS_FLOOR) {
+                report.pass("nats", format!("reachable at {}, nats-server {version}", e.nats));
+            } else {
+                report.fail(
+                    "nats",
+                    format!("{} runs nats-server {version}, older than moat supports", e.nats),
+                    format!("upgrade nats-server to {}.{} or newer", NATS_FLOOR.0, NATS_FLOOR.1),
+                );
+            }
             c
         }
         Err(error) => {
@@ -349,40 +376,20 @@ async fn nats(report: &mut Report, e: &Endpoints, max_lag: u64) {
             return;
         }
     };
-    // The account info request by hand: async-nats' typed call does not
-    // parse NATS 2.9's answer.
-    let info = tokio::time::timeout(Duration::from_secs(3), client.request("$JS.API.INFO", "".into())).await;
-    match info {
-        Ok(Ok(reply)) => match serde_json::from_slice::<Value>(&reply.payload) {
-            Ok(v) if v.get("error").is_none() => {
-                report.pass(
-                    "jetstream",
-                    format!("enabled, {} streams", v["streams"].as_u64().unwrap_or(0)),
-                );
-            }
-            Ok(v) => report.fail(
-                "jetstream",
-                format!("not enabled: {}", v["error"]["description"].as_str().unwrap_or("error")),
-                "restart nats-server with -js (JetStream)",
-            ),
-            Err(error) => report.fail(
-                "jetstream",
-                format!("unreadable answer: {error}"),
-                "check the NATS version",
-            ),
-        },
+    let js = async_nats::jetstream::new(client);
+    match tokio::time::timeout(Duration::from_secs(3), js.query_account()).await {
+        Ok(Ok(account)) => report.pass("jetstream", format!("enabled, {} streams", account.streams)),
         Ok(Err(error)) => report.fail(
             "jetstream",
-            format!("no answer to $JS.API.INFO: {error}"),
-            "restart nats-server with -js (JetStream)",
+            format!("not enabled: {}", error_chain(&error)),
+            "restart nats-server with JetStream (-js, or a jetstream block in its config)",
         ),
         Err(_) => report.fail(
             "jetstream",
             "no answer within 3 s",
-            "restart nats-server with -js (JetStream)",
+            "restart nats-server with JetStream (-js, or a jetstream block in its config)",
         ),
     }
-    let js = async_nats::jetstream::new(client);
     let stream_name = moat_common_types::subject::STREAM;
     let expected = moat_common_types::subject::STREAM_SUBJECTS;
     match js.get_stream(stream_name).await {
@@ -444,15 +451,29 @@ async fn clickhouse_query(http: &reqwest::Client, url: &str, sql: &str) -> Resul
 
 async fn clickhouse(report: &mut Report, http: &reqwest::Client, e: &Endpoints) {
     let (url, db) = (&e.clickhouse, &e.clickhouse_database);
-    if let Err(error) = clickhouse_query(http, url, "SELECT 1").await {
-        let fix = "start clickhouse-server, or point --clickhouse / MOAT_CLICKHOUSE at its HTTP port";
-        report.fail("clickhouse", format!("{url}: {error}"), fix);
-        for name in ["clickhouse database", "clickhouse tables", "clickhouse recent rows"] {
-            report.fail(name, "not checked: ClickHouse is unreachable", fix);
+    let version = match clickhouse_query(http, url, "SELECT version()").await {
+        Ok(version) => version,
+        Err(error) => {
+            let fix = "start clickhouse-server, or point --clickhouse / MOAT_CLICKHOUSE at its HTTP port";
+            report.fail("clickhouse", format!("{url}: {error}"), fix);
+            for name in ["clickhouse database", "clickhouse tables", "clickhouse recent rows"] {
+                report.fail(name, "not checked: ClickHouse is unreachable", fix);
+            }
+            return;
         }
-        return;
+    };
+    if at_least(&version, CLICKHOUSE_FLOOR) {
+        report.pass("clickhouse", format!("answers at {url}, ClickHouse {version}"));
+    } else {
+        report.fail(
+            "clickhouse",
+            format!("{url} runs ClickHouse {version}, older than moat's schema needs"),
+            format!(
+                "upgrade ClickHouse to {}.{} or newer",
+                CLICKHOUSE_FLOOR.0, CLICKHOUSE_FLOOR.1
+            ),
+        );
     }
-    report.pass("clickhouse", format!("answers at {url}"));
     let migrate = "run `moat-storage-writer migrate` (cargo xtask up does)";
     match clickhouse_query(
         http,
@@ -860,6 +881,22 @@ fn disk_status(free: u64, total: u64, warn_below: f64, fail_below: f64) -> Statu
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn engine_versions_are_compared_by_major_and_minor() {
+        for (version, floor, ok) in [
+            ("2.15.1", NATS_FLOOR, true),
+            ("v2.12.0", NATS_FLOOR, true),
+            ("2.9.25", NATS_FLOOR, false),
+            ("26.9.2.1", CLICKHOUSE_FLOOR, true),
+            ("25.8.1.5", CLICKHOUSE_FLOOR, true),
+            ("24.8.14.39", CLICKHOUSE_FLOOR, false),
+            ("18.16.1", CLICKHOUSE_FLOOR, false),
+            ("unknown", CLICKHOUSE_FLOOR, false),
+        ] {
+            assert_eq!(at_least(version, floor), ok, "{version}");
+        }
+    }
 
     #[test]
     fn disk_verdicts_follow_the_thresholds() {

@@ -51,12 +51,39 @@ pub async fn ensure_stream(
 }
 
 /// Connects to NATS with a client name, retrying in the background when the
-/// server is not up yet (the services start in any order).
+/// server is not up yet (the services start in any order). `url` may list
+/// several servers of a cluster separated by commas; the client also learns
+/// the others from the one it reaches and fails over among them.
 pub async fn connect(url: &str, name: &str) -> Result<async_nats::Client, async_nats::ConnectError> {
+    let servers = server_addrs(url)
+        .map_err(|e| async_nats::ConnectError::with_source(async_nats::ConnectErrorKind::ServerParse, e))?;
     async_nats::ConnectOptions::new()
         .name(name)
         .retry_on_initial_connect()
         .connection_timeout(Duration::from_secs(5))
-        .connect(url)
+        .connect(servers)
         .await
+}
+
+/// The servers of a comma-separated NATS URL list.
+pub fn server_addrs(url: &str) -> Result<Vec<async_nats::ServerAddr>, async_nats::Error> {
+    url.split(',')
+        .map(|u| match u.trim() {
+            "" => Err(format!("{url:?}: an empty entry in the server list").into()),
+            u => u.parse::<async_nats::ServerAddr>().map_err(Into::into),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_url_list_names_every_server() {
+        let servers = server_addrs("nats://127.0.0.1:4222, nats://127.0.0.1:4223").unwrap();
+        let ports: Vec<u16> = servers.iter().map(|s| s.port()).collect();
+        assert_eq!(ports, [4222, 4223]);
+        assert!(server_addrs("nats://127.0.0.1:4222,").is_err());
+    }
 }

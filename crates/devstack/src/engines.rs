@@ -258,4 +258,14 @@ mod tests {
             assert_eq!(clickhouse, [CLICKHOUSE.release], "ClickHouse image in {file}");
         }
     }
+
+    #[test]
+    fn compose_syncs_jetstream_as_the_harness_does() {
+        let conf = std::fs::read_to_string(workspace_root().join("deploy/compose/nats.conf")).unwrap();
+        let sync = conf
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("sync_interval:"))
+            .map(str::trim);
+        assert_eq!(sync, Some(crate::NATS_SYNC_INTERVAL));
+    }
 }

@@ -17,7 +17,7 @@ mod servers;
 pub use http::{HttpResponse, http_get, http_post, wait_http_ok};
 pub use install::{Package, apt_install, ensure_installed, find_binary};
 pub use process::{ManagedProcess, ensure_port_free, free_port};
-pub use servers::{ClickHouse, Nats, Postgres};
+pub use servers::{ClickHouse, NATS_SYNC_INTERVAL, Nats, Postgres};
 
 /// Error type of the harness: a message saying what failed and how to fix it.
 pub type Error = String;

@@ -26,13 +26,33 @@ fn create_dir(dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))
 }
 
-/// A `nats-server` with JetStream.
+/// How often JetStream syncs its files to disk: `always`, before every
+/// acknowledgement, so neither a SIGKILL nor a power cut loses a publish
+/// the server acknowledged or an ack it recorded. The cost is measured in
+/// BENCHMARKS.md; compose and the Helm values run the same setting.
+pub const NATS_SYNC_INTERVAL: &str = "always";
+
+/// A `nats-server` with JetStream, alone or as one node of a local cluster
+/// ([`Nats::cluster`]), configured by a file it writes in its folder.
 #[derive(Debug)]
 pub struct Nats {
     pub port: u16,
     pub monitor_port: u16,
     pub dir: PathBuf,
+    /// JetStream's `sync_interval` ([`NATS_SYNC_INTERVAL`] unless changed
+    /// before a restart, as a benchmark of its cost does).
+    pub sync_interval: String,
+    cluster: Option<ClusterNode>,
     process: Option<ManagedProcess>,
+}
+
+/// This node's place in a local cluster.
+#[derive(Debug, Clone)]
+struct ClusterNode {
+    name: String,
+    server_name: String,
+    port: u16,
+    routes: Vec<u16>,
 }
 
 impl Nats {
@@ -50,14 +70,40 @@ impl Nats {
     }
 
     pub fn start_on(dir: &Path, port: u16, monitor_port: u16) -> Result<Nats> {
-        let mut nats = Nats {
+        let mut nats = Nats::new(dir, port, monitor_port, None);
+        nats.restart()?;
+        Ok(nats)
+    }
+
+    fn new(dir: &Path, port: u16, monitor_port: u16, cluster: Option<ClusterNode>) -> Nats {
+        Nats {
             port,
             monitor_port,
             dir: dir.to_owned(),
+            sync_interval: NATS_SYNC_INTERVAL.to_owned(),
+            cluster,
             process: None,
-        };
-        nats.restart()?;
-        Ok(nats)
+        }
+    }
+
+    /// `size` nodes of one cluster (`moat`), each with its own folder under
+    /// `dir`, routes to every other node and JetStream clustered over them:
+    /// the production topology on one machine.
+    pub fn cluster(dir: &Path, size: usize) -> Result<Vec<Nats>> {
+        let route_ports: Vec<u16> = (0..size).map(|_| free_port()).collect();
+        let mut nodes = Vec::with_capacity(size);
+        for (i, route_port) in route_ports.iter().enumerate() {
+            let node = ClusterNode {
+                name: "moat".into(),
+                server_name: format!("n{}", i + 1),
+                port: *route_port,
+                routes: route_ports.iter().copied().filter(|p| p != route_port).collect(),
+            };
+            let mut nats = Nats::new(&dir.join(format!("n{}", i + 1)), free_port(), free_port(), Some(node));
+            nats.restart()?;
+            nodes.push(nats);
+        }
+        Ok(nodes)
     }
 
     pub fn url(&self) -> String {
@@ -72,17 +118,52 @@ impl Nats {
         self.process.as_ref().and_then(ManagedProcess::pid)
     }
 
+    /// The server's name (`n1`… in a cluster).
+    pub fn server_name(&self) -> &str {
+        self.cluster.as_ref().map_or("moat", |c| c.server_name.as_str())
+    }
+
+    fn write_config(&self) -> Result<PathBuf> {
+        let quote = |path: &Path| format!("{:?}", path.display().to_string());
+        let mut config = format!(
+            "server_name: {name:?}\nlisten: \"127.0.0.1:{port}\"\nhttp: \"127.0.0.1:{monitor}\"\n\
+             jetstream {{\n  store_dir: {store}\n  sync_interval: {sync}\n}}\n",
+            name = self.server_name(),
+            port = self.port,
+            monitor = self.monitor_port,
+            store = quote(&self.dir.join("jetstream")),
+            sync = self.sync_interval,
+        );
+        if let Some(cluster) = &self.cluster {
+            let routes: Vec<String> = cluster
+                .routes
+                .iter()
+                .map(|p| format!("\"nats-route://127.0.0.1:{p}\""))
+                .collect();
+            config.push_str(&format!(
+                "cluster {{\n  name: {:?}\n  listen: \"127.0.0.1:{}\"\n  routes: [{}]\n}}\n",
+                cluster.name,
+                cluster.port,
+                routes.join(", ")
+            ));
+        }
+        let path = self.dir.join("nats.conf");
+        std::fs::write(&path, config).map_err(|e| format!("writing {}: {e}", path.display()))?;
+        Ok(path)
+    }
+
     /// (Re)starts on the same ports and data, so JetStream state survives.
     pub fn restart(&mut self) -> Result<()> {
         self.stop();
         create_dir(&self.dir)?;
         ensure_port_free(self.port, "nats-server")?;
         ensure_port_free(self.monitor_port, "nats-server's monitor")?;
+        if let Some(cluster) = &self.cluster {
+            ensure_port_free(cluster.port, "nats-server's cluster routes")?;
+        }
+        let config = self.write_config()?;
         let mut cmd = Command::new(nats_server()?);
-        cmd.args(["-js", "-a", "127.0.0.1", "-p", &self.port.to_string()])
-            .args(["-m", &self.monitor_port.to_string()])
-            .arg("-sd")
-            .arg(self.dir.join("jetstream"));
+        cmd.arg("-c").arg(&config);
         let mut process = ManagedProcess::spawn("nats-server", cmd, &self.dir.join("nats.log"))?;
         let started = std::time::Instant::now();
         loop {
@@ -91,12 +172,16 @@ impl Nats {
                 "/healthz?js-enabled-only=true",
                 std::time::Duration::from_millis(250),
             );
-            let Err(e) = probe else { break };
-            // A server that exited (a port taken, a bad flag) will not come up.
-            if !process.is_running() || started.elapsed() > START_TIMEOUT {
+            // A server that exited (a port taken, a bad flag) will not come
+            // up, and an answer is only its own while it runs.
+            if !process.is_running() || (probe.is_err() && started.elapsed() > START_TIMEOUT) {
                 let tail = process.log_tail(20);
                 process.kill();
-                return Err(format!("nats-server did not become healthy: {e}\n{tail}"));
+                let why = probe.err().unwrap_or_else(|| "it exited".into());
+                return Err(format!("nats-server did not become healthy: {why}\n{tail}"));
+            }
+            if probe.is_ok() {
+                break;
             }
         }
         self.process = Some(process);

@@ -63,7 +63,7 @@ impl Auth {
         Ok(Auth {
             by_digest,
             failures: Mutex::new(HashMap::new()),
-            max_failures: config.max_failures as usize,
+            max_failures: config.max_failures.get() as usize,
             window: Duration::from_millis(config.failure_window_ms),
             lockout: Duration::from_millis(config.lockout_ms),
         })
@@ -85,8 +85,9 @@ impl Auth {
                 {
                     list.pop_front();
                 }
-                if list.len() >= self.max_failures {
-                    let last = *list.back().expect("non-empty");
+                if let Some(&last) = list.back()
+                    && list.len() >= self.max_failures
+                {
                     let left = self.lockout.saturating_sub(now.duration_since(last));
                     if !left.is_zero() {
                         return Err(Error::new(
@@ -134,10 +135,25 @@ mod tests {
                 strategy_id: "alpha".into(),
                 token: "alpha-token-0123456789".into(),
             }],
-            max_failures,
+            max_failures: max_failures.try_into().unwrap(),
             ..AuthConfig::default()
         })
         .unwrap()
+    }
+
+    #[test]
+    fn failures_that_aged_out_neither_lock_out_nor_panic() {
+        let mut a = auth(1);
+        a.window = Duration::from_millis(1);
+        a.lockout = Duration::from_millis(1);
+        let peer: IpAddr = "10.0.0.9".parse().unwrap();
+        assert!(a.authenticate(Some("bad"), Some(peer)).is_err());
+        std::thread::sleep(Duration::from_millis(5));
+        // The old failure is dropped; the peer is let in.
+        assert_eq!(
+            a.authenticate(Some("alpha-token-0123456789"), Some(peer)).unwrap().id,
+            "alpha"
+        );
     }
 
     #[test]

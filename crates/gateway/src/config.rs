@@ -143,8 +143,9 @@ pub struct AuthConfig {
     /// A file of `strategy_id token` lines (a mounted secret); `#` starts a comment.
     pub tokens_file: String,
     /// Failed authentications from one peer within `failure_window_ms`
-    /// before it is refused with RESOURCE_EXHAUSTED for `lockout_ms`.
-    pub max_failures: u32,
+    /// before it is refused with RESOURCE_EXHAUSTED for `lockout_ms`; at
+    /// least 1 (0 is refused when the config is read).
+    pub max_failures: std::num::NonZeroU32,
     pub failure_window_ms: u64,
     pub lockout_ms: u64,
 }
@@ -154,7 +155,7 @@ impl Default for AuthConfig {
         AuthConfig {
             tokens: Vec::new(),
             tokens_file: String::new(),
-            max_failures: 10,
+            max_failures: std::num::NonZeroU32::new(10).expect("10 is not zero"),
             failure_window_ms: 60_000,
             lockout_ms: 60_000,
         }

@@ -35,6 +35,9 @@ pub struct NatsConfig {
     pub stream: String,
     /// Durable pull consumer shared by every writer replica.
     pub consumer: String,
+    /// Replicas of the stream when this writer is the one that creates it
+    /// (before any collector): 3 on a NATS cluster, like the collectors'.
+    pub stream_replicas: usize,
 }
 
 impl Default for NatsConfig {
@@ -43,6 +46,7 @@ impl Default for NatsConfig {
             url: "nats://127.0.0.1:4222".into(),
             stream: moat_common_types::subject::STREAM.into(),
             consumer: "moat-storage-writer".into(),
+            stream_replicas: 1,
         }
     }
 }
@@ -61,6 +65,62 @@ pub struct ClickHouseConfig {
     /// `ReplicatedMergeTree` shards behind `Distributed` tables. Empty for
     /// one server.
     pub cluster: String,
+    /// Days each table keeps its rows (0: forever).
+    pub ttl: TtlConfig,
+}
+
+/// Retention per table, in days; 0 keeps rows forever. Applied as each
+/// table's TTL whenever the writer migrates.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TtlConfig {
+    pub trades: u32,
+    pub bbo: u32,
+    pub book_snapshots: u32,
+    pub book_deltas: u32,
+    pub funding: u32,
+    pub liquidations: u32,
+    pub open_interest: u32,
+    pub venue_candles: u32,
+    pub gaps: u32,
+    pub candles_1m: u32,
+}
+
+/// Every table keeps its rows until the operator sets a retention: moat
+/// never deletes data it was not told to.
+impl Default for TtlConfig {
+    fn default() -> Self {
+        TtlConfig {
+            trades: 0,
+            bbo: 0,
+            book_snapshots: 0,
+            book_deltas: 0,
+            funding: 0,
+            liquidations: 0,
+            open_interest: 0,
+            venue_candles: 0,
+            gaps: 0,
+            candles_1m: 0,
+        }
+    }
+}
+
+impl TtlConfig {
+    /// `(table, days)` for every table.
+    pub fn days(&self) -> [(&'static str, u32); 10] {
+        [
+            ("trades", self.trades),
+            ("bbo", self.bbo),
+            ("book_snapshots", self.book_snapshots),
+            ("book_deltas", self.book_deltas),
+            ("funding", self.funding),
+            ("liquidations", self.liquidations),
+            ("open_interest", self.open_interest),
+            ("venue_candles", self.venue_candles),
+            ("gaps", self.gaps),
+            ("candles_1m", self.candles_1m),
+        ]
+    }
 }
 
 impl Default for ClickHouseConfig {
@@ -72,6 +132,7 @@ impl Default for ClickHouseConfig {
             password: String::new(),
             timeout_ms: 30_000,
             cluster: String::new(),
+            ttl: TtlConfig::default(),
         }
     }
 }
@@ -111,6 +172,13 @@ impl Validate for WriterConfig {
                 "clickhouse.cluster",
                 format!("{cluster:?}"),
                 "a cluster name of letters, digits and underscores (or empty)",
+            ));
+        }
+        if !(1..=5).contains(&self.nats.stream_replicas) {
+            return Err(ConfigError::invalid(
+                "nats.stream_replicas",
+                self.nats.stream_replicas,
+                "1 to 5 (JetStream's limit)",
             ));
         }
         let w = &self.writer;

@@ -23,8 +23,10 @@ use crate::metrics::Metrics;
 use crate::pull::Puller;
 use crate::writer::Writer;
 
-/// A ClickHouse client for RowBinary without schema validation, which
-/// ClickHouse 18.16 cannot serve (it lacks `RowBinaryWithNamesAndTypes`).
+/// A ClickHouse client for RowBinary without the crate's schema validation:
+/// rows carry `Decimal` and `DateTime64` columns as the plain scaled
+/// integers RowBinary encodes them as, which that validation refuses. The
+/// pipeline and schema tests check that every table takes its rows.
 pub fn clickhouse_client(config: &ClickHouseConfig) -> clickhouse::Client {
     let client = clickhouse::Client::default()
         .with_url(&config.url)
@@ -45,14 +47,15 @@ pub fn clickhouse_client(config: &ClickHouseConfig) -> clickhouse::Client {
 pub async fn migrate(config: &WriterConfig, recreate: bool) -> anyhow::Result<Vec<u32>> {
     let client = clickhouse_client(&config.clickhouse);
     let layout = schema::Layout::from_config(&config.clickhouse.cluster);
-    schema::migrate(&client, &config.clickhouse.database, layout, recreate)
+    let db = &config.clickhouse.database;
+    let context = || format!("migrating ClickHouse database {db} at {}", config.clickhouse.url);
+    let applied = schema::migrate(&client, db, layout, recreate)
         .await
-        .with_context(|| {
-            format!(
-                "migrating ClickHouse database {} at {}",
-                config.clickhouse.database, config.clickhouse.url
-            )
-        })
+        .with_context(context)?;
+    schema::ttl::apply(&client, db, layout, &config.clickhouse.ttl)
+        .await
+        .with_context(context)?;
+    Ok(applied)
 }
 
 /// Runs the writer until `shutdown` is cancelled.
@@ -84,6 +87,7 @@ pub async fn run(config: WriterConfig, http: TcpListener, shutdown: Cancellation
     // NATS or the stream may not be there yet when services start together.
     let settings = StreamSettings {
         name: config.nats.stream.clone(),
+        replicas: config.nats.stream_replicas,
         ..StreamSettings::default()
     };
     let (consumer, puller) = loop {

@@ -4,6 +4,8 @@
 //! (RowBinary's encoding), computed exactly from the decimal: a value with
 //! more than 18 fractional digits or beyond the column's range is refused
 //! here, with the reason, instead of being rounded or overflowing.
+//! Timestamps are `DateTime64(6)` (microseconds since the epoch) and
+//! `open_time` is `DateTime64(3)` (milliseconds), RowBinary's integers.
 
 use clickhouse::Row;
 use moat_common_types::model::{Level, MarketEvent, Side};
@@ -41,6 +43,11 @@ pub fn scaled(field: &'static str, value: Decimal) -> Result<i128, RowError> {
         })
 }
 
+/// Milliseconds as the microseconds of a `DateTime64(6)` column.
+fn micros(ms: i64) -> i64 {
+    ms.saturating_mul(1_000)
+}
+
 fn side(side: Side) -> i8 {
     match side {
         Side::Buy => 1,
@@ -58,8 +65,8 @@ pub struct TradeRow {
     pub price: i128,
     pub qty: i128,
     pub side: i8,
-    pub ts_exchange_ms: i64,
-    pub ts_recv_ms: i64,
+    pub ts_exchange: i64,
+    pub ts_recv: i64,
 }
 
 #[derive(Debug, Clone, Row, Serialize)]
@@ -72,8 +79,8 @@ pub struct BboRow {
     pub bid_qty: i128,
     pub ask_price: i128,
     pub ask_qty: i128,
-    pub ts_exchange_ms: i64,
-    pub ts_recv_ms: i64,
+    pub ts_exchange: i64,
+    pub ts_recv: i64,
 }
 
 #[derive(Debug, Clone, Row, Serialize)]
@@ -86,8 +93,8 @@ pub struct BookSnapshotRow {
     pub bid_qtys: Vec<i128>,
     pub ask_prices: Vec<i128>,
     pub ask_qtys: Vec<i128>,
-    pub ts_exchange_ms: i64,
-    pub ts_recv_ms: i64,
+    pub ts_exchange: i64,
+    pub ts_recv: i64,
 }
 
 #[derive(Debug, Clone, Row, Serialize)]
@@ -102,8 +109,8 @@ pub struct BookDeltaRow {
     pub bid_qtys: Vec<i128>,
     pub ask_prices: Vec<i128>,
     pub ask_qtys: Vec<i128>,
-    pub ts_exchange_ms: i64,
-    pub ts_recv_ms: i64,
+    pub ts_exchange: i64,
+    pub ts_recv: i64,
 }
 
 #[derive(Debug, Clone, Row, Serialize)]
@@ -115,8 +122,8 @@ pub struct FundingRow {
     pub mark_price: i128,
     pub index_price: Option<i128>,
     pub next_funding_ms: i64,
-    pub ts_exchange_ms: i64,
-    pub ts_recv_ms: i64,
+    pub ts_exchange: i64,
+    pub ts_recv: i64,
 }
 
 #[derive(Debug, Clone, Row, Serialize)]
@@ -128,8 +135,8 @@ pub struct LiquidationRow {
     pub price: i128,
     pub qty: i128,
     pub order_id: String,
-    pub ts_exchange_ms: i64,
-    pub ts_recv_ms: i64,
+    pub ts_exchange: i64,
+    pub ts_recv: i64,
 }
 
 #[derive(Debug, Clone, Row, Serialize)]
@@ -138,8 +145,8 @@ pub struct OpenInterestRow {
     pub market: String,
     pub symbol: String,
     pub open_interest: i128,
-    pub ts_exchange_ms: i64,
-    pub ts_recv_ms: i64,
+    pub ts_exchange: i64,
+    pub ts_recv: i64,
 }
 
 #[derive(Debug, Clone, Row, Serialize)]
@@ -148,7 +155,7 @@ pub struct VenueCandleRow {
     pub market: String,
     pub symbol: String,
     pub interval_s: u32,
-    pub open_time_ms: i64,
+    pub open_time: i64,
     pub open: i128,
     pub high: i128,
     pub low: i128,
@@ -156,7 +163,7 @@ pub struct VenueCandleRow {
     pub volume: i128,
     pub trades: u64,
     pub closed: u8,
-    pub ts_recv_ms: i64,
+    pub ts_recv: i64,
 }
 
 #[derive(Debug, Clone, Row, Serialize)]
@@ -166,7 +173,7 @@ pub struct GapRow {
     pub symbol: String,
     pub reason: String,
     pub last_sequence: u64,
-    pub ts_recv_ms: i64,
+    pub ts_recv: i64,
 }
 
 /// One row for one table, tagged by variant.
@@ -212,8 +219,8 @@ impl TableRow {
                 price: scaled("price", t.price)?,
                 qty: scaled("qty", t.qty)?,
                 side: side(t.side),
-                ts_exchange_ms: t.ts_exchange_ms,
-                ts_recv_ms: t.ts_recv_ms,
+                ts_exchange: micros(t.ts_exchange_ms),
+                ts_recv: micros(t.ts_recv_ms),
             }),
             MarketEvent::Bbo(b) => TableRow::Bbo(BboRow {
                 exchange,
@@ -224,8 +231,8 @@ impl TableRow {
                 bid_qty: scaled("bid_qty", b.bid.qty)?,
                 ask_price: scaled("ask_price", b.ask.price)?,
                 ask_qty: scaled("ask_qty", b.ask.qty)?,
-                ts_exchange_ms: b.ts_exchange_ms,
-                ts_recv_ms: b.ts_recv_ms,
+                ts_exchange: micros(b.ts_exchange_ms),
+                ts_recv: micros(b.ts_recv_ms),
             }),
             MarketEvent::BookSnapshot(b) => {
                 let (bid_prices, bid_qtys) = levels("bids", &b.bids)?;
@@ -239,8 +246,8 @@ impl TableRow {
                     bid_qtys,
                     ask_prices,
                     ask_qtys,
-                    ts_exchange_ms: b.ts_exchange_ms,
-                    ts_recv_ms: b.ts_recv_ms,
+                    ts_exchange: micros(b.ts_exchange_ms),
+                    ts_recv: micros(b.ts_recv_ms),
                 })
             }
             MarketEvent::BookDelta(b) => {
@@ -257,8 +264,8 @@ impl TableRow {
                     bid_qtys,
                     ask_prices,
                     ask_qtys,
-                    ts_exchange_ms: b.ts_exchange_ms,
-                    ts_recv_ms: b.ts_recv_ms,
+                    ts_exchange: micros(b.ts_exchange_ms),
+                    ts_recv: micros(b.ts_recv_ms),
                 })
             }
             MarketEvent::Funding(f) => TableRow::Funding(FundingRow {
@@ -269,8 +276,8 @@ impl TableRow {
                 mark_price: scaled("mark_price", f.mark_price)?,
                 index_price: f.index_price.map(|p| scaled("index_price", p)).transpose()?,
                 next_funding_ms: f.next_funding_ms,
-                ts_exchange_ms: f.ts_exchange_ms,
-                ts_recv_ms: f.ts_recv_ms,
+                ts_exchange: micros(f.ts_exchange_ms),
+                ts_recv: micros(f.ts_recv_ms),
             }),
             MarketEvent::Liquidation(l) => TableRow::Liquidation(LiquidationRow {
                 exchange,
@@ -280,23 +287,23 @@ impl TableRow {
                 price: scaled("price", l.price)?,
                 qty: scaled("qty", l.qty)?,
                 order_id: l.order_id.clone().unwrap_or_default(),
-                ts_exchange_ms: l.ts_exchange_ms,
-                ts_recv_ms: l.ts_recv_ms,
+                ts_exchange: micros(l.ts_exchange_ms),
+                ts_recv: micros(l.ts_recv_ms),
             }),
             MarketEvent::OpenInterest(o) => TableRow::OpenInterest(OpenInterestRow {
                 exchange,
                 market,
                 symbol,
                 open_interest: scaled("open_interest", o.open_interest)?,
-                ts_exchange_ms: o.ts_exchange_ms,
-                ts_recv_ms: o.ts_recv_ms,
+                ts_exchange: micros(o.ts_exchange_ms),
+                ts_recv: micros(o.ts_recv_ms),
             }),
             MarketEvent::Candle(c) => TableRow::VenueCandle(VenueCandleRow {
                 exchange,
                 market,
                 symbol,
                 interval_s: c.interval_s,
-                open_time_ms: c.open_time_ms,
+                open_time: c.open_time_ms,
                 open: scaled("open", c.open)?,
                 high: scaled("high", c.high)?,
                 low: scaled("low", c.low)?,
@@ -304,7 +311,7 @@ impl TableRow {
                 volume: scaled("volume", c.volume)?,
                 trades: c.trades,
                 closed: u8::from(c.closed),
-                ts_recv_ms: c.ts_recv_ms,
+                ts_recv: micros(c.ts_recv_ms),
             }),
             MarketEvent::Gap(g) => TableRow::Gap(GapRow {
                 exchange,
@@ -312,7 +319,7 @@ impl TableRow {
                 symbol,
                 reason: g.reason.clone(),
                 last_sequence: g.last_sequence,
-                ts_recv_ms: g.ts_recv_ms,
+                ts_recv: micros(g.ts_recv_ms),
             }),
         })
     }

@@ -76,6 +76,8 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
   value: {{ .Values.nats.stream | quote }}
 - name: MOAT_STORAGE_WRITER__NATS__CONSUMER
   value: {{ .Values.nats.consumer | quote }}
+- name: MOAT_STORAGE_WRITER__NATS__STREAM_REPLICAS
+  value: {{ .Values.nats.streamReplicas | int | quote }}
 - name: MOAT_STORAGE_WRITER__CLICKHOUSE__URL
   value: {{ .Values.clickhouse.url | default .Values.global.clickhouse.url | required "clickhouse.url or global.clickhouse.url is required" | quote }}
 - name: MOAT_STORAGE_WRITER__CLICKHOUSE__DATABASE

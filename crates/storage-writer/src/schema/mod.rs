@@ -3,9 +3,12 @@
 //! Every table uses `ReplacingMergeTree` ordered by the event's identity, so
 //! a message redelivered after a crash collapses into the row already
 //! stored. Merges happen in the background: queries that must see exactly
-//! one row per event read with `FINAL` (or aggregate by the key). The types
-//! (`Decimal(38, 18)`, `Int64` milliseconds, `Enum8`, arrays) are ones both
-//! ClickHouse 18.16 and current releases accept.
+//! one row per event read with `FINAL` (or aggregate by the key).
+//!
+//! Versions 1 and 2 made the first tables; version 3 ([`v3`]) rebuilds them
+//! for current ClickHouse (`LowCardinality`, `DateTime64`, codecs), in place
+//! and without losing a row. Retention is not a migration: [`ttl`] sets each
+//! table's TTL from the configuration every time the writer migrates.
 //!
 //! On a ClickHouse cluster ([`Layout::Cluster`]) every table becomes a
 //! `…_local` table created `ON CLUSTER` with the `Replicated` variant of its
@@ -14,6 +17,9 @@
 //! `cityHash64(exchange, market, symbol)`: every copy of an event lands on
 //! the same shard, so `ReplacingMergeTree` still collapses redeliveries and
 //! `FINAL` stays exact per shard.
+
+pub mod ttl;
+pub mod v3;
 
 use clickhouse::Client;
 
@@ -44,12 +50,31 @@ pub const SHARDING_KEY: &str = "cityHash64(exchange, market, symbol)";
 /// Scale of every price and quantity column: `Decimal(38, 18)`.
 pub const DECIMAL_SCALE: u32 = 18;
 
-/// One migration: a version, a name and its statements (`{db}` is replaced
-/// by the configured database).
+/// The type of every price and quantity column.
+pub const DECIMAL: &str = "Decimal(38, 18)";
+
+/// One migration: a version, a name and its steps.
 pub struct Migration {
     pub version: u32,
     pub name: &'static str,
-    pub statements: &'static [&'static str],
+    pub steps: Steps,
+}
+
+pub enum Steps {
+    /// Statements run in order (`{db}` is replaced by the database).
+    Sql(&'static [&'static str]),
+    /// Every table rebuilt into the v3 shape ([`v3`]).
+    RebuildV3,
+}
+
+impl Migration {
+    /// The statements of a [`Steps::Sql`] migration (none for a rebuild).
+    pub fn statements(&self) -> &'static [&'static str] {
+        match self.steps {
+            Steps::Sql(statements) => statements,
+            Steps::RebuildV3 => &[],
+        }
+    }
 }
 
 const PARTITION: &str = "toYYYYMM(toDateTime(intDiv(ts_exchange_ms, 1000)))";
@@ -58,7 +83,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration {
         version: 1,
         name: "market data tables",
-        statements: &[
+        steps: Steps::Sql(&[
             "CREATE TABLE IF NOT EXISTS {db}.trades (
                 exchange String, market String, symbol String, venue_symbol String,
                 trade_id String,
@@ -132,12 +157,12 @@ pub const MIGRATIONS: &[Migration] = &[
             ) ENGINE = ReplacingMergeTree()
             PARTITION BY toYYYYMM(toDateTime(intDiv(ts_recv_ms, 1000)))
             ORDER BY (exchange, market, symbol, ts_recv_ms, last_sequence)",
-        ],
+        ]),
     },
     Migration {
         version: 2,
         name: "1-minute candles from trades",
-        statements: &[
+        steps: Steps::Sql(&[
             "CREATE TABLE IF NOT EXISTS {db}.candles_1m (
                 exchange String, market String, symbol String,
                 minute DateTime,
@@ -161,7 +186,12 @@ pub const MIGRATIONS: &[Migration] = &[
                 countState() AS trades
             FROM {db}.trades
             GROUP BY exchange, market, symbol, minute",
-        ],
+        ]),
+    },
+    Migration {
+        version: 3,
+        name: "tables for current ClickHouse: LowCardinality, DateTime64, codecs",
+        steps: Steps::RebuildV3,
     },
 ];
 
@@ -234,6 +264,18 @@ pub async fn migrate(
     layout: Layout<'_>,
     recreate: bool,
 ) -> Result<Vec<u32>, clickhouse::error::Error> {
+    migrate_until(client, db, layout, recreate, u32::MAX).await
+}
+
+/// [`migrate`], applying only the versions up to `last` (to build an older
+/// schema, as an upgrade test does).
+pub async fn migrate_until(
+    client: &Client,
+    db: &str,
+    layout: Layout<'_>,
+    recreate: bool,
+    last: u32,
+) -> Result<Vec<u32>, clickhouse::error::Error> {
     // The client may be bound to the database that is about to be created.
     let client = client.clone().with_database("default");
     let on_cluster = match layout {
@@ -264,11 +306,19 @@ pub async fn migrate(
         .fetch_all::<u32>()
         .await?;
     let mut applied = Vec::new();
-    for migration in MIGRATIONS.iter().filter(|m| !done.contains(&m.version)) {
-        for statement in migration.statements {
-            for sql in statements_for(statement, db, layout) {
-                client.query(&sql).execute().await?;
+    for migration in MIGRATIONS
+        .iter()
+        .filter(|m| !done.contains(&m.version) && m.version <= last)
+    {
+        match migration.steps {
+            Steps::Sql(statements) => {
+                for statement in statements {
+                    for sql in statements_for(statement, db, layout) {
+                        client.query(&sql).execute().await?;
+                    }
+                }
             }
+            Steps::RebuildV3 => rebuild_v3(&client, db, layout).await?,
         }
         client
             .query(&format!(
@@ -283,6 +333,41 @@ pub async fn migrate(
     Ok(applied)
 }
 
+/// Applies [`Steps::RebuildV3`]: the candle view is dropped, each table not
+/// yet in the v3 shape is rebuilt, and the view is made over the new trades.
+async fn rebuild_v3(client: &Client, db: &str, layout: Layout<'_>) -> Result<(), clickhouse::error::Error> {
+    let (on_cluster, suffix) = match layout {
+        Layout::Single => (String::new(), ""),
+        Layout::Cluster(cluster) => (format!(" ON CLUSTER {cluster}"), "_local"),
+    };
+    let drop_view = format!("{}{on_cluster} SYNC", v3::DROP_VIEW.replace("{db}", db));
+    client.query(&drop_view).execute().await?;
+    for rebuild in v3::REBUILDS {
+        let exchange_type: String = client
+            .query("SELECT type FROM system.columns WHERE database = ? AND table = ? AND name = 'exchange'")
+            .bind(db)
+            .bind(format!("{}{suffix}", rebuild.table))
+            .fetch_one()
+            .await?;
+        if exchange_type.starts_with("LowCardinality") {
+            // Swapped in already; a run cut short may have left the old
+            // table behind under the staging name.
+            for sql in rebuild.drop_staging(db, layout) {
+                client.query(&sql).execute().await?;
+            }
+            continue;
+        }
+        for sql in rebuild.statements(db, layout) {
+            client.query(&sql).execute().await?;
+        }
+        tracing::info!(table = rebuild.table, "table rebuilt for schema v3");
+    }
+    for sql in statements_for(v3::CANDLE_VIEW, db, layout) {
+        client.query(&sql).execute().await?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -293,7 +378,7 @@ mod tests {
         for m in MIGRATIONS {
             assert!(m.version > last, "migration {} out of order", m.version);
             last = m.version;
-            for s in m.statements {
+            for s in m.statements() {
                 let sql = render(s, "x_db");
                 assert!(sql.contains("x_db."), "{sql}");
                 assert!(!sql.contains('{'), "unreplaced placeholder in {sql}");
@@ -303,7 +388,7 @@ mod tests {
 
     #[test]
     fn a_single_server_gets_the_statements_as_written() {
-        for statement in MIGRATIONS.iter().flat_map(|m| m.statements.iter()) {
+        for statement in MIGRATIONS.iter().flat_map(|m| m.statements().iter()) {
             assert_eq!(
                 statements_for(statement, "x_db", Layout::Single),
                 vec![render(statement, "x_db")]
@@ -316,7 +401,7 @@ mod tests {
         let layout = Layout::Cluster("moat_cluster");
         let sql: Vec<String> = MIGRATIONS
             .iter()
-            .flat_map(|m| m.statements.iter())
+            .flat_map(|m| m.statements().iter())
             .flat_map(|s| statements_for(s, "x_db", layout))
             .collect();
         for table in TABLES {
@@ -358,7 +443,7 @@ mod tests {
 
     #[test]
     fn every_listed_table_is_created() {
-        let all: String = MIGRATIONS.iter().flat_map(|m| m.statements.iter().copied()).collect();
+        let all: String = MIGRATIONS.iter().flat_map(|m| m.statements().iter().copied()).collect();
         for table in TABLES {
             assert!(
                 all.contains(&format!("{{db}}.{table} (")),
