@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """deploy/validate.py: offline checks of moat's deployment files.
 
-Needs Python >= 3.11 and, from PyPI, PyYAML, jsonschema and
-kubernetes-validate (pip install pyyaml jsonschema kubernetes-validate).
+Needs Python >= 3.11 and the packages of deploy/requirements.txt (PyYAML,
+jsonschema, kubernetes-validate, helm-python-sdk); `cargo xtask helm` runs
+it from target/moat-venv with them installed.
 docker-compose (Debian package `docker-compose`) or `docker compose` is used
 when installed; without it the `docker-compose config` check is reported as
 skipped (or fails with --require-compose).
@@ -22,8 +23,10 @@ It checks, without a Docker engine, helm or a cluster:
   4. Values: every values.yaml (and the example values) against its
      values.schema.json (draft-07), for the umbrella also each subchart's
      merged values; and values that must be refused are refused.
-  5. Rendering: every scenario rendered by minihelm.py (a strict subset of
-     helm's template engine), then every manifest validated with
+  5. Rendering and lint: `helm lint --strict` of every chart for both
+     Kubernetes versions, and every scenario rendered by Helm's own engine
+     (PyPI helm-python-sdk, Helm v4's Go SDK; no helm binary), then every
+     manifest validated with
      kubernetes-validate --strict style for the oldest and newest supported
      Kubernetes versions, plus cross-checks (selectors, referenced objects,
      probes, security contexts, NetworkPolicies, config keys).
@@ -35,6 +38,7 @@ Prints every check and ends with "N passed, N failed"; exits 1 on a failure.
 from __future__ import annotations
 
 import argparse
+import atexit
 import copy
 import json
 import os
@@ -42,6 +46,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import tomllib
 from typing import Any, Callable
 
@@ -53,11 +58,11 @@ try:
     import yaml
     import jsonschema
     import kubernetes_validate.utils as kv
+    from helm_python.chart import Chart, lint as helm_lint
+    from helm_python.errors import HelmError
 except ImportError as missing:  # pragma: no cover - environment problem
-    sys.exit(f"validate.py needs PyYAML, jsonschema and kubernetes-validate: "
-             f"pip install pyyaml jsonschema kubernetes-validate ({missing})")
-
-import minihelm  # noqa: E402  (beside this file)
+    sys.exit(f"validate.py needs the packages of deploy/requirements.txt: "
+             f"pip install -r deploy/requirements.txt ({missing})")
 
 HELM = os.path.join(HERE, "helm")
 EXAMPLES = os.path.join(HELM, "examples")
@@ -110,6 +115,50 @@ SERVICE_MONITOR_SCHEMA = {
         },
     },
 }
+
+
+# ----------------------------------------------------------------- helm
+
+_chart_dirs: dict[str, str] = {}
+_scratch = tempfile.mkdtemp(prefix="moat-helm-")
+atexit.register(shutil.rmtree, _scratch, True)
+
+
+def chart_dir(chart: str, *, without_schema: bool = False) -> str:
+    """The folder Helm loads `chart` from. The umbrella's file://
+    dependencies are copied into its charts/ (what `helm dependency build`
+    does), in a scratch copy so the checkout is left as it is."""
+    key = f"{chart}{'-noschema' if without_schema else ''}"
+    if key in _chart_dirs:
+        return _chart_dirs[key]
+    source = os.path.join(HELM, chart)
+    meta = load_yaml(os.path.join(source, "Chart.yaml"))
+    if not meta.get("dependencies") and not without_schema:
+        _chart_dirs[key] = source
+        return source
+    target = os.path.join(_scratch, key, chart)
+    shutil.copytree(source, target)
+    for dep in meta.get("dependencies") or []:
+        repo = dep["repository"]
+        assert repo.startswith("file://"), f"{chart}: dependency {dep['name']} is not file://"
+        shutil.copytree(os.path.normpath(os.path.join(source, repo[len("file://"):])),
+                        os.path.join(target, "charts", dep["name"]))
+    if without_schema:
+        for root, _, files in os.walk(target):
+            if "values.schema.json" in files:
+                os.remove(os.path.join(root, "values.schema.json"))
+    _chart_dirs[key] = target
+    return target
+
+
+def merged_values(chart: str, user: dict | None) -> dict:
+    """The values a release of `chart` would use, composed by Helm (subchart
+    defaults under their names, globals copied into each)."""
+    return Chart.load(chart_dir(chart)).merge_values(user or {})
+
+
+def enabled(values: dict, dep: str) -> bool:
+    return bool((values.get(dep) or {}).get("enabled", True))
 
 
 # ----------------------------------------------------------------- reporting
@@ -503,14 +552,11 @@ def schema_errors(chart: str, values: dict) -> list[str]:
 def values_problems(chart: str, user: dict | None) -> list[str]:
     """The chart's values (plus `user`) against its schema, like helm does:
     for the umbrella also every enabled subchart's merged values."""
-    c = minihelm.load_chart(os.path.join(HELM, chart))
-    values = minihelm.chart_values(c, user)
+    values = merged_values(chart, user)
     out = schema_errors(chart, values)
-    for dep, sub in c.dependencies:
-        if not minihelm._condition(values, dep.get("condition")):
-            continue
-        sub_values = minihelm.chart_values(sub, values.get(dep["name"]) or {}, values.get("global") or {})
-        out += schema_errors(sub.meta["name"], sub_values)
+    for dep in load_yaml(os.path.join(HELM, chart, "Chart.yaml")).get("dependencies") or []:
+        if enabled(values, dep["name"]):
+            out += schema_errors(dep["name"], values[dep["name"]])
     return out
 
 
@@ -544,29 +590,58 @@ def scenarios() -> list[dict]:
     return out
 
 
-def render(scn: dict) -> tuple[list[minihelm.Rendered], str]:
-    c = minihelm.load_chart(os.path.join(HELM, scn["chart"]))
-    rendered, _, notes = minihelm.render(c, release="moat", namespace="moat", user_values=scn["values"])
+def render(scn: dict) -> tuple[list[tuple[str, str]], str]:
+    """`(template path, rendered text)` of every manifest in path order, and
+    the top-level chart's NOTES.txt, as `helm template` renders them."""
+    out = Chart.load(chart_dir(scn["chart"])).render(scn["values"], name="moat", namespace="moat")
+    notes = out.pop(f"{scn['chart']}/templates/NOTES.txt", "")
+    rendered = [(path, text) for path, text in sorted(out.items())
+                if not path.endswith("NOTES.txt") and not os.path.basename(path).startswith("_")]
     return rendered, notes
 
 
-def example_text(scn: dict, rendered: list[minihelm.Rendered]) -> str:
+def manifests(rendered: list[tuple[str, str]]) -> list[tuple[str, dict]]:
+    """Splits rendered templates into YAML documents, dropping empty ones."""
+    docs = []
+    for template, text in rendered:
+        for part in re.split(r"(?m)^---[ \t]*$", text):
+            if not part.strip():
+                continue
+            doc = yaml.safe_load(part)
+            if doc is None:
+                continue
+            if not isinstance(doc, dict):
+                raise ValueError(f"{template}: a rendered document is not a mapping")
+            docs.append((template, doc))
+    return docs
+
+
+def example_text(scn: dict, rendered: list[tuple[str, str]]) -> str:
     source = f"deploy/helm/{scn['chart']}"
     with_values = f" with -f {scn['values_file']}" if scn["values_file"] else " with its default values"
     lines = [
         f"# Rendered manifests of {source}{with_values}",
         "# (release `moat`, namespace `moat`), written by `python3 deploy/validate.py --write-examples`",
-        "# with its built-in renderer (deploy/minihelm.py). Do not edit by hand: CI re-renders and",
-        "# compares. Same objects as `helm template`, not necessarily the same bytes.",
+        "# with Helm's own engine (helm-python-sdk). Do not edit by hand: CI re-renders and compares.",
     ]
-    for r in rendered:
-        body = r.text.strip("\n")
-        for part in re.split(r"(?m)^---[ \t]*$", body):
+    for template, text in rendered:
+        for part in re.split(r"(?m)^---[ \t]*$", text.strip("\n")):
             part = part.strip("\n")
-            if not part.strip() or minihelm.yaml.safe_load(part) is None:
+            if not part.strip() or yaml.safe_load(part) is None:
                 continue
-            lines += ["---", f"# Source: {r.template}", part]
+            lines += ["---", f"# Source: {template}", part]
     return "\n".join(lines) + "\n"
+
+
+def lint_problems(chart: str, versions: list[str]) -> list[str]:
+    """`helm lint --strict` for each Kubernetes version: warnings and errors."""
+    out = []
+    for version in versions:
+        report = helm_lint(chart_dir(chart), strict=True, kube_version=f"v{version}")
+        out += [f"Kubernetes {version}: {m['path']}: {m['error']}" for m in report["messages"]
+                if m["severity"] >= 2]
+        out += [f"Kubernetes {version}: {e}" for e in report["errors"]]
+    return out
 
 
 def k8s_problems(docs: list[tuple[str, dict]], versions: list[str]) -> list[str]:
@@ -752,15 +827,11 @@ def _existing_secrets(scn: dict) -> set[str]:
 
 
 def _gateway_values(scn: dict) -> dict | None:
-    c = minihelm.load_chart(os.path.join(HELM, scn["chart"]))
-    values = minihelm.chart_values(c, scn["values"])
+    values = merged_values(scn["chart"], scn["values"])
     if scn["chart"] == "moat-gateway":
         return values
     if scn["chart"] == "moat":
-        sub = next(s for d, s in c.dependencies if d["name"] == "moat-gateway")
-        if not minihelm._condition(values, "moat-gateway.enabled"):
-            return None
-        return minihelm.chart_values(sub, values.get("moat-gateway") or {}, values.get("global") or {})
+        return values["moat-gateway"] if enabled(values, "moat-gateway") else None
     return None
 
 
@@ -876,14 +947,18 @@ def main() -> int:
         report.run(f"{chart}: refuses {what}",
                    lambda chart=chart, bad=bad: [] if values_problems(chart, bad) else ["accepted"])
 
-    print(f"== rendering (minihelm) and Kubernetes schemas ({', '.join(versions)}, strict)")
+    print(f"== helm lint --strict ({', '.join(versions)})")
+    for chart in CHARTS:
+        report.run(f"{chart}: helm lint", lambda chart=chart: lint_problems(chart, versions))
+
+    print(f"== rendering (Helm's engine) and Kubernetes schemas ({', '.join(versions)}, strict)")
     os.makedirs(EXAMPLES, exist_ok=True)
     for scn in scenarios():
         name = scn["name"]
         try:
             rendered, notes = render(scn)
-            docs = minihelm.manifests(rendered)
-        except minihelm.TemplateError as e:
+            docs = manifests(rendered)
+        except (HelmError, ValueError, yaml.YAMLError) as e:
             report.check(f"{name}: renders", str(e))
             continue
         kinds = sorted({d["kind"] for _, d in docs})
@@ -921,10 +996,10 @@ def main() -> int:
 
     # A template-level guard behind the schema: SQLite with two replicas must not render.
     def sqlite_guard() -> list[str]:
-        c = minihelm.load_chart(os.path.join(HELM, "moat-state"))
+        c = Chart.load(chart_dir("moat-state", without_schema=True))
         try:
-            minihelm.render(c, user_values={"replicaCount": 2})
-        except minihelm.TemplateError as e:
+            c.render({"replicaCount": 2}, name="moat", namespace="moat")
+        except HelmError as e:
             return [] if "SQLite allows one replica" in str(e) else [f"failed for another reason: {e}"]
         return ["rendered"]
     report.run("moat-state: template refuses two SQLite replicas even without the schema", sqlite_guard)
