@@ -88,3 +88,35 @@ fn a_zero_the_types_forbid_is_refused_naming_the_key() {
     assert!(stderr.contains("auth.max_failures"), "{stderr}");
     assert!(stderr.contains("nonzero"), "{stderr}");
 }
+
+#[test]
+fn every_binary_answers_help_and_refuses_an_unknown_command() {
+    for (binary, subcommands) in [
+        ("moat-collector", &["serve", "replay", "record", "exchange"][..]),
+        ("moat-storage-writer", &["serve", "migrate"][..]),
+        ("moat-state", &[][..]),
+        ("moat-gateway", &[][..]),
+        ("moat", &["doctor", "status", "tail"][..]),
+        ("moat-bench", &[][..]),
+        ("xtask", &["up", "test", "bench", "chaos", "fuzz", "helm"][..]),
+    ] {
+        let help = Command::new(bin(binary)).arg("--help").output().unwrap();
+        let text = String::from_utf8_lossy(&help.stdout);
+        assert_eq!(help.status.code(), Some(0), "{binary} --help: {text}");
+        assert!(text.contains("Usage:"), "{binary} --help printed no usage: {text}");
+        for sub in subcommands {
+            let help = Command::new(bin(binary)).args([sub, "--help"]).output().unwrap();
+            assert_eq!(help.status.code(), Some(0), "{binary} {sub} --help");
+            assert!(
+                String::from_utf8_lossy(&help.stdout).contains("Usage:"),
+                "{binary} {sub} --help"
+            );
+        }
+        let bogus = Command::new(bin(binary)).arg("--no-such-option").output().unwrap();
+        assert_ne!(bogus.status.code(), Some(0), "{binary} accepted an unknown option");
+        assert!(
+            String::from_utf8_lossy(&bogus.stderr).contains("--no-such-option"),
+            "{binary}: the error must name the option"
+        );
+    }
+}

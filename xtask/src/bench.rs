@@ -10,37 +10,30 @@ const BEGIN: &str = "<!-- bench:begin -->";
 const END: &str = "<!-- bench:end -->";
 /// The sections `--only` picks from, in the order moat-bench runs them.
 const SECTIONS: &[&str] = &[
-    "parse", "replay", "state", "storage", "writer", "gateway", "rpc", "load",
+    "parse",
+    "replay",
+    "state",
+    "durability",
+    "storage",
+    "writer",
+    "gateway",
+    "rpc",
+    "load",
 ];
 /// moat-bench prints its report after this line.
 const REPORT: &str = "<!-- moat-bench report -->";
 
-pub fn run(args: &[String]) -> Result<(), String> {
-    let (mut only, mut load_secs) = (String::new(), String::from("60"));
-    let mut rest = args.iter();
-    while let Some(arg) = rest.next() {
-        let mut value = |name: &str| rest.next().cloned().ok_or(format!("{name} needs a value"));
-        match arg.as_str() {
-            "--only" => {
-                only = value("--only")?;
-                if let Some(unknown) = only.split(',').find(|s| !SECTIONS.contains(&s.trim())) {
-                    return Err(format!(
-                        "--only: no section {unknown:?} (sections: {})",
-                        SECTIONS.join(",")
-                    ));
-                }
-            }
-            "--load-secs" => {
-                load_secs = value("--load-secs")?;
-                load_secs
-                    .parse::<u64>()
-                    .ok()
-                    .filter(|s| *s > 0)
-                    .ok_or(format!("--load-secs {load_secs:?}: expected whole seconds, e.g. 60"))?;
-            }
-            other => return Err(format!("bench: unknown argument {other:?}")),
-        }
+pub fn run(only: Option<&str>, load_secs: u64) -> Result<(), String> {
+    let only = only.unwrap_or_default().to_owned();
+    if !only.is_empty()
+        && let Some(unknown) = only.split(',').find(|s| !SECTIONS.contains(&s.trim()))
+    {
+        return Err(format!(
+            "--only: no section {unknown:?} (sections: {})",
+            SECTIONS.join(",")
+        ));
     }
+    let load_secs = load_secs.to_string();
     ensure_installed(&[Package::NGINX])?;
     engines::ensure_all()?;
     // ganache is the RPC section's upstream.

@@ -12,79 +12,108 @@ mod up;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-const USAGE: &str = "usage: cargo xtask <command>
+use clap::{Parser, Subcommand};
 
-commands:
-  up [--detach]   build, start NATS (JetStream), ClickHouse, the local exchange and
-                  every service; wait for health; Ctrl-C stops everything
-  down            stop a stack started with `up --detach`
-  status          show the processes and health of a detached stack
-  test [ARGS]     start real NATS, ClickHouse and PostgreSQL on free ports and run
-                  every unit and integration test (ARGS go to `cargo test`)
-  compose ARGS    docker compose on deploy/compose (up builds and detaches; config validates)
-  helm            validate the Helm charts and the compose file offline (deploy/validate.py)
-  bench [--only SECTIONS] [--load-secs N]
-                  release build, real NATS and ClickHouse, each figure beside a baseline
-                  measured in the same run; results written to BENCHMARKS.md. SECTIONS:
-                  parse,replay,state,durability,storage,writer,gateway,rpc,load (all); N: seconds each
-                  sustained-load rate is held (60)
-  chaos [SECS] [FAULT...]
-                  the whole stack under a steady feed, each component SIGKILLed for
-                  SECS (10) and restarted in turn; prints recovery times, strategy
-                  errors, trades sent vs stored and the gaps announced. FAULTs (all,
-                  in this order; repeats allowed): exchange,collector,nats,
-                  storage-writer,clickhouse,state,rpc-upstream
-  fuzz [SECS] [TARGET...]
-                  build the cargo-fuzz targets in fuzz/ with coverage instrumentation and
-                  run each for SECS (20) on a corpus seeded from ../shared/fixtures
+/// Developer automation for moat: a local stack, the tests, benchmarks,
+/// chaos and fuzz runs, deployment checks.
+#[derive(Parser)]
+#[command(name = "cargo xtask", bin_name = "cargo xtask")]
+#[command(
+    after_help = "Environment: MOAT_DEV_NATS_PORT (4222), MOAT_DEV_NATS_MONITOR_PORT (8222), \
+MOAT_DEV_CLICKHOUSE_PORT (8123), MOAT_DEV_EXCHANGE_PORT (9443), MOAT_DEV_GANACHE_PORT (8545): ports of what \
+`up` starts; MOAT_ENGINES_DIR: where NATS and ClickHouse are installed (target/moat-engines)."
+)]
+struct Args {
+    #[command(subcommand)]
+    command: Command,
+}
 
-environment:
-  MOAT_DEV_NATS_PORT (4222), MOAT_DEV_NATS_MONITOR_PORT (8222),
-  MOAT_DEV_CLICKHOUSE_PORT (8123), MOAT_DEV_EXCHANGE_PORT (9443), MOAT_DEV_GANACHE_PORT
-  (8545): ports of what `up` starts";
+#[derive(Subcommand)]
+enum Command {
+    /// Build, start NATS (JetStream), ClickHouse, the local exchange and every
+    /// service; wait for health; Ctrl-C stops everything.
+    Up {
+        /// Leave the stack running (`cargo xtask status`, `cargo xtask down`).
+        #[arg(long, short)]
+        detach: bool,
+    },
+    /// Stop a stack started with `up --detach`.
+    Down,
+    /// Show the processes and health of a detached stack.
+    Status,
+    /// Start real NATS, ClickHouse and PostgreSQL on free ports and run every
+    /// unit and integration test.
+    Test {
+        /// Passed to `cargo test` (e.g. `-- --nocapture`).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Release build, real NATS and ClickHouse, each figure beside a baseline
+    /// measured in the same run; a full run rewrites BENCHMARKS.md.
+    Bench {
+        /// Sections to run, comma-separated: parse, replay, state, durability,
+        /// storage, writer, gateway, rpc, load (default: all).
+        #[arg(long, value_name = "SECTIONS")]
+        only: Option<String>,
+        /// Seconds each sustained-load rate is held.
+        #[arg(long, value_name = "N", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+        load_secs: u64,
+    },
+    /// The whole stack under a steady feed, each component SIGKILLed for SECS
+    /// and restarted in turn; prints recovery times, strategy errors, trades
+    /// sent vs stored and the gaps announced.
+    Chaos {
+        /// Outage per fault, in seconds.
+        #[arg(default_value_t = 10.0)]
+        secs: f64,
+        /// Faults in order, repeats allowed (default: all): exchange,
+        /// collector, nats, storage-writer, clickhouse, state, rpc-upstream.
+        faults: Vec<String>,
+    },
+    /// Build the cargo-fuzz targets with coverage instrumentation and run
+    /// each for SECS on a corpus seeded from ../shared/fixtures.
+    Fuzz {
+        /// Seconds per target (20), then target names (default: all).
+        #[arg(trailing_var_arg = true)]
+        args: Vec<String>,
+    },
+    /// docker compose on deploy/compose (`up` builds and detaches; `config` validates).
+    Compose {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+        args: Vec<String>,
+    },
+    /// Validate the Helm charts and the compose file offline (deploy/validate.py).
+    Helm,
+}
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let (command, rest) = match args.split_first() {
-        Some((c, rest)) => (c.as_str(), rest),
-        None => ("help", &[][..]),
-    };
-    let result = match command {
-        "up" => up::up(rest.iter().any(|a| a == "--detach" || a == "-d")),
-        "down" => up::down(),
-        "status" => up::status(),
-        "test" => test::run(rest),
-        "bench" => bench::run(rest),
-        "chaos" => chaos(rest),
-        "fuzz" => fuzz::run(rest),
-        "compose" => deploy::compose(rest),
-        "helm" => deploy::helm(),
-        "help" | "--help" | "-h" => {
-            println!("{USAGE}");
-            Ok(())
-        }
-        other => Err(format!("unknown command '{other}'\n\n{USAGE}")),
+    let args = Args::parse();
+    let (name, result) = match args.command {
+        Command::Up { detach } => ("up", up::up(detach)),
+        Command::Down => ("down", up::down()),
+        Command::Status => ("status", up::status()),
+        Command::Test { args } => ("test", test::run(&args)),
+        Command::Bench { only, load_secs } => ("bench", bench::run(only.as_deref(), load_secs)),
+        Command::Chaos { secs, faults } => ("chaos", chaos(secs, &faults)),
+        Command::Fuzz { args } => ("fuzz", fuzz::run(&args)),
+        Command::Compose { args } => ("compose", deploy::compose(&args)),
+        Command::Helm => ("helm", deploy::helm()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("xtask {command}: {error}");
+            eprintln!("xtask {name}: {error}");
             ExitCode::FAILURE
         }
     }
 }
 
-/// The chaos test at full length: each outage `SECS` long, the faults
+/// The chaos test at full length: each outage `secs` long, the faults
 /// named (every one once when none is).
-fn chaos(args: &[String]) -> Result<(), String> {
-    let (secs, faults) = match args.split_first() {
-        Some((first, rest)) if first.parse::<f64>().is_ok() => (first.as_str(), rest),
-        _ => ("10", args),
-    };
-    secs.parse::<f64>()
-        .ok()
-        .filter(|s| *s > 0.0)
-        .ok_or_else(|| format!("chaos {secs:?}: expected the outage in seconds, e.g. 10"))?;
+fn chaos(secs: f64, faults: &[String]) -> Result<(), String> {
+    if secs <= 0.0 || !secs.is_finite() {
+        return Err(format!("chaos {secs}: expected the outage in seconds, e.g. 10"));
+    }
     moat_devstack::engines::ensure_all()?;
     cargo(&["build", "--bins"])?;
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
@@ -98,7 +127,7 @@ fn chaos(args: &[String]) -> Result<(), String> {
             "--",
             "--nocapture",
         ])
-        .env("MOAT_CHAOS_OUTAGE_SECS", secs)
+        .env("MOAT_CHAOS_OUTAGE_SECS", secs.to_string())
         // The test knows the fault names and refuses an unknown one.
         .env("MOAT_CHAOS_FAULTS", faults.join(","))
         .current_dir(root())

@@ -1002,8 +1002,21 @@ async fn sustained_load(rows: &mut Vec<Row>, writer_rate: Option<f64>) -> anyhow
     Ok(outcome)
 }
 
+/// The benchmarks behind `cargo xtask bench` (which builds this in release
+/// mode, starts NATS and ClickHouse and sets the environment below). Each
+/// figure is printed beside a baseline measured in the same run.
+///
+/// Environment: MOAT_BENCH_NATS_URL and MOAT_BENCH_CLICKHOUSE_URL (required),
+/// MOAT_BENCH_ONLY (sections: parse, replay, state, durability, storage,
+/// writer, gateway, rpc, load), MOAT_BENCH_LOAD_SECS, MOAT_BENCH_NGINX,
+/// MOAT_BIN_DIR, MOAT_EXCHANGE_FIXTURES.
+#[derive(clap::Parser)]
+#[command(name = "moat-bench", version)]
+struct Args {}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    let Args {} = moat_common_types::config::parse_args();
     let nats_url =
         std::env::var("MOAT_BENCH_NATS_URL").context("MOAT_BENCH_NATS_URL is not set (run cargo xtask bench)")?;
     let ch_url = std::env::var("MOAT_BENCH_CLICKHOUSE_URL").context("MOAT_BENCH_CLICKHOUSE_URL is not set")?;

@@ -9,117 +9,216 @@
 //! [--trades-per-second N]` runs a local exchange with a generated session
 //! in Binance's protocol (the feed of `cargo xtask up`).
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use clap::{Parser, Subcommand, ValueEnum};
 use moat_collector::config::{CollectorConfig, VenueConfig};
 use moat_collector::metrics::Metrics;
 use moat_collector::replay::{Recording, ReplayServer, Speed};
 use moat_collector::sink::{JsonLines, Sink};
 use moat_collector::status::StreamStatus;
-use moat_common_types::config::{load_or_exit, sources_from_args};
+use moat_common_types::config::{ConfigArgs, load_or_exit, parse_args};
 use moat_common_types::{http::shutdown_token, telemetry};
 use tokio_util::sync::CancellationToken;
 
-const USAGE: &str = "usage: moat-collector [--config PATH] [serve]
-       moat-collector replay --exchange <binance|binance-futures|okx|coinbase> [--emit jsonl] [--book-top] [--speed max|1x|<n>x] FILE...
-       moat-collector record --exchange <binance|binance-futures|okx|coinbase> [--ws-url URL] [--rest-url URL] [--duration SECONDS] --out FILE SYMBOL...
-       moat-collector exchange [--listen ADDR] [--symbol SYMBOL=PRICE]... [--trades-per-second N]";
+/// Collects live market data from exchanges, normalizes it and publishes it
+/// to NATS JetStream; replays and records venue sessions; serves a local
+/// exchange for development.
+#[derive(Parser)]
+#[command(name = "moat-collector", version)]
+struct Args {
+    #[command(flatten)]
+    config: ConfigArgs,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+/// The venue protocols `replay` and `record` speak.
+#[derive(Clone, Copy, ValueEnum)]
+enum Kind {
+    Binance,
+    BinanceFutures,
+    Okx,
+    Coinbase,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Binance => "binance",
+            Kind::BinanceFutures => "binance-futures",
+            Kind::Okx => "okx",
+            Kind::Coinbase => "coinbase",
+        }
+    }
+
+    /// The exchange name events carry (both Binance flavours are `binance`).
+    fn exchange(self) -> &'static str {
+        match self {
+            Kind::Binance | Kind::BinanceFutures => "binance",
+            other => other.name(),
+        }
+    }
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the service until SIGINT or SIGTERM (the default).
+    Serve,
+    /// Serve a recording from a local exchange server and run the real
+    /// connector against it, publishing to NATS or printing JSON lines.
+    Replay {
+        #[arg(long, value_enum)]
+        exchange: Kind,
+        /// Print events as JSON lines instead of publishing to NATS.
+        #[arg(long, value_parser = ["jsonl"])]
+        emit: Option<String>,
+        /// With `--emit jsonl`: print the top of each book after every update.
+        #[arg(long)]
+        book_top: bool,
+        /// `max`, `1x` (as recorded) or a factor such as `10x`.
+        #[arg(long, default_value = "max", value_parser = parse_speed)]
+        speed: Speed,
+        /// Recording files (`shared/fixtures/exchanges` format).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Run the connector against a venue and write its traffic in the
+    /// recording format `replay` serves.
+    Record {
+        #[arg(long, value_enum)]
+        exchange: Kind,
+        /// WebSocket URL (default: the venue's public endpoint).
+        #[arg(long)]
+        ws_url: Option<String>,
+        /// REST base URL (default: the venue's public endpoint).
+        #[arg(long)]
+        rest_url: Option<String>,
+        /// Stop after this many seconds (default: at SIGINT or SIGTERM).
+        #[arg(long, value_parser = parse_seconds)]
+        duration: Option<Duration>,
+        /// The recording to write.
+        #[arg(long)]
+        out: PathBuf,
+        /// Venue symbols (BTCUSDT, BTC-USDT-SWAP, BTC-USD).
+        #[arg(required = true)]
+        symbols: Vec<String>,
+    },
+    /// Run a local exchange with a generated session in Binance's protocol
+    /// (the feed of `cargo xtask up`).
+    Exchange {
+        #[arg(long, default_value = "127.0.0.1:9443")]
+        listen: String,
+        /// `SYMBOL=PRICE`, repeated (default: a few majors).
+        #[arg(long = "symbol", value_parser = parse_symbol)]
+        symbols: Vec<moat_collector::exchange::GeneratedSymbol>,
+        #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+        trades_per_second: u32,
+    },
+}
+
+fn parse_speed(value: &str) -> Result<Speed, String> {
+    if value == "max" {
+        return Ok(Speed::Max);
+    }
+    value
+        .trim_end_matches('x')
+        .parse()
+        .ok()
+        .filter(|f: &f64| *f > 0.0)
+        .map(Speed::Factor)
+        .ok_or_else(|| format!("{value:?}: expected max, 1x or a factor like 10x"))
+}
+
+fn parse_seconds(value: &str) -> Result<Duration, String> {
+    value
+        .trim_end_matches('s')
+        .parse()
+        .ok()
+        .filter(|s: &f64| *s > 0.0)
+        .map(Duration::from_secs_f64)
+        .ok_or_else(|| format!("{value:?}: expected seconds, e.g. 60 or 60s"))
+}
+
+fn parse_symbol(value: &str) -> Result<moat_collector::exchange::GeneratedSymbol, String> {
+    moat_collector::exchange::GeneratedSymbol::parse(value)
+}
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    let args: Args = parse_args();
     let _telemetry = telemetry::init("moat-collector");
-    let (sources, args) = sources_from_args("collector", std::env::args().skip(1));
-    let config: CollectorConfig = load_or_exit(&sources);
-    match args.first().map(String::as_str) {
-        None | Some("serve") => {
+    let config: CollectorConfig = load_or_exit(&args.config.sources("collector"));
+    match args.command.unwrap_or(Command::Serve) {
+        Command::Serve => {
             let http = tokio::net::TcpListener::bind(config.http.listen)
                 .await
                 .with_context(|| format!("binding http.listen {}", config.http.listen))?;
             moat_collector::run(config, http, shutdown_token()).await
         }
-        Some("replay") => replay(config, &args[1..]).await,
-        Some("exchange") => exchange(&args[1..]).await,
-        Some("record") => record(&args[1..]).await,
-        Some(other) => {
-            eprintln!("unknown command '{other}'\n{USAGE}");
-            std::process::exit(64);
-        }
+        Command::Replay {
+            exchange,
+            emit,
+            book_top,
+            speed,
+            files,
+        } => replay(config, exchange, emit.is_some(), book_top, speed, &files).await,
+        Command::Exchange {
+            listen,
+            symbols,
+            trades_per_second,
+        } => run_exchange(&listen, symbols, trades_per_second).await,
+        Command::Record {
+            exchange,
+            ws_url,
+            rest_url,
+            duration,
+            out,
+            symbols,
+        } => record(exchange, ws_url, rest_url, duration, &out, symbols).await,
     }
 }
 
-/// The value after an option such as `--out`, or an error naming it.
-fn option_value(option: &str, value: Option<&String>) -> anyhow::Result<String> {
-    value
-        .cloned()
-        .with_context(|| format!("{option} needs a value\n{USAGE}"))
-}
-
 /// The public endpoints of a venue kind: WebSocket and REST base URLs.
-fn venue_urls(kind: &str) -> anyhow::Result<(&'static str, &'static str)> {
-    Ok(match kind {
-        "binance" => ("wss://stream.binance.com:9443", "https://api.binance.com"),
-        "binance-futures" => ("wss://fstream.binance.com", "https://fapi.binance.com"),
-        "okx" => ("wss://ws.okx.com:8443/ws/v5/public", "https://www.okx.com"),
-        "coinbase" => (
+fn venue_urls(kind: Kind) -> (&'static str, &'static str) {
+    match kind {
+        Kind::Binance => ("wss://stream.binance.com:9443", "https://api.binance.com"),
+        Kind::BinanceFutures => ("wss://fstream.binance.com", "https://fapi.binance.com"),
+        Kind::Okx => ("wss://ws.okx.com:8443/ws/v5/public", "https://www.okx.com"),
+        Kind::Coinbase => (
             "wss://ws-feed.exchange.coinbase.com",
             "https://api.exchange.coinbase.com",
         ),
-        _ => bail!("--exchange {kind:?}: expected binance, binance-futures, okx or coinbase"),
-    })
+    }
 }
 
 /// Runs the real connector against a venue and writes its traffic (every
 /// connection, subscription, frame and REST answer) to a recording, until
 /// `--duration` passes or SIGINT/SIGTERM.
-async fn record(args: &[String]) -> anyhow::Result<()> {
-    let (mut kind, mut ws_url, mut rest_url, mut out, mut duration) = (None, None, None, None, None);
-    let mut symbols = Vec::new();
-    let mut it = args.iter();
-    while let Some(arg) = it.next() {
-        let mut value = || option_value(arg, it.next());
-        match arg.as_str() {
-            "--exchange" => kind = Some(value()?),
-            "--ws-url" => ws_url = Some(value()?),
-            "--rest-url" => rest_url = Some(value()?),
-            "--out" => out = Some(value()?),
-            "--duration" => {
-                let v = value()?;
-                let seconds: f64 = v
-                    .trim_end_matches('s')
-                    .parse()
-                    .ok()
-                    .filter(|s: &f64| *s > 0.0)
-                    .with_context(|| format!("--duration {v:?}: expected seconds, e.g. 60 or 60s"))?;
-                duration = Some(Duration::from_secs_f64(seconds));
-            }
-            s if s.starts_with("--") => bail!("unknown option {s:?}\n{USAGE}"),
-            symbol => symbols.push(symbol.to_owned()),
-        }
-    }
-    let kind = kind.with_context(|| format!("--exchange is required\n{USAGE}"))?;
-    let out = out.with_context(|| format!("--out FILE is required\n{USAGE}"))?;
-    if symbols.is_empty() {
-        bail!("name at least one venue symbol to record (BTCUSDT, BTC-USDT-SWAP, BTC-USD)\n{USAGE}");
-    }
-    let (default_ws, default_rest) = venue_urls(&kind)?;
-    let exchange = if kind == "binance-futures" {
-        "binance"
-    } else {
-        kind.as_str()
-    };
+async fn record(
+    kind: Kind,
+    ws_url: Option<String>,
+    rest_url: Option<String>,
+    duration: Option<Duration>,
+    out: &std::path::Path,
+    symbols: Vec<String>,
+) -> anyhow::Result<()> {
+    let (default_ws, default_rest) = venue_urls(kind);
+    let exchange = kind.exchange();
     let venue = VenueConfig {
-        kind: kind.clone(),
+        kind: kind.name().into(),
         exchange: exchange.into(),
         ws_url: ws_url.unwrap_or_else(|| default_ws.into()),
         rest_url: rest_url.unwrap_or_else(|| default_rest.into()),
         symbols: symbols.clone(),
         ..VenueConfig::default()
     };
-    let recorder = moat_collector::recording::Recorder::create(std::path::Path::new(&out))
-        .with_context(|| format!("creating {out}"))?;
-    recorder.configuration(&serde_json::json!({"exchange": kind, "symbols": symbols}).to_string());
+    let out_name = out.display().to_string();
+    let recorder = moat_collector::recording::Recorder::create(out).with_context(|| format!("creating {out_name}"))?;
+    recorder.configuration(&serde_json::json!({"exchange": kind.name(), "symbols": symbols}).to_string());
     let token = shutdown_token();
     let metrics = Metrics::new();
     let counter = Arc::new(moat_collector::sink::Counter::default());
@@ -129,7 +228,11 @@ async fn record(args: &[String]) -> anyhow::Result<()> {
         let sink: Arc<dyn Sink> = counter.clone();
         tasks.spawn(connector.run(sink, StreamStatus::new(exchange), metrics.clone(), token.clone()));
     }
-    eprintln!("recording {kind} {} to {out}; Ctrl-C stops", symbols.join(","));
+    eprintln!(
+        "recording {} {} to {out_name}; Ctrl-C stops",
+        kind.name(),
+        symbols.join(",")
+    );
     let flusher = {
         let (recorder, token) = (recorder.clone(), token.clone());
         tokio::spawn(async move {
@@ -156,41 +259,24 @@ async fn record(args: &[String]) -> anyhow::Result<()> {
     }
     while tasks.join_next().await.is_some() {}
     flusher.await?;
-    recorder.flush().with_context(|| format!("writing {out}"))?;
+    recorder.flush().with_context(|| format!("writing {out_name}"))?;
     eprintln!(
-        "recorded to {out}; {} events normalized on the way",
+        "recorded to {out_name}; {} events normalized on the way",
         counter.events.load(std::sync::atomic::Ordering::Relaxed)
     );
     Ok(())
 }
 
 /// Runs the generated local exchange until SIGINT or SIGTERM.
-async fn exchange(args: &[String]) -> anyhow::Result<()> {
-    let mut listen = "127.0.0.1:9443".to_owned();
-    let (mut symbols, mut rate) = (Vec::new(), 20u32);
-    let mut it = args.iter();
-    while let Some(arg) = it.next() {
-        let mut value = || option_value(arg, it.next());
-        match arg.as_str() {
-            "--listen" => listen = value()?,
-            "--symbol" => {
-                symbols.push(moat_collector::exchange::GeneratedSymbol::parse(&value()?).map_err(anyhow::Error::msg)?)
-            }
-            "--trades-per-second" => {
-                let v = value()?;
-                rate = v
-                    .parse()
-                    .ok()
-                    .filter(|r| (1..=1_000_000).contains(r))
-                    .with_context(|| format!("--trades-per-second {v:?}: expected 1 to 1000000"))?;
-            }
-            other => bail!("unknown argument {other:?}\n{USAGE}"),
-        }
-    }
+async fn run_exchange(
+    listen: &str,
+    mut symbols: Vec<moat_collector::exchange::GeneratedSymbol>,
+    rate: u32,
+) -> anyhow::Result<()> {
     if symbols.is_empty() {
         symbols = moat_collector::exchange::GeneratedSymbol::defaults();
     }
-    let listener = tokio::net::TcpListener::bind(&listen)
+    let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("binding --listen {listen}"))?;
     let exchange = moat_collector::exchange::GeneratedExchange::start(listener, &symbols, rate).await?;
@@ -207,47 +293,23 @@ async fn exchange(args: &[String]) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn replay(config: CollectorConfig, args: &[String]) -> anyhow::Result<()> {
-    let mut exchange = None;
-    let (mut jsonl, mut book_top, mut speed, mut files) = (false, false, Speed::Max, Vec::new());
-    let mut it = args.iter();
-    while let Some(arg) = it.next() {
-        match arg.as_str() {
-            "--exchange" => exchange = it.next().cloned(),
-            "--emit" => match it.next().map(String::as_str) {
-                Some("jsonl") => jsonl = true,
-                other => bail!("--emit {other:?}: only jsonl is supported\n{USAGE}"),
-            },
-            "--book-top" => book_top = true,
-            "--speed" => {
-                let value = it.next().map(String::as_str).unwrap_or_default();
-                speed = match value {
-                    "max" => Speed::Max,
-                    v => Speed::Factor(
-                        v.trim_end_matches('x')
-                            .parse()
-                            .ok()
-                            .filter(|f: &f64| *f > 0.0)
-                            .with_context(|| format!("--speed {v:?}: expected max, 1x or a factor like 10x"))?,
-                    ),
-                };
-            }
-            file => files.push(file.to_owned()),
-        }
-    }
-    let kind = exchange.with_context(|| format!("--exchange is required\n{USAGE}"))?;
-    let (exchange, ws_path) = match kind.as_str() {
-        "binance" | "binance-futures" => ("binance", ""),
-        "okx" => ("okx", "/ws/v5/public"),
-        "coinbase" => ("coinbase", "/"),
-        _ => bail!("--exchange {kind:?}: this build replays binance, binance-futures, okx and coinbase"),
+async fn replay(
+    config: CollectorConfig,
+    kind: Kind,
+    jsonl: bool,
+    book_top: bool,
+    speed: Speed,
+    files: &[PathBuf],
+) -> anyhow::Result<()> {
+    let exchange = kind.exchange();
+    let ws_path = match kind {
+        Kind::Binance | Kind::BinanceFutures => "",
+        Kind::Okx => "/ws/v5/public",
+        Kind::Coinbase => "/",
     };
-    if files.is_empty() {
-        bail!("no recording given\n{USAGE}");
-    }
     let texts = files
         .iter()
-        .map(|f| std::fs::read_to_string(f).with_context(|| format!("reading {f}")))
+        .map(|f| std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display())))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let recording = Recording::load(&texts);
     let symbols = recording.subscribed_symbols();
@@ -256,7 +318,7 @@ async fn replay(config: CollectorConfig, args: &[String]) -> anyhow::Result<()> 
     }
     let server = ReplayServer::start(tokio::net::TcpListener::bind("127.0.0.1:0").await?, recording, speed).await?;
     let venue = moat_collector::venue_connector(&VenueConfig {
-        kind: kind.clone(),
+        kind: kind.name().into(),
         exchange: exchange.into(),
         ws_url: format!("{}{ws_path}", server.ws_url()),
         rest_url: server.http_url(),

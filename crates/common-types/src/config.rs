@@ -76,25 +76,41 @@ impl Sources {
     }
 }
 
-/// Sources for `service` plus the command-line arguments other than
-/// `--config PATH` (which names the TOML file and makes it required).
-pub fn sources_from_args(service: &str, args: impl IntoIterator<Item = String>) -> (Sources, Vec<String>) {
-    let mut sources = Sources::for_service(service);
-    let mut rest = Vec::new();
-    let mut args = args.into_iter();
-    while let Some(arg) = args.next() {
-        if arg == "--config" {
-            match args.next() {
-                Some(path) => sources = sources.with_file(path),
-                None => rest.push(arg),
-            }
-        } else if let Some(path) = arg.strip_prefix("--config=") {
-            sources = sources.with_file(path);
-        } else {
-            rest.push(arg);
+/// Parses a binary's command line: `--help` and `--version` print and exit
+/// 0; a usage error prints clap's message and exits [`EXIT_BAD_CONFIG`]
+/// (64, `EX_USAGE`), as a bad configuration does.
+pub fn parse_args<T: clap::Parser>() -> T {
+    match T::try_parse() {
+        Ok(args) => args,
+        Err(error) if error.exit_code() == 0 => error.exit(),
+        Err(error) => {
+            let _ = error.print();
+            std::process::exit(EXIT_BAD_CONFIG);
         }
     }
-    (sources, rest)
+}
+
+/// The `--config PATH` option every service binary takes (flattened into
+/// its clap arguments).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ConfigArgs {
+    /// TOML configuration file; it must exist when named. Without it,
+    /// `MOAT_<SERVICE>_CONFIG` or `config/<service>.toml` (under
+    /// `MOAT_CONFIG_DIR`) is read when present. `MOAT_<SERVICE>__<SECTION>__<KEY>`
+    /// variables override the file.
+    #[arg(long, value_name = "PATH", global = true)]
+    pub config: Option<PathBuf>,
+}
+
+impl ConfigArgs {
+    /// Where `service`'s configuration comes from.
+    pub fn sources(&self, service: &str) -> Sources {
+        let sources = Sources::for_service(service);
+        match &self.config {
+            Some(path) => sources.with_file(path),
+            None => sources,
+        }
+    }
 }
 
 /// `storage-writer` → `MOAT_STORAGE_WRITER__`.
@@ -384,12 +400,15 @@ mod tests {
     }
 
     #[test]
-    fn config_flag_is_taken_from_the_arguments() {
-        let args = ["migrate", "--config", "/x/w.toml", "--recreate"].map(String::from);
-        let (sources, rest) = sources_from_args("storage-writer", args);
+    fn a_named_config_file_is_required() {
+        let named = ConfigArgs {
+            config: Some("/x/w.toml".into()),
+        };
+        let sources = named.sources("storage-writer");
         assert_eq!(sources.file.as_deref(), Some(Path::new("/x/w.toml")));
         assert!(sources.file_required);
-        assert_eq!(rest, ["migrate", "--recreate"]);
+        let default = ConfigArgs::default().sources("demo-unnamed");
+        assert!(!default.file_required, "{default:?}");
     }
 
     #[test]

@@ -1,15 +1,25 @@
 //! `moat-gateway [--config PATH]`: telemetry, config, listeners, run until a signal.
 
 use anyhow::Context;
-use moat_common_types::config::{load_or_exit, sources_from_args};
+use clap::Parser;
+use moat_common_types::config::{ConfigArgs, load_or_exit, parse_args};
 use moat_common_types::{http::shutdown_token, telemetry};
 use moat_gateway::config::GatewayConfig;
 
+/// The strategies' only door: market data, the allowlisted EVM JSON-RPC
+/// proxy and strategy state over gRPC, JSON-RPC at `POST /rpc/{chain}`.
+#[derive(Parser)]
+#[command(name = "moat-gateway", version)]
+struct Args {
+    #[command(flatten)]
+    config: ConfigArgs,
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    let args: Args = parse_args();
     let _telemetry = telemetry::init("moat-gateway");
-    let (sources, _args) = sources_from_args("gateway", std::env::args().skip(1));
-    let config: GatewayConfig = load_or_exit(&sources);
+    let config: GatewayConfig = load_or_exit(&args.config.sources("gateway"));
     let grpc = tokio::net::TcpListener::bind(config.grpc.listen)
         .await
         .with_context(|| format!("binding grpc.listen {}", config.grpc.listen))?;

@@ -1,15 +1,25 @@
 //! `moat-state [--config PATH]`: telemetry, config, listeners, run until a signal.
 
 use anyhow::Context;
-use moat_common_types::config::{load_or_exit, sources_from_args};
+use clap::Parser;
+use moat_common_types::config::{ConfigArgs, load_or_exit, parse_args};
 use moat_common_types::{http::shutdown_token, telemetry};
 use moat_state::config::StateConfig;
 
+/// Keeps each strategy's state (gRPC over SQLite or PostgreSQL), with
+/// optimistic concurrency on a version number.
+#[derive(Parser)]
+#[command(name = "moat-state", version)]
+struct Args {
+    #[command(flatten)]
+    config: ConfigArgs,
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    let args: Args = parse_args();
     let _telemetry = telemetry::init("moat-state");
-    let (sources, _args) = sources_from_args("state", std::env::args().skip(1));
-    let config: StateConfig = load_or_exit(&sources);
+    let config: StateConfig = load_or_exit(&args.config.sources("state"));
     let grpc = tokio::net::TcpListener::bind(config.grpc.listen)
         .await
         .with_context(|| format!("binding grpc.listen {}", config.grpc.listen))?;

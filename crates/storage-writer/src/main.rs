@@ -1,25 +1,49 @@
 //! `moat-storage-writer [--config PATH] [serve | migrate [--recreate]]`.
 
 use anyhow::Context;
-use moat_common_types::config::{load_or_exit, sources_from_args};
+use clap::{Parser, Subcommand};
+use moat_common_types::config::{ConfigArgs, load_or_exit, parse_args};
 use moat_common_types::{http::shutdown_token, telemetry};
 use moat_storage_writer::config::WriterConfig;
 
+/// Stores market data from NATS JetStream in ClickHouse: a durable pull
+/// consumer shared by every replica, batched inserts, an ack only once the
+/// rows are stored.
+#[derive(Parser)]
+#[command(name = "moat-storage-writer", version)]
+struct Args {
+    #[command(flatten)]
+    config: ConfigArgs,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Consume and store until SIGINT or SIGTERM (the default).
+    Serve,
+    /// Apply the ClickHouse schema migrations and exit.
+    Migrate {
+        /// Drop the database first (development only: every row is lost).
+        #[arg(long)]
+        recreate: bool,
+    },
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    let args: Args = parse_args();
     let _telemetry = telemetry::init("moat-storage-writer");
-    let (sources, args) = sources_from_args("storage-writer", std::env::args().skip(1));
-    let config: WriterConfig = load_or_exit(&sources);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    match args.as_slice() {
-        [] | ["serve"] => {
+    let config: WriterConfig = load_or_exit(&args.config.sources("storage-writer"));
+    match args.command.unwrap_or(Command::Serve) {
+        Command::Serve => {
             let http = tokio::net::TcpListener::bind(config.http.listen)
                 .await
                 .with_context(|| format!("binding http.listen {}", config.http.listen))?;
             moat_storage_writer::run(config, http, shutdown_token()).await
         }
-        ["migrate", rest @ ..] if rest.iter().all(|a| *a == "--recreate") => {
-            let applied = moat_storage_writer::migrate(&config, !rest.is_empty()).await?;
+        Command::Migrate { recreate } => {
+            let applied = moat_storage_writer::migrate(&config, recreate).await?;
             println!(
                 "database {}: {} migration(s) applied{}",
                 config.clickhouse.database,
@@ -31,10 +55,6 @@ async fn main() -> anyhow::Result<()> {
                 }
             );
             Ok(())
-        }
-        other => {
-            eprintln!("usage: moat-storage-writer [--config PATH] [serve | migrate [--recreate]]; got {other:?}");
-            std::process::exit(64);
         }
     }
 }
