@@ -33,6 +33,9 @@ pub struct StackOptions {
     /// Three nats-server nodes in one cluster, `MARKET_DATA` on three
     /// replicas (the production topology), instead of one server.
     pub nats_cluster: bool,
+    /// JetStream's `sync_interval` on a single server (the harness's
+    /// setting unless a benchmark compares another).
+    pub nats_sync_interval: String,
 }
 
 impl Default for StackOptions {
@@ -42,6 +45,7 @@ impl Default for StackOptions {
             own_clickhouse: false,
             log: "warn",
             nats_cluster: false,
+            nats_sync_interval: moat_devstack::NATS_SYNC_INTERVAL.to_owned(),
         }
     }
 }
@@ -201,7 +205,7 @@ impl Stack {
                 args: Vec::new(),
                 env: env(&[
                     ("MOAT_COLLECTOR__NATS__URL", nats.clone()),
-                    ("MOAT_COLLECTOR__NATS__STREAM_REPLICAS", replicas.clone()),
+                    ("MOAT_COLLECTOR__STREAM__REPLICAS", replicas.clone()),
                     (
                         "MOAT_COLLECTOR__HTTP__LISTEN",
                         format!("127.0.0.1:{}", self.collector_http),
@@ -217,7 +221,7 @@ impl Stack {
                 args: Vec::new(),
                 env: env(&[
                     ("MOAT_STORAGE_WRITER__NATS__URL", nats.clone()),
-                    ("MOAT_STORAGE_WRITER__NATS__STREAM_REPLICAS", replicas),
+                    ("MOAT_STORAGE_WRITER__STREAM__REPLICAS", replicas),
                     ("MOAT_STORAGE_WRITER__CLICKHOUSE__URL", self.clickhouse_url.clone()),
                     ("MOAT_STORAGE_WRITER__CLICKHOUSE__DATABASE", self.database.clone()),
                     ("MOAT_STORAGE_WRITER__WRITER__FLUSH_INTERVAL_MS", "200".into()),
@@ -416,7 +420,7 @@ impl Stack {
     pub async fn writer_caught_up(&self) -> Result<bool, String> {
         let stream = self.market_data().await?;
         // The stack runs the writer with its default consumer name.
-        let consumer = moat_storage_writer::config::NatsConfig::default().consumer;
+        let consumer = moat_storage_writer::config::BatchConfig::default().consumer;
         let info = stream.consumer_info(consumer).await.map_err(|e| e.to_string())?;
         Ok(info.num_pending == 0 && info.num_ack_pending == 0)
     }

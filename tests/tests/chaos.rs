@@ -251,7 +251,7 @@ async fn faults_one_at_a_time_lose_nothing_acknowledged() {
         own_clickhouse: true,
         // Resumed trade ids and gap events are logged at info.
         log: "info",
-        nats_cluster: false,
+        ..StackOptions::default()
     })
     .await;
     stack.doctor_green(Duration::from_secs(90)).await;

@@ -108,7 +108,7 @@ async fn n_events_become_exactly_n_rows_even_when_republished() {
     let stream = ensure_stream(&js, &StreamSettings::default()).await.unwrap();
 
     let token = CancellationToken::new();
-    let consumer_name = config.nats.consumer.clone();
+    let consumer_name = config.writer.consumer.clone();
     let writer = tokio::spawn(moat_storage_writer::run(config, listener().await, token.clone()));
 
     const N: u64 = 5_000;
@@ -214,7 +214,7 @@ async fn a_redelivered_trade_already_stored_is_counted_once() {
     // 100 messages are stored, and the messages come back unacked.
     let consumer = stream
         .create_consumer(pull::Config {
-            durable_name: Some(config.nats.consumer.clone()),
+            durable_name: Some(config.writer.consumer.clone()),
             filter_subject: moat_common_types::subject::STREAM_SUBJECTS.into(),
             ack_policy: AckPolicy::Explicit,
             ..Default::default()
@@ -257,7 +257,7 @@ async fn a_redelivered_trade_already_stored_is_counted_once() {
     ));
 
     let token = CancellationToken::new();
-    let consumer_name = config.nats.consumer.clone();
+    let consumer_name = config.writer.consumer.clone();
     let writer = tokio::spawn(moat_storage_writer::run(config, listener().await, token.clone()));
     eventually("every trade stored", Duration::from_secs(60), || async {
         (distinct_trades(&ch, &db, "ADA-USDT") == N).then_some(())
@@ -440,7 +440,7 @@ async fn a_message_delivered_twice_into_one_batch_is_stored_once() {
     publish(&js, (0..3).map(|i| trade("SOL-USDT", i))).await;
 
     let token = CancellationToken::new();
-    let consumer_name = config.nats.consumer.clone();
+    let consumer_name = config.writer.consumer.clone();
     let writer = tokio::spawn(moat_storage_writer::run(config, listener().await, token.clone()));
     // The redelivery happens before the batch is flushed.
     eventually("a redelivery into the open batch", Duration::from_secs(4), || async {

@@ -73,6 +73,13 @@ fn fingerprints(ch: &TestClickHouse, db: &str, columns: &[(String, String)]) -> 
         .collect()
 }
 
+/// The staging tables of the v3 rebuild still in `db`.
+fn staging_tables(ch: &TestClickHouse, db: &str) -> String {
+    ch.query(&format!(
+        "SELECT groupArray(name) FROM system.tables WHERE database = '{db}' AND name LIKE '%_v3'"
+    ))
+}
+
 /// `(table, its stored columns joined by commas)` as they are now.
 fn stored_columns(ch: &TestClickHouse, db: &str) -> Vec<(String, String)> {
     TABLES
@@ -110,10 +117,7 @@ async fn a_v2_database_is_upgraded_in_place_with_every_row() {
         assert!(trades.contains(wanted), "{wanted} missing from {trades}");
     }
     // No table of the old shape and no staging table is left behind.
-    let leftovers = ch.query(&format!(
-        "SELECT groupArray(name) FROM system.tables WHERE database = '{db}' AND name LIKE '%_v3'"
-    ));
-    assert_eq!(leftovers, "[]");
+    assert_eq!(staging_tables(&ch, &db), "[]");
 
     // The candle view counts trades inserted after the upgrade.
     let count = || {
@@ -171,10 +175,7 @@ async fn an_upgrade_cut_short_finishes_when_run_again() {
 
     assert_eq!(moat_storage_writer::migrate(&config, false).await.unwrap(), [3]);
     assert_eq!(fingerprints(&ch, &db, &v2_columns), before);
-    let leftovers = ch.query(&format!(
-        "SELECT groupArray(name) FROM system.tables WHERE database = '{db}' AND name LIKE '%_v3'"
-    ));
-    assert_eq!(leftovers, "[]");
+    assert_eq!(staging_tables(&ch, &db), "[]");
     ch.query(&format!("DROP DATABASE {db}"));
 }
 
@@ -191,7 +192,7 @@ async fn retention_follows_the_configuration() {
     };
     // Nothing is deleted unless configured.
     assert_eq!(ttl("book_deltas"), None);
-    config.clickhouse.ttl.book_deltas = 30;
+    config.ttl.book_deltas = 30;
     moat_storage_writer::migrate(&config, false).await.unwrap();
     assert_eq!(
         ttl("book_deltas").as_deref(),
@@ -199,9 +200,9 @@ async fn retention_follows_the_configuration() {
     );
     assert_eq!(ttl("trades"), None);
 
-    config.clickhouse.ttl.book_deltas = 0;
-    config.clickhouse.ttl.trades = 400;
-    config.clickhouse.ttl.candles_1m = 800;
+    config.ttl.book_deltas = 0;
+    config.ttl.trades = 400;
+    config.ttl.candles_1m = 800;
     moat_storage_writer::migrate(&config, false).await.unwrap();
     assert_eq!(ttl("book_deltas"), None);
     assert_eq!(

@@ -226,7 +226,7 @@ async fn market_event_trace_continues_from_collector_to_storage_writer() {
         &[],
         &[
             kv("MOAT_COLLECTOR__NATS__URL", nats.url()),
-            kv("MOAT_COLLECTOR__NATS__TRACE_RATIO", 1),
+            kv("MOAT_COLLECTOR__PUBLISHER__TRACE_RATIO", 1),
             kv("MOAT_COLLECTOR__HTTP__LISTEN", "127.0.0.1:0"),
             kv("MOAT_COLLECTOR__SIM__ENABLED", true),
         ],

@@ -3,7 +3,7 @@
 //! (moat's setting) and one that syncs every two minutes (nats-server's
 //! default, which a crash of the machine can cost the last writes).
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use async_nats::jetstream::{self, consumer::pull, stream};
 use futures::StreamExt;
@@ -53,25 +53,7 @@ async fn rates(sync: &str) -> anyhow::Result<(f64, f64)> {
             ..Default::default()
         })
         .await?;
-    let started = Instant::now();
-    let mut drained = 0;
-    while drained < MESSAGES {
-        let mut batch = consumer
-            .fetch()
-            .max_messages(10_000)
-            .expires(Duration::from_secs(2))
-            .messages()
-            .await?;
-        while let Some(message) = batch.next().await {
-            message
-                .map_err(|e| anyhow::anyhow!("{e}"))?
-                .ack()
-                .await
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
-            drained += 1;
-        }
-    }
-    let drain = MESSAGES as f64 / started.elapsed().as_secs_f64();
+    let drain = crate::drain_rate(&consumer, MESSAGES).await?;
     Ok((publish, drain))
 }
 

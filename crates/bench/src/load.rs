@@ -25,7 +25,9 @@ use crate::percentile;
 /// Lag above which a rate is not held.
 const MAX_LAG: Duration = Duration::from_secs(1);
 /// Per-symbol rates tried, in order, until one is not held.
-const LADDER: &[u32] = &[500, 1_000, 2_000, 4_000, 8_000, 16_000, 32_000, 64_000, 128_000];
+const LADDER: &[u32] = &[
+    125, 250, 500, 1_000, 2_000, 4_000, 8_000, 16_000, 32_000, 64_000, 128_000,
+];
 
 /// One rate tried.
 pub struct Step {
@@ -308,8 +310,9 @@ async fn step(stack: &Stack, probe: &Probe, per_symbol: u32, hold: Duration) -> 
     })
 }
 
-/// Runs the ladder on a stack of its own.
-pub async fn run(hold: Duration) -> anyhow::Result<Outcome> {
+/// Runs the ladder, from `from` trades/s per symbol, on a stack of its own
+/// whose NATS syncs JetStream every `sync_interval`.
+pub async fn run(hold: Duration, sync_interval: &str, from: u32) -> anyhow::Result<Outcome> {
     let trace = std::env::var_os("MOAT_BENCH_LOAD_TRACE").is_some();
     let stack = Stack::start(StackOptions {
         trades_per_second: 50,
@@ -321,6 +324,7 @@ pub async fn run(hold: Duration) -> anyhow::Result<Outcome> {
             "warn"
         },
         nats_cluster: false,
+        nats_sync_interval: sync_interval.to_owned(),
     })
     .await;
     let probe = Probe::new(&stack, trace);
@@ -368,7 +372,7 @@ pub async fn run(hold: Duration) -> anyhow::Result<Outcome> {
         hold,
         fetches_overdue: f64::NAN,
     };
-    for &per_symbol in LADDER {
+    for &per_symbol in LADDER.iter().filter(|r| **r >= from) {
         eprintln!(
             "bench: sustained load at {} trades/s for {} s",
             per_symbol as usize * SYMBOLS.len(),

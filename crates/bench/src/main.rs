@@ -36,23 +36,30 @@ struct Row {
 /// The line after which stdout holds the Markdown report.
 const REPORT: &str = "<!-- moat-bench report -->";
 
-fn print(rows: &[Row], load: Option<&load::Outcome>) {
+fn print(rows: &[Row], load: Option<&(load::Outcome, load::Outcome)>) {
     println!("{REPORT}");
     println!("| benchmark | moat | baseline (same run) | ratio |");
     println!("| --- | --- | --- | --- |");
     for r in rows {
         println!("| {} | {} | {} | {:.2} |", r.what, r.figure, r.baseline, r.ratio);
     }
-    if let Some(load) = load {
+    if let Some((load, unsynced)) = load {
         println!(
             "\nSustained load, each rate held {} s through the whole stack (release binaries, one process \
-             per service, storage-writer `flush_interval_ms` 200):\n",
-            load.hold.as_secs()
+             per service, storage-writer `flush_interval_ms` 200, JetStream `sync_interval` {}):\n",
+            load.hold.as_secs(),
+            moat_devstack::NATS_SYNC_INTERVAL
         );
         print!("{}", load.table());
         println!(
             "\nPull requests the writer gave up on because NATS had not ended them in time, over the whole ladder: {}",
             load.fetches_overdue
+        );
+        println!("\nThe same ladder with JetStream `sync_interval` 2m (nats-server's default), from 1,500 trades/s:\n");
+        print!("{}", unsynced.table());
+        println!(
+            "\nPull requests given up on over that ladder: {}",
+            unsynced.fetches_overdue
         );
     }
 }
@@ -61,6 +68,31 @@ fn fixtures() -> PathBuf {
     std::env::var_os("MOAT_EXCHANGE_FIXTURES")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/exchanges"))
+}
+
+/// Fetches `n` messages from `consumer` 10,000 per request, acking each
+/// (nothing else done with them); returns messages per second.
+async fn drain_rate(
+    consumer: &async_nats::jetstream::consumer::Consumer<async_nats::jetstream::consumer::pull::Config>,
+    n: u64,
+) -> anyhow::Result<f64> {
+    let started = Instant::now();
+    let mut got = 0u64;
+    while got < n {
+        let mut messages = consumer
+            .fetch()
+            .max_messages(10_000)
+            .expires(Duration::from_secs(1))
+            .messages()
+            .await
+            .map_err(|e| anyhow::anyhow!("fetching: {e}"))?;
+        while let Some(message) = messages.next().await {
+            let message = message.map_err(|e| anyhow::anyhow!("fetching: {e}"))?;
+            message.ack().await.map_err(|e| anyhow::anyhow!("acking: {e}"))?;
+            got += 1;
+        }
+    }
+    Ok(n as f64 / started.elapsed().as_secs_f64())
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -457,23 +489,7 @@ async fn writer(rows: &mut Vec<Row>, nats_url: &str, ch_url: &str) -> anyhow::Re
                 ..Default::default()
             })
             .await?;
-        let started = Instant::now();
-        let mut got = 0u64;
-        while got < N {
-            let mut messages = consumer
-                .fetch()
-                .max_messages(10_000)
-                .expires(Duration::from_secs(1))
-                .messages()
-                .await
-                .map_err(|e| anyhow::anyhow!("fetching: {e}"))?;
-            while let Some(message) = messages.next().await {
-                let message = message.map_err(|e| anyhow::anyhow!("fetching: {e}"))?;
-                message.ack().await.map_err(|e| anyhow::anyhow!("acking: {e}"))?;
-                got += 1;
-            }
-        }
-        N as f64 / started.elapsed().as_secs_f64()
+        drain_rate(&consumer, N).await?
     };
     let token = CancellationToken::new();
     let started = Instant::now();
@@ -958,13 +974,20 @@ impl Drop for Nginx {
 
 /// Sustained load, reported beside the storage-writer's own rate and the
 /// GetPrice p99 of a quiet feed.
-async fn sustained_load(rows: &mut Vec<Row>, writer_rate: Option<f64>) -> anyhow::Result<load::Outcome> {
+async fn sustained_load(
+    rows: &mut Vec<Row>,
+    writer_rate: Option<f64>,
+) -> anyhow::Result<(load::Outcome, load::Outcome)> {
     let hold = std::env::var("MOAT_BENCH_LOAD_SECS")
         .ok()
         .map(|s| s.parse::<u64>().context("MOAT_BENCH_LOAD_SECS is a number of seconds"))
         .transpose()?
         .unwrap_or(60);
-    let outcome = load::run(Duration::from_secs(hold)).await?;
+    let outcome = load::run(Duration::from_secs(hold), moat_devstack::NATS_SYNC_INTERVAL, 0).await?;
+    // The same ladder on nats-server's default sync, from 1,500 trades/s:
+    // what the durability of every acknowledgement costs the whole stack.
+    eprintln!("bench: sustained load again, JetStream syncing every 2 minutes");
+    let unsynced = load::run(Duration::from_secs(hold), "2m", 500).await?;
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
     match outcome.held() {
         Some(held) => {
@@ -999,7 +1022,20 @@ async fn sustained_load(rows: &mut Vec<Row>, writer_rate: Option<f64>) -> anyhow
         }
         None => eprintln!("bench: the stack held none of the rates tried"),
     }
-    Ok(outcome)
+    let held = |o: &load::Outcome| o.held().map_or(0.0, |s| s.rate);
+    rows.push(Row {
+        what: format!(
+            "whole stack: highest feed held {hold} s, JetStream sync_interval {}",
+            moat_devstack::NATS_SYNC_INTERVAL
+        ),
+        figure: format!("{:.0} trades/s", held(&outcome)),
+        baseline: format!(
+            "{:.0} trades/s (sync_interval 2m, nats-server's default)",
+            held(&unsynced)
+        ),
+        ratio: held(&outcome) / held(&unsynced),
+    });
+    Ok((outcome, unsynced))
 }
 
 /// The benchmarks behind `cargo xtask bench` (which builds this in release

@@ -1,18 +1,33 @@
 //! Collector configuration (`config/collector.toml`, `MOAT_COLLECTOR__…`).
 
-use std::net::SocketAddr;
-
 use moat_common_types::config::{ConfigError, Validate};
+use moat_common_types::infra::{ListenConfig, NatsConfig, StreamConfig};
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CollectorConfig {
-    pub http: HttpConfig,
+    /// Address of `/health`, `/metrics` and `/status`.
+    pub http: ListenConfig,
     pub nats: NatsConfig,
+    pub stream: StreamConfig,
+    pub publisher: PublisherConfig,
     pub sim: SimConfig,
     /// Live venue connections; each entry is one connector.
     pub venues: Vec<VenueConfig>,
+}
+
+impl Default for CollectorConfig {
+    fn default() -> Self {
+        CollectorConfig {
+            http: ListenConfig::any(8080),
+            nats: NatsConfig::default(),
+            stream: StreamConfig::default(),
+            publisher: PublisherConfig::default(),
+            sim: SimConfig::default(),
+            venues: Vec::new(),
+        }
+    }
 }
 
 /// One venue connection.
@@ -66,28 +81,10 @@ impl Default for VenueConfig {
     }
 }
 
+/// How events go to JetStream.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct HttpConfig {
-    /// Address of `/health`, `/metrics` and `/status`.
-    pub listen: SocketAddr,
-}
-
-impl Default for HttpConfig {
-    fn default() -> Self {
-        HttpConfig {
-            listen: ([0, 0, 0, 0], 8080).into(),
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct NatsConfig {
-    pub url: String,
-    /// Stream created at start when missing.
-    pub stream: String,
-    pub stream_replicas: usize,
+pub struct PublisherConfig {
     /// Publish acks awaited concurrently.
     pub max_ack_inflight: usize,
     /// Events held while NATS is slow or down; beyond it the oldest are
@@ -98,12 +95,9 @@ pub struct NatsConfig {
     pub trace_ratio: f64,
 }
 
-impl Default for NatsConfig {
+impl Default for PublisherConfig {
     fn default() -> Self {
-        NatsConfig {
-            url: "nats://127.0.0.1:4222".into(),
-            stream: moat_common_types::subject::STREAM.into(),
-            stream_replicas: 1,
+        PublisherConfig {
             max_ack_inflight: 4096,
             buffer_capacity: 100_000,
             trace_ratio: 0.001,
@@ -176,18 +170,21 @@ impl Validate for CollectorConfig {
                 ));
             }
         }
-        if !(0.0..=1.0).contains(&self.nats.trace_ratio) {
+        self.nats.validate("nats")?;
+        self.stream.validate("stream")?;
+        let p = &self.publisher;
+        if !(0.0..=1.0).contains(&p.trace_ratio) {
             return Err(ConfigError::invalid(
-                "nats.trace_ratio",
-                self.nats.trace_ratio,
+                "publisher.trace_ratio",
+                p.trace_ratio,
                 "a fraction from 0 to 1",
             ));
         }
-        if self.nats.max_ack_inflight == 0 {
-            return Err(ConfigError::invalid("nats.max_ack_inflight", 0, "at least 1"));
+        if p.max_ack_inflight == 0 {
+            return Err(ConfigError::invalid("publisher.max_ack_inflight", 0, "at least 1"));
         }
-        if self.nats.buffer_capacity == 0 {
-            return Err(ConfigError::invalid("nats.buffer_capacity", 0, "at least 1"));
+        if p.buffer_capacity == 0 {
+            return Err(ConfigError::invalid("publisher.buffer_capacity", 0, "at least 1"));
         }
         if self.sim.trades_per_second == 0 || self.sim.trades_per_second > 100_000 {
             return Err(ConfigError::invalid(

@@ -185,8 +185,8 @@ pub async fn run(config: CollectorConfig, http: TcpListener, shutdown: Cancellat
         .with_context(|| format!("connecting to NATS at {}", config.nats.url))?;
     let js = async_nats::jetstream::new(client.clone());
     let settings = StreamSettings {
-        name: config.nats.stream.clone(),
-        replicas: config.nats.stream_replicas,
+        name: config.stream.name.clone(),
+        replicas: config.stream.replicas,
         ..StreamSettings::default()
     };
     // The stream must exist before the first publish; NATS may still be
@@ -206,7 +206,7 @@ pub async fn run(config: CollectorConfig, http: TcpListener, shutdown: Cancellat
         }
     }
 
-    let queue = EventQueue::new(config.nats.buffer_capacity, metrics.clone());
+    let queue = EventQueue::new(config.publisher.buffer_capacity, metrics.clone());
     let mut venues = Vec::new();
     let mut tasks = tokio::task::JoinSet::new();
     let mut configured = config.venues.clone();
@@ -239,8 +239,8 @@ pub async fn run(config: CollectorConfig, http: TcpListener, shutdown: Cancellat
     let publisher = tokio::spawn(run_publisher(
         js,
         queue,
-        config.nats.max_ack_inflight,
-        crate::publisher::EventSampler::new(config.nats.trace_ratio),
+        config.publisher.max_ack_inflight,
+        crate::publisher::EventSampler::new(config.publisher.trace_ratio),
         metrics.clone(),
         shutdown.clone().cancelled_owned(),
         DRAIN_GRACE,

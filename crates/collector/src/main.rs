@@ -333,15 +333,15 @@ async fn replay(
     } else {
         let client = moat_common_types::nats::connect(&config.nats.url, "moat-collector-replay").await?;
         let js = async_nats::jetstream::new(client);
-        moat_common_types::nats::ensure_stream(&js, &Default::default())
+        moat_common_types::nats::ensure_stream(&js, &config.stream.settings())
             .await
             .map_err(|e| anyhow::anyhow!("creating the stream on {}: {e}", config.nats.url))?;
-        let queue = moat_collector::publisher::EventQueue::new(config.nats.buffer_capacity, metrics.clone());
+        let queue = moat_collector::publisher::EventQueue::new(config.publisher.buffer_capacity, metrics.clone());
         let publisher = tokio::spawn(moat_collector::publisher::run_publisher(
             js,
             queue.clone(),
-            config.nats.max_ack_inflight,
-            moat_collector::publisher::EventSampler::new(config.nats.trace_ratio),
+            config.publisher.max_ack_inflight,
+            moat_collector::publisher::EventSampler::new(config.publisher.trace_ratio),
             metrics.clone(),
             token.clone().cancelled_owned(),
             Duration::from_secs(30),

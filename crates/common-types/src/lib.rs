@@ -9,6 +9,7 @@ pub mod config;
 pub mod error;
 pub mod grpc;
 pub mod http;
+pub mod infra;
 pub mod model;
 pub mod nats;
 pub mod proto_conv;

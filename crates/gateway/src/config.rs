@@ -1,9 +1,9 @@
 //! Gateway configuration (`config/gateway.toml`, `MOAT_GATEWAY__…`).
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 
 use moat_common_types::config::{ConfigError, Validate};
+pub use moat_common_types::infra::{ClickHouseConfig, ListenConfig, NatsConfig};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -24,15 +24,15 @@ pub struct GatewayConfig {
 impl Default for GatewayConfig {
     fn default() -> Self {
         GatewayConfig {
-            grpc: ListenConfig {
-                listen: ([0, 0, 0, 0], 50051).into(),
-            },
-            http: ListenConfig {
-                listen: ([0, 0, 0, 0], 9090).into(),
-            },
+            grpc: ListenConfig::any(50051),
+            http: ListenConfig::any(9090),
             server: ServerConfig::default(),
             nats: NatsConfig::default(),
-            clickhouse: ClickHouseConfig::default(),
+            clickhouse: ClickHouseConfig {
+                // History queries answer a strategy waiting on them.
+                timeout_ms: 10_000,
+                ..ClickHouseConfig::default()
+            },
             state: StateConfig::default(),
             auth: AuthConfig::default(),
             limits: LimitsConfig::default(),
@@ -40,12 +40,6 @@ impl Default for GatewayConfig {
             rpc: RpcConfig::default(),
         }
     }
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ListenConfig {
-    pub listen: SocketAddr,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -68,45 +62,6 @@ impl Default for ServerConfig {
             keepalive_idle_ms: 75_000,
             header_read_timeout_ms: 10_000,
             max_body_bytes: 1024 * 1024,
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct NatsConfig {
-    pub url: String,
-    /// Trades buffered per StreamTrades client before it is cut off as too slow.
-    pub stream_buffer: usize,
-}
-
-impl Default for NatsConfig {
-    fn default() -> Self {
-        NatsConfig {
-            url: "nats://127.0.0.1:4222".into(),
-            stream_buffer: 1024,
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ClickHouseConfig {
-    pub url: String,
-    pub database: String,
-    pub user: String,
-    pub password: String,
-    pub timeout_ms: u64,
-}
-
-impl Default for ClickHouseConfig {
-    fn default() -> Self {
-        ClickHouseConfig {
-            url: "http://127.0.0.1:8123".into(),
-            database: "moat".into(),
-            user: "default".into(),
-            password: String::new(),
-            timeout_ms: 10_000,
         }
     }
 }
@@ -165,6 +120,8 @@ impl Default for AuthConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LimitsConfig {
+    /// Trades buffered per StreamTrades client before it is cut off as too slow.
+    pub stream_buffer: usize,
     /// Token bucket per strategy over every call.
     pub requests_per_second: f64,
     pub burst: f64,
@@ -176,6 +133,7 @@ pub struct LimitsConfig {
 impl Default for LimitsConfig {
     fn default() -> Self {
         LimitsConfig {
+            stream_buffer: 1024,
             requests_per_second: 200.0,
             burst: 400.0,
             rpc_requests_per_second: 50.0,
@@ -341,6 +299,11 @@ impl Default for RpcConfig {
 
 impl Validate for GatewayConfig {
     fn validate(&self) -> Result<(), ConfigError> {
+        self.nats.validate("nats")?;
+        self.clickhouse.validate("clickhouse")?;
+        if self.limits.stream_buffer == 0 {
+            return Err(ConfigError::invalid("limits.stream_buffer", 0, "at least 1"));
+        }
         for (name, chain) in &self.rpc.chains {
             for (i, url) in chain.upstreams.iter().enumerate() {
                 if !(url.starts_with("http://") || url.starts_with("https://")) {

@@ -1,9 +1,8 @@
 //! State-service configuration (`config/state.toml`, `MOAT_STATE__…`; the
 //! database may also come from `DATABASE_URL`).
 
-use std::net::SocketAddr;
-
 use moat_common_types::config::{ConfigError, Validate};
+pub use moat_common_types::infra::ListenConfig;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -18,22 +17,12 @@ pub struct StateConfig {
 impl Default for StateConfig {
     fn default() -> Self {
         StateConfig {
-            grpc: ListenConfig {
-                listen: ([0, 0, 0, 0], 50052).into(),
-            },
-            http: ListenConfig {
-                listen: ([0, 0, 0, 0], 9091).into(),
-            },
+            grpc: ListenConfig::any(50052),
+            http: ListenConfig::any(9091),
             database: DatabaseConfig::default(),
             limits: LimitsConfig::default(),
         }
     }
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ListenConfig {
-    pub listen: SocketAddr,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

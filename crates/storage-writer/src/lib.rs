@@ -13,7 +13,7 @@ use std::time::Duration;
 use anyhow::Context;
 use async_nats::jetstream::{self, consumer};
 use moat_common_types::http::{Health, router, serve};
-use moat_common_types::nats::{StreamSettings, connect, ensure_stream};
+use moat_common_types::nats::{connect, ensure_stream};
 use moat_common_types::subject::STREAM_SUBJECTS;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -52,7 +52,7 @@ pub async fn migrate(config: &WriterConfig, recreate: bool) -> anyhow::Result<Ve
     let applied = schema::migrate(&client, db, layout, recreate)
         .await
         .with_context(context)?;
-    schema::ttl::apply(&client, db, layout, &config.clickhouse.ttl)
+    schema::ttl::apply(&client, db, layout, &config.ttl)
         .await
         .with_context(context)?;
     Ok(applied)
@@ -85,19 +85,15 @@ pub async fn run(config: WriterConfig, http: TcpListener, shutdown: Cancellation
     let http_task = tokio::spawn(serve(http, app, shutdown.clone().cancelled_owned()));
 
     // NATS or the stream may not be there yet when services start together.
-    let settings = StreamSettings {
-        name: config.nats.stream.clone(),
-        replicas: config.nats.stream_replicas,
-        ..StreamSettings::default()
-    };
+    let settings = config.stream.settings();
     let (consumer, puller) = loop {
         let attempt = async {
             let stream = ensure_stream(&js, &settings).await?;
             let consumer = stream
                 .get_or_create_consumer(
-                    &config.nats.consumer,
+                    &config.writer.consumer,
                     consumer::pull::Config {
-                        durable_name: Some(config.nats.consumer.clone()),
+                        durable_name: Some(config.writer.consumer.clone()),
                         filter_subject: STREAM_SUBJECTS.to_owned(),
                         ack_policy: consumer::AckPolicy::Explicit,
                         ack_wait: Duration::from_millis(config.writer.ack_wait_ms),
@@ -145,7 +141,7 @@ pub async fn run(config: WriterConfig, http: TcpListener, shutdown: Cancellation
         })
     };
 
-    tracing::info!(consumer = %config.nats.consumer, database = %config.clickhouse.database, "storage-writer consuming");
+    tracing::info!(consumer = %config.writer.consumer, database = %config.clickhouse.database, "storage-writer consuming");
     Writer {
         js,
         nats: nats.clone(),

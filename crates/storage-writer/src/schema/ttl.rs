@@ -1,4 +1,4 @@
-//! Retention: each table's TTL, set from `clickhouse.ttl` whenever the
+//! Retention: each table's TTL, set from the `[ttl]` section whenever the
 //! writer migrates, so changing the configuration and restarting (or
 //! running `moat-storage-writer migrate`) is all it takes.
 

@@ -79,7 +79,7 @@ moat.dev/shard: {{ .shard.name }}
   value: {{ printf "0.0.0.0:%d" (int $v.containerPorts.http) | quote }}
 - name: MOAT_COLLECTOR__NATS__URL
   value: {{ $v.nats.url | default $v.global.nats.url | required "nats.url or global.nats.url is required" | quote }}
-- name: MOAT_COLLECTOR__NATS__STREAM_REPLICAS
+- name: MOAT_COLLECTOR__STREAM__REPLICAS
   value: {{ $v.nats.streamReplicas | int | quote }}
 {{- with $v.global.otel.endpoint }}
 - name: OTEL_EXPORTER_OTLP_ENDPOINT

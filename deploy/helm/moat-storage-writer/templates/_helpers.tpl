@@ -72,11 +72,11 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
   value: {{ printf "0.0.0.0:%d" (int .Values.containerPorts.http) | quote }}
 - name: MOAT_STORAGE_WRITER__NATS__URL
   value: {{ .Values.nats.url | default .Values.global.nats.url | required "nats.url or global.nats.url is required" | quote }}
-- name: MOAT_STORAGE_WRITER__NATS__STREAM
+- name: MOAT_STORAGE_WRITER__STREAM__NAME
   value: {{ .Values.nats.stream | quote }}
-- name: MOAT_STORAGE_WRITER__NATS__CONSUMER
+- name: MOAT_STORAGE_WRITER__WRITER__CONSUMER
   value: {{ .Values.nats.consumer | quote }}
-- name: MOAT_STORAGE_WRITER__NATS__STREAM_REPLICAS
+- name: MOAT_STORAGE_WRITER__STREAM__REPLICAS
   value: {{ .Values.nats.streamReplicas | int | quote }}
 - name: MOAT_STORAGE_WRITER__CLICKHOUSE__URL
   value: {{ .Values.clickhouse.url | default .Values.global.clickhouse.url | required "clickhouse.url or global.clickhouse.url is required" | quote }}

@@ -1,0 +1,214 @@
+//! Configuration sections the services share: where a server listens, the
+//! NATS servers, the JetStream stream of market data, and ClickHouse. Each
+//! service's configuration composes these, so a key means the same thing in
+//! every service and its default is set once.
+
+use std::net::SocketAddr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::ConfigError;
+
+/// An address a server listens on (`listen = "0.0.0.0:9090"`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenConfig {
+    pub listen: SocketAddr,
+}
+
+impl ListenConfig {
+    /// Every interface, on `port`.
+    pub fn any(port: u16) -> ListenConfig {
+        ListenConfig {
+            listen: ([0, 0, 0, 0], port).into(),
+        }
+    }
+}
+
+/// The NATS servers a service connects to.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NatsConfig {
+    /// One server, or several of a cluster separated by commas; the client
+    /// learns the rest of the cluster from the first it reaches.
+    pub url: String,
+}
+
+impl Default for NatsConfig {
+    fn default() -> Self {
+        NatsConfig {
+            url: "nats://127.0.0.1:4222".into(),
+        }
+    }
+}
+
+impl NatsConfig {
+    pub fn validate(&self, section: &str) -> Result<(), ConfigError> {
+        crate::nats::server_addrs(&self.url).map(|_| ()).map_err(|e| {
+            ConfigError::invalid(
+                &format!("{section}.url"),
+                format!("{:?}", self.url),
+                &format!("nats:// URLs separated by commas ({e})"),
+            )
+        })
+    }
+}
+
+/// The JetStream stream of market data, as a service creates it when it is
+/// missing (an existing stream is used as it is).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StreamConfig {
+    pub name: String,
+    /// Copies JetStream keeps: 3 on a three-node NATS cluster.
+    pub replicas: usize,
+}
+
+impl Default for StreamConfig {
+    fn default() -> Self {
+        StreamConfig {
+            name: crate::subject::STREAM.into(),
+            replicas: 1,
+        }
+    }
+}
+
+impl StreamConfig {
+    pub fn validate(&self, section: &str) -> Result<(), ConfigError> {
+        if self.name.is_empty()
+            || !self
+                .name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        {
+            return Err(ConfigError::invalid(
+                &format!("{section}.name"),
+                format!("{:?}", self.name),
+                "a stream name of letters, digits, '_' and '-'",
+            ));
+        }
+        if !(1..=5).contains(&self.replicas) {
+            return Err(ConfigError::invalid(
+                &format!("{section}.replicas"),
+                self.replicas,
+                "1 to 5 (JetStream's limit)",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The settings `nats::ensure_stream` creates the stream with.
+    pub fn settings(&self) -> crate::nats::StreamSettings {
+        crate::nats::StreamSettings {
+            name: self.name.clone(),
+            replicas: self.replicas,
+            ..crate::nats::StreamSettings::default()
+        }
+    }
+}
+
+/// ClickHouse's HTTP interface and the database moat's tables live in.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClickHouseConfig {
+    /// HTTP interface, e.g. http://127.0.0.1:8123 (on a cluster, a Service
+    /// that spreads requests over the replicas).
+    pub url: String,
+    pub database: String,
+    pub user: String,
+    pub password: String,
+    /// Per-request timeout of inserts and queries.
+    pub timeout_ms: u64,
+    /// A cluster name from ClickHouse's `remote_servers`: tables are then
+    /// `ReplicatedMergeTree` shards behind `Distributed` tables. Empty for
+    /// one server.
+    pub cluster: String,
+}
+
+impl Default for ClickHouseConfig {
+    fn default() -> Self {
+        ClickHouseConfig {
+            url: "http://127.0.0.1:8123".into(),
+            database: "moat".into(),
+            user: "default".into(),
+            password: String::new(),
+            timeout_ms: 30_000,
+            cluster: String::new(),
+        }
+    }
+}
+
+impl ClickHouseConfig {
+    pub fn validate(&self, section: &str) -> Result<(), ConfigError> {
+        if !self.url.starts_with("http://") && !self.url.starts_with("https://") {
+            return Err(ConfigError::invalid(
+                &format!("{section}.url"),
+                format!("\"{}\"", self.url),
+                "an http:// or https:// URL of ClickHouse's HTTP interface",
+            ));
+        }
+        let db = &self.database;
+        if db.is_empty() || !db.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+            return Err(ConfigError::invalid(
+                &format!("{section}.database"),
+                format!("\"{db}\""),
+                "a database name of letters, digits and '_'",
+            ));
+        }
+        let cluster = &self.cluster;
+        if !cluster.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return Err(ConfigError::invalid(
+                &format!("{section}.cluster"),
+                format!("{cluster:?}"),
+                "a cluster name of letters, digits and underscores (or empty)",
+            ));
+        }
+        if self.timeout_ms == 0 {
+            return Err(ConfigError::invalid(
+                &format!("{section}.timeout_ms"),
+                0,
+                "at least 1 ms",
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_shared_section_names_its_bad_key() {
+        let err = NatsConfig {
+            url: "nats://a:1,".into(),
+        }
+        .validate("nats")
+        .unwrap_err();
+        assert!(err.0.starts_with("key `nats.url`"), "{err}");
+        let err = StreamConfig {
+            replicas: 0,
+            ..StreamConfig::default()
+        }
+        .validate("stream")
+        .unwrap_err();
+        assert!(err.0.starts_with("key `stream.replicas` = 0"), "{err}");
+        let err = ClickHouseConfig {
+            url: "tcp://x:9000".into(),
+            ..ClickHouseConfig::default()
+        }
+        .validate("clickhouse")
+        .unwrap_err();
+        assert!(err.0.starts_with("key `clickhouse.url`"), "{err}");
+        let err = ClickHouseConfig {
+            cluster: "a b".into(),
+            ..ClickHouseConfig::default()
+        }
+        .validate("clickhouse")
+        .unwrap_err();
+        assert!(err.0.starts_with("key `clickhouse.cluster`"), "{err}");
+        assert!(ClickHouseConfig::default().validate("clickhouse").is_ok());
+        assert!(StreamConfig::default().validate("stream").is_ok());
+        assert!(NatsConfig::default().validate("nats").is_ok());
+    }
+}
