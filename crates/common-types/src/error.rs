@@ -72,6 +72,17 @@ impl ErrorCode {
         }
     }
 
+    /// The JSON-RPC error code answering the same refusal at `POST /rpc/{chain}`.
+    pub fn json_rpc_code(self) -> i64 {
+        match self {
+            ErrorCode::PermissionDenied => json_rpc::METHOD_NOT_ALLOWED,
+            ErrorCode::InvalidArgument => json_rpc::INVALID_PARAMS,
+            ErrorCode::ResourceExhausted => json_rpc::LIMIT_EXCEEDED,
+            ErrorCode::FailedPrecondition => json_rpc::INVALID_REQUEST,
+            _ => json_rpc::INTERNAL,
+        }
+    }
+
     /// The inverse of [`ErrorCode::grpc_code`], for statuses coming back from
     /// another moat service. Codes moat never produces map to `Internal`.
     pub fn from_grpc_code(code: i32) -> ErrorCode {
@@ -144,9 +155,33 @@ impl Error {
     }
 }
 
+/// JSON-RPC error codes the gateway answers with itself (JSON-RPC 2.0's
+/// reserved codes, and EIP-1474's limit code).
+pub mod json_rpc {
+    pub const PARSE_ERROR: i64 = -32700;
+    pub const INVALID_REQUEST: i64 = -32600;
+    pub const METHOD_NOT_ALLOWED: i64 = -32601;
+    pub const INVALID_PARAMS: i64 = -32602;
+    pub const INTERNAL: i64 = -32603;
+    pub const LIMIT_EXCEEDED: i64 = -32005;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn json_rpc_codes_are_json_rpc_errors() {
+        for code in ErrorCode::ALL {
+            let c = code.json_rpc_code();
+            assert!(
+                (-32768..=-32000).contains(&c),
+                "{code}: {c} is outside JSON-RPC's error range"
+            );
+        }
+        assert_eq!(ErrorCode::PermissionDenied.json_rpc_code(), -32601);
+        assert_eq!(ErrorCode::ResourceExhausted.json_rpc_code(), -32005);
+    }
 
     #[test]
     fn grpc_codes_round_trip_and_are_distinct() {

@@ -5,6 +5,7 @@
 //! `http`) is shared so that every binary starts, logs, reports health and
 //! fails on bad configuration the same way.
 
+pub mod backoff;
 pub mod config;
 pub mod error;
 pub mod grpc;

@@ -36,13 +36,36 @@ use crate::ratelimit::RateLimiter;
 use crate::rpc::RpcProxy;
 use crate::services::{Gateway, Market, Rpc, State};
 
-/// Runs the gateway until `shutdown` is cancelled.
+/// Runs the gateway until `shutdown` is cancelled: build its parts, start
+/// the background tasks, serve HTTP and gRPC, then stop the tasks.
 pub async fn run(
     config: GatewayConfig,
     grpc: TcpListener,
     http: TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    let parts = build(config).await?;
+    let background = spawn_background(&parts);
+    let served = serve(&parts, grpc, http, shutdown).await;
+    for task in background {
+        task.abort();
+    }
+    tracing::info!("gateway stopped");
+    served
+}
+
+/// What the gateway is made of: the shared state every call sees, and the
+/// clients the health checks probe.
+struct Parts {
+    gateway: Arc<Gateway>,
+    nats: async_nats::Client,
+    state_channel: tonic::transport::Channel,
+    clickhouse: clickhouse::Client,
+}
+
+/// Connects to NATS (retrying in the background), prepares the lazy state
+/// and ClickHouse clients, and builds the shared [`Gateway`].
+async fn build(config: GatewayConfig) -> anyhow::Result<Parts> {
     let auth = Auth::new(&config.auth)?;
     if auth.strategies() == 0 {
         tracing::warn!(
@@ -63,32 +86,38 @@ pub async fn run(
         .with_password(&config.clickhouse.password)
         .with_database(&config.clickhouse.database)
         .with_validation(false);
-    let cache = Cache::default();
-    let metrics = Metrics::new();
     let gateway = Arc::new(Gateway {
         auth,
         limiter: RateLimiter::new(config.limits.requests_per_second, config.limits.burst),
         rpc_limiter: RateLimiter::new(config.limits.rpc_requests_per_second, config.limits.rpc_burst),
-        cache: cache.clone(),
+        cache: Cache::default(),
         rpc: RpcProxy::new(&config.rpc)?,
         state: StateStoreClient::new(state_channel.clone()),
         clickhouse: clickhouse.clone(),
         nats: nats.clone(),
-        metrics: metrics.clone(),
+        metrics: Metrics::new(),
         config,
     });
+    Ok(Parts {
+        gateway,
+        nats,
+        state_channel,
+        clickhouse,
+    })
+}
 
+/// The live cache's NATS feed and the periodic upstream health checks.
+fn spawn_background(parts: &Parts) -> Vec<tokio::task::JoinHandle<()>> {
     let feed = tokio::spawn({
-        let (nats, cache) = (nats.clone(), cache.clone());
+        let (nats, cache) = (parts.nats.clone(), parts.gateway.cache.clone());
         async move {
             if let Err(error) = cache::feed(nats, cache).await {
                 tracing::error!(%error, "live cache feed stopped");
             }
         }
     });
-
     let upstream_checks = tokio::spawn({
-        let gateway = gateway.clone();
+        let gateway = parts.gateway.clone();
         let every = Duration::from_millis(gateway.config.rpc.health_check_interval_ms);
         async move {
             loop {
@@ -107,11 +136,15 @@ pub async fn run(
             }
         }
     });
+    vec![feed, upstream_checks]
+}
 
-    let health = Health::new("gateway")
-        .nats(&nats)
+/// `/health` of the gateway: NATS, the state service and ClickHouse.
+fn health(parts: &Parts) -> Health {
+    Health::new("gateway")
+        .nats(&parts.nats)
         .check("state", {
-            let channel = state_channel.clone();
+            let channel = parts.state_channel.clone();
             move || {
                 let mut client = tonic_health::pb::health_client::HealthClient::new(channel.clone());
                 async move {
@@ -124,7 +157,7 @@ pub async fn run(
             }
         })
         .check("clickhouse", {
-            let client = clickhouse.clone();
+            let client = parts.clickhouse.clone();
             move || {
                 let client = client.clone();
                 async move {
@@ -136,14 +169,18 @@ pub async fn run(
                         .map_err(|e| e.to_string())
                 }
             }
-        });
-    let app = router(health, metrics.registry.clone()).merge(http::routes(gateway.clone()));
+        })
+}
+
+/// Serves HTTP and gRPC until `shutdown`, then waits for both to drain.
+async fn serve(parts: &Parts, grpc: TcpListener, http: TcpListener, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let gateway = &parts.gateway;
+    let app = router(health(parts), gateway.metrics.registry.clone()).merge(http::routes(gateway.clone()));
     let timeouts = ServerTimeouts {
         header_read: Duration::from_millis(gateway.config.server.header_read_timeout_ms),
         idle: Duration::from_millis(gateway.config.server.keepalive_idle_ms),
     };
     let http_task = tokio::spawn(serve_with(http, app, shutdown.clone().cancelled_owned(), timeouts));
-
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter.set_serving::<MarketServiceServer<Market>>().await;
     health_reporter.set_serving::<RpcServiceServer<Rpc>>().await;
@@ -187,8 +224,5 @@ pub async fn run(
         )
         .await?;
     http_task.await??;
-    feed.abort();
-    upstream_checks.abort();
-    tracing::info!("gateway stopped");
     Ok(())
 }

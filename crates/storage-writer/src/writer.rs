@@ -13,9 +13,9 @@ use std::time::{Duration, Instant};
 use async_nats::HeaderMap;
 use async_nats::jetstream::{self, AckKind, Message};
 use clickhouse::{Client, Row, RowWrite};
+use moat_common_types::backoff::Backoff;
 use moat_common_types::proto_conv::decode;
 use moat_common_types::subject::DLQ_PREFIX;
-use rand::Rng;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
@@ -394,9 +394,11 @@ impl Writer {
                 Err(error) => {
                     attempt += 1;
                     self.metrics.insert_errors.inc();
-                    let cap = Duration::from_millis(self.batch.max_backoff_ms)
-                        .min(Duration::from_millis(100) * 2u32.saturating_pow(attempt.min(16)));
-                    let pause = Duration::from_millis(rand::rng().random_range(0..=cap.as_millis() as u64));
+                    let pause = Backoff::new(
+                        Duration::from_millis(100),
+                        Duration::from_millis(self.batch.max_backoff_ms),
+                    )
+                    .pause(attempt);
                     tracing::warn!(%error, attempt, pause_ms = pause.as_millis() as u64, rows = batch.messages.len(), "insert failed, retrying");
                     // Keep the messages ours while ClickHouse is away, so they
                     // are not redelivered to another replica meanwhile.

@@ -212,7 +212,9 @@ pub(crate) async fn reconnect_loop<F, Fut>(
         if started.elapsed() > std::time::Duration::from_secs(60) {
             attempt = 0;
         }
-        let pause = binance::connector::backoff(attempt, connection.backoff_max);
+        let pause =
+            moat_common_types::backoff::Backoff::new(std::time::Duration::from_millis(100), connection.backoff_max)
+                .pause(attempt);
         attempt = attempt.saturating_add(1);
         tokio::select! {
             () = tokio::time::sleep(pause) => {}

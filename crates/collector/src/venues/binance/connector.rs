@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use moat_common_types::model::{BookSnapshot, Gap};
 use moat_common_types::{MarketEvent, now_ms};
-use rand::Rng;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -85,12 +84,6 @@ impl BinanceVenue {
             self.rest_url.trim_end_matches('/')
         )
     }
-}
-
-/// Capped exponential backoff with full jitter.
-pub fn backoff(attempt: u32, cap: Duration) -> Duration {
-    let ceiling = Duration::from_millis(100u64.saturating_mul(1 << attempt.min(16))).min(cap);
-    Duration::from_millis(rand::rng().random_range(0..=ceiling.as_millis() as u64))
 }
 
 /// Runs connections until `shutdown`, reconnecting and resubscribing.

@@ -13,87 +13,26 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, Instant};
+use std::sync::atomic::AtomicU32;
+use std::time::Duration;
 
+use moat_common_types::backoff::Backoff;
 use moat_common_types::{Error, ErrorCode};
 use rand::Rng;
 use serde_json::{Value, json};
 
 use crate::config::RpcConfig;
 
-/// JSON-RPC error codes used by the gateway itself.
-pub mod codes {
-    pub const PARSE_ERROR: i64 = -32700;
-    pub const INVALID_REQUEST: i64 = -32600;
-    pub const METHOD_NOT_ALLOWED: i64 = -32601;
-    pub const INVALID_PARAMS: i64 = -32602;
-    pub const INTERNAL: i64 = -32603;
-    pub const LIMIT_EXCEEDED: i64 = -32005;
-}
+mod jsonrpc;
+mod upstreams;
 
-/// One request object of a JSON-RPC body: the id to answer with, and the
-/// method and params, or why the object is not a request.
-#[derive(Debug)]
-pub struct Request {
-    pub id: Value,
-    pub call: Result<(String, Value), Error>,
-}
+pub use jsonrpc::{Body, Request, codes, error_response, json_rpc_code, parse_body};
+pub use upstreams::Chain;
+use upstreams::{Attempt, Upstream};
 
-/// A JSON-RPC body: one request or a batch.
-#[derive(Debug)]
-pub enum Body {
-    One(Request),
-    Batch(Vec<Request>),
-}
-
-/// Parses a JSON-RPC body. A body that is not UTF-8 JSON, or a batch that
-/// is empty or longer than `max_batch`, is refused whole with its JSON-RPC
-/// code; an object that is not a request is refused on its own.
-pub fn parse_body(body: &[u8], max_batch: usize) -> Result<Body, (i64, Error)> {
-    let refuse = |code, message: String| (code, Error::invalid_argument(message));
-    let text = std::str::from_utf8(body).map_err(|e| refuse(codes::PARSE_ERROR, format!("body is not UTF-8: {e}")))?;
-    let value: Value =
-        serde_json::from_str(text).map_err(|e| refuse(codes::PARSE_ERROR, format!("body is not JSON: {e}")))?;
-    match value {
-        Value::Array(items) => {
-            if items.is_empty() || items.len() > max_batch {
-                return Err(refuse(
-                    codes::INVALID_REQUEST,
-                    format!("batch of {} calls: expected 1 to {max_batch}", items.len()),
-                ));
-            }
-            Ok(Body::Batch(items.into_iter().map(request).collect()))
-        }
-        item => Ok(Body::One(request(item))),
-    }
-}
-
-fn request(mut item: Value) -> Request {
-    let id = item.get_mut("id").map_or(Value::Null, Value::take);
-    let method = item.get("method").and_then(Value::as_str).map(str::to_owned);
-    let call = match (method, item.get_mut("params")) {
-        (None, _) => Err(Error::invalid_argument("request has no \"method\" string")),
-        (Some(method), None | Some(Value::Null)) => Ok((method, json!([]))),
-        (Some(method), Some(params @ (Value::Array(_) | Value::Object(_)))) => Ok((method, params.take())),
-        (Some(_), Some(other)) => Err(Error::invalid_argument(format!(
-            "\"params\" is {}: expected an array or an object",
-            json_kind(other)
-        ))),
-    };
-    Request { id, call }
-}
-
-fn json_kind(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
-}
+/// The pause between attempts of a read method on another upstream, unless
+/// the upstream said how long to wait (`Retry-After`).
+const RETRY_BACKOFF: Backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(2));
 
 /// Methods whose answers never change for the same parameters.
 const IMMUTABLE: &[&str] = &[
@@ -128,46 +67,12 @@ pub fn transaction_hash(raw: &str) -> Option<String> {
     Some(format!("0x{}", hex::encode(sha3::Keccak256::digest(&bytes))))
 }
 
-struct Upstream {
-    url: String,
-    consecutive_failures: AtomicU32,
-    ejected_until: Mutex<Option<Instant>>,
-}
-
-impl Upstream {
-    fn ejected(&self, now: Instant) -> bool {
-        let until = self
-            .ejected_until
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        until.is_some_and(|t| t > now)
-    }
-}
-
-pub struct Chain {
-    pub name: String,
-    pub chain_id: u64,
-    upstreams: Vec<Upstream>,
-}
-
 pub struct RpcProxy {
     chains: HashMap<String, Chain>,
     methods: HashSet<String>,
     http: reqwest::Client,
     config: RpcConfig,
     cache: Mutex<HashMap<String, Value>>,
-}
-
-/// What an upstream attempt ended with.
-enum Attempt {
-    Answer(Value),
-    /// Not delivered at all (connection refused, DNS): safe to try elsewhere.
-    Unreachable(String),
-    /// Sent but no usable answer (timeout, 5xx, garbage): maybe processed.
-    Failed {
-        error: Error,
-        retry_after: Option<Duration>,
-    },
 }
 
 impl RpcProxy {
@@ -240,53 +145,6 @@ impl RpcProxy {
 
     pub fn max_batch(&self) -> usize {
         self.config.max_batch
-    }
-
-    /// Chains and whether each has an upstream that is not ejected.
-    /// Asks every upstream of every chain `eth_chainId`; an error, a
-    /// timeout or another chain's id counts as a failure toward ejection.
-    pub async fn check_upstreams(&self) {
-        let probe = json!({"jsonrpc": "2.0", "id": 0, "method": "eth_chainId", "params": []});
-        let checks = self.chains.values().flat_map(|chain| {
-            let probe = &probe;
-            chain.upstreams.iter().map(move |upstream| async move {
-                if let Attempt::Answer(answer) = self.send(upstream, probe).await {
-                    let id = answer["result"]
-                        .as_str()
-                        .and_then(|hex| u64::from_str_radix(hex.trim_start_matches("0x"), 16).ok());
-                    if id != Some(chain.chain_id) {
-                        tracing::warn!(
-                            chain = %chain.name,
-                            upstream = %upstream.url,
-                            expected = chain.chain_id,
-                            answered = ?id,
-                            "upstream serves another chain: ejected"
-                        );
-                        *upstream
-                            .ejected_until
-                            .lock()
-                            .unwrap_or_else(std::sync::PoisonError::into_inner) =
-                            Some(Instant::now() + Duration::from_millis(self.config.eject_ms));
-                    }
-                }
-            })
-        });
-        futures::future::join_all(checks).await;
-    }
-
-    /// `(chain, upstreams, healthy upstreams)` for every allowed chain.
-    pub fn upstream_health(&self) -> Vec<(String, usize, usize)> {
-        let now = Instant::now();
-        let mut v: Vec<_> = self
-            .chains
-            .values()
-            .map(|c| {
-                let healthy = c.upstreams.iter().filter(|u| !u.ejected(now)).count();
-                (c.name.clone(), c.upstreams.len(), healthy)
-            })
-            .collect();
-        v.sort();
-        v
     }
 
     fn check_params(&self, method: &str, params: &Value) -> Result<(), Error> {
@@ -371,10 +229,7 @@ impl RpcProxy {
                         return Err(error);
                     }
                     last_error = error;
-                    let pause = retry_after.unwrap_or_else(|| {
-                        let cap = 50u64 << attempt.min(6);
-                        Duration::from_millis(rand::rng().random_range(0..=cap))
-                    });
+                    let pause = retry_after.unwrap_or_else(|| RETRY_BACKOFF.pause(attempt));
                     if attempt + 1 < max_attempts {
                         tokio::time::sleep(pause.min(Duration::from_secs(2))).await;
                     }
@@ -410,161 +265,6 @@ impl RpcProxy {
         }
         tracing::info!(upstream = %upstream.url, %hash, node = %message, "resent transaction answered with its hash");
         json!({"jsonrpc": "2.0", "id": request["id"], "result": hash})
-    }
-
-    /// The `n`-th upstream in rotation that is not ejected; when all are
-    /// ejected, the one whose ejection ends first (a probe).
-    fn pick<'a>(&self, chain: &'a Chain, n: usize) -> &'a Upstream {
-        let now = Instant::now();
-        let len = chain.upstreams.len();
-        (0..len)
-            .map(|i| &chain.upstreams[(n + i) % len])
-            .find(|u| !u.ejected(now))
-            .unwrap_or_else(|| {
-                chain
-                    .upstreams
-                    .iter()
-                    .min_by_key(|u| {
-                        *u.ejected_until
-                            .lock()
-                            .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    })
-                    .expect("chain has upstreams")
-            })
-    }
-
-    fn record(&self, upstream: &Upstream, ok: bool) {
-        if ok {
-            upstream.consecutive_failures.store(0, Ordering::Relaxed);
-            *upstream
-                .ejected_until
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
-            return;
-        }
-        let failures = upstream.consecutive_failures.fetch_add(1, Ordering::Relaxed) + 1;
-        if failures >= self.config.eject_after_failures {
-            tracing::warn!(upstream = %upstream.url, failures, "upstream ejected");
-            *upstream
-                .ejected_until
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner) =
-                Some(Instant::now() + Duration::from_millis(self.config.eject_ms));
-        }
-    }
-
-    async fn send(&self, upstream: &Upstream, body: &Value) -> Attempt {
-        let timeout_ms = self.config.timeout_ms;
-        let response = match self.http.post(&upstream.url).json(body).send().await {
-            Ok(r) => r,
-            Err(e) => {
-                self.record(upstream, false);
-                if e.is_connect() {
-                    return Attempt::Unreachable(error_chain(&e));
-                }
-                let error = if e.is_timeout() {
-                    Error::new(
-                        ErrorCode::DeadlineExceeded,
-                        format!("upstream {} did not answer within {timeout_ms} ms", upstream.url),
-                    )
-                } else {
-                    Error::unavailable(format!("upstream {} failed: {}", upstream.url, error_chain(&e)))
-                };
-                return Attempt::Failed {
-                    error,
-                    retry_after: None,
-                };
-            }
-        };
-        let status = response.status();
-        if status.as_u16() == 429 {
-            let retry_after = response
-                .headers()
-                .get("retry-after")
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse::<f64>().ok())
-                .map(Duration::from_secs_f64);
-            return Attempt::Failed {
-                error: Error::new(
-                    ErrorCode::Unavailable,
-                    format!("upstream {} is rate limiting (429)", upstream.url),
-                ),
-                retry_after,
-            };
-        }
-        if let Some(len) = response.content_length()
-            && len as usize > self.config.max_response_bytes
-        {
-            return Attempt::Failed {
-                error: Error::unavailable(format!(
-                    "upstream response of {len} bytes exceeds the limit of {} bytes",
-                    self.config.max_response_bytes
-                )),
-                retry_after: None,
-            };
-        }
-        let bytes = match response.bytes().await {
-            Ok(b) => b,
-            Err(e) => {
-                self.record(upstream, false);
-                return Attempt::Failed {
-                    error: Error::unavailable(format!("reading the answer of {}: {}", upstream.url, error_chain(&e))),
-                    retry_after: None,
-                };
-            }
-        };
-        if status.is_server_error() {
-            self.record(upstream, false);
-            let text = String::from_utf8_lossy(&bytes[..bytes.len().min(200)]).into_owned();
-            return Attempt::Failed {
-                error: Error::unavailable(format!("upstream {} answered HTTP {status}: {text}", upstream.url)),
-                retry_after: None,
-            };
-        }
-        match serde_json::from_slice::<Value>(&bytes) {
-            Ok(value) if value.is_object() => {
-                self.record(upstream, true);
-                Attempt::Answer(value)
-            }
-            _ => {
-                self.record(upstream, false);
-                Attempt::Failed {
-                    error: Error::unavailable(format!(
-                        "upstream {} answered HTTP {status} with no JSON-RPC response",
-                        upstream.url
-                    )),
-                    retry_after: None,
-                }
-            }
-        }
-    }
-}
-
-/// `error: cause: cause` — reqwest hides the interesting part in sources.
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
-}
-
-/// A JSON-RPC error response for `id`.
-pub fn error_response(id: Value, code: i64, message: &str) -> Value {
-    json!({"jsonrpc": "2.0", "id": id, "error": {"code": code, "message": message}})
-}
-
-/// The JSON-RPC code answering a gateway refusal.
-pub fn json_rpc_code(error: &Error) -> i64 {
-    match error.code {
-        ErrorCode::PermissionDenied => codes::METHOD_NOT_ALLOWED,
-        ErrorCode::InvalidArgument => codes::INVALID_PARAMS,
-        ErrorCode::ResourceExhausted => codes::LIMIT_EXCEEDED,
-        ErrorCode::FailedPrecondition => codes::INVALID_REQUEST,
-        _ => codes::INTERNAL,
     }
 }
 

@@ -1,0 +1,149 @@
+//! The gateway's GetPrice beside a bare tonic call.
+
+use std::time::{Duration, Instant};
+
+use tokio_util::sync::CancellationToken;
+
+use crate::{Row, percentile};
+
+/// GetPrice through the gateway (auth, rate limit, cache, audit) beside a
+/// bare tonic unary call (grpc.health.v1 Check) on the same server.
+pub(crate) async fn gateway(rows: &mut Vec<Row>, nats_url: &str) -> anyhow::Result<()> {
+    use moat_proto::gateway::v1::GetPriceRequest;
+    use moat_proto::gateway::v1::market_service_client::MarketServiceClient;
+    const TOKEN: &str = "bench-token-0123456789abcdef";
+    let token_value = TOKEN;
+    let mut config = moat_gateway::config::GatewayConfig::default();
+    config.nats.url = nats_url.into();
+    config.auth.tokens = vec![moat_gateway::config::TokenConfig {
+        strategy_id: "bench".into(),
+        token: token_value.into(),
+    }];
+    config.limits.requests_per_second = 1e9;
+    config.limits.burst = 1e9;
+    let grpc = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = grpc.local_addr()?;
+    let token = CancellationToken::new();
+    tokio::spawn(moat_gateway::run(
+        config,
+        grpc,
+        tokio::net::TcpListener::bind("127.0.0.1:0").await?,
+        token.clone(),
+    ));
+    let nats = async_nats::connect(nats_url).await?;
+    let channel = loop {
+        if let Ok(c) = tonic::transport::Channel::from_shared(format!("http://{addr}"))?
+            .connect()
+            .await
+        {
+            break c;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let request = move || {
+        let mut r = tonic::Request::new(GetPriceRequest {
+            token: "BTC".into(),
+            quote: "USD".into(),
+            chain: None,
+        });
+        r.metadata_mut()
+            .insert("authorization", format!("Bearer {TOKEN}").parse().expect("ascii"));
+        r
+    };
+    // Feed one price and wait until the cache has it.
+    let mut market = MarketServiceClient::new(channel.clone());
+    loop {
+        let event = moat_common_types::MarketEvent::Bbo(moat_common_types::model::Bbo {
+            instrument: moat_common_types::Instrument {
+                exchange: "bench".into(),
+                market: moat_common_types::Market::Spot,
+                symbol: "BTC-USDT".into(),
+                venue_symbol: "BTCUSDT".into(),
+            },
+            sequence: 1,
+            bid: moat_common_types::model::Level {
+                price: 60000.into(),
+                qty: 1.into(),
+            },
+            ask: moat_common_types::model::Level {
+                price: 60001.into(),
+                qty: 1.into(),
+            },
+            ts_exchange_ms: moat_common_types::now_ms() + 3_600_000,
+            ts_recv_ms: moat_common_types::now_ms(),
+        });
+        nats.publish(
+            "md.bbo.bench.spot.BTC-USDT",
+            moat_common_types::proto_conv::encode(&event).into(),
+        )
+        .await?;
+        if market.get_price(request()).await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    const CONCURRENCY: usize = 32;
+    const PER_TASK: usize = 1_000;
+    async fn drive<F, Fut>(call: F) -> (f64, Vec<Duration>)
+    where
+        F: Fn() -> Fut + Clone + Send + 'static,
+        Fut: std::future::Future<Output = bool> + Send,
+    {
+        let started = Instant::now();
+        let tasks: Vec<_> = (0..CONCURRENCY)
+            .map(|_| {
+                let call = call.clone();
+                tokio::spawn(async move {
+                    let mut lat = Vec::with_capacity(PER_TASK);
+                    for _ in 0..PER_TASK {
+                        let t = Instant::now();
+                        assert!(call().await, "call failed during the benchmark");
+                        lat.push(t.elapsed());
+                    }
+                    lat
+                })
+            })
+            .collect();
+        let mut all = Vec::new();
+        for t in tasks {
+            all.extend(t.await.expect("bench task"));
+        }
+        let rps = all.len() as f64 / started.elapsed().as_secs_f64();
+        all.sort();
+        (rps, all)
+    }
+    let ch = channel.clone();
+    let (ours, lat) = drive(move || {
+        let mut c = MarketServiceClient::new(ch.clone());
+        let r = request();
+        async move { c.get_price(r).await.is_ok() }
+    })
+    .await;
+    let ch = channel.clone();
+    let (bare, bare_lat) = drive(move || {
+        let mut c = tonic_health::pb::health_client::HealthClient::new(ch.clone());
+        async move {
+            c.check(tonic_health::pb::HealthCheckRequest { service: String::new() })
+                .await
+                .is_ok()
+        }
+    })
+    .await;
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    rows.push(Row {
+        what: format!("gateway: GetPrice, {CONCURRENCY} concurrent clients, one connection"),
+        figure: format!(
+            "{ours:.0} req/s, p50 {:.3} ms, p99 {:.3} ms",
+            ms(percentile(&lat, 0.5)),
+            ms(percentile(&lat, 0.99))
+        ),
+        baseline: format!(
+            "{bare:.0} req/s, p50 {:.3} ms, p99 {:.3} ms (bare tonic unary: grpc.health Check)",
+            ms(percentile(&bare_lat, 0.5)),
+            ms(percentile(&bare_lat, 0.99))
+        ),
+        ratio: ours / bare,
+    });
+    token.cancel();
+    Ok(())
+}
