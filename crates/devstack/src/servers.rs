@@ -28,8 +28,10 @@ fn create_dir(dir: &Path) -> Result<()> {
 
 /// How often JetStream syncs its files to disk: `always`, before every
 /// acknowledgement, so neither a SIGKILL nor a power cut loses a publish
-/// the server acknowledged or an ack it recorded. The cost is measured in
-/// BENCHMARKS.md; compose and the Helm values run the same setting.
+/// the server acknowledged (a consumer's acks are still written just after
+/// they are confirmed: a crash may forget the last few, whose messages then
+/// come again). The cost is measured in BENCHMARKS.md; compose runs the
+/// same setting.
 pub const NATS_SYNC_INTERVAL: &str = "always";
 
 /// A `nats-server` with JetStream, alone or as one node of a local cluster
