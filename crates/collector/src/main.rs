@@ -154,9 +154,7 @@ async fn main() -> anyhow::Result<()> {
     let config: CollectorConfig = load_or_exit(&args.config.sources("collector"));
     match args.command.unwrap_or(Command::Serve) {
         Command::Serve => {
-            let http = tokio::net::TcpListener::bind(config.http.listen)
-                .await
-                .with_context(|| format!("binding http.listen {}", config.http.listen))?;
+            let http = config.http.bind("http").await?;
             moat_collector::run(config, http, shutdown_token()).await
         }
         Command::Replay {

@@ -23,6 +23,14 @@ impl ListenConfig {
             listen: ([0, 0, 0, 0], port).into(),
         }
     }
+
+    /// Binds the address; a failure names `section` (`http`, `grpc`) and
+    /// the address, as a service's main reports it.
+    pub async fn bind(&self, section: &str) -> std::io::Result<tokio::net::TcpListener> {
+        tokio::net::TcpListener::bind(self.listen)
+            .await
+            .map_err(|e| std::io::Error::new(e.kind(), format!("binding {section}.listen {}: {e}", self.listen)))
+    }
 }
 
 /// The NATS servers a service connects to.

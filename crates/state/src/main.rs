@@ -1,6 +1,5 @@
 //! `moat-state [--config PATH]`: telemetry, config, listeners, run until a signal.
 
-use anyhow::Context;
 use clap::Parser;
 use moat_common_types::config::{ConfigArgs, load_or_exit, parse_args};
 use moat_common_types::{http::shutdown_token, telemetry};
@@ -20,11 +19,7 @@ async fn main() -> anyhow::Result<()> {
     let args: Args = parse_args();
     let _telemetry = telemetry::init("moat-state");
     let config: StateConfig = load_or_exit(&args.config.sources("state"));
-    let grpc = tokio::net::TcpListener::bind(config.grpc.listen)
-        .await
-        .with_context(|| format!("binding grpc.listen {}", config.grpc.listen))?;
-    let http = tokio::net::TcpListener::bind(config.http.listen)
-        .await
-        .with_context(|| format!("binding http.listen {}", config.http.listen))?;
+    let grpc = config.grpc.bind("grpc").await?;
+    let http = config.http.bind("http").await?;
     moat_state::run(config, grpc, http, shutdown_token()).await
 }

@@ -1,6 +1,5 @@
 //! `moat-storage-writer [--config PATH] [serve | migrate [--recreate]]`.
 
-use anyhow::Context;
 use clap::{Parser, Subcommand};
 use moat_common_types::config::{ConfigArgs, load_or_exit, parse_args};
 use moat_common_types::{http::shutdown_token, telemetry};
@@ -37,9 +36,7 @@ async fn main() -> anyhow::Result<()> {
     let config: WriterConfig = load_or_exit(&args.config.sources("storage-writer"));
     match args.command.unwrap_or(Command::Serve) {
         Command::Serve => {
-            let http = tokio::net::TcpListener::bind(config.http.listen)
-                .await
-                .with_context(|| format!("binding http.listen {}", config.http.listen))?;
+            let http = config.http.bind("http").await?;
             moat_storage_writer::run(config, http, shutdown_token()).await
         }
         Command::Migrate { recreate } => {
