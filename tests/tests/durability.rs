@@ -140,36 +140,42 @@ async fn a_killed_server_keeps_every_acknowledged_publish_and_its_ack_state() {
     );
 }
 
-#[test]
-fn a_cluster_node_knows_its_peers() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_node_knows_its_peers() {
     let dir = scratch();
-    let nodes = Nats::cluster(dir.path(), 3).unwrap();
-    for node in &nodes {
-        let routes = moat_devstack::http_get(&node.monitor_addr(), "/routez", Duration::from_secs(2)).unwrap();
-        assert!(routes.is_success(), "{}", routes.body);
-    }
+    let nodes = tokio::task::block_in_place(|| Nats::cluster(dir.path(), 3)).unwrap();
     // Every node sees the two others once the routes are up.
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
     for node in &nodes {
-        loop {
-            let body = moat_devstack::http_get(&node.monitor_addr(), "/routez", Duration::from_secs(2))
-                .unwrap()
-                .body;
-            let peers: BTreeSet<&str> = nodes
-                .iter()
-                .map(Nats::server_name)
-                .filter(|name| *name != node.server_name() && body.contains(&format!("\"remote_name\": \"{name}\"")))
-                .collect();
-            if peers.len() == 2 {
-                break;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "{} sees only {peers:?}:\n{body}",
-                node.server_name()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        let others: BTreeSet<String> = nodes
+            .iter()
+            .map(Nats::server_name)
+            .filter(|name| *name != node.server_name())
+            .map(str::to_owned)
+            .collect();
+        let monitor = node.monitor_addr();
+        eventually(
+            &format!("{} routed to {others:?}", node.server_name()),
+            Duration::from_secs(20),
+            || {
+                let (monitor, others) = (monitor.clone(), others.clone());
+                async move {
+                    let routez = tokio::task::spawn_blocking(move || {
+                        moat_devstack::http_get(&monitor, "/routez", Duration::from_secs(2))
+                    })
+                    .await
+                    .ok()?
+                    .ok()?;
+                    let routez: serde_json::Value = serde_json::from_str(&routez.body).ok()?;
+                    let seen: BTreeSet<String> = routez["routes"]
+                        .as_array()?
+                        .iter()
+                        .filter_map(|r| r["remote_name"].as_str().map(str::to_owned))
+                        .collect();
+                    (seen == others).then_some(())
+                }
+            },
+        )
+        .await;
     }
 }
 

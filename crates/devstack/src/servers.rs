@@ -271,12 +271,6 @@ impl ClickHouse {
         self.process.as_ref().and_then(ManagedProcess::pid)
     }
 
-    /// Whether the server process is still running (not merely whether
-    /// something answers on its port).
-    pub fn is_running(&mut self) -> bool {
-        self.process.as_mut().is_some_and(ManagedProcess::is_running)
-    }
-
     fn write_config(&self) -> Result<()> {
         create_dir(&self.dir.join("log"))?;
         create_dir(&self.dir.join("data"))?;

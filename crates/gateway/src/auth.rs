@@ -75,7 +75,11 @@ impl Auth {
 
     /// Authenticates `token` from `peer`; failures are counted per peer.
     pub fn authenticate(&self, token: Option<&str>, peer: Option<IpAddr>) -> Result<Strategy, Error> {
-        let now = Instant::now();
+        self.authenticate_at(token, peer, Instant::now())
+    }
+
+    /// [`Auth::authenticate`] at the instant `now`.
+    fn authenticate_at(&self, token: Option<&str>, peer: Option<IpAddr>, now: Instant) -> Result<Strategy, Error> {
         if let Some(peer) = peer {
             let mut failures = self.failures.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             if let Some(list) = failures.get_mut(&peer) {
@@ -143,15 +147,20 @@ mod tests {
 
     #[test]
     fn failures_that_aged_out_neither_lock_out_nor_panic() {
-        let mut a = auth(1);
-        a.window = Duration::from_millis(1);
-        a.lockout = Duration::from_millis(1);
+        let a = auth(1);
         let peer: IpAddr = "10.0.0.9".parse().unwrap();
-        assert!(a.authenticate(Some("bad"), Some(peer)).is_err());
-        std::thread::sleep(Duration::from_millis(5));
-        // The old failure is dropped; the peer is let in.
+        let start = Instant::now();
+        assert!(a.authenticate_at(Some("bad"), Some(peer), start).is_err());
+        // Within the lockout the peer is refused even with a good token.
+        let locked = a.authenticate_at(Some("alpha-token-0123456789"), Some(peer), start);
+        assert_eq!(locked.unwrap_err().code, ErrorCode::ResourceExhausted);
+        // Once window and lockout have passed, the old failure is dropped
+        // and the peer is let in.
+        let later = start + a.window.max(a.lockout) + Duration::from_millis(1);
         assert_eq!(
-            a.authenticate(Some("alpha-token-0123456789"), Some(peer)).unwrap().id,
+            a.authenticate_at(Some("alpha-token-0123456789"), Some(peer), later)
+                .unwrap()
+                .id,
             "alpha"
         );
     }
