@@ -733,6 +733,11 @@ def policy_problems(scn: dict, docs: list[tuple[str, dict]]) -> list[str]:
                     sec = next(s for s in by_kind["Secret"] if s["metadata"]["name"] == ref["name"])
                     if ref["key"] not in (sec.get("stringData") or {}) and ref["key"] not in (sec.get("data") or {}):
                         out.append(f"{cname}: Secret {ref['name']} has no key {ref['key']}")
+            if service == "collector" and int(dep["spec"].get("replicas", 1)) > 1 \
+                    and env.get("MOAT_COLLECTOR__PUBLISHER__MAX_BATCH_EVENTS", {}).get("value") != "1":
+                out.append(f"{cname}: {dep['spec']['replicas']} replicas of one shard must publish one event "
+                           "per message (MOAT_COLLECTOR__PUBLISHER__MAX_BATCH_EVENTS=1), or their batches "
+                           "escape JetStream's deduplication")
             mounts = {m["mountPath"]: m for m in c.get("volumeMounts", [])}
             if "/etc/moat" not in mounts or not mounts["/etc/moat"].get("readOnly"):
                 out.append(f"{cname}: config must be mounted read-only at /etc/moat")

@@ -109,6 +109,32 @@ pub fn own_nats() -> (Nats, tempfile::TempDir) {
     (nats, dir)
 }
 
+/// Every event `stream` holds, in stream order: the events of each
+/// message, whether it carries one or a batch. Fails on a message that
+/// cannot be read, so a test never counts past a corrupt one.
+pub async fn stream_events(
+    js: &async_nats::jetstream::Context,
+    stream: &str,
+) -> Result<Vec<moat_common_types::MarketEvent>, String> {
+    let mut stream = js.get_stream(stream).await.map_err(|e| e.to_string())?;
+    let state = stream.info().await.map_err(|e| e.to_string())?.state.clone();
+    let mut events = Vec::new();
+    if state.messages == 0 {
+        return Ok(events);
+    }
+    for sequence in state.first_sequence..=state.last_sequence {
+        // A sequence may have been deleted (a duplicate is never stored, but
+        // an operator may purge); only messages that exist are read.
+        let Ok(message) = stream.get_raw_message(sequence).await else {
+            continue;
+        };
+        let decoded = moat_common_types::proto_conv::decode_message(Some(&message.headers), &message.payload)
+            .map_err(|e| format!("stream sequence {sequence} on {}: {}", message.subject, e.message))?;
+        events.extend(decoded);
+    }
+    Ok(events)
+}
+
 /// PostgreSQL for a test: the shared server, or one of its own.
 pub struct TestPostgres {
     pub url: String,

@@ -399,12 +399,16 @@ impl Stack {
             while let Some(message) = batch.next().await {
                 let message = message.map_err(|e| e.to_string())?;
                 fetched += 1;
-                if let Ok(MarketEvent::Trade(t)) = moat_common_types::proto_conv::decode(&message.payload)
-                    && let Ok(id) = t.trade_id.parse::<u64>()
-                    && after < id
-                    && id < before
-                {
-                    ids.push(id);
+                let events = moat_common_types::proto_conv::decode_message(message.headers.as_ref(), &message.payload)
+                    .unwrap_or_default();
+                for event in events {
+                    if let MarketEvent::Trade(t) = event
+                        && let Ok(id) = t.trade_id.parse::<u64>()
+                        && after < id
+                        && id < before
+                    {
+                        ids.push(id);
+                    }
                 }
             }
             if fetched == 0 {

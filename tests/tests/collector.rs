@@ -8,16 +8,20 @@ use moat_collector::publisher::{EventQueue, EventSampler, run_publisher};
 use moat_common_types::model::{Instrument, Trade};
 use moat_common_types::nats::{StreamSettings, ensure_stream};
 use moat_common_types::{Decimal, Market, MarketEvent, Side};
-use moat_integration_tests::{eventually, own_nats};
+use moat_integration_tests::{eventually, own_nats, stream_events};
 use tokio_util::sync::CancellationToken;
 
 fn trade(i: u64) -> MarketEvent {
+    trade_of("BTC-USDT", i)
+}
+
+fn trade_of(symbol: &str, i: u64) -> MarketEvent {
     MarketEvent::Trade(Trade {
         instrument: Instrument {
             exchange: "test".into(),
             market: Market::Spot,
-            symbol: "BTC-USDT".into(),
-            venue_symbol: "BTCUSDT".into(),
+            symbol: symbol.into(),
+            venue_symbol: symbol.replace('-', ""),
         },
         trade_id: i.to_string(),
         price: Decimal::new(6_000_000, 2),
@@ -28,11 +32,11 @@ fn trade(i: u64) -> MarketEvent {
     })
 }
 
+/// Events the stream holds (messages carry one or several).
 async fn stored(url: &str) -> Option<u64> {
     let client = async_nats::connect(url).await.ok()?;
     let js = async_nats::jetstream::new(client);
-    let mut stream = js.get_stream("MARKET_DATA").await.ok()?;
-    Some(stream.info().await.ok()?.state.messages)
+    Some(stream_events(&js, "MARKET_DATA").await.ok()?.len() as u64)
 }
 
 /// The publisher as the collector runs it, until the token is cancelled.
@@ -45,7 +49,7 @@ fn spawn_publisher(
     let publisher = tokio::spawn(run_publisher(
         js,
         queue.clone(),
-        256,
+        moat_collector::config::PublisherConfig::default().limits(),
         EventSampler::new(0.0),
         metrics.clone(),
         token.clone().cancelled_owned(),
@@ -164,4 +168,52 @@ async fn an_event_too_large_to_publish_is_dropped_and_counted_and_the_rest_goes_
     assert!(queue.is_empty(), "nothing is left to retry");
     token.cancel();
     publisher.await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn events_queued_together_go_out_batched_by_subject_in_order() {
+    let (nats, _dir) = own_nats();
+    let url = nats.url();
+    let client = async_nats::connect(&url).await.unwrap();
+    let js = async_nats::jetstream::new(client);
+    ensure_stream(&js, &StreamSettings::default()).await.unwrap();
+
+    // Queued before the publisher starts, so its first round takes them all:
+    // two subjects interleaved, more events than one message may carry.
+    let metrics = Metrics::new();
+    let queue = EventQueue::new(10_000, metrics.clone());
+    let limits = moat_collector::config::PublisherConfig::default().limits();
+    let per_symbol = limits.max_batch_events as u64 + 500;
+    for i in 0..per_symbol {
+        queue.push(trade_of("BTC-USDT", i));
+        queue.push(trade_of("ETH-USDT", i));
+    }
+    let (publisher, token) = spawn_publisher(js.clone(), &queue, &metrics);
+    let total = 2 * per_symbol;
+    eventually("every event stored", Duration::from_secs(20), || async {
+        (stored(&url).await == Some(total)).then_some(())
+    })
+    .await;
+    token.cancel();
+    publisher.await.unwrap();
+
+    let mut stream = js.get_stream("MARKET_DATA").await.unwrap();
+    let messages = stream.info().await.unwrap().state.messages;
+    assert_eq!(messages, 4, "two full messages and two with the rest, one subject each");
+    assert_eq!(metrics.messages_published.get(), 4);
+    let events = stream_events(&js, "MARKET_DATA").await.unwrap();
+    for symbol in ["BTC-USDT", "ETH-USDT"] {
+        let ids: Vec<u64> = events
+            .iter()
+            .filter_map(|e| match e {
+                MarketEvent::Trade(t) if t.instrument.symbol == symbol => t.trade_id.parse().ok(),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            ids,
+            (0..per_symbol).collect::<Vec<_>>(),
+            "{symbol}: every trade once, in order"
+        );
+    }
 }

@@ -1,7 +1,8 @@
 //! JetStream → storage-writer → ClickHouse on real servers: exactly N rows
 //! for N events, through duplicates, redelivery of stored trades, a poison
-//! message, a SIGKILLed writer and a ClickHouse outage; a pull request
-//! the server ends late, and a message delivered twice into one batch.
+//! message or a poison event inside a batch, a SIGKILLed writer (alone or
+//! beside a second replica) and a ClickHouse outage; a pull request the
+//! server ends late, and a message delivered twice into one batch.
 
 use std::process::{Child, Command};
 use std::time::Duration;
@@ -10,8 +11,8 @@ use async_nats::HeaderMap;
 use async_nats::jetstream;
 use moat_common_types::model::{Instrument, Trade};
 use moat_common_types::nats::{StreamSettings, ensure_stream};
-use moat_common_types::proto_conv::encode;
-use moat_common_types::subject::{Subject, msg_id};
+use moat_common_types::proto_conv::{BatchPayload, EVENTS_HEADER, Encoded, encode};
+use moat_common_types::subject::{Subject, batch_msg_id, msg_id};
 use moat_common_types::{Decimal, Market, MarketEvent, Side};
 use moat_integration_tests::{TestClickHouse, bin, eventually, listener, own_nats, scratch, unique};
 use moat_storage_writer::config::WriterConfig;
@@ -52,6 +53,32 @@ async fn publish(js: &jetstream::Context, events: impl IntoIterator<Item = Marke
                 ack.await.unwrap();
             }
         }
+    }
+    for ack in acks {
+        ack.await.unwrap();
+    }
+}
+
+/// Publishes `events` (all of one subject) as the collector does under
+/// load: `per_message` events to a message, with the batch's id.
+async fn publish_batched(js: &jetstream::Context, events: &[MarketEvent], per_message: usize) {
+    let mut acks = Vec::new();
+    for chunk in events.chunks(per_message) {
+        let mut payload = BatchPayload::default();
+        for event in chunk {
+            payload.push(Encoded::new(event));
+        }
+        let (payload, count) = payload.encode();
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            "Nats-Msg-Id",
+            batch_msg_id(&chunk[0], &chunk[chunk.len() - 1], chunk.len()).as_str(),
+        );
+        if let Some(count) = count {
+            headers.insert(EVENTS_HEADER, count.to_string().as_str());
+        }
+        let subject = Subject::for_event(&chunk[0]).unwrap().to_string();
+        acks.push(js.publish_with_headers(subject, headers, payload.into()).await.unwrap());
     }
     for ack in acks {
         ack.await.unwrap();
@@ -188,6 +215,56 @@ async fn poison_message_is_dead_lettered_and_the_rest_flows() {
         (distinct_trades(&ch, &db, "ETH-USDT") == 200).then_some(())
     })
     .await;
+    token.cancel();
+    writer.await.unwrap().unwrap();
+    ch.query(&format!("DROP DATABASE {db}"));
+}
+
+#[tokio::test]
+async fn a_poison_event_inside_a_batch_is_dead_lettered_alone() {
+    let (nats, _dir) = own_nats();
+    let ch = TestClickHouse::get();
+    let db = unique("poisonbatch");
+    let config = writer_config(&nats.url(), &ch.url, &db);
+    let consumer_name = config.writer.consumer.clone();
+    migrate(&config).await;
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    let js = jetstream::new(client.clone());
+    let stream = ensure_stream(&js, &StreamSettings::default()).await.unwrap();
+    let mut dlq = client.subscribe("md.dlq.>").await.unwrap();
+
+    let token = CancellationToken::new();
+    let writer = tokio::spawn(moat_storage_writer::run(config, listener().await, token.clone()));
+
+    // 300 events in three messages; the 150th has a negative price, which
+    // no consumer accepts.
+    let mut events: Vec<MarketEvent> = (0..300).map(|i| trade("XRP-USDT", i)).collect();
+    if let MarketEvent::Trade(t) = &mut events[150] {
+        t.price = Decimal::new(-1, 0);
+    }
+    publish_batched(&js, &events, 100).await;
+
+    let dead = tokio::time::timeout(Duration::from_secs(30), futures::StreamExt::next(&mut dlq))
+        .await
+        .expect("a dead letter within 30 s")
+        .unwrap();
+    assert_eq!(dead.subject.as_str(), "md.dlq.undecodable");
+    let headers = dead.headers.clone().unwrap();
+    assert_eq!(headers.get("Moat-Dlq-Event-Index").unwrap().as_str(), "50");
+    assert!(headers.get(EVENTS_HEADER).is_none(), "the dead letter is one event");
+    assert!(
+        headers.get("Moat-Dlq-Error").unwrap().as_str().contains("trade.price"),
+        "{headers:?}"
+    );
+    // The dead letter is the event as it came, readable on its own.
+    let raw = moat_common_types::proto_conv::message_events(None, &dead.payload).unwrap();
+    assert_eq!(raw.len(), 1);
+
+    eventually("the other 299 trades", Duration::from_secs(30), || async {
+        (distinct_trades(&ch, &db, "XRP-USDT") == 299).then_some(())
+    })
+    .await;
+    all_acked(&stream, &consumer_name).await;
     token.cancel();
     writer.await.unwrap().unwrap();
     ch.query(&format!("DROP DATABASE {db}"));
@@ -464,5 +541,61 @@ async fn a_message_delivered_twice_into_one_batch_is_stored_once() {
 
     token.cancel();
     writer.await.unwrap().unwrap();
+    ch.query(&format!("DROP DATABASE {db}"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_writer_replicas_store_everything_once_when_one_is_killed_under_load() {
+    let (nats, _dir) = own_nats();
+    let ch = TestClickHouse::get();
+    let db = unique("replicas");
+    migrate(&writer_config(&nats.url(), &ch.url, &db)).await;
+    let js = jetstream::new(async_nats::connect(nats.url()).await.unwrap());
+    ensure_stream(&js, &StreamSettings::default()).await.unwrap();
+
+    const N: u64 = 40_000;
+    let events: Vec<MarketEvent> = (0..N).map(|i| trade("DOT-USDT", i)).collect();
+    let mut first = spawn_writer(&nats.url(), &ch.url, &db);
+    let mut second = spawn_writer(&nats.url(), &ch.url, &db);
+    // A steady feed, in batches as the collector sends them under load.
+    let feed = {
+        let js = js.clone();
+        tokio::spawn(async move {
+            for part in events.chunks(2_000) {
+                publish_batched(&js, part, 50).await;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+    };
+    eventually("a quarter stored", Duration::from_secs(60), || async {
+        (raw_trades(&ch, &db, "DOT-USDT") >= N / 4).then_some(())
+    })
+    .await;
+    first.kill().unwrap(); // SIGKILL, mid-feed
+    first.wait().unwrap();
+    feed.await.unwrap();
+
+    // The survivor takes over what the other held once ack_wait expires.
+    eventually("every trade", Duration::from_secs(90), || async {
+        (raw_trades(&ch, &db, "DOT-USDT") == N).then_some(())
+    })
+    .await;
+    assert_eq!(distinct_trades(&ch, &db, "DOT-USDT"), N);
+    assert_eq!(
+        ch.count(&format!(
+            "SELECT count() FROM {db}.trades FINAL WHERE symbol = 'DOT-USDT'"
+        )),
+        N
+    );
+    // Candles aggregate at insert: each trade counted exactly once.
+    eventually("candles count every trade once", Duration::from_secs(30), || async {
+        let counted = ch.count(&format!(
+            "SELECT countMerge(trades) FROM {db}.candles_1m WHERE symbol = 'DOT-USDT'"
+        ));
+        (counted == N).then_some(())
+    })
+    .await;
+    second.kill().unwrap();
+    second.wait().unwrap();
     ch.query(&format!("DROP DATABASE {db}"));
 }

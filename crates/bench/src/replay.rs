@@ -66,7 +66,7 @@ pub(crate) async fn replay_to_nats(rows: &mut Vec<Row>, nats_url: &str) -> anyho
         let publisher = tokio::spawn(run_publisher(
             js.clone(),
             queue.clone(),
-            4096,
+            moat_collector::config::PublisherConfig::default().limits(),
             EventSampler::new(0.0),
             metrics.clone(),
             token.clone().cancelled_owned(),

@@ -8,7 +8,7 @@ use anyhow::{Context, anyhow};
 use clap::Args;
 use futures::StreamExt;
 use moat_common_types::MarketEvent;
-use moat_common_types::proto_conv::decode;
+use moat_common_types::proto_conv::decode_message;
 use serde_json::{Value, json};
 
 use crate::Global;
@@ -156,14 +156,23 @@ pub async fn tail(global: &Global, args: TailArgs) -> anyhow::Result<()> {
         .with_context(|| format!("subscribing to {}", args.subject))?;
     let mut seen = 0;
     while let Some(message) = messages.next().await {
-        match decode(&message.payload) {
-            Ok(event) if global.json => println!("{}", event.to_json()),
-            Ok(event) => println!("{}", event_line(&event)),
-            Err(error) => eprintln!("{}: undecodable payload: {}", message.subject, error.message),
-        }
-        seen += 1;
-        if args.count.is_some_and(|n| seen >= n) {
-            break;
+        let events = match decode_message(message.headers.as_ref(), &message.payload) {
+            Ok(events) => events,
+            Err(error) => {
+                eprintln!("{}: undecodable payload: {}", message.subject, error.message);
+                Vec::new()
+            }
+        };
+        for event in events {
+            if global.json {
+                println!("{}", event.to_json());
+            } else {
+                println!("{}", event_line(&event));
+            }
+            seen += 1;
+            if args.count.is_some_and(|n| seen >= n) {
+                return Ok(());
+            }
         }
     }
     Ok(())

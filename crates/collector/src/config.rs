@@ -85,8 +85,13 @@ impl Default for VenueConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PublisherConfig {
-    /// Publish acks awaited concurrently.
+    /// Messages whose publish ack is awaited at once.
     pub max_ack_inflight: usize,
+    /// Events of one subject carried by one message at most. Events queued
+    /// together are batched; at a low rate most messages hold one. Set 1
+    /// when several replicas collect the same venue: JetStream then drops
+    /// their duplicates event by event.
+    pub max_batch_events: usize,
     /// Events held while NATS is slow or down; beyond it the oldest are
     /// dropped and counted, so venue read loops never block.
     pub buffer_capacity: usize,
@@ -95,10 +100,20 @@ pub struct PublisherConfig {
     pub trace_ratio: f64,
 }
 
+impl PublisherConfig {
+    pub fn limits(&self) -> crate::publisher::PublishLimits {
+        crate::publisher::PublishLimits {
+            max_ack_inflight: self.max_ack_inflight,
+            max_batch_events: self.max_batch_events,
+        }
+    }
+}
+
 impl Default for PublisherConfig {
     fn default() -> Self {
         PublisherConfig {
             max_ack_inflight: 4096,
+            max_batch_events: 1000,
             buffer_capacity: 100_000,
             trace_ratio: 0.001,
         }
@@ -182,6 +197,13 @@ impl Validate for CollectorConfig {
         }
         if p.max_ack_inflight == 0 {
             return Err(ConfigError::invalid("publisher.max_ack_inflight", 0, "at least 1"));
+        }
+        if p.max_batch_events == 0 || p.max_batch_events > 100_000 {
+            return Err(ConfigError::invalid(
+                "publisher.max_batch_events",
+                p.max_batch_events,
+                "1 to 100000 events",
+            ));
         }
         if p.buffer_capacity == 0 {
             return Err(ConfigError::invalid("publisher.buffer_capacity", 0, "at least 1"));

@@ -164,7 +164,8 @@ async fn seed_trade_ids(js: &async_nats::jetstream::Context, stream: &str, conne
         let Ok(message) = stream.get_last_raw_message_by_subject(&subject.to_string()).await else {
             continue;
         };
-        if let Ok(moat_common_types::MarketEvent::Trade(t)) = moat_common_types::proto_conv::decode(&message.payload)
+        let events = moat_common_types::proto_conv::decode_message(Some(&message.headers), &message.payload);
+        if let Some(moat_common_types::MarketEvent::Trade(t)) = events.ok().and_then(|mut e| e.pop())
             && let Ok(id) = t.trade_id.parse()
         {
             tracing::info!(
@@ -239,7 +240,7 @@ pub async fn run(config: CollectorConfig, http: TcpListener, shutdown: Cancellat
     let publisher = tokio::spawn(run_publisher(
         js,
         queue,
-        config.publisher.max_ack_inflight,
+        config.publisher.limits(),
         crate::publisher::EventSampler::new(config.publisher.trace_ratio),
         metrics.clone(),
         shutdown.clone().cancelled_owned(),

@@ -338,7 +338,7 @@ async fn replay(
         let publisher = tokio::spawn(moat_collector::publisher::run_publisher(
             js,
             queue.clone(),
-            config.publisher.max_ack_inflight,
+            config.publisher.limits(),
             moat_collector::publisher::EventSampler::new(config.publisher.trace_ratio),
             metrics.clone(),
             token.clone().cancelled_owned(),

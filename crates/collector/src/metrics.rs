@@ -12,6 +12,8 @@ pub struct Metrics {
     pub queue_depth: IntGauge,
     pub queue_dropped: IntCounter,
     pub publish_latency: Histogram,
+    pub messages_published: IntCounter,
+    pub round_messages: Histogram,
     pub rejects: IntCounterVec,
     pub reconnects: IntCounterVec,
     pub resyncs: IntCounterVec,
@@ -83,6 +85,25 @@ impl Metrics {
                 Histogram::with_opts(
                     HistogramOpts::new("moat_collector_publish_latency_seconds", "publish to JetStream ack")
                         .buckets(prometheus::exponential_buckets(0.0005, 2.0, 14).expect("valid buckets")),
+                )
+                .expect("valid metric"),
+            ),
+            messages_published: register(
+                &registry,
+                IntCounter::new(
+                    "moat_collector_messages_published_total",
+                    "JetStream messages acknowledged (each carries one or more events of one subject)",
+                )
+                .expect("valid metric"),
+            ),
+            round_messages: register(
+                &registry,
+                Histogram::with_opts(
+                    HistogramOpts::new(
+                        "moat_collector_publish_round_messages",
+                        "messages published per round (every event queued at the time, grouped by subject)",
+                    )
+                    .buckets(prometheus::exponential_buckets(1.0, 4.0, 8).expect("valid buckets")),
                 )
                 .expect("valid metric"),
             ),

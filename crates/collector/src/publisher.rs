@@ -1,26 +1,26 @@
 //! The bounded queue between connectors and NATS, and the publisher that
-//! drains it into JetStream with pipelined acks.
+//! drains it into JetStream in rounds of batched messages.
 //!
 //! Connectors never wait on NATS: [`EventQueue::push`] drops the oldest
-//! event (and counts it) when the queue is full. The publisher keeps up to
-//! `max_ack_inflight` acks outstanding; an event whose publish or ack fails
-//! goes back to the front of the queue (with the rest of its batch, in
-//! order) and is sent again with the same `Nats-Msg-Id`, so JetStream
-//! stores it once. An event that can never be published (larger than the
-//! server's max payload) is dropped and counted, never retried forever.
+//! event (and counts it) when the queue is full. The publisher groups what
+//! is queued by subject into messages of several events ([`run_publisher`]);
+//! a message whose publish or ack fails is sent again as it was, with the
+//! same `Nats-Msg-Id`, so JetStream stores it once. An event that can never
+//! be published (larger than the server's max payload) is dropped and
+//! counted, never retried forever.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_nats::HeaderMap;
 use async_nats::jetstream;
-use async_nats::jetstream::context::{PublishAckFuture, PublishErrorKind};
+use async_nats::jetstream::context::{PublishAckFuture, PublishError, PublishErrorKind};
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use moat_common_types::MarketEvent;
-use moat_common_types::proto_conv::encode;
-use moat_common_types::subject::{Subject, msg_id};
+use moat_common_types::proto_conv::{BatchPayload, EVENTS_HEADER, Encoded};
+use moat_common_types::subject::{Subject, batch_msg_id};
 use tokio::sync::Notify;
 
 use crate::metrics::Metrics;
@@ -69,21 +69,6 @@ impl EventQueue {
         kept_all
     }
 
-    /// Puts events taken but not published back at the front, in their
-    /// order, so they go out before anything queued since.
-    fn requeue(&self, events: impl DoubleEndedIterator<Item = MarketEvent>) {
-        let mut q = self.lock();
-        for event in events.rev() {
-            if q.len() >= self.capacity {
-                // Drop-oldest: the events put back are older than any queued.
-                self.metrics.queue_dropped.inc();
-                continue;
-            }
-            q.push_front(event);
-        }
-        self.metrics.queue_depth.set(q.len() as i64);
-    }
-
     pub fn len(&self) -> usize {
         self.lock().len()
     }
@@ -113,13 +98,6 @@ impl EventQueue {
     }
 }
 
-struct Inflight {
-    event: MarketEvent,
-    started: Instant,
-    /// The producer span of a sampled event, open until JetStream acked it.
-    _span: Option<tracing::Span>,
-}
-
 /// Which events carry a trace: a fraction `ratio` of them, chosen at random.
 #[derive(Clone, Copy, Debug)]
 pub struct EventSampler {
@@ -138,120 +116,344 @@ impl EventSampler {
     }
 }
 
+/// How the publisher forms and paces messages.
+#[derive(Debug, Clone, Copy)]
+pub struct PublishLimits {
+    /// Messages whose ack is awaited at once.
+    pub max_ack_inflight: usize,
+    /// Events of one subject carried by one message at most.
+    pub max_batch_events: usize,
+}
+
+/// Rounds in flight at once: while the server stores one, the next is on
+/// its way, and what queues up meanwhile forms the round after.
+const MAX_ROUNDS: usize = 2;
+
+/// Events taken from the queue for one round at most.
+const MAX_ROUND_EVENTS: usize = 65_536;
+
+/// Room left in a message for its headers below the server's max payload.
+const HEADER_ROOM: usize = 4_096;
+
+/// One message: events of one subject, sent again as it is until acked.
+struct Outgoing {
+    subject: String,
+    id: String,
+    payload: bytes::Bytes,
+    /// `Moat-Events` for a batch; `None` for a plain single event.
+    count: Option<usize>,
+    exchange: String,
+    kind: &'static str,
+    round: u64,
+    /// The producer span of a sampled message, open until JetStream acked it.
+    span: Option<tracing::Span>,
+}
+
+impl Outgoing {
+    fn events(&self) -> usize {
+        self.count.unwrap_or(1)
+    }
+}
+
+/// Events of one subject being gathered, with what their message needs.
+struct Gathering {
+    subject: String,
+    first: MarketEvent,
+    last: Option<MarketEvent>,
+    payload: BatchPayload,
+}
+
+impl Gathering {
+    fn finish(self, round: u64, sampler: EventSampler) -> Outgoing {
+        let last = self.last.as_ref().unwrap_or(&self.first);
+        let id = batch_msg_id(&self.first, last, self.payload.count());
+        let (payload, count) = self.payload.encode();
+        let span = sampler.sample().then(|| publish_span(&self.first, count.unwrap_or(1)));
+        Outgoing {
+            subject: self.subject,
+            id,
+            payload: payload.into(),
+            count,
+            exchange: self.first.instrument().exchange.clone(),
+            kind: self.first.kind().as_str(),
+            round,
+            span,
+        }
+    }
+}
+
+/// Groups a round of events into messages, one subject each, in the order
+/// each subject first appears; events keep their order within a subject.
+/// An event that can never be published is dropped and counted.
+fn gather(
+    events: Vec<MarketEvent>,
+    limits: PublishLimits,
+    max_bytes: usize,
+    round: u64,
+    sampler: EventSampler,
+    metrics: &Metrics,
+) -> Vec<Outgoing> {
+    let mut open: HashMap<String, Gathering> = HashMap::new();
+    let mut order: Vec<String> = Vec::new();
+    let mut out = Vec::new();
+    for event in events {
+        let subject = match Subject::for_event(&event) {
+            Ok(subject) => subject.to_string(),
+            Err(error) => {
+                reject(metrics, &event, "invalid_subject", &error.to_string());
+                continue;
+            }
+        };
+        let encoded = Encoded::new(&event);
+        if encoded.len() > max_bytes {
+            let error = format!("{} bytes encoded, the server takes {max_bytes}", encoded.len());
+            reject(metrics, &event, "too_large", &error);
+            continue;
+        }
+        if let Some(g) = open.get(&subject)
+            && (g.payload.count() >= limits.max_batch_events || g.payload.encoded_len() + encoded.len() > max_bytes)
+            && let Some(full) = open.remove(&subject)
+        {
+            out.push(full.finish(round, sampler));
+        }
+        match open.get_mut(&subject) {
+            Some(g) => {
+                g.payload.push(encoded);
+                g.last = Some(event);
+            }
+            None => {
+                let mut payload = BatchPayload::default();
+                payload.push(encoded);
+                order.push(subject.clone());
+                open.insert(
+                    subject.clone(),
+                    Gathering {
+                        subject,
+                        first: event,
+                        last: None,
+                        payload,
+                    },
+                );
+            }
+        }
+    }
+    for subject in order {
+        if let Some(g) = open.remove(&subject) {
+            out.push(g.finish(round, sampler));
+        }
+    }
+    out
+}
+
+fn reject(metrics: &Metrics, event: &MarketEvent, reason: &'static str, error: &str) {
+    let i = event.instrument();
+    metrics.rejects.with_label_values(&[i.exchange.as_str(), reason]).inc();
+    tracing::error!(%error, kind = event.kind().as_str(), symbol = %i.symbol, reason, "event cannot be published, dropped");
+}
+
 /// Publishes queued events until `shutdown` fires, then drains what is left
 /// for up to `grace`.
+///
+/// Publishing goes in rounds, like a database's group commit: a round takes
+/// every queued event, groups them by subject into messages of up to
+/// `max_batch_events`, and publishes them all; at most [`MAX_ROUNDS`] are in
+/// flight. At a low rate a round is a few single-event messages and leaves
+/// as soon as they arrive; under load the events that queue up while the
+/// server stores a round make the next one's messages larger, so the number
+/// of messages (and of the server's disk syncs) grows far slower than the
+/// number of events.
 pub async fn run_publisher(
     js: jetstream::Context,
     queue: Arc<EventQueue>,
-    max_inflight: usize,
+    limits: PublishLimits,
     sampler: EventSampler,
     metrics: Metrics,
     shutdown: impl std::future::Future<Output = ()>,
     grace: Duration,
 ) {
+    let limits = PublishLimits {
+        max_ack_inflight: limits.max_ack_inflight.max(1),
+        max_batch_events: limits.max_batch_events.max(1),
+    };
     let mut inflight = FuturesUnordered::new();
+    // Messages to send again (their ack failed), before any new round.
+    let mut retry: VecDeque<Outgoing> = VecDeque::new();
+    // Messages of each round still awaiting their ack.
+    let mut open_rounds: HashMap<u64, usize> = HashMap::new();
+    let mut next_round = 0u64;
     let mut shutdown = std::pin::pin!(shutdown);
     let mut draining_since: Option<Instant> = None;
     loop {
         if let Some(since) = draining_since
-            && ((queue.is_empty() && inflight.is_empty()) || since.elapsed() > grace)
+            && ((queue.is_empty() && inflight.is_empty() && retry.is_empty()) || since.elapsed() > grace)
         {
-            if !queue.is_empty() || !inflight.is_empty() {
+            if !queue.is_empty() || !inflight.is_empty() || !retry.is_empty() {
                 tracing::warn!(
                     queued = queue.len(),
                     inflight = inflight.len(),
+                    retrying = retry.len(),
                     "publisher stopped before draining"
                 );
             }
             return;
         }
+        // Send what failed before; then, when a round slot is free, a new round.
+        while inflight.len() < limits.max_ack_inflight
+            && let Some(message) = retry.pop_front()
+        {
+            match send(&js, &message).await {
+                Ok(ack) => inflight.push(acked(ack, message, Instant::now())),
+                Err(Failed::Never(reason, error)) => {
+                    drop_message(&metrics, &mut open_rounds, &message, reason, &error);
+                }
+                Err(Failed::Retry(error)) => {
+                    metrics.publish_errors.inc();
+                    tracing::warn!(%error, "publish failed, will retry");
+                    retry.push_front(message);
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    break;
+                }
+            }
+        }
+        let may_start_round =
+            retry.is_empty() && open_rounds.len() < MAX_ROUNDS && inflight.len() < limits.max_ack_inflight;
         tokio::select! {
             () = &mut shutdown, if draining_since.is_none() => {
                 tracing::info!(queued = queue.len(), "publisher draining");
                 draining_since = Some(Instant::now());
             }
-            batch = queue.next_batch(256), if inflight.len() < max_inflight => {
-                let mut batch = batch.into_iter();
-                while let Some(event) = batch.next() {
-                    let span = sampler.sample().then(|| publish_span(&event));
-                    let published = match &span {
-                        // Not imported: `MarketEvent::instrument` would clash with it.
-                        Some(span) => tracing::Instrument::instrument(publish(&js, &event), span.clone()).await,
-                        None => publish(&js, &event).await,
-                    };
-                    match published {
-                        Ok(ack) => {
-                            let started = Instant::now();
-                            inflight.push(async move { (ack.await, Inflight { event, started, _span: span }) });
-                        }
+            events = queue.next_batch(MAX_ROUND_EVENTS), if may_start_round => {
+                let round = next_round;
+                next_round += 1;
+                let messages = gather(events, limits, max_bytes(&js), round, sampler, &metrics);
+                if !messages.is_empty() {
+                    open_rounds.insert(round, messages.len());
+                }
+                metrics.round_messages.observe(messages.len() as f64);
+                let mut messages = messages.into_iter();
+                while let Some(message) = messages.next() {
+                    match send(&js, &message).await {
+                        Ok(ack) => inflight.push(acked(ack, message, Instant::now())),
                         Err(Failed::Never(reason, error)) => {
-                            let i = event.instrument();
-                            metrics.rejects.with_label_values(&[i.exchange.as_str(), reason]).inc();
-                            tracing::error!(%error, kind = event.kind().as_str(), symbol = %i.symbol, "event cannot be published, dropped");
+                            drop_message(&metrics, &mut open_rounds, &message, reason, &error);
                         }
                         Err(Failed::Retry(error)) => {
                             metrics.publish_errors.inc();
                             tracing::warn!(%error, "publish failed, will retry");
-                            // The rest of the batch goes back too, in order.
-                            queue.requeue(std::iter::once(event).chain(batch));
+                            // The rest of the round waits too, in order.
+                            retry.push_back(message);
+                            retry.extend(messages);
                             tokio::time::sleep(Duration::from_millis(200)).await;
                             break;
                         }
                     }
                 }
             }
-            Some((result, done)) = inflight.next(), if !inflight.is_empty() => {
+            Some((result, message, started)) = inflight.next(), if !inflight.is_empty() => {
                 match result {
                     Ok(_) => {
-                        let i = done.event.instrument();
-                        metrics.published.with_label_values(&[i.exchange.as_str(), done.event.kind().as_str()]).inc();
-                        metrics.publish_latency.observe(done.started.elapsed().as_secs_f64());
+                        metrics.published.with_label_values(&[message.exchange.as_str(), message.kind]).inc_by(message.events() as u64);
+                        metrics.messages_published.inc();
+                        metrics.publish_latency.observe(started.elapsed().as_secs_f64());
+                        close_round(&mut open_rounds, message.round);
                     }
                     Err(error) => {
                         metrics.publish_errors.inc();
-                        tracing::warn!(%error, "publish ack failed, will retry");
-                        queue.requeue(std::iter::once(done.event));
+                        tracing::warn!(%error, events = message.events(), "publish ack failed, will retry");
+                        retry.push_back(message);
                     }
                 }
             }
-            () = tokio::time::sleep(Duration::from_millis(100)), if draining_since.is_some() => {}
+            () = tokio::time::sleep(Duration::from_millis(100)), if draining_since.is_some() || !retry.is_empty() => {}
         }
     }
 }
 
-/// The producer span of one sampled event; its context travels in the
+/// The largest payload a message may carry: the server's max payload (as
+/// of the last connection; 1 MiB, NATS's default, before the first) less
+/// room for headers.
+fn max_bytes(js: &jetstream::Context) -> usize {
+    let server = match js.client().server_info().max_payload {
+        0 => 1024 * 1024,
+        n => n,
+    };
+    server.saturating_sub(HEADER_ROOM).max(HEADER_ROOM)
+}
+
+/// The ack of a message sent at `started`, with the message.
+async fn acked(
+    ack: PublishAckFuture,
+    message: Outgoing,
+    started: Instant,
+) -> (Result<jetstream::publish::PublishAck, PublishError>, Outgoing, Instant) {
+    (ack.await, message, started)
+}
+
+fn close_round(open_rounds: &mut HashMap<u64, usize>, round: u64) {
+    if let Some(left) = open_rounds.get_mut(&round) {
+        *left -= 1;
+        if *left == 0 {
+            open_rounds.remove(&round);
+        }
+    }
+}
+
+fn drop_message(
+    metrics: &Metrics,
+    open_rounds: &mut HashMap<u64, usize>,
+    message: &Outgoing,
+    reason: &'static str,
+    error: &str,
+) {
+    metrics
+        .rejects
+        .with_label_values(&[message.exchange.as_str(), reason])
+        .inc_by(message.events() as u64);
+    tracing::error!(%error, subject = %message.subject, events = message.events(), reason, "message cannot be published, dropped");
+    close_round(open_rounds, message.round);
+}
+
+/// The producer span of one sampled message; its context travels in the
 /// message's `traceparent` header to the storage-writer.
-fn publish_span(event: &MarketEvent) -> tracing::Span {
-    let i = event.instrument();
+fn publish_span(first: &MarketEvent, events: usize) -> tracing::Span {
+    let i = first.instrument();
     tracing::info_span!(
         "md.publish",
-        otel.name = format!("publish md.{}.{}", event.kind().as_str(), i.exchange),
+        otel.name = format!("publish md.{}.{}", first.kind().as_str(), i.exchange),
         otel.kind = "producer",
         messaging.system = "nats",
+        messaging.batch.message_count = events,
         symbol = %i.symbol,
     )
 }
 
 /// Why a publish did not go out.
 enum Failed {
-    /// It never will (too large for the server, no valid subject): the
-    /// event is dropped and counted under this reject reason.
+    /// It never will (too large for the server): the message is dropped
+    /// and its events counted under this reject reason.
     Never(&'static str, String),
     /// The connection or JetStream failed: publish again.
     Retry(String),
 }
 
-async fn publish(js: &jetstream::Context, event: &MarketEvent) -> Result<PublishAckFuture, Failed> {
-    let subject = Subject::for_event(event)
-        .map_err(|e| Failed::Never("invalid_subject", e.to_string()))?
-        .to_string();
+async fn send(js: &jetstream::Context, message: &Outgoing) -> Result<PublishAckFuture, Failed> {
     let mut headers = HeaderMap::new();
-    headers.insert("Nats-Msg-Id", msg_id(event).as_str());
-    moat_common_types::telemetry::nats::inject(&mut headers);
-    js.publish_with_headers(subject, headers, encode(event).into())
-        .await
-        .map_err(|e| match e.kind() {
-            PublishErrorKind::MaxPayloadExceeded => Failed::Never("too_large", e.to_string()),
-            _ => Failed::Retry(e.to_string()),
-        })
+    headers.insert("Nats-Msg-Id", message.id.as_str());
+    if let Some(count) = message.count {
+        headers.insert(EVENTS_HEADER, count.to_string().as_str());
+    }
+    let publish = async {
+        moat_common_types::telemetry::nats::inject(&mut headers);
+        js.publish_with_headers(message.subject.clone(), headers, message.payload.clone())
+            .await
+    };
+    let published = match &message.span {
+        // Not imported: `MarketEvent::instrument` would clash with it.
+        Some(span) => tracing::Instrument::instrument(publish, span.clone()).await,
+        None => publish.await,
+    };
+    published.map_err(|e| match e.kind() {
+        PublishErrorKind::MaxPayloadExceeded => Failed::Never("too_large", e.to_string()),
+        _ => Failed::Retry(e.to_string()),
+    })
 }

@@ -298,11 +298,118 @@ pub fn encode(event: &MarketEvent) -> Vec<u8> {
     pb::MarketEvent::from(event).encode_to_vec()
 }
 
-/// Decodes and validates a NATS payload.
+/// Decodes and validates the payload of a single-event message.
 pub fn decode(payload: &[u8]) -> Result<MarketEvent, Error> {
     let message = pb::MarketEvent::decode(payload)
         .map_err(|e| Error::invalid_argument(format!("payload is not a moat.marketdata.v1.MarketEvent: {e}")))?;
     MarketEvent::try_from(&message)
+}
+
+/// The header that marks a message carrying an `EventBatch`; its value is
+/// the number of events in it.
+pub const EVENTS_HEADER: &str = "Moat-Events";
+
+/// One event converted for the wire, with its size inside an `EventBatch`.
+pub struct Encoded {
+    event: pb::MarketEvent,
+    len: usize,
+}
+
+impl Encoded {
+    pub fn new(event: &MarketEvent) -> Encoded {
+        let event = pb::MarketEvent::from(event);
+        let inner = event.encoded_len();
+        Encoded {
+            event,
+            len: 1 + prost::length_delimiter_len(inner) + inner,
+        }
+    }
+
+    /// Bytes this event adds to a batch payload.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+/// Events of one subject gathered into the payload of one message.
+#[derive(Default)]
+pub struct BatchPayload {
+    events: Vec<pb::MarketEvent>,
+    len: usize,
+}
+
+impl BatchPayload {
+    pub fn push(&mut self, event: Encoded) {
+        self.len += event.len;
+        self.events.push(event.event);
+    }
+
+    /// Events gathered.
+    pub fn count(&self) -> usize {
+        self.events.len()
+    }
+
+    /// The payload's size once encoded.
+    pub fn encoded_len(&self) -> usize {
+        self.len
+    }
+
+    /// The payload, and the value of `Moat-Events` it must be sent with:
+    /// none for a single event, which goes as a plain `MarketEvent` that
+    /// every consumer reads.
+    pub fn encode(self) -> (Vec<u8>, Option<usize>) {
+        match <[pb::MarketEvent; 1]>::try_from(self.events) {
+            Ok([only]) => (only.encode_to_vec(), None),
+            Err(events) => {
+                let count = events.len();
+                (pb::EventBatch { events }.encode_to_vec(), Some(count))
+            }
+        }
+    }
+}
+
+/// The events of one NATS message, not yet validated: one for a message
+/// without `Moat-Events`, the batch for one with it. Fails when the payload
+/// is not protobuf of the kind the header announces, or holds another
+/// number of events than it says.
+pub fn message_events(headers: Option<&async_nats::HeaderMap>, payload: &[u8]) -> Result<Vec<pb::MarketEvent>, Error> {
+    let Some(count) = headers.and_then(|h| h.get(EVENTS_HEADER)) else {
+        let event = pb::MarketEvent::decode(payload)
+            .map_err(|e| Error::invalid_argument(format!("payload is not a moat.marketdata.v1.MarketEvent: {e}")))?;
+        return Ok(vec![event]);
+    };
+    let count: usize = count
+        .as_str()
+        .parse()
+        .map_err(|_| Error::invalid_argument(format!("header {EVENTS_HEADER}: '{}' is not a count", count.as_str())))?;
+    let batch = pb::EventBatch::decode(payload)
+        .map_err(|e| Error::invalid_argument(format!("payload is not a moat.marketdata.v1.EventBatch: {e}")))?;
+    if batch.events.len() != count {
+        return Err(Error::invalid_argument(format!(
+            "header {EVENTS_HEADER} says {count} events but the payload holds {}",
+            batch.events.len()
+        )));
+    }
+    Ok(batch.events)
+}
+
+/// Encodes one event as [`message_events`] gave it, valid or not (a dead
+/// letter keeps what came).
+pub fn encode_raw(event: &pb::MarketEvent) -> Vec<u8> {
+    event.encode_to_vec()
+}
+
+/// Decodes and validates every event of one NATS message; the first
+/// invalid event fails the whole message.
+pub fn decode_message(headers: Option<&async_nats::HeaderMap>, payload: &[u8]) -> Result<Vec<MarketEvent>, Error> {
+    message_events(headers, payload)?
+        .iter()
+        .map(MarketEvent::try_from)
+        .collect()
 }
 
 #[cfg(test)]
@@ -453,5 +560,52 @@ mod tests {
             decode(&no_instrument.encode_to_vec()).unwrap_err().message,
             "instrument is missing"
         );
+    }
+
+    fn batch_of(events: &[MarketEvent]) -> (Vec<u8>, Option<usize>) {
+        let mut batch = BatchPayload::default();
+        for event in events {
+            batch.push(Encoded::new(event));
+        }
+        let expected_len = batch.encoded_len();
+        let (payload, count) = batch.encode();
+        if count.is_some() {
+            assert_eq!(payload.len(), expected_len);
+        }
+        (payload, count)
+    }
+
+    #[test]
+    fn a_batch_round_trips_and_its_sizes_add_up() {
+        let events = samples();
+        let (payload, count) = batch_of(&events);
+        assert_eq!(count, Some(events.len()));
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert(EVENTS_HEADER, events.len().to_string().as_str());
+        assert_eq!(decode_message(Some(&headers), &payload).unwrap(), events);
+        // One event goes without the header, as a plain MarketEvent.
+        let (single, count) = batch_of(&events[..1]);
+        assert_eq!(count, None);
+        assert_eq!(single, encode(&events[0]));
+        assert_eq!(decode_message(None, &single).unwrap(), vec![events[0].clone()]);
+    }
+
+    #[test]
+    fn a_batch_that_disagrees_with_its_header_is_refused() {
+        let events = samples();
+        let (payload, _) = batch_of(&events);
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert(EVENTS_HEADER, "3");
+        let err = decode_message(Some(&headers), &payload).unwrap_err();
+        assert_eq!(
+            err.message,
+            format!(
+                "header Moat-Events says 3 events but the payload holds {}",
+                events.len()
+            )
+        );
+        headers.insert(EVENTS_HEADER, "many");
+        let err = decode_message(Some(&headers), &payload).unwrap_err();
+        assert!(err.message.contains("'many' is not a count"), "{}", err.message);
     }
 }

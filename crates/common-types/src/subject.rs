@@ -106,6 +106,20 @@ pub fn msg_id(event: &MarketEvent) -> String {
     )
 }
 
+/// Deterministic `Nats-Msg-Id` of a message carrying `count` events of one
+/// subject, from `first` to `last` in order: the event's own id for a
+/// single event, so collector replicas publishing one event per message
+/// still deduplicate each other, and `<first event's id>..<last event's
+/// key>` for a batch. A batch sent again after a failed ack keeps its
+/// events, so its id.
+pub fn batch_msg_id(first: &MarketEvent, last: &MarketEvent, count: usize) -> String {
+    if count <= 1 {
+        msg_id(first)
+    } else {
+        format!("{}..{}", msg_id(first), last.event_key())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -174,5 +188,14 @@ mod tests {
             "receive time must not change the id"
         );
         assert_ne!(msg_id(&trade("7")), msg_id(&trade("8")));
+        assert_eq!(batch_msg_id(&trade("7"), &trade("7"), 1), msg_id(&trade("7")));
+        assert_eq!(
+            batch_msg_id(&trade("7"), &trade("9"), 3),
+            "binance:spot:BTC-USDT:trade:7..9"
+        );
+        assert_ne!(
+            batch_msg_id(&trade("7"), &trade("8"), 2),
+            batch_msg_id(&trade("7"), &trade("9"), 3)
+        );
     }
 }

@@ -9,7 +9,7 @@ use std::sync::{Arc, RwLock};
 
 use futures::StreamExt;
 use moat_common_types::model::{BookDelta, BookSnapshot, Level};
-use moat_common_types::proto_conv::decode;
+use moat_common_types::proto_conv::decode_message;
 use moat_common_types::{Decimal, MarketEvent};
 
 /// Latest price seen on one exchange for one symbol.
@@ -194,8 +194,8 @@ pub async fn feed(client: async_nats::Client, cache: Cache) -> Result<(), async_
         client.subscribe("md.gap.>").await?,
     ]);
     while let Some(message) = subs.next().await {
-        match decode(&message.payload) {
-            Ok(event) => cache.apply(&event),
+        match decode_message(message.headers.as_ref(), &message.payload) {
+            Ok(events) => events.iter().for_each(|event| cache.apply(event)),
             Err(error) => tracing::debug!(subject = %message.subject, %error, "undecodable market event ignored"),
         }
     }

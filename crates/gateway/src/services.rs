@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use futures::{Stream, StreamExt};
 use moat_common_types::grpc::{from_status, inject_trace, to_status};
-use moat_common_types::proto_conv::decode;
+use moat_common_types::proto_conv::decode_message;
 use moat_common_types::{Decimal, Error, ErrorCode, MarketEvent, now_ms};
 use moat_proto::gateway::v1 as pb;
 use moat_proto::gateway::v1::market_service_server::MarketService;
@@ -220,28 +220,30 @@ impl MarketService for Market {
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<md::Trade, Status>>(capacity);
         tokio::spawn(async move {
             while let Some(message) = subscription.next().await {
-                let Ok(event @ MarketEvent::Trade(_)) = decode(&message.payload) else {
+                let Ok(events) = decode_message(message.headers.as_ref(), &message.payload) else {
                     continue;
                 };
-                let Some(md::market_event::Event::Trade(proto)) = md::MarketEvent::from(&event).event else {
-                    continue;
-                };
-                match tx.try_send(Ok(proto)) {
-                    Ok(()) => {}
-                    Err(tokio::sync::mpsc::error::TrySendError::Full(_)) => {
-                        // Never buffer without bound: a client that cannot keep
-                        // up is told so and cut off.
-                        let error = Error::new(
-                            ErrorCode::ResourceExhausted,
-                            format!("client too slow: more than {capacity} trades waiting, stream closed"),
-                        );
-                        let _ = tx.send(Err(to_status(&error))).await;
-                        call.finish::<()>(&Err(error));
-                        return;
-                    }
-                    Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => {
-                        call.finish::<()>(&Err(Error::new(ErrorCode::Cancelled, "client closed the stream")));
-                        return;
+                for event in events.iter().filter(|e| matches!(e, MarketEvent::Trade(_))) {
+                    let Some(md::market_event::Event::Trade(proto)) = md::MarketEvent::from(event).event else {
+                        continue;
+                    };
+                    match tx.try_send(Ok(proto)) {
+                        Ok(()) => {}
+                        Err(tokio::sync::mpsc::error::TrySendError::Full(_)) => {
+                            // Never buffer without bound: a client that cannot keep
+                            // up is told so and cut off.
+                            let error = Error::new(
+                                ErrorCode::ResourceExhausted,
+                                format!("client too slow: more than {capacity} trades waiting, stream closed"),
+                            );
+                            let _ = tx.send(Err(to_status(&error))).await;
+                            call.finish::<()>(&Err(error));
+                            return;
+                        }
+                        Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => {
+                            call.finish::<()>(&Err(Error::new(ErrorCode::Cancelled, "client closed the stream")));
+                            return;
+                        }
                     }
                 }
             }

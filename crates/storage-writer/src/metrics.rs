@@ -32,7 +32,7 @@ impl Metrics {
             batch_rows: register(
                 &registry,
                 Histogram::with_opts(
-                    HistogramOpts::new("moat_storage_writer_batch_rows", "messages acked per batch")
+                    HistogramOpts::new("moat_storage_writer_batch_rows", "events stored per batch")
                         .buckets(prometheus::exponential_buckets(10.0, 4.0, 8).expect("valid buckets")),
                 )
                 .expect("valid metric"),

@@ -13,8 +13,9 @@ use std::time::{Duration, Instant};
 use async_nats::HeaderMap;
 use async_nats::jetstream::{self, AckKind, Message};
 use clickhouse::{Client, Row, RowWrite};
+use moat_common_types::MarketEvent;
 use moat_common_types::backoff::Backoff;
-use moat_common_types::proto_conv::decode;
+use moat_common_types::proto_conv::{EVENTS_HEADER, encode_raw, message_events};
 use moat_common_types::subject::DLQ_PREFIX;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
@@ -24,11 +25,19 @@ use crate::metrics::Metrics;
 use crate::pull::Puller;
 use crate::rows::TableRow;
 
-/// Rows of one table, each tagged with the index of its message in the batch.
+/// Where a row comes from: its message's index in the batch, and the
+/// event's index in that message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct Origin {
+    message: usize,
+    event: usize,
+}
+
+/// Rows of one table, each tagged with where it comes from.
 struct Buffer<R> {
     table: &'static str,
     rows: Vec<R>,
-    origin: Vec<usize>,
+    origin: Vec<Origin>,
 }
 
 impl<R> Buffer<R> {
@@ -40,7 +49,7 @@ impl<R> Buffer<R> {
         }
     }
 
-    fn push(&mut self, origin: usize, row: R) {
+    fn push(&mut self, origin: Origin, row: R) {
         self.rows.push(row);
         self.origin.push(origin);
     }
@@ -61,6 +70,11 @@ impl<R> Buffer<R> {
 /// A batch in hand: the messages and their rows, by table.
 struct Batch {
     messages: Vec<Message>,
+    /// Events the messages carry (a message carries one or more).
+    events: usize,
+    /// Messages not to be acked after the insert: one of their events could
+    /// not be dead-lettered, so the whole message must come again.
+    held: HashSet<usize>,
     /// Stream sequences of `messages`: a message redelivered while its
     /// first delivery is still in the batch is left out.
     sequences: HashSet<u64>,
@@ -84,6 +98,8 @@ impl Batch {
     fn new() -> Batch {
         Batch {
             messages: Vec::new(),
+            events: 0,
+            held: HashSet::new(),
             sequences: HashSet::new(),
             redelivered: Vec::new(),
             spans: Vec::new(),
@@ -99,7 +115,7 @@ impl Batch {
         }
     }
 
-    fn push_row(&mut self, origin: usize, row: TableRow) {
+    fn push_row(&mut self, origin: Origin, row: TableRow) {
         match row {
             TableRow::Trade(r) => self.trades.push(origin, r),
             TableRow::Bbo(r) => self.bbo.push(origin, r),
@@ -114,9 +130,11 @@ impl Batch {
     }
 }
 
-/// A message that cannot be stored, with the reason for `md.dlq.<reason>`.
+/// An event that cannot be stored, with the reason for `md.dlq.<reason>`.
 struct Poison {
-    origin: usize,
+    /// The event; `event: None` for a message that cannot be read at all.
+    message: usize,
+    event: Option<usize>,
     reason: &'static str,
     error: String,
 }
@@ -162,7 +180,7 @@ async fn insert_isolating<R>(
     client: &Client,
     table: &'static str,
     rows: &[R],
-    origin: &[usize],
+    origin: &[Origin],
     poison: &mut Vec<Poison>,
 ) -> Result<(), clickhouse::error::Error>
 where
@@ -177,7 +195,8 @@ where
         Err(error) if is_data_error(&error) => {
             if rows.len() == 1 {
                 poison.push(Poison {
-                    origin: origin[0],
+                    message: origin[0].message,
+                    event: Some(origin[0].event),
                     reason: "rejected",
                     error: format!("ClickHouse refused the row for {table}: {error}"),
                 });
@@ -242,8 +261,8 @@ impl Writer {
         let mut poison = Vec::new();
         let mut failed = None;
         let deadline = tokio::time::Instant::now() + Duration::from_millis(self.batch.flush_interval_ms);
-        while batch.messages.len() < self.batch.batch_size && !shutdown.is_cancelled() {
-            let want = (self.batch.batch_size - batch.messages.len()).min(10_000);
+        while batch.events < self.batch.batch_size && !shutdown.is_cancelled() {
+            let want = (self.batch.batch_size - batch.events).min(10_000);
             let pulled = tokio::select! {
                 pulled = puller.next(want, deadline) => pulled,
                 () = shutdown.cancelled() => break,
@@ -257,7 +276,7 @@ impl Writer {
                 }
             }
         }
-        self.dead_letter(&batch, poison).await;
+        self.dead_letter(&mut batch, poison).await;
         (batch, failed)
     }
 
@@ -292,17 +311,32 @@ impl Writer {
             moat_common_types::telemetry::nats::extract(&span, Some(headers));
             batch.spans.push(span);
         }
-        match decode(&message.payload) {
-            Ok(event) => match TableRow::from_event(&event) {
-                Ok(row) => batch.push_row(origin, row),
-                Err(error) => poison.push(Poison {
-                    origin,
-                    reason: "invalid_row",
-                    error: error.to_string(),
-                }),
-            },
+        match message_events(message.headers.as_ref(), &message.payload) {
+            Ok(events) => {
+                batch.events += events.len();
+                for (event, raw) in events.iter().enumerate() {
+                    let at = Origin { message: origin, event };
+                    let (reason, error) = match MarketEvent::try_from(raw) {
+                        Ok(decoded) => match TableRow::from_event(&decoded) {
+                            Ok(row) => {
+                                batch.push_row(at, row);
+                                continue;
+                            }
+                            Err(error) => ("invalid_row", error.to_string()),
+                        },
+                        Err(error) => ("undecodable", error.message),
+                    };
+                    poison.push(Poison {
+                        message: origin,
+                        event: Some(event),
+                        reason,
+                        error,
+                    });
+                }
+            }
             Err(error) => poison.push(Poison {
-                origin,
+                message: origin,
+                event: None,
                 reason: "undecodable",
                 error: error.message,
             }),
@@ -310,12 +344,14 @@ impl Writer {
         batch.messages.push(message);
     }
 
-    /// Publishes poison messages to `md.dlq.<reason>` and acks them once
-    /// JetStream has stored the dead letter. A dead letter that cannot be
-    /// published stays unacked, to be redelivered and tried again.
-    async fn dead_letter(&self, batch: &Batch, poison: Vec<Poison>) {
+    /// Publishes poison events to `md.dlq.<reason>`: the message as it
+    /// came when it holds one event or cannot be read, the event alone when
+    /// it came in a batch. A message is acked with the rest of its batch
+    /// once JetStream stored its dead letters; one whose dead letter cannot
+    /// be published is held back, to be redelivered and tried again.
+    async fn dead_letter(&self, batch: &mut Batch, poison: Vec<Poison>) {
         for p in poison {
-            let message = &batch.messages[p.origin];
+            let message = &batch.messages[p.message];
             let mut headers = message.headers.clone().unwrap_or_default();
             let original_id = headers
                 .get("Nats-Msg-Id")
@@ -326,17 +362,39 @@ impl Writer {
                         .map(|i| i.stream_sequence.to_string())
                         .unwrap_or_default()
                 });
+            let batched = headers.get(EVENTS_HEADER).is_some();
             // A fresh id: the original's would be dropped as a duplicate.
-            headers.insert("Nats-Msg-Id", format!("dlq:{original_id}").as_str());
+            let (id, payload) = match p.event {
+                Some(index) if batched => {
+                    let event = message_events(message.headers.as_ref(), &message.payload)
+                        .ok()
+                        .and_then(|mut events| (index < events.len()).then(|| events.swap_remove(index)));
+                    let Some(event) = event else {
+                        batch.held.insert(p.message);
+                        continue;
+                    };
+                    // The event goes alone: it is no batch.
+                    let mut single = HeaderMap::new();
+                    for (name, values) in headers
+                        .iter()
+                        .filter(|(name, _)| AsRef::<str>::as_ref(*name) != EVENTS_HEADER)
+                    {
+                        for value in values {
+                            single.append(name.clone(), value.clone());
+                        }
+                    }
+                    headers = single;
+                    headers.insert("Moat-Dlq-Event-Index", index.to_string().as_str());
+                    (format!("dlq:{original_id}#{index}"), encode_raw(&event).into())
+                }
+                _ => (format!("dlq:{original_id}"), message.payload.clone()),
+            };
+            headers.insert("Nats-Msg-Id", id.as_str());
             headers.insert("Moat-Dlq-Reason", p.reason);
             headers.insert("Moat-Dlq-Error", p.error.replace(['\r', '\n'], " ").as_str());
             headers.insert("Moat-Original-Subject", message.subject.as_str());
             let subject = format!("{DLQ_PREFIX}.{}", p.reason);
-            let published = match self
-                .js
-                .publish_with_headers(subject.clone(), headers, message.payload.clone())
-                .await
-            {
+            let published = match self.js.publish_with_headers(subject.clone(), headers, payload).await {
                 Ok(ack) => ack.await.map(|_| ()).map_err(|e| e.to_string()),
                 Err(e) => Err(e.to_string()),
             };
@@ -344,12 +402,10 @@ impl Writer {
                 Ok(()) => {
                     tracing::warn!(reason = p.reason, error = %p.error, original = %message.subject, "dead-lettered");
                     self.metrics.dead_lettered.with_label_values(&[p.reason]).inc();
-                    if let Err(error) = message.ack().await {
-                        tracing::warn!(%error, "acking a dead-lettered message failed");
-                    }
                 }
                 Err(error) => {
-                    tracing::error!(%error, %subject, "cannot publish dead letter; message left for redelivery")
+                    tracing::error!(%error, %subject, "cannot publish dead letter; message left for redelivery");
+                    batch.held.insert(p.message);
                 }
             }
         }
@@ -372,11 +428,10 @@ impl Writer {
                 Ok(()) => {
                     self.metrics.insert_latency.observe(started.elapsed().as_secs_f64());
                     let poison = std::mem::take(&mut poison);
-                    let poisoned: Vec<usize> = poison.iter().map(|p| p.origin).collect();
-                    self.dead_letter(&batch, poison).await;
+                    self.dead_letter(&mut batch, poison).await;
                     let mut acked = 0;
                     for (i, message) in batch.messages.iter().enumerate() {
-                        if poisoned.contains(&i) {
+                        if batch.held.contains(&i) {
                             continue;
                         }
                         match message.ack().await {
@@ -387,8 +442,13 @@ impl Writer {
                     if let Err(error) = self.nats.flush().await {
                         tracing::warn!(%error, "flushing acks failed");
                     }
-                    self.metrics.batch_rows.observe(acked as f64);
-                    tracing::debug!(acked, elapsed_ms = started.elapsed().as_millis() as u64, "batch stored");
+                    self.metrics.batch_rows.observe(batch.events as f64);
+                    tracing::debug!(
+                        acked,
+                        events = batch.events,
+                        elapsed_ms = started.elapsed().as_millis() as u64,
+                        "batch stored"
+                    );
                     return;
                 }
                 Err(error) => {
@@ -479,7 +539,7 @@ impl Writer {
         // Positions of the redelivered trades, by instrument.
         let mut asked: BTreeMap<(&str, &str, &str), Vec<usize>> = BTreeMap::new();
         for (i, (row, origin)) in rows.iter().zip(&batch.trades.origin).enumerate() {
-            if redelivered.contains(origin) {
+            if redelivered.contains(&origin.message) {
                 asked
                     .entry((&row.exchange, &row.market, &row.symbol))
                     .or_default()

@@ -24,10 +24,14 @@ pub(super) async fn clock_skew(report: &mut Report, nats: &str, max_skew_ms: i64
             let Ok(Some(message)) = tokio::time::timeout_at(deadline, subscription.next()).await else {
                 break;
             };
-            match moat_common_types::proto_conv::decode(&message.payload) {
-                Ok(MarketEvent::Trade(t)) => skews.push(t.ts_recv_ms - t.ts_exchange_ms),
-                Ok(MarketEvent::Bbo(b)) => skews.push(b.ts_recv_ms - b.ts_exchange_ms),
-                _ => {}
+            let events = moat_common_types::proto_conv::decode_message(message.headers.as_ref(), &message.payload)
+                .unwrap_or_default();
+            for event in events {
+                match event {
+                    MarketEvent::Trade(t) => skews.push(t.ts_recv_ms - t.ts_exchange_ms),
+                    MarketEvent::Bbo(b) => skews.push(b.ts_recv_ms - b.ts_exchange_ms),
+                    _ => {}
+                }
             }
         }
         Ok(skews)

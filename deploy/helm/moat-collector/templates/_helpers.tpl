@@ -81,6 +81,12 @@ moat.dev/shard: {{ .shard.name }}
   value: {{ $v.nats.url | default $v.global.nats.url | required "nats.url or global.nats.url is required" | quote }}
 - name: MOAT_COLLECTOR__STREAM__REPLICAS
   value: {{ $v.nats.streamReplicas | int | quote }}
+{{- if gt (int (.shard.replicas | default 1)) 1 }}
+{{- /* Replicas of one shard publish the same events: one event per message
+       keeps JetStream's per-event deduplication between them. */}}
+- name: MOAT_COLLECTOR__PUBLISHER__MAX_BATCH_EVENTS
+  value: "1"
+{{- end }}
 {{- with $v.global.otel.endpoint }}
 - name: OTEL_EXPORTER_OTLP_ENDPOINT
   value: {{ . | quote }}
