@@ -36,6 +36,8 @@ pub struct StackOptions {
     /// JetStream's `sync_interval` on a single server (the harness's
     /// setting unless a benchmark compares another).
     pub nats_sync_interval: String,
+    /// The local exchange's symbols (`VENUESYMBOL=price`), [`SYMBOLS`] by default.
+    pub symbols: Vec<String>,
 }
 
 impl Default for StackOptions {
@@ -46,6 +48,7 @@ impl Default for StackOptions {
             log: "warn",
             nats_cluster: false,
             nats_sync_interval: moat_devstack::NATS_SYNC_INTERVAL.to_owned(),
+            symbols: SYMBOLS.iter().map(|s| (*s).to_owned()).collect(),
         }
     }
 }
@@ -169,10 +172,11 @@ impl Stack {
             "--trades-per-second".to_owned(),
             options.trades_per_second.to_string(),
         ];
-        for s in SYMBOLS {
-            exchange_args.extend(["--symbol".to_owned(), (*s).to_owned()]);
+        for s in &options.symbols {
+            exchange_args.extend(["--symbol".to_owned(), s.clone()]);
         }
-        let symbols: Vec<String> = SYMBOLS
+        let symbols: Vec<String> = options
+            .symbols
             .iter()
             .map(|s| format!("\"{}\"", s.split('=').next().unwrap_or_default()))
             .collect();
@@ -224,7 +228,6 @@ impl Stack {
                     ("MOAT_STORAGE_WRITER__STREAM__REPLICAS", replicas),
                     ("MOAT_STORAGE_WRITER__CLICKHOUSE__URL", self.clickhouse_url.clone()),
                     ("MOAT_STORAGE_WRITER__CLICKHOUSE__DATABASE", self.database.clone()),
-                    ("MOAT_STORAGE_WRITER__WRITER__FLUSH_INTERVAL_MS", "200".into()),
                     (
                         "MOAT_STORAGE_WRITER__HTTP__LISTEN",
                         format!("127.0.0.1:{}", self.writer_http),
@@ -304,6 +307,17 @@ impl Stack {
     }
 
     /// Log file of a service.
+    /// The process id of a running part: a service (`exchange`,
+    /// `collector`, `storage-writer`, `state`, `gateway`), `nats` (the
+    /// first node) or `clickhouse` (when the stack runs its own).
+    pub fn pid(&self, name: &str) -> Option<u32> {
+        match name {
+            "nats" => self.nats.pid(),
+            "clickhouse" => self.own_clickhouse.as_ref().and_then(ClickHouse::pid),
+            _ => self.processes.get(name).and_then(ManagedProcess::pid),
+        }
+    }
+
     pub fn log(&self, name: &str) -> PathBuf {
         self.dir.path().join(format!("{name}.log"))
     }

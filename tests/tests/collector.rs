@@ -217,3 +217,44 @@ async fn events_queued_together_go_out_batched_by_subject_in_order() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_live_lane_carries_every_event_alone_before_the_stream_has_it() {
+    let (nats, _dir) = own_nats();
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    let mut live = client.subscribe("live.md.>").await.unwrap();
+    client.flush().await.unwrap();
+
+    let metrics = Metrics::new();
+    let (queue, lane) = EventQueue::with_live(10_000, metrics.clone(), client.clone());
+    let lane = tokio::spawn(lane);
+    // No publisher runs: the stream gets nothing, the live lane everything.
+    for i in 0..500 {
+        queue.push(trade_of(if i % 2 == 0 { "BTC-USDT" } else { "ETH-USDT" }, i));
+    }
+    let mut seen = Vec::new();
+    while seen.len() < 500 {
+        let message = tokio::time::timeout(Duration::from_secs(10), futures::StreamExt::next(&mut live))
+            .await
+            .expect("live events within 10 s")
+            .unwrap();
+        assert!(message.headers.is_none(), "a live message is one plain event");
+        let event = moat_common_types::proto_conv::decode(&message.payload).unwrap();
+        let MarketEvent::Trade(t) = &event else {
+            panic!("not a trade: {}", message.subject)
+        };
+        assert_eq!(
+            message.subject.as_str(),
+            format!("live.md.trade.test.spot.{}", t.instrument.symbol)
+        );
+        seen.push(t.trade_id.parse::<u64>().unwrap());
+    }
+    assert_eq!(seen, (0..500).collect::<Vec<_>>(), "every event once, in order");
+    assert_eq!(queue.len(), 500, "the stream's copies still wait for the publisher");
+    assert_eq!(metrics.live_dropped.get(), 0);
+    drop(queue);
+    tokio::time::timeout(Duration::from_secs(5), lane)
+        .await
+        .expect("the lane ends with its queue")
+        .unwrap();
+}

@@ -228,7 +228,8 @@ async fn prices_come_from_live_nats_data() {
                 bbo("ex2", "ETH-USD", "3002", "3003"),
                 bbo("ex3", "ETH-USDC", "3100", "3101"),
             ] {
-                let subject = Subject::for_event(&event).unwrap().to_string();
+                // On the live lane, as the collector publishes them.
+                let subject = moat_common_types::subject::live(&Subject::for_event(&event).unwrap().to_string());
                 nats.publish(subject, encode(&event).into()).await.unwrap();
             }
             nats.flush().await.unwrap();

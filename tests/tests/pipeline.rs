@@ -11,8 +11,8 @@ use async_nats::HeaderMap;
 use async_nats::jetstream;
 use moat_common_types::model::{Instrument, Trade};
 use moat_common_types::nats::{StreamSettings, ensure_stream};
-use moat_common_types::proto_conv::{BatchPayload, EVENTS_HEADER, Encoded, encode};
-use moat_common_types::subject::{Subject, batch_msg_id, msg_id};
+use moat_common_types::proto_conv::{EVENTS_HEADER, batch_message, encode};
+use moat_common_types::subject::{Subject, msg_id};
 use moat_common_types::{Decimal, Market, MarketEvent, Side};
 use moat_integration_tests::{TestClickHouse, bin, eventually, listener, own_nats, scratch, unique};
 use moat_storage_writer::config::WriterConfig;
@@ -64,21 +64,9 @@ async fn publish(js: &jetstream::Context, events: impl IntoIterator<Item = Marke
 async fn publish_batched(js: &jetstream::Context, events: &[MarketEvent], per_message: usize) {
     let mut acks = Vec::new();
     for chunk in events.chunks(per_message) {
-        let mut payload = BatchPayload::default();
-        for event in chunk {
-            payload.push(Encoded::new(event));
-        }
-        let (payload, count) = payload.encode();
-        let mut headers = HeaderMap::new();
-        headers.insert(
-            "Nats-Msg-Id",
-            batch_msg_id(&chunk[0], &chunk[chunk.len() - 1], chunk.len()).as_str(),
-        );
-        if let Some(count) = count {
-            headers.insert(EVENTS_HEADER, count.to_string().as_str());
-        }
+        let (headers, payload) = batch_message(chunk);
         let subject = Subject::for_event(&chunk[0]).unwrap().to_string();
-        acks.push(js.publish_with_headers(subject, headers, payload.into()).await.unwrap());
+        acks.push(js.publish_with_headers(subject, headers, payload).await.unwrap());
     }
     for ack in acks {
         ack.await.unwrap();

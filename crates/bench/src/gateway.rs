@@ -73,7 +73,7 @@ pub(crate) async fn gateway(rows: &mut Vec<Row>, nats_url: &str) -> anyhow::Resu
             ts_recv_ms: moat_common_types::now_ms(),
         });
         nats.publish(
-            "md.bbo.bench.spot.BTC-USDT",
+            "live.md.bbo.bench.spot.BTC-USDT",
             moat_common_types::proto_conv::encode(&event).into(),
         )
         .await?;

@@ -1,10 +1,15 @@
 //! Sustained load: the whole stack as `cargo xtask up` runs it (release
-//! binaries, each its own process) fed by the local exchange at rising
-//! rates. Each step holds its rate for `MOAT_BENCH_LOAD_SECS` (60), then
-//! pauses the feed and checks that every trade sent is stored exactly once.
-//! A step holds when the end-to-end lag (exchange sent → row queryable in
-//! ClickHouse) never passed 1 s, nothing was lost or doubled, no client was
-//! dropped by the exchange as too slow, and every `GetPrice` succeeded.
+//! binaries, each its own process, default configuration) fed by the local
+//! exchange at rising rates over `MOAT_BENCH_LOAD_SYMBOLS` symbols (200):
+//! trades at the step's rate, plus a depth diff and a book ticker per
+//! symbol every 100 ms. Each step holds its rate for `MOAT_BENCH_LOAD_SECS`
+//! (60), then pauses the feed and checks that every trade sent is stored
+//! exactly once. A step holds when the end-to-end lag (exchange sent → row
+//! queryable in ClickHouse) stayed under 1 s at p99, nothing was lost or
+//! doubled, no client was dropped by the exchange as too slow, and every
+//! `GetPrice` succeeded. Each step also reports the events published by
+//! kind, the CPU each process used, and the live path's p99 (collector
+//! receipt → gateway cache, `moat_gateway_live_event_age_seconds`).
 //!
 //! The lag is read without scanning the growing table: every 100 ms the
 //! bench samples the exchange's `trades_sent` and the rows of the active
@@ -16,18 +21,35 @@
 use std::time::{Duration, Instant};
 
 use moat_integration_tests::stack::{SYMBOLS, Stack, StackOptions, TOKEN};
+
+use crate::metrics::{Scrape, cpu_seconds};
 use moat_proto::gateway::v1 as pb;
 use moat_proto::gateway::v1::market_service_client::MarketServiceClient;
 use tokio_util::sync::CancellationToken;
 
 use crate::percentile;
 
-/// Lag above which a rate is not held.
+/// Lag p99 above which a rate is not held.
 const MAX_LAG: Duration = Duration::from_secs(1);
-/// Per-symbol rates tried, in order, until one is not held.
-const LADDER: &[u32] = &[
-    125, 250, 500, 1_000, 2_000, 4_000, 8_000, 16_000, 32_000, 64_000, 128_000,
+/// Per-symbol trade rates tried, in order, until one is not held.
+const LADDER: &[u32] = &[10, 25, 50, 100, 150, 200, 250, 300, 400, 500, 750, 1_000];
+/// The processes whose CPU is reported.
+const PROCESSES: &[&str] = &[
+    "exchange",
+    "collector",
+    "nats",
+    "storage-writer",
+    "clickhouse",
+    "gateway",
 ];
+
+/// The bench's symbols: the stack's usual three and generated ones.
+fn symbols(count: usize) -> Vec<String> {
+    let mut out: Vec<String> = SYMBOLS.iter().map(|s| (*s).to_owned()).collect();
+    out.extend((out.len()..count).map(|i| format!("X{i:03}USDT=100.00")));
+    out.truncate(count.max(1));
+    out
+}
 
 /// One rate tried.
 pub struct Step {
@@ -36,7 +58,17 @@ pub struct Step {
     pub sent: u64,
     pub stored: u64,
     pub lag_p50: Duration,
+    pub lag_p99: Duration,
     pub lag_max: Duration,
+    /// Events published per second by kind, and in all.
+    pub events: Vec<(String, f64)>,
+    pub events_total: f64,
+    /// JetStream messages published per second (each one or more events).
+    pub messages: f64,
+    /// CPU per process, in cores (1.0 = one core busy).
+    pub cpu: Vec<(&'static str, f64)>,
+    /// Collector receipt → gateway cache, p99 over the step.
+    pub live_p99: Option<Duration>,
     pub price_p99: Duration,
     pub price_calls: usize,
     /// Why the rate was not held; `None` when it was.
@@ -48,6 +80,7 @@ pub struct Outcome {
     pub steps: Vec<Step>,
     pub idle_price_p99: Duration,
     pub hold: Duration,
+    pub symbols: usize,
     /// Pull requests the writer gave up on because the server had not
     /// ended them (`moat_storage_writer_fetches_overdue_total`).
     pub fetches_overdue: f64,
@@ -66,17 +99,26 @@ impl Outcome {
     pub fn table(&self) -> String {
         let ms = |d: Duration| d.as_secs_f64() * 1e3;
         let mut out = String::from(
-            "| feed (trades/s) | sent | stored (distinct) | lag p50 | lag max | GetPrice p99 | held |\n\
-             | --- | --- | --- | --- | --- | --- | --- |\n",
+            "| trades/s | events/s (by kind) | JetStream msgs/s | sent | stored (distinct) | lag p50 / p99 / max | live p99 | CPU (cores) | GetPrice p99 | held |\n\
+             | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n",
         );
         for s in &self.steps {
+            let mix: Vec<String> = s.events.iter().map(|(k, r)| format!("{k} {r:.0}")).collect();
+            let cpu: Vec<String> = s.cpu.iter().map(|(p, c)| format!("{p} {c:.2}")).collect();
             out.push_str(&format!(
-                "| {:.0} | {} | {} | {:.0} ms | {:.0} ms | {:.2} ms ({} calls) | {} |\n",
+                "| {:.0} | {:.0} ({}) | {:.0} | {} | {} | {:.0} / {:.0} / {:.0} ms | {} | {} | {:.2} ms ({} calls) | {} |\n",
                 s.rate,
+                s.events_total,
+                mix.join(", "),
+                s.messages,
                 s.sent,
                 s.stored,
                 ms(s.lag_p50),
+                ms(s.lag_p99),
                 ms(s.lag_max),
+                s.live_p99
+                    .map_or_else(|| "n/a".to_owned(), |d| format!("{:.0} ms", ms(d))),
+                cpu.join(", "),
                 ms(s.price_p99),
                 s.price_calls,
                 s.failed
@@ -234,8 +276,14 @@ async fn drain(stack: &Stack, probe: &Probe) -> anyhow::Result<(u64, u64)> {
     Ok(tokio::task::block_in_place(|| stack.stored_trades()))
 }
 
-async fn step(stack: &Stack, probe: &Probe, per_symbol: u32, hold: Duration) -> anyhow::Result<Step> {
+async fn step(stack: &Stack, probe: &Probe, per_symbol: u32, hold: Duration, symbols: usize) -> anyhow::Result<Step> {
     let gateway = format!("http://127.0.0.1:{}", stack.gateway_grpc);
+    let collector_metrics = format!("http://127.0.0.1:{}/metrics", stack.collector_http);
+    let gateway_metrics = format!("http://127.0.0.1:{}/metrics", stack.gateway_http);
+    let pids: Vec<(&'static str, Option<u32>)> = PROCESSES.iter().map(|p| (*p, stack.pid(p))).collect();
+    let cpu_before: Vec<f64> = pids.iter().map(|(_, pid)| pid.map_or(0.0, cpu_seconds)).collect();
+    let published_before = Scrape::get(&probe.http, &collector_metrics).await?;
+    let live_before = Scrape::get(&probe.http, &gateway_metrics).await?;
     let before = probe.read().await?;
     let stop = CancellationToken::new();
     let prices = tokio::spawn(price_calls(gateway, stop.clone()));
@@ -261,16 +309,43 @@ async fn step(stack: &Stack, probe: &Probe, per_symbol: u32, hold: Duration) -> 
         }
         last = r.sent;
     }
-    let rate = (last - before.sent) as f64 / started.elapsed().as_secs_f64();
+    let elapsed = started.elapsed().as_secs_f64();
+    let rate = (last - before.sent) as f64 / elapsed;
+    let cpu: Vec<(&'static str, f64)> = pids
+        .iter()
+        .zip(&cpu_before)
+        .map(|((name, pid), before)| (*name, (pid.map_or(0.0, cpu_seconds) - before) / elapsed))
+        .collect();
+    let published = Scrape::get(&probe.http, &collector_metrics)
+        .await?
+        .minus(&published_before);
+    let events: Vec<(String, f64)> = published
+        .by_label("moat_collector_published_total", "kind")
+        .into_iter()
+        .filter(|(_, n)| *n > 0.0)
+        .map(|(kind, n)| (kind, n / elapsed))
+        .collect();
+    let events_total = events.iter().map(|(_, r)| r).sum();
+    let messages = published.sum("moat_collector_messages_published_total") / elapsed;
+    let live_p99 = Scrape::get(&probe.http, &gateway_metrics)
+        .await?
+        .minus(&live_before)
+        .histogram_quantile("moat_gateway_live_event_age_seconds", 0.99)
+        .map(Duration::from_secs_f64);
     stop.cancel();
     let (latencies, errors) = prices.await?;
     let (stored, final_rows) = drain(stack, probe).await?;
     let after = probe.read().await?;
     lags.sort();
     let lag_max = lags.last().copied().unwrap_or_default();
+    let lag_p99 = if lags.is_empty() {
+        Duration::ZERO
+    } else {
+        percentile(&lags, 0.99)
+    };
     let mut failed = Vec::new();
-    if lag_max > MAX_LAG {
-        failed.push(format!("lag reached {} ms", lag_max.as_millis()));
+    if lag_p99 > MAX_LAG {
+        failed.push(format!("lag p99 reached {} ms", lag_p99.as_millis()));
     }
     if stored < after.sent {
         failed.push(format!("{} trades lost", after.sent - stored));
@@ -287,7 +362,7 @@ async fn step(stack: &Stack, probe: &Probe, per_symbol: u32, hold: Duration) -> 
     if let Some(e) = errors.first() {
         failed.push(format!("{} GetPrice errors (first: {e})", errors.len()));
     }
-    if rate < f64::from(per_symbol) * SYMBOLS.len() as f64 * 0.9 {
+    if rate < f64::from(per_symbol) * symbols as f64 * 0.9 {
         failed.push("the local exchange could not generate faster".into());
     }
     Ok(Step {
@@ -299,7 +374,13 @@ async fn step(stack: &Stack, probe: &Probe, per_symbol: u32, hold: Duration) -> 
         } else {
             percentile(&lags, 0.5)
         },
+        lag_p99,
         lag_max,
+        events,
+        events_total,
+        messages,
+        cpu,
+        live_p99,
         price_p99: if latencies.is_empty() {
             Duration::ZERO
         } else {
@@ -314,8 +395,16 @@ async fn step(stack: &Stack, probe: &Probe, per_symbol: u32, hold: Duration) -> 
 /// whose NATS syncs JetStream every `sync_interval`.
 pub async fn run(hold: Duration, sync_interval: &str, from: u32) -> anyhow::Result<Outcome> {
     let trace = std::env::var_os("MOAT_BENCH_LOAD_TRACE").is_some();
+    let count = std::env::var("MOAT_BENCH_LOAD_SYMBOLS")
+        .ok()
+        .map(|s| s.parse::<usize>())
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("MOAT_BENCH_LOAD_SYMBOLS is a number of symbols: {e}"))?
+        .unwrap_or(200);
+    let symbols = symbols(count);
     let stack = Stack::start(StackOptions {
-        trades_per_second: 50,
+        symbols: symbols.clone(),
+        trades_per_second: 1,
         own_clickhouse: true,
         // Traced runs keep the writer's per-batch timings.
         log: if trace {
@@ -370,15 +459,16 @@ pub async fn run(hold: Duration, sync_interval: &str, from: u32) -> anyhow::Resu
         steps: Vec::new(),
         idle_price_p99: percentile(&idle, 0.99),
         hold,
+        symbols: symbols.len(),
         fetches_overdue: f64::NAN,
     };
     for &per_symbol in LADDER.iter().filter(|r| **r >= from) {
         eprintln!(
             "bench: sustained load at {} trades/s for {} s",
-            per_symbol as usize * SYMBOLS.len(),
+            per_symbol as usize * symbols.len(),
             hold.as_secs()
         );
-        let s = step(&stack, &probe, per_symbol, hold).await?;
+        let s = step(&stack, &probe, per_symbol, hold, symbols.len()).await?;
         let failed = s.failed.clone();
         outcome.steps.push(s);
         if let Some(why) = failed {

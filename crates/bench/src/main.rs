@@ -14,6 +14,7 @@
 mod durability;
 mod gateway;
 mod load;
+mod metrics;
 mod parse;
 mod replay;
 mod rpc;
@@ -47,16 +48,20 @@ fn print(rows: &[Row], load: Option<&(load::Outcome, load::Outcome)>) {
     if let Some((load, unsynced)) = load {
         println!(
             "\nSustained load, each rate held {} s through the whole stack (release binaries, one process \
-             per service, storage-writer `flush_interval_ms` 200, JetStream `sync_interval` {}):\n",
+             per service, default configuration, JetStream `sync_interval` {}), {} symbols with a depth \
+             diff and a book ticker each every 100 ms beside the trades:\n",
             load.hold.as_secs(),
-            moat_devstack::NATS_SYNC_INTERVAL
+            moat_devstack::NATS_SYNC_INTERVAL,
+            load.symbols
         );
         print!("{}", load.table());
         println!(
             "\nPull requests the writer gave up on because NATS had not ended them in time, over the whole ladder: {}",
             load.fetches_overdue
         );
-        println!("\nThe same ladder with JetStream `sync_interval` 2m (nats-server's default), from 1,500 trades/s:\n");
+        println!(
+            "\nThe same ladder with JetStream `sync_interval` 2m (nats-server's default), from the rate below the one held above:\n"
+        );
         print!("{}", unsynced.table());
         println!(
             "\nPull requests given up on over that ladder: {}",
@@ -112,10 +117,13 @@ async fn sustained_load(
         .transpose()?
         .unwrap_or(60);
     let outcome = load::run(Duration::from_secs(hold), moat_devstack::NATS_SYNC_INTERVAL, 0).await?;
-    // The same ladder on nats-server's default sync, from 1,500 trades/s:
-    // what the durability of every acknowledgement costs the whole stack.
+    // The same ladder on nats-server's default sync, from the rate held
+    // above: what the durability of every acknowledgement costs the stack.
     eprintln!("bench: sustained load again, JetStream syncing every 2 minutes");
-    let unsynced = load::run(Duration::from_secs(hold), "2m", 500).await?;
+    let from = outcome
+        .held()
+        .map_or(0, |s| (s.rate / outcome.symbols as f64 * 0.95) as u32);
+    let unsynced = load::run(Duration::from_secs(hold), "2m", from).await?;
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
     match outcome.held() {
         Some(held) => {
@@ -133,14 +141,23 @@ async fn sustained_load(
                     "whole stack: highest feed held {hold} s with lag ≤ 1 s and nothing lost (exchange → ClickHouse)"
                 ),
                 figure: format!(
-                    "{:.0} trades/s (lag p50 {:.0} ms, max {:.0} ms)",
+                    "{:.0} events/s ({:.0} of them trades; lag p50 {:.0} ms, p99 {:.0} ms)",
+                    held.events_total,
                     held.rate,
                     ms(held.lag_p50),
-                    ms(held.lag_max)
+                    ms(held.lag_p99)
                 ),
                 baseline,
                 ratio,
             });
+            if let (Some(live), Some(quiet)) = (held.live_p99, outcome.steps.first().and_then(|s| s.live_p99)) {
+                rows.push(Row {
+                    what: "whole stack: live path p99 (collector receipt → gateway cache) at that load".into(),
+                    figure: format!("{:.0} ms", ms(live)),
+                    baseline: format!("{:.0} ms (the ladder's lowest rate)", ms(quiet)),
+                    ratio: live.as_secs_f64() / quiet.as_secs_f64(),
+                });
+            }
             rows.push(Row {
                 what: "whole stack: GetPrice p99 during that load".into(),
                 figure: format!("{:.2} ms", ms(held.price_p99)),

@@ -123,7 +123,8 @@ pub async fn collector_rates(http: &reqwest::Client, collector: &str) -> Result<
 
 #[derive(Args, Debug)]
 pub struct TailArgs {
-    /// NATS subject with wildcards, e.g. `md.trade.binance.>`.
+    /// NATS subject with wildcards, e.g. `md.trade.binance.>`; its events
+    /// are read from the live lane (`live.md.…`) as the collector has them.
     pub subject: String,
     #[arg(long, env = "MOAT_NATS", default_value = "nats://127.0.0.1:4222")]
     pub nats: String,
@@ -150,10 +151,16 @@ pub async fn tail(global: &Global, args: TailArgs) -> anyhow::Result<()> {
                 error_chain(&e)
             )
         })?;
+    // Events as the collector has them: the live lane, one event per
+    // message, not the stream's batches.
+    let live = match args.subject.as_str() {
+        ">" => moat_common_types::subject::live("md.>"),
+        subject => moat_common_types::subject::live(subject),
+    };
     let mut messages = client
-        .subscribe(args.subject.clone())
+        .subscribe(live.clone())
         .await
-        .with_context(|| format!("subscribing to {}", args.subject))?;
+        .with_context(|| format!("subscribing to {live}"))?;
     let mut seen = 0;
     while let Some(message) = messages.next().await {
         let events = match decode_message(message.headers.as_ref(), &message.payload) {

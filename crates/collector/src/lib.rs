@@ -207,7 +207,8 @@ pub async fn run(config: CollectorConfig, http: TcpListener, shutdown: Cancellat
         }
     }
 
-    let queue = EventQueue::new(config.publisher.buffer_capacity, metrics.clone());
+    let (queue, live) = EventQueue::with_live(config.publisher.buffer_capacity, metrics.clone(), client.clone());
+    let live = tokio::spawn(live);
     let mut venues = Vec::new();
     let mut tasks = tokio::task::JoinSet::new();
     let mut configured = config.venues.clone();
@@ -274,6 +275,8 @@ pub async fn run(config: CollectorConfig, http: TcpListener, shutdown: Cancellat
     serve(http, app, shutdown.clone().cancelled_owned()).await?;
     while tasks.join_next().await.is_some() {}
     publisher.await?;
+    // The connectors and the publisher held the queue: the live lane ends.
+    live.await?;
     client.flush().await.ok();
     tracing::info!("collector stopped");
     Ok(())

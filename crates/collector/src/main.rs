@@ -330,11 +330,16 @@ async fn replay(
         (Arc::new(JsonLines::new(book_top)), None)
     } else {
         let client = moat_common_types::nats::connect(&config.nats.url, "moat-collector-replay").await?;
-        let js = async_nats::jetstream::new(client);
+        let js = async_nats::jetstream::new(client.clone());
         moat_common_types::nats::ensure_stream(&js, &config.stream.settings())
             .await
             .map_err(|e| anyhow::anyhow!("creating the stream on {}: {e}", config.nats.url))?;
-        let queue = moat_collector::publisher::EventQueue::new(config.publisher.buffer_capacity, metrics.clone());
+        let (queue, live) = moat_collector::publisher::EventQueue::with_live(
+            config.publisher.buffer_capacity,
+            metrics.clone(),
+            client.clone(),
+        );
+        tokio::spawn(live);
         let publisher = tokio::spawn(moat_collector::publisher::run_publisher(
             js,
             queue.clone(),

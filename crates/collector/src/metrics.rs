@@ -13,6 +13,7 @@ pub struct Metrics {
     pub queue_dropped: IntCounter,
     pub publish_latency: Histogram,
     pub messages_published: IntCounter,
+    pub live_dropped: IntCounter,
     pub round_messages: Histogram,
     pub rejects: IntCounterVec,
     pub reconnects: IntCounterVec,
@@ -93,6 +94,14 @@ impl Metrics {
                 IntCounter::new(
                     "moat_collector_messages_published_total",
                     "JetStream messages acknowledged (each carries one or more events of one subject)",
+                )
+                .expect("valid metric"),
+            ),
+            live_dropped: register(
+                &registry,
+                IntCounter::new(
+                    "moat_collector_live_dropped_total",
+                    "events not published on the live lane (its buffer full or NATS unreachable); the stream still has them",
                 )
                 .expect("valid metric"),
             ),

@@ -16,45 +16,116 @@ use std::time::{Duration, Instant};
 use async_nats::HeaderMap;
 use async_nats::jetstream;
 use async_nats::jetstream::context::{PublishAckFuture, PublishError, PublishErrorKind};
+use bytes::Bytes;
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use moat_common_types::MarketEvent;
-use moat_common_types::proto_conv::{BatchPayload, EVENTS_HEADER, Encoded};
-use moat_common_types::subject::{Subject, batch_msg_id};
-use tokio::sync::Notify;
+use moat_common_types::proto_conv::{BatchPayload, EVENTS_HEADER, batched_len, encode};
+use moat_common_types::subject::{self, Subject, batch_msg_id, msg_id};
+use tokio::sync::{Notify, mpsc};
 
 use crate::metrics::Metrics;
 
-/// Bounded drop-oldest queue of events waiting to be published.
+/// An event ready to publish, encoded once for both lanes.
+pub struct Queued {
+    subject: String,
+    payload: Bytes,
+    /// Its `Nats-Msg-Id` alone, and its key (the end of a batch's id).
+    id: String,
+    key: String,
+    exchange: String,
+    kind: &'static str,
+}
+
+/// Bounded drop-oldest queue of events waiting to be published, and the
+/// live lane each event is offered to as it is queued.
 pub struct EventQueue {
-    events: Mutex<VecDeque<MarketEvent>>,
+    events: Mutex<VecDeque<Queued>>,
     capacity: usize,
     notify: Notify,
     metrics: Metrics,
+    live: Option<mpsc::Sender<(String, Bytes)>>,
 }
 
+/// Events waiting for the live lane's task; beyond it they are dropped
+/// from the live lane only (and counted), never from the stream.
+const LIVE_BUFFER: usize = 65_536;
+
 impl EventQueue {
+    /// A queue whose events go to JetStream only (tests, benchmarks).
     pub fn new(capacity: usize, metrics: Metrics) -> Arc<EventQueue> {
-        Arc::new(EventQueue {
+        Arc::new(EventQueue::build(capacity, metrics, None))
+    }
+
+    /// A queue that also publishes every event, the moment it is pushed,
+    /// on the live lane (`live.<subject>`, core NATS, unacknowledged)
+    /// through `client`. The returned task does the publishing: spawn it;
+    /// it ends when the queue is dropped.
+    pub fn with_live(
+        capacity: usize,
+        metrics: Metrics,
+        client: async_nats::Client,
+    ) -> (Arc<EventQueue>, impl std::future::Future<Output = ()> + Send + 'static) {
+        let (tx, mut rx) = mpsc::channel::<(String, Bytes)>(LIVE_BUFFER);
+        let queue = Arc::new(EventQueue::build(capacity, metrics.clone(), Some(tx)));
+        let task = async move {
+            let mut batch = Vec::with_capacity(1_024);
+            while rx.recv_many(&mut batch, 1_024).await > 0 {
+                for (subject, payload) in batch.drain(..) {
+                    if client.publish(subject, payload).await.is_err() {
+                        metrics.live_dropped.inc();
+                    }
+                }
+            }
+        };
+        (queue, task)
+    }
+
+    fn build(capacity: usize, metrics: Metrics, live: Option<mpsc::Sender<(String, Bytes)>>) -> EventQueue {
+        EventQueue {
             events: Mutex::new(VecDeque::with_capacity(capacity.min(65_536))),
             capacity,
             notify: Notify::new(),
             metrics,
-        })
+            live,
+        }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<MarketEvent>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Queued>> {
         // A panic while holding the lock cannot leave the deque inconsistent.
         self.events.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Enqueues without ever blocking; returns false when an old event was dropped.
+    /// Enqueues without ever blocking; returns false when an old event was
+    /// dropped (or this one, when it can have no subject).
     pub fn push(&self, event: MarketEvent) -> bool {
         let i = event.instrument();
+        let kind = event.kind().as_str();
         self.metrics
             .events
-            .with_label_values(&[i.exchange.as_str(), event.kind().as_str()])
+            .with_label_values(&[i.exchange.as_str(), kind])
             .inc();
+        let subject = match Subject::for_event(&event) {
+            Ok(subject) => subject.to_string(),
+            Err(error) => {
+                reject(&self.metrics, &event, "invalid_subject", &error.to_string());
+                return false;
+            }
+        };
+        let payload = Bytes::from(encode(&event));
+        if let Some(live) = &self.live
+            && live.try_send((subject::live(&subject), payload.clone())).is_err()
+        {
+            self.metrics.live_dropped.inc();
+        }
+        let queued = Queued {
+            subject,
+            payload,
+            id: msg_id(&event),
+            key: event.event_key(),
+            exchange: i.exchange.clone(),
+            kind,
+        };
         let mut q = self.lock();
         let mut kept_all = true;
         if q.len() >= self.capacity {
@@ -62,7 +133,7 @@ impl EventQueue {
             self.metrics.queue_dropped.inc();
             kept_all = false;
         }
-        q.push_back(event);
+        q.push_back(queued);
         self.metrics.queue_depth.set(q.len() as i64);
         drop(q);
         self.notify.notify_one();
@@ -77,16 +148,16 @@ impl EventQueue {
         self.len() == 0
     }
 
-    fn take(&self, max: usize) -> Vec<MarketEvent> {
+    fn take(&self, max: usize) -> Vec<Queued> {
         let mut q = self.lock();
         let n = q.len().min(max);
-        let batch: Vec<MarketEvent> = q.drain(..n).collect();
+        let batch: Vec<Queued> = q.drain(..n).collect();
         self.metrics.queue_depth.set(q.len() as i64);
         batch
     }
 
     /// Waits for at least one event, then takes up to `max`.
-    async fn next_batch(&self, max: usize) -> Vec<MarketEvent> {
+    async fn next_batch(&self, max: usize) -> Vec<Queued> {
         loop {
             let notified = self.notify.notified();
             let batch = self.take(max);
@@ -139,7 +210,7 @@ const HEADER_ROOM: usize = 4_096;
 struct Outgoing {
     subject: String,
     id: String,
-    payload: bytes::Bytes,
+    payload: Bytes,
     /// `Moat-Events` for a batch; `None` for a plain single event.
     count: Option<usize>,
     exchange: String,
@@ -157,25 +228,27 @@ impl Outgoing {
 
 /// Events of one subject being gathered, with what their message needs.
 struct Gathering {
-    subject: String,
-    first: MarketEvent,
-    last: Option<MarketEvent>,
+    first: Queued,
+    last_key: Option<String>,
     payload: BatchPayload,
 }
 
 impl Gathering {
     fn finish(self, round: u64, sampler: EventSampler) -> Outgoing {
-        let last = self.last.as_ref().unwrap_or(&self.first);
-        let id = batch_msg_id(&self.first, last, self.payload.count());
-        let (payload, count) = self.payload.encode();
-        let span = sampler.sample().then(|| publish_span(&self.first, count.unwrap_or(1)));
+        let first = self.first;
+        let last_key = self.last_key.as_deref().unwrap_or(&first.key);
+        let id = batch_msg_id(&first.id, last_key, self.payload.count());
+        let (payload, count) = self.payload.finish();
+        let span = sampler
+            .sample()
+            .then(|| publish_span(&first.subject, count.unwrap_or(1)));
         Outgoing {
-            subject: self.subject,
+            subject: first.subject,
             id,
-            payload: payload.into(),
+            payload,
             count,
-            exchange: self.first.instrument().exchange.clone(),
-            kind: self.first.kind().as_str(),
+            exchange: first.exchange,
+            kind: first.kind,
             round,
             span,
         }
@@ -184,9 +257,9 @@ impl Gathering {
 
 /// Groups a round of events into messages, one subject each, in the order
 /// each subject first appears; events keep their order within a subject.
-/// An event that can never be published is dropped and counted.
+/// An event too large for any message is dropped and counted.
 fn gather(
-    events: Vec<MarketEvent>,
+    events: Vec<Queued>,
     limits: PublishLimits,
     max_bytes: usize,
     round: u64,
@@ -197,40 +270,40 @@ fn gather(
     let mut order: Vec<String> = Vec::new();
     let mut out = Vec::new();
     for event in events {
-        let subject = match Subject::for_event(&event) {
-            Ok(subject) => subject.to_string(),
-            Err(error) => {
-                reject(metrics, &event, "invalid_subject", &error.to_string());
-                continue;
-            }
-        };
-        let encoded = Encoded::new(&event);
-        if encoded.len() > max_bytes {
-            let error = format!("{} bytes encoded, the server takes {max_bytes}", encoded.len());
-            reject(metrics, &event, "too_large", &error);
+        let len = batched_len(event.payload.len());
+        if len > max_bytes {
+            metrics
+                .rejects
+                .with_label_values(&[event.exchange.as_str(), "too_large"])
+                .inc();
+            tracing::error!(
+                subject = %event.subject,
+                bytes = event.payload.len(),
+                max_bytes,
+                "event larger than the server's max payload, dropped"
+            );
             continue;
         }
-        if let Some(g) = open.get(&subject)
-            && (g.payload.count() >= limits.max_batch_events || g.payload.encoded_len() + encoded.len() > max_bytes)
-            && let Some(full) = open.remove(&subject)
+        if let Some(g) = open.get(&event.subject)
+            && (g.payload.count() >= limits.max_batch_events || g.payload.encoded_len() + len > max_bytes)
+            && let Some(full) = open.remove(&event.subject)
         {
             out.push(full.finish(round, sampler));
         }
-        match open.get_mut(&subject) {
+        match open.get_mut(&event.subject) {
             Some(g) => {
-                g.payload.push(encoded);
-                g.last = Some(event);
+                g.payload.push(event.payload);
+                g.last_key = Some(event.key);
             }
             None => {
                 let mut payload = BatchPayload::default();
-                payload.push(encoded);
-                order.push(subject.clone());
+                payload.push(event.payload.clone());
+                order.push(event.subject.clone());
                 open.insert(
-                    subject.clone(),
+                    event.subject.clone(),
                     Gathering {
-                        subject,
                         first: event,
-                        last: None,
+                        last_key: None,
                         payload,
                     },
                 );
@@ -415,15 +488,14 @@ fn drop_message(
 
 /// The producer span of one sampled message; its context travels in the
 /// message's `traceparent` header to the storage-writer.
-fn publish_span(first: &MarketEvent, events: usize) -> tracing::Span {
-    let i = first.instrument();
+fn publish_span(subject: &str, events: usize) -> tracing::Span {
     tracing::info_span!(
         "md.publish",
-        otel.name = format!("publish md.{}.{}", first.kind().as_str(), i.exchange),
+        otel.name = format!("publish {subject}"),
         otel.kind = "producer",
         messaging.system = "nats",
+        messaging.destination.name = subject,
         messaging.batch.message_count = events,
-        symbol = %i.symbol,
     )
 }
 

@@ -350,6 +350,21 @@ impl MarketEvent {
         }
     }
 
+    /// When the collector received the frame this event came from (Unix ms).
+    pub fn ts_recv_ms(&self) -> i64 {
+        match self {
+            MarketEvent::Trade(e) => e.ts_recv_ms,
+            MarketEvent::BookSnapshot(e) => e.ts_recv_ms,
+            MarketEvent::BookDelta(e) => e.ts_recv_ms,
+            MarketEvent::Bbo(e) => e.ts_recv_ms,
+            MarketEvent::Funding(e) => e.ts_recv_ms,
+            MarketEvent::Liquidation(e) => e.ts_recv_ms,
+            MarketEvent::OpenInterest(e) => e.ts_recv_ms,
+            MarketEvent::Candle(e) => e.ts_recv_ms,
+            MarketEvent::Gap(e) => e.ts_recv_ms,
+        }
+    }
+
     pub fn kind(&self) -> Kind {
         match self {
             MarketEvent::Trade(_) => Kind::Trade,

@@ -309,67 +309,75 @@ pub fn decode(payload: &[u8]) -> Result<MarketEvent, Error> {
 /// the number of events in it.
 pub const EVENTS_HEADER: &str = "Moat-Events";
 
-/// One event converted for the wire, with its size inside an `EventBatch`.
-pub struct Encoded {
-    event: pb::MarketEvent,
-    len: usize,
+/// Bytes an event of `len` encoded bytes takes inside an `EventBatch`: its
+/// field tag, its length and itself.
+pub fn batched_len(len: usize) -> usize {
+    1 + prost::length_delimiter_len(len) + len
 }
 
-impl Encoded {
-    pub fn new(event: &MarketEvent) -> Encoded {
-        let event = pb::MarketEvent::from(event);
-        let inner = event.encoded_len();
-        Encoded {
-            event,
-            len: 1 + prost::length_delimiter_len(inner) + inner,
-        }
-    }
-
-    /// Bytes this event adds to a batch payload.
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-}
-
-/// Events of one subject gathered into the payload of one message.
+/// Encoded events of one subject gathered into the payload of one message.
+/// The events are encoded once ([`encode`]); a batch is their
+/// concatenation as the repeated field of an `EventBatch`.
 #[derive(Default)]
 pub struct BatchPayload {
-    events: Vec<pb::MarketEvent>,
-    len: usize,
+    /// The first event alone: the payload of a single-event message.
+    first: Option<bytes::Bytes>,
+    batch: Vec<u8>,
+    count: usize,
 }
 
 impl BatchPayload {
-    pub fn push(&mut self, event: Encoded) {
-        self.len += event.len;
-        self.events.push(event.event);
+    /// `EventBatch.events`, field 1, length-delimited.
+    const EVENTS_TAG: u8 = (1 << 3) | 2;
+
+    pub fn push(&mut self, event: bytes::Bytes) {
+        self.batch.push(Self::EVENTS_TAG);
+        prost::encoding::encode_varint(event.len() as u64, &mut self.batch);
+        self.batch.extend_from_slice(&event);
+        if self.first.is_none() {
+            self.first = Some(event);
+        }
+        self.count += 1;
     }
 
     /// Events gathered.
     pub fn count(&self) -> usize {
-        self.events.len()
+        self.count
     }
 
-    /// The payload's size once encoded.
+    /// The payload's size as a batch.
     pub fn encoded_len(&self) -> usize {
-        self.len
+        self.batch.len()
     }
 
     /// The payload, and the value of `Moat-Events` it must be sent with:
     /// none for a single event, which goes as a plain `MarketEvent` that
     /// every consumer reads.
-    pub fn encode(self) -> (Vec<u8>, Option<usize>) {
-        match <[pb::MarketEvent; 1]>::try_from(self.events) {
-            Ok([only]) => (only.encode_to_vec(), None),
-            Err(events) => {
-                let count = events.len();
-                (pb::EventBatch { events }.encode_to_vec(), Some(count))
-            }
+    pub fn finish(self) -> (bytes::Bytes, Option<usize>) {
+        match (self.count, self.first) {
+            (1, Some(only)) => (only, None),
+            (count, _) => (self.batch.into(), Some(count)),
         }
     }
+}
+
+/// The headers and payload of one message carrying `events` (all of one
+/// subject, in order, at least one), as the collector publishes them.
+pub fn batch_message(events: &[MarketEvent]) -> (async_nats::HeaderMap, bytes::Bytes) {
+    let mut payload = BatchPayload::default();
+    for event in events {
+        payload.push(encode(event).into());
+    }
+    let (payload, count) = payload.finish();
+    let mut headers = async_nats::HeaderMap::new();
+    if let (Some(first), Some(last)) = (events.first(), events.last()) {
+        let id = crate::subject::batch_msg_id(&crate::subject::msg_id(first), &last.event_key(), events.len());
+        headers.insert("Nats-Msg-Id", id.as_str());
+    }
+    if let Some(count) = count {
+        headers.insert(EVENTS_HEADER, count.to_string().as_str());
+    }
+    (headers, payload)
 }
 
 /// The events of one NATS message, not yet validated: one for a message
@@ -562,17 +570,14 @@ mod tests {
         );
     }
 
-    fn batch_of(events: &[MarketEvent]) -> (Vec<u8>, Option<usize>) {
+    fn batch_of(events: &[MarketEvent]) -> (bytes::Bytes, Option<usize>) {
         let mut batch = BatchPayload::default();
         for event in events {
-            batch.push(Encoded::new(event));
+            batch.push(encode(event).into());
         }
-        let expected_len = batch.encoded_len();
-        let (payload, count) = batch.encode();
-        if count.is_some() {
-            assert_eq!(payload.len(), expected_len);
-        }
-        (payload, count)
+        let expected_len: usize = events.iter().map(|e| batched_len(encode(e).len())).sum();
+        assert_eq!(batch.encoded_len(), expected_len);
+        batch.finish()
     }
 
     #[test]
@@ -583,10 +588,16 @@ mod tests {
         let mut headers = async_nats::HeaderMap::new();
         headers.insert(EVENTS_HEADER, events.len().to_string().as_str());
         assert_eq!(decode_message(Some(&headers), &payload).unwrap(), events);
+        // The same bytes as prost's own encoding of the batch.
+        let expected = pb::EventBatch {
+            events: events.iter().map(pb::MarketEvent::from).collect(),
+        }
+        .encode_to_vec();
+        assert_eq!(&payload[..], &expected[..]);
         // One event goes without the header, as a plain MarketEvent.
         let (single, count) = batch_of(&events[..1]);
         assert_eq!(count, None);
-        assert_eq!(single, encode(&events[0]));
+        assert_eq!(&single[..], &encode(&events[0])[..]);
         assert_eq!(decode_message(None, &single).unwrap(), vec![events[0].clone()]);
     }
 

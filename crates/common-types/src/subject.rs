@@ -10,6 +10,19 @@ use crate::model::{Kind, Market, MarketEvent};
 pub const STREAM: &str = "MARKET_DATA";
 /// Subjects captured by [`STREAM`].
 pub const STREAM_SUBJECTS: &str = "md.>";
+/// Prefix of the live lane. Every event is also published alone, on core
+/// NATS and unacknowledged, as `live.<its subject>` the moment the
+/// collector has it; [`STREAM`] does not capture it. Live consumers (the
+/// gateway's cache, `StreamTrades`, `moat tail`) read it, so they never
+/// wait for JetStream to store the batch an event travels in.
+pub const LIVE_PREFIX: &str = "live";
+
+/// The live-lane subject of a market-data subject (or filter):
+/// `md.trade.>` → `live.md.trade.>`.
+pub fn live(subject: &str) -> String {
+    format!("{LIVE_PREFIX}.{subject}")
+}
+
 /// Prefix of dead-letter subjects: `md.dlq.<reason>`. Kept out of
 /// [`STREAM`]'s normal consumers by their `md.<kind>` filters.
 pub const DLQ_PREFIX: &str = "md.dlq";
@@ -107,16 +120,17 @@ pub fn msg_id(event: &MarketEvent) -> String {
 }
 
 /// Deterministic `Nats-Msg-Id` of a message carrying `count` events of one
-/// subject, from `first` to `last` in order: the event's own id for a
-/// single event, so collector replicas publishing one event per message
-/// still deduplicate each other, and `<first event's id>..<last event's
+/// subject, from the event whose id is `first_id` ([`msg_id`]) to the one
+/// whose key is `last_key` ([`MarketEvent::event_key`]), in order: the
+/// event's own id for a single event, so collector replicas publishing one
+/// event per message still deduplicate each other, and `<first id>..<last
 /// key>` for a batch. A batch sent again after a failed ack keeps its
 /// events, so its id.
-pub fn batch_msg_id(first: &MarketEvent, last: &MarketEvent, count: usize) -> String {
+pub fn batch_msg_id(first_id: &str, last_key: &str, count: usize) -> String {
     if count <= 1 {
-        msg_id(first)
+        first_id.to_owned()
     } else {
-        format!("{}..{}", msg_id(first), last.event_key())
+        format!("{first_id}..{last_key}")
     }
 }
 
@@ -188,14 +202,10 @@ mod tests {
             "receive time must not change the id"
         );
         assert_ne!(msg_id(&trade("7")), msg_id(&trade("8")));
-        assert_eq!(batch_msg_id(&trade("7"), &trade("7"), 1), msg_id(&trade("7")));
-        assert_eq!(
-            batch_msg_id(&trade("7"), &trade("9"), 3),
-            "binance:spot:BTC-USDT:trade:7..9"
-        );
-        assert_ne!(
-            batch_msg_id(&trade("7"), &trade("8"), 2),
-            batch_msg_id(&trade("7"), &trade("9"), 3)
-        );
+        let id = msg_id(&trade("7"));
+        assert_eq!(batch_msg_id(&id, "7", 1), id);
+        assert_eq!(batch_msg_id(&id, "9", 3), "binance:spot:BTC-USDT:trade:7..9");
+        assert_ne!(batch_msg_id(&id, "8", 2), batch_msg_id(&id, "9", 3));
+        assert_eq!(live("md.trade.>"), "live.md.trade.>");
     }
 }

@@ -10,6 +10,7 @@ use std::sync::{Arc, RwLock};
 use futures::StreamExt;
 use moat_common_types::model::{BookDelta, BookSnapshot, Level};
 use moat_common_types::proto_conv::decode_message;
+use moat_common_types::subject::live;
 use moat_common_types::{Decimal, MarketEvent};
 
 /// Latest price seen on one exchange for one symbol.
@@ -185,17 +186,34 @@ impl Cache {
     }
 }
 
-/// Feeds the cache from NATS until the subscription ends.
-pub async fn feed(client: async_nats::Client, cache: Cache) -> Result<(), async_nats::SubscribeError> {
+/// Feeds the cache from the live lane (`live.md.…`, each event the moment
+/// the collector has it) until the subscription ends.
+///
+/// `age` observes, for every event, how long ago the collector received the
+/// frame it came from (both clocks are the host's in one deployment; NTP
+/// skew between hosts shows here too).
+pub async fn feed(
+    client: async_nats::Client,
+    cache: Cache,
+    age: prometheus::Histogram,
+) -> Result<(), async_nats::SubscribeError> {
     let mut subs = futures::stream::select_all([
-        client.subscribe("md.bbo.>").await?,
-        client.subscribe("md.trade.>").await?,
-        client.subscribe("md.book.>").await?,
-        client.subscribe("md.gap.>").await?,
+        client.subscribe(live("md.bbo.>")).await?,
+        client.subscribe(live("md.trade.>")).await?,
+        client.subscribe(live("md.book.>")).await?,
+        client.subscribe(live("md.gap.>")).await?,
     ]);
     while let Some(message) = subs.next().await {
         match decode_message(message.headers.as_ref(), &message.payload) {
-            Ok(events) => events.iter().for_each(|event| cache.apply(event)),
+            Ok(events) => {
+                for event in &events {
+                    cache.apply(event);
+                }
+                let now = moat_common_types::now_ms();
+                for event in &events {
+                    age.observe((now - event.ts_recv_ms()).max(0) as f64 / 1e3);
+                }
+            }
             Err(error) => tracing::debug!(subject = %message.subject, %error, "undecodable market event ignored"),
         }
     }

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use moat_common_types::http::register;
 use moat_common_types::{Error, ErrorCode};
-use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
+use prometheus::{Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 
 use crate::auth::Strategy;
 
@@ -20,6 +20,7 @@ pub struct Metrics {
     pub rpc: IntCounterVec,
     pub upstreams: IntGaugeVec,
     pub upstreams_healthy: IntGaugeVec,
+    pub live_age: Histogram,
 }
 
 impl Metrics {
@@ -75,6 +76,17 @@ impl Metrics {
                         "upstreams not ejected by chain (after the last health check)",
                     ),
                     &["chain"],
+                )
+                .expect("valid metric"),
+            ),
+            live_age: register(
+                &registry,
+                Histogram::with_opts(
+                    HistogramOpts::new(
+                        "moat_gateway_live_event_age_seconds",
+                        "from the collector receiving a venue frame to the live cache holding its event",
+                    )
+                    .buckets(prometheus::exponential_buckets(0.001, 2.0, 15).expect("valid buckets")),
                 )
                 .expect("valid metric"),
             ),

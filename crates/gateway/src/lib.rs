@@ -110,8 +110,9 @@ async fn build(config: GatewayConfig) -> anyhow::Result<Parts> {
 fn spawn_background(parts: &Parts) -> Vec<tokio::task::JoinHandle<()>> {
     let feed = tokio::spawn({
         let (nats, cache) = (parts.nats.clone(), parts.gateway.cache.clone());
+        let age = parts.gateway.metrics.live_age.clone();
         async move {
-            if let Err(error) = cache::feed(nats, cache).await {
+            if let Err(error) = cache::feed(nats, cache, age).await {
                 tracing::error!(%error, "live cache feed stopped");
             }
         }

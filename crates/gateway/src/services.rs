@@ -201,12 +201,13 @@ impl MarketService for Market {
                     check_token(what, v).map(|()| v.to_owned())
                 }
             };
-            Ok(format!(
+            // The live lane: each trade the moment the collector has it.
+            Ok(moat_common_types::subject::live(&format!(
                 "md.trade.{}.{}.{}",
                 part("exchange", &r.exchange)?,
                 part("market", &r.market)?,
                 part("symbol", &r.symbol)?
-            ))
+            )))
         });
         let subject = match subject {
             Ok(s) => s,

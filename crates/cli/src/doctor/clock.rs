@@ -17,7 +17,10 @@ pub(super) async fn clock_skew(report: &mut Report, nats: &str, max_skew_ms: i64
             .connect(nats)
             .await
             .map_err(|e| error_chain(&e))?;
-        let mut subscription = client.subscribe("md.>").await.map_err(|e| e.to_string())?;
+        let mut subscription = client
+            .subscribe(moat_common_types::subject::live("md.>"))
+            .await
+            .map_err(|e| e.to_string())?;
         let mut skews = Vec::new();
         let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
         while skews.len() < 50 {
