@@ -258,3 +258,77 @@ async fn the_live_lane_carries_every_event_alone_before_the_stream_has_it() {
         .expect("the lane ends with its queue")
         .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_round_holding_an_event_already_stored_goes_message_by_message() {
+    let (nats, _dir) = own_nats();
+    let url = nats.url();
+    let client = async_nats::connect(&url).await.unwrap();
+    let js = async_nats::jetstream::new(client);
+    ensure_stream(&js, &StreamSettings::default()).await.unwrap();
+
+    // Stored before, with its own id: as a collector replica (or a lost
+    // ack) would have left it.
+    let early = trade_of("SOL-USDT", 7);
+    let (headers, payload) = moat_common_types::proto_conv::batch_message(std::slice::from_ref(&early));
+    js.publish_with_headers("md.trade.test.spot.SOL-USDT", headers, payload)
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+
+    // One round: the same event alone on its subject, beside other subjects.
+    let metrics = Metrics::new();
+    let queue = EventQueue::new(10_000, metrics.clone());
+    for i in 0..50 {
+        queue.push(trade_of("BTC-USDT", i));
+        queue.push(trade_of("ETH-USDT", i));
+    }
+    queue.push(early);
+    let (publisher, token) = spawn_publisher(js.clone(), &queue, &metrics);
+    eventually("the round stored", Duration::from_secs(20), || async {
+        (stored(&url).await == Some(101)).then_some(())
+    })
+    .await;
+    token.cancel();
+    publisher.await.unwrap();
+    // The atomic batch was refused whole for the duplicate id; sent one by
+    // one, everything else is stored and the duplicate is dropped.
+    let events = stream_events(&js, "MARKET_DATA").await.unwrap();
+    assert_eq!(events.len(), 101, "100 new trades and the one stored before, once");
+    assert_eq!(metrics.publish_errors.get(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stream_without_atomic_batches_still_gets_every_event() {
+    use async_nats::jetstream::stream;
+    let (nats, _dir) = own_nats();
+    let url = nats.url();
+    let client = async_nats::connect(&url).await.unwrap();
+    let js = async_nats::jetstream::new(client);
+    // Made by an operator, atomic batches off; the publisher is not told.
+    js.create_stream(stream::Config {
+        name: "MARKET_DATA".into(),
+        subjects: vec!["md.>".into()],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+
+    let metrics = Metrics::new();
+    let queue = EventQueue::new(10_000, metrics.clone());
+    for i in 0..300 {
+        queue.push(trade_of(["BTC-USDT", "ETH-USDT", "SOL-USDT"][i as usize % 3], i));
+    }
+    let (publisher, token) = spawn_publisher(js.clone(), &queue, &metrics);
+    eventually("every event stored", Duration::from_secs(20), || async {
+        (stored(&url).await == Some(300)).then_some(())
+    })
+    .await;
+    token.cancel();
+    publisher.await.unwrap();
+    assert_eq!(stream_events(&js, "MARKET_DATA").await.unwrap().len(), 300);
+    // ensure_stream turns atomic batches on for an existing stream.
+    let mut s = ensure_stream(&js, &StreamSettings::default()).await.unwrap();
+    assert!(s.info().await.unwrap().config.allow_atomic_publish);
+}

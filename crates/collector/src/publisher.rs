@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use async_nats::HeaderMap;
 use async_nats::jetstream;
 use async_nats::jetstream::context::{PublishAckFuture, PublishError, PublishErrorKind};
+use async_nats::jetstream::publish::PublishAck;
 use bytes::Bytes;
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
@@ -218,11 +219,17 @@ struct Outgoing {
     round: u64,
     /// The producer span of a sampled message, open until JetStream acked it.
     span: Option<tracing::Span>,
+    /// Sent on its own, never in an atomic batch (one was refused).
+    alone: bool,
 }
 
 impl Outgoing {
     fn events(&self) -> usize {
         self.count.unwrap_or(1)
+    }
+
+    fn alone(self) -> Outgoing {
+        Outgoing { alone: true, ..self }
     }
 }
 
@@ -251,6 +258,7 @@ impl Gathering {
             kind: first.kind,
             round,
             span,
+            alone: false,
         }
     }
 }
@@ -324,17 +332,172 @@ fn reject(metrics: &Metrics, event: &MarketEvent, reason: &'static str, error: &
     tracing::error!(%error, kind = event.kind().as_str(), symbol = %i.symbol, reason, "event cannot be published, dropped");
 }
 
+/// Messages in one JetStream atomic batch at most (nats-server's limit).
+const ATOMIC_MAX: usize = 1_000;
+
+/// JetStream error codes of an atomic batch that was refused whole: publish
+/// its messages one by one instead. `10201`: it holds a message id already
+/// stored (a batch sent again after its ack was lost, which then stored
+/// nothing twice); `10174`: the stream does not allow atomic batches;
+/// `10199`: too many messages.
+const ATOMIC_DUPLICATE: u64 = 10_201;
+const ATOMIC_DISABLED: u64 = 10_174;
+const ATOMIC_TOO_LARGE: u64 = 10_199;
+
+/// Acks awaited: one per atomic batch, or per message sent alone.
+type Inflight = FuturesUnordered<
+    std::pin::Pin<Box<dyn std::future::Future<Output = (Result<PublishAck, PublishError>, Sent)> + Send>>,
+>;
+
+/// Messages whose fate one ack tells.
+struct Sent {
+    messages: Vec<Outgoing>,
+    atomic: bool,
+    started: Instant,
+}
+
+/// The publisher's state between rounds.
+struct Publisher {
+    js: jetstream::Context,
+    metrics: Metrics,
+    limits: PublishLimits,
+    /// Rounds go as atomic batches until the stream refuses them.
+    atomic: bool,
+    /// Unique per process: the prefix of this publisher's batch ids.
+    session: String,
+    batches: u64,
+    /// Messages of each round still awaiting their ack.
+    open_rounds: HashMap<u64, usize>,
+    /// Messages to send again, before any new round.
+    retry: VecDeque<Outgoing>,
+}
+
+impl Publisher {
+    /// Sends `messages`: in atomic batches of up to [`ATOMIC_MAX`] when
+    /// batching, one by one otherwise. What cannot be sent now goes to
+    /// `retry`, in order; returns false when the connection failed.
+    async fn dispatch(&mut self, messages: Vec<Outgoing>, inflight: &mut Inflight) -> bool {
+        let mut groups: Vec<Vec<Outgoing>> = Vec::new();
+        let (mut together, alone): (Vec<Outgoing>, Vec<Outgoing>) = messages
+            .into_iter()
+            .partition(|m| self.atomic && self.limits.max_batch_events > 1 && !m.alone);
+        while !together.is_empty() {
+            let rest = together.split_off(together.len().min(ATOMIC_MAX));
+            groups.push(std::mem::replace(&mut together, rest));
+        }
+        groups.extend(alone.into_iter().map(|m| vec![m]));
+        let mut groups = groups.into_iter();
+        while let Some(group) = groups.next() {
+            let atomic = group.len() > 1;
+            let sent = if atomic {
+                self.batches += 1;
+                let id = format!("{}-{}", self.session, self.batches);
+                send_atomic(&self.js, &group, &id).await
+            } else {
+                send(&self.js, &group[0], None).await
+            };
+            match sent {
+                Ok(ack) => {
+                    let sent = Sent {
+                        messages: group,
+                        atomic,
+                        started: Instant::now(),
+                    };
+                    inflight.push(Box::pin(async move { (ack.await, sent) }));
+                }
+                Err(Failed::Never(reason, error)) if !atomic => {
+                    self.drop_message(&group[0], reason, &error);
+                }
+                Err(Failed::Never(_, error)) => {
+                    tracing::warn!(%error, "an atomic batch could not be sent; its messages go one by one");
+                    self.retry.extend(group.into_iter().map(Outgoing::alone));
+                }
+                Err(Failed::Retry(error)) => {
+                    self.metrics.publish_errors.inc();
+                    tracing::warn!(%error, "publish failed, will retry");
+                    // The rest waits too, in order.
+                    self.retry.extend(group);
+                    self.retry.extend(groups.flatten());
+                    return false;
+                }
+            }
+        }
+        true
+    }
+
+    fn acked(&mut self, result: Result<PublishAck, PublishError>, sent: Sent) {
+        match result {
+            Ok(_) => {
+                self.metrics
+                    .publish_latency
+                    .observe(sent.started.elapsed().as_secs_f64());
+                for message in &sent.messages {
+                    self.metrics
+                        .published
+                        .with_label_values(&[message.exchange.as_str(), message.kind])
+                        .inc_by(message.events() as u64);
+                    self.metrics.messages_published.inc();
+                    self.close_round(message.round);
+                }
+            }
+            Err(error) => {
+                let code = std::error::Error::source(&error)
+                    .and_then(|s| s.downcast_ref::<async_nats::jetstream::Error>())
+                    .map(|e| e.error_code().0);
+                match code {
+                    Some(ATOMIC_DISABLED) if sent.atomic => {
+                        tracing::warn!(
+                            "the stream does not allow atomic batches (allow_atomic): publishing message by message, \
+                             one disk sync each"
+                        );
+                        self.atomic = false;
+                        self.retry.extend(sent.messages);
+                    }
+                    Some(ATOMIC_DUPLICATE | ATOMIC_TOO_LARGE) if sent.atomic => {
+                        tracing::info!(%error, messages = sent.messages.len(), "atomic batch refused; its messages go one by one");
+                        self.retry.extend(sent.messages.into_iter().map(Outgoing::alone));
+                    }
+                    _ => {
+                        self.metrics.publish_errors.inc();
+                        tracing::warn!(%error, messages = sent.messages.len(), "publish ack failed, will retry");
+                        self.retry.extend(sent.messages);
+                    }
+                }
+            }
+        }
+    }
+
+    fn close_round(&mut self, round: u64) {
+        if let Some(left) = self.open_rounds.get_mut(&round) {
+            *left -= 1;
+            if *left == 0 {
+                self.open_rounds.remove(&round);
+            }
+        }
+    }
+
+    fn drop_message(&mut self, message: &Outgoing, reason: &'static str, error: &str) {
+        self.metrics
+            .rejects
+            .with_label_values(&[message.exchange.as_str(), reason])
+            .inc_by(message.events() as u64);
+        tracing::error!(%error, subject = %message.subject, events = message.events(), reason, "message cannot be published, dropped");
+        self.close_round(message.round);
+    }
+}
+
 /// Publishes queued events until `shutdown` fires, then drains what is left
 /// for up to `grace`.
 ///
 /// Publishing goes in rounds, like a database's group commit: a round takes
 /// every queued event, groups them by subject into messages of up to
-/// `max_batch_events`, and publishes them all; at most [`MAX_ROUNDS`] are in
-/// flight. At a low rate a round is a few single-event messages and leaves
-/// as soon as they arrive; under load the events that queue up while the
-/// server stores a round make the next one's messages larger, so the number
-/// of messages (and of the server's disk syncs) grows far slower than the
-/// number of events.
+/// `max_batch_events`, and publishes them as one JetStream atomic batch
+/// (1,000 messages each at most), which the server stores with one disk
+/// sync; at most [`MAX_ROUNDS`] are in flight. At a low rate a round is a
+/// few messages and leaves as soon as they arrive; under load the events
+/// that queue up while the server stores a round make the next one's
+/// messages larger. With `max_batch_events = 1` every event goes alone, so
+/// JetStream deduplicates each (collector replicas of one venue).
 pub async fn run_publisher(
     js: jetstream::Context,
     queue: Arc<EventQueue>,
@@ -348,48 +511,43 @@ pub async fn run_publisher(
         max_ack_inflight: limits.max_ack_inflight.max(1),
         max_batch_events: limits.max_batch_events.max(1),
     };
-    let mut inflight = FuturesUnordered::new();
-    // Messages to send again (their ack failed), before any new round.
-    let mut retry: VecDeque<Outgoing> = VecDeque::new();
-    // Messages of each round still awaiting their ack.
-    let mut open_rounds: HashMap<u64, usize> = HashMap::new();
+    let mut p = Publisher {
+        js,
+        metrics,
+        limits,
+        atomic: limits.max_batch_events > 1,
+        session: format!("{:016x}", rand::random::<u64>()),
+        batches: 0,
+        open_rounds: HashMap::new(),
+        retry: VecDeque::new(),
+    };
+    let mut inflight: Inflight = FuturesUnordered::new();
     let mut next_round = 0u64;
     let mut shutdown = std::pin::pin!(shutdown);
     let mut draining_since: Option<Instant> = None;
     loop {
         if let Some(since) = draining_since
-            && ((queue.is_empty() && inflight.is_empty() && retry.is_empty()) || since.elapsed() > grace)
+            && ((queue.is_empty() && inflight.is_empty() && p.retry.is_empty()) || since.elapsed() > grace)
         {
-            if !queue.is_empty() || !inflight.is_empty() || !retry.is_empty() {
+            if !queue.is_empty() || !inflight.is_empty() || !p.retry.is_empty() {
                 tracing::warn!(
                     queued = queue.len(),
                     inflight = inflight.len(),
-                    retrying = retry.len(),
+                    retrying = p.retry.len(),
                     "publisher stopped before draining"
                 );
             }
             return;
         }
         // Send what failed before; then, when a round slot is free, a new round.
-        while inflight.len() < limits.max_ack_inflight
-            && let Some(message) = retry.pop_front()
-        {
-            match send(&js, &message).await {
-                Ok(ack) => inflight.push(acked(ack, message, Instant::now())),
-                Err(Failed::Never(reason, error)) => {
-                    drop_message(&metrics, &mut open_rounds, &message, reason, &error);
-                }
-                Err(Failed::Retry(error)) => {
-                    metrics.publish_errors.inc();
-                    tracing::warn!(%error, "publish failed, will retry");
-                    retry.push_front(message);
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                    break;
-                }
+        if !p.retry.is_empty() && inflight.len() < limits.max_ack_inflight {
+            let again: Vec<Outgoing> = p.retry.drain(..).collect();
+            if !p.dispatch(again, &mut inflight).await {
+                tokio::time::sleep(Duration::from_millis(200)).await;
             }
         }
         let may_start_round =
-            retry.is_empty() && open_rounds.len() < MAX_ROUNDS && inflight.len() < limits.max_ack_inflight;
+            p.retry.is_empty() && p.open_rounds.len() < MAX_ROUNDS && inflight.len() < limits.max_ack_inflight;
         tokio::select! {
             () = &mut shutdown, if draining_since.is_none() => {
                 tracing::info!(queued = queue.len(), "publisher draining");
@@ -398,46 +556,17 @@ pub async fn run_publisher(
             events = queue.next_batch(MAX_ROUND_EVENTS), if may_start_round => {
                 let round = next_round;
                 next_round += 1;
-                let messages = gather(events, limits, max_bytes(&js), round, sampler, &metrics);
+                let messages = gather(events, limits, max_bytes(&p.js), round, sampler, &p.metrics);
                 if !messages.is_empty() {
-                    open_rounds.insert(round, messages.len());
+                    p.open_rounds.insert(round, messages.len());
                 }
-                metrics.round_messages.observe(messages.len() as f64);
-                let mut messages = messages.into_iter();
-                while let Some(message) = messages.next() {
-                    match send(&js, &message).await {
-                        Ok(ack) => inflight.push(acked(ack, message, Instant::now())),
-                        Err(Failed::Never(reason, error)) => {
-                            drop_message(&metrics, &mut open_rounds, &message, reason, &error);
-                        }
-                        Err(Failed::Retry(error)) => {
-                            metrics.publish_errors.inc();
-                            tracing::warn!(%error, "publish failed, will retry");
-                            // The rest of the round waits too, in order.
-                            retry.push_back(message);
-                            retry.extend(messages);
-                            tokio::time::sleep(Duration::from_millis(200)).await;
-                            break;
-                        }
-                    }
+                p.metrics.round_messages.observe(messages.len() as f64);
+                if !p.dispatch(messages, &mut inflight).await {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
                 }
             }
-            Some((result, message, started)) = inflight.next(), if !inflight.is_empty() => {
-                match result {
-                    Ok(_) => {
-                        metrics.published.with_label_values(&[message.exchange.as_str(), message.kind]).inc_by(message.events() as u64);
-                        metrics.messages_published.inc();
-                        metrics.publish_latency.observe(started.elapsed().as_secs_f64());
-                        close_round(&mut open_rounds, message.round);
-                    }
-                    Err(error) => {
-                        metrics.publish_errors.inc();
-                        tracing::warn!(%error, events = message.events(), "publish ack failed, will retry");
-                        retry.push_back(message);
-                    }
-                }
-            }
-            () = tokio::time::sleep(Duration::from_millis(100)), if draining_since.is_some() || !retry.is_empty() => {}
+            Some((result, sent)) = inflight.next(), if !inflight.is_empty() => p.acked(result, sent),
+            () = tokio::time::sleep(Duration::from_millis(100)), if draining_since.is_some() || !p.retry.is_empty() => {}
         }
     }
 }
@@ -451,39 +580,6 @@ fn max_bytes(js: &jetstream::Context) -> usize {
         n => n,
     };
     server.saturating_sub(HEADER_ROOM).max(HEADER_ROOM)
-}
-
-/// The ack of a message sent at `started`, with the message.
-async fn acked(
-    ack: PublishAckFuture,
-    message: Outgoing,
-    started: Instant,
-) -> (Result<jetstream::publish::PublishAck, PublishError>, Outgoing, Instant) {
-    (ack.await, message, started)
-}
-
-fn close_round(open_rounds: &mut HashMap<u64, usize>, round: u64) {
-    if let Some(left) = open_rounds.get_mut(&round) {
-        *left -= 1;
-        if *left == 0 {
-            open_rounds.remove(&round);
-        }
-    }
-}
-
-fn drop_message(
-    metrics: &Metrics,
-    open_rounds: &mut HashMap<u64, usize>,
-    message: &Outgoing,
-    reason: &'static str,
-    error: &str,
-) {
-    metrics
-        .rejects
-        .with_label_values(&[message.exchange.as_str(), reason])
-        .inc_by(message.events() as u64);
-    tracing::error!(%error, subject = %message.subject, events = message.events(), reason, "message cannot be published, dropped");
-    close_round(open_rounds, message.round);
 }
 
 /// The producer span of one sampled message; its context travels in the
@@ -508,24 +604,63 @@ enum Failed {
     Retry(String),
 }
 
-async fn send(js: &jetstream::Context, message: &Outgoing) -> Result<PublishAckFuture, Failed> {
+/// The headers of `message`: its id, its count when a batch, the trace
+/// context of a sampled one, and its place in an atomic batch.
+fn headers(message: &Outgoing, batch: Option<(&str, usize, bool)>) -> HeaderMap {
     let mut headers = HeaderMap::new();
     headers.insert("Nats-Msg-Id", message.id.as_str());
     if let Some(count) = message.count {
         headers.insert(EVENTS_HEADER, count.to_string().as_str());
     }
-    let publish = async {
+    if let Some(span) = &message.span {
+        let _entered = span.enter();
         moat_common_types::telemetry::nats::inject(&mut headers);
-        js.publish_with_headers(message.subject.clone(), headers, message.payload.clone())
-            .await
-    };
-    let published = match &message.span {
-        // Not imported: `MarketEvent::instrument` would clash with it.
-        Some(span) => tracing::Instrument::instrument(publish, span.clone()).await,
-        None => publish.await,
-    };
-    published.map_err(|e| match e.kind() {
+    }
+    if let Some((id, sequence, commit)) = batch {
+        headers.insert("Nats-Batch-Id", id);
+        headers.insert("Nats-Batch-Sequence", sequence.to_string().as_str());
+        if commit {
+            headers.insert("Nats-Batch-Commit", "1");
+        }
+    }
+    headers
+}
+
+/// Publishes one message and returns its ack to await.
+async fn send(
+    js: &jetstream::Context,
+    message: &Outgoing,
+    batch: Option<(&str, usize, bool)>,
+) -> Result<PublishAckFuture, Failed> {
+    js.publish_with_headers(
+        message.subject.clone(),
+        headers(message, batch),
+        message.payload.clone(),
+    )
+    .await
+    .map_err(|e| match e.kind() {
         PublishErrorKind::MaxPayloadExceeded => Failed::Never("too_large", e.to_string()),
         _ => Failed::Retry(e.to_string()),
     })
+}
+
+/// Publishes `group` as atomic batch `id`: every message but the last on
+/// core NATS, the last with `Nats-Batch-Commit`, whose ack tells the fate
+/// of all.
+async fn send_atomic(js: &jetstream::Context, group: &[Outgoing], id: &str) -> Result<PublishAckFuture, Failed> {
+    let client = js.client();
+    let (last, rest) = group
+        .split_last()
+        .ok_or_else(|| Failed::Retry("an empty batch".into()))?;
+    for (i, message) in rest.iter().enumerate() {
+        client
+            .publish_with_headers(
+                message.subject.clone(),
+                headers(message, Some((id, i + 1, false))),
+                message.payload.clone(),
+            )
+            .await
+            .map_err(|e| Failed::Retry(e.to_string()))?;
+    }
+    send(js, last, Some((id, group.len(), true))).await
 }

@@ -30,7 +30,11 @@ impl Default for StreamSettings {
 }
 
 /// Creates the stream if it does not exist yet and returns it. An existing
-/// stream is used as it is, so operators may tune it in place.
+/// stream is used as it is, so operators may tune it in place, with one
+/// exception: atomic batches are turned on when they are off
+/// (`allow_atomic`, nats-server 2.12 and later), since the collector
+/// publishes each round as one. A server that refuses the update leaves
+/// the collector publishing message by message.
 pub async fn ensure_stream(
     js: &jetstream::Context,
     settings: &StreamSettings,
@@ -45,9 +49,28 @@ pub async fn ensure_stream(
         max_bytes: settings.max_bytes,
         duplicate_window: DUPLICATE_WINDOW,
         discard: stream::DiscardPolicy::Old,
+        allow_atomic_publish: true,
         ..Default::default()
     };
-    Ok(js.get_or_create_stream(config).await?)
+    let mut stream = js.get_or_create_stream(config).await?;
+    let current = stream.info().await?.config.clone();
+    if !current.allow_atomic_publish {
+        let name = current.name.clone();
+        match js
+            .update_stream(stream::Config {
+                allow_atomic_publish: true,
+                ..current
+            })
+            .await
+        {
+            Ok(_) => tracing::info!(stream = %name, "atomic batches turned on (allow_atomic)"),
+            Err(error) => {
+                tracing::warn!(stream = %name, %error, "cannot turn on atomic batches; publishing message by message")
+            }
+        }
+        stream = js.get_stream(&name).await?;
+    }
+    Ok(stream)
 }
 
 /// Connects to NATS with a client name, retrying in the background when the
