@@ -31,7 +31,9 @@ pub(crate) fn trade(i: u64) -> MarketEvent {
 /// Returns the writer's rows per second draining the stream.
 pub(crate) async fn writer(rows: &mut Vec<Row>, nats_url: &str, ch_url: &str) -> anyhow::Result<f64> {
     use moat_storage_writer::rows::TableRow;
-    const N: u64 = 200_000;
+    // Large enough that the writer's start (connecting, opening its
+    // consumer) is a small part of the time measured.
+    const N: u64 = 500_000;
     /// Events per message, as the collector batches them under load.
     const PER_MESSAGE: usize = 100;
     let db = format!("bench_{}", std::process::id());

@@ -184,6 +184,11 @@ pub async fn run(config: CollectorConfig, http: TcpListener, shutdown: Cancellat
     let client = connect(&config.nats.url, "moat-collector")
         .await
         .with_context(|| format!("connecting to NATS at {}", config.nats.url))?;
+    // The live lane has a connection of its own, so its small messages
+    // never queue behind a round's batches in one socket.
+    let live_client = connect(&config.nats.url, "moat-collector-live")
+        .await
+        .with_context(|| format!("connecting to NATS at {}", config.nats.url))?;
     let js = async_nats::jetstream::new(client.clone());
     let settings = StreamSettings {
         name: config.stream.name.clone(),
@@ -207,7 +212,7 @@ pub async fn run(config: CollectorConfig, http: TcpListener, shutdown: Cancellat
         }
     }
 
-    let (queue, live) = EventQueue::with_live(config.publisher.buffer_capacity, metrics.clone(), client.clone());
+    let (queue, live) = EventQueue::with_live(config.publisher.buffer_capacity, metrics.clone(), live_client.clone());
     let live = tokio::spawn(live);
     let mut venues = Vec::new();
     let mut tasks = tokio::task::JoinSet::new();
@@ -277,6 +282,7 @@ pub async fn run(config: CollectorConfig, http: TcpListener, shutdown: Cancellat
     publisher.await?;
     // The connectors and the publisher held the queue: the live lane ends.
     live.await?;
+    live_client.flush().await.ok();
     client.flush().await.ok();
     tracing::info!("collector stopped");
     Ok(())

@@ -52,14 +52,22 @@ pub(super) async fn nats(report: &mut Report, e: &Endpoints, max_lag: u64) {
     let expected = moat_common_types::subject::STREAM_SUBJECTS;
     match js.get_stream(stream_name).await {
         Ok(mut stream) => match stream.info().await {
-            Ok(info) if info.config.subjects.iter().any(|s| s == expected) => report.pass(
-                "stream MARKET_DATA",
-                format!("subjects {:?}, {} messages", info.config.subjects, info.state.messages),
-            ),
-            Ok(info) => report.fail(
+            Ok(info) if !info.config.subjects.iter().any(|s| s == expected) => report.fail(
                 "stream MARKET_DATA",
                 format!("subjects {:?} do not include {expected}", info.config.subjects),
                 format!("nats stream edit {stream_name} --subjects '{expected}'"),
+            ),
+            Ok(info) if !info.config.allow_atomic_publish => report.warn(
+                "stream MARKET_DATA",
+                "atomic batches are off: the collector publishes message by message, one disk sync each",
+                "restart moat-collector on nats-server 2.12 or later (it turns allow_atomic on)",
+            ),
+            Ok(info) => report.pass(
+                "stream MARKET_DATA",
+                format!(
+                    "subjects {:?}, {} messages, atomic batches on",
+                    info.config.subjects, info.state.messages
+                ),
             ),
             Err(error) => report.fail("stream MARKET_DATA", error.to_string(), "check NATS's log"),
         },
