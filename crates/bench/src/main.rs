@@ -138,7 +138,7 @@ async fn sustained_load(
             );
             rows.push(Row {
                 what: format!(
-                    "whole stack: highest feed held {hold} s with lag ≤ 1 s and nothing lost (exchange → ClickHouse)"
+                    "whole stack: highest feed held {hold} s with lag p99 ≤ 1 s and nothing lost (exchange → ClickHouse)"
                 ),
                 figure: format!(
                     "{:.0} events/s ({:.0} of them trades; lag p50 {:.0} ms, p99 {:.0} ms)",

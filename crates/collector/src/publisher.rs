@@ -1,13 +1,15 @@
-//! The bounded queue between connectors and NATS, and the publisher that
-//! drains it into JetStream in rounds of batched messages.
+//! The bounded queue between connectors and NATS, the live lane, and the
+//! publisher that drains the queue into JetStream in rounds.
 //!
-//! Connectors never wait on NATS: [`EventQueue::push`] drops the oldest
-//! event (and counts it) when the queue is full. The publisher groups what
-//! is queued by subject into messages of several events ([`run_publisher`]);
-//! a message whose publish or ack fails is sent again as it was, with the
-//! same `Nats-Msg-Id`, so JetStream stores it once. An event that can never
-//! be published (larger than the server's max payload) is dropped and
-//! counted, never retried forever.
+//! Connectors never wait on NATS: [`EventQueue::push`] encodes the event
+//! once, offers it to the live lane (`live.<subject>`, core NATS, one event
+//! per message) and queues it, dropping the oldest event (and counting it)
+//! when the queue is full. The publisher groups what is queued by subject
+//! into messages of several events and sends each round as JetStream atomic
+//! batches ([`run_publisher`]); a message whose publish or ack fails is
+//! sent again as it was, with the same `Nats-Msg-Id`, so JetStream stores
+//! it once. An event that can never be published (larger than the server's
+//! max payload) is dropped and counted, never retried forever.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};

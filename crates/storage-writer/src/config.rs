@@ -89,7 +89,7 @@ impl Default for BatchConfig {
         BatchConfig {
             consumer: "moat-storage-writer".into(),
             batch_size: 50_000,
-            flush_interval_ms: 200,
+            flush_interval_ms: 150,
             max_inflight: 200_000,
             ack_wait_ms: 60_000,
             max_backoff_ms: 5_000,
