@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use moat_collector::metrics::Metrics;
-use moat_collector::publisher::{EventQueue, EventSampler, run_publisher};
+use moat_collector::publisher::{EventQueue, run_publisher};
 use moat_common_types::model::{Instrument, Trade};
 use moat_common_types::nats::{StreamSettings, ensure_stream};
 use moat_common_types::{Decimal, Market, MarketEvent, Side};
@@ -49,8 +49,7 @@ fn spawn_publisher(
     let publisher = tokio::spawn(run_publisher(
         js,
         queue.clone(),
-        moat_collector::config::PublisherConfig::default().limits(),
-        EventSampler::new(0.0),
+        moat_collector::config::PublisherConfig::default(),
         metrics.clone(),
         token.clone().cancelled_owned(),
         Duration::from_secs(30),
@@ -182,8 +181,7 @@ async fn events_queued_together_go_out_batched_by_subject_in_order() {
     // two subjects interleaved, more events than one message may carry.
     let metrics = Metrics::new();
     let queue = EventQueue::new(10_000, metrics.clone());
-    let limits = moat_collector::config::PublisherConfig::default().limits();
-    let per_symbol = limits.max_batch_events as u64 + 500;
+    let per_symbol = moat_collector::config::PublisherConfig::default().max_batch_events as u64 + 500;
     for i in 0..per_symbol {
         queue.push(trade_of("BTC-USDT", i));
         queue.push(trade_of("ETH-USDT", i));

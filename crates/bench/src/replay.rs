@@ -16,7 +16,7 @@ use crate::{Row, fixtures};
 pub(crate) async fn replay_to_nats(rows: &mut Vec<Row>, nats_url: &str) -> anyhow::Result<()> {
     use moat_collector::config::VenueConfig;
     use moat_collector::metrics::Metrics;
-    use moat_collector::publisher::{EventQueue, EventSampler, run_publisher};
+    use moat_collector::publisher::{EventQueue, run_publisher};
     use moat_collector::replay::{Recording, ReplayServer, Speed};
     use moat_collector::status::StreamStatus;
 
@@ -66,8 +66,7 @@ pub(crate) async fn replay_to_nats(rows: &mut Vec<Row>, nats_url: &str) -> anyho
         let publisher = tokio::spawn(run_publisher(
             js.clone(),
             queue.clone(),
-            moat_collector::config::PublisherConfig::default().limits(),
-            EventSampler::new(0.0),
+            moat_collector::config::PublisherConfig::default(),
             metrics.clone(),
             token.clone().cancelled_owned(),
             Duration::from_secs(30),

@@ -100,15 +100,6 @@ pub struct PublisherConfig {
     pub trace_ratio: f64,
 }
 
-impl PublisherConfig {
-    pub fn limits(&self) -> crate::publisher::PublishLimits {
-        crate::publisher::PublishLimits {
-            max_ack_inflight: self.max_ack_inflight,
-            max_batch_events: self.max_batch_events,
-        }
-    }
-}
-
 impl Default for PublisherConfig {
     fn default() -> Self {
         PublisherConfig {

@@ -246,8 +246,7 @@ pub async fn run(config: CollectorConfig, http: TcpListener, shutdown: Cancellat
     let publisher = tokio::spawn(run_publisher(
         js,
         queue,
-        config.publisher.limits(),
-        crate::publisher::EventSampler::new(config.publisher.trace_ratio),
+        config.publisher.clone(),
         metrics.clone(),
         shutdown.clone().cancelled_owned(),
         DRAIN_GRACE,

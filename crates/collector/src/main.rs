@@ -343,8 +343,7 @@ async fn replay(
         let publisher = tokio::spawn(moat_collector::publisher::run_publisher(
             js,
             queue.clone(),
-            config.publisher.limits(),
-            moat_collector::publisher::EventSampler::new(config.publisher.trace_ratio),
+            config.publisher.clone(),
             metrics.clone(),
             token.clone().cancelled_owned(),
             Duration::from_secs(30),

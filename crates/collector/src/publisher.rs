@@ -27,15 +27,15 @@ use moat_common_types::proto_conv::{BatchPayload, EVENTS_HEADER, batched_len, en
 use moat_common_types::subject::{self, Subject, batch_msg_id, msg_id};
 use tokio::sync::{Notify, mpsc};
 
+use crate::config::PublisherConfig;
 use crate::metrics::Metrics;
 
 /// An event ready to publish, encoded once for both lanes.
 pub struct Queued {
     subject: String,
     payload: Bytes,
-    /// Its `Nats-Msg-Id` alone, and its key (the end of a batch's id).
+    /// Its `Nats-Msg-Id` alone ([`msg_id`]).
     id: String,
-    key: String,
     exchange: String,
     kind: &'static str,
 }
@@ -111,7 +111,11 @@ impl EventQueue {
         let subject = match Subject::for_event(&event) {
             Ok(subject) => subject.to_string(),
             Err(error) => {
-                reject(&self.metrics, &event, "invalid_subject", &error.to_string());
+                self.metrics
+                    .rejects
+                    .with_label_values(&[i.exchange.as_str(), "invalid_subject"])
+                    .inc();
+                tracing::error!(%error, kind, symbol = %i.symbol, "event has no valid subject, dropped");
                 return false;
             }
         };
@@ -125,7 +129,6 @@ impl EventQueue {
             subject,
             payload,
             id: msg_id(&event),
-            key: event.event_key(),
             exchange: i.exchange.clone(),
             kind,
         };
@@ -172,14 +175,14 @@ impl EventQueue {
     }
 }
 
-/// Which events carry a trace: a fraction `ratio` of them, chosen at random.
+/// Which messages carry a trace: a fraction `ratio` of them, chosen at random.
 #[derive(Clone, Copy, Debug)]
-pub struct EventSampler {
+struct EventSampler {
     ratio: f64,
 }
 
 impl EventSampler {
-    pub fn new(ratio: f64) -> EventSampler {
+    fn new(ratio: f64) -> EventSampler {
         EventSampler {
             ratio: ratio.clamp(0.0, 1.0),
         }
@@ -188,15 +191,6 @@ impl EventSampler {
     fn sample(&self) -> bool {
         self.ratio >= 1.0 || (self.ratio > 0.0 && rand::random::<f64>() < self.ratio)
     }
-}
-
-/// How the publisher forms and paces messages.
-#[derive(Debug, Clone, Copy)]
-pub struct PublishLimits {
-    /// Messages whose ack is awaited at once.
-    pub max_ack_inflight: usize,
-    /// Events of one subject carried by one message at most.
-    pub max_batch_events: usize,
 }
 
 /// Rounds in flight at once: while the server stores one, the next is on
@@ -238,15 +232,26 @@ impl Outgoing {
 /// Events of one subject being gathered, with what their message needs.
 struct Gathering {
     first: Queued,
-    last_key: Option<String>,
+    /// The id of the last event gathered after the first.
+    last_id: Option<String>,
     payload: BatchPayload,
 }
 
 impl Gathering {
+    fn new(first: Queued) -> Gathering {
+        let mut payload = BatchPayload::default();
+        payload.push(first.payload.clone());
+        Gathering {
+            first,
+            last_id: None,
+            payload,
+        }
+    }
+
     fn finish(self, round: u64, sampler: EventSampler) -> Outgoing {
         let first = self.first;
-        let last_key = self.last_key.as_deref().unwrap_or(&first.key);
-        let id = batch_msg_id(&first.id, last_key, self.payload.count());
+        let last_id = self.last_id.as_deref().unwrap_or(&first.id);
+        let id = batch_msg_id(&first.id, last_id, self.payload.count());
         let (payload, count) = self.payload.finish();
         let span = sampler
             .sample()
@@ -270,14 +275,16 @@ impl Gathering {
 /// An event too large for any message is dropped and counted.
 fn gather(
     events: Vec<Queued>,
-    limits: PublishLimits,
+    max_batch_events: usize,
     max_bytes: usize,
     round: u64,
     sampler: EventSampler,
     metrics: &Metrics,
 ) -> Vec<Outgoing> {
-    let mut open: HashMap<String, Gathering> = HashMap::new();
-    let mut order: Vec<String> = Vec::new();
+    // Each subject's gathering, in the order subjects first appear; a full
+    // one goes out at once and a new one takes its place.
+    let mut open: Vec<Gathering> = Vec::new();
+    let mut at: HashMap<String, usize> = HashMap::new();
     let mut out = Vec::new();
     for event in events {
         let len = batched_len(event.payload.len());
@@ -294,44 +301,25 @@ fn gather(
             );
             continue;
         }
-        if let Some(g) = open.get(&event.subject)
-            && (g.payload.count() >= limits.max_batch_events || g.payload.encoded_len() + len > max_bytes)
-            && let Some(full) = open.remove(&event.subject)
-        {
-            out.push(full.finish(round, sampler));
-        }
-        match open.get_mut(&event.subject) {
-            Some(g) => {
-                g.payload.push(event.payload);
-                g.last_key = Some(event.key);
-            }
+        match at.get(&event.subject) {
             None => {
-                let mut payload = BatchPayload::default();
-                payload.push(event.payload.clone());
-                order.push(event.subject.clone());
-                open.insert(
-                    event.subject.clone(),
-                    Gathering {
-                        first: event,
-                        last_key: None,
-                        payload,
-                    },
-                );
+                at.insert(event.subject.clone(), open.len());
+                open.push(Gathering::new(event));
+            }
+            Some(&i) => {
+                let g = &mut open[i];
+                if g.payload.count() >= max_batch_events || g.payload.encoded_len() + len > max_bytes {
+                    let full = std::mem::replace(g, Gathering::new(event));
+                    out.push(full.finish(round, sampler));
+                } else {
+                    g.payload.push(event.payload);
+                    g.last_id = Some(event.id);
+                }
             }
         }
     }
-    for subject in order {
-        if let Some(g) = open.remove(&subject) {
-            out.push(g.finish(round, sampler));
-        }
-    }
+    out.extend(open.into_iter().map(|g| g.finish(round, sampler)));
     out
-}
-
-fn reject(metrics: &Metrics, event: &MarketEvent, reason: &'static str, error: &str) {
-    let i = event.instrument();
-    metrics.rejects.with_label_values(&[i.exchange.as_str(), reason]).inc();
-    tracing::error!(%error, kind = event.kind().as_str(), symbol = %i.symbol, reason, "event cannot be published, dropped");
 }
 
 /// Messages in one JetStream atomic batch at most (nats-server's limit).
@@ -362,8 +350,9 @@ struct Sent {
 struct Publisher {
     js: jetstream::Context,
     metrics: Metrics,
-    limits: PublishLimits,
-    /// Rounds go as atomic batches until the stream refuses them.
+    max_batch_events: usize,
+    /// Rounds go as atomic batches until the stream refuses them (never
+    /// with one event per message: replicas deduplicate event by event).
     atomic: bool,
     /// Unique per process: the prefix of this publisher's batch ids.
     session: String,
@@ -380,9 +369,8 @@ impl Publisher {
     /// `retry`, in order; returns false when the connection failed.
     async fn dispatch(&mut self, messages: Vec<Outgoing>, inflight: &mut Inflight) -> bool {
         let mut groups: Vec<Vec<Outgoing>> = Vec::new();
-        let (mut together, alone): (Vec<Outgoing>, Vec<Outgoing>) = messages
-            .into_iter()
-            .partition(|m| self.atomic && self.limits.max_batch_events > 1 && !m.alone);
+        let (mut together, alone): (Vec<Outgoing>, Vec<Outgoing>) =
+            messages.into_iter().partition(|m| self.atomic && !m.alone);
         while !together.is_empty() {
             let rest = together.split_off(together.len().min(ATOMIC_MAX));
             groups.push(std::mem::replace(&mut together, rest));
@@ -503,21 +491,19 @@ impl Publisher {
 pub async fn run_publisher(
     js: jetstream::Context,
     queue: Arc<EventQueue>,
-    limits: PublishLimits,
-    sampler: EventSampler,
+    config: PublisherConfig,
     metrics: Metrics,
     shutdown: impl std::future::Future<Output = ()>,
     grace: Duration,
 ) {
-    let limits = PublishLimits {
-        max_ack_inflight: limits.max_ack_inflight.max(1),
-        max_batch_events: limits.max_batch_events.max(1),
-    };
+    let sampler = EventSampler::new(config.trace_ratio);
+    let max_ack_inflight = config.max_ack_inflight.max(1);
+    let max_batch_events = config.max_batch_events.max(1);
     let mut p = Publisher {
         js,
         metrics,
-        limits,
-        atomic: limits.max_batch_events > 1,
+        max_batch_events,
+        atomic: max_batch_events > 1,
         session: format!("{:016x}", rand::random::<u64>()),
         batches: 0,
         open_rounds: HashMap::new(),
@@ -542,14 +528,14 @@ pub async fn run_publisher(
             return;
         }
         // Send what failed before; then, when a round slot is free, a new round.
-        if !p.retry.is_empty() && inflight.len() < limits.max_ack_inflight {
+        if !p.retry.is_empty() && inflight.len() < max_ack_inflight {
             let again: Vec<Outgoing> = p.retry.drain(..).collect();
             if !p.dispatch(again, &mut inflight).await {
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
         }
         let may_start_round =
-            p.retry.is_empty() && p.open_rounds.len() < MAX_ROUNDS && inflight.len() < limits.max_ack_inflight;
+            p.retry.is_empty() && p.open_rounds.len() < MAX_ROUNDS && inflight.len() < max_ack_inflight;
         tokio::select! {
             () = &mut shutdown, if draining_since.is_none() => {
                 tracing::info!(queued = queue.len(), "publisher draining");
@@ -558,7 +544,7 @@ pub async fn run_publisher(
             events = queue.next_batch(MAX_ROUND_EVENTS), if may_start_round => {
                 let round = next_round;
                 next_round += 1;
-                let messages = gather(events, limits, max_bytes(&p.js), round, sampler, &p.metrics);
+                let messages = gather(events, p.max_batch_events, max_bytes(&p.js), round, sampler, &p.metrics);
                 if !messages.is_empty() {
                     p.open_rounds.insert(round, messages.len());
                 }

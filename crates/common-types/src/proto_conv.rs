@@ -371,7 +371,11 @@ pub fn batch_message(events: &[MarketEvent]) -> (async_nats::HeaderMap, bytes::B
     let (payload, count) = payload.finish();
     let mut headers = async_nats::HeaderMap::new();
     if let (Some(first), Some(last)) = (events.first(), events.last()) {
-        let id = crate::subject::batch_msg_id(&crate::subject::msg_id(first), &last.event_key(), events.len());
+        let id = crate::subject::batch_msg_id(
+            &crate::subject::msg_id(first),
+            &crate::subject::msg_id(last),
+            events.len(),
+        );
         headers.insert("Nats-Msg-Id", id.as_str());
     }
     if let Some(count) = count {

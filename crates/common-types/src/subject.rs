@@ -120,18 +120,19 @@ pub fn msg_id(event: &MarketEvent) -> String {
 }
 
 /// Deterministic `Nats-Msg-Id` of a message carrying `count` events of one
-/// subject, from the event whose id is `first_id` ([`msg_id`]) to the one
-/// whose key is `last_key` ([`MarketEvent::event_key`]), in order: the
-/// event's own id for a single event, so collector replicas publishing one
-/// event per message still deduplicate each other, and `<first id>..<last
-/// key>` for a batch. A batch sent again after a failed ack keeps its
-/// events, so its id.
-pub fn batch_msg_id(first_id: &str, last_key: &str, count: usize) -> String {
+/// subject, from the event whose id ([`msg_id`]) is `first_id` to the one
+/// whose id is `last_id`, in order: the event's own id for a single event,
+/// so collector replicas publishing one event per message still
+/// deduplicate each other, and `<first id>..<last event's key>` for a
+/// batch. A batch sent again after a failed ack keeps its events, so its
+/// id.
+pub fn batch_msg_id(first_id: &str, last_id: &str, count: usize) -> String {
     if count <= 1 {
-        first_id.to_owned()
-    } else {
-        format!("{first_id}..{last_key}")
+        return first_id.to_owned();
     }
+    // The key is everything after the four subject tokens, which hold no ':'.
+    let last_key = last_id.splitn(5, ':').nth(4).unwrap_or(last_id);
+    format!("{first_id}..{last_key}")
 }
 
 #[cfg(test)]
@@ -203,9 +204,20 @@ mod tests {
         );
         assert_ne!(msg_id(&trade("7")), msg_id(&trade("8")));
         let id = msg_id(&trade("7"));
-        assert_eq!(batch_msg_id(&id, "7", 1), id);
-        assert_eq!(batch_msg_id(&id, "9", 3), "binance:spot:BTC-USDT:trade:7..9");
-        assert_ne!(batch_msg_id(&id, "8", 2), batch_msg_id(&id, "9", 3));
+        assert_eq!(batch_msg_id(&id, &id, 1), id);
+        assert_eq!(
+            batch_msg_id(&id, &msg_id(&trade("9")), 3),
+            "binance:spot:BTC-USDT:trade:7..9"
+        );
+        // A key may itself hold ':' (a venue's id); it is kept whole.
+        assert_eq!(
+            batch_msg_id(&id, &msg_id(&trade("a:b")), 2),
+            "binance:spot:BTC-USDT:trade:7..a:b"
+        );
+        assert_ne!(
+            batch_msg_id(&id, &msg_id(&trade("8")), 2),
+            batch_msg_id(&id, &msg_id(&trade("9")), 3)
+        );
         assert_eq!(live("md.trade.>"), "live.md.trade.>");
     }
 }
