@@ -17,12 +17,7 @@ fn trade(i: u64) -> MarketEvent {
 
 fn trade_of(symbol: &str, i: u64) -> MarketEvent {
     MarketEvent::Trade(Trade {
-        instrument: Instrument {
-            exchange: "test".into(),
-            market: Market::Spot,
-            symbol: symbol.into(),
-            venue_symbol: symbol.replace('-', ""),
-        },
+        instrument: Instrument::new("test", Market::Spot, symbol, symbol.replace('-', "")),
         trade_id: i.to_string(),
         price: Decimal::new(6_000_000, 2),
         qty: Decimal::ONE,

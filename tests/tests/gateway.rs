@@ -201,12 +201,7 @@ fn bbo(exchange: &str, symbol: &str, bid: &str, ask: &str) -> MarketEvent {
         qty: Decimal::ONE,
     };
     MarketEvent::Bbo(Bbo {
-        instrument: Instrument {
-            exchange: exchange.into(),
-            market: Market::Spot,
-            symbol: symbol.into(),
-            venue_symbol: symbol.into(),
-        },
+        instrument: Instrument::new(exchange, Market::Spot, symbol, symbol),
         sequence: 1,
         bid: level(bid),
         ask: level(ask),

@@ -20,12 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 fn trade(symbol: &str, i: u64) -> MarketEvent {
     MarketEvent::Trade(Trade {
-        instrument: Instrument {
-            exchange: "test".into(),
-            market: Market::Spot,
-            symbol: symbol.into(),
-            venue_symbol: symbol.replace('-', ""),
-        },
+        instrument: Instrument::new("test", Market::Spot, symbol, symbol.replace('-', "")),
         trade_id: i.to_string(),
         price: Decimal::new(6_000_000 + (i % 100) as i64, 2),
         qty: Decimal::new(1 + i as i64, 4),

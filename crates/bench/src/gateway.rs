@@ -54,12 +54,12 @@ pub(crate) async fn gateway(rows: &mut Vec<Row>, nats_url: &str) -> anyhow::Resu
     let mut market = MarketServiceClient::new(channel.clone());
     loop {
         let event = moat_common_types::MarketEvent::Bbo(moat_common_types::model::Bbo {
-            instrument: moat_common_types::Instrument {
-                exchange: "bench".into(),
-                market: moat_common_types::Market::Spot,
-                symbol: "BTC-USDT".into(),
-                venue_symbol: "BTCUSDT".into(),
-            },
+            instrument: moat_common_types::Instrument::new(
+                "bench",
+                moat_common_types::Market::Spot,
+                "BTC-USDT",
+                "BTCUSDT",
+            ),
             sequence: 1,
             bid: moat_common_types::model::Level {
                 price: 60000.into(),

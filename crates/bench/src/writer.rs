@@ -11,12 +11,7 @@ use crate::{Row, drain_rate, percentile};
 pub(crate) fn trade(i: u64) -> MarketEvent {
     use moat_common_types::model::{Instrument, Trade};
     MarketEvent::Trade(Trade {
-        instrument: Instrument {
-            exchange: "bench".into(),
-            market: moat_common_types::Market::Spot,
-            symbol: "BTC-USDT".into(),
-            venue_symbol: "BTCUSDT".into(),
-        },
+        instrument: Instrument::new("bench", moat_common_types::Market::Spot, "BTC-USDT", "BTCUSDT"),
         trade_id: i.to_string(),
         price: rust_decimal::Decimal::new(6_000_000 + (i % 1000) as i64, 2),
         qty: rust_decimal::Decimal::new(1 + (i % 100) as i64, 3),

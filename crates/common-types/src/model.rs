@@ -124,15 +124,56 @@ impl FromStr for Kind {
     }
 }
 
-/// Which instrument on which venue.
+/// Which instrument on which venue. Every event carries one, so it is
+/// shared rather than copied: a clone is a reference count, not three
+/// strings. Its fields read through [`InstrumentFields`].
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct Instrument(std::sync::Arc<InstrumentFields>);
+
+/// What an [`Instrument`] names.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Instrument {
+pub struct InstrumentFields {
     pub exchange: Exchange,
     pub market: Market,
     /// Normalized symbol (`BTC-USDT`, `UNI-USD-PERP`, `BTC-USD-220527`).
     pub symbol: String,
     /// The venue's own symbol (`BTCUSDT`, `UNI-USD-SWAP`).
     pub venue_symbol: String,
+}
+
+impl Instrument {
+    pub fn new(
+        exchange: impl Into<Exchange>,
+        market: Market,
+        symbol: impl Into<String>,
+        venue_symbol: impl Into<String>,
+    ) -> Instrument {
+        Instrument(std::sync::Arc::new(InstrumentFields {
+            exchange: exchange.into(),
+            market,
+            symbol: symbol.into(),
+            venue_symbol: venue_symbol.into(),
+        }))
+    }
+}
+
+impl std::ops::Deref for Instrument {
+    type Target = InstrumentFields;
+
+    fn deref(&self) -> &InstrumentFields {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Instrument {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Instrument")
+            .field("exchange", &self.exchange)
+            .field("market", &self.market)
+            .field("symbol", &self.symbol)
+            .field("venue_symbol", &self.venue_symbol)
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -417,9 +458,47 @@ impl MarketEvent {
 
 /// Parses an exchange decimal string exactly, naming the field on failure.
 pub fn parse_decimal(field: &str, value: &str) -> Result<Decimal, Error> {
+    if let Some(d) = plain_decimal(value) {
+        return Ok(d);
+    }
     Decimal::from_str_exact(value)
         .or_else(|_| Decimal::from_scientific(value))
         .map_err(|_| Error::invalid_argument(format!("{field}: '{value}' is not a decimal number")))
+}
+
+/// The common shape of an exchange number, `digits` or `digits.digits`
+/// with at most 19 digits in all, read without the general parser (it is
+/// most of the numbers a venue sends). Its value and scale are what
+/// [`Decimal::from_str_exact`] gives; `None` for anything else.
+fn plain_decimal(value: &str) -> Option<Decimal> {
+    let bytes = value.as_bytes();
+    if bytes.is_empty() || bytes.len() > 20 {
+        return None;
+    }
+    let mut mantissa = 0u64;
+    let mut digits = 0u32;
+    let mut point = None;
+    for (i, &b) in bytes.iter().enumerate() {
+        match b {
+            b'0'..=b'9' => {
+                digits += 1;
+                if digits > 19 {
+                    return None;
+                }
+                mantissa = mantissa * 10 + u64::from(b - b'0');
+            }
+            b'.' if point.is_none() && i > 0 && i + 1 < bytes.len() => point = Some(i),
+            _ => return None,
+        }
+    }
+    let scale = point.map_or(0, |i| (bytes.len() - i - 1) as u32);
+    Some(Decimal::from_parts(
+        mantissa as u32,
+        (mantissa >> 32) as u32,
+        0,
+        false,
+        scale,
+    ))
 }
 
 /// Parses a price, which must be positive.
@@ -454,6 +533,76 @@ mod tests {
             assert_eq!(parse_decimal("price", s).unwrap().to_string(), s);
         }
         assert_eq!(parse_decimal("p", "1e-3").unwrap().to_string(), "0.001");
+    }
+
+    /// The plain-number reader agrees with rust_decimal's own parser on
+    /// every shape of number, and leaves to it every shape it does not take.
+    #[test]
+    fn plain_numbers_read_as_rust_decimal_reads_them() {
+        let mut texts: Vec<String> = [
+            "0",
+            "00",
+            "007",
+            "0.0",
+            "0.00000000",
+            "1.",
+            ".5",
+            "1..2",
+            "-1",
+            "+1",
+            "1e5",
+            "1_000",
+            "",
+            ".",
+            "9999999999999999999",
+            "18446744073709551615",
+            "99999999999999999999",
+            "1234567890.123456789",
+            "0.0000000000000000001",
+            "12345678901234567890.5",
+            " 1",
+            "1 ",
+            "٣",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for _ in 0..20_000 {
+            let digits = (next() % 22) as usize + 1;
+            let mut t: String = (0..digits).map(|_| char::from(b'0' + (next() % 10) as u8)).collect();
+            if next() % 3 > 0 {
+                let at = (next() as usize) % (t.len() + 1);
+                t.insert(at, '.');
+            }
+            texts.push(t);
+        }
+        for text in &texts {
+            let reference = Decimal::from_str_exact(text).ok();
+            match plain_decimal(text) {
+                Some(fast) => {
+                    let reference = reference.unwrap_or_else(|| panic!("{text:?} read, rust_decimal refuses it"));
+                    assert_eq!(fast, reference, "{text:?}");
+                    assert_eq!(fast.to_string(), reference.to_string(), "{text:?}: scale differs");
+                }
+                None => {
+                    // Only the shapes it does not take fall through.
+                    let plain = text.bytes().filter(u8::is_ascii_digit).count() <= 19
+                        && text.bytes().all(|b| b.is_ascii_digit() || b == b'.')
+                        && text.matches('.').count() <= 1
+                        && !text.starts_with('.')
+                        && !text.ends_with('.')
+                        && !text.is_empty();
+                    assert!(!plain, "{text:?} is plain but was not read");
+                }
+            }
+        }
     }
 
     #[test]

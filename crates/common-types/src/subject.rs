@@ -178,12 +178,7 @@ mod tests {
     fn msg_id_is_deterministic_and_distinguishes_events() {
         let trade = |id: &str| {
             MarketEvent::Trade(Trade {
-                instrument: Instrument {
-                    exchange: "binance".into(),
-                    market: Market::Spot,
-                    symbol: "BTC-USDT".into(),
-                    venue_symbol: "BTCUSDT".into(),
-                },
+                instrument: Instrument::new("binance", Market::Spot, "BTC-USDT", "BTCUSDT"),
                 trade_id: id.into(),
                 price: Decimal::ONE,
                 qty: Decimal::ONE,

@@ -228,12 +228,7 @@ mod tests {
     use super::*;
 
     fn instrument() -> Instrument {
-        Instrument {
-            exchange: "binance".into(),
-            market: Market::Spot,
-            symbol: "BTC-USDT".into(),
-            venue_symbol: "BTCUSDT".into(),
-        }
+        Instrument::new("binance", Market::Spot, "BTC-USDT", "BTCUSDT")
     }
 
     fn gap(reason: &str) -> MarketEvent {

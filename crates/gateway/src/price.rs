@@ -112,12 +112,7 @@ mod tests {
             qty: Decimal::ONE,
         };
         cache.apply(&MarketEvent::Bbo(Bbo {
-            instrument: Instrument {
-                exchange: exchange.into(),
-                market: Market::Spot,
-                symbol: symbol.into(),
-                venue_symbol: symbol.into(),
-            },
+            instrument: Instrument::new(exchange, Market::Spot, symbol, symbol),
             sequence: 1,
             bid: level(bid),
             ask: level(ask),

@@ -9,8 +9,6 @@ pub mod coinbase;
 pub mod limits;
 pub mod okx;
 
-use std::collections::HashMap;
-
 use moat_common_types::model::parse_decimal;
 use moat_common_types::{Decimal, Instrument, Market};
 use serde::Deserialize;
@@ -72,7 +70,9 @@ pub(crate) fn republish_book(
 #[derive(Debug, Clone)]
 pub struct Instruments {
     pub exchange: String,
-    by_venue: HashMap<String, Instrument>,
+    /// Fx-hashed: looked up for every event, and its keys are the
+    /// configured symbols, never the venue's.
+    by_venue: rustc_hash::FxHashMap<String, Instrument>,
 }
 
 impl Instruments {
@@ -83,19 +83,14 @@ impl Instruments {
         ids: &[&str],
         market_of: fn(&str) -> Market,
     ) -> Result<Instruments, moat_common_types::Error> {
-        let mut by_venue = HashMap::new();
+        let mut by_venue = rustc_hash::FxHashMap::default();
         for id in ids {
             let upper = id.to_ascii_uppercase();
             let market = market_of(&upper);
             let symbol = moat_common_types::symbol::normalize(&upper, market)?;
             by_venue.insert(
                 upper.clone(),
-                Instrument {
-                    exchange: exchange.to_owned(),
-                    market,
-                    symbol: symbol.to_string(),
-                    venue_symbol: upper,
-                },
+                Instrument::new(exchange.to_owned(), market, symbol.to_string(), upper),
             );
         }
         Ok(Instruments {
@@ -166,7 +161,7 @@ pub(crate) fn number(field: &'static str, value: &str) -> Result<Decimal, Reject
 
 pub(crate) fn price(field: &'static str, value: &str) -> Result<Decimal, Reject> {
     let p = number(field, value)?;
-    if p <= Decimal::ZERO {
+    if p.is_zero() || p.is_sign_negative() {
         return Err(Reject::new("price", format!("{field} {value} is not positive")));
     }
     Ok(p)
@@ -174,7 +169,7 @@ pub(crate) fn price(field: &'static str, value: &str) -> Result<Decimal, Reject>
 
 pub(crate) fn qty(field: &'static str, value: &str) -> Result<Decimal, Reject> {
     let q = number(field, value)?;
-    if q < Decimal::ZERO {
+    if q.is_sign_negative() && !q.is_zero() {
         return Err(Reject::new("qty", format!("{field} {value} is negative")));
     }
     Ok(q)

@@ -150,12 +150,7 @@ mod tests {
 
     fn diff(first: u64, last: u64, prev: Option<u64>, bid: i64) -> DepthDiff {
         DepthDiff {
-            instrument: Instrument {
-                exchange: "binance".into(),
-                market: Market::Spot,
-                symbol: "X-Y".into(),
-                venue_symbol: "XY".into(),
-            },
+            instrument: Instrument::new("binance", Market::Spot, "X-Y", "XY"),
             first,
             last,
             prev,

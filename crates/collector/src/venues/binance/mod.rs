@@ -6,8 +6,6 @@ pub mod book;
 pub mod connector;
 pub mod parse;
 
-use std::collections::HashMap;
-
 use moat_common_types::symbol::normalize;
 use moat_common_types::{Instrument, Market};
 
@@ -34,25 +32,22 @@ impl Flavor {
 pub struct Symbols {
     pub exchange: String,
     pub flavor: Flavor,
-    by_venue: HashMap<String, Instrument>,
+    /// Fx-hashed: looked up for every event, and its keys are the
+    /// configured symbols, never the venue's.
+    by_venue: rustc_hash::FxHashMap<String, Instrument>,
 }
 
 impl Symbols {
     /// Builds the map for venue symbols such as `BTCUSDT`; a symbol that
     /// cannot be normalized is an error naming it.
     pub fn new(exchange: &str, flavor: Flavor, venue_symbols: &[&str]) -> Result<Symbols, moat_common_types::Error> {
-        let mut by_venue = HashMap::new();
+        let mut by_venue = rustc_hash::FxHashMap::default();
         for venue in venue_symbols {
             let upper = venue.to_ascii_uppercase();
             let symbol = normalize(&upper, flavor.market())?;
             by_venue.insert(
                 upper.clone(),
-                Instrument {
-                    exchange: exchange.to_owned(),
-                    market: flavor.market(),
-                    symbol: symbol.to_string(),
-                    venue_symbol: upper,
-                },
+                Instrument::new(exchange.to_owned(), flavor.market(), symbol.to_string(), upper),
             );
         }
         Ok(Symbols {

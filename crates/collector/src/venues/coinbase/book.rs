@@ -61,12 +61,7 @@ mod tests {
                 .collect()
         };
         BookMessage {
-            instrument: Instrument {
-                exchange: "coinbase".into(),
-                market: Market::Spot,
-                symbol: "BTC-USD".into(),
-                venue_symbol: "BTC-USD".into(),
-            },
+            instrument: Instrument::new("coinbase", Market::Spot, "BTC-USD", "BTC-USD"),
             snapshot,
             bids: levels(bids),
             asks: levels(asks),

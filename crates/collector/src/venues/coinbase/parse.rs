@@ -97,7 +97,12 @@ pub fn rfc3339_ms(text: &str) -> Result<i64, Reject> {
     if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' || b[16] != b':' {
         return Err(bad());
     }
-    let num = |range: std::ops::Range<usize>| text.get(range).and_then(|s| s.parse::<i64>().ok()).ok_or_else(bad);
+    let num = |range: std::ops::Range<usize>| {
+        b[range]
+            .iter()
+            .try_fold(0i64, |n, d| d.is_ascii_digit().then(|| n * 10 + i64::from(d - b'0')))
+            .ok_or_else(bad)
+    };
     let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
     let (hour, minute, second) = (num(11..13)?, num(14..16)?, num(17..19)?);
     if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 || second > 60 {
@@ -106,11 +111,16 @@ pub fn rfc3339_ms(text: &str) -> Result<i64, Reject> {
     let rest = &text[19..];
     let millis = match rest.strip_prefix('.') {
         Some(frac) => {
-            let digits: String = frac.chars().take_while(char::is_ascii_digit).collect();
-            if digits.is_empty() || &frac[digits.len()..] != "Z" {
+            let digits = frac.bytes().take_while(u8::is_ascii_digit).count();
+            if digits == 0 || &frac[digits..] != "Z" {
                 return Err(bad());
             }
-            format!("{digits:0<3}")[..3].parse::<i64>().map_err(|_| bad())?
+            // The first three digits, padded with zeros: `.5` is 500 ms.
+            frac.bytes()
+                .take(digits)
+                .chain(std::iter::repeat(b'0'))
+                .take(3)
+                .fold(0, |ms, b| ms * 10 + i64::from(b - b'0'))
         }
         None if rest == "Z" => 0,
         None => return Err(bad()),
@@ -139,8 +149,13 @@ fn levels(side: &'static str, raw: &[[&str; 2]]) -> Result<Vec<Level>, Reject> {
 
 /// Parses one text frame received at `ts_recv_ms`.
 pub fn parse(symbols: &Symbols, frame: &str, ts_recv_ms: i64) -> Result<Frame, Reject> {
-    let head: Head<'_> = json(frame)?;
-    match head.kind {
+    // Coinbase writes `type` first: read it from there rather than parse
+    // the whole frame once for it and again for its fields.
+    let kind = match frame.strip_prefix("{\"type\":\"").and_then(|rest| rest.split_once('"')) {
+        Some((kind, _)) if kind != "error" && !kind.contains('\\') => kind,
+        _ => json::<Head<'_>>(frame)?.kind,
+    };
+    match kind {
         "match" | "last_match" => {
             let m: Match<'_> = json(frame)?;
             Ok(Frame::Trade(Trade {
@@ -216,15 +231,21 @@ pub fn parse(symbols: &Symbols, frame: &str, ts_recv_ms: i64) -> Result<Frame, R
             let h: Heartbeat<'_> = json(frame)?;
             Ok(Frame::Heartbeat(symbols.instrument(h.product_id)?))
         }
-        "error" => Err(Reject::new(
-            "venue_error",
-            format!(
-                "{}: {}",
-                head.message.unwrap_or_default(),
-                head.reason.unwrap_or_default()
-            ),
-        )),
-        _ => Ok(Frame::Control),
+        "error" => {
+            let head: Head<'_> = json(frame)?;
+            Err(Reject::new(
+                "venue_error",
+                format!(
+                    "{}: {}",
+                    head.message.unwrap_or_default(),
+                    head.reason.unwrap_or_default()
+                ),
+            ))
+        }
+        _ => {
+            json::<serde::de::IgnoredAny>(frame)?;
+            Ok(Frame::Control)
+        }
     }
 }
 

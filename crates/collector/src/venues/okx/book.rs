@@ -103,12 +103,7 @@ mod tests {
 
     fn message(snapshot: bool, bids: Vec<Level>, asks: Vec<Level>, checksum: Option<i32>) -> BookMessage {
         BookMessage {
-            instrument: Instrument {
-                exchange: "okx".into(),
-                market: Market::Spot,
-                symbol: "BTC-USDT".into(),
-                venue_symbol: "BTC-USDT".into(),
-            },
+            instrument: Instrument::new("okx", Market::Spot, "BTC-USDT", "BTC-USDT"),
             snapshot,
             bids,
             asks,

@@ -89,9 +89,9 @@ struct RawTicker<'a> {
 #[serde(rename_all = "camelCase")]
 struct RawBook<'a> {
     #[serde(borrow)]
-    asks: Vec<Vec<&'a str>>,
+    asks: Vec<LevelText<'a>>,
     #[serde(borrow)]
-    bids: Vec<Vec<&'a str>>,
+    bids: Vec<LevelText<'a>>,
     ts: &'a str,
     #[serde(default)]
     checksum: Option<i32>,
@@ -136,17 +136,43 @@ fn millis(field: &'static str, value: &str) -> Result<i64, Reject> {
         .map_err(|_| Reject::new("number", format!("{field}: '{value}' is not a millisecond timestamp")))
 }
 
-fn levels(side: &'static str, raw: &[Vec<&str>]) -> Result<Vec<Level>, Reject> {
+/// A book level as OKX sends it, `[price, size, …]` (the fields after the
+/// size are deprecated or counts moat does not keep), read without a
+/// vector of its own.
+struct LevelText<'a> {
+    price: &'a str,
+    size: &'a str,
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for LevelText<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for Visitor<'a> {
+            type Value = LevelText<'a>;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a level [price, size, …]")
+            }
+
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let missing = || serde::de::Error::custom("a book level has no price and size");
+                let price = seq.next_element()?.ok_or_else(missing)?;
+                let size = seq.next_element()?.ok_or_else(missing)?;
+                while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+                Ok(LevelText { price, size })
+            }
+        }
+        deserializer.deserialize_seq(Visitor(std::marker::PhantomData))
+    }
+}
+
+fn levels(side: &'static str, raw: &[LevelText<'_>]) -> Result<Vec<Level>, Reject> {
     raw.iter()
-        .map(|level| match level.as_slice() {
-            [p, q, ..] => Ok(Level {
-                price: price(side, p)?,
-                qty: qty(side, q)?,
-            }),
-            _ => Err(Reject::new(
-                "json",
-                format!("{side} level {level:?} has no price and size"),
-            )),
+        .map(|level| {
+            Ok(Level {
+                price: price(side, level.price)?,
+                qty: qty(side, level.size)?,
+            })
         })
         .collect()
 }
@@ -155,6 +181,14 @@ fn levels(side: &'static str, raw: &[Vec<&str>]) -> Result<Vec<Level>, Reject> {
 pub fn parse(symbols: &Symbols, frame: &str, ts_recv_ms: i64) -> Result<Frame, Reject> {
     if frame == "pong" {
         return Ok(Frame::Control);
+    }
+    // The usual layout is read in one pass. Anything it does not take
+    // (other keys, another order, a refusal) goes through the full parse
+    // below, so the outcome is the same either way.
+    if let Some((arg, action, data)) = split_envelope(frame)
+        && let Ok(parsed) = parse_data(symbols, &arg, action, data, ts_recv_ms)
+    {
+        return Ok(parsed);
     }
     let envelope: Envelope<'_> = json(frame)?;
     if let Some(event) = envelope.event {
@@ -169,9 +203,43 @@ pub fn parse(symbols: &Symbols, frame: &str, ts_recv_ms: i64) -> Result<Frame, R
     let (Some(arg), Some(data)) = (envelope.arg, envelope.data) else {
         return Ok(Frame::Control);
     };
+    parse_data(symbols, &arg, envelope.action, data.get(), ts_recv_ms)
+}
+
+/// `{"arg":{"channel":"<c>","instId":"<id>"},["action":"<a>",]"data":<data>}`
+/// exactly as OKX writes a push: its subscription, action and the text of
+/// its data, found without a parse of the envelope (which would read the
+/// data twice). `None` for any other layout.
+fn split_envelope(frame: &str) -> Option<(Arg<'_>, Option<&str>, &str)> {
+    let (channel, rest) = frame.strip_prefix("{\"arg\":{\"channel\":\"")?.split_once('"')?;
+    let (inst_id, rest) = rest.strip_prefix(",\"instId\":\"")?.split_once('"')?;
+    let rest = rest.strip_prefix("},")?;
+    let (action, rest) = match rest.strip_prefix("\"action\":\"") {
+        Some(rest) => {
+            let (action, rest) = rest.split_once('"')?;
+            (Some(action), rest.strip_prefix(',')?)
+        }
+        None => (None, rest),
+    };
+    let data = rest.strip_prefix("\"data\":")?.strip_suffix('}')?;
+    let arg = Arg {
+        channel,
+        inst_id: Some(inst_id),
+    };
+    Some((arg, action, data))
+}
+
+/// Parses the data of a push on the subscription `arg`.
+fn parse_data(
+    symbols: &Symbols,
+    arg: &Arg<'_>,
+    action: Option<&str>,
+    data: &str,
+    ts_recv_ms: i64,
+) -> Result<Frame, Reject> {
     match arg.channel {
         "trades" => {
-            let raw: Vec<RawTrade<'_>> = json(data.get())?;
+            let raw: Vec<RawTrade<'_>> = json(data)?;
             let trades = raw
                 .iter()
                 .map(|t| {
@@ -193,7 +261,7 @@ pub fn parse(symbols: &Symbols, frame: &str, ts_recv_ms: i64) -> Result<Frame, R
             Ok(Frame::Trades(trades))
         }
         "tickers" => {
-            let raw: Vec<RawTicker<'_>> = json(data.get())?;
+            let raw: Vec<RawTicker<'_>> = json(data)?;
             let t = raw.first().ok_or_else(|| Reject::new("json", "empty tickers data"))?;
             let ts = millis("ts", t.ts)?;
             Ok(Frame::Bbo(Bbo {
@@ -214,11 +282,11 @@ pub fn parse(symbols: &Symbols, frame: &str, ts_recv_ms: i64) -> Result<Frame, R
         }
         "books" | "books-l2-tbt" | "books50-l2-tbt" => {
             let inst_id = arg.inst_id.ok_or_else(|| Reject::new("json", "books without instId"))?;
-            let raw: Vec<RawBook<'_>> = json(data.get())?;
+            let raw: Vec<RawBook<'_>> = json(data)?;
             let b = raw.first().ok_or_else(|| Reject::new("json", "empty books data"))?;
             Ok(Frame::Book(BookMessage {
                 instrument: symbols.instrument(inst_id)?,
-                snapshot: envelope.action == Some("snapshot"),
+                snapshot: action == Some("snapshot"),
                 bids: levels("bids", &b.bids)?,
                 asks: levels("asks", &b.asks)?,
                 checksum: b.checksum,
@@ -228,7 +296,7 @@ pub fn parse(symbols: &Symbols, frame: &str, ts_recv_ms: i64) -> Result<Frame, R
             }))
         }
         "funding-rate" => {
-            let raw: Vec<RawFunding<'_>> = json(data.get())?;
+            let raw: Vec<RawFunding<'_>> = json(data)?;
             let f = raw
                 .first()
                 .ok_or_else(|| Reject::new("json", "empty funding-rate data"))?;
@@ -254,7 +322,7 @@ pub fn parse(symbols: &Symbols, frame: &str, ts_recv_ms: i64) -> Result<Frame, R
             }))
         }
         "mark-price" => {
-            let raw: Vec<RawMarkPrice<'_>> = json(data.get())?;
+            let raw: Vec<RawMarkPrice<'_>> = json(data)?;
             let m = raw
                 .first()
                 .ok_or_else(|| Reject::new("json", "empty mark-price data"))?;
@@ -265,7 +333,7 @@ pub fn parse(symbols: &Symbols, frame: &str, ts_recv_ms: i64) -> Result<Frame, R
             })
         }
         "open-interest" => {
-            let raw: Vec<RawOpenInterest<'_>> = json(data.get())?;
+            let raw: Vec<RawOpenInterest<'_>> = json(data)?;
             let o = raw
                 .first()
                 .ok_or_else(|| Reject::new("json", "empty open-interest data"))?;

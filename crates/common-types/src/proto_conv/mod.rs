@@ -11,6 +11,10 @@ use prost::Message;
 use crate::error::Error;
 use crate::model::*;
 
+mod wire;
+
+use wire::decimal_text;
+
 fn market_to_pb(m: Market) -> pb::Market {
     match m {
         Market::Spot => pb::Market::Spot,
@@ -63,18 +67,18 @@ fn instrument_from_pb(i: Option<&pb::Instrument>) -> Result<Instrument, Error> {
             "instrument: exchange and symbol must not be empty",
         ));
     }
-    Ok(Instrument {
-        exchange: i.exchange.clone(),
+    Ok(Instrument::new(
+        i.exchange.clone(),
         market,
-        symbol: i.symbol.clone(),
-        venue_symbol: i.venue_symbol.clone(),
-    })
+        i.symbol.clone(),
+        i.venue_symbol.clone(),
+    ))
 }
 
 fn level_to_pb(l: &Level) -> pb::Level {
     pb::Level {
-        price: l.price.to_string(),
-        qty: l.qty.to_string(),
+        price: decimal_text(&l.price),
+        qty: decimal_text(&l.qty),
     }
 }
 
@@ -105,8 +109,8 @@ impl From<&MarketEvent> for pb::MarketEvent {
             MarketEvent::Trade(t) => E::Trade(pb::Trade {
                 instrument: Some((&t.instrument).into()),
                 trade_id: t.trade_id.clone(),
-                price: t.price.to_string(),
-                qty: t.qty.to_string(),
+                price: decimal_text(&t.price),
+                qty: decimal_text(&t.qty),
                 side: side_to_pb(t.side) as i32,
                 ts_exchange_ms: t.ts_exchange_ms,
                 ts_recv_ms: t.ts_recv_ms,
@@ -132,18 +136,18 @@ impl From<&MarketEvent> for pb::MarketEvent {
             MarketEvent::Bbo(b) => E::Bbo(pb::Bbo {
                 instrument: Some((&b.instrument).into()),
                 sequence: b.sequence,
-                bid_price: b.bid.price.to_string(),
-                bid_qty: b.bid.qty.to_string(),
-                ask_price: b.ask.price.to_string(),
-                ask_qty: b.ask.qty.to_string(),
+                bid_price: decimal_text(&b.bid.price),
+                bid_qty: decimal_text(&b.bid.qty),
+                ask_price: decimal_text(&b.ask.price),
+                ask_qty: decimal_text(&b.ask.qty),
                 ts_exchange_ms: b.ts_exchange_ms,
                 ts_recv_ms: b.ts_recv_ms,
             }),
             MarketEvent::Funding(f) => E::Funding(pb::Funding {
                 instrument: Some((&f.instrument).into()),
-                funding_rate: f.funding_rate.to_string(),
-                mark_price: f.mark_price.to_string(),
-                index_price: f.index_price.map(|p| p.to_string()).unwrap_or_default(),
+                funding_rate: decimal_text(&f.funding_rate),
+                mark_price: decimal_text(&f.mark_price),
+                index_price: f.index_price.map(|p| decimal_text(&p)).unwrap_or_default(),
                 next_funding_ms: f.next_funding_ms,
                 ts_exchange_ms: f.ts_exchange_ms,
                 ts_recv_ms: f.ts_recv_ms,
@@ -151,15 +155,15 @@ impl From<&MarketEvent> for pb::MarketEvent {
             MarketEvent::Liquidation(l) => E::Liquidation(pb::Liquidation {
                 instrument: Some((&l.instrument).into()),
                 side: side_to_pb(l.side) as i32,
-                price: l.price.to_string(),
-                qty: l.qty.to_string(),
+                price: decimal_text(&l.price),
+                qty: decimal_text(&l.qty),
                 order_id: l.order_id.clone().unwrap_or_default(),
                 ts_exchange_ms: l.ts_exchange_ms,
                 ts_recv_ms: l.ts_recv_ms,
             }),
             MarketEvent::OpenInterest(o) => E::OpenInterest(pb::OpenInterest {
                 instrument: Some((&o.instrument).into()),
-                open_interest: o.open_interest.to_string(),
+                open_interest: decimal_text(&o.open_interest),
                 ts_exchange_ms: o.ts_exchange_ms,
                 ts_recv_ms: o.ts_recv_ms,
             }),
@@ -180,11 +184,11 @@ pub fn candle_to_pb(c: &Candle) -> pb::Candle {
         instrument: Some((&c.instrument).into()),
         interval_s: c.interval_s,
         open_time_ms: c.open_time_ms,
-        open: c.open.to_string(),
-        high: c.high.to_string(),
-        low: c.low.to_string(),
-        close: c.close.to_string(),
-        volume: c.volume.to_string(),
+        open: decimal_text(&c.open),
+        high: decimal_text(&c.high),
+        low: decimal_text(&c.low),
+        close: decimal_text(&c.close),
+        volume: decimal_text(&c.volume),
         trades: c.trades,
         closed: c.closed,
         ts_recv_ms: c.ts_recv_ms,
@@ -295,7 +299,9 @@ impl TryFrom<&pb::MarketEvent> for MarketEvent {
 
 /// Encodes an event as the NATS payload.
 pub fn encode(event: &MarketEvent) -> Vec<u8> {
-    pb::MarketEvent::from(event).encode_to_vec()
+    let mut out = Vec::with_capacity(128);
+    wire::write_event(&mut out, event);
+    out
 }
 
 /// Decodes and validates the payload of a single-event message.
@@ -429,12 +435,7 @@ mod tests {
     use super::*;
 
     fn instrument() -> Instrument {
-        Instrument {
-            exchange: "okx".into(),
-            market: Market::Perp,
-            symbol: "UNI-USD-PERP".into(),
-            venue_symbol: "UNI-USD-SWAP".into(),
-        }
+        Instrument::new("okx", Market::Perp, "UNI-USD-PERP", "UNI-USD-SWAP")
     }
 
     fn d(s: &str) -> Decimal {
