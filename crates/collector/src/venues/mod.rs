@@ -8,6 +8,7 @@ pub mod binance;
 pub mod coinbase;
 pub mod limits;
 pub mod okx;
+mod scan;
 
 use moat_common_types::model::parse_decimal;
 use moat_common_types::{Decimal, Instrument, Market};

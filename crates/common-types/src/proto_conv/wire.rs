@@ -304,7 +304,11 @@ mod tests {
         }
 
         fn side(&mut self) -> Side {
-            if self.next().is_multiple_of(2) { Side::Buy } else { Side::Sell }
+            if self.next().is_multiple_of(2) {
+                Side::Buy
+            } else {
+                Side::Sell
+            }
         }
 
         fn levels(&mut self) -> Vec<Level> {

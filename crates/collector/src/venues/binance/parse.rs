@@ -7,6 +7,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::Symbols;
+use crate::venues::scan::{Scan, once};
 use crate::venues::{Reject, json, price, qty};
 
 /// A depth diff in venue terms, ready for [`super::book::BookSync`].
@@ -47,7 +48,7 @@ struct Envelope<'a> {
     data: &'a RawValue,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Debug, PartialEq)]
 #[allow(non_snake_case)]
 struct AggTrade<'a> {
     s: &'a str,
@@ -76,7 +77,7 @@ struct Depth<'a> {
     a: Vec<[&'a str; 2]>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Debug, PartialEq)]
 #[allow(non_snake_case)]
 struct BookTicker<'a> {
     u: u64,
@@ -110,6 +111,131 @@ struct Kline<'a> {
     v: &'a str,
     n: u64,
     x: bool,
+}
+
+// The frames a futures or spot feed sends most, read by [`Scan`]; `None`
+// leaves the frame to serde (the structs above), which gives the answer.
+
+fn scan_agg_trade(data: &str) -> Option<AggTrade<'_>> {
+    let mut scan = Scan::new(data);
+    let (mut s, mut a, mut p, mut q, mut t, mut m) = (None, None, None, None, None, None);
+    scan.object(|scan, key| match key {
+        "s" => once(&mut s, scan.str()),
+        "a" => once(&mut a, scan.u64()),
+        "p" => once(&mut p, scan.str()),
+        "q" => once(&mut q, scan.str()),
+        "T" => once(&mut t, scan.i64()),
+        "m" => once(&mut m, scan.bool()),
+        _ => scan.skip(),
+    })?;
+    scan.end()?;
+    Some(AggTrade {
+        s: s?,
+        a: a?,
+        p: p?,
+        q: q?,
+        T: t?,
+        m: m?,
+    })
+}
+
+fn scan_book_ticker(data: &str) -> Option<BookTicker<'_>> {
+    let mut scan = Scan::new(data);
+    let (mut u, mut s, mut b, mut bq, mut a, mut aq, mut t, mut e) = (None, None, None, None, None, None, None, None);
+    scan.object(|scan, key| match key {
+        "u" => once(&mut u, scan.u64()),
+        "s" => once(&mut s, scan.str()),
+        "b" => once(&mut b, scan.str()),
+        "B" => once(&mut bq, scan.str()),
+        "a" => once(&mut a, scan.str()),
+        "A" => once(&mut aq, scan.str()),
+        "T" => once(&mut t, scan.i64()),
+        "E" => once(&mut e, scan.i64()),
+        _ => scan.skip(),
+    })?;
+    scan.end()?;
+    Some(BookTicker {
+        u: u?,
+        s: s?,
+        b: b?,
+        B: bq?,
+        a: a?,
+        A: aq?,
+        T: t,
+        E: e,
+    })
+}
+
+/// A depth diff read by [`Scan`] straight into levels; `None` for
+/// anything [`depth`] has to answer (a refusal included).
+fn scan_depth(symbols: &Symbols, data: &str) -> Option<DepthDiff> {
+    let mut scan = Scan::new(data);
+    let (mut e, mut t, mut s, mut first, mut last, mut prev) = (None, None, None, None, None, None);
+    let (mut bids, mut asks) = (None, None);
+    scan.object(|scan, key| match key {
+        "E" => once(&mut e, scan.i64()),
+        "T" => once(&mut t, scan.i64()),
+        "s" => once(&mut s, scan.str()),
+        "U" => once(&mut first, scan.u64()),
+        "u" => once(&mut last, scan.u64()),
+        "pu" => once(&mut prev, scan.u64()),
+        "b" | "a" => {
+            let side = if key == "b" { "b" } else { "a" };
+            let mut levels = Vec::new();
+            scan.array(|scan| {
+                let [p, q] = scan.tuple()?;
+                levels.push(Level {
+                    price: price(side, p).ok()?,
+                    qty: qty(side, q).ok()?,
+                });
+                Some(())
+            })?;
+            once(if key == "b" { &mut bids } else { &mut asks }, Some(levels))
+        }
+        _ => scan.skip(),
+    })?;
+    scan.end()?;
+    let (first, last) = (first?, last?);
+    if first > last {
+        return None;
+    }
+    Some(DepthDiff {
+        instrument: symbols.get(s?)?.clone(),
+        first,
+        last,
+        prev,
+        bids: bids?,
+        asks: asks?,
+        ts_exchange_ms: t.unwrap_or(e?),
+    })
+}
+
+/// A depth diff read by serde, with the reason of a refusal.
+fn depth(symbols: &Symbols, data: &str) -> Result<DepthDiff, Reject> {
+    let d: Depth<'_> = json(data)?;
+    // A reversed range would pass the book's bridging check and apply
+    // levels from an unknown point in the sequence.
+    if d.U > d.u {
+        return Err(Reject::new(
+            "sequence",
+            format!(
+                "depth diff for {} starts at update {} after it ends at {}",
+                d.s, d.U, d.u
+            ),
+        ));
+    }
+    Ok(DepthDiff {
+        instrument: symbols
+            .get(d.s)
+            .cloned()
+            .ok_or_else(|| Reject::new("unknown_symbol", format!("{} is not subscribed", d.s)))?,
+        first: d.U,
+        last: d.u,
+        prev: d.pu,
+        bids: levels("b", &d.b)?,
+        asks: levels("a", &d.a)?,
+        ts_exchange_ms: d.T.unwrap_or(d.E),
+    })
 }
 
 fn levels(side: &'static str, raw: &[[&str; 2]]) -> Result<Vec<Level>, Reject> {
@@ -175,7 +301,10 @@ fn parse_data(symbols: &Symbols, stream: &str, data: &str, ts_recv_ms: i64) -> R
     };
     let kind = stream.split_once('@').map_or("", |(_, k)| k);
     if kind == "aggTrade" {
-        let t: AggTrade<'_> = json(data)?;
+        let t = match scan_agg_trade(data) {
+            Some(t) => t,
+            None => json::<AggTrade<'_>>(data)?,
+        };
         return Ok(Frame::Trade(Trade {
             instrument: instrument(t.s)?,
             trade_id: t.a.to_string(),
@@ -187,30 +316,16 @@ fn parse_data(symbols: &Symbols, stream: &str, data: &str, ts_recv_ms: i64) -> R
         }));
     }
     if kind.starts_with("depth") {
-        let d: Depth<'_> = json(data)?;
-        // A reversed range would pass the book's bridging check and apply
-        // levels from an unknown point in the sequence.
-        if d.U > d.u {
-            return Err(Reject::new(
-                "sequence",
-                format!(
-                    "depth diff for {} starts at update {} after it ends at {}",
-                    d.s, d.U, d.u
-                ),
-            ));
-        }
-        return Ok(Frame::Depth(DepthDiff {
-            instrument: instrument(d.s)?,
-            first: d.U,
-            last: d.u,
-            prev: d.pu,
-            bids: levels("b", &d.b)?,
-            asks: levels("a", &d.a)?,
-            ts_exchange_ms: d.T.unwrap_or(d.E),
-        }));
+        return match scan_depth(symbols, data) {
+            Some(diff) => Ok(Frame::Depth(diff)),
+            None => depth(symbols, data).map(Frame::Depth),
+        };
     }
     if kind == "bookTicker" {
-        let b: BookTicker<'_> = json(data)?;
+        let b = match scan_book_ticker(data) {
+            Some(b) => b,
+            None => json::<BookTicker<'_>>(data)?,
+        };
         let ts = b.T.or(b.E).unwrap_or(ts_recv_ms);
         return Ok(Frame::Bbo(Bbo {
             instrument: instrument(b.s)?,
@@ -365,6 +480,49 @@ pub fn parse_snapshot(body: &str) -> Result<Snapshot, Reject> {
 mod tests {
     use super::super::Flavor;
     use super::*;
+
+    /// On every recorded frame, what the scanner reads is what serde
+    /// reads; and the scanner reads the usual frames (else it is no faster).
+    #[test]
+    fn scanned_frames_read_as_serde_reads_them() {
+        let mut scanned = 0;
+        for name in ["BINANCE.ws.1.0", "BINANCE_FUTURES.ws.1.0"] {
+            let frames = crate::venues::scan::recorded_frames(name);
+            let ids: Vec<String> = frames
+                .iter()
+                .filter_map(|f| serde_json::from_str::<serde_json::Value>(f).ok())
+                .filter_map(|v| v["data"]["s"].as_str().map(str::to_owned))
+                .collect();
+            let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+            let flavor = if name.contains("FUTURES") {
+                Flavor::Futures
+            } else {
+                Flavor::Spot
+            };
+            let symbols = Symbols::new("binance", flavor, &ids).unwrap();
+            for frame in &frames {
+                let Some((stream, data)) = split_envelope(frame) else {
+                    continue;
+                };
+                let kind = stream.split_once('@').map_or("", |(_, k)| k);
+                let read = if kind == "aggTrade" {
+                    scan_agg_trade(data).map(|t| assert_eq!(Some(t), serde_json::from_str(data).ok(), "{frame}"))
+                } else if kind == "bookTicker" {
+                    scan_book_ticker(data).map(|b| assert_eq!(Some(b), serde_json::from_str(data).ok(), "{frame}"))
+                } else if kind.starts_with("depth") {
+                    scan_depth(&symbols, data).map(|d| assert_eq!(Some(d), depth(&symbols, data).ok(), "{frame}"))
+                } else {
+                    continue;
+                };
+                assert!(read.is_some(), "the scanner left a usual frame to serde: {frame}");
+                scanned += 1;
+            }
+            if frames.is_empty() {
+                return;
+            }
+        }
+        assert!(scanned > 1500, "{scanned} frames scanned");
+    }
 
     #[test]
     fn kline_intervals_are_read_and_odd_ones_refused() {

@@ -6,6 +6,7 @@ use moat_common_types::{Instrument, Side};
 use serde::Deserialize;
 
 use super::Symbols;
+use crate::venues::scan::{Scan, once};
 use crate::venues::{Reject, json, price, qty};
 
 /// A `snapshot` or `l2update` in venue terms, ready for [`super::book::CoinbaseBook`].
@@ -40,7 +41,7 @@ struct Head<'a> {
     reason: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Debug, PartialEq)]
 struct Match<'a> {
     product_id: &'a str,
     trade_id: u64,
@@ -66,7 +67,7 @@ struct Ticker<'a> {
     time: Option<&'a str>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Debug, PartialEq)]
 struct Snapshot<'a> {
     product_id: &'a str,
     #[serde(borrow)]
@@ -90,6 +91,117 @@ struct Heartbeat<'a> {
     product_id: &'a str,
 }
 
+// The frames a feed sends most, read by [`Scan`]; `None` leaves the frame
+// to serde (the structs above), which gives the answer.
+
+fn scan_match(frame: &str) -> Option<Match<'_>> {
+    let mut scan = Scan::new(frame);
+    let (mut product_id, mut trade_id, mut price, mut size, mut side, mut time) = (None, None, None, None, None, None);
+    scan.object(|scan, key| match key {
+        "product_id" => once(&mut product_id, scan.str()),
+        "trade_id" => once(&mut trade_id, scan.u64()),
+        "price" => once(&mut price, scan.str()),
+        "size" => once(&mut size, scan.str()),
+        "side" => once(&mut side, scan.str()),
+        "time" => once(&mut time, scan.str()),
+        _ => scan.skip(),
+    })?;
+    scan.end()?;
+    Some(Match {
+        product_id: product_id?,
+        trade_id: trade_id?,
+        price: price?,
+        size: size?,
+        side: side?,
+        time: time?,
+    })
+}
+
+/// An `l2update` read by [`Scan`] straight into levels; `None` for
+/// anything [`update`] has to answer (a refusal included).
+/// The frame's `type` has been read already, up to byte `at`.
+fn scan_update(symbols: &Symbols, frame: &str, at: usize) -> Option<BookMessage> {
+    let mut scan = Scan::from(frame, at);
+    let (mut product_id, mut changes, mut time) = (None, None, None);
+    scan.rest_of_object(|scan, key| match key {
+        "product_id" => once(&mut product_id, scan.str()),
+        "changes" => {
+            let (mut bids, mut asks) = (Vec::new(), Vec::new());
+            scan.array(|scan| {
+                let [side, p, q] = scan.tuple()?;
+                let level = Level {
+                    price: price("price", p).ok()?,
+                    qty: qty("size", q).ok()?,
+                };
+                match side {
+                    "buy" => bids.push(level),
+                    "sell" => asks.push(level),
+                    _ => return None,
+                }
+                Some(())
+            })?;
+            once(&mut changes, Some((bids, asks)))
+        }
+        "time" => once(&mut time, scan.str()),
+        _ => scan.skip(),
+    })?;
+    scan.end()?;
+    let (bids, asks) = changes?;
+    Some(BookMessage {
+        instrument: symbols.get(product_id?)?.clone(),
+        snapshot: false,
+        bids,
+        asks,
+        ts_exchange_ms: rfc3339_ms(time?).ok()?,
+    })
+}
+
+/// An `l2update` read by serde, with the reason of a refusal.
+fn update(symbols: &Symbols, frame: &str) -> Result<BookMessage, Reject> {
+    let u: Update<'_> = json(frame)?;
+    let (mut bids, mut asks) = (Vec::new(), Vec::new());
+    for [side, p, q] in &u.changes {
+        let level = Level {
+            price: price("price", p)?,
+            qty: qty("size", q)?,
+        };
+        match *side {
+            "buy" => bids.push(level),
+            "sell" => asks.push(level),
+            other => return Err(Reject::new("json", format!("change side '{other}'"))),
+        }
+    }
+    Ok(BookMessage {
+        instrument: symbols.instrument(u.product_id)?,
+        snapshot: false,
+        bids,
+        asks,
+        ts_exchange_ms: rfc3339_ms(u.time)?,
+    })
+}
+
+fn scan_snapshot(frame: &str) -> Option<Snapshot<'_>> {
+    let mut scan = Scan::new(frame);
+    let (mut product_id, mut bids, mut asks, mut time) = (None, None, None, None);
+    scan.object(|scan, key| match key {
+        "product_id" => once(&mut product_id, scan.str()),
+        "bids" | "asks" => {
+            let mut levels = Vec::new();
+            scan.tuples(&mut levels)?;
+            once(if key == "bids" { &mut bids } else { &mut asks }, Some(levels))
+        }
+        "time" => once(&mut time, scan.str()),
+        _ => scan.skip(),
+    })?;
+    scan.end()?;
+    Some(Snapshot {
+        product_id: product_id?,
+        bids: bids?,
+        asks: asks?,
+        time,
+    })
+}
+
 /// `2021-04-17T16:43:37.075687Z` in unix milliseconds.
 pub fn rfc3339_ms(text: &str) -> Result<i64, Reject> {
     let bad = || Reject::new("number", format!("time '{text}' is not an RFC 3339 UTC timestamp"));
@@ -97,14 +209,13 @@ pub fn rfc3339_ms(text: &str) -> Result<i64, Reject> {
     if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' || b[16] != b':' {
         return Err(bad());
     }
-    let num = |range: std::ops::Range<usize>| {
-        b[range]
-            .iter()
-            .try_fold(0i64, |n, d| d.is_ascii_digit().then(|| n * 10 + i64::from(d - b'0')))
-            .ok_or_else(bad)
+    let digit = |i: usize| {
+        let d = b[i].wrapping_sub(b'0');
+        if d < 10 { Ok(i64::from(d)) } else { Err(bad()) }
     };
-    let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
-    let (hour, minute, second) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    let two = |i: usize| Ok::<i64, Reject>(digit(i)? * 10 + digit(i + 1)?);
+    let (year, month, day) = (two(0)? * 100 + two(2)?, two(5)?, two(8)?);
+    let (hour, minute, second) = (two(11)?, two(14)?, two(17)?);
     if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 || second > 60 {
         return Err(bad());
     }
@@ -151,13 +262,19 @@ fn levels(side: &'static str, raw: &[[&str; 2]]) -> Result<Vec<Level>, Reject> {
 pub fn parse(symbols: &Symbols, frame: &str, ts_recv_ms: i64) -> Result<Frame, Reject> {
     // Coinbase writes `type` first: read it from there rather than parse
     // the whole frame once for it and again for its fields.
-    let kind = match frame.strip_prefix("{\"type\":\"").and_then(|rest| rest.split_once('"')) {
+    const TYPE: &str = "{\"type\":\"";
+    let kind = match frame.strip_prefix(TYPE).and_then(|rest| rest.split_once('"')) {
         Some((kind, _)) if kind != "error" && !kind.contains('\\') => kind,
         _ => json::<Head<'_>>(frame)?.kind,
     };
+    // Where the members after `type` start, when it came first.
+    let after_type = frame.starts_with(TYPE).then(|| TYPE.len() + kind.len() + 1);
     match kind {
         "match" | "last_match" => {
-            let m: Match<'_> = json(frame)?;
+            let m = match scan_match(frame) {
+                Some(m) => m,
+                None => json::<Match<'_>>(frame)?,
+            };
             Ok(Frame::Trade(Trade {
                 instrument: symbols.instrument(m.product_id)?,
                 trade_id: m.trade_id.to_string(),
@@ -196,7 +313,10 @@ pub fn parse(symbols: &Symbols, frame: &str, ts_recv_ms: i64) -> Result<Frame, R
             }))
         }
         "snapshot" => {
-            let s: Snapshot<'_> = json(frame)?;
+            let s = match scan_snapshot(frame) {
+                Some(s) => s,
+                None => json::<Snapshot<'_>>(frame)?,
+            };
             Ok(Frame::Book(BookMessage {
                 instrument: symbols.instrument(s.product_id)?,
                 snapshot: true,
@@ -205,28 +325,10 @@ pub fn parse(symbols: &Symbols, frame: &str, ts_recv_ms: i64) -> Result<Frame, R
                 ts_exchange_ms: s.time.map(rfc3339_ms).transpose()?.unwrap_or(ts_recv_ms),
             }))
         }
-        "l2update" => {
-            let u: Update<'_> = json(frame)?;
-            let (mut bids, mut asks) = (Vec::new(), Vec::new());
-            for [side, p, q] in &u.changes {
-                let level = Level {
-                    price: price("price", p)?,
-                    qty: qty("size", q)?,
-                };
-                match *side {
-                    "buy" => bids.push(level),
-                    "sell" => asks.push(level),
-                    other => return Err(Reject::new("json", format!("change side '{other}'"))),
-                }
-            }
-            Ok(Frame::Book(BookMessage {
-                instrument: symbols.instrument(u.product_id)?,
-                snapshot: false,
-                bids,
-                asks,
-                ts_exchange_ms: rfc3339_ms(u.time)?,
-            }))
-        }
+        "l2update" => match after_type.and_then(|at| scan_update(symbols, frame, at)) {
+            Some(message) => Ok(Frame::Book(message)),
+            None => update(symbols, frame).map(Frame::Book),
+        },
         "heartbeat" => {
             let h: Heartbeat<'_> = json(frame)?;
             Ok(Frame::Heartbeat(symbols.instrument(h.product_id)?))
@@ -252,6 +354,36 @@ pub fn parse(symbols: &Symbols, frame: &str, ts_recv_ms: i64) -> Result<Frame, R
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// On every recorded frame, what the scanner reads is what serde
+    /// reads; and the scanner reads the usual frames (else it is no faster).
+    #[test]
+    fn scanned_frames_read_as_serde_reads_them() {
+        let frames = crate::venues::scan::recorded_frames("COINBASE.ws.28.0");
+        let ids: Vec<String> = frames
+            .iter()
+            .filter_map(|f| serde_json::from_str::<serde_json::Value>(f).ok())
+            .filter_map(|v| v["product_id"].as_str().map(str::to_owned))
+            .collect();
+        let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+        let symbols = crate::venues::coinbase::symbols("coinbase", &ids).unwrap();
+        let mut scanned = 0;
+        for frame in &frames {
+            let read = if frame.starts_with("{\"type\":\"l2update\"") {
+                scan_update(&symbols, frame, "{\"type\":\"l2update\"".len())
+                    .map(|u| assert_eq!(Some(u), update(&symbols, frame).ok(), "{frame}"))
+            } else if frame.starts_with("{\"type\":\"snapshot\"") {
+                scan_snapshot(frame).map(|s| assert_eq!(Some(s), serde_json::from_str(frame).ok(), "{frame}"))
+            } else if frame.starts_with("{\"type\":\"match\"") || frame.starts_with("{\"type\":\"last_match\"") {
+                scan_match(frame).map(|m| assert_eq!(Some(m), serde_json::from_str(frame).ok(), "{frame}"))
+            } else {
+                continue;
+            };
+            assert!(read.is_some(), "the scanner left a usual frame to serde: {frame}");
+            scanned += 1;
+        }
+        assert!(frames.is_empty() || scanned > 9000, "{scanned} frames scanned");
+    }
     use crate::venues::coinbase::symbols;
 
     #[test]

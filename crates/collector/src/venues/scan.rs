@@ -1,0 +1,406 @@
+//! A strict, forward-only reader of the JSON objects venues send most: flat
+//! objects of unescaped strings, integers and booleans, with arrays of
+//! string pairs for book levels. It reads them faster than serde_json does
+//! (no visitors, one-byte keys compared as bytes), and it never guesses:
+//! anything it does not take (an escape, a float where an integer goes,
+//! a duplicate key, bad syntax) ends the read with `None`. The venue then
+//! parses the frame with serde, so every frame gets serde's answer, only
+//! sooner for the common shapes.
+
+/// Objects and arrays nested deeper than this are left to serde.
+const MAX_DEPTH: u32 = 32;
+
+pub(crate) struct Scan<'a> {
+    text: &'a str,
+    at: usize,
+}
+
+impl<'a> Scan<'a> {
+    pub(crate) fn new(text: &'a str) -> Scan<'a> {
+        Scan { text, at: 0 }
+    }
+
+    /// A scan of `text` from byte `at` (a character boundary).
+    pub(crate) fn from(text: &'a str, at: usize) -> Scan<'a> {
+        Scan { text, at }
+    }
+
+    fn bytes(&self) -> &'a [u8] {
+        self.text.as_bytes()
+    }
+
+    #[inline]
+    fn peek(&mut self) -> Option<u8> {
+        let bytes = self.bytes();
+        while let Some(&b) = bytes.get(self.at) {
+            if !matches!(b, b' ' | b'\t' | b'\n' | b'\r') {
+                return Some(b);
+            }
+            self.at += 1;
+        }
+        None
+    }
+
+    fn eat(&mut self, expected: u8) -> Option<()> {
+        (self.peek()? == expected).then(|| self.at += 1)
+    }
+
+    /// Only whitespace is left.
+    pub(crate) fn end(&mut self) -> Option<()> {
+        self.peek().is_none().then_some(())
+    }
+
+    /// Reads an object, calling `field` with each key; `field` must read
+    /// the value (or [`Scan::skip`] it).
+    pub(crate) fn object(&mut self, field: impl FnMut(&mut Self, &'a str) -> Option<()>) -> Option<()> {
+        self.eat(b'{')?;
+        if self.peek()? == b'}' {
+            self.at += 1;
+            return Some(());
+        }
+        self.members(field)
+    }
+
+    /// The rest of an object whose opening and first members the caller
+    /// has read already: from the `,` or `}` after them.
+    pub(crate) fn rest_of_object(&mut self, field: impl FnMut(&mut Self, &'a str) -> Option<()>) -> Option<()> {
+        match self.peek()? {
+            b',' => {
+                self.at += 1;
+                self.members(field)
+            }
+            b'}' => {
+                self.at += 1;
+                Some(())
+            }
+            _ => None,
+        }
+    }
+
+    fn members(&mut self, mut field: impl FnMut(&mut Self, &'a str) -> Option<()>) -> Option<()> {
+        loop {
+            let key = self.str()?;
+            self.eat(b':')?;
+            field(self, key)?;
+            match self.peek()? {
+                b',' => self.at += 1,
+                b'}' => {
+                    self.at += 1;
+                    return Some(());
+                }
+                _ => return None,
+            }
+        }
+    }
+
+    /// Reads an array, calling `element` for each element.
+    pub(crate) fn array(&mut self, mut element: impl FnMut(&mut Self) -> Option<()>) -> Option<()> {
+        self.eat(b'[')?;
+        if self.peek()? == b']' {
+            self.at += 1;
+            return Some(());
+        }
+        loop {
+            element(self)?;
+            match self.peek()? {
+                b',' => self.at += 1,
+                b']' => {
+                    self.at += 1;
+                    return Some(());
+                }
+                _ => return None,
+            }
+        }
+    }
+
+    /// A string without escapes, borrowed from the text.
+    pub(crate) fn str(&mut self) -> Option<&'a str> {
+        let bytes = self.bytes();
+        if bytes.get(self.at) == Some(&b'"') {
+            self.at += 1;
+        } else {
+            self.eat(b'"')?;
+        }
+        let start = self.at;
+        let len = string_end(&bytes[start..])?;
+        if bytes[start + len] != b'"' {
+            return None;
+        }
+        self.at = start + len + 1;
+        // Both ends sit next to an ASCII quote: a character boundary.
+        self.text.get(start..start + len)
+    }
+
+    /// The text of a JSON number, checked against the grammar.
+    fn number(&mut self) -> Option<&'a str> {
+        self.peek()?;
+        let bytes = self.bytes();
+        let start = self.at;
+        let mut i = start;
+        let digits = |i: &mut usize| {
+            let from = *i;
+            while bytes.get(*i).is_some_and(u8::is_ascii_digit) {
+                *i += 1;
+            }
+            *i > from
+        };
+        if bytes.get(i) == Some(&b'-') {
+            i += 1;
+        }
+        match bytes.get(i) {
+            Some(b'0') => i += 1,
+            Some(b'1'..=b'9') => {
+                digits(&mut i);
+            }
+            _ => return None,
+        }
+        if bytes.get(i) == Some(&b'.') {
+            i += 1;
+            if !digits(&mut i) {
+                return None;
+            }
+        }
+        if matches!(bytes.get(i), Some(b'e' | b'E')) {
+            i += 1;
+            if matches!(bytes.get(i), Some(b'+' | b'-')) {
+                i += 1;
+            }
+            if !digits(&mut i) {
+                return None;
+            }
+        }
+        self.at = i;
+        self.text.get(start..i)
+    }
+
+    /// An integer that fits `u64` (no fraction, no exponent).
+    pub(crate) fn u64(&mut self) -> Option<u64> {
+        let text = self.number()?;
+        if !text.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        text.parse().ok()
+    }
+
+    /// An integer that fits `i64` (no fraction, no exponent).
+    pub(crate) fn i64(&mut self) -> Option<i64> {
+        let text = self.number()?;
+        let digits = text.strip_prefix('-').unwrap_or(text);
+        if !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        text.parse().ok()
+    }
+
+    pub(crate) fn bool(&mut self) -> Option<bool> {
+        self.peek()?;
+        let rest = &self.bytes()[self.at..];
+        if rest.starts_with(b"true") {
+            self.at += 4;
+            Some(true)
+        } else if rest.starts_with(b"false") {
+            self.at += 5;
+            Some(false)
+        } else {
+            None
+        }
+    }
+
+    /// Skips any value, checking its syntax.
+    pub(crate) fn skip(&mut self) -> Option<()> {
+        self.skip_at(0)
+    }
+
+    fn skip_at(&mut self, depth: u32) -> Option<()> {
+        if depth > MAX_DEPTH {
+            return None;
+        }
+        match self.peek()? {
+            b'"' => self.str().map(drop),
+            b'{' => self.object(|s, _| s.skip_at(depth + 1)),
+            b'[' => self.array(|s| s.skip_at(depth + 1)),
+            b't' | b'f' => self.bool().map(drop),
+            b'n' => self.bytes()[self.at..].starts_with(b"null").then(|| self.at += 4),
+            _ => self.number().map(drop),
+        }
+    }
+
+    /// `[a, b, …]` with exactly `N` strings.
+    pub(crate) fn tuple<const N: usize>(&mut self) -> Option<[&'a str; N]> {
+        let mut tuple = [""; N];
+        let mut n = 0;
+        self.array(|s| {
+            *tuple.get_mut(n)? = s.str()?;
+            n += 1;
+            Some(())
+        })?;
+        (n == N).then_some(tuple)
+    }
+
+    /// `[[a, b, …], …]` with exactly `N` strings in each inner array: book
+    /// levels (`[price, size]`) and changes (`[side, price, size]`).
+    pub(crate) fn tuples<const N: usize>(&mut self, out: &mut Vec<[&'a str; N]>) -> Option<()> {
+        self.array(|s| {
+            out.push(s.tuple()?);
+            Some(())
+        })
+    }
+}
+
+/// Where the first quote, backslash or control character of `bytes` is:
+/// eight bytes at a time while they last (the bit tricks of Hacker's
+/// Delight, as serde_json does), then one at a time.
+#[inline]
+fn string_end(bytes: &[u8]) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let mut at = 0;
+    while let Some(chunk) = bytes.get(at..at + 8) {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let w = u64::from_le_bytes(word);
+        let quote = w ^ (ONES * u64::from(b'"'));
+        let backslash = w ^ (ONES * u64::from(b'\\'));
+        // A zero byte in `quote` or `backslash`, or a byte below 0x20 in `w`:
+        // the lowest flagged byte is exact (higher ones may be false).
+        let found = (quote.wrapping_sub(ONES) & !quote
+            | backslash.wrapping_sub(ONES) & !backslash
+            | w.wrapping_sub(ONES * 0x20) & !w)
+            & HIGH;
+        if found != 0 {
+            return Some(at + (found.trailing_zeros() / 8) as usize);
+        }
+        at += 8;
+    }
+    bytes[at..]
+        .iter()
+        .position(|&b| b == b'"' || b == b'\\' || b < 0x20)
+        .map(|i| at + i)
+}
+
+/// A field read once: a second one is a duplicate key, which serde refuses.
+pub(crate) fn once<T>(slot: &mut Option<T>, value: Option<T>) -> Option<()> {
+    if slot.is_some() {
+        return None;
+    }
+    *slot = Some(value?);
+    Some(())
+}
+
+/// The frames received in a recording of `shared/fixtures/exchanges` (or
+/// `MOAT_EXCHANGE_FIXTURES`); none, with a note, when it is not there.
+#[cfg(test)]
+pub(crate) fn recorded_frames(name: &str) -> Vec<String> {
+    let dir = std::env::var_os("MOAT_EXCHANGE_FIXTURES").map_or_else(
+        || std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/exchanges"),
+        std::path::PathBuf::from,
+    );
+    let Ok(text) = std::fs::read_to_string(dir.join(name)) else {
+        eprintln!(
+            "SKIPPED: no recording {name} in {} (set MOAT_EXCHANGE_FIXTURES)",
+            dir.display()
+        );
+        return Vec::new();
+    };
+    text.lines()
+        .filter_map(|line| match crate::recording::parse_line(line) {
+            Some(crate::recording::Record::Received { payload, .. }) => Some(payload.to_owned()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A reader of `{"s": str, "n": u64, "b": bool, "l": levels}` built
+    /// on [`Scan`], the way the venues use it.
+    fn read(text: &str) -> Option<(&str, u64, bool, Vec<[&str; 2]>)> {
+        let mut scan = Scan::new(text);
+        let (mut s, mut n, mut b, mut l) = (None, None, None, None);
+        scan.object(|scan, key| match key {
+            "s" => once(&mut s, scan.str()),
+            "n" => once(&mut n, scan.u64()),
+            "b" => once(&mut b, scan.bool()),
+            "l" => {
+                let mut levels = Vec::new();
+                scan.tuples(&mut levels)?;
+                once(&mut l, Some(levels))
+            }
+            _ => scan.skip(),
+        })?;
+        scan.end()?;
+        Some((s?, n?, b?, l?))
+    }
+
+    #[derive(serde::Deserialize, Debug, PartialEq)]
+    struct Same<'a> {
+        s: &'a str,
+        n: u64,
+        b: bool,
+        #[serde(borrow)]
+        l: Vec<[&'a str; 2]>,
+    }
+
+    #[test]
+    fn string_ends_are_found_at_every_offset() {
+        for len in 0..40 {
+            for stop in [b'"', b'\\', b'\n', 0x1f, 0] {
+                let mut text = vec![b'a'; len];
+                text.push(stop);
+                text.extend_from_slice(b"x\"y");
+                assert_eq!(string_end(&text), Some(len), "{len} {stop}");
+            }
+            // Bytes at and above 0x20, and UTF-8, are never an end.
+            let plain: Vec<u8> = (0..len)
+                .map(|i| [b' ', b'~', 0x7f, 0xc3, 0xa9, b'!', b'#', b'['][i % 8])
+                .collect();
+            assert_eq!(string_end(&plain), None, "{len}");
+        }
+    }
+
+    /// Whatever the scanner reads, serde reads the same; where serde
+    /// refuses, the scanner refuses too (it may also refuse more, leaving
+    /// those to serde).
+    #[test]
+    fn reads_only_what_serde_reads_and_the_same() {
+        let texts = [
+            r#"{"s":"BTCUSDT","n":12,"b":true,"l":[["1.5","2"]]}"#,
+            r#" { "l" : [ ] , "b" : false , "n" : 0 , "s" : "" } "#,
+            r#"{"x":{"y":[1,-2.5e3,null,"z",{}]},"s":"a","n":1,"b":true,"l":[]}"#,
+            r#"{"s":"a","n":1,"b":true,"l":[],"s":"b"}"#,
+            r#"{"s":"a\"b","n":1,"b":true,"l":[]}"#,
+            r#"{"s":"a","n":1.0,"b":true,"l":[]}"#,
+            r#"{"s":"a","n":-1,"b":true,"l":[]}"#,
+            r#"{"s":"a","n":18446744073709551616,"b":true,"l":[]}"#,
+            r#"{"s":"a","n":1,"b":true,"l":[["1","2","3"]]}"#,
+            r#"{"s":"a","n":1,"b":true,"l":[["1"]]}"#,
+            r#"{"s":"a","n":1,"b":true,"l":[]}x"#,
+            r#"{"s":"a","n":1,"b":true,"l":[],}"#,
+            r#"{"s":"a","n":01,"b":true,"l":[]}"#,
+            r#"{"s":"a","n":1,"b":tru,"l":[]}"#,
+            r#"{"s":"a","n":1,"b":true}"#,
+            r#"{"s":"a","n":1,"b":true,"l":[],"x":[1,]}"#,
+            r#"{"s":"a","n":1,"b":true,"l":[],"x":-}"#,
+            r#"{"s":"a","n":1,"b":true,"l":[],"x":1.}"#,
+            r#"{"s":"a","n":1,"b":true,"l":[],"x":nul}"#,
+            "{\"s\":\"a\tb\",\"n\":1,\"b\":true,\"l\":[]}",
+            r#"{"s":"é","n":1,"b":true,"l":[]}"#,
+            r#"[]"#,
+            r#""#,
+        ];
+        let mut read_by_scan = 0;
+        for text in texts {
+            let serde = serde_json::from_str::<Same<'_>>(text).ok();
+            match read(text) {
+                Some((s, n, b, l)) => {
+                    read_by_scan += 1;
+                    assert_eq!(serde, Some(Same { s, n, b, l }), "{text}");
+                }
+                None => assert!(serde.is_none(), "{text}: serde reads it, the scanner should too"),
+            }
+        }
+        assert_eq!(read_by_scan, 4, "the valid texts are read");
+    }
+}
