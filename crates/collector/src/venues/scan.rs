@@ -1,6 +1,6 @@
 //! A strict, forward-only reader of the JSON objects venues send most: flat
 //! objects of unescaped strings, integers and booleans, with arrays of
-//! string pairs for book levels. It reads them faster than serde_json does
+//! string tuples for book levels. It reads them faster than serde_json does
 //! (no visitors, one-byte keys compared as bytes), and it never guesses:
 //! anything it does not take (an escape, a float where an integer goes,
 //! a duplicate key, bad syntax) ends the read with `None`. The venue then
@@ -237,13 +237,20 @@ impl<'a> Scan<'a> {
         (n == N).then_some(tuple)
     }
 
-    /// `[[a, b, …], …]` with exactly `N` strings in each inner array: book
-    /// levels (`[price, size]`) and changes (`[side, price, size]`).
-    pub(crate) fn tuples<const N: usize>(&mut self, out: &mut Vec<[&'a str; N]>) -> Option<()> {
-        self.array(|s| {
-            out.push(s.tuple()?);
+    /// `[[price, size], …]` as book levels, each number checked as the
+    /// venue parsers check it (`side` names them in a refusal, which is
+    /// left to serde's path to make).
+    pub(crate) fn levels(&mut self, side: &'static str) -> Option<Vec<moat_common_types::model::Level>> {
+        let mut levels = Vec::new();
+        self.array(|scan| {
+            let [p, q] = scan.tuple()?;
+            levels.push(moat_common_types::model::Level {
+                price: super::price(side, p).ok()?,
+                qty: super::qty(side, q).ok()?,
+            });
             Some(())
-        })
+        })?;
+        Some(levels)
     }
 }
 
@@ -325,7 +332,10 @@ mod tests {
             "b" => once(&mut b, scan.bool()),
             "l" => {
                 let mut levels = Vec::new();
-                scan.tuples(&mut levels)?;
+                scan.array(|scan| {
+                    levels.push(scan.tuple()?);
+                    Some(())
+                })?;
                 once(&mut l, Some(levels))
             }
             _ => scan.skip(),

@@ -179,19 +179,8 @@ fn scan_depth(symbols: &Symbols, data: &str) -> Option<DepthDiff> {
         "U" => once(&mut first, scan.u64()),
         "u" => once(&mut last, scan.u64()),
         "pu" => once(&mut prev, scan.u64()),
-        "b" | "a" => {
-            let side = if key == "b" { "b" } else { "a" };
-            let mut levels = Vec::new();
-            scan.array(|scan| {
-                let [p, q] = scan.tuple()?;
-                levels.push(Level {
-                    price: price(side, p).ok()?,
-                    qty: qty(side, q).ok()?,
-                });
-                Some(())
-            })?;
-            once(if key == "b" { &mut bids } else { &mut asks }, Some(levels))
-        }
+        "b" => once(&mut bids, scan.levels("b")),
+        "a" => once(&mut asks, scan.levels("a")),
         _ => scan.skip(),
     })?;
     scan.end()?;
