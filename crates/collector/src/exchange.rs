@@ -22,6 +22,7 @@ use axum::extract::{Query, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use futures::SinkExt;
 use moat_common_types::{Decimal, now_ms};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -36,6 +37,8 @@ const FLUSH_EVERY: Duration = Duration::from_millis(100);
 /// Frames a slow client may fall behind before it is disconnected, as a
 /// venue drops consumers that do not keep up.
 const CLIENT_BACKLOG: usize = 65_536;
+/// Frames written to a client before its socket is flushed, at most.
+const FRAMES_PER_FLUSH: usize = 256;
 /// A quiet connection (a paused feed) still gets a ping this often, so a
 /// client's stale-connection timer only fires when the link is dead.
 const PING_EVERY: Duration = Duration::from_secs(1);
@@ -495,15 +498,42 @@ async fn serve_client(
             () = disconnect.cancelled() => break,
             frame = frames.recv() => match frame {
                 Ok(frame) => {
-                    if !streams.contains(&*frame.stream) {
-                        continue;
+                    // The frames already waiting go out in one flush, as a
+                    // server writes what its socket takes: one write for
+                    // many frames, not one each.
+                    let mut next = Some(frame);
+                    let mut taken = 0;
+                    let mut lagged = None;
+                    let mut gone = false;
+                    while let Some(frame) = next.take() {
+                        if streams.contains(&*frame.stream) {
+                            if socket.feed(Message::Text(frame.text.clone())).await.is_err() {
+                                gone = true;
+                                break;
+                            }
+                            stats.frames_sent.fetch_add(1, Ordering::Relaxed);
+                            if frame.is_trade() {
+                                stats.trades_sent.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                        taken += 1;
+                        if taken == FRAMES_PER_FLUSH {
+                            break;
+                        }
+                        match frames.try_recv() {
+                            Ok(frame) => next = Some(frame),
+                            Err(broadcast::error::TryRecvError::Empty) => {}
+                            Err(broadcast::error::TryRecvError::Lagged(missed)) => lagged = Some(missed),
+                            Err(broadcast::error::TryRecvError::Closed) => gone = true,
+                        }
                     }
-                    if socket.send(Message::Text(frame.text.clone())).await.is_err() {
+                    if gone || socket.flush().await.is_err() {
                         break;
                     }
-                    stats.frames_sent.fetch_add(1, Ordering::Relaxed);
-                    if frame.is_trade() {
-                        stats.trades_sent.fetch_add(1, Ordering::Relaxed);
+                    if let Some(missed) = lagged {
+                        tracing::warn!(missed, "client too slow, disconnecting it");
+                        stats.slow_clients_dropped.fetch_add(1, Ordering::Relaxed);
+                        break;
                     }
                 }
                 Err(broadcast::error::RecvError::Lagged(missed)) => {
