@@ -270,12 +270,16 @@ async fn candles(g: &Gateway, r: &pb::GetCandlesRequest) -> Result<pb::GetCandle
             "more than 10000 candles requested: narrow from_ms..to_ms",
         ));
     }
+    // Minutes are whole seconds and the bounds milliseconds: a minute is
+    // in when its start (in ms) is at or after `from_ms` and before `to_ms`,
+    // which in seconds is the bounds rounded up. Rounded down, a candle
+    // whose minute began earlier in the current second was left out.
     let sql = format!(
         "SELECT toInt64(intDiv(toUInt32(minute), {seconds}) * {seconds}) * 1000 AS open_ms, any(market),
                 toString(argMinMerge(open)), toString(maxMerge(high)), toString(minMerge(low)),
                 toString(argMaxMerge(close)), toString(sumMerge(volume)), countMerge(trades)
          FROM candles_1m
-         WHERE exchange = ? AND symbol = ? AND minute >= toDateTime(intDiv(?, 1000)) AND minute < toDateTime(intDiv(?, 1000))
+         WHERE exchange = ? AND symbol = ? AND minute >= toDateTime(intDiv(? + 999, 1000)) AND minute < toDateTime(intDiv(? + 999, 1000))
          GROUP BY open_ms ORDER BY open_ms"
     );
     type Row = (i64, String, String, String, String, String, String, u64);

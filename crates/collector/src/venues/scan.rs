@@ -54,8 +54,7 @@ impl<'a> Scan<'a> {
     /// the value (or [`Scan::skip`] it).
     pub(crate) fn object(&mut self, field: impl FnMut(&mut Self, &'a str) -> Option<()>) -> Option<()> {
         self.eat(b'{')?;
-        if self.peek()? == b'}' {
-            self.at += 1;
+        if self.closes(b'}')? {
             return Some(());
         }
         self.members(field)
@@ -64,16 +63,10 @@ impl<'a> Scan<'a> {
     /// The rest of an object whose opening and first members the caller
     /// has read already: from the `,` or `}` after them.
     pub(crate) fn rest_of_object(&mut self, field: impl FnMut(&mut Self, &'a str) -> Option<()>) -> Option<()> {
-        match self.peek()? {
-            b',' => {
-                self.at += 1;
-                self.members(field)
-            }
-            b'}' => {
-                self.at += 1;
-                Some(())
-            }
-            _ => None,
+        if self.more(b'}')? {
+            self.members(field)
+        } else {
+            Some(())
         }
     }
 
@@ -82,13 +75,8 @@ impl<'a> Scan<'a> {
             let key = self.str()?;
             self.eat(b':')?;
             field(self, key)?;
-            match self.peek()? {
-                b',' => self.at += 1,
-                b'}' => {
-                    self.at += 1;
-                    return Some(());
-                }
-                _ => return None,
+            if !self.more(b'}')? {
+                return Some(());
             }
         }
     }
@@ -96,20 +84,39 @@ impl<'a> Scan<'a> {
     /// Reads an array, calling `element` for each element.
     pub(crate) fn array(&mut self, mut element: impl FnMut(&mut Self) -> Option<()>) -> Option<()> {
         self.eat(b'[')?;
-        if self.peek()? == b']' {
-            self.at += 1;
+        if self.closes(b']')? {
             return Some(());
         }
         loop {
             element(self)?;
-            match self.peek()? {
-                b',' => self.at += 1,
-                b']' => {
-                    self.at += 1;
-                    return Some(());
-                }
-                _ => return None,
+            if !self.more(b']')? {
+                return Some(());
             }
+        }
+    }
+
+    /// Whether `close` comes next (read if so): an empty object or array.
+    fn closes(&mut self, close: u8) -> Option<bool> {
+        let next = self.peek()? == close;
+        if next {
+            self.at += 1;
+        }
+        Some(next)
+    }
+
+    /// After a member or element: `,` (read; another follows) or `close`
+    /// (read; the end), anything else is bad syntax.
+    fn more(&mut self, close: u8) -> Option<bool> {
+        match self.peek()? {
+            b',' => {
+                self.at += 1;
+                Some(true)
+            }
+            b if b == close => {
+                self.at += 1;
+                Some(false)
+            }
+            _ => None,
         }
     }
 
