@@ -51,7 +51,12 @@ async fn doctor_passes_on_a_healthy_stack_and_names_what_breaks() {
     assert_ne!(disk["status"], "fail", "{disk:#}");
     let detail = disk["detail"].as_str().unwrap();
     assert!(detail.starts_with(&nats_dir) && detail.contains("GiB free"), "{disk:#}");
-    let (code, report) = run([good.clone(), vec!["--disk-warn-below=100".into()]].concat()).await;
+    let (code, report) = run([
+        good.clone(),
+        vec!["--disk-warn-below=100".into(), "--disk-fail-below=0".into()],
+    ]
+    .concat())
+    .await;
     assert_eq!(code, 0, "a warning alone keeps doctor green: {report:#}");
     let disk = check(&report, "free disk for nats");
     assert_eq!(disk["status"], "warn", "{disk:#}");
