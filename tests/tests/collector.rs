@@ -22,8 +22,8 @@ fn trade_of(symbol: &str, i: u64) -> MarketEvent {
         price: Decimal::new(6_000_000, 2),
         qty: Decimal::ONE,
         side: Side::Buy,
-        ts_exchange_ms: i as i64,
-        ts_recv_ms: i as i64,
+        ts_exchange_us: i as i64,
+        ts_recv_us: i as i64,
     })
 }
 
@@ -131,8 +131,8 @@ async fn an_event_too_large_to_publish_is_dropped_and_counted_and_the_rest_goes_
             })
             .collect(),
         asks: Vec::new(),
-        ts_exchange_ms: 1,
-        ts_recv_ms: 1,
+        ts_exchange_us: 1,
+        ts_recv_us: 1,
     });
     assert!(
         moat_common_types::proto_conv::encode(&huge).len() > max_payload,

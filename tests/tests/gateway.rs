@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use moat_common_types::model::{Bbo, Instrument, Level};
 use moat_common_types::proto_conv::encode;
 use moat_common_types::subject::Subject;
-use moat_common_types::{Decimal, Market, MarketEvent, now_ms};
+use moat_common_types::{Decimal, Market, MarketEvent, now_us};
 use moat_gateway::config::{GatewayConfig, TokenConfig};
 use moat_integration_tests::{eventually, ganache, listener, own_nats, peers_dir, scratch};
 use moat_proto::gateway::v1 as pb;
@@ -205,8 +205,8 @@ fn bbo(exchange: &str, symbol: &str, bid: &str, ask: &str) -> MarketEvent {
         sequence: 1,
         bid: level(bid),
         ask: level(ask),
-        ts_exchange_ms: now_ms(),
-        ts_recv_ms: now_ms(),
+        ts_exchange_us: now_us(),
+        ts_recv_us: now_us(),
     })
 }
 

@@ -25,8 +25,9 @@ fn trade(symbol: &str, i: u64) -> MarketEvent {
         price: Decimal::new(6_000_000 + (i % 100) as i64, 2),
         qty: Decimal::new(1 + i as i64, 4),
         side: if i.is_multiple_of(2) { Side::Buy } else { Side::Sell },
-        ts_exchange_ms: 1_700_000_000_000 + i as i64,
-        ts_recv_ms: 1_700_000_000_100 + i as i64,
+        // Microseconds that are not whole milliseconds, as Coinbase sends.
+        ts_exchange_us: 1_700_000_000_000_000 + i as i64 * 1_001,
+        ts_recv_us: 1_700_000_000_100_123 + i as i64 * 1_001,
     })
 }
 
@@ -145,6 +146,17 @@ async fn n_events_become_exactly_n_rows_even_when_republished() {
     assert_eq!(decimal(fields[0]), decimal("60000.07"), "price in {row:?}");
     assert_eq!(decimal(fields[1]), decimal("0.0008"), "qty in {row:?}");
     assert_eq!(fields[2], "sell", "side in {row:?}");
+    // Timestamps keep their microseconds.
+    let MarketEvent::Trade(sent) = trade("BTC-USDT", 7) else {
+        unreachable!()
+    };
+    assert_eq!(
+        ch.query(&format!(
+            "SELECT toUnixTimestamp64Micro(ts_exchange), toUnixTimestamp64Micro(ts_recv) FROM {db}.trades FINAL \
+             WHERE trade_id = '7'"
+        )),
+        format!("{}\t{}", sent.ts_exchange_us, sent.ts_recv_us)
+    );
     // The 1-minute candles see every trade once.
     let candle_trades = ch.count(&format!(
         "SELECT countMerge(trades) FROM {db}.candles_1m WHERE symbol = 'BTC-USDT'"
@@ -295,7 +307,7 @@ async fn a_redelivered_trade_already_stored_is_counted_once() {
             panic!("not a trade: {}", message.subject)
         };
         values.push(format!(
-            "('{}', '{}', '{}', '{}', '{}', {}, {}, '{}', fromUnixTimestamp64Milli({}), fromUnixTimestamp64Milli({}))",
+            "('{}', '{}', '{}', '{}', '{}', {}, {}, '{}', fromUnixTimestamp64Micro({}), fromUnixTimestamp64Micro({}))",
             t.instrument.exchange,
             t.instrument.market.as_str(),
             t.instrument.symbol,
@@ -304,8 +316,8 @@ async fn a_redelivered_trade_already_stored_is_counted_once() {
             t.price,
             t.qty,
             t.side.as_str(),
-            t.ts_exchange_ms,
-            t.ts_recv_ms
+            t.ts_exchange_us,
+            t.ts_recv_us
         ));
         message.ack_with(AckKind::Nak(None)).await.unwrap();
     }

@@ -69,8 +69,8 @@ pub(crate) async fn gateway(rows: &mut Vec<Row>, nats_url: &str) -> anyhow::Resu
                 price: 60001.into(),
                 qty: 1.into(),
             },
-            ts_exchange_ms: moat_common_types::now_ms() + 3_600_000,
-            ts_recv_ms: moat_common_types::now_ms(),
+            ts_exchange_us: moat_common_types::now_us() + 3_600_000_000,
+            ts_recv_us: moat_common_types::now_us(),
         });
         nats.publish(
             "live.md.bbo.bench.spot.BTC-USDT",

@@ -16,8 +16,8 @@ pub(crate) fn trade(i: u64) -> MarketEvent {
         price: rust_decimal::Decimal::new(6_000_000 + (i % 1000) as i64, 2),
         qty: rust_decimal::Decimal::new(1 + (i % 100) as i64, 3),
         side: moat_common_types::Side::Buy,
-        ts_exchange_ms: 1_700_000_000_000 + i as i64,
-        ts_recv_ms: 1_700_000_000_000 + i as i64,
+        ts_exchange_us: (1_700_000_000_000 + i as i64) * 1_000,
+        ts_recv_us: (1_700_000_000_000 + i as i64) * 1_000,
     })
 }
 

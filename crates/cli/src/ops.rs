@@ -196,7 +196,7 @@ pub fn event_line(event: &MarketEvent) -> String {
             t.qty,
             t.price,
             t.trade_id,
-            crate::output::time(t.ts_exchange_ms)
+            crate::output::time(t.ts_exchange_us / 1_000)
         ),
         MarketEvent::Bbo(b) => format!(
             "{head} bid {} x {}  ask {} x {}",

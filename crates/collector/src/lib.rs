@@ -24,7 +24,7 @@ use axum::Json;
 use axum::routing::get;
 use moat_common_types::http::{Health, router, serve};
 use moat_common_types::nats::{StreamSettings, connect, ensure_stream};
-use moat_common_types::now_ms;
+use moat_common_types::now_us;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -256,7 +256,7 @@ pub async fn run(config: CollectorConfig, http: TcpListener, shutdown: Cancellat
     for venue in &venues {
         let venue = venue.clone();
         health = health.check(&format!("venue:{}", venue.exchange), move || {
-            let age = venue.last_event_age_ms(now_ms());
+            let age = venue.last_event_age_ms(now_us());
             async move {
                 match age {
                     Some(age) if age <= STALE_AFTER_MS => Ok(()),
@@ -270,7 +270,7 @@ pub async fn run(config: CollectorConfig, http: TcpListener, shutdown: Cancellat
     let app = router(health, metrics.registry.clone()).route(
         "/status",
         get(move || {
-            let venues: Vec<serde_json::Value> = status_venues.iter().map(|v| v.to_json(now_ms())).collect();
+            let venues: Vec<serde_json::Value> = status_venues.iter().map(|v| v.to_json(now_us())).collect();
             async move { Json(serde_json::json!({ "venues": venues })) }
         }),
     );

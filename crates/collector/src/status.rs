@@ -36,27 +36,29 @@ impl StreamStatus {
         self.connected.load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    pub fn touch(&self, symbol: &str, ts_ms: i64) {
+    /// Marks `symbol` fresh as of `ts_us` (Unix µs).
+    pub fn touch(&self, symbol: &str, ts_us: i64) {
         let mut map = self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         match map.get_mut(symbol) {
-            Some(last) => *last = ts_ms,
+            Some(last) => *last = ts_us,
             None => {
-                map.insert(symbol.to_owned(), ts_ms);
+                map.insert(symbol.to_owned(), ts_us);
             }
         }
     }
 
-    /// Age in ms of the newest event on any stream, `None` before the first.
-    pub fn last_event_age_ms(&self, now_ms: i64) -> Option<i64> {
+    /// Age in ms of the newest event on any stream at `now_us`, `None`
+    /// before the first.
+    pub fn last_event_age_ms(&self, now_us: i64) -> Option<i64> {
         let map = self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        map.values().max().map(|last| now_ms - last)
+        map.values().max().map(|last| (now_us - last) / 1_000)
     }
 
-    pub fn to_json(&self, now_ms: i64) -> serde_json::Value {
+    pub fn to_json(&self, now_us: i64) -> serde_json::Value {
         let map = self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let streams: Vec<serde_json::Value> = map
             .iter()
-            .map(|(symbol, last)| serde_json::json!({"symbol": symbol, "last_event_age_ms": now_ms - last}))
+            .map(|(symbol, last)| serde_json::json!({"symbol": symbol, "last_event_age_ms": (now_us - last) / 1_000}))
             .collect();
         serde_json::json!({"exchange": self.exchange, "connected": self.is_connected(), "streams": streams})
     }

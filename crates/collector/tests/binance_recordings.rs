@@ -147,7 +147,7 @@ fn check_recording(name: &str) {
         assert_eq!(trade.price.to_string(), data["p"].as_str().unwrap());
         assert_eq!(trade.qty.to_string(), data["q"].as_str().unwrap());
         assert_eq!(trade.trade_id, data["a"].to_string());
-        assert_eq!(trade.ts_exchange_ms, data["T"].as_i64().unwrap());
+        assert_eq!(trade.ts_exchange_us, data["T"].as_i64().unwrap() * 1_000, "T is in ms");
         assert_eq!(
             trade.side == moat_common_types::Side::Sell,
             data["m"].as_bool().unwrap()

@@ -337,15 +337,16 @@ async fn okx_funding_events_carry_the_latest_mark_price() {
     let fundings: Vec<(String, String, i64)> = events
         .iter()
         .filter_map(|e| match e {
-            MarketEvent::Funding(f) => Some((f.funding_rate.to_string(), f.mark_price.to_string(), f.ts_exchange_ms)),
+            MarketEvent::Funding(f) => Some((f.funding_rate.to_string(), f.mark_price.to_string(), f.ts_exchange_us)),
             _ => None,
         })
         .collect();
+    // The venue's "ts" (ms) in µs.
     let expected = [
-        ("0.0001", "0", 1700724675402),
-        ("0.0001", "37512.5", 1700724675500),
-        ("0.0001", "37513.1", 1700724675700),
-        ("0.0002", "37513.1", 1700724675900),
+        ("0.0001", "0", 1_700_724_675_402_000),
+        ("0.0001", "37512.5", 1_700_724_675_500_000),
+        ("0.0001", "37513.1", 1_700_724_675_700_000),
+        ("0.0002", "37513.1", 1_700_724_675_900_000),
     ];
     let expected: Vec<(String, String, i64)> = expected
         .iter()

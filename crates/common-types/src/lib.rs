@@ -24,8 +24,20 @@ pub use model::{Decimal, Exchange, Instrument, Kind, Market, MarketEvent, Side};
 
 /// Current wall-clock time in unix milliseconds.
 pub fn now_ms() -> i64 {
+    now_us() / 1_000
+}
+
+/// A venue's millisecond timestamp in microseconds, the unit of every
+/// event timestamp.
+pub fn us_from_ms(ms: i64) -> i64 {
+    ms.saturating_mul(1_000)
+}
+
+/// Current wall-clock time in unix microseconds, the unit of every event
+/// timestamp.
+pub fn now_us() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
+        .map(|d| d.as_micros() as i64)
         .unwrap_or_default()
 }

@@ -183,8 +183,8 @@ pub struct Trade {
     pub price: Decimal,
     pub qty: Decimal,
     pub side: Side,
-    pub ts_exchange_ms: i64,
-    pub ts_recv_ms: i64,
+    pub ts_exchange_us: i64,
+    pub ts_recv_us: i64,
 }
 
 /// One price level; a zero quantity in a delta removes the level.
@@ -200,8 +200,8 @@ pub struct BookSnapshot {
     pub sequence: u64,
     pub bids: Vec<Level>,
     pub asks: Vec<Level>,
-    pub ts_exchange_ms: i64,
-    pub ts_recv_ms: i64,
+    pub ts_exchange_us: i64,
+    pub ts_recv_us: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -212,8 +212,8 @@ pub struct BookDelta {
     pub prev_sequence: u64,
     pub bids: Vec<Level>,
     pub asks: Vec<Level>,
-    pub ts_exchange_ms: i64,
-    pub ts_recv_ms: i64,
+    pub ts_exchange_us: i64,
+    pub ts_recv_us: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -222,8 +222,8 @@ pub struct Bbo {
     pub sequence: u64,
     pub bid: Level,
     pub ask: Level,
-    pub ts_exchange_ms: i64,
-    pub ts_recv_ms: i64,
+    pub ts_exchange_us: i64,
+    pub ts_recv_us: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -233,8 +233,8 @@ pub struct Funding {
     pub mark_price: Decimal,
     pub index_price: Option<Decimal>,
     pub next_funding_ms: i64,
-    pub ts_exchange_ms: i64,
-    pub ts_recv_ms: i64,
+    pub ts_exchange_us: i64,
+    pub ts_recv_us: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -244,16 +244,16 @@ pub struct Liquidation {
     pub price: Decimal,
     pub qty: Decimal,
     pub order_id: Option<String>,
-    pub ts_exchange_ms: i64,
-    pub ts_recv_ms: i64,
+    pub ts_exchange_us: i64,
+    pub ts_recv_us: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OpenInterest {
     pub instrument: Instrument,
     pub open_interest: Decimal,
-    pub ts_exchange_ms: i64,
-    pub ts_recv_ms: i64,
+    pub ts_exchange_us: i64,
+    pub ts_recv_us: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -268,7 +268,7 @@ pub struct Candle {
     pub volume: Decimal,
     pub trades: u64,
     pub closed: bool,
-    pub ts_recv_ms: i64,
+    pub ts_recv_us: i64,
 }
 
 /// Data known to be lost: a book that must be rebuilt (`reason` names the
@@ -279,7 +279,7 @@ pub struct Gap {
     pub instrument: Instrument,
     pub reason: String,
     pub last_sequence: u64,
-    pub ts_recv_ms: i64,
+    pub ts_recv_us: i64,
 }
 
 impl Gap {
@@ -325,15 +325,15 @@ impl MarketEvent {
                 v["price"] = t.price.to_string().into();
                 v["qty"] = t.qty.to_string().into();
                 v["side"] = t.side.as_str().into();
-                v["ts_exchange_ms"] = t.ts_exchange_ms.into();
-                v["ts_recv_ms"] = t.ts_recv_ms.into();
+                v["ts_exchange_us"] = t.ts_exchange_us.into();
+                v["ts_recv_us"] = t.ts_recv_us.into();
             }
             MarketEvent::Bbo(b) => {
                 v["seq"] = b.sequence.into();
                 v["bid"] = serde_json::json!([b.bid.price.to_string(), b.bid.qty.to_string()]);
                 v["ask"] = serde_json::json!([b.ask.price.to_string(), b.ask.qty.to_string()]);
-                v["ts_exchange_ms"] = b.ts_exchange_ms.into();
-                v["ts_recv_ms"] = b.ts_recv_ms.into();
+                v["ts_exchange_us"] = b.ts_exchange_us.into();
+                v["ts_recv_us"] = b.ts_recv_us.into();
             }
             MarketEvent::BookSnapshot(s) => {
                 v["kind"] = "book_snapshot".into();
@@ -361,17 +361,17 @@ impl MarketEvent {
                 v["funding_rate"] = f.funding_rate.to_string().into();
                 v["mark_price"] = f.mark_price.to_string().into();
                 v["next_funding_ms"] = f.next_funding_ms.into();
-                v["ts_exchange_ms"] = f.ts_exchange_ms.into();
+                v["ts_exchange_us"] = f.ts_exchange_us.into();
             }
             MarketEvent::OpenInterest(o) => {
                 v["open_interest"] = o.open_interest.to_string().into();
-                v["ts_exchange_ms"] = o.ts_exchange_ms.into();
+                v["ts_exchange_us"] = o.ts_exchange_us.into();
             }
             MarketEvent::Liquidation(l) => {
                 v["side"] = l.side.as_str().into();
                 v["price"] = l.price.to_string().into();
                 v["qty"] = l.qty.to_string().into();
-                v["ts_exchange_ms"] = l.ts_exchange_ms.into();
+                v["ts_exchange_us"] = l.ts_exchange_us.into();
             }
         }
         v
@@ -391,18 +391,18 @@ impl MarketEvent {
         }
     }
 
-    /// When the collector received the frame this event came from (Unix ms).
-    pub fn ts_recv_ms(&self) -> i64 {
+    /// When the collector received the frame this event came from (Unix µs).
+    pub fn ts_recv_us(&self) -> i64 {
         match self {
-            MarketEvent::Trade(e) => e.ts_recv_ms,
-            MarketEvent::BookSnapshot(e) => e.ts_recv_ms,
-            MarketEvent::BookDelta(e) => e.ts_recv_ms,
-            MarketEvent::Bbo(e) => e.ts_recv_ms,
-            MarketEvent::Funding(e) => e.ts_recv_ms,
-            MarketEvent::Liquidation(e) => e.ts_recv_ms,
-            MarketEvent::OpenInterest(e) => e.ts_recv_ms,
-            MarketEvent::Candle(e) => e.ts_recv_ms,
-            MarketEvent::Gap(e) => e.ts_recv_ms,
+            MarketEvent::Trade(e) => e.ts_recv_us,
+            MarketEvent::BookSnapshot(e) => e.ts_recv_us,
+            MarketEvent::BookDelta(e) => e.ts_recv_us,
+            MarketEvent::Bbo(e) => e.ts_recv_us,
+            MarketEvent::Funding(e) => e.ts_recv_us,
+            MarketEvent::Liquidation(e) => e.ts_recv_us,
+            MarketEvent::OpenInterest(e) => e.ts_recv_us,
+            MarketEvent::Candle(e) => e.ts_recv_us,
+            MarketEvent::Gap(e) => e.ts_recv_us,
         }
     }
 
@@ -428,30 +428,31 @@ impl MarketEvent {
             MarketEvent::BookSnapshot(e) => format!("s{}", e.sequence),
             MarketEvent::BookDelta(e) => format!("d{}", e.sequence),
             MarketEvent::Bbo(e) if e.sequence != 0 => e.sequence.to_string(),
-            MarketEvent::Bbo(e) => format!("t{}", e.ts_exchange_ms),
-            MarketEvent::Funding(e) => format!("t{}", e.ts_exchange_ms),
+            MarketEvent::Bbo(e) => format!("t{}", e.ts_exchange_us),
+            MarketEvent::Funding(e) => format!("t{}", e.ts_exchange_us),
             MarketEvent::Liquidation(e) => match &e.order_id {
                 Some(id) => id.clone(),
-                None => format!("t{}:{}:{}", e.ts_exchange_ms, e.price, e.qty),
+                None => format!("t{}:{}:{}", e.ts_exchange_us, e.price, e.qty),
             },
-            MarketEvent::OpenInterest(e) => format!("t{}", e.ts_exchange_ms),
+            MarketEvent::OpenInterest(e) => format!("t{}", e.ts_exchange_us),
             MarketEvent::Candle(e) => format!("{}:{}:{}", e.interval_s, e.open_time_ms, u8::from(e.closed)),
-            MarketEvent::Gap(e) => format!("g{}:{}", e.last_sequence, e.ts_recv_ms),
+            MarketEvent::Gap(e) => format!("g{}:{}", e.last_sequence, e.ts_recv_us),
         }
     }
 
-    /// The exchange timestamp, or the receive time for kinds that carry none.
-    pub fn ts_exchange_ms(&self) -> i64 {
+    /// The exchange timestamp (Unix µs), or the receive time for kinds that
+    /// carry none.
+    pub fn ts_exchange_us(&self) -> i64 {
         match self {
-            MarketEvent::Trade(e) => e.ts_exchange_ms,
-            MarketEvent::BookSnapshot(e) => e.ts_exchange_ms,
-            MarketEvent::BookDelta(e) => e.ts_exchange_ms,
-            MarketEvent::Bbo(e) => e.ts_exchange_ms,
-            MarketEvent::Funding(e) => e.ts_exchange_ms,
-            MarketEvent::Liquidation(e) => e.ts_exchange_ms,
-            MarketEvent::OpenInterest(e) => e.ts_exchange_ms,
-            MarketEvent::Candle(e) => e.open_time_ms,
-            MarketEvent::Gap(e) => e.ts_recv_ms,
+            MarketEvent::Trade(e) => e.ts_exchange_us,
+            MarketEvent::BookSnapshot(e) => e.ts_exchange_us,
+            MarketEvent::BookDelta(e) => e.ts_exchange_us,
+            MarketEvent::Bbo(e) => e.ts_exchange_us,
+            MarketEvent::Funding(e) => e.ts_exchange_us,
+            MarketEvent::Liquidation(e) => e.ts_exchange_us,
+            MarketEvent::OpenInterest(e) => e.ts_exchange_us,
+            MarketEvent::Candle(e) => e.open_time_ms.saturating_mul(1_000),
+            MarketEvent::Gap(e) => e.ts_recv_us,
         }
     }
 }

@@ -183,14 +183,14 @@ mod tests {
                 price: Decimal::ONE,
                 qty: Decimal::ONE,
                 side: Side::Buy,
-                ts_exchange_ms: 1,
-                ts_recv_ms: 2,
+                ts_exchange_us: 1,
+                ts_recv_us: 2,
             })
         };
         assert_eq!(msg_id(&trade("7")), "binance:spot:BTC-USDT:trade:7");
         let mut later = trade("7");
         if let MarketEvent::Trade(t) = &mut later {
-            t.ts_recv_ms = 99;
+            t.ts_recv_us = 99;
         }
         assert_eq!(
             msg_id(&trade("7")),

@@ -19,7 +19,8 @@ pub struct Quote {
     pub exchange: String,
     pub symbol: String,
     pub price: Decimal,
-    pub ts_ms: i64,
+    /// The venue's timestamp, Unix µs.
+    pub ts_us: i64,
     /// `bbo` (mid) or `trade` (last price).
     pub from: &'static str,
 }
@@ -29,7 +30,8 @@ pub struct Book {
     pub sequence: u64,
     pub bids: BTreeMap<Decimal, Decimal>,
     pub asks: BTreeMap<Decimal, Decimal>,
-    pub ts_ms: i64,
+    /// The venue's timestamp of the last change, Unix µs.
+    pub ts_us: i64,
     pub valid: bool,
 }
 
@@ -47,7 +49,7 @@ impl Book {
     fn snapshot(s: &BookSnapshot) -> Book {
         let mut book = Book {
             sequence: s.sequence,
-            ts_ms: s.ts_exchange_ms,
+            ts_us: s.ts_exchange_us,
             valid: true,
             ..Book::default()
         };
@@ -64,7 +66,7 @@ impl Book {
         Book::apply(&mut self.bids, &d.bids);
         Book::apply(&mut self.asks, &d.asks);
         self.sequence = d.sequence;
-        self.ts_ms = d.ts_exchange_ms;
+        self.ts_us = d.ts_exchange_us;
         self.check_crossed();
     }
 
@@ -114,7 +116,7 @@ impl Cache {
                         exchange: key.0,
                         symbol: key.1,
                         price: mid.normalize(),
-                        ts_ms: b.ts_exchange_ms,
+                        ts_us: b.ts_exchange_us,
                         from: "bbo",
                     },
                 );
@@ -125,7 +127,7 @@ impl Cache {
                 let newer = inner
                     .quotes
                     .get(&key)
-                    .is_none_or(|q| q.from == "trade" || t.ts_exchange_ms > q.ts_ms);
+                    .is_none_or(|q| q.from == "trade" || t.ts_exchange_us > q.ts_us);
                 if newer {
                     inner.quotes.insert(
                         key.clone(),
@@ -133,7 +135,7 @@ impl Cache {
                             exchange: key.0,
                             symbol: key.1,
                             price: t.price,
-                            ts_ms: t.ts_exchange_ms,
+                            ts_us: t.ts_exchange_us,
                             from: "trade",
                         },
                     );
@@ -209,9 +211,9 @@ pub async fn feed(
                 for event in &events {
                     cache.apply(event);
                 }
-                let now = moat_common_types::now_ms();
+                let now = moat_common_types::now_us();
                 for event in &events {
-                    age.observe((now - event.ts_recv_ms()).max(0) as f64 / 1e3);
+                    age.observe((now - event.ts_recv_us()).max(0) as f64 / 1e6);
                 }
             }
             Err(error) => tracing::debug!(subject = %message.subject, %error, "undecodable market event ignored"),
@@ -236,7 +238,7 @@ mod tests {
             instrument: instrument(),
             reason: reason.into(),
             last_sequence: 7,
-            ts_recv_ms: 1,
+            ts_recv_us: 1,
         })
     }
 
@@ -252,8 +254,8 @@ mod tests {
             sequence: 7,
             bids: vec![level(99)],
             asks: vec![level(101)],
-            ts_exchange_ms: 1,
-            ts_recv_ms: 1,
+            ts_exchange_us: 1,
+            ts_recv_us: 1,
         }));
         assert!(cache.book("binance", "BTC-USDT").unwrap().valid);
         cache.apply(&gap(Gap::TRADES));

@@ -29,7 +29,7 @@ fn source(q: &Quote) -> pb::PriceSource {
         exchange: q.exchange.clone(),
         symbol: q.symbol.clone(),
         price: q.price.to_string(),
-        ts_ms: q.ts_ms,
+        ts_ms: q.ts_us / 1_000,
     }
 }
 
@@ -65,13 +65,14 @@ pub fn price(
             ),
         ));
     }
-    let (fresh, stale): (Vec<&Quote>, Vec<&Quote>) = all.iter().partition(|q| now_ms - q.ts_ms <= config.max_age_ms);
+    let (fresh, stale): (Vec<&Quote>, Vec<&Quote>) =
+        all.iter().partition(|q| now_ms - q.ts_us / 1_000 <= config.max_age_ms);
     let failed = stale
         .iter()
         .map(|q| pb::FailedSource {
             exchange: q.exchange.clone(),
             symbol: q.symbol.clone(),
-            reason: format!("stale: last update {} ms ago", now_ms - q.ts_ms),
+            reason: format!("stale: last update {} ms ago", now_ms - q.ts_us / 1_000),
         })
         .collect();
     // With no fresh source, answer from the newest stale ones, flagged stale.
@@ -90,7 +91,7 @@ pub fn price(
         token: request.token.trim().to_ascii_uppercase(),
         quote,
         price: price.normalize().to_string(),
-        ts_ms: used.iter().map(|q| q.ts_ms).max().unwrap_or_default(),
+        ts_ms: used.iter().map(|q| q.ts_us).max().unwrap_or_default() / 1_000,
         sources: agreeing.iter().map(|q| source(q)).collect(),
         failed,
         outliers: outliers.iter().map(|q| source(q)).collect(),
@@ -106,6 +107,7 @@ mod tests {
     use moat_common_types::{Market, MarketEvent};
     use std::str::FromStr;
 
+    /// A BBO stamped `ts` (Unix µs).
     fn bbo(cache: &Cache, exchange: &str, symbol: &str, bid: &str, ask: &str, ts: i64) {
         let level = |p: &str| Level {
             price: Decimal::from_str(p).unwrap(),
@@ -116,8 +118,8 @@ mod tests {
             sequence: 1,
             bid: level(bid),
             ask: level(ask),
-            ts_exchange_ms: ts,
-            ts_recv_ms: ts,
+            ts_exchange_us: ts,
+            ts_recv_us: ts,
         }));
     }
 
@@ -133,11 +135,11 @@ mod tests {
     fn median_of_fresh_sources_with_outliers_flagged() {
         let cache = Cache::default();
         let config = PricesConfig::default();
-        bbo(&cache, "binance", "ETH-USDT", "3000.00", "3000.02", 1_000);
-        bbo(&cache, "okx", "ETH-USDT", "3000.10", "3000.12", 1_000);
-        bbo(&cache, "coinbase", "ETH-USD", "3000.04", "3000.06", 1_000);
-        bbo(&cache, "kraken", "ETH-USD", "3200.00", "3200.02", 1_000);
-        bbo(&cache, "bitstamp", "ETH-USD", "2999.00", "2999.02", -20_000);
+        bbo(&cache, "binance", "ETH-USDT", "3000.00", "3000.02", 1_000_000);
+        bbo(&cache, "okx", "ETH-USDT", "3000.10", "3000.12", 1_000_000);
+        bbo(&cache, "coinbase", "ETH-USD", "3000.04", "3000.06", 1_000_000);
+        bbo(&cache, "kraken", "ETH-USD", "3200.00", "3200.02", 1_000_000);
+        bbo(&cache, "bitstamp", "ETH-USD", "2999.00", "2999.02", -20_000_000);
 
         // WETH on arbitrum prices as ETH; quotes in USDT and USDC count as USD.
         let p = price(&cache, &config, &request("weth"), 1_500).unwrap();

@@ -166,7 +166,7 @@ impl MarketService for Market {
                 sequence: book.sequence,
                 bids: book.bids.iter().rev().take(depth).map(level).collect(),
                 asks: book.asks.iter().take(depth).map(level).collect(),
-                ts_ms: book.ts_ms,
+                ts_ms: book.ts_us / 1_000,
                 valid: book.valid,
             })
         });
@@ -225,9 +225,13 @@ impl MarketService for Market {
                     continue;
                 };
                 for event in events.iter().filter(|e| matches!(e, MarketEvent::Trade(_))) {
-                    let Some(md::market_event::Event::Trade(proto)) = md::MarketEvent::from(event).event else {
+                    let Some(md::market_event::Event::Trade(mut proto)) = md::MarketEvent::from(event).event else {
                         continue;
                     };
+                    // Strategies built against the millisecond fields keep
+                    // reading them.
+                    proto.ts_exchange_ms = proto.ts_exchange_us / 1_000;
+                    proto.ts_recv_ms = proto.ts_recv_us / 1_000;
                     match tx.try_send(Ok(proto)) {
                         Ok(()) => {}
                         Err(tokio::sync::mpsc::error::TrySendError::Full(_)) => {
@@ -319,6 +323,7 @@ async fn candles(g: &Gateway, r: &pb::GetCandlesRequest) -> Result<pb::GetCandle
                 trades,
                 closed: open_ms + i64::from(seconds) * 1000 <= now,
                 ts_recv_ms: now,
+                ts_recv_us: now.saturating_mul(1_000),
             }
         })
         .collect();

@@ -43,11 +43,6 @@ pub fn scaled(field: &'static str, value: Decimal) -> Result<i128, RowError> {
         })
 }
 
-/// Milliseconds as the microseconds of a `DateTime64(6)` column.
-fn micros(ms: i64) -> i64 {
-    ms.saturating_mul(1_000)
-}
-
 fn side(side: Side) -> i8 {
     match side {
         Side::Buy => 1,
@@ -219,8 +214,8 @@ impl TableRow {
                 price: scaled("price", t.price)?,
                 qty: scaled("qty", t.qty)?,
                 side: side(t.side),
-                ts_exchange: micros(t.ts_exchange_ms),
-                ts_recv: micros(t.ts_recv_ms),
+                ts_exchange: t.ts_exchange_us,
+                ts_recv: t.ts_recv_us,
             }),
             MarketEvent::Bbo(b) => TableRow::Bbo(BboRow {
                 exchange,
@@ -231,8 +226,8 @@ impl TableRow {
                 bid_qty: scaled("bid_qty", b.bid.qty)?,
                 ask_price: scaled("ask_price", b.ask.price)?,
                 ask_qty: scaled("ask_qty", b.ask.qty)?,
-                ts_exchange: micros(b.ts_exchange_ms),
-                ts_recv: micros(b.ts_recv_ms),
+                ts_exchange: b.ts_exchange_us,
+                ts_recv: b.ts_recv_us,
             }),
             MarketEvent::BookSnapshot(b) => {
                 let (bid_prices, bid_qtys) = levels("bids", &b.bids)?;
@@ -246,8 +241,8 @@ impl TableRow {
                     bid_qtys,
                     ask_prices,
                     ask_qtys,
-                    ts_exchange: micros(b.ts_exchange_ms),
-                    ts_recv: micros(b.ts_recv_ms),
+                    ts_exchange: b.ts_exchange_us,
+                    ts_recv: b.ts_recv_us,
                 })
             }
             MarketEvent::BookDelta(b) => {
@@ -264,8 +259,8 @@ impl TableRow {
                     bid_qtys,
                     ask_prices,
                     ask_qtys,
-                    ts_exchange: micros(b.ts_exchange_ms),
-                    ts_recv: micros(b.ts_recv_ms),
+                    ts_exchange: b.ts_exchange_us,
+                    ts_recv: b.ts_recv_us,
                 })
             }
             MarketEvent::Funding(f) => TableRow::Funding(FundingRow {
@@ -276,8 +271,8 @@ impl TableRow {
                 mark_price: scaled("mark_price", f.mark_price)?,
                 index_price: f.index_price.map(|p| scaled("index_price", p)).transpose()?,
                 next_funding_ms: f.next_funding_ms,
-                ts_exchange: micros(f.ts_exchange_ms),
-                ts_recv: micros(f.ts_recv_ms),
+                ts_exchange: f.ts_exchange_us,
+                ts_recv: f.ts_recv_us,
             }),
             MarketEvent::Liquidation(l) => TableRow::Liquidation(LiquidationRow {
                 exchange,
@@ -287,16 +282,16 @@ impl TableRow {
                 price: scaled("price", l.price)?,
                 qty: scaled("qty", l.qty)?,
                 order_id: l.order_id.clone().unwrap_or_default(),
-                ts_exchange: micros(l.ts_exchange_ms),
-                ts_recv: micros(l.ts_recv_ms),
+                ts_exchange: l.ts_exchange_us,
+                ts_recv: l.ts_recv_us,
             }),
             MarketEvent::OpenInterest(o) => TableRow::OpenInterest(OpenInterestRow {
                 exchange,
                 market,
                 symbol,
                 open_interest: scaled("open_interest", o.open_interest)?,
-                ts_exchange: micros(o.ts_exchange_ms),
-                ts_recv: micros(o.ts_recv_ms),
+                ts_exchange: o.ts_exchange_us,
+                ts_recv: o.ts_recv_us,
             }),
             MarketEvent::Candle(c) => TableRow::VenueCandle(VenueCandleRow {
                 exchange,
@@ -311,7 +306,7 @@ impl TableRow {
                 volume: scaled("volume", c.volume)?,
                 trades: c.trades,
                 closed: u8::from(c.closed),
-                ts_recv: micros(c.ts_recv_ms),
+                ts_recv: c.ts_recv_us,
             }),
             MarketEvent::Gap(g) => TableRow::Gap(GapRow {
                 exchange,
@@ -319,7 +314,7 @@ impl TableRow {
                 symbol,
                 reason: g.reason.clone(),
                 last_sequence: g.last_sequence,
-                ts_recv: micros(g.ts_recv_ms),
+                ts_recv: g.ts_recv_us,
             }),
         })
     }

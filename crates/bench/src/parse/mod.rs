@@ -69,8 +69,8 @@ fn delta(
         prev_sequence: sequence.saturating_sub(1),
         bids,
         asks,
-        ts_exchange_ms: ts,
-        ts_recv_ms: ts,
+        ts_exchange_us: ts,
+        ts_recv_us: ts,
     }))
     .len()
 }
@@ -81,8 +81,8 @@ fn snapshot(instrument: moat_common_types::Instrument, bids: Vec<Level>, asks: V
         sequence: 0,
         bids,
         asks,
-        ts_exchange_ms: ts,
-        ts_recv_ms: ts,
+        ts_exchange_us: ts,
+        ts_recv_us: ts,
     }))
     .len()
 }
@@ -114,7 +114,7 @@ impl Ours {
                     Frame::Candle(c) => encode(&MarketEvent::Candle(c)).len(),
                     Frame::Funding(f) => encode(&MarketEvent::Funding(f)).len(),
                     Frame::Liquidation(l) => encode(&MarketEvent::Liquidation(l)).len(),
-                    Frame::Depth(d) => delta(d.instrument, d.last, d.bids, d.asks, d.ts_exchange_ms),
+                    Frame::Depth(d) => delta(d.instrument, d.last, d.bids, d.asks, d.ts_exchange_us),
                     Frame::Control => 0,
                 })
             }
@@ -125,10 +125,10 @@ impl Ours {
                     Frame::Bbo(b) => encode(&MarketEvent::Bbo(b)).len(),
                     Frame::Funding(f) => encode(&MarketEvent::Funding(f)).len(),
                     Frame::OpenInterest(o) => encode(&MarketEvent::OpenInterest(o)).len(),
-                    Frame::Book(b) if b.snapshot => snapshot(b.instrument, b.bids, b.asks, b.ts_exchange_ms),
+                    Frame::Book(b) if b.snapshot => snapshot(b.instrument, b.bids, b.asks, b.ts_exchange_us),
                     Frame::Book(b) => {
                         let sequence = b.seq_id.unwrap_or_default().max(0) as u64;
-                        delta(b.instrument, sequence, b.bids, b.asks, b.ts_exchange_ms)
+                        delta(b.instrument, sequence, b.bids, b.asks, b.ts_exchange_us)
                     }
                     Frame::MarkPrice { .. } | Frame::Control => 0,
                 })
@@ -138,8 +138,8 @@ impl Ours {
                 Some(match coinbase::parse::parse(symbols, frame, NOW).ok()? {
                     Frame::Trade(t) => encode(&MarketEvent::Trade(t)).len(),
                     Frame::Bbo(b) => encode(&MarketEvent::Bbo(b)).len(),
-                    Frame::Book(b) if b.snapshot => snapshot(b.instrument, b.bids, b.asks, b.ts_exchange_ms),
-                    Frame::Book(b) => delta(b.instrument, 0, b.bids, b.asks, b.ts_exchange_ms),
+                    Frame::Book(b) if b.snapshot => snapshot(b.instrument, b.bids, b.asks, b.ts_exchange_us),
+                    Frame::Book(b) => delta(b.instrument, 0, b.bids, b.asks, b.ts_exchange_us),
                     Frame::Heartbeat(_) | Frame::Control => 0,
                 })
             }

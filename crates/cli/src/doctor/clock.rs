@@ -31,8 +31,8 @@ pub(super) async fn clock_skew(report: &mut Report, nats: &str, max_skew_ms: i64
                 .unwrap_or_default();
             for event in events {
                 match event {
-                    MarketEvent::Trade(t) => skews.push(t.ts_recv_ms - t.ts_exchange_ms),
-                    MarketEvent::Bbo(b) => skews.push(b.ts_recv_ms - b.ts_exchange_ms),
+                    MarketEvent::Trade(t) => skews.push((t.ts_recv_us - t.ts_exchange_us) / 1_000),
+                    MarketEvent::Bbo(b) => skews.push((b.ts_recv_us - b.ts_exchange_us) / 1_000),
                     _ => {}
                 }
             }

@@ -53,15 +53,15 @@ pub(crate) fn republish_book(
     sequence: u64,
 ) {
     let (bids, asks) = book.top(usize::MAX);
-    let now = moat_common_types::now_ms();
+    let now = moat_common_types::now_us();
     sink.emit(moat_common_types::MarketEvent::BookSnapshot(
         moat_common_types::model::BookSnapshot {
             instrument: instrument.clone(),
             sequence,
             bids,
             asks,
-            ts_exchange_ms: now,
-            ts_recv_ms: now,
+            ts_exchange_us: now,
+            ts_recv_us: now,
         },
     ));
 }
@@ -236,7 +236,7 @@ pub(crate) struct BookChange<'a> {
     pub first_sequence: u64,
     pub sequence: u64,
     pub prev_sequence: u64,
-    pub ts_exchange_ms: i64,
+    pub ts_exchange_us: i64,
 }
 
 /// Publishes what a book message did: the snapshot or delta and the new top
@@ -252,7 +252,7 @@ pub(crate) fn publish_book(
     use moat_common_types::MarketEvent;
     use moat_common_types::model::{BookDelta, BookSnapshot, Gap};
     let exchange = change.instrument.exchange.as_str();
-    let now = moat_common_types::now_ms();
+    let now = moat_common_types::now_us();
     match outcome {
         BookOutcome::Applied => {
             if change.snapshot {
@@ -262,8 +262,8 @@ pub(crate) fn publish_book(
                     sequence: change.sequence,
                     bids,
                     asks,
-                    ts_exchange_ms: change.ts_exchange_ms,
-                    ts_recv_ms: now,
+                    ts_exchange_us: change.ts_exchange_us,
+                    ts_recv_us: now,
                 }));
             } else {
                 sink.emit(MarketEvent::BookDelta(BookDelta {
@@ -273,8 +273,8 @@ pub(crate) fn publish_book(
                     prev_sequence: change.prev_sequence,
                     bids: change.bids.to_vec(),
                     asks: change.asks.to_vec(),
-                    ts_exchange_ms: change.ts_exchange_ms,
-                    ts_recv_ms: now,
+                    ts_exchange_us: change.ts_exchange_us,
+                    ts_recv_us: now,
                 }));
             }
             sink.book_top(exchange, &change.instrument.symbol, change.sequence, book);
@@ -288,7 +288,7 @@ pub(crate) fn publish_book(
                 instrument: change.instrument.clone(),
                 reason: reason.to_owned(),
                 last_sequence: change.sequence,
-                ts_recv_ms: now,
+                ts_recv_us: now,
             }));
             true
         }

@@ -94,6 +94,12 @@ fn levels_from_pb(field: &str, levels: &[pb::Level]) -> Result<Vec<Level>, Error
         .collect()
 }
 
+/// A timestamp from a message: the microsecond field, or the millisecond
+/// field that moat wrote before it carried microseconds.
+fn micros(us: i64, legacy_ms: i64) -> i64 {
+    if us != 0 { us } else { crate::us_from_ms(legacy_ms) }
+}
+
 fn opt_decimal(field: &str, s: &str) -> Result<Option<Decimal>, Error> {
     if s.is_empty() {
         Ok(None)
@@ -112,16 +118,20 @@ impl From<&MarketEvent> for pb::MarketEvent {
                 price: decimal_text(&t.price),
                 qty: decimal_text(&t.qty),
                 side: side_to_pb(t.side) as i32,
-                ts_exchange_ms: t.ts_exchange_ms,
-                ts_recv_ms: t.ts_recv_ms,
+                ts_exchange_us: t.ts_exchange_us,
+                ts_recv_us: t.ts_recv_us,
+                ts_exchange_ms: 0,
+                ts_recv_ms: 0,
             }),
             MarketEvent::BookSnapshot(b) => E::BookSnapshot(pb::BookSnapshot {
                 instrument: Some((&b.instrument).into()),
                 sequence: b.sequence,
                 bids: b.bids.iter().map(level_to_pb).collect(),
                 asks: b.asks.iter().map(level_to_pb).collect(),
-                ts_exchange_ms: b.ts_exchange_ms,
-                ts_recv_ms: b.ts_recv_ms,
+                ts_exchange_us: b.ts_exchange_us,
+                ts_recv_us: b.ts_recv_us,
+                ts_exchange_ms: 0,
+                ts_recv_ms: 0,
             }),
             MarketEvent::BookDelta(b) => E::BookDelta(pb::BookDelta {
                 instrument: Some((&b.instrument).into()),
@@ -130,8 +140,10 @@ impl From<&MarketEvent> for pb::MarketEvent {
                 prev_sequence: b.prev_sequence,
                 bids: b.bids.iter().map(level_to_pb).collect(),
                 asks: b.asks.iter().map(level_to_pb).collect(),
-                ts_exchange_ms: b.ts_exchange_ms,
-                ts_recv_ms: b.ts_recv_ms,
+                ts_exchange_us: b.ts_exchange_us,
+                ts_recv_us: b.ts_recv_us,
+                ts_exchange_ms: 0,
+                ts_recv_ms: 0,
             }),
             MarketEvent::Bbo(b) => E::Bbo(pb::Bbo {
                 instrument: Some((&b.instrument).into()),
@@ -140,8 +152,10 @@ impl From<&MarketEvent> for pb::MarketEvent {
                 bid_qty: decimal_text(&b.bid.qty),
                 ask_price: decimal_text(&b.ask.price),
                 ask_qty: decimal_text(&b.ask.qty),
-                ts_exchange_ms: b.ts_exchange_ms,
-                ts_recv_ms: b.ts_recv_ms,
+                ts_exchange_us: b.ts_exchange_us,
+                ts_recv_us: b.ts_recv_us,
+                ts_exchange_ms: 0,
+                ts_recv_ms: 0,
             }),
             MarketEvent::Funding(f) => E::Funding(pb::Funding {
                 instrument: Some((&f.instrument).into()),
@@ -149,8 +163,10 @@ impl From<&MarketEvent> for pb::MarketEvent {
                 mark_price: decimal_text(&f.mark_price),
                 index_price: f.index_price.map(|p| decimal_text(&p)).unwrap_or_default(),
                 next_funding_ms: f.next_funding_ms,
-                ts_exchange_ms: f.ts_exchange_ms,
-                ts_recv_ms: f.ts_recv_ms,
+                ts_exchange_us: f.ts_exchange_us,
+                ts_recv_us: f.ts_recv_us,
+                ts_exchange_ms: 0,
+                ts_recv_ms: 0,
             }),
             MarketEvent::Liquidation(l) => E::Liquidation(pb::Liquidation {
                 instrument: Some((&l.instrument).into()),
@@ -158,21 +174,26 @@ impl From<&MarketEvent> for pb::MarketEvent {
                 price: decimal_text(&l.price),
                 qty: decimal_text(&l.qty),
                 order_id: l.order_id.clone().unwrap_or_default(),
-                ts_exchange_ms: l.ts_exchange_ms,
-                ts_recv_ms: l.ts_recv_ms,
+                ts_exchange_us: l.ts_exchange_us,
+                ts_recv_us: l.ts_recv_us,
+                ts_exchange_ms: 0,
+                ts_recv_ms: 0,
             }),
             MarketEvent::OpenInterest(o) => E::OpenInterest(pb::OpenInterest {
                 instrument: Some((&o.instrument).into()),
                 open_interest: decimal_text(&o.open_interest),
-                ts_exchange_ms: o.ts_exchange_ms,
-                ts_recv_ms: o.ts_recv_ms,
+                ts_exchange_us: o.ts_exchange_us,
+                ts_recv_us: o.ts_recv_us,
+                ts_exchange_ms: 0,
+                ts_recv_ms: 0,
             }),
             MarketEvent::Candle(c) => E::Candle(candle_to_pb(c)),
             MarketEvent::Gap(g) => E::Gap(pb::Gap {
                 instrument: Some((&g.instrument).into()),
                 reason: g.reason.clone(),
                 last_sequence: g.last_sequence,
-                ts_recv_ms: g.ts_recv_ms,
+                ts_recv_us: g.ts_recv_us,
+                ts_recv_ms: 0,
             }),
         };
         pb::MarketEvent { event: Some(e) }
@@ -191,7 +212,8 @@ pub fn candle_to_pb(c: &Candle) -> pb::Candle {
         volume: decimal_text(&c.volume),
         trades: c.trades,
         closed: c.closed,
-        ts_recv_ms: c.ts_recv_ms,
+        ts_recv_us: c.ts_recv_us,
+        ts_recv_ms: 0,
     }
 }
 
@@ -202,8 +224,8 @@ pub fn trade_from_pb(t: &pb::Trade) -> Result<Trade, Error> {
         price: parse_price("trade.price", &t.price)?,
         qty: parse_qty("trade.qty", &t.qty)?,
         side: side_from_pb("trade.side", t.side)?,
-        ts_exchange_ms: t.ts_exchange_ms,
-        ts_recv_ms: t.ts_recv_ms,
+        ts_exchange_us: micros(t.ts_exchange_us, t.ts_exchange_ms),
+        ts_recv_us: micros(t.ts_recv_us, t.ts_recv_ms),
     })
 }
 
@@ -223,8 +245,8 @@ impl TryFrom<&pb::MarketEvent> for MarketEvent {
                 sequence: b.sequence,
                 bids: levels_from_pb("book_snapshot.bids", &b.bids)?,
                 asks: levels_from_pb("book_snapshot.asks", &b.asks)?,
-                ts_exchange_ms: b.ts_exchange_ms,
-                ts_recv_ms: b.ts_recv_ms,
+                ts_exchange_us: micros(b.ts_exchange_us, b.ts_exchange_ms),
+                ts_recv_us: micros(b.ts_recv_us, b.ts_recv_ms),
             }),
             E::BookDelta(b) => MarketEvent::BookDelta(BookDelta {
                 instrument: instrument_from_pb(b.instrument.as_ref())?,
@@ -233,8 +255,8 @@ impl TryFrom<&pb::MarketEvent> for MarketEvent {
                 prev_sequence: b.prev_sequence,
                 bids: levels_from_pb("book_delta.bids", &b.bids)?,
                 asks: levels_from_pb("book_delta.asks", &b.asks)?,
-                ts_exchange_ms: b.ts_exchange_ms,
-                ts_recv_ms: b.ts_recv_ms,
+                ts_exchange_us: micros(b.ts_exchange_us, b.ts_exchange_ms),
+                ts_recv_us: micros(b.ts_recv_us, b.ts_recv_ms),
             }),
             E::Bbo(b) => MarketEvent::Bbo(Bbo {
                 instrument: instrument_from_pb(b.instrument.as_ref())?,
@@ -247,8 +269,8 @@ impl TryFrom<&pb::MarketEvent> for MarketEvent {
                     price: parse_price("bbo.ask_price", &b.ask_price)?,
                     qty: parse_qty("bbo.ask_qty", &b.ask_qty)?,
                 },
-                ts_exchange_ms: b.ts_exchange_ms,
-                ts_recv_ms: b.ts_recv_ms,
+                ts_exchange_us: micros(b.ts_exchange_us, b.ts_exchange_ms),
+                ts_recv_us: micros(b.ts_recv_us, b.ts_recv_ms),
             }),
             E::Funding(f) => MarketEvent::Funding(Funding {
                 instrument: instrument_from_pb(f.instrument.as_ref())?,
@@ -256,8 +278,8 @@ impl TryFrom<&pb::MarketEvent> for MarketEvent {
                 mark_price: parse_price("funding.mark_price", &f.mark_price)?,
                 index_price: opt_decimal("funding.index_price", &f.index_price)?,
                 next_funding_ms: f.next_funding_ms,
-                ts_exchange_ms: f.ts_exchange_ms,
-                ts_recv_ms: f.ts_recv_ms,
+                ts_exchange_us: micros(f.ts_exchange_us, f.ts_exchange_ms),
+                ts_recv_us: micros(f.ts_recv_us, f.ts_recv_ms),
             }),
             E::Liquidation(l) => MarketEvent::Liquidation(Liquidation {
                 instrument: instrument_from_pb(l.instrument.as_ref())?,
@@ -265,14 +287,14 @@ impl TryFrom<&pb::MarketEvent> for MarketEvent {
                 price: parse_price("liquidation.price", &l.price)?,
                 qty: parse_qty("liquidation.qty", &l.qty)?,
                 order_id: (!l.order_id.is_empty()).then(|| l.order_id.clone()),
-                ts_exchange_ms: l.ts_exchange_ms,
-                ts_recv_ms: l.ts_recv_ms,
+                ts_exchange_us: micros(l.ts_exchange_us, l.ts_exchange_ms),
+                ts_recv_us: micros(l.ts_recv_us, l.ts_recv_ms),
             }),
             E::OpenInterest(o) => MarketEvent::OpenInterest(OpenInterest {
                 instrument: instrument_from_pb(o.instrument.as_ref())?,
                 open_interest: parse_qty("open_interest.open_interest", &o.open_interest)?,
-                ts_exchange_ms: o.ts_exchange_ms,
-                ts_recv_ms: o.ts_recv_ms,
+                ts_exchange_us: micros(o.ts_exchange_us, o.ts_exchange_ms),
+                ts_recv_us: micros(o.ts_recv_us, o.ts_recv_ms),
             }),
             E::Candle(c) => MarketEvent::Candle(Candle {
                 instrument: instrument_from_pb(c.instrument.as_ref())?,
@@ -285,13 +307,13 @@ impl TryFrom<&pb::MarketEvent> for MarketEvent {
                 volume: parse_qty("candle.volume", &c.volume)?,
                 trades: c.trades,
                 closed: c.closed,
-                ts_recv_ms: c.ts_recv_ms,
+                ts_recv_us: micros(c.ts_recv_us, c.ts_recv_ms),
             }),
             E::Gap(g) => MarketEvent::Gap(Gap {
                 instrument: instrument_from_pb(g.instrument.as_ref())?,
                 reason: g.reason.clone(),
                 last_sequence: g.last_sequence,
-                ts_recv_ms: g.ts_recv_ms,
+                ts_recv_us: micros(g.ts_recv_us, g.ts_recv_ms),
             }),
         })
     }
@@ -451,16 +473,16 @@ mod tests {
                 price: d("6.0710"),
                 qty: d("0.00012000"),
                 side: Side::Sell,
-                ts_exchange_ms: 1652459225000,
-                ts_recv_ms: 1652459225503,
+                ts_exchange_us: 1652459225000,
+                ts_recv_us: 1652459225503,
             }),
             MarketEvent::BookSnapshot(BookSnapshot {
                 instrument: instrument(),
                 sequence: 42,
                 bids: vec![level("6.07", "10"), level("6.06", "3.5")],
                 asks: vec![level("6.08", "1")],
-                ts_exchange_ms: 1,
-                ts_recv_ms: 2,
+                ts_exchange_us: 1,
+                ts_recv_us: 2,
             }),
             MarketEvent::BookDelta(BookDelta {
                 instrument: instrument(),
@@ -469,16 +491,16 @@ mod tests {
                 prev_sequence: 42,
                 bids: vec![level("6.07", "0")],
                 asks: vec![],
-                ts_exchange_ms: 3,
-                ts_recv_ms: 4,
+                ts_exchange_us: 3,
+                ts_recv_us: 4,
             }),
             MarketEvent::Bbo(Bbo {
                 instrument: instrument(),
                 sequence: 7,
                 bid: level("6.07", "10"),
                 ask: level("6.08", "2"),
-                ts_exchange_ms: 5,
-                ts_recv_ms: 6,
+                ts_exchange_us: 5,
+                ts_recv_us: 6,
             }),
             MarketEvent::Funding(Funding {
                 instrument: instrument(),
@@ -486,8 +508,8 @@ mod tests {
                 mark_price: d("6.075"),
                 index_price: None,
                 next_funding_ms: 1652486400000,
-                ts_exchange_ms: 7,
-                ts_recv_ms: 8,
+                ts_exchange_us: 7,
+                ts_recv_us: 8,
             }),
             MarketEvent::Liquidation(Liquidation {
                 instrument: instrument(),
@@ -495,14 +517,14 @@ mod tests {
                 price: d("6.1"),
                 qty: d("100"),
                 order_id: Some("x1".into()),
-                ts_exchange_ms: 9,
-                ts_recv_ms: 10,
+                ts_exchange_us: 9,
+                ts_recv_us: 10,
             }),
             MarketEvent::OpenInterest(OpenInterest {
                 instrument: instrument(),
                 open_interest: d("123456.7"),
-                ts_exchange_ms: 11,
-                ts_recv_ms: 12,
+                ts_exchange_us: 11,
+                ts_recv_us: 12,
             }),
             MarketEvent::Candle(Candle {
                 instrument: instrument(),
@@ -515,13 +537,13 @@ mod tests {
                 volume: d("1234.5"),
                 trades: 17,
                 closed: true,
-                ts_recv_ms: 13,
+                ts_recv_us: 13,
             }),
             MarketEvent::Gap(Gap {
                 instrument: instrument(),
                 reason: "sequence_gap".into(),
                 last_sequence: 45,
-                ts_recv_ms: 14,
+                ts_recv_us: 14,
             }),
         ]
     }
@@ -531,6 +553,60 @@ mod tests {
         for event in samples() {
             let back = decode(&encode(&event)).unwrap();
             assert_eq!(back, event);
+        }
+    }
+
+    /// A message written before events carried microseconds has only the
+    /// millisecond fields: every kind reads them as whole thousands of µs.
+    #[test]
+    fn millisecond_messages_from_before_read_as_microseconds() {
+        use pb::market_event::Event as E;
+        for event in samples() {
+            let mut old = pb::MarketEvent::from(&event);
+            let ms = |us: &mut i64, legacy: &mut i64| {
+                *legacy = 1_652_459_225_503;
+                *us = 0;
+            };
+            match old.event.as_mut().unwrap() {
+                E::Trade(x) => (
+                    ms(&mut x.ts_exchange_us, &mut x.ts_exchange_ms),
+                    ms(&mut x.ts_recv_us, &mut x.ts_recv_ms),
+                ),
+                E::BookSnapshot(x) => (
+                    ms(&mut x.ts_exchange_us, &mut x.ts_exchange_ms),
+                    ms(&mut x.ts_recv_us, &mut x.ts_recv_ms),
+                ),
+                E::BookDelta(x) => (
+                    ms(&mut x.ts_exchange_us, &mut x.ts_exchange_ms),
+                    ms(&mut x.ts_recv_us, &mut x.ts_recv_ms),
+                ),
+                E::Bbo(x) => (
+                    ms(&mut x.ts_exchange_us, &mut x.ts_exchange_ms),
+                    ms(&mut x.ts_recv_us, &mut x.ts_recv_ms),
+                ),
+                E::Funding(x) => (
+                    ms(&mut x.ts_exchange_us, &mut x.ts_exchange_ms),
+                    ms(&mut x.ts_recv_us, &mut x.ts_recv_ms),
+                ),
+                E::Liquidation(x) => (
+                    ms(&mut x.ts_exchange_us, &mut x.ts_exchange_ms),
+                    ms(&mut x.ts_recv_us, &mut x.ts_recv_ms),
+                ),
+                E::OpenInterest(x) => (
+                    ms(&mut x.ts_exchange_us, &mut x.ts_exchange_ms),
+                    ms(&mut x.ts_recv_us, &mut x.ts_recv_ms),
+                ),
+                E::Candle(x) => ((), ms(&mut x.ts_recv_us, &mut x.ts_recv_ms)),
+                E::Gap(x) => ((), ms(&mut x.ts_recv_us, &mut x.ts_recv_ms)),
+            };
+            let back = decode(&old.encode_to_vec()).unwrap();
+            assert_eq!(back.ts_recv_us(), 1_652_459_225_503_000, "{back:?}");
+            if !matches!(back, MarketEvent::Candle(_)) {
+                assert_eq!(back.ts_exchange_us(), 1_652_459_225_503_000, "{back:?}");
+            }
+            // A message that carries both is read from the microseconds.
+            let both = encode(&event);
+            assert_eq!(decode(&both).unwrap(), event);
         }
     }
 

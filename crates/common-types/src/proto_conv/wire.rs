@@ -171,16 +171,16 @@ pub(crate) fn write_event(out: &mut Vec<u8>, event: &MarketEvent) {
             f.decimal(3, &t.price);
             f.decimal(4, &t.qty);
             f.int(5, side(t.side));
-            f.int(6, t.ts_exchange_ms);
-            f.int(7, t.ts_recv_ms);
+            f.int(8, t.ts_exchange_us);
+            f.int(9, t.ts_recv_us);
         }),
         MarketEvent::BookSnapshot(b) => f.message(2, |f| {
             f.instrument(&b.instrument);
             f.uint(2, b.sequence);
             f.levels(3, &b.bids);
             f.levels(4, &b.asks);
-            f.int(5, b.ts_exchange_ms);
-            f.int(6, b.ts_recv_ms);
+            f.int(7, b.ts_exchange_us);
+            f.int(8, b.ts_recv_us);
         }),
         MarketEvent::BookDelta(b) => f.message(3, |f| {
             f.instrument(&b.instrument);
@@ -189,8 +189,8 @@ pub(crate) fn write_event(out: &mut Vec<u8>, event: &MarketEvent) {
             f.uint(4, b.prev_sequence);
             f.levels(5, &b.bids);
             f.levels(6, &b.asks);
-            f.int(7, b.ts_exchange_ms);
-            f.int(8, b.ts_recv_ms);
+            f.int(9, b.ts_exchange_us);
+            f.int(10, b.ts_recv_us);
         }),
         MarketEvent::Bbo(b) => f.message(4, |f| {
             f.instrument(&b.instrument);
@@ -199,8 +199,8 @@ pub(crate) fn write_event(out: &mut Vec<u8>, event: &MarketEvent) {
             f.decimal(4, &b.bid.qty);
             f.decimal(5, &b.ask.price);
             f.decimal(6, &b.ask.qty);
-            f.int(7, b.ts_exchange_ms);
-            f.int(8, b.ts_recv_ms);
+            f.int(9, b.ts_exchange_us);
+            f.int(10, b.ts_recv_us);
         }),
         MarketEvent::Funding(x) => f.message(5, |f| {
             f.instrument(&x.instrument);
@@ -210,8 +210,8 @@ pub(crate) fn write_event(out: &mut Vec<u8>, event: &MarketEvent) {
                 f.decimal(4, index);
             }
             f.int(5, x.next_funding_ms);
-            f.int(6, x.ts_exchange_ms);
-            f.int(7, x.ts_recv_ms);
+            f.int(8, x.ts_exchange_us);
+            f.int(9, x.ts_recv_us);
         }),
         MarketEvent::Liquidation(l) => f.message(6, |f| {
             f.instrument(&l.instrument);
@@ -219,14 +219,14 @@ pub(crate) fn write_event(out: &mut Vec<u8>, event: &MarketEvent) {
             f.decimal(3, &l.price);
             f.decimal(4, &l.qty);
             f.string(5, l.order_id.as_deref().unwrap_or_default());
-            f.int(6, l.ts_exchange_ms);
-            f.int(7, l.ts_recv_ms);
+            f.int(8, l.ts_exchange_us);
+            f.int(9, l.ts_recv_us);
         }),
         MarketEvent::OpenInterest(o) => f.message(7, |f| {
             f.instrument(&o.instrument);
             f.decimal(2, &o.open_interest);
-            f.int(3, o.ts_exchange_ms);
-            f.int(4, o.ts_recv_ms);
+            f.int(5, o.ts_exchange_us);
+            f.int(6, o.ts_recv_us);
         }),
         MarketEvent::Candle(c) => f.message(8, |f| {
             f.instrument(&c.instrument);
@@ -239,13 +239,13 @@ pub(crate) fn write_event(out: &mut Vec<u8>, event: &MarketEvent) {
             f.decimal(8, &c.volume);
             f.uint(9, c.trades);
             f.boolean(10, c.closed);
-            f.int(11, c.ts_recv_ms);
+            f.int(12, c.ts_recv_us);
         }),
         MarketEvent::Gap(g) => f.message(9, |f| {
             f.instrument(&g.instrument);
             f.string(2, &g.reason);
             f.uint(3, g.last_sequence);
-            f.int(4, g.ts_recv_ms);
+            f.int(5, g.ts_recv_us);
         }),
     }
 }
@@ -331,16 +331,16 @@ mod tests {
                     price: self.decimal(),
                     qty: self.decimal(),
                     side: self.side(),
-                    ts_exchange_ms: self.int(),
-                    ts_recv_ms: self.int(),
+                    ts_exchange_us: self.int(),
+                    ts_recv_us: self.int(),
                 }),
                 1 => MarketEvent::BookSnapshot(BookSnapshot {
                     instrument,
                     sequence: self.int() as u64,
                     bids: self.levels(),
                     asks: self.levels(),
-                    ts_exchange_ms: self.int(),
-                    ts_recv_ms: self.int(),
+                    ts_exchange_us: self.int(),
+                    ts_recv_us: self.int(),
                 }),
                 2 => MarketEvent::BookDelta(BookDelta {
                     instrument,
@@ -349,8 +349,8 @@ mod tests {
                     prev_sequence: self.int() as u64,
                     bids: self.levels(),
                     asks: self.levels(),
-                    ts_exchange_ms: self.int(),
-                    ts_recv_ms: self.int(),
+                    ts_exchange_us: self.int(),
+                    ts_recv_us: self.int(),
                 }),
                 3 => MarketEvent::Bbo(Bbo {
                     instrument,
@@ -363,8 +363,8 @@ mod tests {
                         price: self.decimal(),
                         qty: self.decimal(),
                     },
-                    ts_exchange_ms: self.int(),
-                    ts_recv_ms: self.int(),
+                    ts_exchange_us: self.int(),
+                    ts_recv_us: self.int(),
                 }),
                 4 => MarketEvent::Funding(Funding {
                     instrument,
@@ -372,8 +372,8 @@ mod tests {
                     mark_price: self.decimal(),
                     index_price: (self.next().is_multiple_of(2)).then(|| self.decimal()),
                     next_funding_ms: self.int(),
-                    ts_exchange_ms: self.int(),
-                    ts_recv_ms: self.int(),
+                    ts_exchange_us: self.int(),
+                    ts_recv_us: self.int(),
                 }),
                 5 => MarketEvent::Liquidation(Liquidation {
                     instrument,
@@ -381,14 +381,14 @@ mod tests {
                     price: self.decimal(),
                     qty: self.decimal(),
                     order_id: (self.next().is_multiple_of(2)).then(|| self.text()),
-                    ts_exchange_ms: self.int(),
-                    ts_recv_ms: self.int(),
+                    ts_exchange_us: self.int(),
+                    ts_recv_us: self.int(),
                 }),
                 6 => MarketEvent::OpenInterest(OpenInterest {
                     instrument,
                     open_interest: self.decimal(),
-                    ts_exchange_ms: self.int(),
-                    ts_recv_ms: self.int(),
+                    ts_exchange_us: self.int(),
+                    ts_recv_us: self.int(),
                 }),
                 7 => MarketEvent::Candle(Candle {
                     instrument,
@@ -401,13 +401,13 @@ mod tests {
                     volume: self.decimal(),
                     trades: self.int() as u64,
                     closed: self.next().is_multiple_of(2),
-                    ts_recv_ms: self.int(),
+                    ts_recv_us: self.int(),
                 }),
                 _ => MarketEvent::Gap(Gap {
                     instrument,
                     reason: self.text(),
                     last_sequence: self.int() as u64,
-                    ts_recv_ms: self.int(),
+                    ts_recv_us: self.int(),
                 }),
             }
         }

@@ -159,7 +159,7 @@ mod tests {
                 qty: Decimal::ONE,
             }],
             asks: vec![],
-            ts_exchange_ms: 0,
+            ts_exchange_us: 0,
         }
     }
 
@@ -174,7 +174,7 @@ mod tests {
                 price: Decimal::from(110),
                 qty: Decimal::ONE,
             }],
-            ts_exchange_ms: None,
+            ts_exchange_us: None,
         }
     }
 

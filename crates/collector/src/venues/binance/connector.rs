@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use moat_common_types::model::{BookSnapshot, Gap};
-use moat_common_types::{MarketEvent, now_ms};
+use moat_common_types::{MarketEvent, now_us};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -175,7 +175,7 @@ impl Books<'_> {
             first_sequence: diff.first,
             sequence: diff.last,
             prev_sequence: diff.prev.unwrap_or(diff.first.saturating_sub(1)),
-            ts_exchange_ms: diff.ts_exchange_ms,
+            ts_exchange_us: diff.ts_exchange_us,
         };
         let book = self.books.get(symbol).map(|s| &s.book);
         let empty = crate::book::L2Book::default();
@@ -239,7 +239,7 @@ async fn session(
                     tokio::spawn(async move {
                         let answer = async {
                             let body = get_text(&http, &url, recorder.as_ref()).await?;
-                            parse_open_interest(&symbols, &body, now_ms()).map_err(|e| format!("GET {url}: {e}"))
+                            parse_open_interest(&symbols, &body, now_us()).map_err(|e| format!("GET {url}: {e}"))
                         }
                         .await;
                         let _ = sink_tx.send(answer).await;
@@ -268,14 +268,14 @@ async fn session(
                 let Some(instrument) = venue.symbols.get(&symbol).cloned() else { continue };
                 let sync = books.books.entry(symbol.clone()).or_insert_with(|| BookSync::new(venue.symbols.flavor));
                 let replayed = sync.on_snapshot(&snapshot);
-                let now = now_ms();
+                let now = now_us();
                 sink.emit(MarketEvent::BookSnapshot(BookSnapshot {
                     instrument: instrument.clone(),
                     sequence: snapshot.last_update_id,
                     bids: snapshot.bids.clone(),
                     asks: snapshot.asks.clone(),
-                    ts_exchange_ms: snapshot.ts_exchange_ms.unwrap_or(now),
-                    ts_recv_ms: now,
+                    ts_exchange_us: snapshot.ts_exchange_us.unwrap_or(now),
+                    ts_recv_us: now,
                 }));
                 let mut resync = false;
                 for (diff, outcome) in replayed {
@@ -291,7 +291,7 @@ async fn session(
                     Ok(Incoming::Closed) => break Ok(()),
                     Err(error) => break Err(format!("{url}: {error}")),
                 };
-                let now = now_ms();
+                let now = now_us();
                 match parse(&venue.symbols, &text, now) {
                     Ok(Frame::Trade(t)) => {
                         if let Some(last) = t.trade_id.parse().ok().and_then(|id| last_trades.skipped(&t.instrument.venue_symbol, id)) {
@@ -301,7 +301,7 @@ async fn session(
                                 instrument: t.instrument.clone(),
                                 reason: Gap::TRADES.into(),
                                 last_sequence: last,
-                                ts_recv_ms: now,
+                                ts_recv_us: now,
                             }));
                         }
                         emit_live(sink, status, MarketEvent::Trade(t), now);

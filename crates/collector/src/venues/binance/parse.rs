@@ -2,7 +2,7 @@
 //! and prices parsed straight into exact decimals.
 
 use moat_common_types::model::{Bbo, Candle, Funding, Level, Liquidation, OpenInterest, Trade};
-use moat_common_types::{Instrument, Side};
+use moat_common_types::{Instrument, Side, us_from_ms};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
@@ -22,7 +22,7 @@ pub struct DepthDiff {
     pub prev: Option<u64>,
     pub bids: Vec<Level>,
     pub asks: Vec<Level>,
-    pub ts_exchange_ms: i64,
+    pub ts_exchange_us: i64,
 }
 
 /// What one frame carried.
@@ -195,7 +195,7 @@ fn scan_depth(symbols: &Symbols, data: &str) -> Option<DepthDiff> {
         prev,
         bids: bids?,
         asks: asks?,
-        ts_exchange_ms: t.unwrap_or(e?),
+        ts_exchange_us: us_from_ms(t.unwrap_or(e?)),
     })
 }
 
@@ -223,7 +223,7 @@ fn depth(symbols: &Symbols, data: &str) -> Result<DepthDiff, Reject> {
         prev: d.pu,
         bids: levels("b", &d.b)?,
         asks: levels("a", &d.a)?,
-        ts_exchange_ms: d.T.unwrap_or(d.E),
+        ts_exchange_us: us_from_ms(d.T.unwrap_or(d.E)),
     })
 }
 
@@ -262,12 +262,12 @@ fn split_envelope(frame: &str) -> Option<(&str, &str)> {
 }
 
 /// Parses one received frame (a combined-stream envelope).
-pub fn parse(symbols: &Symbols, frame: &str, ts_recv_ms: i64) -> Result<Frame, Reject> {
+pub fn parse(symbols: &Symbols, frame: &str, ts_recv_us: i64) -> Result<Frame, Reject> {
     // The usual layout is read in one pass. Anything it does not take
     // (another key order, spacing, a refusal) goes through the full parse
     // below, so the outcome is the same either way.
     if let Some((stream, data)) = split_envelope(frame)
-        && let Ok(parsed) = parse_data(symbols, stream, data, ts_recv_ms)
+        && let Ok(parsed) = parse_data(symbols, stream, data, ts_recv_us)
     {
         return Ok(parsed);
     }
@@ -277,11 +277,11 @@ pub fn parse(symbols: &Symbols, frame: &str, ts_recv_ms: i64) -> Result<Frame, R
         Err(_) if frame.contains("\"result\"") || frame.contains("\"id\"") => return Ok(Frame::Control),
         Err(e) => return Err(Reject::new("json", e.to_string())),
     };
-    parse_data(symbols, envelope.stream, envelope.data.get(), ts_recv_ms)
+    parse_data(symbols, envelope.stream, envelope.data.get(), ts_recv_us)
 }
 
 /// Parses the data of stream `stream`.
-fn parse_data(symbols: &Symbols, stream: &str, data: &str, ts_recv_ms: i64) -> Result<Frame, Reject> {
+fn parse_data(symbols: &Symbols, stream: &str, data: &str, ts_recv_us: i64) -> Result<Frame, Reject> {
     let instrument = |s: &str| {
         symbols
             .get(s)
@@ -300,8 +300,8 @@ fn parse_data(symbols: &Symbols, stream: &str, data: &str, ts_recv_ms: i64) -> R
             price: price("p", t.p)?,
             qty: qty("q", t.q)?,
             side: if t.m { Side::Sell } else { Side::Buy },
-            ts_exchange_ms: t.T,
-            ts_recv_ms,
+            ts_exchange_us: us_from_ms(t.T),
+            ts_recv_us,
         }));
     }
     if kind.starts_with("depth") {
@@ -315,7 +315,7 @@ fn parse_data(symbols: &Symbols, stream: &str, data: &str, ts_recv_ms: i64) -> R
             Some(b) => b,
             None => json::<BookTicker<'_>>(data)?,
         };
-        let ts = b.T.or(b.E).unwrap_or(ts_recv_ms);
+        let ts = b.T.or(b.E).map_or(ts_recv_us, us_from_ms);
         return Ok(Frame::Bbo(Bbo {
             instrument: instrument(b.s)?,
             sequence: b.u,
@@ -327,8 +327,8 @@ fn parse_data(symbols: &Symbols, stream: &str, data: &str, ts_recv_ms: i64) -> R
                 price: price("a", b.a)?,
                 qty: qty("A", b.A)?,
             },
-            ts_exchange_ms: ts,
-            ts_recv_ms,
+            ts_exchange_us: ts,
+            ts_recv_us,
         }));
     }
     if kind.starts_with("kline") {
@@ -345,7 +345,7 @@ fn parse_data(symbols: &Symbols, stream: &str, data: &str, ts_recv_ms: i64) -> R
             volume: qty("v", k.k.v)?,
             trades: k.k.n,
             closed: k.k.x,
-            ts_recv_ms,
+            ts_recv_us,
         }));
     }
     if kind.starts_with("markPrice") {
@@ -356,8 +356,8 @@ fn parse_data(symbols: &Symbols, stream: &str, data: &str, ts_recv_ms: i64) -> R
             mark_price: price("p", m.p)?,
             index_price: m.i.map(|i| price("i", i)).transpose()?,
             next_funding_ms: m.T,
-            ts_exchange_ms: m.E,
-            ts_recv_ms,
+            ts_exchange_us: us_from_ms(m.E),
+            ts_recv_us,
         }));
     }
     if kind == "forceOrder" {
@@ -373,8 +373,8 @@ fn parse_data(symbols: &Symbols, stream: &str, data: &str, ts_recv_ms: i64) -> R
             price: price("ap", o.ap.unwrap_or(o.p))?,
             qty: qty("z", o.z.unwrap_or(o.q))?,
             order_id: None,
-            ts_exchange_ms: o.T,
-            ts_recv_ms,
+            ts_exchange_us: us_from_ms(o.T),
+            ts_recv_us,
         }));
     }
     Err(Reject::new("unknown_stream", stream.to_owned()))
@@ -421,7 +421,7 @@ struct RawOpenInterest<'a> {
 }
 
 /// A `/fapi/v1/openInterest` answer.
-pub fn parse_open_interest(symbols: &Symbols, body: &str, ts_recv_ms: i64) -> Result<OpenInterest, Reject> {
+pub fn parse_open_interest(symbols: &Symbols, body: &str, ts_recv_us: i64) -> Result<OpenInterest, Reject> {
     let o: RawOpenInterest<'_> = json(body)?;
     Ok(OpenInterest {
         instrument: symbols
@@ -429,8 +429,8 @@ pub fn parse_open_interest(symbols: &Symbols, body: &str, ts_recv_ms: i64) -> Re
             .cloned()
             .ok_or_else(|| Reject::new("unknown_symbol", o.symbol.to_owned()))?,
         open_interest: qty("openInterest", o.openInterest)?,
-        ts_exchange_ms: o.time,
-        ts_recv_ms,
+        ts_exchange_us: us_from_ms(o.time),
+        ts_recv_us,
     })
 }
 
@@ -440,7 +440,7 @@ pub struct Snapshot {
     pub last_update_id: u64,
     pub bids: Vec<Level>,
     pub asks: Vec<Level>,
-    pub ts_exchange_ms: Option<i64>,
+    pub ts_exchange_us: Option<i64>,
 }
 
 #[derive(Deserialize)]
@@ -461,7 +461,7 @@ pub fn parse_snapshot(body: &str) -> Result<Snapshot, Reject> {
         last_update_id: s.lastUpdateId,
         bids: levels("bids", &s.bids)?,
         asks: levels("asks", &s.asks)?,
-        ts_exchange_ms: s.T,
+        ts_exchange_us: s.T.map(us_from_ms),
     })
 }
 
@@ -596,8 +596,8 @@ mod tests {
         assert_eq!(t.qty.to_string(), "58.00000000");
         assert_eq!(t.side, Side::Sell);
         assert_eq!(
-            (t.trade_id.as_str(), t.ts_exchange_ms, t.ts_recv_ms),
-            ("15683430", 1633998523963, 5)
+            (t.trade_id.as_str(), t.ts_exchange_us, t.ts_recv_us),
+            ("15683430", 1_633_998_523_963_000, 5)
         );
     }
 

@@ -65,7 +65,7 @@ mod tests {
             snapshot,
             bids: levels(bids),
             asks: levels(asks),
-            ts_exchange_ms: 0,
+            ts_exchange_us: 0,
         }
     }
 

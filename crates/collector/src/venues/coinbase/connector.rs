@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use moat_common_types::{MarketEvent, now_ms};
+use moat_common_types::{MarketEvent, now_us};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
@@ -98,7 +98,7 @@ async fn session(
                     Ok(Incoming::Closed) => break Ok(()),
                     Err(error) => break Err(format!("{url}: {error}")),
                 };
-                let now = now_ms();
+                let now = now_us();
                 match parse(&venue.symbols, &text, now) {
                     Ok(Frame::Trade(t)) => emit_live(sink, status, MarketEvent::Trade(t), now),
                     Ok(Frame::Bbo(b)) => emit_live(sink, status, MarketEvent::Bbo(b), now),
@@ -116,7 +116,7 @@ async fn session(
                             first_sequence: sync.sequence(),
                             sequence: sync.sequence(),
                             prev_sequence: sync.sequence().saturating_sub(1),
-                            ts_exchange_ms: message.ts_exchange_ms,
+                            ts_exchange_us: message.ts_exchange_us,
                         };
                         if publish_book(sink, metrics, &sync.book, &change, outcome) {
                             for kind in ["unsubscribe", "subscribe"] {

@@ -16,7 +16,7 @@ pub struct BookMessage {
     pub snapshot: bool,
     pub bids: Vec<Level>,
     pub asks: Vec<Level>,
-    pub ts_exchange_ms: i64,
+    pub ts_exchange_us: i64,
 }
 
 /// What one frame carried.
@@ -152,7 +152,7 @@ fn scan_update(symbols: &Symbols, frame: &str, at: usize) -> Option<BookMessage>
         snapshot: false,
         bids,
         asks,
-        ts_exchange_ms: rfc3339_ms(time?).ok()?,
+        ts_exchange_us: rfc3339_us(time?).ok()?,
     })
 }
 
@@ -176,13 +176,13 @@ fn update(symbols: &Symbols, frame: &str) -> Result<BookMessage, Reject> {
         snapshot: false,
         bids,
         asks,
-        ts_exchange_ms: rfc3339_ms(u.time)?,
+        ts_exchange_us: rfc3339_us(u.time)?,
     })
 }
 
 /// A `snapshot` read by [`Scan`] straight into levels; `None` for
 /// anything [`snapshot`] has to answer (a refusal included).
-fn scan_snapshot(symbols: &Symbols, frame: &str, ts_recv_ms: i64) -> Option<BookMessage> {
+fn scan_snapshot(symbols: &Symbols, frame: &str, ts_recv_us: i64) -> Option<BookMessage> {
     let mut scan = Scan::new(frame);
     let (mut product_id, mut bids, mut asks, mut time) = (None, None, None, None);
     scan.object(|scan, key| match key {
@@ -198,22 +198,22 @@ fn scan_snapshot(symbols: &Symbols, frame: &str, ts_recv_ms: i64) -> Option<Book
         snapshot: true,
         bids: bids?,
         asks: asks?,
-        ts_exchange_ms: match time {
-            Some(time) => rfc3339_ms(time).ok()?,
-            None => ts_recv_ms,
+        ts_exchange_us: match time {
+            Some(time) => rfc3339_us(time).ok()?,
+            None => ts_recv_us,
         },
     })
 }
 
 /// A `snapshot` read by serde, with the reason of a refusal.
-fn snapshot(symbols: &Symbols, frame: &str, ts_recv_ms: i64) -> Result<BookMessage, Reject> {
+fn snapshot(symbols: &Symbols, frame: &str, ts_recv_us: i64) -> Result<BookMessage, Reject> {
     let s: Snapshot<'_> = json(frame)?;
     Ok(BookMessage {
         instrument: symbols.instrument(s.product_id)?,
         snapshot: true,
         bids: levels("bids", &s.bids)?,
         asks: levels("asks", &s.asks)?,
-        ts_exchange_ms: s.time.map(rfc3339_ms).transpose()?.unwrap_or(ts_recv_ms),
+        ts_exchange_us: s.time.map(rfc3339_us).transpose()?.unwrap_or(ts_recv_us),
     })
 }
 
@@ -243,8 +243,9 @@ fn scan_ticker(frame: &str) -> Option<Ticker<'_>> {
     })
 }
 
-/// `2021-04-17T16:43:37.075687Z` in unix milliseconds.
-pub fn rfc3339_ms(text: &str) -> Result<i64, Reject> {
+/// `2021-04-17T16:43:37.075687Z` in unix microseconds (digits past the
+/// sixth are dropped).
+pub fn rfc3339_us(text: &str) -> Result<i64, Reject> {
     let bad = || Reject::new("number", format!("time '{text}' is not an RFC 3339 UTC timestamp"));
     let b = text.as_bytes();
     if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' || b[16] != b':' {
@@ -261,18 +262,18 @@ pub fn rfc3339_ms(text: &str) -> Result<i64, Reject> {
         return Err(bad());
     }
     let rest = &text[19..];
-    let millis = match rest.strip_prefix('.') {
+    let micros = match rest.strip_prefix('.') {
         Some(frac) => {
             let digits = frac.bytes().take_while(u8::is_ascii_digit).count();
             if digits == 0 || &frac[digits..] != "Z" {
                 return Err(bad());
             }
-            // The first three digits, padded with zeros: `.5` is 500 ms.
+            // The first six digits, padded with zeros: `.5` is 500,000 µs.
             frac.bytes()
                 .take(digits)
                 .chain(std::iter::repeat(b'0'))
-                .take(3)
-                .fold(0, |ms, b| ms * 10 + i64::from(b - b'0'))
+                .take(6)
+                .fold(0, |us, b| us * 10 + i64::from(b - b'0'))
         }
         None if rest == "Z" => 0,
         None => return Err(bad()),
@@ -285,7 +286,7 @@ pub fn rfc3339_ms(text: &str) -> Result<i64, Reject> {
     let doy = (153 * mp + 2) / 5 + day - 1;
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
     let days = era * 146_097 + doe - 719_468;
-    Ok(((days * 24 + hour) * 60 + minute) * 60_000 + second * 1000 + millis)
+    Ok((((days * 24 + hour) * 60 + minute) * 60 + second) * 1_000_000 + micros)
 }
 
 fn levels(side: &'static str, raw: &[[&str; 2]]) -> Result<Vec<Level>, Reject> {
@@ -299,8 +300,8 @@ fn levels(side: &'static str, raw: &[[&str; 2]]) -> Result<Vec<Level>, Reject> {
         .collect()
 }
 
-/// Parses one text frame received at `ts_recv_ms`.
-pub fn parse(symbols: &Symbols, frame: &str, ts_recv_ms: i64) -> Result<Frame, Reject> {
+/// Parses one text frame received at `ts_recv_us`.
+pub fn parse(symbols: &Symbols, frame: &str, ts_recv_us: i64) -> Result<Frame, Reject> {
     // Coinbase writes `type` first: read it from there rather than parse
     // the whole frame once for it and again for its fields.
     const TYPE: &str = "{\"type\":\"";
@@ -326,8 +327,8 @@ pub fn parse(symbols: &Symbols, frame: &str, ts_recv_ms: i64) -> Result<Frame, R
                     "sell" => Side::Buy,
                     other => return Err(Reject::new("json", format!("side '{other}'"))),
                 },
-                ts_exchange_ms: rfc3339_ms(m.time)?,
-                ts_recv_ms,
+                ts_exchange_us: rfc3339_us(m.time)?,
+                ts_recv_us,
             }))
         }
         "ticker" => {
@@ -340,7 +341,7 @@ pub fn parse(symbols: &Symbols, frame: &str, ts_recv_ms: i64) -> Result<Frame, R
                 // The older feed sends no sizes: trades and the book carry it.
                 return Ok(Frame::Control);
             };
-            let ts = t.time.map(rfc3339_ms).transpose()?.unwrap_or(ts_recv_ms);
+            let ts = t.time.map(rfc3339_us).transpose()?.unwrap_or(ts_recv_us);
             Ok(Frame::Bbo(Bbo {
                 instrument,
                 sequence: t.sequence.unwrap_or(ts as u64),
@@ -352,13 +353,13 @@ pub fn parse(symbols: &Symbols, frame: &str, ts_recv_ms: i64) -> Result<Frame, R
                     price: price("best_ask", t.best_ask)?,
                     qty: qty("best_ask_size", ask_size)?,
                 },
-                ts_exchange_ms: ts,
-                ts_recv_ms,
+                ts_exchange_us: ts,
+                ts_recv_us,
             }))
         }
-        "snapshot" => match scan_snapshot(symbols, frame, ts_recv_ms) {
+        "snapshot" => match scan_snapshot(symbols, frame, ts_recv_us) {
             Some(message) => Ok(Frame::Book(message)),
-            None => snapshot(symbols, frame, ts_recv_ms).map(Frame::Book),
+            None => snapshot(symbols, frame, ts_recv_us).map(Frame::Book),
         },
         "l2update" => match after_type.and_then(|at| scan_update(symbols, frame, at)) {
             Some(message) => Ok(Frame::Book(message)),
@@ -425,12 +426,19 @@ mod tests {
     use crate::venues::coinbase::symbols;
 
     #[test]
-    fn times_are_unix_milliseconds() {
-        assert_eq!(rfc3339_ms("1970-01-01T00:00:00Z").unwrap(), 0);
-        assert_eq!(rfc3339_ms("2021-04-17T16:43:37.075687Z").unwrap(), 1_618_677_817_075);
-        assert_eq!(rfc3339_ms("2024-02-29T12:34:56.5Z").unwrap(), 1_709_210_096_500);
-        assert_eq!(rfc3339_ms("2021-04-17 16:43:37Z").unwrap_err().reason, "number");
-        assert!(rfc3339_ms("2021-13-17T16:43:37Z").is_err());
+    fn times_are_unix_microseconds() {
+        assert_eq!(rfc3339_us("1970-01-01T00:00:00Z").unwrap(), 0);
+        assert_eq!(
+            rfc3339_us("2021-04-17T16:43:37.075687Z").unwrap(),
+            1_618_677_817_075_687
+        );
+        assert_eq!(rfc3339_us("2024-02-29T12:34:56.5Z").unwrap(), 1_709_210_096_500_000);
+        assert_eq!(
+            rfc3339_us("2024-02-29T12:34:56.123456789Z").unwrap(),
+            1_709_210_096_123_456
+        );
+        assert_eq!(rfc3339_us("2021-04-17 16:43:37Z").unwrap_err().reason, "number");
+        assert!(rfc3339_us("2021-13-17T16:43:37Z").is_err());
     }
 
     #[test]

@@ -45,7 +45,7 @@ impl OkxBook {
     }
 
     /// The sequence to publish with the book: `seqId` when the venue sends
-    /// it, else the exchange timestamp of the last applied message.
+    /// it, else the exchange timestamp (µs) of the last applied message.
     pub fn sequence(&self) -> u64 {
         self.last_seq.map_or(self.last_ts, |s| s) as u64
     }
@@ -83,7 +83,7 @@ impl OkxBook {
             }
         }
         self.last_seq = message.seq_id.or(self.last_seq);
-        self.last_ts = message.ts_exchange_ms;
+        self.last_ts = message.ts_exchange_us;
         BookOutcome::Applied
     }
 }
@@ -110,7 +110,7 @@ mod tests {
             checksum,
             seq_id: None,
             prev_seq_id: None,
-            ts_exchange_ms: 1,
+            ts_exchange_us: 1,
         }
     }
 

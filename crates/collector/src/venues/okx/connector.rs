@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use moat_common_types::{Market, MarketEvent, now_ms};
+use moat_common_types::{Market, MarketEvent, now_us};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
@@ -116,7 +116,7 @@ async fn session(
                     Ok(Incoming::Closed) => break Ok(()),
                     Err(error) => break Err(format!("{url}: {error}")),
                 };
-                let now = now_ms();
+                let now = now_us();
                 match parse(&venue.symbols, &text, now) {
                     Ok(Frame::Trades(trades)) => {
                         for t in trades {
@@ -131,12 +131,12 @@ async fn session(
                         fundings.insert(f.instrument.venue_symbol.clone(), f.clone());
                         sink.emit(MarketEvent::Funding(f));
                     }
-                    Ok(Frame::MarkPrice { instrument, mark_price, ts_exchange_ms }) => {
+                    Ok(Frame::MarkPrice { instrument, mark_price, ts_exchange_us }) => {
                         marks.insert(instrument.venue_symbol.clone(), mark_price);
                         if let Some(f) = fundings.get_mut(&instrument.venue_symbol) {
                             f.mark_price = mark_price;
-                            f.ts_exchange_ms = ts_exchange_ms;
-                            f.ts_recv_ms = now;
+                            f.ts_exchange_us = ts_exchange_us;
+                            f.ts_recv_us = now;
                             sink.emit(MarketEvent::Funding(f.clone()));
                         }
                     }
@@ -154,7 +154,7 @@ async fn session(
                             first_sequence: sync.sequence(),
                             sequence: sync.sequence(),
                             prev_sequence: message.prev_seq_id.map_or(0, |p| p.max(0) as u64),
-                            ts_exchange_ms: message.ts_exchange_ms,
+                            ts_exchange_us: message.ts_exchange_us,
                         };
                         if publish_book(sink, metrics, &sync.book, &change, outcome) {
                             // A fresh subscription brings a fresh snapshot.

@@ -2,7 +2,7 @@
 //! prices parsed straight into exact decimals.
 
 use moat_common_types::model::{Bbo, Funding, Level, OpenInterest, Trade};
-use moat_common_types::{Instrument, Side};
+use moat_common_types::{Instrument, Side, us_from_ms};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
@@ -20,7 +20,7 @@ pub struct BookMessage {
     pub checksum: Option<i32>,
     pub seq_id: Option<i64>,
     pub prev_seq_id: Option<i64>,
-    pub ts_exchange_ms: i64,
+    pub ts_exchange_us: i64,
 }
 
 /// What one frame carried.
@@ -35,7 +35,7 @@ pub enum Frame {
     MarkPrice {
         instrument: moat_common_types::Instrument,
         mark_price: moat_common_types::Decimal,
-        ts_exchange_ms: i64,
+        ts_exchange_us: i64,
     },
     OpenInterest(OpenInterest),
     /// Subscription answers, `pong` and other control frames.
@@ -136,6 +136,11 @@ fn millis(field: &'static str, value: &str) -> Result<i64, Reject> {
         .map_err(|_| Reject::new("number", format!("{field}: '{value}' is not a millisecond timestamp")))
 }
 
+/// A millisecond timestamp field in microseconds, the unit of events.
+fn micros(field: &'static str, value: &str) -> Result<i64, Reject> {
+    millis(field, value).map(us_from_ms)
+}
+
 /// A book level as OKX sends it, `[price, size, …]` (the fields after the
 /// size are deprecated or counts moat does not keep), read without a
 /// vector of its own.
@@ -177,8 +182,8 @@ fn levels(side: &'static str, raw: &[LevelText<'_>]) -> Result<Vec<Level>, Rejec
         .collect()
 }
 
-/// Parses one text frame received at `ts_recv_ms`.
-pub fn parse(symbols: &Symbols, frame: &str, ts_recv_ms: i64) -> Result<Frame, Reject> {
+/// Parses one text frame received at `ts_recv_us`.
+pub fn parse(symbols: &Symbols, frame: &str, ts_recv_us: i64) -> Result<Frame, Reject> {
     if frame == "pong" {
         return Ok(Frame::Control);
     }
@@ -186,7 +191,7 @@ pub fn parse(symbols: &Symbols, frame: &str, ts_recv_ms: i64) -> Result<Frame, R
     // (other keys, another order, a refusal) goes through the full parse
     // below, so the outcome is the same either way.
     if let Some((arg, action, data)) = split_envelope(frame)
-        && let Ok(parsed) = parse_data(symbols, &arg, action, data, ts_recv_ms)
+        && let Ok(parsed) = parse_data(symbols, &arg, action, data, ts_recv_us)
     {
         return Ok(parsed);
     }
@@ -203,7 +208,7 @@ pub fn parse(symbols: &Symbols, frame: &str, ts_recv_ms: i64) -> Result<Frame, R
     let (Some(arg), Some(data)) = (envelope.arg, envelope.data) else {
         return Ok(Frame::Control);
     };
-    parse_data(symbols, &arg, envelope.action, data.get(), ts_recv_ms)
+    parse_data(symbols, &arg, envelope.action, data.get(), ts_recv_us)
 }
 
 /// `{"arg":{"channel":"<c>","instId":"<id>"},["action":"<a>",]"data":<data>}`
@@ -235,7 +240,7 @@ fn parse_data(
     arg: &Arg<'_>,
     action: Option<&str>,
     data: &str,
-    ts_recv_ms: i64,
+    ts_recv_us: i64,
 ) -> Result<Frame, Reject> {
     match arg.channel {
         "trades" => {
@@ -253,8 +258,8 @@ fn parse_data(
                             "sell" => Side::Sell,
                             other => return Err(Reject::new("json", format!("side '{other}'"))),
                         },
-                        ts_exchange_ms: millis("ts", t.ts)?,
-                        ts_recv_ms,
+                        ts_exchange_us: micros("ts", t.ts)?,
+                        ts_recv_us,
                     })
                 })
                 .collect::<Result<Vec<_>, Reject>>()?;
@@ -263,7 +268,7 @@ fn parse_data(
         "tickers" => {
             let raw: Vec<RawTicker<'_>> = json(data)?;
             let t = raw.first().ok_or_else(|| Reject::new("json", "empty tickers data"))?;
-            let ts = millis("ts", t.ts)?;
+            let ts = micros("ts", t.ts)?;
             Ok(Frame::Bbo(Bbo {
                 instrument: symbols.instrument(t.inst_id)?,
                 // Tickers carry no sequence; the exchange time orders them.
@@ -276,8 +281,8 @@ fn parse_data(
                     price: price("askPx", t.ask_px)?,
                     qty: qty("askSz", t.ask_sz)?,
                 },
-                ts_exchange_ms: ts,
-                ts_recv_ms,
+                ts_exchange_us: ts,
+                ts_recv_us,
             }))
         }
         "books" | "books-l2-tbt" | "books50-l2-tbt" => {
@@ -292,7 +297,7 @@ fn parse_data(
                 checksum: b.checksum,
                 seq_id: b.seq_id,
                 prev_seq_id: b.prev_seq_id,
-                ts_exchange_ms: millis("ts", b.ts)?,
+                ts_exchange_us: micros("ts", b.ts)?,
             }))
         }
         "funding-rate" => {
@@ -301,8 +306,8 @@ fn parse_data(
                 .first()
                 .ok_or_else(|| Reject::new("json", "empty funding-rate data"))?;
             let ts = match f.ts.or(f.funding_time) {
-                Some(ts) => millis("ts", ts)?,
-                None => ts_recv_ms,
+                Some(ts) => micros("ts", ts)?,
+                None => ts_recv_us,
             };
             Ok(Frame::Funding(Funding {
                 instrument: symbols.instrument(f.inst_id)?,
@@ -317,8 +322,8 @@ fn parse_data(
                     .map(|t| millis("nextFundingTime", t))
                     .transpose()?
                     .unwrap_or(0),
-                ts_exchange_ms: ts,
-                ts_recv_ms,
+                ts_exchange_us: ts,
+                ts_recv_us,
             }))
         }
         "mark-price" => {
@@ -329,7 +334,7 @@ fn parse_data(
             Ok(Frame::MarkPrice {
                 instrument: symbols.instrument(m.inst_id)?,
                 mark_price: price("markPx", m.mark_px)?,
-                ts_exchange_ms: millis("ts", m.ts)?,
+                ts_exchange_us: micros("ts", m.ts)?,
             })
         }
         "open-interest" => {
@@ -340,8 +345,8 @@ fn parse_data(
             Ok(Frame::OpenInterest(OpenInterest {
                 instrument: symbols.instrument(o.inst_id)?,
                 open_interest: qty("oi", o.oi)?,
-                ts_exchange_ms: millis("ts", o.ts)?,
-                ts_recv_ms,
+                ts_exchange_us: micros("ts", o.ts)?,
+                ts_recv_us,
             }))
         }
         _ => Ok(Frame::Control),
@@ -391,14 +396,14 @@ mod tests {
         let Frame::MarkPrice {
             instrument,
             mark_price,
-            ts_exchange_ms,
+            ts_exchange_us,
         } = parse(&s, mark, 5).unwrap()
         else {
             panic!("not a mark price")
         };
         assert_eq!(
-            (instrument.symbol.as_str(), mark_price.to_string(), ts_exchange_ms),
-            ("BTC-USDT-PERP", "42310.6".to_owned(), 1630049139746)
+            (instrument.symbol.as_str(), mark_price.to_string(), ts_exchange_us),
+            ("BTC-USDT-PERP", "42310.6".to_owned(), 1_630_049_139_746_000)
         );
         let zero = mark.replace("42310.6", "0");
         assert_eq!(parse(&s, &zero, 5).unwrap_err().reason, "price");
@@ -415,8 +420,8 @@ mod tests {
         assert_eq!(f.instrument.symbol, "BTC-USDT-PERP");
         assert_eq!(f.funding_rate.to_string(), "0.0001875391284828");
         assert_eq!(
-            (f.next_funding_ms, f.ts_exchange_ms),
-            (1_700_755_200_000, 1_700_724_675_402)
+            (f.next_funding_ms, f.ts_exchange_us),
+            (1_700_755_200_000, 1_700_724_675_402_000)
         );
         let oi = r#"{"arg":{"channel":"open-interest","instId":"BTC-USDT-SWAP"},"data":[{"instId":"BTC-USDT-SWAP","instType":"SWAP","oi":"5000","oiCcy":"555.55","ts":"1597026383085"}]}"#;
         let Frame::OpenInterest(o) = parse(&s, oi, 5).unwrap() else {
