@@ -69,6 +69,10 @@ pub struct Step {
     pub cpu: Vec<(&'static str, f64)>,
     /// Collector receipt → gateway cache, p99 over the step.
     pub live_p99: Option<Duration>,
+    /// Collector receipt → a plain subscriber of the live lane's trades
+    /// in the bench process: p50 and p99 over the step.
+    pub lane_p50: Duration,
+    pub lane_p99: Duration,
     pub price_p99: Duration,
     pub price_calls: usize,
     /// Why the rate was not held; `None` when it was.
@@ -99,14 +103,14 @@ impl Outcome {
     pub fn table(&self) -> String {
         let ms = |d: Duration| d.as_secs_f64() * 1e3;
         let mut out = String::from(
-            "| trades/s | events/s (by kind) | JetStream msgs/s | sent | stored (distinct) | lag p50 / p99 / max | live p99 | CPU (cores) | GetPrice p99 | held |\n\
+            "| trades/s | events/s (by kind) | JetStream msgs/s | sent | stored (distinct) | lag p50 / p99 / max | live: lane p50 / p99, gateway p99 | CPU (cores) | GetPrice p99 | held |\n\
              | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n",
         );
         for s in &self.steps {
             let mix: Vec<String> = s.events.iter().map(|(k, r)| format!("{k} {r:.0}")).collect();
             let cpu: Vec<String> = s.cpu.iter().map(|(p, c)| format!("{p} {c:.2}")).collect();
             out.push_str(&format!(
-                "| {:.0} | {:.0} ({}) | {:.0} | {} | {} | {:.0} / {:.0} / {:.0} ms | {} | {} | {:.2} ms ({} calls) | {} |\n",
+                "| {:.0} | {:.0} ({}) | {:.0} | {} | {} | {:.0} / {:.0} / {:.0} ms | {:.1} / {:.1} ms, {} | {} | {:.2} ms ({} calls) | {} |\n",
                 s.rate,
                 s.events_total,
                 mix.join(", "),
@@ -116,6 +120,8 @@ impl Outcome {
                 ms(s.lag_p50),
                 ms(s.lag_p99),
                 ms(s.lag_max),
+                ms(s.lane_p50),
+                ms(s.lane_p99),
                 s.live_p99
                     .map_or_else(|| "n/a".to_owned(), |d| format!("{:.0} ms", ms(d))),
                 cpu.join(", "),
@@ -228,6 +234,33 @@ fn lag(history: &[(Instant, u64)], at: Instant, queryable: u64) -> Duration {
     at.saturating_duration_since(when)
 }
 
+/// How old each trade on the live lane is when a plain subscriber in this
+/// process gets it (now − the collector's receipt time), until `stop`.
+async fn lane_ages(nats: String, stop: CancellationToken) -> anyhow::Result<Vec<Duration>> {
+    use futures::StreamExt;
+    let client = moat_common_types::nats::connect(&nats, "moat-bench-live").await?;
+    let mut trades = client.subscribe(moat_common_types::subject::live("md.trade.>")).await?;
+    let mut ages = Vec::new();
+    loop {
+        let message = tokio::select! {
+            () = stop.cancelled() => break,
+            message = trades.next() => match message {
+                Some(message) => message,
+                None => break,
+            },
+        };
+        let now = moat_common_types::now_us();
+        if let Ok(events) = moat_common_types::proto_conv::decode_message(message.headers.as_ref(), &message.payload) {
+            ages.extend(
+                events
+                    .iter()
+                    .map(|e| Duration::from_micros((now - e.ts_recv_us()).max(0) as u64)),
+            );
+        }
+    }
+    Ok(ages)
+}
+
 /// GetPrice BTC/USDT every 10 ms until `stop`; latencies and errors.
 async fn price_calls(gateway: String, stop: CancellationToken) -> (Vec<Duration>, Vec<String>) {
     let channel = tonic::transport::Endpoint::from_shared(gateway)
@@ -287,6 +320,7 @@ async fn step(stack: &Stack, probe: &Probe, per_symbol: u32, hold: Duration, sym
     let before = probe.read().await?;
     let stop = CancellationToken::new();
     let prices = tokio::spawn(price_calls(gateway, stop.clone()));
+    let lane = tokio::spawn(lane_ages(stack.nats_url(), stop.clone()));
     probe.set_rate(per_symbol).await?;
     let started = Instant::now();
     let mut history: Vec<(Instant, u64)> = Vec::new();
@@ -334,6 +368,13 @@ async fn step(stack: &Stack, probe: &Probe, per_symbol: u32, hold: Duration, sym
         .map(Duration::from_secs_f64);
     stop.cancel();
     let (latencies, errors) = prices.await?;
+    let mut lane = lane.await??;
+    lane.sort();
+    let (lane_p50, lane_p99) = if lane.is_empty() {
+        (Duration::ZERO, Duration::ZERO)
+    } else {
+        (percentile(&lane, 0.5), percentile(&lane, 0.99))
+    };
     let (stored, final_rows) = drain(stack, probe).await?;
     let after = probe.read().await?;
     lags.sort();
@@ -381,6 +422,8 @@ async fn step(stack: &Stack, probe: &Probe, per_symbol: u32, hold: Duration, sym
         messages,
         cpu,
         live_p99,
+        lane_p50,
+        lane_p99,
         price_p99: if latencies.is_empty() {
             Duration::ZERO
         } else {

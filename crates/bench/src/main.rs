@@ -116,7 +116,13 @@ async fn sustained_load(
         .map(|s| s.parse::<u64>().context("MOAT_BENCH_LOAD_SECS is a number of seconds"))
         .transpose()?
         .unwrap_or(60);
-    let outcome = load::run(Duration::from_secs(hold), moat_devstack::NATS_SYNC_INTERVAL, 0).await?;
+    // A ladder can start higher (trades/s per symbol), to look at one rate.
+    let from = std::env::var("MOAT_BENCH_LOAD_FROM")
+        .ok()
+        .map(|s| s.parse::<u32>().context("MOAT_BENCH_LOAD_FROM is trades/s per symbol"))
+        .transpose()?
+        .unwrap_or(0);
+    let outcome = load::run(Duration::from_secs(hold), moat_devstack::NATS_SYNC_INTERVAL, from).await?;
     // The same ladder on nats-server's default sync, from the rate held
     // above: what the durability of every acknowledgement costs the stack.
     eprintln!("bench: sustained load again, JetStream syncing every 2 minutes");
