@@ -317,6 +317,9 @@ struct Shared {
     rate: watch::Sender<u32>,
     /// Replaced (cancelled) by `/moat/disconnect`.
     disconnect: Mutex<CancellationToken>,
+    /// Depth requests still to refuse as rate-limited, and the
+    /// `Retry-After` (seconds) they carry.
+    depth_limited: Mutex<(u32, u64)>,
     stop: CancellationToken,
 }
 
@@ -345,6 +348,7 @@ impl GeneratedExchange {
             stats: Stats::default(),
             rate: watch::Sender::new(trades_per_second),
             disconnect: Mutex::new(CancellationToken::new()),
+            depth_limited: Mutex::new((0, 0)),
             stop: CancellationToken::new(),
         });
         let app = Router::new()
@@ -384,6 +388,12 @@ impl GeneratedExchange {
     /// Drops every client connection, as a venue outage would.
     pub fn disconnect_all(&self) {
         std::mem::take(&mut *self.shared.disconnect.lock().expect("disconnect lock")).cancel();
+    }
+
+    /// Answers the next `requests` depth snapshots as Binance does past
+    /// its request weight: HTTP 429 with `Retry-After: retry_after_s`.
+    pub fn rate_limit_depth(&self, requests: u32, retry_after_s: u64) {
+        *self.shared.depth_limited.lock().expect("limit lock") = (requests, retry_after_s);
     }
 }
 
@@ -559,6 +569,21 @@ struct DepthQuery {
 }
 
 async fn depth(State(shared): State<Arc<Shared>>, Query(q): Query<DepthQuery>) -> Response {
+    {
+        let mut limited = shared.depth_limited.lock().expect("limit lock");
+        if limited.0 > 0 {
+            limited.0 -= 1;
+            return (
+                StatusCode::TOO_MANY_REQUESTS,
+                [
+                    (axum::http::header::CONTENT_TYPE, "application/json".to_owned()),
+                    (axum::http::header::RETRY_AFTER, limited.1.to_string()),
+                ],
+                r#"{"code":-1003,"msg":"Too many requests; current limit is 6000 request weight per 1 MINUTE."}"#,
+            )
+                .into_response();
+        }
+    }
     let markets = shared.markets.lock().expect("markets lock");
     let symbol = q.symbol.to_ascii_uppercase();
     match markets.iter().find(|m| m.symbol == symbol) {

@@ -17,6 +17,7 @@ pub struct Metrics {
     pub round_messages: Histogram,
     pub rejects: IntCounterVec,
     pub reconnects: IntCounterVec,
+    pub session_errors: IntCounterVec,
     pub resyncs: IntCounterVec,
     pub gaps: IntCounterVec,
 }
@@ -50,6 +51,11 @@ impl Metrics {
                 "moat_collector_reconnects_total",
                 "venue connections replaced (closed, failed or stale)",
                 &["exchange"],
+            ),
+            session_errors: counter_vec(
+                "moat_collector_session_errors_total",
+                "venue sessions ended by an error, by reason (connect, stale, socket, rate_limited, http_4xx, http_5xx, answer)",
+                &["exchange", "reason"],
             ),
             gaps: counter_vec(
                 "moat_collector_gaps_total",

@@ -163,3 +163,51 @@ async fn republished_books_match_the_deltas_and_a_cut_connection_is_replaced_wit
     assert_eq!(gaps, holes, "one gap event per hole");
     assert_eq!(metrics.gaps.with_label_values(&["local", "trades"]).get(), holes as u64);
 }
+
+/// A venue past its request weight answers 429 with `Retry-After`: the
+/// connector waits what it was told before asking for the book again,
+/// counts the refusals, and the book comes once the venue allows it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rate_limited_snapshot_waits_the_retry_after_it_was_given() {
+    let exchange = GeneratedExchange::start(
+        tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        &[GeneratedSymbol::parse("ETHUSDT=3000.00").unwrap()],
+        100,
+    )
+    .await
+    .unwrap();
+    exchange.rate_limit_depth(2, 2);
+    let venue = moat_collector::venue_connector(&VenueConfig {
+        kind: "binance".into(),
+        exchange: "local".into(),
+        ws_url: exchange.ws_url(),
+        rest_url: exchange.http_url(),
+        symbols: vec!["ETHUSDT".into()],
+        open_interest_interval_ms: 0,
+        backoff_max_ms: 500,
+        ..VenueConfig::default()
+    })
+    .unwrap();
+    let sink = Arc::new(Collect::default());
+    let metrics = Metrics::new();
+    let token = CancellationToken::new();
+    let started = Instant::now();
+    let task = tokio::spawn(venue.run(sink.clone(), StreamStatus::new("local"), metrics.clone(), token.clone()));
+    wait_for("the book after two refusals", Duration::from_secs(20), || {
+        sink.count(|e| matches!(e, MarketEvent::BookSnapshot(_))) >= 1
+    })
+    .await;
+    let waited = started.elapsed();
+    token.cancel();
+    task.await.unwrap();
+    // Two refusals of 2 s each: not asked again sooner than told.
+    assert!(waited >= Duration::from_millis(3_900), "the book came after {waited:?}");
+    let refused = metrics
+        .session_errors
+        .with_label_values(&["local", "rate_limited"])
+        .get();
+    assert_eq!(refused, 2);
+    // Trades flowed meanwhile: a refused snapshot does not end the session.
+    assert!(sink.count(|e| matches!(e, MarketEvent::Trade(_))) > 0);
+    assert_eq!(metrics.reconnects.with_label_values(&["local"]).get(), 0);
+}

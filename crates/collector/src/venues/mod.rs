@@ -9,6 +9,10 @@ pub mod coinbase;
 pub mod limits;
 pub mod okx;
 mod scan;
+mod session;
+
+pub use session::SessionError;
+pub(crate) use session::{Incoming, get_text, open, reconnect_loop};
 
 use moat_common_types::model::parse_decimal;
 use moat_common_types::{Decimal, Instrument, Market};
@@ -176,56 +180,6 @@ pub(crate) fn qty(field: &'static str, value: &str) -> Result<Decimal, Reject> {
     Ok(q)
 }
 
-/// Runs `session` until `shutdown`, reconnecting after each end with
-/// capped exponential backoff and full jitter; a session that lived a
-/// minute starts the backoff over. Every venue's connector uses it.
-pub(crate) async fn reconnect_loop<F, Fut>(
-    exchange: &str,
-    connection: &Connection,
-    metrics: &crate::metrics::Metrics,
-    shutdown: &tokio_util::sync::CancellationToken,
-    mut session: F,
-) where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<(), String>>,
-{
-    let mut attempt = 0u32;
-    while !shutdown.is_cancelled() {
-        tokio::select! {
-            () = connection.limiter.acquire() => {}
-            () = shutdown.cancelled() => break,
-        }
-        let started = std::time::Instant::now();
-        let result = session().await;
-        if shutdown.is_cancelled() {
-            break;
-        }
-        match result {
-            Ok(()) => tracing::info!(exchange, "connection closed, reconnecting"),
-            Err(error) => tracing::warn!(exchange, %error, "connection failed"),
-        }
-        metrics.reconnects.with_label_values(&[exchange]).inc();
-        if started.elapsed() > std::time::Duration::from_secs(60) {
-            attempt = 0;
-        }
-        let pause =
-            moat_common_types::backoff::Backoff::new(std::time::Duration::from_millis(100), connection.backoff_max)
-                .pause(attempt);
-        attempt = attempt.saturating_add(1);
-        tokio::select! {
-            () = tokio::time::sleep(pause) => {}
-            () = shutdown.cancelled() => break,
-        }
-    }
-}
-
-/// What a connected WebSocket delivered next.
-pub(crate) enum Incoming {
-    Text(String),
-    /// The venue or the connection ended the session cleanly.
-    Closed,
-}
-
 /// A book message a venue's sync applied or refused, for [`publish_book`].
 pub(crate) struct BookChange<'a> {
     pub instrument: &'a moat_common_types::Instrument,
@@ -294,110 +248,6 @@ pub(crate) fn publish_book(
         }
         BookOutcome::Buffered | BookOutcome::Stale => false,
     }
-}
-
-/// A venue's WebSocket connection; with a recorder, everything opened,
-/// sent and received is written to the recording.
-pub(crate) struct Socket {
-    ws: tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
-    url: String,
-    recorder: Option<crate::recording::Recorder>,
-}
-
-/// Connects to `url` within 10 s and sends `subscribe`, if any.
-pub(crate) async fn open(
-    url: &str,
-    subscribe: Option<String>,
-    recorder: Option<&crate::recording::Recorder>,
-) -> Result<Socket, String> {
-    let (ws, _) = tokio::time::timeout(
-        std::time::Duration::from_secs(10),
-        tokio_tungstenite::connect_async(url),
-    )
-    .await
-    .map_err(|_| format!("connecting to {url}: no answer within 10 s"))?
-    .map_err(|e| format!("connecting to {url}: {e}"))?;
-    if let Some(r) = recorder {
-        r.open(url);
-    }
-    let mut socket = Socket {
-        ws,
-        url: url.to_owned(),
-        recorder: recorder.cloned(),
-    };
-    if let Some(message) = subscribe {
-        socket
-            .send_text(message)
-            .await
-            .map_err(|e| format!("subscribing on {url}: {e}"))?;
-    }
-    Ok(socket)
-}
-
-impl Socket {
-    /// The next text frame, answering pings on the way; an error when
-    /// nothing arrived for `stale_after` (the connection is dead) or
-    /// reading failed.
-    pub(crate) async fn next_text(&mut self, stale_after: std::time::Duration) -> Result<Incoming, String> {
-        use futures::{SinkExt, StreamExt};
-        use tokio_tungstenite::tungstenite::Message;
-        loop {
-            let message = match tokio::time::timeout(stale_after, self.ws.next()).await {
-                Err(_) => return Err(format!("no frame for {} ms: connection stale", stale_after.as_millis())),
-                Ok(None) => return Ok(Incoming::Closed),
-                Ok(Some(Err(e))) => return Err(format!("reading: {e}")),
-                Ok(Some(Ok(m))) => m,
-            };
-            match message {
-                Message::Text(t) => {
-                    if let Some(r) = &self.recorder {
-                        r.received(t.as_str());
-                    }
-                    return Ok(Incoming::Text(t.as_str().to_owned()));
-                }
-                Message::Ping(p) => {
-                    let _ = self.ws.send(Message::Pong(p)).await;
-                }
-                Message::Close(_) => return Ok(Incoming::Closed),
-                _ => {}
-            }
-        }
-    }
-
-    pub(crate) async fn send_text(&mut self, text: String) -> Result<(), String> {
-        use futures::SinkExt;
-        if let Some(r) = &self.recorder {
-            r.sent(&self.url, &text);
-        }
-        self.ws
-            .send(tokio_tungstenite::tungstenite::Message::Text(text.into()))
-            .await
-            .map_err(|e| e.to_string())
-    }
-
-    pub(crate) async fn close(&mut self) {
-        let _ = self.ws.close(None).await;
-    }
-}
-
-/// GETs `url` and returns the body of a successful answer (recorded when
-/// recording); an error names the URL and, for an HTTP error, the status
-/// and the start of the body.
-pub(crate) async fn get_text(
-    http: &reqwest::Client,
-    url: &str,
-    recorder: Option<&crate::recording::Recorder>,
-) -> Result<String, String> {
-    let response = http.get(url).send().await.map_err(|e| format!("GET {url}: {e}"))?;
-    let status = response.status();
-    let body = response.text().await.map_err(|e| format!("GET {url}: {e}"))?;
-    if !status.is_success() {
-        return Err(format!("GET {url}: HTTP {status}: {}", &body[..body.len().min(200)]));
-    }
-    if let Some(r) = recorder {
-        r.rest(url, &body);
-    }
-    Ok(body)
 }
 
 /// Publishes a trade or BBO and marks its symbol as fresh in the status.

@@ -18,7 +18,7 @@ use crate::recording::Recorder;
 use crate::sink::Sink;
 use crate::status::StreamStatus;
 use crate::venues::{
-    BookChange, BookOutcome, Incoming, emit_live, get_text, open, publish_book, reconnect_loop, rejected,
+    BookChange, BookOutcome, Incoming, SessionError, emit_live, get_text, open, publish_book, reconnect_loop, rejected,
     republish_book,
 };
 
@@ -118,13 +118,16 @@ fn request_snapshot(
     recorder: Option<&Recorder>,
     url: String,
     symbol: String,
-    tx: mpsc::Sender<(String, Result<Snapshot, String>)>,
+    tx: mpsc::Sender<(String, Result<Snapshot, SessionError>)>,
 ) {
     let (http, recorder) = (http.clone(), recorder.cloned());
     tokio::spawn(async move {
         let result = async {
             let body = get_text(&http, &url, recorder.as_ref()).await?;
-            parse_snapshot(&body).map_err(|e| e.to_string())
+            parse_snapshot(&body).map_err(|e| SessionError::Answer {
+                url: url.clone(),
+                detail: e.to_string(),
+            })
         }
         .await;
         let _ = tx.send((symbol, result)).await;
@@ -191,7 +194,7 @@ async fn session(
     metrics: &Metrics,
     last_trades: &TradeIds,
     shutdown: &CancellationToken,
-) -> Result<(), String> {
+) -> Result<(), SessionError> {
     let url = venue.stream_url();
     let exchange = venue.symbols.exchange.clone();
     let mut ws = open(&url, None, venue.connection.recorder.as_ref()).await?;
@@ -239,7 +242,7 @@ async fn session(
                     tokio::spawn(async move {
                         let answer = async {
                             let body = get_text(&http, &url, recorder.as_ref()).await?;
-                            parse_open_interest(&symbols, &body, now_us()).map_err(|e| format!("GET {url}: {e}"))
+                            parse_open_interest(&symbols, &body, now_us()).map_err(|e| SessionError::Answer { url: url.clone(), detail: e.to_string() })
                         }
                         .await;
                         let _ = sink_tx.send(answer).await;
@@ -255,11 +258,15 @@ async fn session(
                 let snapshot = match result {
                     Ok(s) => s,
                     Err(error) => {
-                        tracing::warn!(%exchange, %symbol, %error, "snapshot failed, retrying");
+                        // A second, or what the venue asked for (a rate
+                        // limit's Retry-After), or long after a refusal.
+                        let pause = error.pause(Duration::from_secs(1), venue.connection.backoff_max);
+                        metrics.session_errors.with_label_values(&[exchange.as_str(), error.reason()]).inc();
+                        tracing::warn!(%exchange, %symbol, %error, retry_in_ms = pause.as_millis() as u64, "snapshot failed, retrying");
                         let (http, url, tx) = (http.clone(), venue.depth_url(&symbol), snap_tx.clone());
                         let recorder = venue.connection.recorder.clone();
                         tokio::spawn(async move {
-                            tokio::time::sleep(Duration::from_secs(1)).await;
+                            tokio::time::sleep(pause).await;
                             request_snapshot(&http, recorder.as_ref(), url, symbol, tx);
                         });
                         continue;
@@ -289,7 +296,7 @@ async fn session(
                 let text = match incoming {
                     Ok(Incoming::Text(text)) => text,
                     Ok(Incoming::Closed) => break Ok(()),
-                    Err(error) => break Err(format!("{url}: {error}")),
+                    Err(error) => break Err(error),
                 };
                 let now = now_us();
                 match parse(&venue.symbols, &text, now) {

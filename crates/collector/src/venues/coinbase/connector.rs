@@ -15,7 +15,9 @@ use super::parse::{Frame, parse};
 use crate::metrics::Metrics;
 use crate::sink::Sink;
 use crate::status::StreamStatus;
-use crate::venues::{BookChange, Incoming, emit_live, open, publish_book, reconnect_loop, rejected, republish_book};
+use crate::venues::{
+    BookChange, Incoming, SessionError, emit_live, open, publish_book, reconnect_loop, rejected, republish_book,
+};
 
 /// The book channel: `level2_batch` is public; `level2` needs authentication
 /// on the current feed and carries the same messages.
@@ -63,7 +65,7 @@ async fn session(
     status: &StreamStatus,
     metrics: &Metrics,
     shutdown: &CancellationToken,
-) -> Result<(), String> {
+) -> Result<(), SessionError> {
     let url = &venue.ws_url;
     let exchange = venue.symbols.exchange.clone();
     let mut ws = open(
@@ -96,7 +98,7 @@ async fn session(
                 let text = match incoming {
                     Ok(Incoming::Text(text)) => text,
                     Ok(Incoming::Closed) => break Ok(()),
-                    Err(error) => break Err(format!("{url}: {error}")),
+                    Err(error) => break Err(error),
                 };
                 let now = now_us();
                 match parse(&venue.symbols, &text, now) {

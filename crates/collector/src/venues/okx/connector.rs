@@ -16,7 +16,9 @@ use super::parse::{Frame, parse};
 use crate::metrics::Metrics;
 use crate::sink::Sink;
 use crate::status::StreamStatus;
-use crate::venues::{BookChange, Incoming, emit_live, open, publish_book, reconnect_loop, rejected, republish_book};
+use crate::venues::{
+    BookChange, Incoming, SessionError, emit_live, open, publish_book, reconnect_loop, rejected, republish_book,
+};
 
 /// OKX closes a connection that sends nothing for 30 s: ping well before.
 const PING_EVERY: Duration = Duration::from_secs(20);
@@ -75,7 +77,7 @@ async fn session(
     status: &StreamStatus,
     metrics: &Metrics,
     shutdown: &CancellationToken,
-) -> Result<(), String> {
+) -> Result<(), SessionError> {
     let url = &venue.ws_url;
     let exchange = venue.symbols.exchange.clone();
     let subscribe = json!({"op": "subscribe", "args": venue.subscriptions()});
@@ -107,14 +109,14 @@ async fn session(
             () = tokio::time::sleep_until(deadline) => break Ok(()),
             _ = ping.tick() => {
                 if let Err(e) = ws.send_text("ping".to_owned()).await {
-                    break Err(format!("sending ping on {url}: {e}"));
+                    break Err(e);
                 }
             }
             incoming = ws.next_text(venue.connection.stale_after) => {
                 let text = match incoming {
                     Ok(Incoming::Text(text)) => text,
                     Ok(Incoming::Closed) => break Ok(()),
-                    Err(error) => break Err(format!("{url}: {error}")),
+                    Err(error) => break Err(error),
                 };
                 let now = now_us();
                 match parse(&venue.symbols, &text, now) {
