@@ -17,8 +17,8 @@ pub(crate) async fn replay_to_nats(rows: &mut Vec<Row>, nats_url: &str) -> anyho
     use moat_collector::config::VenueConfig;
     use moat_collector::metrics::Metrics;
     use moat_collector::publisher::{EventQueue, run_publisher};
-    use moat_collector::replay::{Recording, ReplayServer, Speed};
     use moat_collector::status::StreamStatus;
+    use moat_localvenue::replay::{Recording, ReplayServer, Speed};
 
     struct Collect(std::sync::Mutex<Vec<MarketEvent>>);
     impl moat_collector::sink::Sink for Collect {

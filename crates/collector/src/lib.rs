@@ -7,12 +7,9 @@
 
 pub mod book;
 pub mod config;
-pub mod exchange;
 pub mod metrics;
 pub mod publisher;
 pub mod recording;
-pub mod replay;
-pub mod sim;
 pub mod sink;
 pub mod status;
 pub mod venues;
@@ -219,9 +216,23 @@ pub async fn run(config: CollectorConfig, http: TcpListener, shutdown: Cancellat
     let mut configured = config.venues.clone();
     // Held until the collector stops: dropping it stops the exchange.
     let _sim = if config.sim.enabled {
-        let (exchange, venue) = sim::start(&config.sim).await?;
-        tracing::info!(ws = %exchange.ws_url(), exchange = %venue.exchange, "simulated exchange started");
-        configured.push(venue);
+        let sim = &config.sim;
+        let (exchange, symbols) = moat_localvenue::sim::start(
+            sim.symbols.iter().map(|s| (s.symbol.as_str(), s.price.as_str())),
+            sim.trades_per_second,
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("sim: {e}"))?;
+        tracing::info!(ws = %exchange.ws_url(), exchange = %sim.exchange, "simulated exchange started");
+        configured.push(config::VenueConfig {
+            kind: "binance".into(),
+            exchange: sim.exchange.clone(),
+            ws_url: exchange.ws_url(),
+            rest_url: exchange.http_url(),
+            symbols,
+            open_interest_interval_ms: 0,
+            ..config::VenueConfig::default()
+        });
         Some(exchange)
     } else {
         None

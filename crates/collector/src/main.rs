@@ -17,11 +17,11 @@ use anyhow::{Context, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 use moat_collector::config::{CollectorConfig, VenueConfig};
 use moat_collector::metrics::Metrics;
-use moat_collector::replay::{Recording, ReplayServer, Speed};
 use moat_collector::sink::{JsonLines, Sink};
 use moat_collector::status::StreamStatus;
 use moat_common_types::config::{ConfigArgs, load_or_exit, parse_args};
 use moat_common_types::{http::shutdown_token, telemetry};
+use moat_localvenue::replay::{Recording, ReplayServer, Speed};
 use tokio_util::sync::CancellationToken;
 
 /// Collects live market data from exchanges, normalizes it and publishes it
@@ -114,7 +114,7 @@ enum Command {
         listen: String,
         /// `SYMBOL=PRICE`, repeated (default: a few majors).
         #[arg(long = "symbol", value_parser = parse_symbol)]
-        symbols: Vec<moat_collector::exchange::GeneratedSymbol>,
+        symbols: Vec<moat_localvenue::exchange::GeneratedSymbol>,
         #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
         trades_per_second: u32,
     },
@@ -143,8 +143,8 @@ fn parse_seconds(value: &str) -> Result<Duration, String> {
         .ok_or_else(|| format!("{value:?}: expected seconds, e.g. 60 or 60s"))
 }
 
-fn parse_symbol(value: &str) -> Result<moat_collector::exchange::GeneratedSymbol, String> {
-    moat_collector::exchange::GeneratedSymbol::parse(value)
+fn parse_symbol(value: &str) -> Result<moat_localvenue::exchange::GeneratedSymbol, String> {
+    moat_localvenue::exchange::GeneratedSymbol::parse(value)
 }
 
 #[tokio::main]
@@ -268,16 +268,16 @@ async fn record(
 /// Runs the generated local exchange until SIGINT or SIGTERM.
 async fn run_exchange(
     listen: &str,
-    mut symbols: Vec<moat_collector::exchange::GeneratedSymbol>,
+    mut symbols: Vec<moat_localvenue::exchange::GeneratedSymbol>,
     rate: u32,
 ) -> anyhow::Result<()> {
     if symbols.is_empty() {
-        symbols = moat_collector::exchange::GeneratedSymbol::defaults();
+        symbols = moat_localvenue::exchange::GeneratedSymbol::defaults();
     }
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("binding --listen {listen}"))?;
-    let exchange = moat_collector::exchange::GeneratedExchange::start(listener, &symbols, rate).await?;
+    let exchange = moat_localvenue::exchange::GeneratedExchange::start(listener, &symbols, rate).await?;
     tracing::info!(
         ws = %exchange.ws_url(),
         rest = %exchange.http_url(),

@@ -8,12 +8,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use moat_collector::config::VenueConfig;
-use moat_collector::exchange::{GeneratedExchange, GeneratedSymbol};
 use moat_collector::metrics::Metrics;
 use moat_collector::sink::Sink;
 use moat_collector::status::StreamStatus;
 use moat_common_types::MarketEvent;
 use moat_common_types::model::Level;
+use moat_localvenue::exchange::{GeneratedExchange, GeneratedSymbol};
 use rust_decimal::Decimal;
 use tokio_util::sync::CancellationToken;
 

@@ -9,10 +9,10 @@ mod common;
 use common::fixtures;
 use moat_collector::config::VenueConfig;
 use moat_collector::metrics::Metrics;
-use moat_collector::replay::{Recording, ReplayServer, Speed};
 use moat_collector::sink::Sink;
 use moat_collector::status::StreamStatus;
 use moat_common_types::MarketEvent;
+use moat_localvenue::replay::{Recording, ReplayServer, Speed};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Default)]

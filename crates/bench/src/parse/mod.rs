@@ -8,11 +8,11 @@ mod typed;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use moat_collector::replay::Recording;
 use moat_collector::venues::{binance, coinbase, okx};
 use moat_common_types::MarketEvent;
 use moat_common_types::model::{BookDelta, BookSnapshot, Level};
 use moat_common_types::proto_conv::encode;
+use moat_localvenue::replay::Recording;
 
 use self::typed::{Kind, Pass, Venue};
 use crate::{Row, fixtures};

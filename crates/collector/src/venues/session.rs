@@ -11,7 +11,7 @@ use crate::venues::Connection;
 /// Why a venue session (or one of its REST calls) failed. The reconnect
 /// loop counts each by [`SessionError::reason`] and waits according to
 /// [`SessionError::pause`]: a venue that asks for time (`Retry-After`) gets
-/// it, and one that refuses the request itself is not asked again soon.
+/// it, and one that refuses the request itself (terminal) is not asked again soon.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SessionError {
     /// No connection: refused, DNS, TLS, or no answer in time.
@@ -56,21 +56,26 @@ impl SessionError {
     /// True when the same request will be refused again: an HTTP 4xx
     /// other than a timeout or a rate limit (a wrong URL, an unknown
     /// symbol, a refused account). Retrying it soon only spends the
-    /// venue's request weight.
-    pub fn is_refusal(&self) -> bool {
+    /// venue's request weight, so it is retried at the backoff's ceiling
+    /// (a venue never stops the collector).
+    pub fn is_terminal(&self) -> bool {
         matches!(self, SessionError::Http { status, .. } if (400..500).contains(status) && !matches!(status, 408 | 418 | 429))
+    }
+
+    /// How long the venue asked to be left alone (`Retry-After`).
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            SessionError::Http { retry_after, .. } => *retry_after,
+            _ => None,
+        }
     }
 
     /// How long to wait before trying again, given the backoff's own
     /// `pause` and its ceiling: at least what the venue asked for, and the
-    /// ceiling after a refusal.
+    /// ceiling after a terminal error.
     pub fn pause(&self, pause: Duration, ceiling: Duration) -> Duration {
-        let asked = match self {
-            SessionError::Http { retry_after, .. } => retry_after.unwrap_or_default(),
-            _ => Duration::ZERO,
-        };
-        let floor = if self.is_refusal() { ceiling } else { Duration::ZERO };
-        pause.max(asked).max(floor)
+        let floor = if self.is_terminal() { ceiling } else { Duration::ZERO };
+        pause.max(self.retry_after().unwrap_or_default()).max(floor)
     }
 }
 
@@ -136,7 +141,7 @@ pub(crate) async fn reconnect_loop<F, Fut>(
                     .with_label_values(&[exchange, error.reason()])
                     .inc();
                 pause = error.pause(pause, connection.backoff_max);
-                if error.is_refusal() {
+                if error.is_terminal() {
                     tracing::error!(exchange, %error, retry_in_s = pause.as_secs(), "venue refused the session");
                 } else {
                     tracing::warn!(exchange, %error, retry_in_ms = pause.as_millis() as u64, "connection failed");
@@ -320,11 +325,12 @@ mod tests {
         // Asked for less than the backoff: the backoff stands.
         assert_eq!(http(429, Some(0)).pause(pause, ceiling), pause);
         // A refusal (unknown symbol, wrong URL): the ceiling, not a hammer.
-        assert!(http(400, None).is_refusal());
+        assert!(http(400, None).is_terminal());
+        assert_eq!(http(429, Some(7)).retry_after(), Some(Duration::from_secs(7)));
         assert_eq!(http(404, None).pause(pause, ceiling), ceiling);
         // Server errors, timeouts and rate limits are not refusals.
         for status in [408, 418, 429, 500, 503] {
-            assert!(!http(status, None).is_refusal(), "{status}");
+            assert!(!http(status, None).is_terminal(), "{status}");
         }
         assert_eq!(http(503, None).pause(pause, ceiling), pause);
         let stale = SessionError::Stale {
