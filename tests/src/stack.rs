@@ -182,7 +182,7 @@ impl Stack {
             .collect();
         let venue = format!(
             "[{{kind=\"binance\",exchange=\"{EXCHANGE}\",ws_url=\"ws://{a}\",rest_url=\"http://{a}\",symbols=[{}],\
-             open_interest_interval_ms=0,stale_after_ms=3000,backoff_max_ms=2000}}]",
+             open_interest_interval=\"0s\",stale_after=\"3s\",backoff_max=\"2s\"}}]",
             symbols.join(","),
             a = self.exchange_addr
         );
@@ -249,7 +249,7 @@ impl Stack {
         );
         // Only ethereum is allowed, with ganache as its upstream.
         let mut gateway_toml = format!(
-            "[clickhouse]\nurl = \"{}\"\ndatabase = \"{}\"\n\n[rpc]\nhealth_check_interval_ms = 500\n\n\
+            "[clickhouse]\nurl = \"{}\"\ndatabase = \"{}\"\n\n[rpc]\nhealth_check_interval = \"500ms\"\n\n\
              [rpc.chains.ethereum]\nchain_id = 1\nupstreams = [\"{}\"]\n",
             self.clickhouse_url, self.database, self.node.url
         );

@@ -65,9 +65,9 @@ async fn stack(configure: impl FnOnce(&mut GatewayConfig)) -> Stack {
             token: BETA.into(),
         },
     ];
-    config.rpc.timeout_ms = 1_000;
+    config.rpc.timeout = std::time::Duration::from_millis(1_000);
     // These tests count the connections an upstream gets: no health probes.
-    config.rpc.health_check_interval_ms = 0;
+    config.rpc.health_check_interval = std::time::Duration::from_millis(0);
     configure(&mut config);
     let grpc = listener().await;
     let http = listener().await;
@@ -480,7 +480,7 @@ async fn black_holed_upstream_fails_within_the_timeout() {
     let upstream = vec![format!("http://{}", hole.local_addr().unwrap())];
     let s = stack(move |c| {
         c.rpc.chains.get_mut("ethereum").unwrap().upstreams = upstream;
-        c.rpc.timeout_ms = 500;
+        c.rpc.timeout = std::time::Duration::from_millis(500);
         c.rpc.max_attempts = 1;
     })
     .await;
@@ -521,7 +521,7 @@ async fn a_cancelled_client_call_aborts_the_upstream_request() {
     });
     let s = stack(move |c| {
         c.rpc.chains.get_mut("ethereum").unwrap().upstreams = upstream;
-        c.rpc.timeout_ms = 20_000;
+        c.rpc.timeout = std::time::Duration::from_millis(20_000);
         c.rpc.max_attempts = 1;
     })
     .await;

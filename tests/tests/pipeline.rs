@@ -76,8 +76,8 @@ fn writer_config(nats_url: &str, ch_url: &str, db: &str) -> WriterConfig {
     config.clickhouse.database = db.into();
     config.writer.batch_size = 2_000;
     config.writer.max_inflight = 10_000;
-    config.writer.flush_interval_ms = 200;
-    config.writer.max_backoff_ms = 500;
+    config.writer.flush_interval = std::time::Duration::from_millis(200);
+    config.writer.max_backoff = std::time::Duration::from_millis(500);
     config
 }
 
@@ -360,8 +360,8 @@ fn spawn_writer(nats_url: &str, ch_url: &str, db: &str) -> Child {
         .env("MOAT_STORAGE_WRITER__HTTP__LISTEN", "127.0.0.1:0")
         .env("MOAT_STORAGE_WRITER__WRITER__BATCH_SIZE", "500")
         .env("MOAT_STORAGE_WRITER__WRITER__MAX_INFLIGHT", "2000")
-        .env("MOAT_STORAGE_WRITER__WRITER__FLUSH_INTERVAL_MS", "100")
-        .env("MOAT_STORAGE_WRITER__WRITER__ACK_WAIT_MS", "5000")
+        .env("MOAT_STORAGE_WRITER__WRITER__FLUSH_INTERVAL", "100ms")
+        .env("MOAT_STORAGE_WRITER__WRITER__ACK_WAIT", "5s")
         .env("RUST_LOG", "warn")
         .spawn()
         .unwrap()
@@ -504,8 +504,8 @@ async fn a_message_delivered_twice_into_one_batch_is_stored_once() {
     // A batch open longer than the ack wait: JetStream redelivers its
     // messages into the same pull request while their first copies are
     // still in the batch.
-    config.writer.flush_interval_ms = 4_000;
-    config.writer.ack_wait_ms = 1_000;
+    config.writer.flush_interval = std::time::Duration::from_millis(4_000);
+    config.writer.ack_wait = std::time::Duration::from_millis(1_000);
     migrate(&config).await;
     let js = jetstream::new(async_nats::connect(nats.url()).await.unwrap());
     let stream = ensure_stream(&js, &StreamSettings::default()).await.unwrap();

@@ -212,7 +212,7 @@ async fn market_event_trace_continues_from_collector_to_storage_writer() {
         kv("MOAT_STORAGE_WRITER__CLICKHOUSE__URL", &ch.url),
         kv("MOAT_STORAGE_WRITER__CLICKHOUSE__DATABASE", &db),
         kv("MOAT_STORAGE_WRITER__HTTP__LISTEN", "127.0.0.1:0"),
-        kv("MOAT_STORAGE_WRITER__WRITER__FLUSH_INTERVAL_MS", 100),
+        kv("MOAT_STORAGE_WRITER__WRITER__FLUSH_INTERVAL", "100ms"),
     ];
     let status = Command::new(bin("moat-storage-writer"))
         .arg("migrate")

@@ -93,7 +93,7 @@ pub const SERVICES: &[Service] = &[
                 .map(|s| format!("\"{}\"", s.split('=').next().unwrap_or_default()))
                 .collect();
             let venue = format!(
-                "[{{kind=\"binance\",exchange=\"local\",ws_url=\"ws://{addr}\",rest_url=\"http://{addr}\",symbols=[{}],open_interest_interval_ms=0}}]",
+                "[{{kind=\"binance\",exchange=\"local\",ws_url=\"ws://{addr}\",rest_url=\"http://{addr}\",symbols=[{}],open_interest_interval=\"0s\"}}]",
                 symbols.join(","),
                 addr = deps.exchange
             );

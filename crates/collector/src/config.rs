@@ -1,5 +1,7 @@
 //! Collector configuration (`config/collector.toml`, `MOAT_COLLECTOR__…`).
 
+use std::time::Duration;
+
 use moat_common_types::config::{ConfigError, Validate};
 use moat_common_types::infra::{ListenConfig, NatsConfig, StreamConfig};
 use serde::{Deserialize, Serialize};
@@ -46,17 +48,22 @@ pub struct VenueConfig {
     pub symbols: Vec<String>,
     /// No frame for this long replaces the connection; keep it above the
     /// quietest subscribed symbol's usual silence.
-    pub stale_after_ms: u64,
-    pub backoff_max_ms: u64,
+    #[serde(with = "humantime_serde")]
+    pub stale_after: Duration,
+    #[serde(with = "humantime_serde")]
+    pub backoff_max: Duration,
     /// Reconnect before the venue's own connection limit (24 h on Binance).
-    pub max_connection_age_ms: u64,
+    #[serde(with = "humantime_serde")]
+    pub max_connection_age: Duration,
     /// Open interest is polled over REST this often where the venue has no
     /// stream for it (Binance futures); 0 turns polling off.
-    pub open_interest_interval_ms: u64,
+    #[serde(with = "humantime_serde")]
+    pub open_interest_interval: Duration,
     /// Every valid book is published whole this often (a late consumer,
     /// such as a restarted gateway, gets books within it); 0 = only the
     /// venue's own snapshots.
-    pub book_snapshot_interval_ms: u64,
+    #[serde(with = "humantime_serde")]
+    pub book_snapshot_interval: Duration,
     /// Symbols per WebSocket connection; more are spread over several
     /// connections. 0 = the venue's limit (Binance spot 256 = 1024 streams,
     /// futures 33 = 200 streams, OKX and Coinbase 100).
@@ -71,11 +78,11 @@ impl Default for VenueConfig {
             ws_url: "wss://stream.binance.com:9443".into(),
             rest_url: "https://api.binance.com".into(),
             symbols: Vec::new(),
-            stale_after_ms: 30_000,
-            backoff_max_ms: 30_000,
-            max_connection_age_ms: 23 * 3600 * 1000,
-            open_interest_interval_ms: 60_000,
-            book_snapshot_interval_ms: 30_000,
+            stale_after: Duration::from_secs(30),
+            backoff_max: Duration::from_secs(30),
+            max_connection_age: Duration::from_secs(82_800),
+            open_interest_interval: Duration::from_secs(60),
+            book_snapshot_interval: Duration::from_secs(30),
             symbols_per_connection: 0,
         }
     }
@@ -168,11 +175,11 @@ impl Validate for CollectorConfig {
                     "at least one symbol",
                 ));
             }
-            if v.stale_after_ms < 1_000 {
-                return Err(ConfigError::invalid(
-                    &format!("venues[{i}].stale_after_ms"),
-                    v.stale_after_ms,
-                    "at least 1000",
+            if v.stale_after < Duration::from_secs(1) {
+                return Err(ConfigError::invalid_duration(
+                    &format!("venues[{i}].stale_after"),
+                    v.stale_after,
+                    "at least \"1s\"",
                 ));
             }
         }

@@ -93,12 +93,11 @@ pub fn venue_connectors(venue: &config::VenueConfig) -> anyhow::Result<Vec<Venue
 pub fn venue_connector(venue: &config::VenueConfig) -> anyhow::Result<VenueConnector> {
     let symbols: Vec<&str> = venue.symbols.iter().map(String::as_str).collect();
     let connection = venues::Connection {
-        stale_after: Duration::from_millis(venue.stale_after_ms),
-        max_connection_age: Duration::from_millis(venue.max_connection_age_ms),
-        backoff_max: Duration::from_millis(venue.backoff_max_ms),
+        stale_after: venue.stale_after,
+        max_connection_age: venue.max_connection_age,
+        backoff_max: venue.backoff_max,
         limiter: venues::limits::ConnectionLimiter::for_kind(&venue.kind),
-        snapshot_every: (venue.book_snapshot_interval_ms > 0)
-            .then(|| Duration::from_millis(venue.book_snapshot_interval_ms)),
+        snapshot_every: (!venue.book_snapshot_interval.is_zero()).then_some(venue.book_snapshot_interval),
         recorder: None,
     };
     if venue.kind == "okx" {
@@ -130,8 +129,7 @@ pub fn venue_connector(venue: &config::VenueConfig) -> anyhow::Result<VenueConne
         ws_url: venue.ws_url.clone(),
         rest_url: venue.rest_url.clone(),
         connection,
-        open_interest_every: (venue.open_interest_interval_ms > 0)
-            .then(|| Duration::from_millis(venue.open_interest_interval_ms)),
+        open_interest_every: (!venue.open_interest_interval.is_zero()).then_some(venue.open_interest_interval),
         trade_ids: Default::default(),
     }))
 }
@@ -230,7 +228,7 @@ pub async fn run(config: CollectorConfig, http: TcpListener, shutdown: Cancellat
             ws_url: exchange.ws_url(),
             rest_url: exchange.http_url(),
             symbols,
-            open_interest_interval_ms: 0,
+            open_interest_interval: Duration::ZERO,
             ..config::VenueConfig::default()
         });
         Some(exchange)

@@ -72,9 +72,9 @@ async fn republished_books_match_the_deltas_and_a_cut_connection_is_replaced_wit
         ws_url: exchange.ws_url(),
         rest_url: exchange.http_url(),
         symbols: vec!["BTCUSDT".into()],
-        open_interest_interval_ms: 0,
-        book_snapshot_interval_ms: 250,
-        backoff_max_ms: 500,
+        open_interest_interval: std::time::Duration::from_millis(0),
+        book_snapshot_interval: std::time::Duration::from_millis(250),
+        backoff_max: std::time::Duration::from_millis(500),
         ..VenueConfig::default()
     })
     .unwrap();
@@ -183,8 +183,8 @@ async fn a_rate_limited_snapshot_waits_the_retry_after_it_was_given() {
         ws_url: exchange.ws_url(),
         rest_url: exchange.http_url(),
         symbols: vec!["ETHUSDT".into()],
-        open_interest_interval_ms: 0,
-        backoff_max_ms: 500,
+        open_interest_interval: std::time::Duration::from_millis(0),
+        backoff_max: std::time::Duration::from_millis(500),
         ..VenueConfig::default()
     })
     .unwrap();

@@ -269,7 +269,7 @@ async fn venue_outage_reconnects_and_resubscribes_within_the_backoff_bound() {
         ws_url: server.ws_url(),
         rest_url: server.http_url(),
         symbols: symbols.clone(),
-        backoff_max_ms: backoff_max.as_millis() as u64,
+        backoff_max,
         ..VenueConfig::default()
     })
     .unwrap();

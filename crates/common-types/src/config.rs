@@ -27,6 +27,16 @@ impl ConfigError {
     pub fn invalid(key: &str, value: impl std::fmt::Display, expected: &str) -> ConfigError {
         ConfigError(format!("key `{key}` = {value}: expected {expected}"))
     }
+
+    /// A duration key that holds `value`, as the configuration spells it
+    /// (`"1m 30s"`).
+    pub fn invalid_duration(key: &str, value: std::time::Duration, expected: &str) -> ConfigError {
+        ConfigError::invalid(
+            key,
+            format!("\"{}\"", humantime_serde::re::humantime::format_duration(value)),
+            expected,
+        )
+    }
 }
 
 /// Checks on values beyond what their types express.
@@ -185,16 +195,25 @@ fn describe(figment: &Figment, prefix: &str, error: figment::Error) -> ConfigErr
                 keys.push(field.clone());
             }
             let full = keys.join(".");
+            // Durations were once `<name>_ms` numbers; now `<name>` takes a
+            // string with its unit.
+            let renamed = field
+                .strip_suffix("_ms")
+                .filter(|name| expected.iter().any(|e| e == name))
+                .map(|name| format!(" (durations are strings with a unit now: `{name} = \"30s\"`)"))
+                .unwrap_or_default();
             format!(
-                "unknown key `{full}`{}; expected one of: {}",
+                "unknown key `{full}`{}; expected one of: {}{renamed}",
                 origin(&keys),
                 expected.join(", ")
             )
         }
-        Kind::InvalidType(actual, expected) => {
-            format!("key `{key}` is {actual}{}: expected {expected}", origin(&error.path))
-        }
-        Kind::InvalidValue(actual, expected) => {
+        Kind::InvalidType(actual, expected) | Kind::InvalidValue(actual, expected) => {
+            let expected = if expected == "a duration" {
+                "a duration with its unit, such as \"30s\", \"150ms\" or \"1m 30s\""
+            } else {
+                expected
+            };
             format!("key `{key}` is {actual}{}: expected {expected}", origin(&error.path))
         }
         Kind::MissingField(field) => format!("missing key `{}`", join(&key, field)),
@@ -270,7 +289,9 @@ mod tests {
     #[serde(deny_unknown_fields, default)]
     struct Http {
         listen: SocketAddr,
-        timeout_ms: u64,
+        #[serde(with = "humantime_serde")]
+        timeout: std::time::Duration,
+        retries: u64,
     }
 
     #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -284,7 +305,8 @@ mod tests {
         fn default() -> Self {
             Http {
                 listen: "0.0.0.0:9090".parse().unwrap(),
-                timeout_ms: 1000,
+                timeout: std::time::Duration::from_secs(1),
+                retries: 3,
             }
         }
     }
@@ -300,8 +322,12 @@ mod tests {
 
     impl Validate for Demo {
         fn validate(&self) -> Result<(), ConfigError> {
-            if self.http.timeout_ms == 0 {
-                return Err(ConfigError::invalid("http.timeout_ms", 0, "a timeout above 0 ms"));
+            if self.http.timeout.is_zero() {
+                return Err(ConfigError::invalid_duration(
+                    "http.timeout",
+                    self.http.timeout,
+                    "a timeout above 0",
+                ));
             }
             Ok(())
         }
@@ -334,19 +360,22 @@ mod tests {
     fn environment_overrides_the_file() {
         let demo = with(
             "demo-env",
-            "name = \"x\"\n[http]\ntimeout_ms = 5\n",
-            &[("MOAT_DEMO_ENV__HTTP__TIMEOUT_MS", "77")],
+            "name = \"x\"\n[http]\ntimeout = \"5s\"\n",
+            &[("MOAT_DEMO_ENV__HTTP__TIMEOUT", "77ms")],
         )
         .unwrap();
-        assert_eq!(demo.http.timeout_ms, 77);
+        assert_eq!(demo.http.timeout, std::time::Duration::from_millis(77));
         assert_eq!(demo.name, "x");
     }
 
     #[test]
     fn bad_environment_value_names_the_variable() {
-        let err = with("demo-env-bad", "", &[("MOAT_DEMO_ENV_BAD__HTTP__TIMEOUT_MS", "abc")]).unwrap_err();
-        assert!(err.0.contains("key `http.timeout_ms`"), "{err}");
-        assert!(err.0.contains("MOAT_DEMO_ENV_BAD__HTTP__TIMEOUT_MS"), "{err}");
+        let err = with("demo-env-bad", "", &[("MOAT_DEMO_ENV_BAD__HTTP__RETRIES", "abc")]).unwrap_err();
+        assert!(err.0.contains("key `http.retries`"), "{err}");
+        assert!(err.0.contains("MOAT_DEMO_ENV_BAD__HTTP__RETRIES"), "{err}");
+        let err = with("demo-env-unit", "", &[("MOAT_DEMO_ENV_UNIT__HTTP__TIMEOUT", "90")]).unwrap_err();
+        assert!(err.0.contains("key `http.timeout`"), "{err}");
+        assert!(err.0.contains("MOAT_DEMO_ENV_UNIT__HTTP__TIMEOUT"), "{err}");
         let err = with("demo-env-unknown", "", &[("MOAT_DEMO_ENV_UNKNOWN__HTTP__PORT", "1")]).unwrap_err();
         assert!(err.0.contains("unknown key `http.port`"), "{err}");
     }
@@ -368,9 +397,9 @@ mod tests {
 
     #[test]
     fn file_overrides_defaults() {
-        let demo = with("demo-file", "name = \"x\"\n[http]\ntimeout_ms = 5\n", &[]).unwrap();
+        let demo = with("demo-file", "name = \"x\"\n[http]\ntimeout = \"1m 30s\"\n", &[]).unwrap();
         assert_eq!(demo.name, "x");
-        assert_eq!(demo.http.timeout_ms, 5);
+        assert_eq!(demo.http.timeout, std::time::Duration::from_secs(90));
         assert_eq!(demo.http.listen, Http::default().listen);
     }
 
@@ -378,16 +407,39 @@ mod tests {
     fn unknown_key_is_named_with_its_section() {
         let err = with("demo-unknown", "[http]\nlisten_port = 1\n", &[]).unwrap_err();
         assert!(err.0.contains("unknown key `http.listen_port`"), "{err}");
-        assert!(err.0.contains("expected one of: listen, timeout_ms"), "{err}");
+        assert!(err.0.contains("expected one of: listen, timeout, retries"), "{err}");
         assert!(err.0.contains("demo.toml"), "the file must be named: {err}");
     }
 
     #[test]
+    fn a_duration_key_from_before_units_says_what_it_became() {
+        let err = with("demo-renamed", "[http]\ntimeout_ms = 5000\n", &[]).unwrap_err();
+        assert!(err.0.contains("unknown key `http.timeout_ms`"), "{err}");
+        assert!(
+            err.0.contains("`timeout = \"30s\"`"),
+            "the new spelling must be shown: {err}"
+        );
+        // Any other unknown key gets no such hint.
+        let err = with("demo-unrenamed", "[http]\nport_ms = 1\n", &[]).unwrap_err();
+        assert!(!err.0.contains("durations"), "{err}");
+    }
+
+    #[test]
     fn ill_typed_value_names_key_value_and_expectation() {
-        let err = with("demo-type", "[http]\ntimeout_ms = \"soon\"\n", &[]).unwrap_err();
-        assert!(err.0.contains("key `http.timeout_ms`"), "{err}");
+        let err = with("demo-type", "[http]\nretries = \"soon\"\n", &[]).unwrap_err();
+        assert!(err.0.contains("key `http.retries`"), "{err}");
         assert!(err.0.contains("\"soon\""), "the value must be named: {err}");
         assert!(err.0.contains("expected u64"), "{err}");
+        // A duration needs its unit.
+        for (service, value) in [
+            ("demo-duration", "\"soon\""),
+            ("demo-unitless", "\"90\""),
+            ("demo-bare", "5"),
+        ] {
+            let err = with(service, &format!("[http]\ntimeout = {value}\n"), &[]).unwrap_err();
+            assert!(err.0.contains("key `http.timeout` is "), "{err}");
+            assert!(err.0.contains("such as \"30s\""), "{err}");
+        }
 
         let err = with("demo-addr", "[http]\nlisten = \"nine\"\n", &[]).unwrap_err();
         assert!(err.0.contains("key `http.listen` = \"nine\""), "{err}");
@@ -395,8 +447,8 @@ mod tests {
 
     #[test]
     fn validation_runs_after_loading() {
-        let err = with("demo-validate", "[http]\ntimeout_ms = 0\n", &[]).unwrap_err();
-        assert_eq!(err.0, "key `http.timeout_ms` = 0: expected a timeout above 0 ms");
+        let err = with("demo-validate", "[http]\ntimeout = \"0s\"\n", &[]).unwrap_err();
+        assert_eq!(err.0, "key `http.timeout` = \"0s\": expected a timeout above 0");
     }
 
     #[test]
@@ -413,7 +465,7 @@ mod tests {
 
     #[test]
     fn a_toml_syntax_error_is_one_line_with_its_position() {
-        let err = load_toml_str::<Demo>("demo", "[http]\ntimeout_ms = \n").unwrap_err();
+        let err = load_toml_str::<Demo>("demo", "[http]\ntimeout = \n").unwrap_err();
         assert!(!err.0.contains('\n'), "{err}");
         assert!(err.0.contains("line 2"), "the position must be named: {err}");
         let err = with("demo-syntax", "name = 'unclosed\n", &[]).unwrap_err();
@@ -426,8 +478,8 @@ mod tests {
         let demo = load_toml_str::<Demo>("demo", "name = \"x\"\n").unwrap();
         assert_eq!(demo.name, "x");
         assert_eq!(demo.http, Http::default());
-        let err = load_toml_str::<Demo>("demo", "[http]\ntimeout_ms = 0\n").unwrap_err();
-        assert_eq!(err.0, "key `http.timeout_ms` = 0: expected a timeout above 0 ms");
+        let err = load_toml_str::<Demo>("demo", "[http]\ntimeout = \"0ms\"\n").unwrap_err();
+        assert_eq!(err.0, "key `http.timeout` = \"0s\": expected a timeout above 0");
     }
 
     #[test]

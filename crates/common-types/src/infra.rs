@@ -3,6 +3,8 @@
 //! service's configuration composes these, so a key means the same thing in
 //! every service and its default is set once.
 
+use std::time::Duration;
+
 use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
@@ -126,7 +128,8 @@ pub struct ClickHouseConfig {
     pub user: String,
     pub password: String,
     /// Per-request timeout of inserts and queries.
-    pub timeout_ms: u64,
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
     /// A cluster name from ClickHouse's `remote_servers`: tables are then
     /// `ReplicatedMergeTree` shards behind `Distributed` tables. Empty for
     /// one server.
@@ -140,7 +143,7 @@ impl Default for ClickHouseConfig {
             database: "moat".into(),
             user: "default".into(),
             password: String::new(),
-            timeout_ms: 30_000,
+            timeout: Duration::from_secs(30),
             cluster: String::new(),
         }
     }
@@ -171,11 +174,11 @@ impl ClickHouseConfig {
                 "a cluster name of letters, digits and underscores (or empty)",
             ));
         }
-        if self.timeout_ms == 0 {
-            return Err(ConfigError::invalid(
-                &format!("{section}.timeout_ms"),
-                0,
-                "at least 1 ms",
+        if self.timeout.is_zero() {
+            return Err(ConfigError::invalid_duration(
+                &format!("{section}.timeout"),
+                self.timeout,
+                "a timeout above 0, such as \"30s\"",
             ));
         }
         Ok(())

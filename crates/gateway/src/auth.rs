@@ -64,8 +64,8 @@ impl Auth {
             by_digest,
             failures: Mutex::new(HashMap::new()),
             max_failures: config.max_failures.get() as usize,
-            window: Duration::from_millis(config.failure_window_ms),
-            lockout: Duration::from_millis(config.lockout_ms),
+            window: config.failure_window,
+            lockout: config.lockout,
         })
     }
 

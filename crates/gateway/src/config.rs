@@ -1,5 +1,7 @@
 //! Gateway configuration (`config/gateway.toml`, `MOAT_GATEWAY__…`).
 
+use std::time::Duration;
+
 use std::collections::BTreeMap;
 
 use moat_common_types::config::{ConfigError, Validate};
@@ -30,7 +32,7 @@ impl Default for GatewayConfig {
             nats: NatsConfig::default(),
             clickhouse: ClickHouseConfig {
                 // History queries answer a strategy waiting on them.
-                timeout_ms: 10_000,
+                timeout: Duration::from_secs(10),
                 ..ClickHouseConfig::default()
             },
             state: StateConfig::default(),
@@ -46,11 +48,14 @@ impl Default for GatewayConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
     /// Longest a request may run; a client's `grpc-timeout` may only shorten it.
-    pub request_timeout_ms: u64,
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
     /// Idle keep-alive of client connections (longer than a proxy's usual 60 s).
-    pub keepalive_idle_ms: u64,
+    #[serde(with = "humantime_serde")]
+    pub keepalive_idle: Duration,
     /// Time an HTTP client has from a request's first byte to its last header.
-    pub header_read_timeout_ms: u64,
+    #[serde(with = "humantime_serde")]
+    pub header_read_timeout: Duration,
     /// Largest HTTP JSON-RPC body accepted.
     pub max_body_bytes: usize,
 }
@@ -58,9 +63,9 @@ pub struct ServerConfig {
 impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
-            request_timeout_ms: 30_000,
-            keepalive_idle_ms: 75_000,
-            header_read_timeout_ms: 10_000,
+            request_timeout: Duration::from_secs(30),
+            keepalive_idle: Duration::from_secs(75),
+            header_read_timeout: Duration::from_secs(10),
             max_body_bytes: 1024 * 1024,
         }
     }
@@ -71,14 +76,15 @@ impl Default for ServerConfig {
 pub struct StateConfig {
     /// gRPC endpoint of moat-state.
     pub endpoint: String,
-    pub timeout_ms: u64,
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
 }
 
 impl Default for StateConfig {
     fn default() -> Self {
         StateConfig {
             endpoint: "http://127.0.0.1:50052".into(),
-            timeout_ms: 5_000,
+            timeout: Duration::from_secs(5),
         }
     }
 }
@@ -97,12 +103,14 @@ pub struct AuthConfig {
     pub tokens: Vec<TokenConfig>,
     /// A file of `strategy_id token` lines (a mounted secret); `#` starts a comment.
     pub tokens_file: String,
-    /// Failed authentications from one peer within `failure_window_ms`
-    /// before it is refused with RESOURCE_EXHAUSTED for `lockout_ms`; at
+    /// Failed authentications from one peer within `failure_window`
+    /// before it is refused with RESOURCE_EXHAUSTED for `lockout`; at
     /// least 1 (0 is refused when the config is read).
     pub max_failures: std::num::NonZeroU32,
-    pub failure_window_ms: u64,
-    pub lockout_ms: u64,
+    #[serde(with = "humantime_serde")]
+    pub failure_window: Duration,
+    #[serde(with = "humantime_serde")]
+    pub lockout: Duration,
 }
 
 impl Default for AuthConfig {
@@ -111,8 +119,8 @@ impl Default for AuthConfig {
             tokens: Vec::new(),
             tokens_file: String::new(),
             max_failures: std::num::NonZeroU32::new(10).expect("10 is not zero"),
-            failure_window_ms: 60_000,
-            lockout_ms: 60_000,
+            failure_window: Duration::from_secs(60),
+            lockout: Duration::from_secs(60),
         }
     }
 }
@@ -146,7 +154,8 @@ impl Default for LimitsConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct PricesConfig {
     /// A source older than this is stale.
-    pub max_age_ms: i64,
+    #[serde(with = "humantime_serde")]
+    pub max_age: Duration,
     /// Sources further than this many percent from the median are outliers.
     pub outlier_percent: f64,
     /// Quote currencies accepted for a requested quote (USD → USD, USDT, USDC).
@@ -183,7 +192,7 @@ impl Default for PricesConfig {
             BTreeMap::from([("WBNB".to_owned(), "BNB".to_owned())]),
         );
         PricesConfig {
-            max_age_ms: 10_000,
+            max_age: Duration::from_secs(10),
             outlier_percent: 2.0,
             quote_aliases: BTreeMap::from([(
                 "USD".to_owned(),
@@ -220,7 +229,8 @@ pub struct RpcConfig {
     pub methods: Vec<String>,
     pub chains: BTreeMap<String, ChainConfig>,
     /// Per upstream attempt.
-    pub timeout_ms: u64,
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
     /// Attempts of a read method across upstreams and retries.
     pub max_attempts: u32,
     pub max_batch: usize,
@@ -229,11 +239,13 @@ pub struct RpcConfig {
     pub max_log_block_range: u64,
     /// Consecutive failures that eject an upstream, and for how long.
     pub eject_after_failures: u32,
-    pub eject_ms: u64,
+    #[serde(with = "humantime_serde")]
+    pub eject: Duration,
     /// How often every upstream is asked `eth_chainId` (0 = never): a dead
     /// upstream or one serving another chain is ejected before a strategy
     /// call finds out.
-    pub health_check_interval_ms: u64,
+    #[serde(with = "humantime_serde")]
+    pub health_check_interval: Duration,
 }
 
 impl Default for RpcConfig {
@@ -285,14 +297,14 @@ impl Default for RpcConfig {
             .map(String::from)
             .to_vec(),
             chains,
-            timeout_ms: 10_000,
+            timeout: Duration::from_secs(10),
             max_attempts: 3,
             max_batch: 100,
             max_response_bytes: 10 * 1024 * 1024,
             max_log_block_range: 10_000,
             eject_after_failures: 3,
-            health_check_interval_ms: 10_000,
-            eject_ms: 30_000,
+            health_check_interval: Duration::from_secs(10),
+            eject: Duration::from_secs(30),
         }
     }
 }
@@ -318,8 +330,12 @@ impl Validate for GatewayConfig {
         if self.rpc.max_batch == 0 || self.rpc.max_batch > 1000 {
             return Err(ConfigError::invalid("rpc.max_batch", self.rpc.max_batch, "1 to 1000"));
         }
-        if self.rpc.timeout_ms == 0 {
-            return Err(ConfigError::invalid("rpc.timeout_ms", 0, "at least 1 ms"));
+        if self.rpc.timeout.is_zero() {
+            return Err(ConfigError::invalid_duration(
+                "rpc.timeout",
+                self.rpc.timeout,
+                "a duration above 0, such as \"10s\"",
+            ));
         }
         if self.limits.requests_per_second <= 0.0 || self.limits.burst < 1.0 {
             return Err(ConfigError::invalid(

@@ -77,8 +77,8 @@ async fn build(config: GatewayConfig) -> anyhow::Result<Parts> {
         .with_context(|| format!("connecting to NATS at {}", config.nats.url))?;
     let state_channel = tonic::transport::Channel::from_shared(config.state.endpoint.clone())
         .with_context(|| format!("state.endpoint {:?} is not a URI", config.state.endpoint))?
-        .connect_timeout(Duration::from_millis(config.state.timeout_ms))
-        .timeout(Duration::from_millis(config.state.timeout_ms))
+        .connect_timeout(config.state.timeout)
+        .timeout(config.state.timeout)
         .connect_lazy();
     let clickhouse = clickhouse::Client::default()
         .with_url(&config.clickhouse.url)
@@ -119,7 +119,7 @@ fn spawn_background(parts: &Parts) -> Vec<tokio::task::JoinHandle<()>> {
     });
     let upstream_checks = tokio::spawn({
         let gateway = parts.gateway.clone();
-        let every = Duration::from_millis(gateway.config.rpc.health_check_interval_ms);
+        let every = gateway.config.rpc.health_check_interval;
         async move {
             loop {
                 if !every.is_zero() {
@@ -178,8 +178,8 @@ async fn serve(parts: &Parts, grpc: TcpListener, http: TcpListener, shutdown: Ca
     let gateway = &parts.gateway;
     let app = router(health(parts), gateway.metrics.registry.clone()).merge(http::routes(gateway.clone()));
     let timeouts = ServerTimeouts {
-        header_read: Duration::from_millis(gateway.config.server.header_read_timeout_ms),
-        idle: Duration::from_millis(gateway.config.server.keepalive_idle_ms),
+        header_read: gateway.config.server.header_read_timeout,
+        idle: gateway.config.server.keepalive_idle,
     };
     let http_task = tokio::spawn(serve_with(http, app, shutdown.clone().cancelled_owned(), timeouts));
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
@@ -200,13 +200,13 @@ async fn serve(parts: &Parts, grpc: TcpListener, http: TcpListener, shutdown: Ca
     };
     let reflection_v1 = reflection().build_v1()?;
     let reflection_v1alpha = reflection().build_v1alpha()?;
-    let keepalive = Duration::from_millis(gateway.config.server.keepalive_idle_ms);
+    let keepalive = gateway.config.server.keepalive_idle;
     let max_message = gateway.config.server.max_body_bytes.max(2 * 1024 * 1024);
     let addr = grpc.local_addr()?;
     tracing::info!(%addr, "gateway serving gRPC");
     // tonic's own timeout backs up each call's deadline (the client's
-    // grpc-timeout capped by request_timeout_ms), which answers first.
-    let backstop = Duration::from_millis(gateway.config.server.request_timeout_ms + 1_000);
+    // grpc-timeout capped by request_timeout), which answers first.
+    let backstop = gateway.config.server.request_timeout + Duration::from_secs(1);
     tonic::transport::Server::builder()
         .trace_fn(moat_common_types::grpc::server_span)
         .timeout(backstop)

@@ -65,8 +65,9 @@ pub fn price(
             ),
         ));
     }
-    let (fresh, stale): (Vec<&Quote>, Vec<&Quote>) =
-        all.iter().partition(|q| now_ms - q.ts_us / 1_000 <= config.max_age_ms);
+    let (fresh, stale): (Vec<&Quote>, Vec<&Quote>) = all
+        .iter()
+        .partition(|q| now_ms - q.ts_us / 1_000 <= config.max_age.as_millis() as i64);
     let failed = stale
         .iter()
         .map(|q| pb::FailedSource {

@@ -44,7 +44,7 @@ pub struct Gateway {
 
 impl Gateway {
     pub fn request_cap(&self) -> Duration {
-        Duration::from_millis(self.config.server.request_timeout_ms)
+        self.config.server.request_timeout
     }
 
     /// Starts a gRPC call: deadline, authentication and the strategy's rate limit.

@@ -1,6 +1,8 @@
 //! State-service configuration (`config/state.toml`, `MOAT_STATE__…`; the
 //! database may also come from `DATABASE_URL`).
 
+use std::time::Duration;
+
 use moat_common_types::config::{ConfigError, Validate};
 pub use moat_common_types::infra::ListenConfig;
 use serde::{Deserialize, Serialize};
@@ -33,7 +35,8 @@ pub struct DatabaseConfig {
     pub url: String,
     pub max_connections: u32,
     /// Timeout of every statement and of acquiring a connection.
-    pub timeout_ms: u64,
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
 }
 
 impl Default for DatabaseConfig {
@@ -41,7 +44,7 @@ impl Default for DatabaseConfig {
         DatabaseConfig {
             url: std::env::var("DATABASE_URL").unwrap_or_else(|_| "sqlite://moat-state.db".into()),
             max_connections: 8,
-            timeout_ms: 5_000,
+            timeout: Duration::from_secs(5),
         }
     }
 }

@@ -6,7 +6,6 @@
 //! and is answered as a version conflict too.
 
 use std::str::FromStr;
-use std::time::Duration;
 
 use moat_common_types::{Error, ErrorCode, now_ms};
 use sha2::{Digest, Sha256};
@@ -84,7 +83,7 @@ impl Store {
     /// Opens the database named by `config.url` and applies the embedded
     /// migrations.
     pub async fn open(config: &DatabaseConfig) -> anyhow::Result<Store> {
-        let timeout = Duration::from_millis(config.timeout_ms);
+        let timeout = config.timeout;
         let store = if config.url.starts_with("sqlite:") {
             let options = SqliteConnectOptions::from_str(&config.url)?
                 .create_if_missing(true)

@@ -1,5 +1,7 @@
 //! Storage-writer configuration (`config/storage-writer.toml`, `MOAT_STORAGE_WRITER__…`).
 
+use std::time::Duration;
+
 use moat_common_types::config::{ConfigError, Validate};
 pub use moat_common_types::infra::{ClickHouseConfig, ListenConfig, NatsConfig, StreamConfig};
 use serde::{Deserialize, Serialize};
@@ -75,13 +77,16 @@ pub struct BatchConfig {
     /// Rows per insert (all tables together) before a flush.
     pub batch_size: usize,
     /// Flush at least this often when rows are waiting.
-    pub flush_interval_ms: u64,
+    #[serde(with = "humantime_serde")]
+    pub flush_interval: Duration,
     /// Messages delivered but not yet acked (the consumer's max_ack_pending).
     pub max_inflight: i64,
     /// Redelivery timeout of an unacked message.
-    pub ack_wait_ms: u64,
+    #[serde(with = "humantime_serde")]
+    pub ack_wait: Duration,
     /// Longest pause between retries while ClickHouse is down.
-    pub max_backoff_ms: u64,
+    #[serde(with = "humantime_serde")]
+    pub max_backoff: Duration,
 }
 
 impl Default for BatchConfig {
@@ -89,10 +94,10 @@ impl Default for BatchConfig {
         BatchConfig {
             consumer: "moat-storage-writer".into(),
             batch_size: 50_000,
-            flush_interval_ms: 150,
+            flush_interval: Duration::from_millis(150),
             max_inflight: 200_000,
-            ack_wait_ms: 60_000,
-            max_backoff_ms: 5_000,
+            ack_wait: Duration::from_secs(60),
+            max_backoff: Duration::from_secs(5),
         }
     }
 }
@@ -110,8 +115,12 @@ impl Validate for WriterConfig {
                 "1 to 1000000 rows",
             ));
         }
-        if w.flush_interval_ms == 0 {
-            return Err(ConfigError::invalid("writer.flush_interval_ms", 0, "at least 1 ms"));
+        if w.flush_interval.is_zero() {
+            return Err(ConfigError::invalid_duration(
+                "writer.flush_interval",
+                w.flush_interval,
+                "a duration above 0, such as \"150ms\"",
+            ));
         }
         if w.max_inflight < w.batch_size as i64 {
             return Err(ConfigError::invalid(
@@ -120,11 +129,11 @@ impl Validate for WriterConfig {
                 "at least writer.batch_size, or batches could never fill",
             ));
         }
-        if w.ack_wait_ms < 5_000 {
-            return Err(ConfigError::invalid(
-                "writer.ack_wait_ms",
-                w.ack_wait_ms,
-                "at least 5000 ms",
+        if w.ack_wait < Duration::from_secs(5) {
+            return Err(ConfigError::invalid_duration(
+                "writer.ack_wait",
+                w.ack_wait,
+                "at least \"5s\"",
             ));
         }
         Ok(())

@@ -96,7 +96,7 @@ pub async fn run(config: WriterConfig, http: TcpListener, shutdown: Cancellation
                         durable_name: Some(config.writer.consumer.clone()),
                         filter_subject: STREAM_SUBJECTS.to_owned(),
                         ack_policy: consumer::AckPolicy::Explicit,
-                        ack_wait: Duration::from_millis(config.writer.ack_wait_ms),
+                        ack_wait: config.writer.ack_wait,
                         max_ack_pending: config.writer.max_inflight,
                         deliver_policy: consumer::DeliverPolicy::All,
                         ..Default::default()

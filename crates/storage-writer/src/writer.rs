@@ -243,7 +243,7 @@ impl Writer {
                         () = tokio::time::sleep(backoff) => {}
                         () = shutdown.cancelled() => {}
                     }
-                    backoff = (backoff * 2).min(Duration::from_millis(self.batch.max_backoff_ms));
+                    backoff = (backoff * 2).min(self.batch.max_backoff);
                 }
             }
         }
@@ -260,7 +260,7 @@ impl Writer {
         let mut batch = Batch::new();
         let mut poison = Vec::new();
         let mut failed = None;
-        let deadline = tokio::time::Instant::now() + Duration::from_millis(self.batch.flush_interval_ms);
+        let deadline = tokio::time::Instant::now() + self.batch.flush_interval;
         while batch.events < self.batch.batch_size && !shutdown.is_cancelled() {
             let want = (self.batch.batch_size - batch.events).min(10_000);
             let pulled = tokio::select! {
@@ -454,15 +454,11 @@ impl Writer {
                 Err(error) => {
                     attempt += 1;
                     self.metrics.insert_errors.inc();
-                    let pause = Backoff::new(
-                        Duration::from_millis(100),
-                        Duration::from_millis(self.batch.max_backoff_ms),
-                    )
-                    .pause(attempt);
+                    let pause = Backoff::new(Duration::from_millis(100), self.batch.max_backoff).pause(attempt);
                     tracing::warn!(%error, attempt, pause_ms = pause.as_millis() as u64, rows = batch.messages.len(), "insert failed, retrying");
                     // Keep the messages ours while ClickHouse is away, so they
                     // are not redelivered to another replica meanwhile.
-                    if last_progress.elapsed() > Duration::from_millis(self.batch.ack_wait_ms / 3) {
+                    if last_progress.elapsed() > self.batch.ack_wait / 3 {
                         for message in &batch.messages {
                             let _ = message.ack_with(AckKind::Progress).await;
                         }

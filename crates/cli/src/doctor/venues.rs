@@ -51,7 +51,7 @@ pub(super) async fn venues(report: &mut Report, http: &reqwest::Client, global: 
             report.fail(
                 format!("{name} connection"),
                 "not connected",
-                "see the collector's log for the venue's errors; reconnects back off up to backoff_max_ms",
+                "see the collector's log for the venue's errors; reconnects back off up to backoff_max",
             );
         } else {
             report.pass(format!("{name} connection"), "connected");
@@ -104,7 +104,7 @@ pub(super) async fn venues(report: &mut Report, http: &reqwest::Client, global: 
             report.warn(
                 format!("{name} books"),
                 format!("the gateway has no book yet for {}", symbols.join(", ")),
-                "a gateway started after the collector gets every book within the collector's book_snapshot_interval_ms (30 s)",
+                "a gateway started after the collector gets every book within the collector's book_snapshot_interval (30s)",
             );
         }
     }

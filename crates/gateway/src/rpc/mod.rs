@@ -102,8 +102,8 @@ impl RpcProxy {
             })
             .collect();
         let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_millis(config.timeout_ms.min(5_000)))
-            .timeout(Duration::from_millis(config.timeout_ms))
+            .connect_timeout(config.timeout.min(Duration::from_secs(5)))
+            .timeout(config.timeout)
             .pool_idle_timeout(Duration::from_secs(60))
             // Redirects could lead anywhere; upstreams are fixed by config.
             .redirect(reqwest::redirect::Policy::none())

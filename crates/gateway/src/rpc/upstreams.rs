@@ -80,7 +80,7 @@ impl RpcProxy {
                             .ejected_until
                             .lock()
                             .unwrap_or_else(std::sync::PoisonError::into_inner) =
-                            Some(Instant::now() + Duration::from_millis(self.config.eject_ms));
+                            Some(Instant::now() + self.config.eject);
                     }
                 }
             })
@@ -139,13 +139,12 @@ impl RpcProxy {
             *upstream
                 .ejected_until
                 .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner) =
-                Some(Instant::now() + Duration::from_millis(self.config.eject_ms));
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Instant::now() + self.config.eject);
         }
     }
 
     pub(super) async fn send(&self, upstream: &Upstream, body: &Value) -> Attempt {
-        let timeout_ms = self.config.timeout_ms;
+        let timeout_ms = self.config.timeout.as_millis();
         let response = match self.http.post(&upstream.url).json(body).send().await {
             Ok(r) => r,
             Err(e) => {
