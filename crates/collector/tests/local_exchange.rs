@@ -57,25 +57,36 @@ async fn wait_for(what: &str, within: Duration, check: impl Fn() -> bool) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn republished_books_match_the_deltas_and_a_cut_connection_is_replaced_with_a_gap() {
+/// A generated exchange of one symbol (`BTCUSDT=60000.00`) at `rate`
+/// trades/s, and the venue config of the real Binance connector for it.
+async fn exchange_and_venue(spec: &str, rate: u32) -> (GeneratedExchange, VenueConfig) {
+    let symbol = GeneratedSymbol::parse(spec).unwrap();
     let exchange = GeneratedExchange::start(
         tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
-        &[GeneratedSymbol::parse("BTCUSDT=60000.00").unwrap()],
-        1_000,
+        std::slice::from_ref(&symbol),
+        rate,
     )
     .await
     .unwrap();
-    let venue = moat_collector::venue_connector(&VenueConfig {
+    let venue = VenueConfig {
         kind: "binance".into(),
         exchange: "local".into(),
         ws_url: exchange.ws_url(),
         rest_url: exchange.http_url(),
-        symbols: vec!["BTCUSDT".into()],
-        open_interest_interval: std::time::Duration::from_millis(0),
-        book_snapshot_interval: std::time::Duration::from_millis(250),
-        backoff_max: std::time::Duration::from_millis(500),
+        symbols: vec![symbol.venue_symbol],
+        open_interest_interval: Duration::ZERO,
+        backoff_max: Duration::from_millis(500),
         ..VenueConfig::default()
+    };
+    (exchange, venue)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn republished_books_match_the_deltas_and_a_cut_connection_is_replaced_with_a_gap() {
+    let (exchange, venue) = exchange_and_venue("BTCUSDT=60000.00", 1_000).await;
+    let venue = moat_collector::venue_connector(&VenueConfig {
+        book_snapshot_interval: Duration::from_millis(250),
+        ..venue
     })
     .unwrap();
     let sink = Arc::new(Collect::default());
@@ -169,25 +180,9 @@ async fn republished_books_match_the_deltas_and_a_cut_connection_is_replaced_wit
 /// counts the refusals, and the book comes once the venue allows it.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_rate_limited_snapshot_waits_the_retry_after_it_was_given() {
-    let exchange = GeneratedExchange::start(
-        tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
-        &[GeneratedSymbol::parse("ETHUSDT=3000.00").unwrap()],
-        100,
-    )
-    .await
-    .unwrap();
+    let (exchange, venue) = exchange_and_venue("ETHUSDT=3000.00", 100).await;
     exchange.rate_limit_depth(2, 2);
-    let venue = moat_collector::venue_connector(&VenueConfig {
-        kind: "binance".into(),
-        exchange: "local".into(),
-        ws_url: exchange.ws_url(),
-        rest_url: exchange.http_url(),
-        symbols: vec!["ETHUSDT".into()],
-        open_interest_interval: std::time::Duration::from_millis(0),
-        backoff_max: std::time::Duration::from_millis(500),
-        ..VenueConfig::default()
-    })
-    .unwrap();
+    let venue = moat_collector::venue_connector(&venue).unwrap();
     let sink = Arc::new(Collect::default());
     let metrics = Metrics::new();
     let token = CancellationToken::new();
