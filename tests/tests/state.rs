@@ -30,7 +30,7 @@ async fn start(url: &str) -> Running {
     let mut config = StateConfig::default();
     config.database.url = url.to_owned();
     config.limits.max_state_bytes = 1024;
-    config.limits.keep_versions = 3;
+    config.limits.keep_versions = std::num::NonZeroU32::new(3).unwrap();
     let grpc = listener().await;
     let addr = grpc.local_addr().unwrap();
     let token = CancellationToken::new();

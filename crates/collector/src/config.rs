@@ -1,5 +1,6 @@
 //! Collector configuration (`config/collector.toml`, `MOAT_COLLECTOR__…`).
 
+use std::num::NonZeroUsize;
 use std::time::Duration;
 
 use moat_common_types::config::{ConfigError, Validate};
@@ -93,7 +94,7 @@ impl Default for VenueConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct PublisherConfig {
     /// Messages whose publish ack is awaited at once.
-    pub max_ack_inflight: usize,
+    pub max_ack_inflight: NonZeroUsize,
     /// Events of one subject carried by one message at most. Events queued
     /// together are batched; at a low rate most messages hold one. Set 1
     /// when several replicas collect the same venue: JetStream then drops
@@ -101,7 +102,7 @@ pub struct PublisherConfig {
     pub max_batch_events: usize,
     /// Events held while NATS is slow or down; beyond it the oldest are
     /// dropped and counted, so venue read loops never block.
-    pub buffer_capacity: usize,
+    pub buffer_capacity: NonZeroUsize,
     /// Fraction of events that carry a trace (a producer span and a
     /// `traceparent` header followed by the storage-writer), 0 to 1.
     pub trace_ratio: f64,
@@ -110,9 +111,9 @@ pub struct PublisherConfig {
 impl Default for PublisherConfig {
     fn default() -> Self {
         PublisherConfig {
-            max_ack_inflight: 4096,
+            max_ack_inflight: NonZeroUsize::new(4096).expect("not zero"),
             max_batch_events: 1000,
-            buffer_capacity: 100_000,
+            buffer_capacity: NonZeroUsize::new(100_000).expect("not zero"),
             trace_ratio: 0.001,
         }
     }
@@ -193,18 +194,12 @@ impl Validate for CollectorConfig {
                 "a fraction from 0 to 1",
             ));
         }
-        if p.max_ack_inflight == 0 {
-            return Err(ConfigError::invalid("publisher.max_ack_inflight", 0, "at least 1"));
-        }
         if p.max_batch_events == 0 || p.max_batch_events > 100_000 {
             return Err(ConfigError::invalid(
                 "publisher.max_batch_events",
                 p.max_batch_events,
                 "1 to 100000 events",
             ));
-        }
-        if p.buffer_capacity == 0 {
-            return Err(ConfigError::invalid("publisher.buffer_capacity", 0, "at least 1"));
         }
         if self.sim.trades_per_second == 0 || self.sim.trades_per_second > 100_000 {
             return Err(ConfigError::invalid(

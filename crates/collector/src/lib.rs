@@ -207,7 +207,11 @@ pub async fn run(config: CollectorConfig, http: TcpListener, shutdown: Cancellat
         }
     }
 
-    let (queue, live) = EventQueue::with_live(config.publisher.buffer_capacity, metrics.clone(), live_client.clone());
+    let (queue, live) = EventQueue::with_live(
+        config.publisher.buffer_capacity.get(),
+        metrics.clone(),
+        live_client.clone(),
+    );
     let live = tokio::spawn(live);
     let mut venues = Vec::new();
     let mut tasks = tokio::task::JoinSet::new();

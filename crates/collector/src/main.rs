@@ -335,7 +335,7 @@ async fn replay(
             .await
             .map_err(|e| anyhow::anyhow!("creating the stream on {}: {e}", config.nats.url))?;
         let (queue, live) = moat_collector::publisher::EventQueue::with_live(
-            config.publisher.buffer_capacity,
+            config.publisher.buffer_capacity.get(),
             metrics.clone(),
             client.clone(),
         );

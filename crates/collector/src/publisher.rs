@@ -497,7 +497,7 @@ pub async fn run_publisher(
     grace: Duration,
 ) {
     let sampler = EventSampler::new(config.trace_ratio);
-    let max_ack_inflight = config.max_ack_inflight.max(1);
+    let max_ack_inflight = config.max_ack_inflight.get();
     let max_batch_events = config.max_batch_events.max(1);
     let mut p = Publisher {
         js,

@@ -211,6 +211,8 @@ fn describe(figment: &Figment, prefix: &str, error: figment::Error) -> ConfigErr
         Kind::InvalidType(actual, expected) | Kind::InvalidValue(actual, expected) => {
             let expected = if expected == "a duration" {
                 "a duration with its unit, such as \"30s\", \"150ms\" or \"1m 30s\""
+            } else if expected.starts_with("a nonzero ") {
+                "a whole number above 0"
             } else {
                 expected
             };

@@ -129,7 +129,7 @@ impl Default for AuthConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct LimitsConfig {
     /// Trades buffered per StreamTrades client before it is cut off as too slow.
-    pub stream_buffer: usize,
+    pub stream_buffer: std::num::NonZeroUsize,
     /// Token bucket per strategy over every call.
     pub requests_per_second: f64,
     pub burst: f64,
@@ -141,7 +141,7 @@ pub struct LimitsConfig {
 impl Default for LimitsConfig {
     fn default() -> Self {
         LimitsConfig {
-            stream_buffer: 1024,
+            stream_buffer: std::num::NonZeroUsize::new(1024).expect("not zero"),
             requests_per_second: 200.0,
             burst: 400.0,
             rpc_requests_per_second: 50.0,
@@ -313,9 +313,6 @@ impl Validate for GatewayConfig {
     fn validate(&self) -> Result<(), ConfigError> {
         self.nats.validate("nats")?;
         self.clickhouse.validate("clickhouse")?;
-        if self.limits.stream_buffer == 0 {
-            return Err(ConfigError::invalid("limits.stream_buffer", 0, "at least 1"));
-        }
         for (name, chain) in &self.rpc.chains {
             for (i, url) in chain.upstreams.iter().enumerate() {
                 if !(url.starts_with("http://") || url.starts_with("https://")) {

@@ -217,7 +217,7 @@ impl MarketService for Market {
             Ok(s) => s,
             Err(e) => return respond(call, Err(Error::unavailable(format!("subscribing to NATS: {e}")))),
         };
-        let capacity = g.config.limits.stream_buffer;
+        let capacity = g.config.limits.stream_buffer.get();
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<md::Trade, Status>>(capacity);
         tokio::spawn(async move {
             while let Some(message) = subscription.next().await {

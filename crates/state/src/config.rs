@@ -33,7 +33,7 @@ pub struct DatabaseConfig {
     /// `sqlite://path/to/state.db` or `postgres://user@host:port/db`.
     /// `DATABASE_URL`, when set, takes precedence over the default.
     pub url: String,
-    pub max_connections: u32,
+    pub max_connections: std::num::NonZeroU32,
     /// Timeout of every statement and of acquiring a connection.
     #[serde(with = "humantime_serde")]
     pub timeout: Duration,
@@ -43,7 +43,7 @@ impl Default for DatabaseConfig {
     fn default() -> Self {
         DatabaseConfig {
             url: std::env::var("DATABASE_URL").unwrap_or_else(|_| "sqlite://moat-state.db".into()),
-            max_connections: 8,
+            max_connections: std::num::NonZeroU32::new(8).expect("not zero"),
             timeout: Duration::from_secs(5),
         }
     }
@@ -55,14 +55,14 @@ pub struct LimitsConfig {
     /// Largest state accepted, in bytes.
     pub max_state_bytes: usize,
     /// Versions kept per strategy for recovery; older ones are deleted.
-    pub keep_versions: u32,
+    pub keep_versions: std::num::NonZeroU32,
 }
 
 impl Default for LimitsConfig {
     fn default() -> Self {
         LimitsConfig {
             max_state_bytes: 1024 * 1024,
-            keep_versions: 10,
+            keep_versions: std::num::NonZeroU32::new(10).expect("not zero"),
         }
     }
 }
@@ -77,18 +77,12 @@ impl Validate for StateConfig {
                 "a sqlite:// or postgres:// URL",
             ));
         }
-        if self.limits.keep_versions == 0 {
-            return Err(ConfigError::invalid("limits.keep_versions", 0, "at least 1"));
-        }
         if self.limits.max_state_bytes == 0 || self.limits.max_state_bytes > 64 * 1024 * 1024 {
             return Err(ConfigError::invalid(
                 "limits.max_state_bytes",
                 self.limits.max_state_bytes,
                 "1 byte to 64 MiB",
             ));
-        }
-        if self.database.max_connections == 0 {
-            return Err(ConfigError::invalid("database.max_connections", 0, "at least 1"));
         }
         Ok(())
     }

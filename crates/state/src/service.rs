@@ -123,7 +123,12 @@ impl StateStore for StateService {
             }
             let stored = self
                 .store
-                .save(&r.strategy_id, &r.data, r.expected_version, self.limits.keep_versions)
+                .save(
+                    &r.strategy_id,
+                    &r.data,
+                    r.expected_version,
+                    self.limits.keep_versions.get(),
+                )
                 .await?;
             Ok(pb::SaveResponse {
                 version: stored.version,

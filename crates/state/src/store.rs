@@ -92,7 +92,7 @@ impl Store {
                 .synchronous(SqliteSynchronous::Full)
                 .busy_timeout(timeout);
             let pool = SqlitePoolOptions::new()
-                .max_connections(config.max_connections)
+                .max_connections(config.max_connections.get())
                 .acquire_timeout(timeout)
                 .connect_with(options)
                 .await?;
@@ -101,7 +101,7 @@ impl Store {
         } else {
             let options = PgConnectOptions::from_str(&config.url)?;
             let pool = PgPoolOptions::new()
-                .max_connections(config.max_connections)
+                .max_connections(config.max_connections.get())
                 .acquire_timeout(timeout)
                 .connect_with(options)
                 .await?;
