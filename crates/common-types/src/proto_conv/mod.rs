@@ -556,57 +556,63 @@ mod tests {
         }
     }
 
+    /// The (µs, legacy ms) timestamp pairs of a message, of every kind.
+    fn timestamp_pairs(message: &mut pb::MarketEvent) -> Vec<(&mut i64, &mut i64)> {
+        use pb::market_event::Event as E;
+        match message.event.as_mut().unwrap() {
+            E::Trade(x) => vec![
+                (&mut x.ts_exchange_us, &mut x.ts_exchange_ms),
+                (&mut x.ts_recv_us, &mut x.ts_recv_ms),
+            ],
+            E::BookSnapshot(x) => vec![
+                (&mut x.ts_exchange_us, &mut x.ts_exchange_ms),
+                (&mut x.ts_recv_us, &mut x.ts_recv_ms),
+            ],
+            E::BookDelta(x) => vec![
+                (&mut x.ts_exchange_us, &mut x.ts_exchange_ms),
+                (&mut x.ts_recv_us, &mut x.ts_recv_ms),
+            ],
+            E::Bbo(x) => vec![
+                (&mut x.ts_exchange_us, &mut x.ts_exchange_ms),
+                (&mut x.ts_recv_us, &mut x.ts_recv_ms),
+            ],
+            E::Funding(x) => vec![
+                (&mut x.ts_exchange_us, &mut x.ts_exchange_ms),
+                (&mut x.ts_recv_us, &mut x.ts_recv_ms),
+            ],
+            E::Liquidation(x) => vec![
+                (&mut x.ts_exchange_us, &mut x.ts_exchange_ms),
+                (&mut x.ts_recv_us, &mut x.ts_recv_ms),
+            ],
+            E::OpenInterest(x) => vec![
+                (&mut x.ts_exchange_us, &mut x.ts_exchange_ms),
+                (&mut x.ts_recv_us, &mut x.ts_recv_ms),
+            ],
+            E::Candle(x) => vec![(&mut x.ts_recv_us, &mut x.ts_recv_ms)],
+            E::Gap(x) => vec![(&mut x.ts_recv_us, &mut x.ts_recv_ms)],
+        }
+    }
+
     /// A message written before events carried microseconds has only the
     /// millisecond fields: every kind reads them as whole thousands of µs.
+    /// One that carries both is read from the microseconds.
     #[test]
     fn millisecond_messages_from_before_read_as_microseconds() {
-        use pb::market_event::Event as E;
         for event in samples() {
             let mut old = pb::MarketEvent::from(&event);
-            let ms = |us: &mut i64, legacy: &mut i64| {
-                *legacy = 1_652_459_225_503;
-                *us = 0;
-            };
-            match old.event.as_mut().unwrap() {
-                E::Trade(x) => (
-                    ms(&mut x.ts_exchange_us, &mut x.ts_exchange_ms),
-                    ms(&mut x.ts_recv_us, &mut x.ts_recv_ms),
-                ),
-                E::BookSnapshot(x) => (
-                    ms(&mut x.ts_exchange_us, &mut x.ts_exchange_ms),
-                    ms(&mut x.ts_recv_us, &mut x.ts_recv_ms),
-                ),
-                E::BookDelta(x) => (
-                    ms(&mut x.ts_exchange_us, &mut x.ts_exchange_ms),
-                    ms(&mut x.ts_recv_us, &mut x.ts_recv_ms),
-                ),
-                E::Bbo(x) => (
-                    ms(&mut x.ts_exchange_us, &mut x.ts_exchange_ms),
-                    ms(&mut x.ts_recv_us, &mut x.ts_recv_ms),
-                ),
-                E::Funding(x) => (
-                    ms(&mut x.ts_exchange_us, &mut x.ts_exchange_ms),
-                    ms(&mut x.ts_recv_us, &mut x.ts_recv_ms),
-                ),
-                E::Liquidation(x) => (
-                    ms(&mut x.ts_exchange_us, &mut x.ts_exchange_ms),
-                    ms(&mut x.ts_recv_us, &mut x.ts_recv_ms),
-                ),
-                E::OpenInterest(x) => (
-                    ms(&mut x.ts_exchange_us, &mut x.ts_exchange_ms),
-                    ms(&mut x.ts_recv_us, &mut x.ts_recv_ms),
-                ),
-                E::Candle(x) => ((), ms(&mut x.ts_recv_us, &mut x.ts_recv_ms)),
-                E::Gap(x) => ((), ms(&mut x.ts_recv_us, &mut x.ts_recv_ms)),
-            };
+            for (us, ms) in timestamp_pairs(&mut old) {
+                (*us, *ms) = (0, 1_652_459_225_503);
+            }
             let back = decode(&old.encode_to_vec()).unwrap();
             assert_eq!(back.ts_recv_us(), 1_652_459_225_503_000, "{back:?}");
             if !matches!(back, MarketEvent::Candle(_)) {
                 assert_eq!(back.ts_exchange_us(), 1_652_459_225_503_000, "{back:?}");
             }
-            // A message that carries both is read from the microseconds.
-            let both = encode(&event);
-            assert_eq!(decode(&both).unwrap(), event);
+            let mut both = pb::MarketEvent::from(&event);
+            for (_, ms) in timestamp_pairs(&mut both) {
+                *ms = 1;
+            }
+            assert_eq!(decode(&both.encode_to_vec()).unwrap(), event);
         }
     }
 
