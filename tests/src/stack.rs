@@ -1,25 +1,21 @@
-//! The whole stack as users run it, each part its own process on free
-//! ports: the local exchange (`moat-collector exchange`, a generated session
-//! in Binance's protocol), the collector reading it as venue `local`, NATS,
-//! the storage-writer, ClickHouse, the state service, the gateway and
-//! ganache. Used by the end-to-end, doctor and chaos tests.
+//! The whole stack as users run it (`moat_devstack::stack`), on free ports
+//! with a scratch folder, ganache as chain `ethereum`'s upstream and the
+//! helpers the end-to-end, doctor, chaos and durability tests and the load
+//! benchmark share.
 
-use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::ops::{Deref, DerefMut};
 use std::process::Command;
 use std::time::Duration;
 
-use moat_devstack::{ClickHouse, ManagedProcess, Nats, free_port, http_get};
+use moat_devstack::http_get;
+pub use moat_devstack::stack::{EXCHANGE, SYMBOLS};
+use moat_devstack::stack::{Ports, StackSpec};
 use serde_json::Value;
 
 use crate::{Ganache, TestClickHouse, bin, eventually, ganache, scratch, unique};
 
 /// The token of the stack's strategy `e2e`.
 pub const TOKEN: &str = "stack-token-0123456789abcdef";
-/// Venue symbols of the local exchange, with their starting prices.
-pub const SYMBOLS: &[&str] = &["BTCUSDT=60000.00", "ETHUSDT=3000.00", "SOLUSDT=150.000"];
-/// The collector's name for the local exchange.
-pub const EXCHANGE: &str = "local";
 
 /// How to start the stack.
 #[derive(Debug, Clone)]
@@ -53,299 +49,82 @@ impl Default for StackOptions {
     }
 }
 
-/// How a service process is started again after a kill.
-struct Recipe {
-    binary: &'static str,
-    args: Vec<String>,
-    env: Vec<(String, String)>,
+/// A running stack; everything stops at drop. It derefs to
+/// [`moat_devstack::stack::Stack`] for the parts (`kill`, `spawn`, `pid`,
+/// `nats`, `clickhouse`, `spec.ports`, `spec.database`).
+pub struct Stack {
+    inner: moat_devstack::stack::Stack,
+    /// Chain `ethereum`'s upstream.
+    pub node: Ganache,
+    _shared_clickhouse: Option<TestClickHouse>,
+    /// Data and logs; removed last.
+    pub dir: tempfile::TempDir,
 }
 
-/// A running stack; everything stops at drop.
-pub struct Stack {
-    pub dir: tempfile::TempDir,
-    /// The NATS server (the first node of a cluster).
-    pub nats: Nats,
-    /// The other nodes of a cluster (none for one server).
-    pub nats_peers: Vec<Nats>,
-    pub clickhouse_url: String,
-    /// Set when the stack runs its own ClickHouse.
-    pub own_clickhouse: Option<ClickHouse>,
-    pub database: String,
-    pub node: Ganache,
-    pub exchange_addr: String,
-    pub collector_http: u16,
-    pub writer_http: u16,
-    pub state_http: u16,
-    pub state_grpc: u16,
-    pub gateway_http: u16,
-    pub gateway_grpc: u16,
-    pub database_url: String,
-    recipes: BTreeMap<&'static str, Recipe>,
-    processes: BTreeMap<&'static str, ManagedProcess>,
-    _shared_clickhouse: Option<TestClickHouse>,
+impl Deref for Stack {
+    type Target = moat_devstack::stack::Stack;
+    fn deref(&self) -> &Self::Target {
+        &self.inner
+    }
+}
+
+impl DerefMut for Stack {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.inner
+    }
 }
 
 impl Stack {
     pub async fn start(options: StackOptions) -> Stack {
         let dir = scratch();
-        for sub in ["nats", "clickhouse"] {
-            std::fs::create_dir_all(dir.path().join(sub)).expect("creating the stack's folders");
-        }
-        let (nats, nats_peers) = if options.nats_cluster {
-            let mut nodes = Nats::cluster(&dir.path().join("nats"), 3).expect("starting a nats-server cluster");
-            let first = nodes.remove(0);
-            (first, nodes)
-        } else {
-            (
-                Nats::start(&dir.path().join("nats")).expect("starting nats-server"),
-                Vec::new(),
-            )
-        };
-        let (shared, own) = if options.own_clickhouse {
-            let ch = ClickHouse::start(&dir.path().join("clickhouse")).expect("starting clickhouse-server");
-            (None, Some(ch))
-        } else {
-            (Some(TestClickHouse::get()), None)
-        };
-        let clickhouse_url = own
-            .as_ref()
-            .map_or_else(|| shared.as_ref().expect("one ClickHouse").url.clone(), ClickHouse::url);
+        let shared = (!options.own_clickhouse).then(TestClickHouse::get);
         let node = ganache().await;
-        let database = unique("stack");
-        let database_url = format!("sqlite://{}/state.db?mode=rwc", dir.path().display());
-        let exchange_addr = format!("127.0.0.1:{}", free_port());
-        let (collector_http, writer_http, state_http, state_grpc, gateway_http, gateway_grpc) = (
-            free_port(),
-            free_port(),
-            free_port(),
-            free_port(),
-            free_port(),
-            free_port(),
-        );
-        let mut stack = Stack {
-            dir,
-            nats,
-            nats_peers,
-            clickhouse_url,
-            own_clickhouse: own,
-            database,
+        let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+        let mut spec = StackSpec::new(&root, dir.path(), Ports::free());
+        if let Some(bin_dir) = std::env::var_os("MOAT_BIN_DIR") {
+            spec.bin_dir = bin_dir.into();
+        }
+        spec.nats_nodes = if options.nats_cluster { 3 } else { 1 };
+        spec.nats_sync_interval = options.nats_sync_interval;
+        spec.clickhouse_url = shared.as_ref().map(|ch| ch.url.clone());
+        spec.database = unique("stack");
+        spec.symbols = options.symbols;
+        spec.trades_per_second = options.trades_per_second;
+        spec.ethereum_upstream = Some(node.url.clone());
+        spec.tokens = vec![("e2e".to_owned(), TOKEN.to_owned())];
+        spec.log_filter = Some(options.log.to_owned());
+        spec.quick_recovery = true;
+        let inner = tokio::task::block_in_place(|| moat_devstack::stack::Stack::start(spec))
+            .unwrap_or_else(|e| panic!("starting the stack: {e}"));
+        Stack {
+            inner,
             node,
-            exchange_addr,
-            collector_http,
-            writer_http,
-            state_http,
-            state_grpc,
-            gateway_http,
-            gateway_grpc,
-            database_url,
-            recipes: BTreeMap::new(),
-            processes: BTreeMap::new(),
             _shared_clickhouse: shared,
-        };
-        stack.write_recipes(&options);
-
-        let migrate = stack
-            .command("storage-writer")
-            .arg("migrate")
-            .status()
-            .expect("running migrate");
-        assert!(migrate.success(), "moat-storage-writer migrate failed");
-        for name in ["exchange", "state", "storage-writer", "gateway"] {
-            stack.spawn(name);
-        }
-        // The gateway is ready (subscribed to NATS) before the collector
-        // publishes its first book snapshots; a later one would wait for
-        // the periodic republish.
-        let gateway = format!("127.0.0.1:{}", stack.gateway_http);
-        tokio::task::block_in_place(|| moat_devstack::wait_http_ok(&gateway, "/health", Duration::from_secs(60)))
-            .unwrap_or_else(|e| panic!("the gateway did not become ready: {e}\n{}", stack.log_tail("gateway")));
-        stack.spawn("collector");
-        stack
-    }
-
-    fn write_recipes(&mut self, options: &StackOptions) {
-        let log = ("RUST_LOG".to_owned(), options.log.to_owned());
-        let mut exchange_args = vec![
-            "exchange".to_owned(),
-            "--listen".to_owned(),
-            self.exchange_addr.clone(),
-            "--trades-per-second".to_owned(),
-            options.trades_per_second.to_string(),
-        ];
-        for s in &options.symbols {
-            exchange_args.extend(["--symbol".to_owned(), s.clone()]);
-        }
-        let symbols: Vec<String> = options
-            .symbols
-            .iter()
-            .map(|s| format!("\"{}\"", s.split('=').next().unwrap_or_default()))
-            .collect();
-        let venue = format!(
-            "[{{kind=\"binance\",exchange=\"{EXCHANGE}\",ws_url=\"ws://{a}\",rest_url=\"http://{a}\",symbols=[{}],\
-             open_interest_interval=\"0s\",stale_after=\"3s\",backoff_max=\"2s\"}}]",
-            symbols.join(","),
-            a = self.exchange_addr
-        );
-        let env = |pairs: &[(&str, String)]| -> Vec<(String, String)> {
-            let mut env: Vec<(String, String)> = pairs.iter().map(|(k, v)| ((*k).to_owned(), v.clone())).collect();
-            env.push(log.clone());
-            env.push(("MOAT_CONFIG_DIR".to_owned(), "/nonexistent".to_owned()));
-            env
-        };
-        let nats = self.nats_url();
-        let replicas = (1 + self.nats_peers.len()).to_string();
-        self.recipes.insert(
-            "exchange",
-            Recipe {
-                binary: "moat-collector",
-                args: exchange_args,
-                env: env(&[]),
-            },
-        );
-        self.recipes.insert(
-            "collector",
-            Recipe {
-                binary: "moat-collector",
-                args: Vec::new(),
-                env: env(&[
-                    ("MOAT_COLLECTOR__NATS__URL", nats.clone()),
-                    ("MOAT_COLLECTOR__STREAM__REPLICAS", replicas.clone()),
-                    (
-                        "MOAT_COLLECTOR__HTTP__LISTEN",
-                        format!("127.0.0.1:{}", self.collector_http),
-                    ),
-                    ("MOAT_COLLECTOR__VENUES", venue),
-                ]),
-            },
-        );
-        self.recipes.insert(
-            "storage-writer",
-            Recipe {
-                binary: "moat-storage-writer",
-                args: Vec::new(),
-                env: env(&[
-                    ("MOAT_STORAGE_WRITER__NATS__URL", nats.clone()),
-                    ("MOAT_STORAGE_WRITER__STREAM__REPLICAS", replicas),
-                    ("MOAT_STORAGE_WRITER__CLICKHOUSE__URL", self.clickhouse_url.clone()),
-                    ("MOAT_STORAGE_WRITER__CLICKHOUSE__DATABASE", self.database.clone()),
-                    (
-                        "MOAT_STORAGE_WRITER__HTTP__LISTEN",
-                        format!("127.0.0.1:{}", self.writer_http),
-                    ),
-                ]),
-            },
-        );
-        self.recipes.insert(
-            "state",
-            Recipe {
-                binary: "moat-state",
-                args: Vec::new(),
-                env: env(&[
-                    ("MOAT_STATE__GRPC__LISTEN", format!("127.0.0.1:{}", self.state_grpc)),
-                    ("MOAT_STATE__HTTP__LISTEN", format!("127.0.0.1:{}", self.state_http)),
-                    ("MOAT_STATE__DATABASE__URL", self.database_url.clone()),
-                ]),
-            },
-        );
-        // Only ethereum is allowed, with ganache as its upstream.
-        let mut gateway_toml = format!(
-            "[clickhouse]\nurl = \"{}\"\ndatabase = \"{}\"\n\n[rpc]\nhealth_check_interval = \"500ms\"\n\n\
-             [rpc.chains.ethereum]\nchain_id = 1\nupstreams = [\"{}\"]\n",
-            self.clickhouse_url, self.database, self.node.url
-        );
-        for chain in [
-            "arbitrum",
-            "base",
-            "optimism",
-            "polygon",
-            "avalanche",
-            "bsc",
-            "sonic",
-            "plasma",
-            "blast",
-            "mantle",
-            "berachain",
-        ] {
-            gateway_toml.push_str(&format!("\n[rpc.chains.{chain}]\nenabled = false\n"));
-        }
-        let gateway_config = self.dir.path().join("gateway.toml");
-        std::fs::write(&gateway_config, gateway_toml).expect("writing gateway.toml");
-        let tokens = self.dir.path().join("tokens");
-        std::fs::write(&tokens, format!("e2e {TOKEN}\n")).expect("writing tokens");
-        self.recipes.insert(
-            "gateway",
-            Recipe {
-                binary: "moat-gateway",
-                args: Vec::new(),
-                env: env(&[
-                    ("MOAT_GATEWAY_CONFIG", gateway_config.display().to_string()),
-                    ("MOAT_GATEWAY__GRPC__LISTEN", format!("127.0.0.1:{}", self.gateway_grpc)),
-                    ("MOAT_GATEWAY__HTTP__LISTEN", format!("127.0.0.1:{}", self.gateway_http)),
-                    ("MOAT_GATEWAY__NATS__URL", nats),
-                    (
-                        "MOAT_GATEWAY__STATE__ENDPOINT",
-                        format!("http://127.0.0.1:{}", self.state_grpc),
-                    ),
-                    ("MOAT_GATEWAY__AUTH__TOKENS_FILE", tokens.display().to_string()),
-                ]),
-            },
-        );
-    }
-
-    /// Every NATS server of the stack, comma-separated, as services take it.
-    pub fn nats_url(&self) -> String {
-        let mut urls = vec![self.nats.url()];
-        urls.extend(self.nats_peers.iter().map(Nats::url));
-        urls.join(",")
-    }
-
-    fn command(&self, name: &str) -> Command {
-        let recipe = &self.recipes[name];
-        let mut cmd = Command::new(bin(recipe.binary));
-        cmd.args(&recipe.args).envs(recipe.env.iter().map(|(k, v)| (k, v)));
-        cmd
-    }
-
-    /// Log file of a service.
-    /// The process id of a running part: a service (`exchange`,
-    /// `collector`, `storage-writer`, `state`, `gateway`), `nats` (the
-    /// first node) or `clickhouse` (when the stack runs its own).
-    pub fn pid(&self, name: &str) -> Option<u32> {
-        match name {
-            "nats" => self.nats.pid(),
-            "clickhouse" => self.own_clickhouse.as_ref().and_then(ClickHouse::pid),
-            _ => self.processes.get(name).and_then(ManagedProcess::pid),
+            dir,
         }
     }
 
-    pub fn log(&self, name: &str) -> PathBuf {
-        self.dir.path().join(format!("{name}.log"))
+    /// `http://127.0.0.1:<port>` of the gateway's gRPC listener.
+    pub fn gateway_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.spec.ports.gateway_grpc)
     }
 
-    /// Starts (or starts again) a service process.
+    /// `http://127.0.0.1:<port>` of a part's HTTP listener.
+    pub fn http_url(&self, name: &str) -> String {
+        format!("http://{}", self.http_addr(name))
+    }
+
+    /// Starts (or starts again) part `name`.
     pub fn spawn(&mut self, name: &'static str) {
-        let process = ManagedProcess::spawn(name, self.command(name), &self.log(name))
+        self.inner
+            .spawn(name)
             .unwrap_or_else(|e| panic!("starting {name}: {e}"));
-        self.processes.insert(name, process);
-    }
-
-    /// SIGKILLs a service process.
-    pub fn kill(&mut self, name: &'static str) {
-        if let Some(mut process) = self.processes.remove(name) {
-            process.kill();
-        }
-    }
-
-    /// The last lines of a service's log, for failure messages.
-    pub fn log_tail(&self, name: &str) -> String {
-        self.processes
-            .get(name)
-            .map_or_else(|| format!("{name} is not running"), |p| p.log_tail(20))
     }
 
     /// `GET /moat/stats` of the local exchange.
     pub fn exchange_stats(&self) -> Value {
-        let r = http_get(&self.exchange_addr, "/moat/stats", Duration::from_secs(5)).expect("local exchange reachable");
+        let r = http_get(&self.http_addr("exchange"), "/moat/stats", Duration::from_secs(5))
+            .expect("local exchange reachable");
         serde_json::from_str(&r.body).expect("stats are JSON")
     }
 
@@ -353,7 +132,7 @@ impl Stack {
     /// pauses the feed, `disconnect` drops every connection).
     pub fn exchange_control(&self, path: &str) {
         let r = moat_devstack::http_post(
-            &self.exchange_addr,
+            &self.http_addr("exchange"),
             &format!("/moat/{path}"),
             "",
             Duration::from_secs(5),
@@ -454,7 +233,7 @@ impl Stack {
     /// Distinct trades of the local exchange stored in ClickHouse and the
     /// rows a `FINAL` query shows for them (equal when nothing is doubled).
     pub fn stored_trades(&self) -> (u64, u64) {
-        let db = &self.database;
+        let db = &self.spec.database;
         let answer = self.query(&format!(
             "SELECT uniqExact(symbol, trade_id), (SELECT count() FROM {db}.trades FINAL WHERE exchange = '{EXCHANGE}') \
              FROM {db}.trades WHERE exchange = '{EXCHANGE}'"
@@ -466,15 +245,15 @@ impl Stack {
     /// Arguments naming every part of the stack for `moat doctor`.
     pub fn doctor_args(&self, token: &str) -> Vec<String> {
         vec![
-            format!("--gateway=http://127.0.0.1:{}", self.gateway_grpc),
-            format!("--gateway-http=http://127.0.0.1:{}", self.gateway_http),
-            format!("--collector-http=http://127.0.0.1:{}", self.collector_http),
-            format!("--storage-writer-http=http://127.0.0.1:{}", self.writer_http),
-            format!("--state-http=http://127.0.0.1:{}", self.state_http),
-            format!("--nats={}", self.nats.url()),
-            format!("--nats-monitor=http://{}", self.nats.monitor_addr()),
+            format!("--gateway={}", self.gateway_url()),
+            format!("--gateway-http={}", self.http_url("gateway")),
+            format!("--collector-http={}", self.http_url("collector")),
+            format!("--storage-writer-http={}", self.http_url("storage-writer")),
+            format!("--state-http={}", self.http_url("state")),
+            format!("--nats={}", self.nats[0].url()),
+            format!("--nats-monitor=http://{}", self.nats[0].monitor_addr()),
             format!("--clickhouse={}", self.clickhouse_url),
-            format!("--clickhouse-database={}", self.database),
+            format!("--clickhouse-database={}", self.spec.database),
             format!("--database-url={}", self.database_url),
             // The shared ClickHouse may run elsewhere; the scratch folder
             // stands for its disk.
@@ -488,7 +267,7 @@ impl Stack {
     pub fn moat(&self, args: &[&str]) -> (i32, String, String) {
         let out = Command::new(bin("moat"))
             .args(args)
-            .arg(format!("--gateway=http://127.0.0.1:{}", self.gateway_grpc))
+            .arg(format!("--gateway={}", self.gateway_url()))
             .env("MOAT_TOKEN", TOKEN)
             .output()
             .expect("running moat");

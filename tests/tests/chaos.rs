@@ -195,7 +195,7 @@ fn ms_now() -> i64 {
 fn fresh_trade_stored(stack: &Stack, since_ms: i64) -> bool {
     let sql = format!(
         "SELECT count() FROM {}.trades WHERE exchange = '{EXCHANGE}' AND ts_recv_ms > {since_ms}",
-        stack.database
+        stack.spec.database
     );
     let addr = stack.clickhouse_url.trim_start_matches("http://");
     moat_devstack::http_post(addr, "/", &sql, Duration::from_secs(5))
@@ -217,9 +217,9 @@ struct Row {
 async fn inject(stack: &mut Stack, fault: Fault, outage: Duration) {
     match fault {
         Fault::Collector => stack.kill("collector"),
-        Fault::Nats => tokio::task::block_in_place(|| stack.nats.kill()),
+        Fault::Nats => tokio::task::block_in_place(|| stack.nats[0].kill()),
         Fault::StorageWriter => stack.kill("storage-writer"),
-        Fault::ClickHouse => tokio::task::block_in_place(|| stack.own_clickhouse.as_mut().unwrap().kill()),
+        Fault::ClickHouse => tokio::task::block_in_place(|| stack.clickhouse.as_mut().unwrap().kill()),
         Fault::State => stack.kill("state"),
         Fault::RpcUpstream => stack.node.kill(),
         Fault::ExchangeConnection => stack.exchange_control("disconnect"),
@@ -227,10 +227,11 @@ async fn inject(stack: &mut Stack, fault: Fault, outage: Duration) {
     tokio::time::sleep(outage).await;
     match fault {
         Fault::Collector => stack.spawn("collector"),
-        Fault::Nats => tokio::task::block_in_place(|| stack.nats.restart()).expect("NATS restarts"),
+        Fault::Nats => tokio::task::block_in_place(|| stack.nats[0].restart()).expect("NATS restarts"),
         Fault::StorageWriter => stack.spawn("storage-writer"),
-        Fault::ClickHouse => tokio::task::block_in_place(|| stack.own_clickhouse.as_mut().unwrap().restart())
-            .expect("ClickHouse restarts"),
+        Fault::ClickHouse => {
+            tokio::task::block_in_place(|| stack.clickhouse.as_mut().unwrap().restart()).expect("ClickHouse restarts")
+        }
         Fault::State => stack.spawn("state"),
         Fault::RpcUpstream => stack.node.restart().await,
         Fault::ExchangeConnection => {}
@@ -258,11 +259,7 @@ async fn faults_one_at_a_time_lose_nothing_acknowledged() {
 
     let seen = Arc::new(Mutex::new(Seen::default()));
     let stop = CancellationToken::new();
-    let client = tokio::spawn(strategy(
-        format!("http://127.0.0.1:{}", stack.gateway_grpc),
-        seen.clone(),
-        stop.clone(),
-    ));
+    let client = tokio::spawn(strategy(stack.gateway_url(), seen.clone(), stop.clone()));
     tokio::time::sleep(Duration::from_secs(2)).await;
     let baseline_errors = seen.lock().unwrap().errors.len();
     assert_eq!(
@@ -339,7 +336,7 @@ async fn faults_one_at_a_time_lose_nothing_acknowledged() {
 
     // Every hole in the stored trade ids of a symbol starts where a gap
     // event said trades were missed.
-    let db = &stack.database;
+    let db = &stack.spec.database;
     let ids = stack.query(&format!(
         "SELECT symbol, toUInt64(trade_id) AS id, ts_recv_ms FROM {db}.trades FINAL WHERE exchange = '{EXCHANGE}' ORDER BY symbol, id"
     ));
@@ -420,7 +417,7 @@ async fn faults_one_at_a_time_lose_nothing_acknowledged() {
     }
     let (saved_version, saved_data) = seen.lock().unwrap().saved.clone().expect("a state was saved");
     let mut state = StateServiceClient::new(
-        tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{}", stack.gateway_grpc))
+        tonic::transport::Endpoint::from_shared(stack.gateway_url())
             .unwrap()
             .connect()
             .await

@@ -74,7 +74,7 @@ async fn doctor_passes_on_a_healthy_stack_and_names_what_breaks() {
     assert!(disk["fix"].as_str().unwrap().contains("stops writing"), "{disk:#}");
 
     // The strategy-side commands against the same stack.
-    let gateway = format!("--gateway=http://127.0.0.1:{}", stack.gateway_grpc);
+    let gateway = format!("--gateway={}", stack.gateway_url());
     let moat = |args: &[&str], token: &str| {
         let out = Command::new(bin("moat"))
             .args(args)
@@ -113,7 +113,7 @@ async fn doctor_passes_on_a_healthy_stack_and_names_what_breaks() {
     let (code, out, err) = {
         let out = Command::new(bin("moat"))
             .args(["tail", "md.trade.local.>", "--count", "3", "--nats"])
-            .arg(stack.nats.url())
+            .arg(stack.nats[0].url())
             .output()
             .unwrap();
         (
@@ -151,7 +151,7 @@ async fn doctor_passes_on_a_healthy_stack_and_names_what_breaks() {
     assert!(token["fix"].as_str().unwrap().contains("auth.tokens"), "{token}");
 
     // A missing ClickHouse table is named.
-    stack.query(&format!("DROP TABLE {}.funding", stack.database));
+    stack.query(&format!("DROP TABLE {}.funding", stack.spec.database));
     let (code, report) = run(good.clone()).await;
     assert_ne!(code, 0);
     let tables = check(&report, "clickhouse tables");
@@ -160,7 +160,7 @@ async fn doctor_passes_on_a_healthy_stack_and_names_what_breaks() {
     assert!(tables["fix"].as_str().unwrap().contains("migrate"), "{tables}");
 
     // NATS stopped: its checks fail with their fix, the others still report.
-    tokio::task::block_in_place(|| stack.nats.stop());
+    tokio::task::block_in_place(|| stack.nats[0].stop());
     let (code, report) = run(good.clone()).await;
     assert_ne!(code, 0);
     for name in ["nats", "jetstream", "stream MARKET_DATA"] {
@@ -171,7 +171,7 @@ async fn doctor_passes_on_a_healthy_stack_and_names_what_breaks() {
     assert_eq!(check(&report, "clickhouse")["status"], "pass");
     assert_eq!(check(&report, "state /health")["status"], "pass");
     assert_eq!(check(&report, "gateway gRPC health")["status"], "pass");
-    stack.query(&format!("DROP DATABASE {}", stack.database));
+    stack.query(&format!("DROP DATABASE {}", stack.spec.database));
 }
 
 #[test]

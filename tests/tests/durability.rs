@@ -195,9 +195,9 @@ async fn a_three_node_cluster_loses_nothing_when_any_node_dies() {
     for node in 0..3 {
         let name = {
             let nats = if node == 0 {
-                &mut stack.nats
+                &mut stack.nats[0]
             } else {
-                &mut stack.nats_peers[node - 1]
+                &mut stack.nats[node]
             };
             tokio::task::block_in_place(|| nats.kill());
             nats.server_name().to_owned()
@@ -211,9 +211,9 @@ async fn a_three_node_cluster_loses_nothing_when_any_node_dies() {
         )
         .await;
         let nats = if node == 0 {
-            &mut stack.nats
+            &mut stack.nats[0]
         } else {
-            &mut stack.nats_peers[node - 1]
+            &mut stack.nats[node]
         };
         tokio::task::block_in_place(|| nats.restart()).unwrap_or_else(|e| panic!("restarting {name}: {e}"));
         // The node catches up before the next one goes, as a rolling
@@ -243,7 +243,7 @@ async fn a_three_node_cluster_loses_nothing_when_any_node_dies() {
     })
     .await;
     let (distinct, visible) = tokio::task::block_in_place(|| stack.stored_trades());
-    let gaps = stack.query(&format!("SELECT count() FROM {}.gaps", stack.database));
+    let gaps = stack.query(&format!("SELECT count() FROM {}.gaps", stack.spec.database));
     assert_eq!(
         (distinct, visible, gaps.as_str()),
         (sent, sent, "0"),

@@ -77,7 +77,7 @@ async fn what_the_exchange_sent_comes_out_exactly_once() {
     assert_eq!(visible, sent, "rows a FINAL query shows vs trades sent");
 
     // The quoted price was one of the stored BTC prices' range.
-    let db = &stack.database;
+    let db = &stack.spec.database;
     let range = stack.query(&format!(
         "SELECT toString(min(price)), toString(max(price)) FROM {db}.trades WHERE exchange = '{EXCHANGE}' AND symbol = 'BTC-USDT'"
     ));

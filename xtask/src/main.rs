@@ -5,7 +5,6 @@
 mod bench;
 mod deploy;
 mod fuzz;
-mod stack;
 mod test;
 mod up;
 

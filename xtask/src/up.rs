@@ -1,17 +1,15 @@
 //! `cargo xtask up | down | status`: a local stack on real NATS and ClickHouse.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use moat_devstack::{ClickHouse, ManagedProcess, Nats, engines, http_get, peers, wait_http_ok};
+use moat_devstack::stack::{EXCHANGE, Ports, Stack, StackSpec, start_ganache};
+use moat_devstack::{engines, http_get, peers};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
-use crate::stack::{Deps, EXCHANGE_SYMBOLS, SERVICES, binary, command};
 use crate::{cargo, root};
-
-const HEALTH_TIMEOUT: Duration = Duration::from_secs(60);
 
 fn port(var: &str, default: u16) -> Result<u16, String> {
     match std::env::var(var) {
@@ -70,63 +68,48 @@ pub fn up(detach: bool) -> Result<(), String> {
         engines::CLICKHOUSE.release,
         dir.display()
     );
-    let nats = Nats::start_on(
-        &dir.join("nats"),
-        port("MOAT_DEV_NATS_PORT", 4222)?,
-        port("MOAT_DEV_NATS_MONITOR_PORT", 8222)?,
-    )?;
-    let clickhouse = ClickHouse::start_on(&dir.join("clickhouse"), port("MOAT_DEV_CLICKHOUSE_PORT", 8123)?)?;
-    let token = dev_token()?;
-    let tokens_file = dir.join("tokens");
-    std::fs::write(&tokens_file, format!("# written by cargo xtask up\ndev {token}\n")).map_err(|e| e.to_string())?;
-    let ganache = start_ganache(&root, &dir)?;
-    let (exchange, exchange_addr) = start_exchange(&root, &dir)?;
-    let deps = Deps {
-        nats_url: nats.url(),
-        clickhouse_url: clickhouse.url(),
-        data_dir: dir.clone(),
-        tokens_file,
-        ethereum_upstream: ganache.as_ref().map(|(_, url)| url.clone()),
-        exchange: exchange_addr.clone(),
+    let ports = Ports {
+        nats: Some((
+            port("MOAT_DEV_NATS_PORT", 4222)?,
+            port("MOAT_DEV_NATS_MONITOR_PORT", 8222)?,
+        )),
+        clickhouse: Some(port("MOAT_DEV_CLICKHOUSE_PORT", 8123)?),
+        exchange: port("MOAT_DEV_EXCHANGE_PORT", 9443)?,
+        ..Ports::DEV
     };
+    let ganache_port = port("MOAT_DEV_GANACHE_PORT", 8545)?;
+    let ganache = match start_ganache(&root, ganache_port, &dir.join("logs/ganache.log")) {
+        Ok(process) => Some(process),
+        Err(error) => {
+            println!("ganache did not start, so chain ethereum has no upstream: {error}");
+            None
+        }
+    };
+    let token = dev_token()?;
+    let mut spec = StackSpec::new(&root, &dir, ports);
+    spec.tokens = vec![("dev".to_owned(), token.clone())];
+    spec.ethereum_upstream = ganache.as_ref().map(|_| format!("http://127.0.0.1:{ganache_port}"));
+    let stack = Stack::start(spec).map_err(|e| {
+        if e.contains("already in use") {
+            format!("{e}\nis a stack not stopped with `cargo xtask down` running? Stop it, or choose other ports (`cargo xtask help`)")
+        } else {
+            e
+        }
+    })?;
 
-    migrate(&root, &deps)?;
-
-    // One at a time, each healthy before the next: the gateway is then
-    // subscribed before the collector publishes its first book snapshots.
-    let mut services: Vec<(ManagedProcess, &'static str)> = Vec::new();
-    for service in SERVICES {
-        let log = dir.join("logs").join(format!("{}.log", service.name));
-        port_free(service.health, service.name)?;
-        let mut process = ManagedProcess::spawn(service.name, command(&root, service, &deps), &log)?;
-        wait_own_health(&mut process, service.health, "/health")?;
-        services.push((process, service.health));
-    }
-
-    print_table(&nats, &clickhouse, &exchange_addr, &dir);
-    print_examples(&token, ganache.is_some());
+    print_table(&stack);
+    print_examples(&token, &stack, ganache.is_some());
 
     if detach {
-        let mut lines = vec![
-            format!("nats-server {} {}", nats.pid().unwrap_or(0), nats.monitor_addr()),
-            format!(
-                "clickhouse-server {} {}",
-                clickhouse.pid().unwrap_or(0),
-                clickhouse.http_addr()
-            ),
-        ];
-        for (process, health) in services {
-            let name = process.name.clone();
-            let pid = process.detach().unwrap_or(0);
-            lines.push(format!("{name} {pid} {health}"));
+        let mut parts = stack.detach();
+        if let Some(node) = ganache {
+            let addr = format!("127.0.0.1:{ganache_port}");
+            parts.push(("ganache".to_owned(), node.detach().unwrap_or(0), addr));
         }
-        lines.push(format!("exchange {} {exchange_addr}", exchange.detach().unwrap_or(0)));
-        if let Some((node, url)) = ganache {
-            let addr = url.trim_start_matches("http://").to_owned();
-            lines.push(format!("ganache {} {addr}", node.detach().unwrap_or(0)));
-        }
-        nats.detach();
-        clickhouse.detach();
+        let lines: Vec<String> = parts
+            .iter()
+            .map(|(name, pid, addr)| format!("{name} {pid} {addr}"))
+            .collect();
         std::fs::write(pid_file(), lines.join("\n") + "\n").map_err(|e| e.to_string())?;
         println!("\ndetached; `cargo xtask status` shows it, `cargo xtask down` stops it");
         return Ok(());
@@ -142,26 +125,18 @@ pub fn up(detach: bool) -> Result<(), String> {
         if rx.recv_timeout(Duration::from_millis(500)).is_ok() {
             break;
         }
-        if let Some((process, _)) = services.iter_mut().find(|(p, _)| !p.is_running_now()) {
+        if let Some(name) = stack.exited() {
             eprintln!(
-                "{} exited unexpectedly; last log lines ({}):\n{}",
-                process.name,
-                process.log.display(),
-                process.log_tail(15)
+                "{name} exited unexpectedly; last log lines ({}):\n{}",
+                stack.log(name).display(),
+                stack.log_tail(name)
             );
             break;
         }
     }
     println!("stopping services");
-    // Services first, in reverse start order, so they drain into live
-    // dependencies; then ClickHouse and NATS (dropped last).
-    while let Some((mut process, _)) = services.pop() {
-        process.stop();
-    }
+    drop(stack);
     drop(ganache);
-    drop(exchange);
-    drop(clickhouse);
-    drop(nats);
     println!("stopped");
     Ok(())
 }
@@ -176,148 +151,70 @@ fn dev_token() -> Result<String, String> {
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
-/// Starts the local exchange (a generated session in Binance's protocol)
-/// that the collector's venue `local` reads.
-fn start_exchange(root: &Path, dir: &Path) -> Result<(ManagedProcess, String), String> {
-    let addr = format!("127.0.0.1:{}", port("MOAT_DEV_EXCHANGE_PORT", 9443)?);
-    let mut cmd = std::process::Command::new(binary(root, "moat-collector"));
-    cmd.current_dir(root).args(["exchange", "--listen", &addr]);
-    for symbol in EXCHANGE_SYMBOLS {
-        cmd.args(["--symbol", symbol]);
-    }
-    port_free(&addr, "the local exchange")?;
-    let mut process = ManagedProcess::spawn("exchange", cmd, &dir.join("logs/exchange.log"))?;
-    wait_own_health(&mut process, &addr, "/moat/stats")?;
-    Ok((process, addr))
-}
-
-/// Fails when something else already listens on `addr` (host:port): the
-/// child would die on its bind while the stranger answered its probe.
-fn port_free(addr: &str, what: &str) -> Result<(), String> {
-    let port = addr
-        .rsplit(':')
-        .next()
-        .and_then(|p| p.parse().ok())
-        .ok_or_else(|| format!("{what}: {addr:?} has no port"))?;
-    moat_devstack::ensure_port_free(port, what).map_err(|e| {
-        format!("{e}; is a stack not stopped with `cargo xtask down` running? Stop it, or choose other ports (`cargo xtask help`)")
-    })
-}
-
-/// Waits until `process` answers `path` on `addr`, failing at once when
-/// the process itself has exited, so an answer from a stranger on the same
-/// port is never taken for the child's.
-fn wait_own_health(process: &mut ManagedProcess, addr: &str, path: &str) -> Result<(), String> {
-    let deadline = Instant::now() + HEALTH_TIMEOUT;
-    loop {
-        let probe = wait_http_ok(addr, path, Duration::from_millis(250));
-        if !process.is_running() {
-            return Err(format!(
-                "{} exited during start-up; last log lines ({}):\n{}",
-                process.name,
-                process.log.display(),
-                process.log_tail(15)
-            ));
-        }
-        match probe {
-            Ok(_) => return Ok(()),
-            Err(error) if Instant::now() > deadline => {
-                return Err(format!(
-                    "{} did not become healthy: {error}\nlast log lines ({}):\n{}",
-                    process.name,
-                    process.log.display(),
-                    process.log_tail(15)
-                ));
-            }
-            Err(_) => {}
-        }
-    }
-}
-
-/// Starts ganache (installed with `npm ci` in `tests/peers`) as the
-/// upstream of chain `ethereum`, when Node.js and the package are there.
-fn start_ganache(root: &Path, dir: &Path) -> Result<Option<(ManagedProcess, String)>, String> {
-    let port = port("MOAT_DEV_GANACHE_PORT", 8545)?;
-    let cmd = match moat_devstack::ganache_command(root, port) {
-        Ok(cmd) => cmd,
-        Err(error) => {
-            println!("ganache is not installed, so chain ethereum has no upstream: {error}");
-            return Ok(None);
-        }
-    };
-    let addr = format!("127.0.0.1:{port}");
-    port_free(&addr, "ganache")?;
-    let mut process = ManagedProcess::spawn("ganache", cmd, &dir.join("logs/ganache.log"))?;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while std::net::TcpStream::connect(&addr).is_err() {
-        if !process.is_running() {
-            return Err(format!("ganache exited during start-up:\n{}", process.log_tail(15)));
-        }
-        if Instant::now() > deadline {
-            return Err(format!("ganache did not listen on {addr} within 60 s"));
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    Ok(Some((process, format!("http://{addr}"))))
-}
-
-fn print_examples(token: &str, rpc: bool) {
+fn print_examples(token: &str, stack: &Stack, rpc: bool) {
+    let grpc = format!("127.0.0.1:{}", stack.spec.ports.gateway_grpc);
+    let http = stack.http_addr("gateway");
     println!("\ndevelopment strategy `dev`, token {token}");
     println!(
-        "  grpcurl -plaintext -H 'authorization: Bearer {token}' -d '{{\"token\":\"BTC\",\"quote\":\"USD\"}}' 127.0.0.1:50051 moat.gateway.v1.MarketService/GetPrice"
+        "  grpcurl -plaintext -H 'authorization: Bearer {token}' -d '{{\"token\":\"BTC\",\"quote\":\"USD\"}}' {grpc} moat.gateway.v1.MarketService/GetPrice"
     );
     println!(
-        "  grpcurl -plaintext -H 'authorization: Bearer {token}' -d '{{\"data\":\"aGVsbG8=\"}}' 127.0.0.1:50051 moat.gateway.v1.StateService/SaveState"
+        "  grpcurl -plaintext -H 'authorization: Bearer {token}' -d '{{\"data\":\"aGVsbG8=\"}}' {grpc} moat.gateway.v1.StateService/SaveState"
     );
     if rpc {
         println!(
-            "  curl -s -H 'authorization: Bearer {token}' -d '{{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"eth_blockNumber\",\"params\":[]}}' http://127.0.0.1:9090/rpc/ethereum"
+            "  curl -s -H 'authorization: Bearer {token}' -d '{{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"eth_blockNumber\",\"params\":[]}}' http://{http}/rpc/ethereum"
         );
     }
 }
 
-fn migrate(root: &Path, deps: &Deps) -> Result<(), String> {
-    let status = std::process::Command::new(binary(root, "moat-storage-writer"))
-        .arg("migrate")
-        .current_dir(root)
-        .env("MOAT_STORAGE_WRITER__CLICKHOUSE__URL", &deps.clickhouse_url)
-        .status()
-        .map_err(|e| format!("running moat-storage-writer migrate: {e}"))?;
-    if status.success() {
-        Ok(())
-    } else {
-        Err(format!("moat-storage-writer migrate failed with {status}"))
-    }
-}
-
-fn print_table(nats: &Nats, clickhouse: &ClickHouse, exchange: &str, dir: &Path) {
+fn print_table(stack: &Stack) {
+    let ports = &stack.spec.ports;
+    let row = |component: &str, endpoints: String| println!("{component:<20} {:<8} {endpoints}", "healthy");
     println!("\n{:<20} {:<8} endpoints", "component", "status");
-    println!(
-        "{:<20} {:<8} {} (monitor http://{})",
-        "nats-server",
-        "healthy",
-        nats.url(),
-        nats.monitor_addr()
-    );
-    println!(
-        "{:<20} {:<8} {} (database moat)",
-        "clickhouse-server",
-        "healthy",
-        clickhouse.url()
-    );
-    println!(
-        "{:<20} {:<8} ws://{exchange}/stream, http://{exchange}/moat/stats (generated session, Binance protocol)",
-        "local exchange", "healthy"
-    );
-    for service in SERVICES {
-        println!(
-            "{:<20} {:<8} {}",
-            format!("moat-{}", service.name),
-            "healthy",
-            service.endpoints
+    for nats in &stack.nats {
+        row(
+            "nats-server",
+            format!("{} (monitor http://{})", nats.url(), nats.monitor_addr()),
         );
     }
-    println!("\nlogs: {}", dir.join("logs").display());
+    row(
+        "clickhouse-server",
+        format!("{} (database {})", stack.clickhouse_url, stack.spec.database),
+    );
+    let exchange = stack.http_addr("exchange");
+    row(
+        "local exchange",
+        format!("ws://{exchange}/stream, http://{exchange}/moat/stats (generated session, Binance protocol)"),
+    );
+    row(
+        "moat-state",
+        format!(
+            "gRPC 127.0.0.1:{}, HTTP http://{}/health",
+            ports.state_grpc,
+            stack.http_addr("state")
+        ),
+    );
+    row(
+        "moat-storage-writer",
+        format!("HTTP http://{}/health", stack.http_addr("storage-writer")),
+    );
+    row(
+        "moat-gateway",
+        format!(
+            "gRPC 127.0.0.1:{}, HTTP http://{}/health, /rpc/{{chain}}",
+            ports.gateway_grpc,
+            stack.http_addr("gateway")
+        ),
+    );
+    row(
+        "moat-collector",
+        format!(
+            "HTTP http://{}/health, /status (venue `{EXCHANGE}`)",
+            stack.http_addr("collector")
+        ),
+    );
+    println!("\nlogs: {}", stack.spec.dir.join("logs").display());
 }
 
 pub fn down() -> Result<(), String> {

@@ -166,12 +166,12 @@ impl Probe {
                 .timeout(Duration::from_secs(5))
                 .build()
                 .expect("an HTTP client"),
-            stats_url: format!("http://{}/moat/stats", stack.exchange_addr),
-            jsz_url: format!("http://{}/jsz", stack.nats.monitor_addr()),
+            stats_url: format!("{}/moat/stats", stack.http_url("exchange")),
+            jsz_url: format!("http://{}/jsz", stack.nats[0].monitor_addr()),
             clickhouse_url: stack.clickhouse_url.clone(),
             parts_sql: format!(
                 "SELECT sum(rows) FROM system.parts WHERE active AND database = '{}' AND table = 'trades'",
-                stack.database
+                stack.spec.database
             ),
         }
     }
@@ -310,9 +310,9 @@ async fn drain(stack: &Stack, probe: &Probe) -> anyhow::Result<(u64, u64)> {
 }
 
 async fn step(stack: &Stack, probe: &Probe, per_symbol: u32, hold: Duration, symbols: usize) -> anyhow::Result<Step> {
-    let gateway = format!("http://127.0.0.1:{}", stack.gateway_grpc);
-    let collector_metrics = format!("http://127.0.0.1:{}/metrics", stack.collector_http);
-    let gateway_metrics = format!("http://127.0.0.1:{}/metrics", stack.gateway_http);
+    let gateway = stack.gateway_url();
+    let collector_metrics = format!("{}/metrics", stack.http_url("collector"));
+    let gateway_metrics = format!("{}/metrics", stack.http_url("gateway"));
     let pids: Vec<(&'static str, Option<u32>)> = PROCESSES.iter().map(|p| (*p, stack.pid(p))).collect();
     let cpu_before: Vec<f64> = pids.iter().map(|(_, pid)| pid.map_or(0.0, cpu_seconds)).collect();
     let published_before = Scrape::get(&probe.http, &collector_metrics).await?;
@@ -487,10 +487,7 @@ pub async fn run(hold: Duration, sync_interval: &str, from: u32) -> anyhow::Resu
         stack.log_tail("storage-writer")
     );
     let stop = CancellationToken::new();
-    let idle = tokio::spawn(price_calls(
-        format!("http://127.0.0.1:{}", stack.gateway_grpc),
-        stop.clone(),
-    ));
+    let idle = tokio::spawn(price_calls(stack.gateway_url(), stop.clone()));
     tokio::time::sleep(Duration::from_secs(5)).await;
     stop.cancel();
     let (idle, errors) = idle.await?;
@@ -521,7 +518,7 @@ pub async fn run(hold: Duration, sync_interval: &str, from: u32) -> anyhow::Resu
     }
     let metrics = probe
         .http
-        .get(format!("http://127.0.0.1:{}/metrics", stack.writer_http))
+        .get(format!("{}/metrics", stack.http_url("storage-writer")))
         .send()
         .await?
         .text()

@@ -13,6 +13,7 @@ mod install;
 pub mod peers;
 mod process;
 mod servers;
+pub mod stack;
 
 pub use http::{HttpResponse, http_get, http_post, wait_http_ok};
 pub use install::{Package, apt_install, ensure_installed, find_binary};

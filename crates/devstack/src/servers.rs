@@ -62,19 +62,27 @@ impl Nats {
     /// when chosen but another process may take it before the server binds
     /// it (tests start many servers at once): then it tries fresh ports.
     pub fn start(dir: &Path) -> Result<Nats> {
-        let mut attempt = 0;
-        loop {
-            match Nats::start_on(dir, free_port(), free_port()) {
-                Err(e) if e.contains("address already in use") && attempt < 4 => attempt += 1,
-                result => return result,
-            }
-        }
+        Nats::start_with(dir, None, NATS_SYNC_INTERVAL)
     }
 
     pub fn start_on(dir: &Path, port: u16, monitor_port: u16) -> Result<Nats> {
-        let mut nats = Nats::new(dir, port, monitor_port, None);
-        nats.restart()?;
-        Ok(nats)
+        Nats::start_with(dir, Some((port, monitor_port)), NATS_SYNC_INTERVAL)
+    }
+
+    /// Starts on `ports` (client, monitoring), or on free ones when `None`,
+    /// with JetStream's `sync_interval` set to `sync_interval`.
+    pub fn start_with(dir: &Path, ports: Option<(u16, u16)>, sync_interval: &str) -> Result<Nats> {
+        let mut attempt = 0;
+        loop {
+            let (port, monitor_port) = ports.unwrap_or_else(|| (free_port(), free_port()));
+            let mut nats = Nats::new(dir, port, monitor_port, None);
+            nats.sync_interval = sync_interval.to_owned();
+            match nats.restart() {
+                Ok(()) => return Ok(nats),
+                Err(e) if ports.is_none() && e.contains("address already in use") && attempt < 4 => attempt += 1,
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     fn new(dir: &Path, port: u16, monitor_port: u16, cluster: Option<ClusterNode>) -> Nats {
