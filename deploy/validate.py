@@ -116,6 +116,29 @@ SERVICE_MONITOR_SCHEMA = {
     },
 }
 
+# The PrometheusRule the umbrella chart renders from files/alerts.yml.
+PROMETHEUS_RULE_SCHEMA = {
+    "type": "object",
+    "required": ["apiVersion", "kind", "metadata", "spec"],
+    "properties": {
+        "apiVersion": {"const": "monitoring.coreos.com/v1"},
+        "kind": {"const": "PrometheusRule"},
+        "metadata": {"type": "object", "required": ["name"]},
+        "spec": {
+            "type": "object", "required": ["groups"], "additionalProperties": False,
+            "properties": {"groups": {"type": "array", "minItems": 1, "items": {
+                "type": "object", "required": ["name", "rules"],
+                "properties": {"name": {"type": "string"}, "rules": {"type": "array", "minItems": 1, "items": {
+                    "type": "object", "required": ["expr"], "additionalProperties": False,
+                    "properties": {"alert": {"type": "string"}, "record": {"type": "string"},
+                                   "expr": {"type": "string"}, "for": {"type": "string"},
+                                   "labels": {"type": "object"}, "annotations": {"type": "object"}}}}}}}},
+        },
+    },
+}
+
+CRD_SCHEMAS = {"ServiceMonitor": SERVICE_MONITOR_SCHEMA, "PrometheusRule": PROMETHEUS_RULE_SCHEMA}
+
 
 # ----------------------------------------------------------------- helm
 
@@ -648,8 +671,8 @@ def k8s_problems(docs: list[tuple[str, dict]], versions: list[str]) -> list[str]
     out = []
     for where, doc in docs:
         name = f"{doc.get('kind')}/{(doc.get('metadata') or {}).get('name')}"
-        if doc.get("kind") == "ServiceMonitor":
-            errs = list(jsonschema.Draft7Validator(SERVICE_MONITOR_SCHEMA).iter_errors(doc))
+        if doc.get("kind") in CRD_SCHEMAS:
+            errs = list(jsonschema.Draft7Validator(CRD_SCHEMAS[doc["kind"]]).iter_errors(doc))
             out += [f"{where}: {name}: {'.'.join(map(str, e.absolute_path))}: {e.message}" for e in errs]
             continue
         for version in versions:

@@ -279,6 +279,7 @@ pub async fn run(config: CollectorConfig, http: TcpListener, shutdown: Cancellat
             }
         });
     }
+    register_venue_gauges(&metrics.registry, &venues);
     let status_venues = venues.clone();
     let app = router(health, metrics.registry.clone()).route(
         "/status",
@@ -298,4 +299,37 @@ pub async fn run(config: CollectorConfig, http: TcpListener, shutdown: Cancellat
     client.flush().await.ok();
     tracing::info!("collector stopped");
     Ok(())
+}
+
+/// `moat_collector_venue_connected{exchange}` and
+/// `moat_collector_last_event_timestamp_seconds{exchange}`, read from the
+/// venues' status at each scrape (a sharded venue shows each connection
+/// as `exchange#i`).
+fn register_venue_gauges(registry: &prometheus::Registry, venues: &[StreamStatus]) {
+    let connected = venues.to_vec();
+    moat_common_types::http::register_computed(
+        registry,
+        "moat_collector_venue_connected",
+        "1 while the venue connection is open and subscribed, 0 while it reconnects",
+        &["exchange"],
+        move || {
+            connected
+                .iter()
+                .map(|v| (vec![v.exchange.clone()], f64::from(u8::from(v.is_connected()))))
+                .collect()
+        },
+    );
+    let newest = venues.to_vec();
+    moat_common_types::http::register_computed(
+        registry,
+        "moat_collector_last_event_timestamp_seconds",
+        "when the venue's newest event arrived (Unix seconds); `time() - this` is its freshness",
+        &["exchange"],
+        move || {
+            newest
+                .iter()
+                .filter_map(|v| Some((vec![v.exchange.clone()], v.newest_event_us()? as f64 / 1e6)))
+                .collect()
+        },
+    );
 }

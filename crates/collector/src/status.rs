@@ -47,11 +47,17 @@ impl StreamStatus {
         }
     }
 
+    /// When the newest event on any stream arrived (Unix µs), `None`
+    /// before the first.
+    pub fn newest_event_us(&self) -> Option<i64> {
+        let map = self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        map.values().max().copied()
+    }
+
     /// Age in ms of the newest event on any stream at `now_us`, `None`
     /// before the first.
     pub fn last_event_age_ms(&self, now_us: i64) -> Option<i64> {
-        let map = self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        map.values().max().map(|last| (now_us - last) / 1_000)
+        self.newest_event_us().map(|last| (now_us - last) / 1_000)
     }
 
     pub fn to_json(&self, now_us: i64) -> serde_json::Value {

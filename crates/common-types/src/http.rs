@@ -69,16 +69,22 @@ impl Health {
         })
     }
 
-    /// Runs every check concurrently, each bounded by [`CHECK_TIMEOUT`].
-    pub async fn report(&self) -> (bool, serde_json::Value) {
-        let results = futures::future::join_all(self.checks.iter().map(|(name, check)| async move {
+    /// Runs every check concurrently, each bounded by [`CHECK_TIMEOUT`]:
+    /// `(check, outcome)` in the order the checks were added.
+    pub async fn results(&self) -> Vec<(String, Result<(), String>)> {
+        futures::future::join_all(self.checks.iter().map(|(name, check)| async move {
             let outcome = match tokio::time::timeout(CHECK_TIMEOUT, check()).await {
                 Ok(result) => result,
                 Err(_) => Err(format!("no answer within {} ms", CHECK_TIMEOUT.as_millis())),
             };
             (name.clone(), outcome)
         }))
-        .await;
+        .await
+    }
+
+    /// The readiness answer: whether every check passed, and the JSON body.
+    pub async fn report(&self) -> (bool, serde_json::Value) {
+        let results = self.results().await;
         let ready = results.iter().all(|(_, r)| r.is_ok());
         let checks: serde_json::Map<String, serde_json::Value> = results
             .into_iter()
@@ -103,17 +109,37 @@ impl Health {
 struct AppState {
     health: Health,
     registry: Registry,
+    checks_up: prometheus::IntGaugeVec,
 }
 
 /// `/health`, `/health/live`, `/health/ready` and `/metrics`; services merge
 /// their own routes into it.
+///
+/// `/metrics` runs the readiness checks too and exports each as
+/// `moat_check_up{service, check}` (1 passing, 0 failing), so alerts see a
+/// dependency (NATS, ClickHouse, the state service, a venue) go away.
 pub fn router(health: Health, registry: Registry) -> Router {
+    let checks_up = register(
+        &registry,
+        prometheus::IntGaugeVec::new(
+            prometheus::Opts::new(
+                "moat_check_up",
+                "readiness checks of the service (a dependency or venue), 1 passing and 0 failing, run at each scrape",
+            ),
+            &["service", "check"],
+        )
+        .expect("valid metric"),
+    );
     Router::new()
         .route("/health", get(ready))
         .route("/health/ready", get(ready))
         .route("/health/live", get(|| async { "ok" }))
         .route("/metrics", get(metrics))
-        .with_state(AppState { health, registry })
+        .with_state(AppState {
+            health,
+            registry,
+            checks_up,
+        })
 }
 
 async fn ready(State(state): State<AppState>) -> Response {
@@ -127,6 +153,12 @@ async fn ready(State(state): State<AppState>) -> Response {
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {
+    for (check, outcome) in state.health.results().await {
+        state
+            .checks_up
+            .with_label_values(&[state.health.service.as_str(), check.as_str()])
+            .set(i64::from(outcome.is_ok()));
+    }
     let mut buf = Vec::new();
     match TextEncoder::new().encode(&state.registry.gather(), &mut buf) {
         Ok(()) => ([(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)], buf).into_response(),
@@ -206,6 +238,60 @@ pub fn register<C: prometheus::core::Collector + Clone + 'static>(registry: &Reg
     collector
 }
 
+/// Registers a gauge computed when it is scraped: `values` returns the
+/// label values and the value of each series. For state the service keeps
+/// anyway (venue connections, the cache's books), so nothing on the hot
+/// path updates a metric.
+pub fn register_computed<F>(registry: &Registry, name: &str, help: &str, labels: &[&str], values: F)
+where
+    F: Fn() -> Vec<(Vec<String>, f64)> + Send + Sync + 'static,
+{
+    let computed = Computed {
+        opts: prometheus::Opts::new(name, help).variable_labels(labels.iter().map(|l| (*l).to_owned()).collect()),
+        desc: prometheus::core::Desc::new(
+            name.to_owned(),
+            help.to_owned(),
+            labels.iter().map(|l| (*l).to_owned()).collect(),
+            std::collections::HashMap::new(),
+        )
+        .expect("valid metric"),
+        values: Arc::new(values),
+    };
+    registry
+        .register(Box::new(computed))
+        .expect("metric names are unique per registry");
+}
+
+type ComputedValues = Arc<dyn Fn() -> Vec<(Vec<String>, f64)> + Send + Sync>;
+
+/// A gauge family built afresh from [`register_computed`]'s function at
+/// each scrape.
+struct Computed {
+    opts: prometheus::Opts,
+    desc: prometheus::core::Desc,
+    values: ComputedValues,
+}
+
+impl prometheus::core::Collector for Computed {
+    fn desc(&self) -> Vec<&prometheus::core::Desc> {
+        vec![&self.desc]
+    }
+
+    fn collect(&self) -> Vec<prometheus::proto::MetricFamily> {
+        let labels: Vec<&str> = self.opts.variable_labels.iter().map(String::as_str).collect();
+        let Ok(gauge) = prometheus::GaugeVec::new(self.opts.clone(), &labels) else {
+            return Vec::new();
+        };
+        for (values, value) in (self.values)() {
+            let values: Vec<&str> = values.iter().map(String::as_str).collect();
+            if let Ok(series) = gauge.get_metric_with_label_values(&values) {
+                series.set(value);
+            }
+        }
+        prometheus::core::Collector::collect(&gauge)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -274,5 +360,48 @@ mod tests {
         let (status, body) = get_body(router(Health::new("demo"), registry), "/metrics").await;
         assert_eq!(status, 200);
         assert!(body.contains("moat_demo_events_total 3"), "{body}");
+    }
+
+    #[tokio::test]
+    async fn metrics_carry_each_check_and_computed_gauges() {
+        let registry = Registry::new();
+        let books = Arc::new(std::sync::atomic::AtomicU32::new(2));
+        let seen = books.clone();
+        register_computed(
+            &registry,
+            "moat_demo_books_invalid",
+            "books",
+            &["exchange"],
+            move || {
+                vec![(
+                    vec!["binance".to_owned()],
+                    f64::from(seen.load(std::sync::atomic::Ordering::Relaxed)),
+                )]
+            },
+        );
+        let health = Health::new("demo")
+            .check("nats", || async { Ok(()) })
+            .check("clickhouse", || async { Err("connection refused".to_owned()) });
+        let app = router(health, registry);
+        let (_, body) = get_body(app.clone(), "/metrics").await;
+        assert!(
+            body.contains(r#"moat_check_up{check="nats",service="demo"} 1"#),
+            "{body}"
+        );
+        assert!(
+            body.contains(r#"moat_check_up{check="clickhouse",service="demo"} 0"#),
+            "{body}"
+        );
+        assert!(
+            body.contains(r#"moat_demo_books_invalid{exchange="binance"} 2"#),
+            "{body}"
+        );
+        // Computed at each scrape, not once.
+        books.store(0, std::sync::atomic::Ordering::Relaxed);
+        let (_, body) = get_body(app, "/metrics").await;
+        assert!(
+            body.contains(r#"moat_demo_books_invalid{exchange="binance"} 0"#),
+            "{body}"
+        );
     }
 }

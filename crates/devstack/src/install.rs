@@ -56,6 +56,13 @@ impl Package {
         binary: "nginx",
         paths: &["/usr/sbin/nginx"],
     };
+    /// Prometheus and `promtool`, which checks and unit-tests the alert
+    /// rules.
+    pub const PROMETHEUS: Package = Package {
+        name: "prometheus",
+        binary: "promtool",
+        paths: &["/usr/bin/promtool"],
+    };
     pub const POSTGRES: Package = Package {
         name: "postgresql",
         binary: "initdb",
@@ -115,12 +122,24 @@ pub fn apt_install(names: &[&str]) -> Result<()> {
     if !update.is_ok_and(|s| s.success()) {
         return Err("apt-get update failed".into());
     }
+    // Packages with a daemon (prometheus, postgresql) would start it on its
+    // default port, where the stack's own parts listen: a policy-rc.d that
+    // refuses every start keeps them installed and stopped.
+    let policy = Path::new("/usr/sbin/policy-rc.d");
+    let own_policy = !policy.exists() && std::fs::write(policy, "#!/bin/sh\nexit 101\n").is_ok();
+    if own_policy {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(policy, std::fs::Permissions::from_mode(0o755));
+    }
     let status = Command::new("apt-get")
         .args(["install", "-y", "-qq", "--no-install-recommends"])
         .args(names)
         .env("DEBIAN_FRONTEND", "noninteractive")
-        .status()
-        .map_err(|e| format!("running apt-get: {e}"))?;
+        .status();
+    if own_policy {
+        let _ = std::fs::remove_file(policy);
+    }
+    let status = status.map_err(|e| format!("running apt-get: {e}"))?;
     if status.success() {
         Ok(())
     } else {

@@ -178,6 +178,16 @@ impl Cache {
             .cloned()
     }
 
+    /// Per exchange with books, how many of them are invalid now (a gap
+    /// broke them, or they crossed) and wait for the next snapshot.
+    pub fn invalid_books(&self) -> Vec<(String, usize)> {
+        let mut counts: std::collections::BTreeMap<String, usize> = std::collections::BTreeMap::new();
+        for ((exchange, _), book) in &self.read().books {
+            *counts.entry(exchange.clone()).or_default() += usize::from(!book.valid);
+        }
+        counts.into_iter().collect()
+    }
+
     /// Number of (exchange, symbol) pairs with a price.
     pub fn len(&self) -> usize {
         self.read().quotes.len()
@@ -265,5 +275,6 @@ mod tests {
         );
         cache.apply(&gap("sequence"));
         assert!(!cache.book("binance", "BTC-USDT").unwrap().valid);
+        assert_eq!(cache.invalid_books(), vec![("binance".to_owned(), 1)]);
     }
 }

@@ -21,6 +21,7 @@ pub struct Metrics {
     pub upstreams: IntGaugeVec,
     pub upstreams_healthy: IntGaugeVec,
     pub live_age: Histogram,
+    pub rate_limited: IntCounterVec,
 }
 
 impl Metrics {
@@ -39,7 +40,10 @@ impl Metrics {
                 &registry,
                 HistogramVec::new(
                     HistogramOpts::new("moat_gateway_request_seconds", "call latency by service and method")
-                        .buckets(prometheus::exponential_buckets(0.0001, 2.0, 18).expect("valid buckets")),
+                        // 0.5 s is a bucket edge: the latency SLO counts the calls under it.
+                        .buckets(vec![
+                            0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+                        ]),
                     &["service", "method"],
                 )
                 .expect("valid metric"),
@@ -76,6 +80,17 @@ impl Metrics {
                         "upstreams not ejected by chain (after the last health check)",
                     ),
                     &["chain"],
+                )
+                .expect("valid metric"),
+            ),
+            rate_limited: register(
+                &registry,
+                IntCounterVec::new(
+                    Opts::new(
+                        "moat_gateway_rate_limited_total",
+                        "calls refused by a strategy's rate limit (resource_exhausted), by strategy",
+                    ),
+                    &["strategy"],
                 )
                 .expect("valid metric"),
             ),
@@ -194,6 +209,11 @@ impl Call {
             .latency
             .with_label_values(&[self.service, self.method])
             .observe(elapsed.as_secs_f64());
+        if status == ErrorCode::ResourceExhausted.as_str()
+            && let Some(strategy) = &self.strategy_id
+        {
+            self.metrics.rate_limited.with_label_values(&[strategy.as_str()]).inc();
+        }
         if let (Some(chain), Some(method)) = (&self.chain, &self.rpc_method) {
             self.metrics
                 .rpc

@@ -176,6 +176,20 @@ fn health(parts: &Parts) -> Health {
 /// Serves HTTP and gRPC until `shutdown`, then waits for both to drain.
 async fn serve(parts: &Parts, grpc: TcpListener, http: TcpListener, shutdown: CancellationToken) -> anyhow::Result<()> {
     let gateway = &parts.gateway;
+    let cache = gateway.cache.clone();
+    moat_common_types::http::register_computed(
+        &gateway.metrics.registry,
+        "moat_gateway_books_invalid",
+        "books in the live cache that are invalid now (a gap broke them or they crossed) and wait for a snapshot, by exchange",
+        &["exchange"],
+        move || {
+            cache
+                .invalid_books()
+                .into_iter()
+                .map(|(exchange, n)| (vec![exchange], n as f64))
+                .collect()
+        },
+    );
     let app = router(health(parts), gateway.metrics.registry.clone()).merge(http::routes(gateway.clone()));
     let timeouts = ServerTimeouts {
         header_read: gateway.config.server.header_read_timeout,

@@ -9,6 +9,7 @@ pub struct Metrics {
     pub rows: IntCounterVec,
     pub batch_rows: Histogram,
     pub insert_latency: Histogram,
+    pub ingest_lag: Histogram,
     pub insert_errors: IntCounter,
     pub redeliveries: IntCounter,
     pub fetches_overdue: IntCounter,
@@ -45,6 +46,17 @@ impl Metrics {
                         "time to insert one batch into every table",
                     )
                     .buckets(prometheus::exponential_buckets(0.005, 2.0, 12).expect("valid buckets")),
+                )
+                .expect("valid metric"),
+            ),
+            ingest_lag: register(
+                &registry,
+                Histogram::with_opts(
+                    HistogramOpts::new(
+                        "moat_storage_writer_ingest_lag_seconds",
+                        "from an event's exchange timestamp to its row being stored in ClickHouse (candles: from receipt)",
+                    )
+                    .buckets(prometheus::exponential_buckets(0.025, 2.0, 14).expect("valid buckets")),
                 )
                 .expect("valid metric"),
             ),

@@ -72,6 +72,10 @@ struct Batch {
     messages: Vec<Message>,
     /// Events the messages carry (a message carries one or more).
     events: usize,
+    /// The exchange time (Unix µs) of each event, for the ingest lag once
+    /// the batch is stored (a candle counts from its receipt: its own time
+    /// is when the minute opened).
+    event_times_us: Vec<i64>,
     /// Messages not to be acked after the insert: one of their events could
     /// not be dead-lettered, so the whole message must come again.
     held: HashSet<usize>,
@@ -99,6 +103,7 @@ impl Batch {
         Batch {
             messages: Vec::new(),
             events: 0,
+            event_times_us: Vec::new(),
             held: HashSet::new(),
             sequences: HashSet::new(),
             redelivered: Vec::new(),
@@ -319,6 +324,10 @@ impl Writer {
                     let (reason, error) = match MarketEvent::try_from(raw) {
                         Ok(decoded) => match TableRow::from_event(&decoded) {
                             Ok(row) => {
+                                batch.event_times_us.push(match &decoded {
+                                    MarketEvent::Candle(_) => decoded.ts_recv_us(),
+                                    _ => decoded.ts_exchange_us(),
+                                });
                                 batch.push_row(at, row);
                                 continue;
                             }
@@ -427,6 +436,10 @@ impl Writer {
             match stored {
                 Ok(()) => {
                     self.metrics.insert_latency.observe(started.elapsed().as_secs_f64());
+                    let now_us = moat_common_types::now_us();
+                    for at in batch.event_times_us.drain(..) {
+                        self.metrics.ingest_lag.observe((now_us - at).max(0) as f64 / 1e6);
+                    }
                     let poison = std::mem::take(&mut poison);
                     self.dead_letter(&mut batch, poison).await;
                     let mut acked = 0;
