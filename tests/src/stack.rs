@@ -34,6 +34,9 @@ pub struct StackOptions {
     pub nats_sync_interval: String,
     /// The local exchange's symbols (`VENUESYMBOL=price`), [`SYMBOLS`] by default.
     pub symbols: Vec<String>,
+    /// Prometheus scraping every service each second, with moat's alert
+    /// rules evaluated as often.
+    pub prometheus: bool,
 }
 
 impl Default for StackOptions {
@@ -45,6 +48,7 @@ impl Default for StackOptions {
             nats_cluster: false,
             nats_sync_interval: moat_devstack::NATS_SYNC_INTERVAL.to_owned(),
             symbols: SYMBOLS.iter().map(|s| (*s).to_owned()).collect(),
+            prometheus: false,
         }
     }
 }
@@ -94,6 +98,7 @@ impl Stack {
         spec.tokens = vec![("e2e".to_owned(), TOKEN.to_owned())];
         spec.log_filter = Some(options.log.to_owned());
         spec.quick_recovery = true;
+        spec.prometheus = options.prometheus.then_some(Duration::from_secs(1));
         let inner = tokio::task::block_in_place(|| moat_devstack::stack::Stack::start(spec))
             .unwrap_or_else(|e| panic!("starting the stack: {e}"));
         Stack {

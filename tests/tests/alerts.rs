@@ -11,7 +11,7 @@ fn root() -> PathBuf {
 }
 
 fn promtool() -> PathBuf {
-    moat_devstack::find_binary(&moat_devstack::Package::PROMETHEUS)
+    moat_devstack::find_binary(&moat_devstack::Package::PROMTOOL)
         .expect("promtool is not installed: `cargo xtask test` installs Debian's prometheus package")
 }
 

@@ -2,9 +2,11 @@
 //! pattern: one binary aliased in `.cargo/config.toml`, one module per
 //! subcommand, few dependencies, no async runtime).
 
+mod audit;
 mod bench;
 mod deploy;
 mod fuzz;
+mod sbom;
 mod test;
 mod up;
 
@@ -19,7 +21,8 @@ use clap::{Parser, Subcommand};
 #[command(name = "cargo xtask", bin_name = "cargo xtask")]
 #[command(
     after_help = "Environment: MOAT_DEV_NATS_PORT (4222), MOAT_DEV_NATS_MONITOR_PORT (8222), \
-MOAT_DEV_CLICKHOUSE_PORT (8123), MOAT_DEV_EXCHANGE_PORT (9443), MOAT_DEV_GANACHE_PORT (8545): ports of what \
+MOAT_DEV_CLICKHOUSE_PORT (8123), MOAT_DEV_EXCHANGE_PORT (9443), MOAT_DEV_GANACHE_PORT (8545), \
+MOAT_DEV_PROMETHEUS_PORT (9095): ports of what \
 `up` starts; MOAT_ENGINES_DIR: where NATS and ClickHouse are installed (target/moat-engines)."
 )]
 struct Args {
@@ -83,6 +86,18 @@ enum Command {
     },
     /// Validate the Helm charts and the compose file offline (deploy/validate.py).
     Helm,
+    /// The supply chain, offline: cargo deny (advisories from the RustSec
+    /// snapshot, licences, duplicate versions, sources), then every
+    /// service's SBOM into target/sbom.
+    Audit,
+    /// A CycloneDX SBOM (JSON) of each service binary.
+    Sbom {
+        /// Where `<package>.cdx.json` files go.
+        #[arg(long, default_value = "target/sbom")]
+        out: PathBuf,
+        /// Packages (`moat-gateway`, …); every service when none.
+        packages: Vec<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -97,6 +112,8 @@ fn main() -> ExitCode {
         Command::Fuzz { args } => ("fuzz", fuzz::run(&args)),
         Command::Compose { args } => ("compose", deploy::compose(&args)),
         Command::Helm => ("helm", deploy::helm()),
+        Command::Audit => ("audit", audit::run()),
+        Command::Sbom { out, packages } => ("sbom", sbom::run_for(&out, &packages)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -16,7 +16,7 @@ use moat_devstack::{ClickHouse, Nats, Package, Postgres, engines, ensure_install
 use crate::{cargo, root};
 
 pub fn run(extra: &[String]) -> Result<(), String> {
-    ensure_installed(&[Package::POSTGRES, Package::PROMETHEUS])?;
+    ensure_installed(&[Package::POSTGRES, Package::PROMETHEUS, Package::PROMTOOL])?;
     engines::ensure_all()?;
     peers::ensure_node_peers(&root())?;
     let python_bin = peers::ensure_python_peers(&root())?;

@@ -89,6 +89,8 @@ pub fn up(detach: bool) -> Result<(), String> {
     let mut spec = StackSpec::new(&root, &dir, ports);
     spec.tokens = vec![("dev".to_owned(), token.clone())];
     spec.ethereum_upstream = ganache.as_ref().map(|_| format!("http://127.0.0.1:{ganache_port}"));
+    spec.ports.prometheus = port("MOAT_DEV_PROMETHEUS_PORT", 9095)?;
+    spec.prometheus = Some(Duration::from_secs(5));
     let stack = Stack::start(spec).map_err(|e| {
         if e.contains("already in use") {
             format!("{e}\nis a stack not stopped with `cargo xtask down` running? Stop it, or choose other ports (`cargo xtask help`)")
@@ -214,6 +216,15 @@ fn print_table(stack: &Stack) {
             stack.http_addr("collector")
         ),
     );
+    if let Some(prometheus) = &stack.prometheus {
+        row(
+            "prometheus",
+            format!(
+                "{url} (alerts at {url}/alerts; moat's rules loaded)",
+                url = prometheus.url()
+            ),
+        );
+    }
     println!("\nlogs: {}", stack.spec.dir.join("logs").display());
 }
 
@@ -257,6 +268,7 @@ pub fn status() -> Result<(), String> {
             "nats-server" => "/healthz",
             "clickhouse-server" => "/ping",
             "exchange" => "/moat/stats",
+            "prometheus" => "/-/ready",
             _ => "/health",
         };
         let probe = if running && name == "ganache" {

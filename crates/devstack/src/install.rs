@@ -56,9 +56,14 @@ impl Package {
         binary: "nginx",
         paths: &["/usr/sbin/nginx"],
     };
-    /// Prometheus and `promtool`, which checks and unit-tests the alert
-    /// rules.
+    /// Prometheus, which the development stack runs with moat's alert rules.
     pub const PROMETHEUS: Package = Package {
+        name: "prometheus",
+        binary: "prometheus",
+        paths: &["/usr/bin/prometheus"],
+    };
+    /// `promtool`, from the same package: checks and unit-tests the rules.
+    pub const PROMTOOL: Package = Package {
         name: "prometheus",
         binary: "promtool",
         paths: &["/usr/bin/promtool"],

@@ -1,7 +1,7 @@
 //! Real dependency servers for development and tests.
 //!
 //! `cargo xtask up`, `cargo xtask test` and the integration tests all start
-//! NATS, ClickHouse and PostgreSQL through this crate (NATS and ClickHouse
+//! NATS, ClickHouse, PostgreSQL and Prometheus through this crate (NATS and ClickHouse
 //! at the versions pinned in [`engines`]): on free ports, with
 //! data in a folder of the caller's choosing, as child processes that are
 //! stopped (SIGTERM, then SIGKILL after a grace period) when dropped.
@@ -12,6 +12,7 @@ mod http;
 mod install;
 pub mod peers;
 mod process;
+pub mod prometheus;
 mod servers;
 pub mod stack;
 

@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use crate::prometheus::{ALERT_RULES, Prometheus};
 use crate::{ClickHouse, ManagedProcess, NATS_SYNC_INTERVAL, Nats, Result, ensure_port_free, free_port, wait_http_ok};
 
 /// The collector's name for the local exchange.
@@ -44,6 +45,7 @@ pub struct Ports {
     pub state_grpc: u16,
     pub gateway_http: u16,
     pub gateway_grpc: u16,
+    pub prometheus: u16,
 }
 
 impl Ports {
@@ -58,6 +60,7 @@ impl Ports {
         state_grpc: 50052,
         gateway_http: 9090,
         gateway_grpc: 50051,
+        prometheus: 9095,
     };
 
     /// Free ports, so that stacks of several tests run side by side.
@@ -72,6 +75,7 @@ impl Ports {
             state_grpc: free_port(),
             gateway_http: free_port(),
             gateway_grpc: free_port(),
+            prometheus: free_port(),
         }
     }
 }
@@ -110,6 +114,9 @@ pub struct StackSpec {
     /// Notice a silent venue within 3 s, reconnect within 2 s and probe RPC
     /// upstreams every 500 ms, so fault tests see recovery quickly.
     pub quick_recovery: bool,
+    /// Run Prometheus, scraping every service at this interval with moat's
+    /// alert rules ([`ALERT_RULES`]) evaluated as often.
+    pub prometheus: Option<Duration>,
 }
 
 impl StackSpec {
@@ -132,6 +139,7 @@ impl StackSpec {
             tokens: Vec::new(),
             log_filter: None,
             quick_recovery: false,
+            prometheus: None,
         }
     }
 }
@@ -148,6 +156,8 @@ pub struct Stack {
     pub clickhouse_url: String,
     /// The state service's database.
     pub database_url: String,
+    /// Prometheus, when the spec asks for it.
+    pub prometheus: Option<Prometheus>,
 }
 
 impl Stack {
@@ -192,11 +202,26 @@ impl Stack {
             clickhouse,
             clickhouse_url,
             database_url,
+            prometheus: None,
         };
         stack.migrate()?;
         for name in PARTS {
             stack.spawn(name)?;
             stack.wait_healthy(name)?;
+        }
+        if let Some(interval) = stack.spec.prometheus {
+            // Last, so its first scrape finds every service up.
+            let targets: Vec<(String, String)> = ["collector", "storage-writer", "state", "gateway"]
+                .iter()
+                .map(|name| (format!("moat-{name}"), stack.http_addr(name)))
+                .collect();
+            stack.prometheus = Some(Prometheus::start(
+                &stack.spec.dir.join("prometheus"),
+                stack.spec.ports.prometheus,
+                &stack.spec.root.join(ALERT_RULES),
+                &targets,
+                interval,
+            )?);
         }
         Ok(stack)
     }
@@ -450,6 +475,11 @@ impl Stack {
                 parts.push((name.to_owned(), process.detach().unwrap_or(0), addr));
             }
         }
+        // Last in start order, so a stop in reverse order stops it first.
+        if let Some(prometheus) = self.prometheus.take() {
+            let addr = prometheus.addr();
+            parts.push(("prometheus".to_owned(), prometheus.detach().unwrap_or(0), addr));
+        }
         parts
     }
 }
@@ -458,6 +488,9 @@ impl Drop for Stack {
     /// Services first, in reverse start order, so they drain into live
     /// dependencies; then ClickHouse and NATS.
     fn drop(&mut self) {
+        if let Some(mut prometheus) = self.prometheus.take() {
+            prometheus.stop();
+        }
         for name in PARTS.iter().rev() {
             if let Some(mut process) = self.processes.remove(name) {
                 process.stop();

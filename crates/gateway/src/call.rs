@@ -22,6 +22,7 @@ pub struct Metrics {
     pub upstreams_healthy: IntGaugeVec,
     pub live_age: Histogram,
     pub rate_limited: IntCounterVec,
+    pub by_strategy: IntCounterVec,
 }
 
 impl Metrics {
@@ -80,6 +81,17 @@ impl Metrics {
                         "upstreams not ejected by chain (after the last health check)",
                     ),
                     &["chain"],
+                )
+                .expect("valid metric"),
+            ),
+            by_strategy: register(
+                &registry,
+                IntCounterVec::new(
+                    Opts::new(
+                        "moat_gateway_strategy_requests_total",
+                        "authenticated calls by strategy, service and status",
+                    ),
+                    &["strategy", "service", "status"],
                 )
                 .expect("valid metric"),
             ),
@@ -209,10 +221,14 @@ impl Call {
             .latency
             .with_label_values(&[self.service, self.method])
             .observe(elapsed.as_secs_f64());
-        if status == ErrorCode::ResourceExhausted.as_str()
-            && let Some(strategy) = &self.strategy_id
-        {
-            self.metrics.rate_limited.with_label_values(&[strategy.as_str()]).inc();
+        if let Some(strategy) = &self.strategy_id {
+            self.metrics
+                .by_strategy
+                .with_label_values(&[strategy.as_str(), self.service, status])
+                .inc();
+            if status == ErrorCode::ResourceExhausted.as_str() {
+                self.metrics.rate_limited.with_label_values(&[strategy.as_str()]).inc();
+            }
         }
         if let (Some(chain), Some(method)) = (&self.chain, &self.rpc_method) {
             self.metrics

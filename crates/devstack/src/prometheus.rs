@@ -1,0 +1,101 @@
+//! Prometheus (Debian's `prometheus` package) scraping a stack's services
+//! with moat's alert rules loaded, as a managed child.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::Result;
+use crate::http::wait_http_ok;
+use crate::install::{Package, ensure_installed, find_binary};
+use crate::process::{ManagedProcess, ensure_port_free};
+
+/// moat's alert rules under the workspace root: the file compose mounts and
+/// the `moat` chart ships.
+pub const ALERT_RULES: &str = "deploy/helm/moat/files/alerts.yml";
+
+/// A running Prometheus; stopped on drop.
+pub struct Prometheus {
+    pub port: u16,
+    pub dir: PathBuf,
+    process: Option<ManagedProcess>,
+}
+
+impl Prometheus {
+    /// Installs Prometheus if need be, writes its configuration under `dir`
+    /// (scraping each `(job, host:port)` of `targets` every `interval`, and
+    /// evaluating `rules` as often), starts it on `port` and waits until it
+    /// is ready.
+    pub fn start(
+        dir: &Path,
+        port: u16,
+        rules: &Path,
+        targets: &[(String, String)],
+        interval: Duration,
+    ) -> Result<Prometheus> {
+        ensure_installed(&[Package::PROMETHEUS])?;
+        let binary = find_binary(&Package::PROMETHEUS).ok_or("prometheus was installed but is not found")?;
+        std::fs::create_dir_all(dir.join("data")).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+        let every = format!("{}ms", interval.as_millis().max(1));
+        let mut config = format!(
+            "# written by moat's development stack\nglobal:\n  scrape_interval: {every}\n  evaluation_interval: {every}\n\
+             rule_files:\n  - {rules:?}\nscrape_configs:\n",
+            rules = rules.display().to_string(),
+        );
+        for (job, addr) in targets {
+            config.push_str(&format!(
+                "  - job_name: {job:?}\n    static_configs:\n      - targets: [{addr:?}]\n"
+            ));
+        }
+        let file = dir.join("prometheus.yml");
+        std::fs::write(&file, config).map_err(|e| format!("writing {}: {e}", file.display()))?;
+        ensure_port_free(port, "Prometheus")?;
+        let mut cmd = Command::new(binary);
+        cmd.arg(format!("--config.file={}", file.display()))
+            .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .arg("--storage.tsdb.retention.time=2d");
+        let mut process = ManagedProcess::spawn("prometheus", cmd, &dir.join("prometheus.log"))?;
+        let started = Instant::now();
+        loop {
+            let probe = wait_http_ok(&format!("127.0.0.1:{port}"), "/-/ready", Duration::from_millis(250));
+            if probe.is_ok() && process.is_running() {
+                break;
+            }
+            if !process.is_running() || started.elapsed() > Duration::from_secs(30) {
+                let tail = process.log_tail(15);
+                process.kill();
+                return Err(format!("Prometheus did not become ready on 127.0.0.1:{port}:\n{tail}"));
+            }
+        }
+        Ok(Prometheus {
+            port,
+            dir: dir.to_owned(),
+            process: Some(process),
+        })
+    }
+
+    /// `http://127.0.0.1:<port>`: the UI and the HTTP API.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.process.as_ref().and_then(ManagedProcess::pid)
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut process) = self.process.take() {
+            process.stop();
+        }
+    }
+
+    /// Leaves Prometheus running after this handle is gone; returns its pid.
+    pub fn detach(mut self) -> Option<u32> {
+        self.process.take().and_then(ManagedProcess::detach)
+    }
+}
