@@ -35,7 +35,7 @@ pub fn run() -> Result<(), String> {
     )
     .map_err(|e| e.to_string())?;
     let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .args(["deny", "--offline", "check", "--disable-fetch"])
+        .args(["deny", "--offline", "check"])
         .current_dir(&root)
         .env("PATH", path)
         .env("MOAT_ADVISORY_DBS", &dbs)
@@ -102,7 +102,7 @@ fn advisory_dbs(root: &Path) -> Result<PathBuf, String> {
 }
 
 /// The folder cargo-deny clones https://github.com/RustSec/advisory-db into.
-const ADVISORY_DB_DIR: &str = "github.com-2f857891b7f43c59";
+const ADVISORY_DB_DIR: &str = "advisory-db-3157b0e258782691";
 
 /// Fails on an exception of `deny.toml` (an ignored advisory, a skipped
 /// duplicate, an allowed git source) without a reason that ends in
