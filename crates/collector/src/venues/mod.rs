@@ -12,7 +12,7 @@ mod scan;
 mod session;
 
 pub use session::SessionError;
-pub(crate) use session::{Incoming, get_text, open, reconnect_loop};
+pub(crate) use session::{Incoming, get_parsed, open, reconnect_loop};
 
 use moat_common_types::model::parse_decimal;
 use moat_common_types::{Decimal, Instrument, Market};

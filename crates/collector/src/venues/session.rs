@@ -268,14 +268,16 @@ impl Socket {
     }
 }
 
-/// GETs `url` and returns the body of a successful answer (recorded when
-/// recording); an HTTP error keeps its status, `Retry-After` and the start
-/// of the body.
-pub(crate) async fn get_text(
+/// GETs `url` and reads the body of a successful answer (recorded when
+/// recording) with `parse`; an HTTP error keeps its status, `Retry-After`
+/// and the start of the body, and an answer `parse` refuses is an
+/// [`SessionError::Answer`] naming the URL.
+pub(crate) async fn get_parsed<T, E: std::fmt::Display>(
     http: &reqwest::Client,
     url: &str,
     recorder: Option<&Recorder>,
-) -> Result<String, SessionError> {
+    parse: impl FnOnce(&str) -> Result<T, E>,
+) -> Result<T, SessionError> {
     let connect = |e: reqwest::Error| SessionError::Connect {
         url: url.to_owned(),
         detail: e.to_string(),
@@ -299,7 +301,10 @@ pub(crate) async fn get_text(
     if let Some(r) = recorder {
         r.rest(url, &body);
     }
-    Ok(body)
+    parse(&body).map_err(|e| SessionError::Answer {
+        url: url.to_owned(),
+        detail: e.to_string(),
+    })
 }
 
 #[cfg(test)]

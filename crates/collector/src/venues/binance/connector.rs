@@ -18,8 +18,8 @@ use crate::recording::Recorder;
 use crate::sink::Sink;
 use crate::status::StreamStatus;
 use crate::venues::{
-    BookChange, BookOutcome, Incoming, SessionError, emit_live, get_text, open, publish_book, reconnect_loop, rejected,
-    republish_book,
+    BookChange, BookOutcome, Incoming, SessionError, emit_live, get_parsed, open, publish_book, reconnect_loop,
+    rejected, republish_book,
 };
 
 /// Where and what to connect.
@@ -122,14 +122,7 @@ fn request_snapshot(
 ) {
     let (http, recorder) = (http.clone(), recorder.cloned());
     tokio::spawn(async move {
-        let result = async {
-            let body = get_text(&http, &url, recorder.as_ref()).await?;
-            parse_snapshot(&body).map_err(|e| SessionError::Answer {
-                url: url.clone(),
-                detail: e.to_string(),
-            })
-        }
-        .await;
+        let result = get_parsed(&http, &url, recorder.as_ref(), parse_snapshot).await;
         let _ = tx.send((symbol, result)).await;
     });
 }
@@ -240,10 +233,9 @@ async fn session(
                     let (http, url, symbols, sink_tx) = (http.clone(), venue.open_interest_url(symbol), venue.symbols.clone(), oi_tx.clone());
                     let recorder = venue.connection.recorder.clone();
                     tokio::spawn(async move {
-                        let answer = async {
-                            let body = get_text(&http, &url, recorder.as_ref()).await?;
-                            parse_open_interest(&symbols, &body, now_us()).map_err(|e| SessionError::Answer { url: url.clone(), detail: e.to_string() })
-                        }
+                        let answer = get_parsed(&http, &url, recorder.as_ref(), |body| {
+                            parse_open_interest(&symbols, body, now_us())
+                        })
                         .await;
                         let _ = sink_tx.send(answer).await;
                     });
