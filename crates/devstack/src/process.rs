@@ -98,6 +98,37 @@ impl ManagedProcess {
         })
     }
 
+    /// Waits until `GET http://addr{path}` answers 2xx while the child
+    /// runs, failing at once when it exits (so an answer from a stranger on
+    /// the same port is never taken for the child's) or after `within`; the
+    /// error carries the log's last lines.
+    pub fn wait_ready(&mut self, addr: &str, path: &str, within: Duration) -> Result<()> {
+        let deadline = Instant::now() + within;
+        loop {
+            let probe = crate::http::wait_http_ok(addr, path, Duration::from_millis(250));
+            if !self.is_running() {
+                return Err(format!(
+                    "{} exited during start-up; last log lines ({}):\n{}",
+                    self.name,
+                    self.log.display(),
+                    self.log_tail(20)
+                ));
+            }
+            match probe {
+                Ok(_) => return Ok(()),
+                Err(error) if Instant::now() > deadline => {
+                    return Err(format!(
+                        "{} did not become healthy: {error}\nlast log lines ({}):\n{}",
+                        self.name,
+                        self.log.display(),
+                        self.log_tail(20)
+                    ));
+                }
+                Err(_) => {}
+            }
+        }
+    }
+
     /// The last lines of the log, for error messages.
     pub fn log_tail(&self, lines: usize) -> String {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();

@@ -3,10 +3,9 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::Result;
-use crate::http::wait_http_ok;
 use crate::install::{Package, ensure_installed, find_binary};
 use crate::process::{ManagedProcess, ensure_port_free};
 
@@ -56,17 +55,9 @@ impl Prometheus {
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
             .arg("--storage.tsdb.retention.time=2d");
         let mut process = ManagedProcess::spawn("prometheus", cmd, &dir.join("prometheus.log"))?;
-        let started = Instant::now();
-        loop {
-            let probe = wait_http_ok(&format!("127.0.0.1:{port}"), "/-/ready", Duration::from_millis(250));
-            if probe.is_ok() && process.is_running() {
-                break;
-            }
-            if !process.is_running() || started.elapsed() > Duration::from_secs(30) {
-                let tail = process.log_tail(15);
-                process.kill();
-                return Err(format!("Prometheus did not become ready on 127.0.0.1:{port}:\n{tail}"));
-            }
+        if let Err(error) = process.wait_ready(&format!("127.0.0.1:{port}"), "/-/ready", Duration::from_secs(30)) {
+            process.kill();
+            return Err(error);
         }
         Ok(Prometheus {
             port,

@@ -15,7 +15,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::prometheus::{ALERT_RULES, Prometheus};
-use crate::{ClickHouse, ManagedProcess, NATS_SYNC_INTERVAL, Nats, Result, ensure_port_free, free_port, wait_http_ok};
+use crate::{ClickHouse, ManagedProcess, NATS_SYNC_INTERVAL, Nats, Result, ensure_port_free, free_port};
 
 /// The collector's name for the local exchange.
 pub const EXCHANGE: &str = "local";
@@ -389,34 +389,15 @@ impl Stack {
         Ok(())
     }
 
-    /// Waits until part `name` answers its health check, failing at once
-    /// when the process has exited, so an answer from a stranger on the
-    /// same port is never taken for the part's.
+    /// Waits until part `name` answers its health check
+    /// ([`ManagedProcess::wait_ready`]).
     pub fn wait_healthy(&mut self, name: &'static str) -> Result<()> {
         let addr = self.http_addr(name);
-        let deadline = Instant::now() + HEALTH_TIMEOUT;
-        loop {
-            let probe = wait_http_ok(&addr, Self::health_path(name), Duration::from_millis(250));
-            let running = self.processes.get_mut(name).is_some_and(ManagedProcess::is_running);
-            if !running {
-                return Err(format!(
-                    "{name} exited during start-up; last log lines ({}):\n{}",
-                    self.log(name).display(),
-                    self.log_tail(name)
-                ));
-            }
-            match probe {
-                Ok(_) => return Ok(()),
-                Err(error) if Instant::now() > deadline => {
-                    return Err(format!(
-                        "{name} did not become healthy: {error}\nlast log lines ({}):\n{}",
-                        self.log(name).display(),
-                        self.log_tail(name)
-                    ));
-                }
-                Err(_) => {}
-            }
-        }
+        let process = self
+            .processes
+            .get_mut(name)
+            .ok_or_else(|| format!("{name} is not started"))?;
+        process.wait_ready(&addr, Self::health_path(name), HEALTH_TIMEOUT)
     }
 
     /// SIGKILLs part `name`, as a crash would.
