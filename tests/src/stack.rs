@@ -37,6 +37,10 @@ pub struct StackOptions {
     /// Prometheus scraping every service each second, with moat's alert
     /// rules evaluated as often.
     pub prometheus: bool,
+    /// `(strategy id, token)` pairs accepted beside `e2e` ([`TOKEN`]).
+    pub tokens: Vec<(String, String)>,
+    /// Configuration overrides of the services (`MOAT_GATEWAY__…`).
+    pub overrides: Vec<(String, String)>,
 }
 
 impl Default for StackOptions {
@@ -49,6 +53,8 @@ impl Default for StackOptions {
             nats_sync_interval: moat_devstack::NATS_SYNC_INTERVAL.to_owned(),
             symbols: SYMBOLS.iter().map(|s| (*s).to_owned()).collect(),
             prometheus: false,
+            tokens: Vec::new(),
+            overrides: Vec::new(),
         }
     }
 }
@@ -96,6 +102,8 @@ impl Stack {
         spec.trades_per_second = options.trades_per_second;
         spec.ethereum_upstream = Some(node.url.clone());
         spec.tokens = vec![("e2e".to_owned(), TOKEN.to_owned())];
+        spec.tokens.extend(options.tokens);
+        spec.overrides = options.overrides;
         spec.log_filter = Some(options.log.to_owned());
         spec.quick_recovery = true;
         spec.prometheus = options.prometheus.then_some(Duration::from_secs(1));

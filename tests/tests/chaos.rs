@@ -66,6 +66,7 @@ async fn strategy(gateway: String, seen: Arc<Mutex<Seen>>, stop: CancellationTok
             .save_state(authed(pb::SaveStateRequest {
                 data: data.clone(),
                 expected_version: expected,
+                ..Default::default()
             }))
             .await;
         let block = rpc
@@ -104,7 +105,13 @@ async fn strategy(gateway: String, seen: Arc<Mutex<Seen>>, stop: CancellationTok
             // A save whose answer was lost in the outage may have been
             // stored: take the latest version, which must not be older
             // than the last one acknowledged.
-            if let Ok(latest) = state.load_state(authed(pb::LoadStateRequest { version: 0 })).await {
+            if let Ok(latest) = state
+                .load_state(authed(pb::LoadStateRequest {
+                    version: 0,
+                    strategy_id: None,
+                }))
+                .await
+            {
                 let latest = latest.into_inner();
                 let mut s = seen.lock().unwrap();
                 let acked = s.saved.as_ref().map_or(0, |v| v.0);
@@ -424,7 +431,10 @@ async fn faults_one_at_a_time_lose_nothing_acknowledged() {
             .unwrap(),
     );
     let loaded = state
-        .load_state(authed(pb::LoadStateRequest { version: 0 }))
+        .load_state(authed(pb::LoadStateRequest {
+            version: 0,
+            strategy_id: None,
+        }))
         .await
         .unwrap()
         .into_inner();

@@ -108,10 +108,19 @@ async fn tokens_decide_who_calls_and_failures_lock_out() {
     let s = stack(|c| c.auth.max_failures = 4.try_into().unwrap()).await;
     let mut state = StateServiceClient::new(channel(s.grpc).await);
 
-    let err = state.load_state(pb::LoadStateRequest { version: 0 }).await.unwrap_err();
+    let err = state
+        .load_state(pb::LoadStateRequest {
+            version: 0,
+            strategy_id: None,
+        })
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Code::Unauthenticated);
     assert!(err.message().starts_with("missing token"), "{}", err.message());
-    let mut x = tonic::Request::new(pb::LoadStateRequest { version: 0 });
+    let mut x = tonic::Request::new(pb::LoadStateRequest {
+        version: 0,
+        strategy_id: None,
+    });
     x.metadata_mut().insert("x-auth-token", ALPHA.parse().unwrap());
     assert_eq!(
         state.load_state(x).await.unwrap_err().code(),
@@ -121,13 +130,25 @@ async fn tokens_decide_who_calls_and_failures_lock_out() {
 
     for _ in 0..3 {
         let err = state
-            .load_state(authed(pb::LoadStateRequest { version: 0 }, "forged"))
+            .load_state(authed(
+                pb::LoadStateRequest {
+                    version: 0,
+                    strategy_id: None,
+                },
+                "forged",
+            ))
             .await
             .unwrap_err();
         assert_eq!((err.code(), err.message()), (Code::Unauthenticated, "invalid token"));
     }
     let err = state
-        .load_state(authed(pb::LoadStateRequest { version: 0 }, ALPHA))
+        .load_state(authed(
+            pb::LoadStateRequest {
+                version: 0,
+                strategy_id: None,
+            },
+            ALPHA,
+        ))
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::ResourceExhausted);
@@ -147,6 +168,7 @@ async fn strategies_only_touch_their_own_state() {
             pb::SaveStateRequest {
                 data: b"alpha's".to_vec(),
                 expected_version: 0,
+                ..Default::default()
             },
             ALPHA,
         ))
@@ -156,12 +178,24 @@ async fn strategies_only_touch_their_own_state() {
     assert_eq!(saved.version, 1);
 
     let err = state
-        .load_state(authed(pb::LoadStateRequest { version: 0 }, BETA))
+        .load_state(authed(
+            pb::LoadStateRequest {
+                version: 0,
+                strategy_id: None,
+            },
+            BETA,
+        ))
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::NotFound, "beta must not see alpha's state");
     let loaded = state
-        .load_state(authed(pb::LoadStateRequest { version: 0 }, ALPHA))
+        .load_state(authed(
+            pb::LoadStateRequest {
+                version: 0,
+                strategy_id: None,
+            },
+            ALPHA,
+        ))
         .await
         .unwrap()
         .into_inner();
@@ -172,6 +206,7 @@ async fn strategies_only_touch_their_own_state() {
             pb::SaveStateRequest {
                 data: b"stale".to_vec(),
                 expected_version: 0,
+                ..Default::default()
             },
             ALPHA,
         ))
@@ -182,14 +217,20 @@ async fn strategies_only_touch_their_own_state() {
 
     // beta deleting its (empty) state leaves alpha's alone.
     let deleted = state
-        .delete_state(authed(pb::DeleteStateRequest {}, BETA))
+        .delete_state(authed(pb::DeleteStateRequest { strategy_id: None }, BETA))
         .await
         .unwrap()
         .into_inner();
     assert_eq!(deleted.deleted_versions, 0);
     assert!(
         state
-            .load_state(authed(pb::LoadStateRequest { version: 0 }, ALPHA))
+            .load_state(authed(
+                pb::LoadStateRequest {
+                    version: 0,
+                    strategy_id: None
+                },
+                ALPHA
+            ))
             .await
             .is_ok()
     );
@@ -827,6 +868,7 @@ async fn hostile_requests_get_clear_errors_and_the_gateway_keeps_serving() {
             pb::SaveStateRequest {
                 data: vec![7; 1_500_000],
                 expected_version: 0,
+                ..Default::default()
             },
             ALPHA,
         ))
@@ -843,6 +885,7 @@ async fn hostile_requests_get_clear_errors_and_the_gateway_keeps_serving() {
             pb::SaveStateRequest {
                 data: vec![7; 8 * 1024 * 1024],
                 expected_version: 0,
+                ..Default::default()
             },
             ALPHA,
         ))
@@ -859,13 +902,17 @@ async fn hostile_requests_get_clear_errors_and_the_gateway_keeps_serving() {
         pb::SaveStateRequest {
             data: b"alpha's".to_vec(),
             expected_version: 0,
+            ..Default::default()
         },
         ALPHA,
     );
     spoofed.metadata_mut().insert("x-strategy-id", "beta".parse().unwrap());
     spoofed.metadata_mut().insert("strategy-id", "beta".parse().unwrap());
     state.save_state(spoofed).await.unwrap();
-    let mut load = tonic::Request::new(pb::LoadStateRequest { version: 0 });
+    let mut load = tonic::Request::new(pb::LoadStateRequest {
+        version: 0,
+        strategy_id: None,
+    });
     load.metadata_mut()
         .insert("authorization", format!("Bearer {BETA}").parse().unwrap());
     let err = state.load_state(load).await.unwrap_err();

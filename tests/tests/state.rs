@@ -50,6 +50,7 @@ fn save(id: &str, data: &[u8], expected: u64) -> SaveRequest {
         strategy_id: id.into(),
         data: data.to_vec(),
         expected_version: expected,
+        ..Default::default()
     }
 }
 
@@ -126,6 +127,26 @@ async fn concurrency_and_limits(url: &str) {
         .unwrap()
         .into_inner();
     assert_eq!(v5.data, b"v5");
+    assert_eq!(v5.content_type, "", "saved without a media type");
+
+    // A media type is kept with its version, and a bad one is refused.
+    let mut typed = save(&id, b"{\"n\":7}", 6);
+    typed.content_type = "application/json".to_owned();
+    c.save(typed).await.unwrap();
+    let loaded = c
+        .load(LoadRequest {
+            strategy_id: id.clone(),
+            version: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((loaded.version, loaded.content_type.as_str()), (7, "application/json"));
+    let mut bad = save(&id, b"x", 7);
+    bad.content_type = "text/plain\n".to_owned();
+    let err = c.save(bad).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(err.message().contains("content type"), "{}", err.message());
 
     let deleted = c
         .delete(moat_proto::state::v1::DeleteRequest {

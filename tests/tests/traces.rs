@@ -174,6 +174,7 @@ async fn gateway_call_reaching_the_state_service_is_one_trace() {
             let mut request = tonic::Request::new(pb::SaveStateRequest {
                 data: b"traced".to_vec(),
                 expected_version: 0,
+                ..Default::default()
             });
             request
                 .metadata_mut()

@@ -86,6 +86,11 @@ pub fn up(detach: bool) -> Result<(), String> {
         }
     };
     let token = dev_token()?;
+    let token_file = dir.join("dev.token");
+    write_secret(
+        &token_file,
+        &format!("# token of the development strategy `dev` (cargo xtask up)\n{token}\n"),
+    )?;
     let mut spec = StackSpec::new(&root, &dir, ports);
     spec.tokens = vec![("dev".to_owned(), token.clone())];
     spec.ethereum_upstream = ganache.as_ref().map(|_| format!("http://127.0.0.1:{ganache_port}"));
@@ -100,7 +105,7 @@ pub fn up(detach: bool) -> Result<(), String> {
     })?;
 
     print_table(&stack);
-    print_examples(&token, &stack, ganache.is_some());
+    print_examples(&token, &token_file, &stack, ganache.is_some());
 
     if detach {
         let mut parts = stack.detach();
@@ -153,10 +158,39 @@ fn dev_token() -> Result<String, String> {
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
-fn print_examples(token: &str, stack: &Stack, rpc: bool) {
+/// Writes `text` to `path` readable by its owner only.
+fn write_secret(path: &std::path::Path, text: &str) -> Result<(), String> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .and_then(|mut f| f.write_all(text.as_bytes()))
+        .map_err(|e| format!("writing {}: {e}", path.display()))
+}
+
+fn print_examples(token: &str, token_file: &std::path::Path, stack: &Stack, rpc: bool) {
     let grpc = format!("127.0.0.1:{}", stack.spec.ports.gateway_grpc);
     let http = stack.http_addr("gateway");
-    println!("\ndevelopment strategy `dev`, token {token}");
+    println!(
+        "\ndevelopment strategy `dev`, token {token} (also in {})",
+        token_file.display()
+    );
+    let port = stack.spec.ports.gateway_grpc;
+    let port_env = if port == 50051 {
+        String::new()
+    } else {
+        format!("GATEWAY_PORT={port} ")
+    };
+    println!("  a Python strategy (sdk/python/README.md):");
+    println!("    pip install './sdk/python[web3]'");
+    println!(
+        "    {port_env}MOAT_TOKEN_FILE={} python3 sdk/python/examples/strategy.py",
+        token_file.display()
+    );
     println!(
         "  grpcurl -plaintext -H 'authorization: Bearer {token}' -d '{{\"token\":\"BTC\",\"quote\":\"USD\"}}' {grpc} moat.gateway.v1.MarketService/GetPrice"
     );

@@ -458,6 +458,7 @@ pub async fn run(hold: Duration, sync_interval: &str, from: u32) -> anyhow::Resu
         nats_cluster: false,
         nats_sync_interval: sync_interval.to_owned(),
         prometheus: false,
+        ..StackOptions::default()
     })
     .await;
     let probe = Probe::new(&stack, trace);

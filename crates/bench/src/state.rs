@@ -49,6 +49,7 @@ pub(crate) async fn state(rows: &mut Vec<Row>) -> anyhow::Result<()> {
                     strategy_id: id.clone(),
                     data: data.clone(),
                     expected_version: v,
+                    ..Default::default()
                 })
                 .await?;
             save.push(t.elapsed());

@@ -257,7 +257,13 @@ pub async fn state(global: &Global, command: StateCommand) -> anyhow::Result<()>
     match command {
         StateCommand::Get { version } => {
             let state = client
-                .load_state(authed(global, pb::LoadStateRequest { version })?)
+                .load_state(authed(
+                    global,
+                    pb::LoadStateRequest {
+                        version,
+                        strategy_id: None,
+                    },
+                )?)
                 .await
                 .map_err(explain)?
                 .into_inner();
@@ -290,7 +296,14 @@ pub async fn state(global: &Global, command: StateCommand) -> anyhow::Result<()>
                 None => current_version(global, &mut client).await?,
             };
             let saved = client
-                .save_state(authed(global, pb::SaveStateRequest { data, expected_version })?)
+                .save_state(authed(
+                    global,
+                    pb::SaveStateRequest {
+                        data,
+                        expected_version,
+                        ..Default::default()
+                    },
+                )?)
                 .await
                 .map_err(explain)?
                 .into_inner();
@@ -302,7 +315,7 @@ pub async fn state(global: &Global, command: StateCommand) -> anyhow::Result<()>
         }
         StateCommand::Rm => {
             let deleted = client
-                .delete_state(authed(global, pb::DeleteStateRequest {})?)
+                .delete_state(authed(global, pb::DeleteStateRequest { strategy_id: None })?)
                 .await
                 .map_err(explain)?
                 .into_inner();
@@ -322,7 +335,13 @@ async fn current_version(
     client: &mut StateServiceClient<tonic::transport::Channel>,
 ) -> anyhow::Result<u64> {
     match client
-        .load_state(authed(global, pb::LoadStateRequest { version: 0 })?)
+        .load_state(authed(
+            global,
+            pb::LoadStateRequest {
+                version: 0,
+                strategy_id: None,
+            },
+        )?)
         .await
     {
         Ok(state) => Ok(state.into_inner().version),

@@ -3,6 +3,7 @@
 //! deployment validator's Python packages. `cargo xtask up` and `cargo
 //! xtask test` install them here, so a fresh machine needs nothing else.
 
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -57,6 +58,102 @@ pub fn ensure_python_peers(root: &Path) -> Result<PathBuf> {
     }
     std::fs::write(&stamp, wanted).map_err(|e| format!("writing {}: {e}", stamp.display()))?;
     Ok(bin)
+}
+
+/// The SDK's pinned test requirements.
+const SDK_REQUIREMENTS: &str = "sdk/python/requirements-test.txt";
+
+/// Makes sure `target/moat-sdk-venv` holds the Python SDK's test
+/// requirements ([`SDK_REQUIREMENTS`], again when the file changed) and the
+/// SDK itself as `sdk/python` is now (`pip install ./sdk/python`, every
+/// time), and returns the venv's `python3`.
+pub fn ensure_sdk_venv(root: &Path) -> Result<PathBuf> {
+    let venv = target_dir().join("moat-sdk-venv");
+    let python = venv.join("bin").join("python3");
+    let path = root.join(SDK_REQUIREMENTS);
+    let wanted = std::fs::read_to_string(&path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+    let stamp = venv.join(".requirements");
+    let _lock = install_lock()?;
+    if !(python.exists() && std::fs::read_to_string(&stamp).is_ok_and(|s| s == wanted)) {
+        if !python.exists() {
+            create_venv(&venv)?;
+        }
+        eprintln!("installing the Python SDK's test requirements into {}", venv.display());
+        pip(&python, &[OsStr::new("-r"), path.as_os_str()])?;
+        std::fs::write(&stamp, &wanted).map_err(|e| format!("writing {}: {e}", stamp.display()))?;
+    }
+    // The SDK as a user installs it, built from the sources of this checkout
+    // (setuptools is pinned above, so no build environment is fetched). The
+    // build runs on a copy: setuptools writes build/ and *.egg-info beside
+    // the sources, and tests write only under target/.
+    let sdk = target_dir().join("moat-sdk-src");
+    let _ = std::fs::remove_dir_all(&sdk);
+    copy_tree(&root.join("sdk/python"), &sdk)?;
+    pip(
+        &python,
+        &[
+            OsStr::new("--no-build-isolation"),
+            OsStr::new("--force-reinstall"),
+            OsStr::new("--no-deps"),
+            sdk.as_os_str(),
+        ],
+    )?;
+    // Its dependencies as declared, checked against what is installed.
+    check_pip(&python)?;
+    Ok(python)
+}
+
+/// Copies the files of `from` into `to`, leaving out build output and caches.
+fn copy_tree(from: &Path, to: &Path) -> Result<()> {
+    std::fs::create_dir_all(to).map_err(|e| format!("creating {}: {e}", to.display()))?;
+    let entries = std::fs::read_dir(from).map_err(|e| format!("reading {}: {e}", from.display()))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| format!("reading {}: {e}", from.display()))?;
+        let name = entry.file_name();
+        let name_text = name.to_string_lossy();
+        if name_text == "build" || name_text == "__pycache__" || name_text.ends_with(".egg-info") {
+            continue;
+        }
+        let (source, dest) = (entry.path(), to.join(&name));
+        if entry.file_type().map_err(|e| e.to_string())?.is_dir() {
+            copy_tree(&source, &dest)?;
+        } else {
+            std::fs::copy(&source, &dest).map_err(|e| format!("copying {}: {e}", source.display()))?;
+        }
+    }
+    Ok(())
+}
+
+fn pip(python: &Path, args: &[&OsStr]) -> Result<()> {
+    let out = Command::new(python)
+        .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check"])
+        .args(args)
+        .output()
+        .map_err(|e| format!("running {} -m pip: {e}", python.display()))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "pip install {} failed (is PyPI reachable?):\n{}",
+            args.iter().map(|a| a.to_string_lossy()).collect::<Vec<_>>().join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+fn check_pip(python: &Path) -> Result<()> {
+    let out = Command::new(python)
+        .args(["-m", "pip", "check", "--disable-pip-version-check"])
+        .output()
+        .map_err(|e| format!("running {} -m pip check: {e}", python.display()))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "the SDK's dependencies do not match what is installed:\n{}",
+            String::from_utf8_lossy(&out.stdout).trim()
+        ))
+    }
 }
 
 fn create_venv(venv: &Path) -> Result<()> {

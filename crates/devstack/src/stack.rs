@@ -117,6 +117,10 @@ pub struct StackSpec {
     /// Run Prometheus, scraping every service at this interval with moat's
     /// alert rules ([`ALERT_RULES`]) evaluated as often.
     pub prometheus: Option<Duration>,
+    /// More configuration for the services, as environment overrides
+    /// (`MOAT_GATEWAY__LIMITS__BURST`, …), applied after the stack's own.
+    /// Each key names its service, so every part is given all of them.
+    pub overrides: Vec<(String, String)>,
 }
 
 impl StackSpec {
@@ -140,6 +144,7 @@ impl StackSpec {
             log_filter: None,
             quick_recovery: false,
             prometheus: None,
+            overrides: Vec::new(),
         }
     }
 }
@@ -287,7 +292,8 @@ impl Stack {
         cmd.current_dir(&spec.root)
             .args(args)
             .env("MOAT_CONFIG_DIR", spec.root.join("config"))
-            .envs(env);
+            .envs(env)
+            .envs(spec.overrides.iter().map(|(k, v)| (k, v)));
         if let Some(filter) = &spec.log_filter {
             cmd.env("RUST_LOG", filter);
         }

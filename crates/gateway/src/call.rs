@@ -128,6 +128,21 @@ impl Default for Metrics {
     }
 }
 
+/// The trace id of a W3C `traceparent` (`00-<32 hex>-<16 hex>-<2 hex>`),
+/// unless it is malformed or all zeros.
+pub fn trace_id_of(traceparent: &str) -> Option<String> {
+    let mut parts = traceparent.trim().split('-');
+    let (version, trace_id, parent, flags) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    let hex = |s: &str, len: usize| s.len() == len && s.bytes().all(|b| b.is_ascii_hexdigit());
+    let valid = hex(version, 2)
+        && version != "ff"
+        && hex(trace_id, 32)
+        && hex(parent, 16)
+        && hex(flags, 2)
+        && trace_id.bytes().any(|b| b != b'0');
+    valid.then(|| trace_id.to_ascii_lowercase())
+}
+
 /// An in-flight call. Finishing it records the outcome; dropping it
 /// unfinished (the client went away or the deadline cut it) records
 /// `cancelled` or `deadline_exceeded`, whichever happened.
@@ -140,7 +155,7 @@ pub struct Call {
     pub peer: Option<IpAddr>,
     started: Instant,
     deadline: Instant,
-    trace_id: Option<String>,
+    trace_id: String,
     metrics: Metrics,
     done: bool,
 }
@@ -152,9 +167,16 @@ impl Call {
         method: &'static str,
         timeout: Duration,
         peer: Option<IpAddr>,
+        traceparent: Option<&str>,
     ) -> Call {
         metrics.active.inc();
         let started = Instant::now();
+        // The exported trace's id when spans are exported; otherwise the
+        // caller's (W3C traceparent) or a fresh one, so that every audit
+        // line can be joined with the caller's logs.
+        let trace_id = moat_common_types::telemetry::current_trace_id()
+            .or_else(|| traceparent.and_then(trace_id_of))
+            .unwrap_or_else(|| hex::encode(rand::random::<[u8; 16]>()));
         Call {
             service,
             method,
@@ -164,7 +186,7 @@ impl Call {
             peer,
             started,
             deadline: started + timeout,
-            trace_id: moat_common_types::telemetry::current_trace_id(),
+            trace_id,
             metrics: metrics.clone(),
             done: false,
         }
@@ -317,5 +339,24 @@ mod tests {
         // Hours that overflow seconds are capped, not a panic.
         md.insert("grpc-timeout", "18446744073709551615H".parse().unwrap());
         assert_eq!(grpc_deadline(&md, cap), cap);
+    }
+
+    #[test]
+    fn trace_ids_come_from_well_formed_traceparents_only() {
+        let id = "4bf92f3577b34da6a3ce929d0e0e4736";
+        assert_eq!(
+            trace_id_of(&format!("00-{}-00f067aa0ba902b7-01", id.to_uppercase())).as_deref(),
+            Some(id)
+        );
+        for bad in [
+            "",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e473-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e47zz-00f067aa0ba902b7-01",
+        ] {
+            assert_eq!(trace_id_of(bad), None, "{bad}");
+        }
     }
 }

@@ -72,7 +72,8 @@ async fn rpc(
 }
 
 async fn rpc_call(g: Arc<Gateway>, chain: String, peer: SocketAddr, headers: HeaderMap, body: Bytes) -> Response {
-    let mut call = Call::start(&g.metrics, "http", "rpc", g.request_cap(), Some(peer.ip()));
+    let traceparent = headers.get("traceparent").and_then(|v| v.to_str().ok());
+    let mut call = Call::start(&g.metrics, "http", "rpc", g.request_cap(), Some(peer.ip()), traceparent);
     let token = token_from(|k| headers.get(k).and_then(|v| v.to_str().ok()));
     let strategy = match g
         .admit(token, Some(peer.ip()))

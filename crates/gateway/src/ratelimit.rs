@@ -41,11 +41,14 @@ impl RateLimiter {
     }
 }
 
-/// The client-facing error of a refused call.
+/// The client-facing error of a refused call. The wait is rounded up to
+/// the next hundredth of a second, so a client that waits as told finds a
+/// token (never "retry after 0.00s").
 pub fn limited(retry: RetryAfter) -> Error {
+    let seconds = ((retry.0.as_secs_f64() * 100.0).ceil() / 100.0).max(0.01);
     Error::new(
         ErrorCode::ResourceExhausted,
-        format!("Rate limited, retry after {:.2}s", retry.0.as_secs_f64()),
+        format!("Rate limited, retry after {seconds:.2}s"),
     )
 }
 
@@ -69,5 +72,13 @@ mod tests {
             limited(RetryAfter(Duration::from_millis(250))).message,
             "Rate limited, retry after 0.25s"
         );
+        // Waits under a hundredth are rounded up, never shown as 0.00s.
+        for (wait, shown) in [
+            (Duration::from_micros(300), "0.01s"),
+            (Duration::from_millis(121), "0.13s"),
+        ] {
+            let message = limited(RetryAfter(wait)).message;
+            assert_eq!(message, format!("Rate limited, retry after {shown}"), "{wait:?}");
+        }
     }
 }

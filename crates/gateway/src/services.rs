@@ -62,6 +62,7 @@ impl Gateway {
             method,
             grpc_deadline(metadata, self.request_cap()),
             peer,
+            metadata.get("traceparent").and_then(|v| v.to_str().ok()),
         );
         let token = token_from(|k| metadata.get(k).and_then(|v| v.to_str().ok()));
         let result = self.admit(token, peer);
@@ -460,6 +461,24 @@ fn state_error(status: Status) -> Error {
     error
 }
 
+/// The strategy whose state a call touches: the token's. A `strategy_id`
+/// in the request is only a check, and one naming another strategy is
+/// refused.
+fn state_owner(admitted: Result<Strategy, Error>, claimed: Option<&str>) -> Result<String, Error> {
+    let strategy = admitted?;
+    match claimed {
+        Some(claimed) if claimed != strategy.id => Err(Error::new(
+            ErrorCode::PermissionDenied,
+            format!(
+                "strategy_id '{}' is not this token's strategy '{}': a token reads and writes only its own state",
+                claimed.chars().take(128).collect::<String>(),
+                strategy.id
+            ),
+        )),
+        _ => Ok(strategy.id),
+    }
+}
+
 #[tonic::async_trait]
 impl StateService for State {
     async fn save_state(
@@ -469,14 +488,15 @@ impl StateService for State {
         let g = &self.0;
         let (call, admitted) = g.begin(&request, "StateService", "SaveState");
         let r = request.into_inner();
-        let result = match admitted {
-            Ok(strategy) => {
+        let result = match state_owner(admitted, r.strategy_id.as_deref()) {
+            Ok(strategy_id) => {
                 let forward = State::forward(
                     &call,
                     st::SaveRequest {
-                        strategy_id: strategy.id,
+                        strategy_id,
                         data: r.data,
                         expected_version: r.expected_version,
+                        content_type: r.content_type,
                     },
                 );
                 let mut client = g.state.clone();
@@ -502,12 +522,12 @@ impl StateService for State {
         let g = &self.0;
         let (call, admitted) = g.begin(&request, "StateService", "LoadState");
         let r = request.into_inner();
-        let result = match admitted {
-            Ok(strategy) => {
+        let result = match state_owner(admitted, r.strategy_id.as_deref()) {
+            Ok(strategy_id) => {
                 let forward = State::forward(
                     &call,
                     st::LoadRequest {
-                        strategy_id: strategy.id,
+                        strategy_id,
                         version: r.version,
                     },
                 );
@@ -521,6 +541,7 @@ impl StateService for State {
                             data: s.data,
                             sha256: s.sha256,
                             saved_at_ms: s.saved_at_ms,
+                            content_type: s.content_type,
                         }
                     })
             }
@@ -535,14 +556,10 @@ impl StateService for State {
     ) -> Result<Response<pb::DeleteStateResponse>, Status> {
         let g = &self.0;
         let (call, admitted) = g.begin(&request, "StateService", "DeleteState");
-        let result = match admitted {
-            Ok(strategy) => {
-                let forward = State::forward(
-                    &call,
-                    st::DeleteRequest {
-                        strategy_id: strategy.id,
-                    },
-                );
+        let r = request.into_inner();
+        let result = match state_owner(admitted, r.strategy_id.as_deref()) {
+            Ok(strategy_id) => {
+                let forward = State::forward(&call, st::DeleteRequest { strategy_id });
                 let mut client = g.state.clone();
                 call.within(async move { client.delete(forward).await.map_err(state_error) })
                     .await

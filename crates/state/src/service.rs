@@ -35,10 +35,27 @@ pub fn validate_strategy_id(id: &str) -> Result<(), Error> {
     }
 }
 
+/// Longest media type kept with a state.
+pub const MAX_CONTENT_TYPE_LEN: usize = 127;
+
+/// Checks a media type: empty, or up to [`MAX_CONTENT_TYPE_LEN`] printable
+/// ASCII characters (`application/json`, `text/plain; charset=utf-8`).
+pub fn validate_content_type(content_type: &str) -> Result<(), Error> {
+    if content_type.len() <= MAX_CONTENT_TYPE_LEN && content_type.bytes().all(|b| b == b' ' || b.is_ascii_graphic()) {
+        Ok(())
+    } else {
+        let shown: String = content_type.chars().take(140).collect();
+        Err(Error::invalid_argument(format!(
+            "content type {shown:?} is invalid: expected at most {MAX_CONTENT_TYPE_LEN} printable ASCII characters"
+        )))
+    }
+}
+
 #[derive(Clone)]
 pub struct Metrics {
     pub requests: IntCounterVec,
     pub latency: HistogramVec,
+    pub bytes: HistogramVec,
 }
 
 impl Metrics {
@@ -57,6 +74,15 @@ impl Metrics {
                 HistogramVec::new(
                     HistogramOpts::new("moat_state_request_seconds", "state operation latency")
                         .buckets(prometheus::exponential_buckets(0.0002, 2.0, 16).expect("valid buckets")),
+                    &["op"],
+                )
+                .expect("valid metric"),
+            ),
+            bytes: register(
+                registry,
+                HistogramVec::new(
+                    HistogramOpts::new("moat_state_bytes", "size of the state saved or loaded, in bytes")
+                        .buckets(prometheus::exponential_buckets(64.0, 4.0, 10).expect("valid buckets")),
                     &["op"],
                 )
                 .expect("valid metric"),
@@ -114,6 +140,7 @@ impl StateStore for StateService {
         let (metadata, _, r) = request.into_parts();
         self.observe("save", &metadata, async {
             validate_strategy_id(&r.strategy_id)?;
+            validate_content_type(&r.content_type)?;
             if r.data.len() > self.limits.max_state_bytes {
                 return Err(Error::invalid_argument(format!(
                     "state of {} bytes exceeds the limit of {} bytes",
@@ -121,11 +148,16 @@ impl StateStore for StateService {
                     self.limits.max_state_bytes
                 )));
             }
+            self.metrics
+                .bytes
+                .with_label_values(&["save"])
+                .observe(r.data.len() as f64);
             let stored = self
                 .store
                 .save(
                     &r.strategy_id,
                     &r.data,
+                    &r.content_type,
                     r.expected_version,
                     self.limits.keep_versions.get(),
                 )
@@ -144,11 +176,16 @@ impl StateStore for StateService {
         self.observe("load", &metadata, async {
             validate_strategy_id(&r.strategy_id)?;
             let stored = self.store.load(&r.strategy_id, r.version).await?;
+            self.metrics
+                .bytes
+                .with_label_values(&["load"])
+                .observe(stored.data.len() as f64);
             Ok(pb::LoadResponse {
                 version: stored.version,
                 data: stored.data,
                 sha256: stored.sha256,
                 saved_at_ms: stored.saved_at_ms,
+                content_type: stored.content_type,
             })
         })
         .await
@@ -181,6 +218,7 @@ impl StateStore for StateService {
                     sha256: v.sha256,
                     size: v.size,
                     saved_at_ms: v.saved_at_ms,
+                    content_type: v.content_type,
                 })
                 .collect();
             Ok(pb::ListVersionsResponse { versions })
@@ -202,6 +240,18 @@ mod tests {
             let err = validate_strategy_id(bad).unwrap_err();
             assert_eq!(err.code, ErrorCode::InvalidArgument);
             assert!(err.message.contains("[a-zA-Z0-9_:-]"), "{}", err.message);
+        }
+    }
+
+    #[test]
+    fn content_types_are_short_printable_ascii() {
+        for ok in ["", "application/json", "text/plain; charset=utf-8", &"x".repeat(127)] {
+            assert!(validate_content_type(ok).is_ok(), "{ok}");
+        }
+        for bad in ["a\nb", "ä", "tab\there", &"x".repeat(128)] {
+            let err = validate_content_type(bad).unwrap_err();
+            assert_eq!(err.code, ErrorCode::InvalidArgument);
+            assert!(err.message.contains("printable ASCII"), "{}", err.message);
         }
     }
 }

@@ -22,6 +22,8 @@ pub struct Stored {
     pub data: Vec<u8>,
     pub sha256: String,
     pub saved_at_ms: i64,
+    /// The media type the client gave with `data`; empty when none.
+    pub content_type: String,
 }
 
 /// Metadata of one stored version.
@@ -31,6 +33,7 @@ pub struct VersionInfo {
     pub sha256: String,
     pub size: u64,
     pub saved_at_ms: i64,
+    pub content_type: String,
 }
 
 #[derive(Debug, Clone)]
@@ -49,17 +52,17 @@ macro_rules! with_pool {
     };
 }
 
-const SAVE: &str = "INSERT INTO strategy_state (strategy_id, version, data, sha256, saved_at_ms)
-    SELECT $1, $2 + 1, $3, $4, $5
+const SAVE: &str = "INSERT INTO strategy_state (strategy_id, version, data, sha256, saved_at_ms, content_type)
+    SELECT $1, $2 + 1, $3, $4, $5, $6
     WHERE COALESCE((SELECT MAX(version) FROM strategy_state WHERE strategy_id = $1), 0) = $2";
 const CURRENT: &str = "SELECT COALESCE(MAX(version), 0) FROM strategy_state WHERE strategy_id = $1";
 const PRUNE: &str = "DELETE FROM strategy_state WHERE strategy_id = $1 AND version <= $2";
-const LOAD_LATEST: &str = "SELECT version, data, sha256, saved_at_ms FROM strategy_state
+const LOAD_LATEST: &str = "SELECT version, data, sha256, saved_at_ms, content_type FROM strategy_state
     WHERE strategy_id = $1 ORDER BY version DESC LIMIT 1";
-const LOAD_VERSION: &str = "SELECT version, data, sha256, saved_at_ms FROM strategy_state
+const LOAD_VERSION: &str = "SELECT version, data, sha256, saved_at_ms, content_type FROM strategy_state
     WHERE strategy_id = $1 AND version = $2";
 const DELETE: &str = "DELETE FROM strategy_state WHERE strategy_id = $1";
-const LIST: &str = "SELECT version, sha256, CAST(LENGTH(data) AS BIGINT), saved_at_ms FROM strategy_state
+const LIST: &str = "SELECT version, sha256, CAST(LENGTH(data) AS BIGINT), saved_at_ms, content_type FROM strategy_state
     WHERE strategy_id = $1 ORDER BY version";
 
 fn db_error(what: &str, error: sqlx::Error) -> Error {
@@ -135,6 +138,7 @@ impl Store {
         &self,
         strategy_id: &str,
         data: &[u8],
+        content_type: &str,
         expected_version: u64,
         keep: u32,
     ) -> Result<Stored, Error> {
@@ -148,6 +152,7 @@ impl Store {
             .bind(data)
             .bind(&sha256)
             .bind(saved_at_ms)
+            .bind(content_type)
             .execute(pool)
             .await
             .map(|r| r.rows_affected()));
@@ -180,19 +185,20 @@ impl Store {
             data: Vec::new(),
             sha256,
             saved_at_ms,
+            content_type: content_type.to_owned(),
         })
     }
 
     /// Loads the latest version (`version == 0`) or the given one, checking
     /// the stored checksum.
     pub async fn load(&self, strategy_id: &str, version: u64) -> Result<Stored, Error> {
-        let row: Option<(i64, Vec<u8>, String, i64)> = if version == 0 {
+        let row: Option<(i64, Vec<u8>, String, i64, String)> = if version == 0 {
             with_pool!(self, pool => sqlx::query_as(LOAD_LATEST).bind(strategy_id).fetch_optional(pool).await)
         } else {
             with_pool!(self, pool => sqlx::query_as(LOAD_VERSION).bind(strategy_id).bind(version as i64).fetch_optional(pool).await)
         }
         .map_err(|e| db_error("loading state", e))?;
-        let Some((v, data, sha256, saved_at_ms)) = row else {
+        let Some((v, data, sha256, saved_at_ms, content_type)) = row else {
             let message = if version == 0 {
                 format!("no state saved for strategy '{strategy_id}'")
             } else {
@@ -210,6 +216,7 @@ impl Store {
             data,
             sha256,
             saved_at_ms,
+            content_type,
         })
     }
 
@@ -220,16 +227,17 @@ impl Store {
     }
 
     pub async fn list_versions(&self, strategy_id: &str) -> Result<Vec<VersionInfo>, Error> {
-        let rows: Vec<(i64, String, i64, i64)> =
+        let rows: Vec<(i64, String, i64, i64, String)> =
             with_pool!(self, pool => sqlx::query_as(LIST).bind(strategy_id).fetch_all(pool).await)
                 .map_err(|e| db_error("listing versions", e))?;
         Ok(rows
             .into_iter()
-            .map(|(version, sha256, size, saved_at_ms)| VersionInfo {
+            .map(|(version, sha256, size, saved_at_ms, content_type)| VersionInfo {
                 version: version as u64,
                 sha256,
                 size: size as u64,
                 saved_at_ms,
+                content_type,
             })
             .collect())
     }

@@ -1,33 +1,24 @@
-"""Example sandboxed strategy for the compose stack (standard library only).
+"""The compose stack's sandboxed strategy, on moat-sdk.
 
 It runs on the `strategies` network, whose only other member is the gateway:
-it checks that the backend (NATS, ClickHouse) is out of reach, then calls the
-gateway's JSON-RPC proxy every few seconds with its bearer token.
+it checks that the backend (NATS, ClickHouse, the state service) is out of
+reach, then every few seconds asks the gateway for a price, the chain's
+block number and its own saved state, through the SDK with its token
+(GATEWAY_HOST, GATEWAY_PORT and MOAT_TOKEN_FILE are set by compose).
 """
 
-import json
 import os
 import socket
 import time
-import urllib.error
-import urllib.request
 
-GATEWAY = os.environ.get("GATEWAY_HTTP", "http://gateway:9090")
-TOKEN_FILE = os.environ.get("STRATEGY_TOKEN_FILE", "/run/secrets/strategy_token")
+import moat
+
 CHAIN = os.environ.get("STRATEGY_CHAIN", "ethereum")
+ASSET = os.environ.get("STRATEGY_ASSET", "BTC")
 INTERVAL = float(os.environ.get("STRATEGY_INTERVAL_SECONDS", "10"))
 
 
-def read_token(path):
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            line = line.strip()
-            if line and not line.startswith("#"):
-                return line
-    raise SystemExit(f"no token in {path}")
-
-
-def sandbox_report():
+def sandbox_report() -> None:
     """The backend must not even resolve from here."""
     for host, port in (("nats", 4222), ("clickhouse", 8123), ("state", 50052)):
         try:
@@ -37,38 +28,31 @@ def sandbox_report():
             print(f"sandbox ok: {host}:{port} unreachable ({error.__class__.__name__})", flush=True)
 
 
-def get(path):
-    with urllib.request.urlopen(GATEWAY + path, timeout=5) as response:
-        return response.status, response.read().decode()
-
-
-def rpc(token, method, params):
-    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}).encode()
-    request = urllib.request.Request(
-        f"{GATEWAY}/rpc/{CHAIN}",
-        data=body,
-        method="POST",
-        headers={"content-type": "application/json", "authorization": f"Bearer {token}"},
-    )
+def step(gateway: moat.GatewayClient, state: moat.GatewayStateManager) -> None:
     try:
-        with urllib.request.urlopen(request, timeout=15) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read() or b"null")
+        price = gateway.get_price(ASSET)
+        print(f"{ASSET}: {price.price} {price.quote} (stale: {price.stale})", flush=True)
+    except moat.NotFound as error:
+        print(f"no price yet: {error}", flush=True)
+    try:
+        print(f"{CHAIN} block {int(gateway.rpc(CHAIN, 'eth_blockNumber'), 16)}", flush=True)
+    except (moat.FailedPrecondition, moat.Unavailable) as error:
+        print(f"{CHAIN}: {error}", flush=True)
+    runs = (state.load() or {}).get("runs", 0) + 1
+    version = state.save({"runs": runs})
+    print(f"state saved: run {runs}, version {version}", flush=True)
 
 
-def main():
-    token = read_token(TOKEN_FILE)
+def main() -> None:
     sandbox_report()
-    while True:
-        try:
-            status, _ = get("/health")
-            print(f"gateway /health: {status}", flush=True)
-            status, answer = rpc(token, "eth_chainId", [])
-            print(f"{CHAIN} eth_chainId: HTTP {status} {json.dumps(answer)}", flush=True)
-        except (OSError, ValueError) as error:
-            print(f"gateway not reachable yet: {error}", flush=True)
-        time.sleep(INTERVAL)
+    with moat.GatewayClient() as gateway:
+        state = moat.GatewayStateManager(gateway)
+        while True:
+            try:
+                step(gateway, state)
+            except moat.MoatError as error:
+                print(f"gateway: {error.code}: {error}", flush=True)
+            time.sleep(INTERVAL)
 
 
 if __name__ == "__main__":
