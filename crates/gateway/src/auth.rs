@@ -22,6 +22,8 @@ pub struct Strategy {
 pub struct Auth {
     by_digest: HashMap<[u8; 32], String>,
     failures: Mutex<HashMap<IpAddr, VecDeque<Instant>>>,
+    /// Failures seen here since the last [`Auth::take_failures`], per peer.
+    unreported: Mutex<HashMap<IpAddr, u32>>,
     max_failures: usize,
     window: Duration,
     lockout: Duration,
@@ -63,6 +65,7 @@ impl Auth {
         Ok(Auth {
             by_digest,
             failures: Mutex::new(HashMap::new()),
+            unreported: Mutex::new(HashMap::new()),
             max_failures: config.max_failures.get() as usize,
             window: config.failure_window,
             lockout: config.lockout,
@@ -71,6 +74,31 @@ impl Auth {
 
     pub fn strategies(&self) -> usize {
         self.by_digest.len()
+    }
+
+    /// The failed authentications per peer since the last time, for the
+    /// other replicas; the counts start again from zero.
+    pub fn take_failures(&self) -> Vec<(IpAddr, u32)> {
+        let mut unreported = self
+            .unreported
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        unreported.drain().collect()
+    }
+
+    /// Counts `count` failures that `peer` had at another replica, as if
+    /// they happened here now, so a lockout holds across replicas.
+    pub fn record_remote_failures(&self, peer: IpAddr, count: u32) {
+        let now = Instant::now();
+        let mut failures = self.failures.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let list = failures.entry(peer).or_default();
+        while list.front().is_some_and(|t| now.duration_since(*t) > self.window) {
+            list.pop_front();
+        }
+        // More than the lockout threshold changes nothing, so keep the list short.
+        for _ in 0..count.min(self.max_failures as u32) {
+            list.push_back(now);
+        }
     }
 
     /// Authenticates `token` from `peer`; failures are counted per peer.
@@ -116,6 +144,12 @@ impl Auth {
                         list.pop_front();
                     }
                     list.push_back(now);
+                    drop(failures);
+                    let mut unreported = self
+                        .unreported
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                    *unreported.entry(peer).or_default() += 1;
                 }
                 let message = if token.is_none() {
                     "missing token: send `authorization: Bearer <token>` or `x-auth-token`"
@@ -213,5 +247,34 @@ mod tests {
         // Another peer is unaffected.
         let other: IpAddr = "10.0.0.8".parse().unwrap();
         assert!(a.authenticate(Some("alpha-token-0123456789"), Some(other)).is_ok());
+    }
+
+    #[test]
+    fn failures_at_another_replica_count_here() {
+        let (here, there) = (auth(3), auth(3));
+        let peer: IpAddr = "10.0.0.9".parse().unwrap();
+        for _ in 0..2 {
+            assert!(there.authenticate(Some("bad"), Some(peer)).is_err());
+        }
+        let reported = there.take_failures();
+        assert_eq!(reported, [(peer, 2)]);
+        assert!(there.take_failures().is_empty(), "reported once");
+        for (peer, count) in reported {
+            here.record_remote_failures(peer, count);
+        }
+        assert!(here.authenticate(Some("bad"), Some(peer)).is_err());
+        let err = here
+            .authenticate(Some("alpha-token-0123456789"), Some(peer))
+            .unwrap_err();
+        assert_eq!(
+            err.code,
+            ErrorCode::ResourceExhausted,
+            "2 failures there and 1 here lock it out"
+        );
+        assert_eq!(
+            here.take_failures(),
+            [(peer, 1)],
+            "only the local failure is reported on"
+        );
     }
 }

@@ -23,6 +23,7 @@ pub struct Metrics {
     pub live_age: Histogram,
     pub rate_limited: IntCounterVec,
     pub by_strategy: IntCounterVec,
+    pub limits_shared: IntGauge,
 }
 
 impl Metrics {
@@ -92,6 +93,14 @@ impl Metrics {
                         "authenticated calls by strategy, service and status",
                     ),
                     &["strategy", "service", "status"],
+                )
+                .expect("valid metric"),
+            ),
+            limits_shared: register(
+                &registry,
+                IntGauge::new(
+                    "moat_gateway_limits_shared",
+                    "1 while rate limits and lockouts are shared with the other replicas over NATS, 0 while this replica limits alone",
                 )
                 .expect("valid metric"),
             ),

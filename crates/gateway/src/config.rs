@@ -136,6 +136,12 @@ pub struct LimitsConfig {
     /// Token bucket per strategy and chain over RPC calls.
     pub rpc_requests_per_second: f64,
     pub rpc_burst: f64,
+    /// Share the buckets and the authentication lockout with the other
+    /// replicas over NATS, so the limits hold for all of them together.
+    pub share: bool,
+    /// How often a replica tells the others what it admitted.
+    #[serde(with = "humantime_serde")]
+    pub share_interval: Duration,
 }
 
 impl Default for LimitsConfig {
@@ -146,6 +152,8 @@ impl Default for LimitsConfig {
             burst: 400.0,
             rpc_requests_per_second: 50.0,
             rpc_burst: 100.0,
+            share: true,
+            share_interval: Duration::from_millis(100),
         }
     }
 }
@@ -346,6 +354,16 @@ impl Validate for GatewayConfig {
                 "limits.rpc_requests_per_second",
                 self.limits.rpc_requests_per_second,
                 "a positive rate with rpc_burst of at least 1",
+            ));
+        }
+        if self.limits.share
+            && (self.limits.share_interval < Duration::from_millis(10)
+                || self.limits.share_interval > Duration::from_secs(10))
+        {
+            return Err(ConfigError::invalid_duration(
+                "limits.share_interval",
+                self.limits.share_interval,
+                "a duration from 10ms to 10s, such as \"100ms\"",
             ));
         }
         if !(0.0..=100.0).contains(&self.prices.outlier_percent) {

@@ -14,6 +14,7 @@ pub mod price;
 pub mod ratelimit;
 pub mod rpc;
 pub mod services;
+pub mod share;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -137,7 +138,17 @@ fn spawn_background(parts: &Parts) -> Vec<tokio::task::JoinHandle<()>> {
             }
         }
     });
-    vec![feed, upstream_checks]
+    let mut tasks = vec![feed, upstream_checks];
+    if parts.gateway.config.limits.share {
+        let replica = share::replica_id();
+        tracing::info!(%replica, every = ?parts.gateway.config.limits.share_interval, "sharing rate limits with the other replicas on {}", share::SUBJECT);
+        tasks.push(tokio::spawn(share::run(
+            parts.gateway.clone(),
+            parts.nats.clone(),
+            replica,
+        )));
+    }
+    tasks
 }
 
 /// `/health` of the gateway: NATS, the state service and ClickHouse.

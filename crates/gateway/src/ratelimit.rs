@@ -1,4 +1,8 @@
 //! Token buckets per key (strategy, or strategy and chain).
+//!
+//! Replicas of the gateway share their buckets through [`crate::share`]:
+//! each bucket counts the calls it admitted ([`RateLimiter::take_used`]) so
+//! that the others can spend them too ([`RateLimiter::spend_remote`]).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -10,10 +14,17 @@ use moat_common_types::{Error, ErrorCode};
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RetryAfter(pub Duration);
 
+struct Bucket {
+    tokens: f64,
+    last: Instant,
+    /// Calls admitted here since the last [`RateLimiter::take_used`].
+    used: u32,
+}
+
 pub struct RateLimiter {
     rate: f64,
     burst: f64,
-    buckets: Mutex<HashMap<String, (f64, Instant)>>,
+    buckets: Mutex<HashMap<String, Bucket>>,
 }
 
 impl RateLimiter {
@@ -25,19 +36,52 @@ impl RateLimiter {
         }
     }
 
+    /// The bucket of `key`, refilled up to `now`.
+    fn bucket<'a>(&self, buckets: &'a mut HashMap<String, Bucket>, key: &str, now: Instant) -> &'a mut Bucket {
+        let bucket = buckets.entry(key.to_owned()).or_insert(Bucket {
+            tokens: self.burst,
+            last: now,
+            used: 0,
+        });
+        bucket.tokens =
+            (bucket.tokens + now.saturating_duration_since(bucket.last).as_secs_f64() * self.rate).min(self.burst);
+        bucket.last = now;
+        bucket
+    }
+
     /// Takes one token for `key`, or says how long until one is available.
     pub fn check(&self, key: &str) -> Result<(), RetryAfter> {
         let now = Instant::now();
         let mut buckets = self.buckets.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let (tokens, last) = buckets.entry(key.to_owned()).or_insert((self.burst, now));
-        *tokens = (*tokens + now.duration_since(*last).as_secs_f64() * self.rate).min(self.burst);
-        *last = now;
-        if *tokens >= 1.0 {
-            *tokens -= 1.0;
+        let bucket = self.bucket(&mut buckets, key, now);
+        if bucket.tokens >= 1.0 {
+            bucket.tokens -= 1.0;
+            bucket.used = bucket.used.saturating_add(1);
             Ok(())
         } else {
-            Err(RetryAfter(Duration::from_secs_f64((1.0 - *tokens) / self.rate)))
+            Err(RetryAfter(Duration::from_secs_f64((1.0 - bucket.tokens) / self.rate)))
         }
+    }
+
+    /// The calls admitted per key since the last time, for the other
+    /// replicas; the counts start again from zero.
+    pub fn take_used(&self) -> Vec<(String, u32)> {
+        let mut buckets = self.buckets.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        buckets
+            .iter_mut()
+            .filter(|(_, b)| b.used > 0)
+            .map(|(key, b)| (key.clone(), std::mem::take(&mut b.used)))
+            .collect()
+    }
+
+    /// Spends `calls` tokens of `key` that another replica admitted. The
+    /// bucket may go below zero (to minus one burst at most), so that the
+    /// replicas together admit the configured rate, not one rate each.
+    pub fn spend_remote(&self, key: &str, calls: u32) {
+        let now = Instant::now();
+        let mut buckets = self.buckets.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let bucket = self.bucket(&mut buckets, key, now);
+        bucket.tokens = (bucket.tokens - f64::from(calls)).max(-self.burst);
     }
 }
 
@@ -57,6 +101,28 @@ mod tests {
     use super::*;
 
     #[test]
+    fn calls_another_replica_admitted_are_spent_here() {
+        let limiter = RateLimiter::new(10.0, 5.0);
+        limiter.spend_remote("a", 3);
+        for _ in 0..2 {
+            assert!(limiter.check("a").is_ok());
+        }
+        assert!(limiter.check("a").is_err(), "5 of burst 5 spent, 3 of them elsewhere");
+        // Far more than a burst elsewhere: the wait is bounded by two bursts' refill.
+        limiter.spend_remote("a", 1_000);
+        let RetryAfter(wait) = limiter.check("a").unwrap_err();
+        assert!(
+            wait > Duration::from_millis(500) && wait <= Duration::from_millis(600),
+            "{wait:?}"
+        );
+        assert_eq!(
+            limiter.take_used(),
+            [("a".to_owned(), 2)],
+            "remote calls are not reported again"
+        );
+    }
+
+    #[test]
     fn burst_then_refusal_with_a_retry_time() {
         let limiter = RateLimiter::new(10.0, 3.0);
         for _ in 0..3 {
@@ -68,6 +134,16 @@ mod tests {
             "{retry:?}"
         );
         assert!(limiter.check("b").is_ok(), "keys have separate buckets");
+        assert_eq!(
+            {
+                let mut used = limiter.take_used();
+                used.sort();
+                used
+            },
+            [("a".to_owned(), 3), ("b".to_owned(), 1)],
+            "admitted calls only"
+        );
+        assert!(limiter.take_used().is_empty(), "counted once");
         assert_eq!(
             limited(RetryAfter(Duration::from_millis(250))).message,
             "Rate limited, retry after 0.25s"

@@ -146,16 +146,29 @@ impl Store {
         let saved_at_ms = now_ms();
         let expected = i64::try_from(expected_version)
             .map_err(|_| Error::invalid_argument(format!("expected_version {expected_version} is out of range")))?;
-        let result = with_pool!(self, pool => sqlx::query(SAVE)
-            .bind(strategy_id)
-            .bind(expected)
-            .bind(data)
-            .bind(&sha256)
-            .bind(saved_at_ms)
-            .bind(content_type)
-            .execute(pool)
-            .await
-            .map(|r| r.rows_affected()));
+        let version = expected_version + 1;
+        let oldest_kept = version.saturating_sub(u64::from(keep));
+        // The new version and the pruning of the oldest are one transaction:
+        // one commit, so one sync to disk per save.
+        let result = with_pool!(self, pool => async {
+            let mut tx = pool.begin().await?;
+            let inserted = sqlx::query(SAVE)
+                .bind(strategy_id)
+                .bind(expected)
+                .bind(data)
+                .bind(&sha256)
+                .bind(saved_at_ms)
+                .bind(content_type)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            if inserted == 1 && oldest_kept > 0 {
+                sqlx::query(PRUNE).bind(strategy_id).bind(oldest_kept as i64).execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+            Ok::<u64, sqlx::Error>(inserted)
+        }
+        .await);
         let conflict = match result {
             Ok(1) => false,
             Ok(_) => true,
@@ -170,15 +183,6 @@ impl Store {
                     "version conflict for strategy '{strategy_id}': expected version {expected_version}, current version is {current}"
                 ),
             ));
-        }
-        let version = expected_version + 1;
-        let oldest_kept = version.saturating_sub(u64::from(keep));
-        if oldest_kept > 0 {
-            let pruned = with_pool!(self, pool => sqlx::query(PRUNE).bind(strategy_id).bind(oldest_kept as i64).execute(pool).await.map(|_| ()));
-            if let Err(error) = pruned {
-                // The save itself is committed; pruning is retried on the next save.
-                tracing::warn!(%error, strategy_id, "pruning old versions failed");
-            }
         }
         Ok(Stored {
             version,
