@@ -110,9 +110,11 @@ async fn two_gateways_hold_one_limit_and_limit_alone_without_nats() {
     let http1 = stack.http_addr("gateway");
     let grpc1 = stack.spec.ports.gateway_grpc;
     for http in [&http1, &http2] {
-        eventually("moat_gateway_limits_shared to be 1", Duration::from_secs(10), || async {
-            (shared_gauge(http) == Some(1.0)).then_some(())
-        })
+        eventually(
+            "moat_gateway_limits_shared to be 1",
+            Duration::from_secs(10),
+            || async { (shared_gauge(http) == Some(1.0)).then_some(()) },
+        )
         .await;
     }
 

@@ -84,7 +84,9 @@ type Key = (String, String);
 
 #[derive(Default)]
 struct Inner {
-    quotes: HashMap<Key, Quote>,
+    /// Per symbol, per exchange: a price asks for one symbol on every
+    /// venue, so it reads one entry instead of scanning every quote.
+    quotes: HashMap<String, BTreeMap<String, Quote>>,
     books: HashMap<Key, Book>,
 }
 
@@ -110,8 +112,9 @@ impl Cache {
         match event {
             MarketEvent::Bbo(b) => {
                 let mid = (b.bid.price + b.ask.price) / Decimal::TWO;
-                inner.quotes.insert(
-                    key.clone(),
+                let venues = inner.quotes.entry(key.1.clone()).or_default();
+                venues.insert(
+                    key.0.clone(),
                     Quote {
                         exchange: key.0,
                         symbol: key.1,
@@ -124,13 +127,13 @@ impl Cache {
             MarketEvent::Trade(t) => {
                 // A BBO mid is the better estimate; use the trade only when
                 // it is newer than the last BBO.
-                let newer = inner
-                    .quotes
-                    .get(&key)
+                let venues = inner.quotes.entry(key.1.clone()).or_default();
+                let newer = venues
+                    .get(&key.0)
                     .is_none_or(|q| q.from == "trade" || t.ts_exchange_us > q.ts_us);
                 if newer {
-                    inner.quotes.insert(
-                        key.clone(),
+                    venues.insert(
+                        key.0.clone(),
                         Quote {
                             exchange: key.0,
                             symbol: key.1,
@@ -159,15 +162,17 @@ impl Cache {
     }
 
     /// Quotes of every exchange for any of `symbols`.
+    /// Every venue's quote of each of `symbols`, by exchange then symbol.
     pub fn quotes(&self, symbols: &[String]) -> Vec<Quote> {
         let inner = self.read();
-        let mut quotes: Vec<Quote> = inner
-            .quotes
-            .values()
-            .filter(|q| symbols.contains(&q.symbol))
-            .cloned()
+        let mut quotes: Vec<Quote> = symbols
+            .iter()
+            .filter_map(|symbol| inner.quotes.get(symbol))
+            .flat_map(|venues| venues.values().cloned())
             .collect();
-        quotes.sort_by(|a, b| (&a.exchange, &a.symbol).cmp(&(&b.exchange, &b.symbol)));
+        if symbols.len() > 1 {
+            quotes.sort_by(|a, b| (&a.exchange, &a.symbol).cmp(&(&b.exchange, &b.symbol)));
+        }
         quotes
     }
 
@@ -176,6 +181,12 @@ impl Cache {
             .books
             .get(&(exchange.to_owned(), symbol.to_owned()))
             .cloned()
+    }
+
+    /// What `f` makes of the book of `symbol` on `exchange`, read in place
+    /// (a deep book is not copied to answer for its top levels).
+    pub fn with_book<T>(&self, exchange: &str, symbol: &str, f: impl FnOnce(&Book) -> T) -> Option<T> {
+        self.read().books.get(&(exchange.to_owned(), symbol.to_owned())).map(f)
     }
 
     /// Per exchange with books, how many of them are invalid now (a gap
@@ -190,7 +201,7 @@ impl Cache {
 
     /// Number of (exchange, symbol) pairs with a price.
     pub fn len(&self) -> usize {
-        self.read().quotes.len()
+        self.read().quotes.values().map(BTreeMap::len).sum()
     }
 
     pub fn is_empty(&self) -> bool {

@@ -3,12 +3,14 @@
 //! deadlines and upstream failures.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use moat_common_types::http::register;
 use moat_common_types::{Error, ErrorCode};
 use prometheus::{Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 
+use crate::audit::{AuditLog, Line};
 use crate::auth::Strategy;
 
 #[derive(Clone)]
@@ -24,12 +26,15 @@ pub struct Metrics {
     pub rate_limited: IntCounterVec,
     pub by_strategy: IntCounterVec,
     pub limits_shared: IntGauge,
+    /// Where each call's audit line goes.
+    pub audit: AuditLog,
 }
 
 impl Metrics {
     pub fn new() -> Metrics {
         let registry = Registry::new();
         Metrics {
+            audit: AuditLog::stdout(),
             requests: register(
                 &registry,
                 IntCounterVec::new(
@@ -165,13 +170,13 @@ pub struct Call {
     started: Instant,
     deadline: Instant,
     trace_id: String,
-    metrics: Metrics,
+    metrics: Arc<Metrics>,
     done: bool,
 }
 
 impl Call {
     pub fn start(
-        metrics: &Metrics,
+        metrics: &Arc<Metrics>,
         service: &'static str,
         method: &'static str,
         timeout: Duration,
@@ -185,7 +190,7 @@ impl Call {
         // line can be joined with the caller's logs.
         let trace_id = moat_common_types::telemetry::current_trace_id()
             .or_else(|| traceparent.and_then(trace_id_of))
-            .unwrap_or_else(|| hex::encode(rand::random::<[u8; 16]>()));
+            .unwrap_or_else(|| format!("{:032x}", rand::random::<u128>()));
         Call {
             service,
             method,
@@ -267,24 +272,19 @@ impl Call {
                 .with_label_values(&[chain.as_str(), method.as_str(), status])
                 .inc();
         }
-        let mut line = serde_json::json!({
-            "event": "gateway_request",
-            "timestamp": moat_common_types::now_ms(),
-            "service": self.service,
-            "method": self.method,
-            "strategy_id": self.strategy_id,
-            "status": status,
-            "latency_ms": (elapsed.as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0,
-            "trace_id": self.trace_id,
-        });
-        if let Some(chain) = &self.chain {
-            line["chain"] = chain.as_str().into();
-        }
-        if let Some(method) = &self.rpc_method {
-            line["rpc_method"] = method.as_str().into();
-        }
         // Audit lines go to stdout, one JSON object each; logs go to stderr.
-        println!("{line}");
+        self.metrics.audit.write(&Line {
+            event: "gateway_request",
+            timestamp: moat_common_types::now_ms(),
+            service: self.service,
+            method: self.method,
+            strategy_id: self.strategy_id.as_deref(),
+            status,
+            latency_ms: (elapsed.as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0,
+            trace_id: &self.trace_id,
+            chain: self.chain.as_deref(),
+            rpc_method: self.rpc_method.as_deref(),
+        });
     }
 }
 

@@ -173,6 +173,15 @@ pub struct PricesConfig {
     pub wrapped: BTreeMap<String, BTreeMap<String, String>>,
 }
 
+impl PricesConfig {
+    /// `outlier_percent` as a fraction (2 % → 0.02), exact.
+    pub fn outlier_fraction(&self) -> moat_common_types::Decimal {
+        moat_common_types::Decimal::try_from(self.outlier_percent)
+            .map(|p| p / moat_common_types::Decimal::ONE_HUNDRED)
+            .unwrap_or(moat_common_types::Decimal::ZERO)
+    }
+}
+
 impl Default for PricesConfig {
     fn default() -> Self {
         let mut wrapped = BTreeMap::new();

@@ -5,6 +5,7 @@
 //! and `POST /rpc/{chain}`. Every call is authenticated by a per-strategy
 //! token, rate limited, bounded by a deadline and written to the audit log.
 
+pub mod audit;
 pub mod auth;
 pub mod cache;
 pub mod call;
@@ -51,6 +52,9 @@ pub async fn run(
     for task in background {
         task.abort();
     }
+    if !parts.gateway.metrics.audit.flush(Duration::from_secs(5)) {
+        tracing::warn!("audit lines were still being written when the gateway stopped");
+    }
     tracing::info!("gateway stopped");
     served
 }
@@ -96,7 +100,7 @@ async fn build(config: GatewayConfig) -> anyhow::Result<Parts> {
         state: StateStoreClient::new(state_channel.clone()),
         clickhouse: clickhouse.clone(),
         nats: nats.clone(),
-        metrics: Metrics::new(),
+        metrics: Arc::new(Metrics::new()),
         config,
     });
     Ok(Parts {

@@ -49,12 +49,10 @@ pub fn price(
         request.quote.trim().to_ascii_uppercase()
     };
     let asset = underlying(config, &request.token, request.chain.as_deref());
-    let quotes: Vec<String> = config
-        .quote_aliases
-        .get(&quote)
-        .cloned()
-        .unwrap_or_else(|| vec![quote.clone()]);
-    let symbols: Vec<String> = quotes.iter().map(|q| format!("{asset}-{q}")).collect();
+    let symbols: Vec<String> = match config.quote_aliases.get(&quote) {
+        Some(aliases) => aliases.iter().map(|q| format!("{asset}-{q}")).collect(),
+        None => vec![format!("{asset}-{quote}")],
+    };
     let all = cache.quotes(&symbols);
     if all.is_empty() {
         return Err(Error::new(
@@ -79,7 +77,7 @@ pub fn price(
     // With no fresh source, answer from the newest stale ones, flagged stale.
     let used: Vec<&Quote> = if fresh.is_empty() { stale.clone() } else { fresh.clone() };
     let mid = median(used.iter().map(|q| q.price).collect());
-    let threshold = Decimal::try_from(config.outlier_percent / 100.0).unwrap_or(Decimal::ZERO);
+    let threshold = config.outlier_fraction();
     let is_outlier = |q: &&Quote| !mid.is_zero() && ((q.price - mid).abs() / mid) > threshold;
     let (outliers, agreeing): (Vec<&Quote>, Vec<&Quote>) = used.iter().copied().partition(is_outlier);
     // The answer is the median of the sources that agree with each other.
@@ -89,7 +87,15 @@ pub fn price(
         median(agreeing.iter().map(|q| q.price).collect())
     };
     Ok(pb::Price {
-        token: request.token.trim().to_ascii_uppercase(),
+        token: if request
+            .token
+            .bytes()
+            .all(|b| !b.is_ascii_lowercase() && !b.is_ascii_whitespace())
+        {
+            request.token.clone()
+        } else {
+            request.token.trim().to_ascii_uppercase()
+        },
         quote,
         price: price.normalize().to_string(),
         ts_ms: used.iter().map(|q| q.ts_us).max().unwrap_or_default() / 1_000,

@@ -38,11 +38,18 @@ impl RateLimiter {
 
     /// The bucket of `key`, refilled up to `now`.
     fn bucket<'a>(&self, buckets: &'a mut HashMap<String, Bucket>, key: &str, now: Instant) -> &'a mut Bucket {
-        let bucket = buckets.entry(key.to_owned()).or_insert(Bucket {
-            tokens: self.burst,
-            last: now,
-            used: 0,
-        });
+        // The key is copied only the first time it is seen.
+        if !buckets.contains_key(key) {
+            buckets.insert(
+                key.to_owned(),
+                Bucket {
+                    tokens: self.burst,
+                    last: now,
+                    used: 0,
+                },
+            );
+        }
+        let bucket = buckets.get_mut(key).expect("inserted above");
         bucket.tokens =
             (bucket.tokens + now.saturating_duration_since(bucket.last).as_secs_f64() * self.rate).min(self.burst);
         bucket.last = now;

@@ -39,7 +39,7 @@ pub struct Gateway {
     pub state: StateStoreClient<Channel>,
     pub clickhouse: clickhouse::Client,
     pub nats: async_nats::Client,
-    pub metrics: Metrics,
+    pub metrics: Arc<Metrics>,
 }
 
 impl Gateway {
@@ -150,26 +150,27 @@ impl MarketService for Market {
         let result = admitted.and_then(|_| {
             check_token("exchange", &r.exchange)?;
             check_token("symbol", &r.symbol)?;
-            let book = g.cache.book(&r.exchange, &r.symbol).ok_or_else(|| {
-                Error::new(
-                    ErrorCode::NotFound,
-                    format!("no order book for {} on {}", r.symbol, r.exchange),
-                )
-            })?;
             let depth = if r.depth == 0 { 20 } else { r.depth.min(1000) } as usize;
             let level = |(p, q): (&Decimal, &Decimal)| md::Level {
                 price: p.to_string(),
                 qty: q.to_string(),
             };
-            Ok(pb::OrderBook {
-                exchange: r.exchange.clone(),
-                symbol: r.symbol.clone(),
-                sequence: book.sequence,
-                bids: book.bids.iter().rev().take(depth).map(level).collect(),
-                asks: book.asks.iter().take(depth).map(level).collect(),
-                ts_ms: book.ts_us / 1_000,
-                valid: book.valid,
-            })
+            g.cache
+                .with_book(&r.exchange, &r.symbol, |book| pb::OrderBook {
+                    exchange: r.exchange.clone(),
+                    symbol: r.symbol.clone(),
+                    sequence: book.sequence,
+                    bids: book.bids.iter().rev().take(depth).map(level).collect(),
+                    asks: book.asks.iter().take(depth).map(level).collect(),
+                    ts_ms: book.ts_us / 1_000,
+                    valid: book.valid,
+                })
+                .ok_or_else(|| {
+                    Error::new(
+                        ErrorCode::NotFound,
+                        format!("no order book for {} on {}", r.symbol, r.exchange),
+                    )
+                })
         });
         respond(call, result)
     }
