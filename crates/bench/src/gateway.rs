@@ -210,6 +210,59 @@ pub(crate) async fn gateway(rows: &mut Vec<Row>, nats_url: &str) -> anyhow::Resu
         baseline: "1 ms (the p99 target)".to_owned(),
         ratio: ms(percentile(&paced_lat, 0.99)) / 1.0,
     });
+    sdk_overhead(rows, &addr.to_string(), TOKEN);
     token.cancel();
     Ok(())
+}
+
+/// The Python SDK's `get_price` beside the raw grpcio stub call it wraps
+/// (`sdk/python/benchmarks/overhead.py`), against the gateway at `addr`.
+fn sdk_overhead(rows: &mut Vec<Row>, addr: &str, token: &str) {
+    let what = "sdk: moat.GatewayClient.get_price (Python), sequential".to_owned();
+    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let measured = moat_devstack::peers::ensure_sdk_venv(&root).and_then(|python| {
+        let out = std::process::Command::new(python)
+            .arg(root.join("sdk/python/benchmarks/overhead.py"))
+            .args([addr, token, "6000"])
+            .output()
+            .map_err(|e| format!("running overhead.py: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "overhead.py failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        serde_json::from_slice::<serde_json::Value>(&out.stdout)
+            .map_err(|e| format!("overhead.py printed no JSON: {e}"))
+    });
+    match measured {
+        Ok(v) => {
+            let f = |side: &str, key: &str| v[side][key].as_f64().unwrap_or(f64::NAN);
+            rows.push(Row {
+                what,
+                figure: format!(
+                    "{:.0} calls/s, p50 {:.0} µs, p99 {:.0} µs",
+                    f("sdk", "per_second"),
+                    f("sdk", "p50_us"),
+                    f("sdk", "p99_us")
+                ),
+                baseline: format!(
+                    "{:.0} calls/s, p50 {:.0} µs, p99 {:.0} µs (raw grpcio stub GetPrice, same channel settings)",
+                    f("raw", "per_second"),
+                    f("raw", "p50_us"),
+                    f("raw", "p99_us")
+                ),
+                ratio: f("sdk", "per_second") / f("raw", "per_second"),
+            });
+        }
+        Err(error) => {
+            eprintln!("bench: the SDK overhead was not measured: {error}");
+            rows.push(Row {
+                what,
+                figure: format!("not measured: {error}"),
+                baseline: String::new(),
+                ratio: f64::NAN,
+            });
+        }
+    }
 }

@@ -119,25 +119,26 @@ def channel_options() -> list[tuple[str, Any]]:
     ]
 
 
-def metadata(token: str | None) -> list[tuple[str, str]]:
-    """The token, and W3C trace context when OpenTelemetry has an active span."""
-    out: list[tuple[str, str]] = []
-    if token:
-        out.append(("authorization", f"Bearer {token}"))
-    out.extend(_trace_context())
-    return out
+try:  # OpenTelemetry is optional; looked up once, not on every call.
+    from opentelemetry import propagate as _otel_propagate
+    from opentelemetry import trace as _otel_trace
+except ImportError:  # pragma: no cover - depends on the environment
+    _otel_propagate = None
+    _otel_trace = None
 
 
-def _trace_context() -> list[tuple[str, str]]:
-    try:
-        from opentelemetry import propagate, trace
-    except ImportError:
-        return []
-    if not trace.get_current_span().get_span_context().is_valid:
-        return []
+def auth_metadata(token: str | None) -> tuple[tuple[str, str], ...]:
+    return (("authorization", f"Bearer {token}"),) if token else ()
+
+
+def metadata(auth: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...]:
+    """The token's header, and W3C trace context when OpenTelemetry has an active span."""
+    if _otel_trace is None or not _otel_trace.get_current_span().get_span_context().is_valid:
+        return auth
     carrier: dict[str, str] = {}
-    propagate.inject(carrier)
-    return [(k.lower(), v) for k, v in carrier.items() if k.lower() in ("traceparent", "tracestate")]
+    _otel_propagate.inject(carrier)
+    trace = tuple((k.lower(), v) for k, v in carrier.items() if k.lower() in ("traceparent", "tracestate"))
+    return auth + trace
 
 
 # ---- retries ---------------------------------------------------------------

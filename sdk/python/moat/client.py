@@ -42,6 +42,7 @@ class GatewayClient:
         retry_budget: float = 5.0,
     ) -> None:
         self.settings = _core.settings(host, port, token, timeout, retry_budget)
+        self._auth = _core.auth_metadata(self.settings.token)
         self._channel = grpc.insecure_channel(self.settings.target, options=_core.channel_options())
         self._market = pb_grpc.MarketServiceStub(self._channel)
         self._rpc = pb_grpc.RpcServiceStub(self._channel)
@@ -71,7 +72,7 @@ class GatewayClient:
                 return method(
                     request,
                     timeout=timeout or self.settings.timeout,
-                    metadata=_core.metadata(self.settings.token),
+                    metadata=_core.metadata(self._auth),
                 )
             except grpc.RpcError as raw:
                 error = errors.from_grpc(raw.code(), raw.details())
@@ -121,7 +122,7 @@ class GatewayClient:
         """Live trades as they arrive; empty filters match everything.
         Iterate it, and close it (or leave its ``with`` block) to end it."""
         request = pb.StreamTradesRequest(exchange=exchange, market=market, symbol=symbol)
-        return TradeStream(self._market.StreamTrades(request, metadata=_core.metadata(self.settings.token)))
+        return TradeStream(self._market.StreamTrades(request, metadata=_core.metadata(self._auth)))
 
     # ---- JSON-RPC ---------------------------------------------------------
 

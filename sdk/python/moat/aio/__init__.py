@@ -43,6 +43,7 @@ class GatewayClient:
         retry_budget: float = 5.0,
     ) -> None:
         self.settings = _core.settings(host, port, token, timeout, retry_budget)
+        self._auth = _core.auth_metadata(self.settings.token)
         self._channel = grpc.aio.insecure_channel(self.settings.target, options=_core.channel_options())
         self._market = pb_grpc.MarketServiceStub(self._channel)
         self._rpc = pb_grpc.RpcServiceStub(self._channel)
@@ -72,7 +73,7 @@ class GatewayClient:
                 return await method(
                     request,
                     timeout=timeout or self.settings.timeout,
-                    metadata=_core.metadata(self.settings.token),
+                    metadata=_core.metadata(self._auth),
                 )
             except grpc.aio.AioRpcError as raw:
                 error = errors.from_grpc(raw.code(), raw.details())
@@ -114,7 +115,7 @@ class GatewayClient:
 
     def stream_trades(self, exchange: str = "", market: str = "", symbol: str = "") -> TradeStream:
         request = pb.StreamTradesRequest(exchange=exchange, market=market, symbol=symbol)
-        return TradeStream(self._market.StreamTrades(request, metadata=_core.metadata(self.settings.token)))
+        return TradeStream(self._market.StreamTrades(request, metadata=_core.metadata(self._auth)))
 
     async def rpc(self, chain: str, method: str, params: Sequence[Any] | dict[str, Any] | None = None) -> Any:
         request = _core.rpc_request(chain, method, params)
