@@ -21,8 +21,13 @@ pub(crate) async fn state(rows: &mut Vec<Row>) -> anyhow::Result<()> {
     let http = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     tokio::spawn(moat_state::run(config, grpc, http, token.clone()));
     let mut client = loop {
-        if let Ok(c) = StateStoreClient::connect(format!("http://{addr}")).await {
-            break c.max_decoding_message_size(8 * 1024 * 1024);
+        // Windows as the gateway opens its connection to moat-state.
+        let window = moat_state::window_for(2 * 1024 * 1024);
+        let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?
+            .initial_stream_window_size(Some(window))
+            .initial_connection_window_size(Some(2 * window));
+        if let Ok(channel) = endpoint.connect().await {
+            break StateStoreClient::new(channel).max_decoding_message_size(8 * 1024 * 1024);
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     };

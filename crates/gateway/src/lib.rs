@@ -38,6 +38,11 @@ use crate::ratelimit::RateLimiter;
 use crate::rpc::RpcProxy;
 use crate::services::{Gateway, Market, Rpc, State};
 
+/// HTTP/2 window of the gateway's connection to moat-state and of its own
+/// gRPC server: room for a largest state (moat-state's default 1 MiB) and
+/// its framing in one go.
+const STATE_WINDOW: u32 = 2 * 1024 * 1024;
+
 /// Runs the gateway until `shutdown` is cancelled: build its parts, start
 /// the background tasks, serve HTTP and gRPC, then stop the tasks.
 pub async fn run(
@@ -84,6 +89,10 @@ async fn build(config: GatewayConfig) -> anyhow::Result<Parts> {
         .with_context(|| format!("state.endpoint {:?} is not a URI", config.state.endpoint))?
         .connect_timeout(config.state.timeout)
         .timeout(config.state.timeout)
+        // Windows that hold a whole state (1 MiB by default), so a load
+        // does not wait for window updates.
+        .initial_stream_window_size(Some(STATE_WINDOW))
+        .initial_connection_window_size(Some(2 * STATE_WINDOW))
         .connect_lazy();
     let clickhouse = clickhouse::Client::default()
         .with_url(&config.clickhouse.url)
@@ -242,6 +251,8 @@ async fn serve(parts: &Parts, grpc: TcpListener, http: TcpListener, shutdown: Ca
         .tcp_keepalive(Some(keepalive))
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(20)))
+        .initial_stream_window_size(Some(STATE_WINDOW))
+        .initial_connection_window_size(Some(2 * STATE_WINDOW))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)

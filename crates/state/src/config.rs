@@ -56,6 +56,9 @@ pub struct LimitsConfig {
     pub max_state_bytes: usize,
     /// Versions kept per strategy for recovery; older ones are deleted.
     pub keep_versions: std::num::NonZeroU32,
+    /// Bytes of latest versions kept in memory with SQLite (the only
+    /// writer), so loads need no database round trip; 0 turns it off.
+    pub cache_bytes: usize,
 }
 
 impl Default for LimitsConfig {
@@ -63,6 +66,7 @@ impl Default for LimitsConfig {
         LimitsConfig {
             max_state_bytes: 1024 * 1024,
             keep_versions: std::num::NonZeroU32::new(10).expect("not zero"),
+            cache_bytes: 64 * 1024 * 1024,
         }
     }
 }

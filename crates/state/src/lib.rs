@@ -3,6 +3,7 @@
 //! Only the gateway calls it; strategies reach it through the gateway's
 //! `StateService`, which fixes the strategy id from the caller's token.
 
+pub mod cache;
 pub mod config;
 pub mod service;
 pub mod store;
@@ -48,17 +49,25 @@ pub async fn run(
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter.set_serving::<StateStoreServer<StateService>>().await;
+    let cache = (store.backend() == "sqlite" && config.limits.cache_bytes > 0)
+        .then(|| cache::LatestCache::new(config.limits.cache_bytes));
     let service = StateStoreServer::new(StateService {
         store: store.clone(),
         limits: config.limits.clone(),
         metrics,
+        cache,
     })
     // Room for the largest state plus framing, so an oversized state gets
     // our own message naming the limit rather than a transport error.
     .max_decoding_message_size(config.limits.max_state_bytes * 2 + 64 * 1024);
     let addr: SocketAddr = grpc.local_addr()?;
     tracing::info!(%addr, backend = store.backend(), "state service serving");
+    // HTTP/2 flow-control windows that hold the largest state: with the
+    // default 64 KiB a 1 MiB save waits for a dozen window updates.
+    let window = window_for(config.limits.max_state_bytes);
     tonic::transport::Server::builder()
+        .initial_stream_window_size(Some(window))
+        .initial_connection_window_size(Some(window.saturating_mul(2)))
         .add_service(health_service)
         .add_service(service)
         .serve_with_incoming_shutdown(
@@ -70,4 +79,11 @@ pub async fn run(
     store.close().await;
     tracing::info!("state service stopped");
     Ok(())
+}
+
+/// An HTTP/2 flow-control window that holds a message of `bytes` (and its
+/// framing) at once, between 1 MiB and 1 GiB.
+pub fn window_for(bytes: usize) -> u32 {
+    let wanted = bytes.saturating_add(64 * 1024).clamp(1 << 20, 1 << 30);
+    u32::try_from(wanted).unwrap_or(1 << 30)
 }

@@ -11,8 +11,9 @@ use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
 use tonic::{Request, Response, Status};
 use tracing::Instrument;
 
+use crate::cache::LatestCache;
 use crate::config::LimitsConfig;
-use crate::store::Store;
+use crate::store::{Store, Stored};
 
 /// Longest strategy id accepted.
 pub const MAX_ID_LEN: usize = 128;
@@ -95,6 +96,8 @@ pub struct StateService {
     pub store: Store,
     pub limits: LimitsConfig,
     pub metrics: Metrics,
+    /// Latest versions in memory, when this service is the only writer.
+    pub cache: Option<LatestCache>,
 }
 
 impl StateService {
@@ -152,6 +155,10 @@ impl StateStore for StateService {
                 .bytes
                 .with_label_values(&["save"])
                 .observe(r.data.len() as f64);
+            let _writing = match &self.cache {
+                Some(cache) => Some(cache.writes.lock().await),
+                None => None,
+            };
             let stored = self
                 .store
                 .save(
@@ -162,11 +169,15 @@ impl StateStore for StateService {
                     self.limits.keep_versions.get(),
                 )
                 .await?;
-            Ok(pb::SaveResponse {
+            let response = pb::SaveResponse {
                 version: stored.version,
-                sha256: stored.sha256,
+                sha256: stored.sha256.clone(),
                 saved_at_ms: stored.saved_at_ms,
-            })
+            };
+            if let Some(cache) = &self.cache {
+                cache.put(&r.strategy_id, Stored { data: r.data, ..stored });
+            }
+            Ok(response)
         })
         .await
     }
@@ -175,18 +186,43 @@ impl StateStore for StateService {
         let (metadata, _, r) = request.into_parts();
         self.observe("load", &metadata, async {
             validate_strategy_id(&r.strategy_id)?;
-            let stored = self.store.load(&r.strategy_id, r.version).await?;
+            let cached = self
+                .cache
+                .as_ref()
+                .and_then(|c| c.get(&r.strategy_id))
+                .filter(|s| r.version == 0 || r.version == s.version);
+            let response = match cached {
+                Some(s) => pb::LoadResponse {
+                    version: s.version,
+                    data: s.data.clone(),
+                    sha256: s.sha256.clone(),
+                    saved_at_ms: s.saved_at_ms,
+                    content_type: s.content_type.clone(),
+                },
+                None => {
+                    let stored = match (&self.cache, r.version) {
+                        (Some(cache), 0) => {
+                            let _writing = cache.writes.lock().await;
+                            let stored = self.store.load(&r.strategy_id, 0).await?;
+                            cache.put(&r.strategy_id, stored.clone());
+                            stored
+                        }
+                        _ => self.store.load(&r.strategy_id, r.version).await?,
+                    };
+                    pb::LoadResponse {
+                        version: stored.version,
+                        data: stored.data,
+                        sha256: stored.sha256,
+                        saved_at_ms: stored.saved_at_ms,
+                        content_type: stored.content_type,
+                    }
+                }
+            };
             self.metrics
                 .bytes
                 .with_label_values(&["load"])
-                .observe(stored.data.len() as f64);
-            Ok(pb::LoadResponse {
-                version: stored.version,
-                data: stored.data,
-                sha256: stored.sha256,
-                saved_at_ms: stored.saved_at_ms,
-                content_type: stored.content_type,
-            })
+                .observe(response.data.len() as f64);
+            Ok(response)
         })
         .await
     }
@@ -195,7 +231,14 @@ impl StateStore for StateService {
         let (metadata, _, r) = request.into_parts();
         self.observe("delete", &metadata, async {
             validate_strategy_id(&r.strategy_id)?;
+            let _writing = match &self.cache {
+                Some(cache) => Some(cache.writes.lock().await),
+                None => None,
+            };
             let deleted_versions = self.store.delete(&r.strategy_id).await?;
+            if let Some(cache) = &self.cache {
+                cache.remove(&r.strategy_id);
+            }
             Ok(pb::DeleteResponse { deleted_versions })
         })
         .await
