@@ -243,3 +243,13 @@ impl Drop for Process {
         let _ = self.0.wait();
     }
 }
+
+/// `message` as a gRPC request carrying `token` as `authorization: Bearer`.
+pub fn authed<T>(message: T, token: &str) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {token}").parse().expect("a token is ASCII"),
+    );
+    request
+}

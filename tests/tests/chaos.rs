@@ -22,11 +22,8 @@ use moat_proto::gateway::v1::state_service_client::StateServiceClient;
 use tokio_util::sync::CancellationToken;
 
 fn authed<T>(message: T) -> tonic::Request<T> {
-    let mut request = tonic::Request::new(message);
+    let mut request = moat_integration_tests::authed(message, TOKEN);
     request.set_timeout(Duration::from_secs(2));
-    request
-        .metadata_mut()
-        .insert("authorization", format!("Bearer {TOKEN}").parse().unwrap());
     request
 }
 

@@ -11,7 +11,7 @@ use moat_common_types::proto_conv::encode;
 use moat_common_types::subject::Subject;
 use moat_common_types::{Decimal, Market, MarketEvent, now_us};
 use moat_gateway::config::{GatewayConfig, TokenConfig};
-use moat_integration_tests::{eventually, ganache, listener, own_nats, peers_dir, scratch};
+use moat_integration_tests::{authed, eventually, ganache, listener, own_nats, peers_dir, scratch};
 use moat_proto::gateway::v1 as pb;
 use moat_proto::gateway::v1::market_service_client::MarketServiceClient;
 use moat_proto::gateway::v1::rpc_service_client::RpcServiceClient;
@@ -92,14 +92,6 @@ async fn channel(addr: SocketAddr) -> Channel {
             .ok()
     })
     .await
-}
-
-fn authed<T>(message: T, token: &str) -> tonic::Request<T> {
-    let mut request = tonic::Request::new(message);
-    request
-        .metadata_mut()
-        .insert("authorization", format!("Bearer {token}").parse().unwrap());
-    request
 }
 
 #[tokio::test]

@@ -7,8 +7,8 @@
 use std::time::{Duration, Instant};
 
 use moat_devstack::{ManagedProcess, free_port, http_get};
-use moat_integration_tests::eventually;
 use moat_integration_tests::stack::{EXCHANGE, Stack, StackOptions, TOKEN};
+use moat_integration_tests::{authed, eventually};
 use moat_proto::gateway::v1 as pb;
 use moat_proto::gateway::v1::market_service_client::MarketServiceClient;
 use tonic::Code;
@@ -20,14 +20,6 @@ const BURST: f64 = 20.0;
 /// How long each gateway is hammered.
 const SPELL: Duration = Duration::from_secs(5);
 const LOCKOUT: Duration = Duration::from_secs(2);
-
-fn authed<T>(message: T, token: &str) -> tonic::Request<T> {
-    let mut request = tonic::Request::new(message);
-    request
-        .metadata_mut()
-        .insert("authorization", format!("Bearer {token}").parse().unwrap());
-    request
-}
 
 async fn client(port: u16) -> MarketServiceClient<Channel> {
     let channel = Channel::from_shared(format!("http://127.0.0.1:{port}"))

@@ -176,13 +176,6 @@ impl Cache {
         quotes
     }
 
-    pub fn book(&self, exchange: &str, symbol: &str) -> Option<Book> {
-        self.read()
-            .books
-            .get(&(exchange.to_owned(), symbol.to_owned()))
-            .cloned()
-    }
-
     /// What `f` makes of the book of `symbol` on `exchange`, read in place
     /// (a deep book is not copied to answer for its top levels).
     pub fn with_book<T>(&self, exchange: &str, symbol: &str, f: impl FnOnce(&Book) -> T) -> Option<T> {
@@ -278,14 +271,14 @@ mod tests {
             ts_exchange_us: 1,
             ts_recv_us: 1,
         }));
-        assert!(cache.book("binance", "BTC-USDT").unwrap().valid);
+        assert!(cache.with_book("binance", "BTC-USDT", |b| b.valid).unwrap());
         cache.apply(&gap(Gap::TRADES));
         assert!(
-            cache.book("binance", "BTC-USDT").unwrap().valid,
+            cache.with_book("binance", "BTC-USDT", |b| b.valid).unwrap(),
             "missed trades leave the book valid"
         );
         cache.apply(&gap("sequence"));
-        assert!(!cache.book("binance", "BTC-USDT").unwrap().valid);
+        assert!(!cache.with_book("binance", "BTC-USDT", |b| b.valid).unwrap());
         assert_eq!(cache.invalid_books(), vec![("binance".to_owned(), 1)]);
     }
 }
