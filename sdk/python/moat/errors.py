@@ -158,6 +158,10 @@ _BY_STATUS: dict[grpc.StatusCode, type[MoatError]] = {
 def from_grpc(code: grpc.StatusCode | None, details: str | None) -> MoatError:
     """The SDK error for a gRPC status and its message."""
     message = details or ""
+    if code == grpc.StatusCode.CANCELLED and message == "Timeout expired":
+        # tonic (the gateway's gRPC server) answers a call whose grpc-timeout
+        # ran out with CANCELLED "Timeout expired"; it is the deadline.
+        code = grpc.StatusCode.DEADLINE_EXCEEDED
     name = code.name if code is not None else "UNKNOWN"
     cls = _BY_STATUS.get(code) if code is not None else None
     if cls is None:

@@ -130,6 +130,8 @@ def test_writes_are_never_retried(live) -> None:
 
 
 def test_deadline_exceeded(client, live) -> None:
-    with moat.GatewayClient(timeout=0.0001, retry_budget=0) as hasty:
+    # 1 ms: long enough for grpcio to send the call (a deadline that passes
+    # before it is sent can come back CANCELLED), shorter than the query.
+    with moat.GatewayClient(timeout=0.001, retry_budget=0) as hasty:
         with pytest.raises(moat.DeadlineExceeded):
             hasty.get_candles(live.exchange, live.symbol, since=timedelta(hours=2))
