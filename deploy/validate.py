@@ -14,10 +14,13 @@ skipped (or fails with --require-compose).
 It checks, without a Docker engine, helm or a cluster:
   1. Dockerfile: one ARG SERVICE, a stage per service exposing its ports,
      numeric non-root USER, MOAT_CONFIG_DIR, cache mounts, OCI labels.
-  2. Compose: `docker-compose config` accepts the file; every MOAT_* variable
-     names a real config key; the `strategy` service is sandboxed (read_only,
-     tmpfs /tmp, cap_drop ALL, no-new-privileges, no ports, non-root, only
-     internal networks whose only other member is the gateway).
+  2. Compose: `docker-compose config` accepts the file, and the file with
+     the TLS override docker-compose.tls.yml; every MOAT_* variable names a
+     real config key; the `strategy` service is sandboxed (read_only, tmpfs
+     /tmp, cap_drop ALL, no-new-privileges, no ports, non-root, only
+     internal networks whose only other member is the gateway), with and
+     without the override; plaintext is said explicitly, and the override
+     wires mutual TLS from the development CA's files.
   3. Charts: layout and Chart.yaml of the five charts (the umbrella's file://
      dependencies resolve to the right charts and versions).
   4. Values: every values.yaml (and the example values) against its
@@ -29,7 +32,9 @@ It checks, without a Docker engine, helm or a cluster:
      manifest validated with
      kubernetes-validate --strict style for the oldest and newest supported
      Kubernetes versions, plus cross-checks (selectors, referenced objects,
-     probes, security contexts, NetworkPolicies, config keys).
+     probes, security contexts, NetworkPolicies, config keys, TLS: a
+     certificate or explicit plaintext, mounted Secrets, probe schemes,
+     https:// exactly with a CA, cert-manager Certificates).
   6. Examples: deploy/helm/examples/<scenario>.yaml equal the fresh render.
 
 Prints every check and ends with "N passed, N failed"; exits 1 on a failure.
@@ -67,6 +72,12 @@ except ImportError as missing:  # pragma: no cover - environment problem
 HELM = os.path.join(HERE, "helm")
 EXAMPLES = os.path.join(HELM, "examples")
 COMPOSE = os.path.join(HERE, "compose", "docker-compose.yml")
+# The mutual-TLS override (`-f docker-compose.yml -f docker-compose.tls.yml`).
+COMPOSE_TLS = os.path.join(HERE, "compose", "docker-compose.tls.yml")
+# What `cargo xtask certs` writes (crates/devstack/src/certs.rs): ca.pem and
+# <name>.pem / <name>-key.pem of each identity.
+DEV_TLS_DIR = "../../target/moat-dev/tls/"
+DEV_TLS_NAMES = ["gateway", "state", "collector", "storage-writer", "nats", "clickhouse", "dev"]
 DOCKERFILE = os.path.join(HERE, "docker", "Dockerfile")
 
 # Oldest supported (native gRPC probes are GA from 1.27) and the newest the
@@ -86,13 +97,29 @@ TEMPLATES = {
     "moat-storage-writer": ["deployment.yaml", "service.yaml", "configmap.yaml", "secret.yaml", "hpa.yaml",
                             "pdb.yaml", "servicemonitor.yaml"],
     "moat-state": ["deployment.yaml", "service.yaml", "configmap.yaml", "secret.yaml", "pdb.yaml",
-                   "servicemonitor.yaml"],
+                   "servicemonitor.yaml", "certificate.yaml"],
     "moat-gateway": ["deployment.yaml", "service.yaml", "configmap.yaml", "secret.yaml", "hpa.yaml", "pdb.yaml",
-                     "servicemonitor.yaml", "networkpolicy.yaml"],
+                     "servicemonitor.yaml", "networkpolicy.yaml", "certificate.yaml"],
     "moat": [],
 }
 
-# A minimal schema for the one CRD the charts render (kubernetes-validate has none).
+# SafeTLSConfig of a ServiceMonitor endpoint (HTTPS scraping of the gateway).
+_SECRET_OR_CONFIGMAP = {"type": "object", "additionalProperties": False, "properties": {
+    "secret": {"type": "object", "required": ["name", "key"], "additionalProperties": False,
+               "properties": {"name": {"type": "string", "minLength": 1}, "key": {"type": "string", "minLength": 1},
+                              "optional": {"type": "boolean"}}},
+    "configMap": {"type": "object", "required": ["name", "key"], "additionalProperties": False,
+                  "properties": {"name": {"type": "string", "minLength": 1}, "key": {"type": "string", "minLength": 1},
+                                 "optional": {"type": "boolean"}}}}}
+_TLS_CONFIG = {"type": "object", "additionalProperties": False, "properties": {
+    "ca": _SECRET_OR_CONFIGMAP, "cert": _SECRET_OR_CONFIGMAP,
+    "keySecret": _SECRET_OR_CONFIGMAP["properties"]["secret"],
+    "serverName": {"type": "string"}, "insecureSkipVerify": {"type": "boolean"},
+    "caFile": {"type": "string"}, "certFile": {"type": "string"}, "keyFile": {"type": "string"},
+    "minVersion": {"enum": ["TLS10", "TLS11", "TLS12", "TLS13"]},
+    "maxVersion": {"enum": ["TLS10", "TLS11", "TLS12", "TLS13"]}}}
+
+# A minimal schema for the CRDs the charts render (kubernetes-validate has none).
 SERVICE_MONITOR_SCHEMA = {
     "type": "object",
     "required": ["apiVersion", "kind", "metadata", "spec"],
@@ -110,7 +137,9 @@ SERVICE_MONITOR_SCHEMA = {
                     "type": "object", "required": ["port"], "additionalProperties": False,
                     "properties": {"port": {"type": "string"}, "path": {"type": "string"},
                                    "interval": {"type": "string", "pattern": "^[0-9]+(ms|s|m|h)$"},
-                                   "scrapeTimeout": {"type": "string", "pattern": "^[0-9]+(ms|s|m|h)$"}}}},
+                                   "scrapeTimeout": {"type": "string", "pattern": "^[0-9]+(ms|s|m|h)$"},
+                                   "scheme": {"enum": ["http", "https"]},
+                                   "tlsConfig": _TLS_CONFIG}}},
             },
         },
     },
@@ -137,7 +166,46 @@ PROMETHEUS_RULE_SCHEMA = {
     },
 }
 
-CRD_SCHEMAS = {"ServiceMonitor": SERVICE_MONITOR_SCHEMA, "PrometheusRule": PROMETHEUS_RULE_SCHEMA}
+# cert-manager's Certificate (cert-manager.io/v1), the fields the charts use and their neighbours.
+_GO_DURATION = {"type": "string", "pattern": "^([0-9]+(\\.[0-9]+)?(h|m|s|ms))+$"}
+CERTIFICATE_SCHEMA = {
+    "type": "object",
+    "required": ["apiVersion", "kind", "metadata", "spec"],
+    "properties": {
+        "apiVersion": {"const": "cert-manager.io/v1"},
+        "kind": {"const": "Certificate"},
+        "metadata": {"type": "object", "required": ["name"]},
+        "spec": {
+            "type": "object", "required": ["secretName", "issuerRef"], "additionalProperties": False,
+            "anyOf": [{"required": ["commonName"]}, {"required": ["dnsNames"]}],
+            "properties": {
+                "secretName": {"type": "string", "pattern": "^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"},
+                "secretTemplate": {"type": "object", "additionalProperties": False, "properties": {
+                    "labels": {"type": "object", "additionalProperties": {"type": "string"}},
+                    "annotations": {"type": "object", "additionalProperties": {"type": "string"}}}},
+                "commonName": {"type": "string", "maxLength": 64},
+                "dnsNames": {"type": "array", "minItems": 1, "uniqueItems": True, "items": {"type": "string"}},
+                "duration": _GO_DURATION, "renewBefore": _GO_DURATION,
+                "isCA": {"type": "boolean"},
+                "privateKey": {"type": "object", "additionalProperties": False, "properties": {
+                    "algorithm": {"enum": ["RSA", "ECDSA", "Ed25519"]}, "size": {"type": "integer"},
+                    "encoding": {"enum": ["PKCS1", "PKCS8"]}, "rotationPolicy": {"enum": ["Never", "Always"]}}},
+                "usages": {"type": "array", "uniqueItems": True, "items": {"enum": [
+                    "signing", "digital signature", "content commitment", "key encipherment", "key agreement",
+                    "data encipherment", "cert sign", "crl sign", "encipher only", "decipher only", "any",
+                    "server auth", "client auth", "code signing", "email protection", "s/mime",
+                    "ipsec end system", "ipsec tunnel", "ipsec user", "timestamping", "ocsp signing",
+                    "microsoft sgc", "netscape sgc"]}},
+                "issuerRef": {"type": "object", "required": ["name"], "additionalProperties": False, "properties": {
+                    "name": {"type": "string", "minLength": 1}, "kind": {"type": "string"},
+                    "group": {"type": "string"}}},
+            },
+        },
+    },
+}
+
+CRD_SCHEMAS = {"ServiceMonitor": SERVICE_MONITOR_SCHEMA, "PrometheusRule": PROMETHEUS_RULE_SCHEMA,
+               "Certificate": CERTIFICATE_SCHEMA}
 
 
 # ----------------------------------------------------------------- helm
@@ -386,11 +454,112 @@ def compose_command() -> list[str] | None:
     return None
 
 
-def check_compose_config(cmd: list[str]) -> list[str]:
-    run = subprocess.run(cmd + ["-f", COMPOSE, "config", "-q"], capture_output=True, text=True, cwd=ROOT)
+def check_compose_config(cmd: list[str], files: list[str]) -> list[str]:
+    """`config` of the files stacked; it resolves but does not open secret
+    files, so the TLS override passes without `cargo xtask certs` run."""
+    args = [a for f in files for a in ("-f", f)]
+    run = subprocess.run(cmd + args + ["config", "-q"], capture_output=True, text=True, cwd=ROOT)
     if run.returncode != 0:
-        return [f"`{' '.join(cmd)} -f {rel(COMPOSE)} config` exited {run.returncode}: {run.stderr.strip()}"]
+        shown = " ".join(f"-f {rel(f)}" for f in files)
+        return [f"`{' '.join(cmd)} {shown} config` exited {run.returncode}: {run.stderr.strip()}"]
     return []
+
+
+def _merge_key(item: Any, field: str) -> str:
+    """What compose matches list entries of `secrets` / `volumes` by."""
+    if isinstance(item, dict):
+        return str(item.get(field) or item.get("source"))
+    text = str(item)
+    if field == "target" and ":" in text:
+        return text.split(":")[1]
+    return text
+
+
+def compose_merge(base: Any, override: Any, key: str = "") -> Any:
+    """docker-compose.yml with an override file on top, by the rules of
+    compose's merge for what these files use: mappings merge key by key
+    (`environment` too), `secrets` merge by source and `volumes` by target
+    (the override's entry wins), other lists and scalars are replaced."""
+    if isinstance(base, dict) and isinstance(override, dict):
+        out = dict(base)
+        for k, v in override.items():
+            out[k] = compose_merge(base[k], v, k) if k in base else copy.deepcopy(v)
+        return out
+    if isinstance(base, list) and isinstance(override, list) and key in ("secrets", "volumes"):
+        field = "source" if key == "secrets" else "target"
+        merged = {_merge_key(i, field): i for i in base}
+        merged.update({_merge_key(i, field): i for i in override})
+        return list(merged.values())
+    return copy.deepcopy(override)
+
+
+def _secret_paths(svc: dict) -> dict[str, str]:
+    """In-container path -> secret name of a service's `secrets`."""
+    out = {}
+    for s in _as_list(svc.get("secrets")):
+        source = s.get("source") if isinstance(s, dict) else str(s)
+        target = (s.get("target") if isinstance(s, dict) else None) or source
+        out[target if target.startswith("/") else f"/run/secrets/{target}"] = source
+    return out
+
+
+def check_compose_tls(base: dict, override: dict, merged: dict) -> list[str]:
+    """Plaintext said explicitly in docker-compose.yml; mutual TLS wired in
+    the override from the development CA's files."""
+    out = []
+    services = merged.get("services") or {}
+    top_secrets = merged.get("secrets") or {}
+    env_of = lambda compose, name: ((compose.get("services") or {}).get(name) or {}).get("environment") or {}
+    for name, prefix in (("gateway", "MOAT_GATEWAY__"), ("state", "MOAT_STATE__")):
+        if str(env_of(base, name).get(f"{prefix}TLS__PLAINTEXT")) != "true":
+            out.append(f"docker-compose.yml: {name} must say {prefix}TLS__PLAINTEXT: \"true\" (it refuses to start otherwise)")
+        env = env_of(merged, name)
+        if str(env.get(f"{prefix}TLS__PLAINTEXT")) != "false":
+            out.append(f"override: {name} must set {prefix}TLS__PLAINTEXT to \"false\" (never together with a certificate)")
+    # Every path a TLS variable names must be one of the service's secrets.
+    wanted = {
+        "gateway": ["MOAT_GATEWAY__TLS__CERT", "MOAT_GATEWAY__TLS__KEY", "MOAT_GATEWAY__TLS__CLIENT_CA",
+                    "MOAT_GATEWAY__STATE__TLS__CA", "MOAT_GATEWAY__STATE__TLS__CERT", "MOAT_GATEWAY__STATE__TLS__KEY"],
+        "state": ["MOAT_STATE__TLS__CERT", "MOAT_STATE__TLS__KEY", "MOAT_STATE__TLS__CLIENT_CA"],
+        "strategy": ["MOAT_TLS_CA", "MOAT_TLS_CERT", "MOAT_TLS_KEY"],
+    }
+    for name, variables in wanted.items():
+        svc = services.get(name) or {}
+        env, paths = svc.get("environment") or {}, _secret_paths(svc)
+        for var in variables:
+            path = env.get(var)
+            if not path:
+                out.append(f"override: {name} must set {var}")
+            elif path not in paths:
+                out.append(f"override: {name} {var}={path} is none of its secrets ({sorted(paths)})")
+            elif paths[path] not in top_secrets:
+                out.append(f"override: secret {paths[path]} is not declared")
+    gw = (services.get("gateway") or {}).get("environment") or {}
+    if not str(gw.get("MOAT_GATEWAY__STATE__ENDPOINT", "")).startswith("https://"):
+        out.append("override: MOAT_GATEWAY__STATE__ENDPOINT must be https:// with MOAT_GATEWAY__STATE__TLS__CA")
+    if not gw.get("MOAT_GATEWAY__STATE__TLS__SERVER_NAME"):
+        out.append("override: MOAT_GATEWAY__STATE__TLS__SERVER_NAME must name the state certificate's host (state)")
+    st = (services.get("state") or {}).get("environment") or {}
+    try:
+        allowed = json.loads(str(st.get("MOAT_STATE__TLS__ALLOWED_CLIENTS", "")))
+        if not (isinstance(allowed, list) and "moat-gateway" in allowed):
+            out.append("override: MOAT_STATE__TLS__ALLOWED_CLIENTS must be a JSON array naming moat-gateway")
+    except json.JSONDecodeError:
+        out.append("override: MOAT_STATE__TLS__ALLOWED_CLIENTS must be a JSON array string, e.g. '[\"moat-gateway\"]'")
+    if not ((services.get("strategy") or {}).get("environment") or {}).get("MOAT_TLS_SERVER_NAME"):
+        out.append("override: strategy must set MOAT_TLS_SERVER_NAME (a name of the gateway's certificate)")
+    # The override's secrets are files `cargo xtask certs` writes, never the CA's key.
+    files = {"ca.pem"} | {f"{n}.pem" for n in DEV_TLS_NAMES} | {f"{n}-key.pem" for n in DEV_TLS_NAMES}
+    for name, spec in (override.get("secrets") or {}).items():
+        f = str((spec or {}).get("file", ""))
+        if not f.startswith(DEV_TLS_DIR) or f[len(DEV_TLS_DIR):] not in files:
+            out.append(f"override: secret {name} ({f}) is not a file of {DEV_TLS_DIR} that `cargo xtask certs` writes")
+    # The sandbox gets the CA and its own identity, no service's key.
+    for source in _secret_paths(services.get("strategy") or {}).values():
+        f = str((top_secrets.get(source) or {}).get("file", ""))
+        if f.startswith(DEV_TLS_DIR) and f[len(DEV_TLS_DIR):] not in ("ca.pem", "dev.pem", "dev-key.pem"):
+            out.append(f"override: the strategy must not get {f}")
+    return out
 
 
 def _as_list(v: Any) -> list:
@@ -593,6 +762,10 @@ MUST_FAIL = [
     ("moat-gateway", {"replicas": 3}, "an unknown key (typo of replicaCount)"),
     ("moat-gateway", {"probes": {"readinessMode": "tcp"}}, "an unknown readiness mode"),
     ("moat-gateway", {"rpc": {"upstreams": {"ethereum": ["ftp://x"]}}}, "a non-HTTP upstream"),
+    ("moat-gateway", {"tls": {"certManager": {"enabled": True}}}, "cert-manager without an issuer"),
+    ("moat-gateway", {"tls": {"enabled": "yes"}}, "a TLS switch that is not a boolean"),
+    ("moat-state", {"tls": {"allowedClients": []}}, "TLS letting in no client name"),
+    ("moat-state", {"tls": {"certManager": {"enabled": True, "duration": "90d"}}}, "a duration Go cannot parse"),
     ("moat-collector", {"shards": []}, "no shard"),
     ("moat-collector", {"nats": {"streamReplicas": 0}}, "zero stream replicas"),
     ("moat-storage-writer", {"global": {"clickhouse": {"url": "clickhouse:8123"}}}, "a ClickHouse URL without scheme"),
@@ -605,7 +778,10 @@ MUST_FAIL = [
 
 def scenarios() -> list[dict]:
     prod = load_yaml(os.path.join(EXAMPLES, "production-values.yaml"))
-    out = [{"name": f"{c}-default", "chart": c, "values": {}, "values_file": None} for c in CHARTS]
+    # TLS is on by default without cert-manager: the kubernetes.io/tls
+    # Secrets must exist beside the release.
+    out = [{"name": f"{c}-default", "chart": c, "values": {}, "values_file": None,
+            "external_secrets": {"moat-gateway-tls", "moat-state-tls"}} for c in CHARTS]
     out.append({"name": "moat-production", "chart": "moat", "values": prod,
                 "values_file": "deploy/helm/examples/production-values.yaml",
                 # Secrets the production values expect to exist already.
@@ -707,7 +883,9 @@ def policy_problems(scn: dict, docs: list[tuple[str, dict]]) -> list[str]:
                 if needed not in labels:
                     out.append(f"{where}: {key[0]}/{key[2]} lacks label {needed}")
     names = lambda kind: {(d.get("metadata") or {}).get("name") for d in by_kind.get(kind, [])}
-    external = scn.get("external_secrets", set())
+    # Secrets that exist beside the release, and those cert-manager writes for a rendered Certificate.
+    external = set(scn.get("external_secrets", set())) | \
+        {c["spec"]["secretName"] for c in by_kind.get("Certificate", [])}
     pods = []
     for dep in by_kind.get("Deployment", []):
         dname = dep["metadata"]["name"]
@@ -780,8 +958,8 @@ def policy_problems(scn: dict, docs: list[tuple[str, dict]]) -> list[str]:
             out.append(f"Deployment/{dname}: liveness probe must GET /health/live")
         ready = main.get("readinessProbe") or {}
         if dname.startswith("moat-gateway"):
-            if "grpc" not in ready and (ready.get("httpGet") or {}).get("path") != "/health":
-                out.append(f"Deployment/{dname}: readiness must be the gRPC health probe or GET /health")
+            if "grpc" not in ready and (ready.get("httpGet") or {}).get("path") not in ("/health", "/health/live"):
+                out.append(f"Deployment/{dname}: readiness must be the gRPC health probe, GET /health/live or GET /health")
             grpc_port = next((p["containerPort"] for p in main["ports"] if p["name"] == "grpc"), None)
             if "grpc" in ready and ready["grpc"].get("port") != grpc_port:
                 out.append(f"Deployment/{dname}: gRPC readiness probe is not on the gRPC port")
@@ -847,7 +1025,128 @@ def policy_problems(scn: dict, docs: list[tuple[str, dict]]) -> list[str]:
                    for s in by_kind.get("Service", [])):
             out.append(f"ServiceMonitor/{sm['metadata']['name']}: selects no Service")
     out += network_policy_problems(scn, by_kind, pods)
+    out += tls_problems(by_kind)
     return out
+
+
+# Where the charts mount the TLS Secret, and the variables that name its files.
+TLS_DIR = "/etc/moat-tls"
+TLS_FILE_VARS = {
+    "gateway": ["MOAT_GATEWAY__TLS__CERT", "MOAT_GATEWAY__TLS__KEY", "MOAT_GATEWAY__TLS__CLIENT_CA",
+                "MOAT_GATEWAY__STATE__TLS__CA", "MOAT_GATEWAY__STATE__TLS__CERT", "MOAT_GATEWAY__STATE__TLS__KEY"],
+    "state": ["MOAT_STATE__TLS__CERT", "MOAT_STATE__TLS__KEY", "MOAT_STATE__TLS__CLIENT_CA"],
+}
+
+
+def tls_problems(by_kind: dict) -> list[str]:
+    """The gateway and moat-state refuse to start without a certificate or
+    an explicit plaintext: every rendered Deployment must say one, read its
+    files from a whole Secret mounted read-only (no subPath, so renewals
+    reach the pod), probe and be scraped the way it serves, and call
+    moat-state the way moat-state serves."""
+    out = []
+    mode: dict[str, bool] = {}        # service -> serves TLS
+    calls_state_tls = None
+    state_host = None                 # host of the gateway's state endpoint
+    tls_secrets: dict[str, str] = {}  # service -> mounted TLS Secret
+    for dep in by_kind.get("Deployment", []):
+        dname = dep["metadata"]["name"]
+        service = next((s for s, (c, _, _) in SERVICES.items() if dname.startswith(c)), None)
+        if service not in TLS_FILE_VARS:
+            continue
+        prefix = SERVICES[service][2]
+        ps = dep["spec"]["template"]["spec"]
+        main = ps["containers"][0]
+        env = {e["name"]: e.get("value") for e in main.get("env", [])}
+        cert, plain = env.get(f"{prefix}TLS__CERT"), env.get(f"{prefix}TLS__PLAINTEXT") == "true"
+        where = f"Deployment/{dname}"
+        if not cert and not plain:
+            out.append(f"{where}: neither {prefix}TLS__CERT nor {prefix}TLS__PLAINTEXT=true (it refuses to start)")
+        if cert and plain:
+            out.append(f"{where}: {prefix}TLS__CERT and {prefix}TLS__PLAINTEXT=true together (it refuses to start)")
+        if cert and not env.get(f"{prefix}TLS__KEY"):
+            out.append(f"{where}: {prefix}TLS__CERT without {prefix}TLS__KEY")
+        mode[service] = bool(cert)
+        volumes = {v["name"]: v for v in ps.get("volumes", [])}
+        for var in TLS_FILE_VARS[service]:
+            path = env.get(var)
+            if not path:
+                continue
+            mount = next((m for m in main.get("volumeMounts", [])
+                          if path.startswith(m["mountPath"].rstrip("/") + "/")), None)
+            secret = (volumes.get(mount["name"]) or {}).get("secret") if mount else None
+            if not secret:
+                out.append(f"{where}: {var}={path} is not in a mounted Secret")
+                continue
+            if mount.get("subPath") or mount.get("subPathExpr") or not mount.get("readOnly"):
+                out.append(f"{where}: the TLS Secret must be mounted read-only as a whole directory (no subPath, "
+                           "or renewals never reach the pod)")
+            if secret.get("items"):
+                out.append(f"{where}: the TLS Secret volume must not pick items (tls.crt, tls.key, ca.crt all needed)")
+            tls_secrets[service] = secret["secretName"]
+        allowed = env.get(f"{prefix}TLS__ALLOWED_CLIENTS")
+        if allowed is not None:
+            try:
+                names = json.loads(allowed)
+                if not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
+                    raise ValueError
+            except ValueError:
+                out.append(f"{where}: {prefix}TLS__ALLOWED_CLIENTS={allowed} is not a JSON array of names")
+            if not env.get(f"{prefix}TLS__CLIENT_CA"):
+                out.append(f"{where}: {prefix}TLS__ALLOWED_CLIENTS needs {prefix}TLS__CLIENT_CA")
+        if service == "state" and cert and not env.get(f"{prefix}TLS__CLIENT_CA"):
+            out.append(f"{where}: moat-state with TLS must ask for client certificates (only the gateway may call it)")
+        if service == "gateway":
+            schemes = {p: ((main.get(p) or {}).get("httpGet") or {}).get("scheme", "HTTP")
+                       for p in ("startupProbe", "livenessProbe", "readinessProbe")
+                       if (main.get(p) or {}).get("httpGet")}
+            want = "HTTPS" if cert else "HTTP"
+            for probe, scheme in schemes.items():
+                if scheme != want:
+                    out.append(f"{where}: {probe} uses {scheme} but the HTTP port serves {want}")
+            if cert and "grpc" in (main.get("readinessProbe") or {}):
+                out.append(f"{where}: the kubelet's gRPC probe cannot speak TLS")
+            endpoint = env.get("MOAT_GATEWAY__STATE__ENDPOINT") or ""
+            calls_state_tls = bool(env.get("MOAT_GATEWAY__STATE__TLS__CA"))
+            state_host = endpoint.split("://", 1)[-1].split("/", 1)[0].rsplit(":", 1)[0]
+            if endpoint.startswith("https://") != calls_state_tls:
+                out.append(f"{where}: MOAT_GATEWAY__STATE__ENDPOINT={endpoint} must be https:// exactly with "
+                           "MOAT_GATEWAY__STATE__TLS__CA (the gateway refuses to start otherwise)")
+            if bool(env.get("MOAT_GATEWAY__STATE__TLS__CERT")) != bool(env.get("MOAT_GATEWAY__STATE__TLS__KEY")):
+                out.append(f"{where}: MOAT_GATEWAY__STATE__TLS__CERT and __KEY go together")
+    # Only when the gateway calls the moat-state of this render.
+    state_services = {s["metadata"]["name"] for s in by_kind.get("Service", [])
+                      if s["metadata"]["name"].startswith(SERVICES["state"][0])}
+    if "state" in mode and state_host in state_services and calls_state_tls != mode["state"]:
+        out.append(f"the gateway calls moat-state {'with' if calls_state_tls else 'without'} TLS, but moat-state "
+                   f"serves {'TLS' if mode['state'] else 'plaintext'}")
+    for sm in by_kind.get("ServiceMonitor", []):
+        if sm["metadata"]["name"].startswith("moat-gateway") and "gateway" in mode:
+            for ep in sm["spec"]["endpoints"]:
+                if (ep.get("scheme", "http") == "https") != mode["gateway"]:
+                    out.append(f"ServiceMonitor/{sm['metadata']['name']}: scheme {ep.get('scheme', 'http')} but the "
+                               f"gateway serves {'TLS' if mode['gateway'] else 'plaintext'}")
+                tc = ep.get("tlsConfig") or {}
+                if tc.get("insecureSkipVerify"):
+                    out.append(f"ServiceMonitor/{sm['metadata']['name']}: insecureSkipVerify defeats TLS")
+    for c in by_kind.get("Certificate", []):
+        spec, cname = c["spec"], f"Certificate/{c['metadata']['name']}"
+        service = next((s for s, (ch, _, _) in SERVICES.items() if c["metadata"]["name"].startswith(ch)), None)
+        if service not in tls_secrets or tls_secrets[service] != spec["secretName"]:
+            out.append(f"{cname}: writes Secret {spec['secretName']}, which no {service} pod mounts for TLS")
+        usages = spec.get("usages") or []
+        if "server auth" not in usages:
+            out.append(f"{cname}: usages must include server auth")
+        if service == "gateway":
+            if spec.get("commonName") != "moat-gateway" or "moat-gateway" not in (spec.get("dnsNames") or []):
+                out.append(f"{cname}: must name moat-gateway (common name and DNS name): moat-state lets in that name")
+            if "client auth" not in usages:
+                out.append(f"{cname}: usages must include client auth (the gateway's identity towards moat-state)")
+        svc = next((s["metadata"]["name"] for s in by_kind.get("Service", [])
+                    if s["metadata"]["name"] == c["metadata"]["name"]), None)
+        if svc and svc not in (spec.get("dnsNames") or []):
+            out.append(f"{cname}: dnsNames must hold the Service's name {svc}")
+    return list(dict.fromkeys(out))
 
 
 def _existing_secrets(scn: dict) -> set[str]:
@@ -948,19 +1247,27 @@ def main() -> int:
 
     print("== compose")
     cmd = compose_command()
-    if cmd:
-        report.run(f"`{' '.join(cmd)} -f {rel(COMPOSE)} config` accepts the file", lambda: check_compose_config(cmd))
-    elif args.require_compose:
-        report.check("docker-compose config", "neither docker-compose nor `docker compose` is installed")
-    else:
-        report.skip("docker-compose config", "neither docker-compose nor `docker compose` is installed "
-                    "(apt-get install docker-compose)")
+    for files in ([COMPOSE], [COMPOSE, COMPOSE_TLS]):
+        shown = " ".join(f"-f {rel(f)}" for f in files)
+        if cmd:
+            report.run(f"`{' '.join(cmd)} {shown} config` accepts the file{'s' if len(files) > 1 else ''}",
+                       lambda files=files: check_compose_config(cmd, files))
+        elif args.require_compose:
+            report.check(f"docker-compose {shown} config", "neither docker-compose nor `docker compose` is installed")
+        else:
+            report.skip(f"docker-compose {shown} config", "neither docker-compose nor `docker compose` is installed "
+                        "(apt-get install docker-compose)")
     compose = load_yaml(COMPOSE)
-    report.run("compose: moat services (config mount, env keys, build args, no shell healthchecks)",
-               lambda: check_compose_services(compose))
-    report.run("compose: strategy sandbox (read_only, tmpfs /tmp, cap_drop ALL, no-new-privileges, "
-               "no ports, non-root, internal network shared only with the gateway)",
-               lambda: check_compose_sandbox(compose))
+    tls_override = load_yaml(COMPOSE_TLS)
+    with_tls = compose_merge(compose, tls_override)
+    for label, spec in (("compose", compose), ("compose + tls override", with_tls)):
+        report.run(f"{label}: moat services (config mount, env keys, build args, no shell healthchecks)",
+                   lambda spec=spec: check_compose_services(spec))
+        report.run(f"{label}: strategy sandbox (read_only, tmpfs /tmp, cap_drop ALL, no-new-privileges, "
+                   "no ports, non-root, internal network shared only with the gateway)",
+                   lambda spec=spec: check_compose_sandbox(spec))
+    report.run("compose TLS: plaintext said explicitly; the override wires mutual TLS (gateway, gateway -> state, "
+               "strategy) from the development CA's files", lambda: check_compose_tls(compose, tls_override, with_tls))
 
     print("== charts")
     for chart in CHARTS:
@@ -994,7 +1301,7 @@ def main() -> int:
                      None if notes.strip() else "NOTES.txt rendered empty")
         report.run(f"{name}: every object valid for Kubernetes {', '.join(versions)}",
                    lambda docs=docs: k8s_problems(docs, versions))
-        report.run(f"{name}: selectors, references, probes, security contexts, NetworkPolicies, config keys",
+        report.run(f"{name}: selectors, references, probes, security contexts, NetworkPolicies, config keys, TLS",
                    lambda scn=scn, docs=docs: policy_problems(scn, docs))
         path = os.path.join(EXAMPLES, f"{name}.yaml")
         text = example_text(scn, rendered)
@@ -1031,6 +1338,30 @@ def main() -> int:
             return [] if "SQLite allows one replica" in str(e) else [f"failed for another reason: {e}"]
         return ["rendered"]
     report.run("moat-state: template refuses two SQLite replicas even without the schema", sqlite_guard)
+
+    # Template-level TLS guards: values the schemas accept but that cannot work.
+    def refuses(chart: str, values: dict, message: str) -> list[str]:
+        try:
+            Chart.load(chart_dir(chart, without_schema=True)).render(values, name="moat", namespace="moat")
+        except HelmError as e:
+            return [] if message in str(e) else [f"failed for another reason: {e}"]
+        return ["rendered"]
+    for chart, values, message, what in (
+        ("moat-gateway", {"probes": {"readinessMode": "grpc"}}, "kubelet's gRPC probe does not speak TLS",
+         "the gRPC readiness probe with TLS"),
+        ("moat-gateway", {"state": {"tls": True, "endpoint": "http://state:50052"}}, "must be https://",
+         "an http:// state endpoint with state.tls"),
+        ("moat-gateway", {"tls": {"enabled": False, "clientAuth": True}}, "tls.clientAuth needs tls.enabled",
+         "client certificates without TLS"),
+        ("moat-gateway", {"tls": {"certManager": {"enabled": True}}}, "issuerRef.name is required",
+         "cert-manager without an issuer"),
+        ("moat", {"moat-state": {"tls": {"enabled": False}}}, "set both to the same value",
+         "umbrella: a plaintext moat-state called with TLS"),
+        ("moat", {"moat-gateway": {"state": {"tls": False}}}, "set both to the same value",
+         "umbrella: a TLS moat-state called in plaintext"),
+    ):
+        report.run(f"{chart}: template refuses {what}",
+                   lambda chart=chart, values=values, message=message: refuses(chart, values, message))
 
     print()
     skipped = f", {report.skipped} skipped" if report.skipped else ""

@@ -5,6 +5,7 @@
 //! their URLs in `MOAT_TEST_*`; without them (a plain `cargo test`) each
 //! test starts the servers it needs through `moat-devstack`.
 
+pub mod otlp;
 pub mod stack;
 
 use std::path::PathBuf;

@@ -41,6 +41,9 @@ pub struct StackOptions {
     pub tokens: Vec<(String, String)>,
     /// Configuration overrides of the services (`MOAT_GATEWAY__…`).
     pub overrides: Vec<(String, String)>,
+    /// TLS and mutual TLS with a development CA of the stack's own
+    /// (`cargo xtask up --tls`); its files are under `<dir>/tls`.
+    pub tls: bool,
 }
 
 impl Default for StackOptions {
@@ -55,6 +58,7 @@ impl Default for StackOptions {
             prometheus: false,
             tokens: Vec::new(),
             overrides: Vec::new(),
+            tls: false,
         }
     }
 }
@@ -107,6 +111,10 @@ impl Stack {
         spec.log_filter = Some(options.log.to_owned());
         spec.quick_recovery = true;
         spec.prometheus = options.prometheus.then_some(Duration::from_secs(1));
+        if options.tls {
+            let (certs, _) = moat_devstack::certs::ensure(&dir.path().join("tls")).expect("development certificates");
+            spec.tls = Some(certs);
+        }
         let inner = tokio::task::block_in_place(|| moat_devstack::stack::Stack::start(spec))
             .unwrap_or_else(|e| panic!("starting the stack: {e}"));
         Stack {

@@ -56,7 +56,13 @@ fn spawn_publisher(
 async fn nats_outage_buffers_then_delivers_every_event_once() {
     let (mut nats, _dir) = own_nats();
     let url = nats.url();
-    let client = moat_common_types::nats::connect(&url, "test-collector").await.unwrap();
+    let config = moat_common_types::infra::NatsConfig {
+        url: url.clone(),
+        ..Default::default()
+    };
+    let client = moat_common_types::nats::connect(&config, "moat-collector", "test-collector")
+        .await
+        .unwrap();
     let js = async_nats::jetstream::new(client);
     ensure_stream(&js, &StreamSettings::default()).await.unwrap();
 

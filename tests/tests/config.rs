@@ -90,6 +90,32 @@ fn a_zero_the_types_forbid_is_refused_naming_the_key() {
 }
 
 #[test]
+fn a_gateway_without_a_certificate_serves_plaintext_only_when_told() {
+    let (code, stderr) = run("moat-gateway", &[], &[]);
+    assert_eq!(code, 64, "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "one line expected: {stderr}");
+    assert!(
+        stderr
+            .contains("key `tls.cert` = \"\": expected a PEM certificate file (with tls.key), or tls.plaintext = true"),
+        "{stderr}"
+    );
+    let (code, stderr) = run(
+        "moat-gateway",
+        &[],
+        &[
+            ("MOAT_GATEWAY__TLS__CERT", "/nonexistent/gateway.pem"),
+            ("MOAT_GATEWAY__TLS__KEY", "/nonexistent/gateway-key.pem"),
+            ("MOAT_GATEWAY__NATS__URL", "nats://127.0.0.1:1"),
+        ],
+    );
+    assert_ne!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains("/nonexistent/gateway.pem"),
+        "names the missing file: {stderr}"
+    );
+}
+
+#[test]
 fn every_binary_answers_help_and_refuses_an_unknown_command() {
     for (binary, subcommands) in [
         ("moat-collector", &["serve", "replay", "record", "exchange"][..]),

@@ -19,10 +19,25 @@ fn shipped(service: &str) -> String {
 fn the_shipped_configuration_files_load() {
     let writer = load_toml_str::<WriterConfig>("storage-writer", &shipped("storage-writer")).unwrap();
     assert_eq!(writer.writer.flush_interval, std::time::Duration::from_millis(150));
-    let gateway = load_toml_str::<GatewayConfig>("gateway", &shipped("gateway")).unwrap();
+    // The gateway and the state service choose TLS or plaintext, and the
+    // shipped files leave the choice to whoever deploys them: that choice is
+    // all they lack.
+    let plaintext = |text: String| {
+        assert_eq!(text.matches("\nplaintext = false\n").count(), 1);
+        text.replace("\nplaintext = false\n", "\nplaintext = true\n")
+    };
+    for service in ["gateway", "state"] {
+        let err = match service {
+            "gateway" => load_toml_str::<GatewayConfig>(service, &shipped(service)).map(|_| ()),
+            _ => load_toml_str::<StateConfig>(service, &shipped(service)).map(|_| ()),
+        }
+        .unwrap_err();
+        assert!(err.0.contains("key `tls.cert` = \"\""), "{service}: {err:?}");
+    }
+    let gateway = load_toml_str::<GatewayConfig>("gateway", &plaintext(shipped("gateway"))).unwrap();
     assert_eq!(gateway.server.request_timeout, std::time::Duration::from_secs(30));
+    load_toml_str::<StateConfig>("state", &plaintext(shipped("state"))).unwrap();
     load_toml_str::<CollectorConfig>("collector", &shipped("collector")).unwrap();
-    load_toml_str::<StateConfig>("state", &shipped("state")).unwrap();
 }
 
 #[test]

@@ -48,11 +48,13 @@ async fn stack(configure: impl FnOnce(&mut GatewayConfig)) -> Stack {
 
     let mut state = moat_state::config::StateConfig::default();
     state.database.url = format!("sqlite://{}", dir.path().join("state.db").display());
+    state.tls = moat_state::config::ServerTlsConfig::plaintext();
     let state_grpc = listener().await;
     let state_addr = state_grpc.local_addr().unwrap();
     tokio::spawn(moat_state::run(state, state_grpc, listener().await, token.clone()));
 
     let mut config = GatewayConfig::default();
+    config.tls = moat_gateway::config::ServerTlsConfig::plaintext();
     config.nats.url = nats.0.url();
     config.state.endpoint = format!("http://{state_addr}");
     config.auth.tokens = vec![

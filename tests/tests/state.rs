@@ -28,6 +28,7 @@ impl Running {
 
 async fn start(url: &str) -> Running {
     let mut config = StateConfig::default();
+    config.tls = moat_state::config::ServerTlsConfig::plaintext();
     config.database.url = url.to_owned();
     config.limits.max_state_bytes = 1024;
     config.limits.keep_versions = std::num::NonZeroU32::new(3).unwrap();
@@ -215,6 +216,7 @@ async fn sigkill_during_burst(url: &str) {
         let child = Command::new(bin("moat-state"))
             .env("MOAT_CONFIG_DIR", "/nonexistent")
             .env("MOAT_STATE__DATABASE__URL", url)
+            .env("MOAT_STATE__TLS__PLAINTEXT", "true")
             .env("MOAT_STATE__GRPC__LISTEN", grpc.to_string())
             .env("MOAT_STATE__HTTP__LISTEN", "127.0.0.1:0")
             .env("MOAT_STATE__LIMITS__KEEP_VERSIONS", "100000")

@@ -2,99 +2,13 @@
 //! services run as their own processes and export over OTLP exactly as in
 //! production; the receiver is a `TraceService` server in this test.
 
-use std::collections::HashMap;
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use moat_integration_tests::{Process, TestClickHouse, bin, eventually, listener, own_nats, scratch, unique};
+use moat_integration_tests::otlp::Receiver;
+use moat_integration_tests::{Process, TestClickHouse, bin, eventually, own_nats, scratch, unique};
 use moat_proto::gateway::v1 as pb;
 use moat_proto::gateway::v1::state_service_client::StateServiceClient;
-use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{TraceService, TraceServiceServer};
-use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
-use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
-
-/// One exported span: the service that sent it and its identity.
-#[derive(Clone, Debug)]
-struct Span {
-    service: String,
-    name: String,
-    trace_id: Vec<u8>,
-    span_id: Vec<u8>,
-    parent_span_id: Vec<u8>,
-}
-
-#[derive(Clone, Default)]
-struct Receiver {
-    spans: Arc<Mutex<Vec<Span>>>,
-}
-
-#[tonic::async_trait]
-impl TraceService for Receiver {
-    async fn export(
-        &self,
-        request: tonic::Request<ExportTraceServiceRequest>,
-    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
-        let mut spans = self.spans.lock().unwrap();
-        for resource_spans in request.into_inner().resource_spans {
-            let service = resource_spans
-                .resource
-                .iter()
-                .flat_map(|r| r.attributes.iter())
-                .find(|kv| kv.key == "service.name")
-                .and_then(|kv| match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
-                    Some(AnyValue::StringValue(s)) => Some(s.clone()),
-                    _ => None,
-                })
-                .unwrap_or_default();
-            for scope in resource_spans.scope_spans {
-                for s in scope.spans {
-                    spans.push(Span {
-                        service: service.clone(),
-                        name: s.name,
-                        trace_id: s.trace_id,
-                        span_id: s.span_id,
-                        parent_span_id: s.parent_span_id,
-                    });
-                }
-            }
-        }
-        Ok(tonic::Response::new(ExportTraceServiceResponse {
-            partial_success: None,
-        }))
-    }
-}
-
-impl Receiver {
-    /// Starts the receiver on a free port; returns its endpoint URL.
-    async fn start(&self) -> String {
-        let listener = listener().await;
-        let addr = listener.local_addr().unwrap();
-        let service = TraceServiceServer::new(self.clone());
-        tokio::spawn(
-            tonic::transport::Server::builder()
-                .add_service(service)
-                .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
-        );
-        format!("http://{addr}")
-    }
-
-    fn spans(&self) -> Vec<Span> {
-        self.spans.lock().unwrap().clone()
-    }
-
-    /// A span of `child_service` whose parent is a span of `parent_service`
-    /// in the same trace, with the names of both.
-    fn linked(&self, parent_service: &str, child_service: &str) -> Option<(Span, Span)> {
-        let spans = self.spans();
-        let by_id: HashMap<&[u8], &Span> = spans.iter().map(|s| (s.span_id.as_slice(), s)).collect();
-        spans.iter().filter(|s| s.service == child_service).find_map(|child| {
-            let parent = by_id.get(child.parent_span_id.as_slice())?;
-            (parent.service == parent_service && parent.trace_id == child.trace_id)
-                .then(|| ((*parent).clone(), child.clone()))
-        })
-    }
-}
 
 fn spawn(binary: &str, args: &[&str], env: &[(String, String)], otlp: &str) -> Process {
     let child = Command::new(bin(binary))
@@ -128,6 +42,7 @@ async fn gateway_call_reaching_the_state_service_is_one_trace() {
         &[
             kv("MOAT_STATE__GRPC__LISTEN", format!("127.0.0.1:{state_port}")),
             kv("MOAT_STATE__HTTP__LISTEN", "127.0.0.1:0"),
+            kv("MOAT_STATE__TLS__PLAINTEXT", true),
             kv(
                 "MOAT_STATE__DATABASE__URL",
                 format!("sqlite://{}/state.db", dir.path().display()),
@@ -146,6 +61,7 @@ async fn gateway_call_reaching_the_state_service_is_one_trace() {
             kv("MOAT_GATEWAY__GRPC__LISTEN", format!("127.0.0.1:{gateway_port}")),
             kv("MOAT_GATEWAY__HTTP__LISTEN", "127.0.0.1:0"),
             kv("MOAT_GATEWAY__NATS__URL", nats.url()),
+            kv("MOAT_GATEWAY__TLS__PLAINTEXT", true),
             kv(
                 "MOAT_GATEWAY__STATE__ENDPOINT",
                 format!("http://127.0.0.1:{state_port}"),

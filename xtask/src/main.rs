@@ -38,9 +38,17 @@ enum Command {
         /// Leave the stack running (`cargo xtask status`, `cargo xtask down`).
         #[arg(long, short)]
         detach: bool,
+        /// TLS and mutual TLS with the development CA (`cargo xtask certs`):
+        /// the gateway's gRPC and HTTP, strategies' client certificates,
+        /// and gateway to state.
+        #[arg(long)]
+        tls: bool,
     },
     /// Stop a stack started with `up --detach`.
     Down,
+    /// A development CA and a certificate for every service and for the
+    /// `dev` strategy under target/moat-dev/tls (kept while valid).
+    Certs,
     /// Show the processes and health of a detached stack.
     Status,
     /// Start real NATS, ClickHouse and PostgreSQL on free ports and run every
@@ -103,8 +111,9 @@ enum Command {
 fn main() -> ExitCode {
     let args = Args::parse();
     let (name, result) = match args.command {
-        Command::Up { detach } => ("up", up::up(detach)),
+        Command::Up { detach, tls } => ("up", up::up(detach, tls)),
         Command::Down => ("down", up::down()),
+        Command::Certs => ("certs", up::certs().map(|_| ())),
         Command::Status => ("status", up::status()),
         Command::Test { args } => ("test", test::run(&args)),
         Command::Bench { only, load_secs } => ("bench", bench::run(only.as_deref(), load_secs)),

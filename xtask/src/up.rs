@@ -44,7 +44,7 @@ fn alive(pid: i32) -> bool {
     kill(Pid::from_raw(pid), None).is_ok()
 }
 
-pub fn up(detach: bool) -> Result<(), String> {
+pub fn up(detach: bool, tls: bool) -> Result<(), String> {
     let running: Vec<_> = read_pids().into_iter().filter(|(_, pid, _)| alive(*pid)).collect();
     if !running.is_empty() {
         return Err(format!(
@@ -92,6 +92,7 @@ pub fn up(detach: bool) -> Result<(), String> {
         &format!("# token of the development strategy `dev` (cargo xtask up)\n{token}\n"),
     )?;
     let mut spec = StackSpec::new(&root, &dir, ports);
+    spec.tls = if tls { Some(certs()?) } else { None };
     spec.tokens = vec![("dev".to_owned(), token.clone())];
     spec.ethereum_upstream = ganache.as_ref().map(|_| format!("http://127.0.0.1:{ganache_port}"));
     spec.ports.prometheus = port("MOAT_DEV_PROMETHEUS_PORT", 9095)?;
@@ -148,6 +149,26 @@ pub fn up(detach: bool) -> Result<(), String> {
     Ok(())
 }
 
+/// `cargo xtask certs`: the development CA and certificates under
+/// target/moat-dev/tls, made where missing or about to expire.
+pub fn certs() -> Result<moat_devstack::certs::Certs, String> {
+    let dir = dev_dir().join("tls");
+    let (certs, made) = moat_devstack::certs::ensure(&dir)?;
+    if made.is_empty() {
+        println!("certificates in {} are valid; none made", dir.display());
+    } else {
+        println!("made in {}: {}", dir.display(), made.join(", "));
+    }
+    let names: Vec<&str> = moat_devstack::certs::IDENTITIES.iter().map(|(n, _, _)| *n).collect();
+    println!(
+        "CA: {}
+per identity ({}): <name>.pem and <name>-key.pem",
+        certs.ca.display(),
+        names.join(", ")
+    );
+    Ok(certs)
+}
+
 /// A random development token for the `dev` strategy.
 fn dev_token() -> Result<String, String> {
     use std::io::Read;
@@ -179,6 +200,14 @@ fn print_examples(token: &str, token_file: &std::path::Path, stack: &Stack, rpc:
         "\ndevelopment strategy `dev`, token {token} (also in {})",
         token_file.display()
     );
+    if let Some(certs) = &stack.spec.tls {
+        print_tls_examples(token, token_file, certs, &grpc, &http, rpc);
+        return;
+    }
+    println!(
+        "gateway in PLAINTEXT (development only): gRPC and HTTP unencrypted, gateway to state too; \
+         `cargo xtask up --tls` runs TLS and mutual TLS on those hops"
+    );
     let port = stack.spec.ports.gateway_grpc;
     let port_env = if port == 50051 {
         String::new()
@@ -202,6 +231,42 @@ fn print_examples(token: &str, token_file: &std::path::Path, stack: &Stack, rpc:
             "  curl -s -H 'authorization: Bearer {token}' -d '{{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"eth_blockNumber\",\"params\":[]}}' http://{http}/rpc/ethereum"
         );
     }
+}
+
+/// How to call a gateway that runs mutual TLS with the development CA.
+fn print_tls_examples(
+    token: &str,
+    token_file: &std::path::Path,
+    certs: &moat_devstack::certs::Certs,
+    grpc: &str,
+    http: &str,
+    rpc: bool,
+) {
+    let dev = certs.pair("dev");
+    let (ca, cert, key) = (certs.ca.display(), dev.cert.display(), dev.key.display());
+    println!(
+        "gateway in MUTUAL TLS: gRPC and HTTP over TLS 1.3 with {}, strategies present a certificate of \
+         the same CA (the `dev` strategy's: {cert}); gateway to state is mutual TLS too",
+        certs.dir.join("gateway.pem").display()
+    );
+    println!("  a Python strategy (sdk/python/README.md):");
+    println!("    pip install './sdk/python[web3]'");
+    println!(
+        "    MOAT_TLS_CA={ca} MOAT_TLS_CERT={cert} MOAT_TLS_KEY={key} MOAT_TOKEN_FILE={} python3 sdk/python/examples/strategy.py",
+        token_file.display()
+    );
+    println!(
+        "  grpcurl -cacert {ca} -cert {cert} -key {key} -authority localhost -H 'authorization: Bearer {token}' \
+         -d '{{\"token\":\"BTC\",\"quote\":\"USD\"}}' {grpc} moat.gateway.v1.MarketService/GetPrice"
+    );
+    if rpc {
+        println!(
+            "  curl -s --cacert {ca} --cert {cert} --key {key} -H 'authorization: Bearer {token}' \
+             -d '{{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"eth_blockNumber\",\"params\":[]}}' https://localhost:{port}/rpc/ethereum",
+            port = http.rsplit(':').next().unwrap_or("9090")
+        );
+    }
+    println!("  openssl s_client -connect {grpc} -CAfile {ca} -servername localhost -brief </dev/null");
 }
 
 fn print_table(stack: &Stack) {
@@ -235,11 +300,17 @@ fn print_table(stack: &Stack) {
         "moat-storage-writer",
         format!("HTTP http://{}/health", stack.http_addr("storage-writer")),
     );
+    let scheme = if stack.spec.tls.is_some() { "https" } else { "http" };
     row(
         "moat-gateway",
         format!(
-            "gRPC 127.0.0.1:{}, HTTP http://{}/health, /rpc/{{chain}}",
+            "gRPC 127.0.0.1:{} ({}), HTTP {scheme}://{}/health, /rpc/{{chain}}",
             ports.gateway_grpc,
+            if stack.spec.tls.is_some() {
+                "mutual TLS"
+            } else {
+                "plaintext"
+            },
             stack.http_addr("gateway")
         ),
     );

@@ -14,6 +14,7 @@ pub(crate) async fn gateway(rows: &mut Vec<Row>, nats_url: &str) -> anyhow::Resu
     const TOKEN: &str = "bench-token-0123456789abcdef";
     let token_value = TOKEN;
     let mut config = moat_gateway::config::GatewayConfig::default();
+    config.tls = moat_gateway::config::ServerTlsConfig::plaintext();
     config.nats.url = nats_url.into();
     config.auth.tokens = vec![moat_gateway::config::TokenConfig {
         strategy_id: "bench".into(),
@@ -211,7 +212,157 @@ pub(crate) async fn gateway(rows: &mut Vec<Row>, nats_url: &str) -> anyhow::Resu
         ratio: ms(percentile(&paced_lat, 0.99)) / 1.0,
     });
     sdk_overhead(rows, &addr.to_string(), TOKEN);
+    tls_beside_plaintext(rows, nats_url, TOKEN, (addr, channel), request).await?;
     token.cancel();
+    Ok(())
+}
+
+/// GetPrice over TLS 1.3 (a second gateway, same process and NATS, with
+/// certificates of a development CA) beside the plaintext gateway, in
+/// alternating rounds; and a new connection's first call on each.
+async fn tls_beside_plaintext(
+    rows: &mut Vec<Row>,
+    nats_url: &str,
+    token_value: &str,
+    (plaintext_addr, plaintext): (std::net::SocketAddr, tonic::transport::Channel),
+    request: impl Fn() -> tonic::Request<moat_proto::gateway::v1::GetPriceRequest> + Clone + Send + Sync + 'static,
+) -> anyhow::Result<()> {
+    use moat_proto::gateway::v1::market_service_client::MarketServiceClient;
+    use tonic::transport::{Certificate, Channel, ClientTlsConfig};
+    let dir = tempfile::tempdir()?;
+    let (certs, _) = moat_devstack::certs::ensure(dir.path()).map_err(anyhow::Error::msg)?;
+    let pair = certs.pair("gateway");
+    let mut config = moat_gateway::config::GatewayConfig::default();
+    config.tls.cert = pair.cert.display().to_string();
+    config.tls.key = pair.key.display().to_string();
+    config.nats.url = nats_url.into();
+    config.auth.tokens = vec![moat_gateway::config::TokenConfig {
+        strategy_id: "bench".into(),
+        token: token_value.into(),
+    }];
+    config.limits.requests_per_second = 1e9;
+    config.limits.burst = 1e9;
+    let grpc = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = grpc.local_addr()?;
+    let stop = CancellationToken::new();
+    tokio::spawn(moat_gateway::run(
+        config,
+        grpc,
+        tokio::net::TcpListener::bind("127.0.0.1:0").await?,
+        stop.clone(),
+    ));
+    let tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(std::fs::read_to_string(&certs.ca)?))
+        .domain_name("localhost");
+    let endpoint = Channel::from_shared(format!("https://{addr}"))?.tls_config(tls)?;
+    let secure = loop {
+        if let Ok(channel) = endpoint.connect().await {
+            let mut market = MarketServiceClient::new(channel.clone());
+            // The second gateway's cache fills from the same live lane.
+            if market.get_price(request()).await.is_ok() {
+                break channel;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    const CONCURRENCY: usize = 32;
+    const PER_ROUND: usize = 250;
+    const ROUNDS: usize = 6;
+    let drive = |channel: Channel| {
+        let request = request.clone();
+        async move {
+            let started = Instant::now();
+            let tasks: Vec<_> = (0..CONCURRENCY)
+                .map(|_| {
+                    let (channel, request) = (channel.clone(), request.clone());
+                    tokio::spawn(async move {
+                        let mut market = MarketServiceClient::new(channel);
+                        let mut lat = Vec::with_capacity(PER_ROUND);
+                        for _ in 0..PER_ROUND {
+                            let t = Instant::now();
+                            market
+                                .get_price(request())
+                                .await
+                                .expect("GetPrice during the benchmark");
+                            lat.push(t.elapsed());
+                        }
+                        lat
+                    })
+                })
+                .collect();
+            let mut all = Vec::new();
+            for t in tasks {
+                all.extend(t.await.expect("bench task"));
+            }
+            (started.elapsed(), all)
+        }
+    };
+    let (mut tls_time, mut tls_lat, mut plain_time, mut plain_lat) =
+        (Duration::ZERO, Vec::new(), Duration::ZERO, Vec::new());
+    for _ in 0..ROUNDS {
+        let (t, l) = drive(secure.clone()).await;
+        tls_time += t;
+        tls_lat.extend(l);
+        let (t, l) = drive(plaintext.clone()).await;
+        plain_time += t;
+        plain_lat.extend(l);
+    }
+    tls_lat.sort();
+    plain_lat.sort();
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    let tls_rate = tls_lat.len() as f64 / tls_time.as_secs_f64();
+    let plain_rate = plain_lat.len() as f64 / plain_time.as_secs_f64();
+    rows.push(Row {
+        what: format!("gateway over TLS 1.3: GetPrice, {CONCURRENCY} concurrent clients, one connection ({ROUNDS} rounds alternating)"),
+        figure: format!(
+            "{tls_rate:.0} req/s, p50 {:.3} ms, p99 {:.3} ms",
+            ms(percentile(&tls_lat, 0.5)),
+            ms(percentile(&tls_lat, 0.99))
+        ),
+        baseline: format!(
+            "{plain_rate:.0} req/s, p50 {:.3} ms, p99 {:.3} ms (the same call in plaintext)",
+            ms(percentile(&plain_lat, 0.5)),
+            ms(percentile(&plain_lat, 0.99))
+        ),
+        ratio: tls_rate / plain_rate,
+    });
+    // A new connection and its first call, one after another.
+    const CONNECTIONS: usize = 200;
+    let plain_endpoint = Channel::from_shared(format!("http://{plaintext_addr}"))?;
+    let setup = |endpoint: tonic::transport::Endpoint| {
+        let request = request.clone();
+        async move {
+            let mut lat = Vec::with_capacity(CONNECTIONS);
+            for _ in 0..CONNECTIONS {
+                let t = Instant::now();
+                let channel = endpoint.connect().await.expect("a connection");
+                MarketServiceClient::new(channel)
+                    .get_price(request())
+                    .await
+                    .expect("the first call");
+                lat.push(t.elapsed());
+            }
+            lat.sort();
+            lat
+        }
+    };
+    let tls_setup = setup(endpoint).await;
+    let plain_setup = setup(plain_endpoint).await;
+    rows.push(Row {
+        what: format!("gateway over TLS 1.3: a new connection and its first GetPrice ({CONNECTIONS} in a row)"),
+        figure: format!(
+            "p50 {:.3} ms, p99 {:.3} ms",
+            ms(percentile(&tls_setup, 0.5)),
+            ms(percentile(&tls_setup, 0.99))
+        ),
+        baseline: format!(
+            "p50 {:.3} ms, p99 {:.3} ms (plaintext)",
+            ms(percentile(&plain_setup, 0.5)),
+            ms(percentile(&plain_setup, 0.99))
+        ),
+        ratio: percentile(&tls_setup, 0.5).as_secs_f64() / percentile(&plain_setup, 0.5).as_secs_f64(),
+    });
+    stop.cancel();
     Ok(())
 }
 

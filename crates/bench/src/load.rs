@@ -238,7 +238,11 @@ fn lag(history: &[(Instant, u64)], at: Instant, queryable: u64) -> Duration {
 /// process gets it (now − the collector's receipt time), until `stop`.
 async fn lane_ages(nats: String, stop: CancellationToken) -> anyhow::Result<Vec<Duration>> {
     use futures::StreamExt;
-    let client = moat_common_types::nats::connect(&nats, "moat-bench-live").await?;
+    let config = moat_common_types::infra::NatsConfig {
+        url: nats,
+        ..Default::default()
+    };
+    let client = moat_common_types::nats::connect(&config, "moat-operator", "moat-bench-live").await?;
     let mut trades = client.subscribe(moat_common_types::subject::live("md.trade.>")).await?;
     let mut ages = Vec::new();
     loop {

@@ -41,6 +41,7 @@ pub(crate) async fn rpc_proxy(rows: &mut Vec<Row>, nats_url: &str) -> anyhow::Re
     }
     const TOKEN: &str = "bench-token-0123456789abcdef";
     let mut config = moat_gateway::config::GatewayConfig::default();
+    config.tls = moat_gateway::config::ServerTlsConfig::plaintext();
     config.nats.url = nats_url.into();
     config.auth.tokens = vec![moat_gateway::config::TokenConfig {
         strategy_id: "bench".into(),

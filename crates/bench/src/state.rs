@@ -13,6 +13,7 @@ pub(crate) async fn state(rows: &mut Vec<Row>) -> anyhow::Result<()> {
     use moat_proto::state::v1::{LoadRequest, SaveRequest};
     let dir = tempfile::tempdir()?;
     let mut config = moat_state::config::StateConfig::default();
+    config.tls = moat_state::config::ServerTlsConfig::plaintext();
     config.database.url = format!("sqlite://{}", dir.path().join("state.db").display());
     config.limits.max_state_bytes = 2 * 1024 * 1024;
     let grpc = tokio::net::TcpListener::bind("127.0.0.1:0").await?;

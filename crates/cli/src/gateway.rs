@@ -4,13 +4,18 @@
 use std::time::Duration;
 
 use anyhow::{Context, anyhow};
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
 use crate::Global;
 
 /// Connects to the gateway, or explains why it cannot.
 pub async fn connect(global: &Global) -> anyhow::Result<Channel> {
-    let endpoint = Endpoint::from_shared(global.gateway.clone())
+    // `--ca` with an http:// address means TLS to that host and port.
+    let address = match global.gateway.strip_prefix("http://") {
+        Some(rest) if global.tls() => format!("https://{rest}"),
+        _ => global.gateway.clone(),
+    };
+    let mut endpoint = Endpoint::from_shared(address)
         .with_context(|| {
             format!(
                 "--gateway {:?} is not a URL such as http://127.0.0.1:50051",
@@ -19,6 +24,18 @@ pub async fn connect(global: &Global) -> anyhow::Result<Channel> {
         })?
         .connect_timeout(Duration::from_secs_f64(global.timeout.min(5.0)))
         .timeout(Duration::from_secs_f64(global.timeout));
+    if global.tls() {
+        let mut tls = ClientTlsConfig::new().with_enabled_roots();
+        if let Some(ca) = &global.ca {
+            tls = tls.ca_certificate(Certificate::from_pem(crate::read(ca)?));
+        }
+        if let Some((cert, key)) = global.identity()? {
+            tls = tls.identity(Identity::from_pem(cert, key));
+        }
+        endpoint = endpoint
+            .tls_config(tls)
+            .context("the TLS settings (--ca, --cert, --key)")?;
+    }
     endpoint.connect().await.map_err(|e| {
         anyhow!(
             "cannot reach the gateway at {}: {} (is it running? set --gateway or MOAT_GATEWAY)",

@@ -40,6 +40,36 @@ pub struct Global {
     /// Seconds to wait for an answer.
     #[arg(long, default_value_t = 10.0, global = true)]
     pub timeout: f64,
+    /// CA certificate (PEM) of the gateway's certificate: TLS to the gateway
+    /// (also turned on by an https:// --gateway, with the system's roots).
+    #[arg(long, env = "MOAT_TLS_CA", global = true)]
+    pub ca: Option<std::path::PathBuf>,
+    /// The strategy's certificate (PEM), for a gateway that asks for one.
+    #[arg(long, env = "MOAT_TLS_CERT", global = true, requires = "key")]
+    pub cert: Option<std::path::PathBuf>,
+    /// The key of --cert (PEM).
+    #[arg(long, env = "MOAT_TLS_KEY", global = true, requires = "cert")]
+    pub key: Option<std::path::PathBuf>,
+}
+
+impl Global {
+    /// Whether calls to the gateway go over TLS.
+    pub fn tls(&self) -> bool {
+        self.ca.is_some() || self.gateway.starts_with("https://")
+    }
+
+    /// `--cert` and `--key` read, when given.
+    pub fn identity(&self) -> anyhow::Result<Option<(String, String)>> {
+        match (&self.cert, &self.key) {
+            (Some(cert), Some(key)) => Ok(Some((read(cert)?, read(key)?))),
+            _ => Ok(None),
+        }
+    }
+}
+
+/// A PEM file, or an error naming it.
+pub fn read(path: &std::path::Path) -> anyhow::Result<String> {
+    std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))
 }
 
 #[derive(Subcommand, Debug)]

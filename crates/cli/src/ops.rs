@@ -56,11 +56,20 @@ impl Endpoints {
     }
 }
 
-pub fn http_client(timeout: Duration) -> reqwest::Client {
-    reqwest::Client::builder()
-        .timeout(timeout)
-        .build()
-        .expect("a plain HTTP client builds")
+pub fn http_client(global: &Global, timeout: Duration) -> reqwest::Client {
+    let mut builder = reqwest::Client::builder().timeout(timeout);
+    // The gateway's HTTP port speaks TLS when its gRPC port does.
+    if let Some(ca) = global.ca.as_deref().and_then(|p| std::fs::read(p).ok())
+        && let Ok(ca) = reqwest::Certificate::from_pem(&ca)
+    {
+        builder = builder.add_root_certificate(ca);
+    }
+    if let Ok(Some((cert, key))) = global.identity()
+        && let Ok(identity) = reqwest::Identity::from_pem(format!("{cert}\n{key}").as_bytes())
+    {
+        builder = builder.identity(identity);
+    }
+    builder.build().expect("an HTTP client builds")
 }
 
 /// GET `url`: status and body, or the connection error in words.
@@ -220,7 +229,7 @@ pub fn event_line(event: &MarketEvent) -> String {
 }
 
 pub async fn status(global: &Global, endpoints: &Endpoints) -> anyhow::Result<()> {
-    let http = http_client(Duration::from_secs_f64(global.timeout.min(5.0)));
+    let http = http_client(global, Duration::from_secs_f64(global.timeout.min(5.0)));
     let mut services = Vec::new();
     for (name, base) in endpoints.services() {
         let state = match get(&http, &format!("{base}/health")).await {

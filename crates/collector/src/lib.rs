@@ -176,12 +176,12 @@ async fn seed_trade_ids(js: &async_nats::jetstream::Context, stream: &str, conne
 /// Runs the collector until `shutdown` is cancelled.
 pub async fn run(config: CollectorConfig, http: TcpListener, shutdown: CancellationToken) -> anyhow::Result<()> {
     let metrics = Metrics::new();
-    let client = connect(&config.nats.url, "moat-collector")
+    let client = connect(&config.nats, "moat-collector", "moat-collector")
         .await
         .with_context(|| format!("connecting to NATS at {}", config.nats.url))?;
     // The live lane has a connection of its own, so its small messages
     // never queue behind a round's batches in one socket.
-    let live_client = connect(&config.nats.url, "moat-collector-live")
+    let live_client = connect(&config.nats, "moat-collector", "moat-collector-live")
         .await
         .with_context(|| format!("connecting to NATS at {}", config.nats.url))?;
     let js = async_nats::jetstream::new(client.clone());

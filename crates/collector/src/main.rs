@@ -329,7 +329,7 @@ async fn replay(
     let (sink, publisher): (Arc<dyn Sink>, _) = if jsonl {
         (Arc::new(JsonLines::new(book_top)), None)
     } else {
-        let client = moat_common_types::nats::connect(&config.nats.url, "moat-collector-replay").await?;
+        let client = moat_common_types::nats::connect(&config.nats, "moat-collector", "moat-collector-replay").await?;
         let js = async_nats::jetstream::new(client.clone());
         moat_common_types::nats::ensure_stream(&js, &config.stream.settings())
             .await

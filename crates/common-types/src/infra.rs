@@ -42,25 +42,37 @@ pub struct NatsConfig {
     /// One server, or several of a cluster separated by commas; the client
     /// learns the rest of the cluster from the first it reaches.
     pub url: String,
+    /// TLS to NATS: the CA of the server's certificate, and this service's
+    /// certificate, which names its NATS user (`deploy/nats/users.conf`).
+    pub tls: crate::tls::ClientTlsConfig,
 }
 
 impl Default for NatsConfig {
     fn default() -> Self {
         NatsConfig {
             url: "nats://127.0.0.1:4222".into(),
+            tls: crate::tls::ClientTlsConfig::default(),
         }
     }
 }
 
 impl NatsConfig {
     pub fn validate(&self, section: &str) -> Result<(), ConfigError> {
-        crate::nats::server_addrs(&self.url).map(|_| ()).map_err(|e| {
+        crate::nats::server_addrs(&self.url).map_err(|e| {
             ConfigError::invalid(
                 &format!("{section}.url"),
                 format!("{:?}", self.url),
                 &format!("nats:// URLs separated by commas ({e})"),
             )
-        })
+        })?;
+        if self.tls.cert.is_empty() != self.tls.key.is_empty() || (!self.tls.cert.is_empty() && !self.tls.enabled()) {
+            return Err(ConfigError::invalid(
+                &format!("{section}.tls.cert"),
+                format!("{:?}", self.tls.cert),
+                &format!("{section}.tls.cert and {section}.tls.key together, with {section}.tls.ca"),
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -127,6 +139,9 @@ pub struct ClickHouseConfig {
     pub database: String,
     pub user: String,
     pub password: String,
+    /// A file whose first line is the password (a mounted secret); it
+    /// takes precedence over `password`.
+    pub password_file: String,
     /// Per-request timeout of inserts and queries.
     #[serde(with = "humantime_serde")]
     pub timeout: Duration,
@@ -143,6 +158,7 @@ impl Default for ClickHouseConfig {
             database: "moat".into(),
             user: "default".into(),
             password: String::new(),
+            password_file: String::new(),
             timeout: Duration::from_secs(30),
             cluster: String::new(),
         }
@@ -150,7 +166,33 @@ impl Default for ClickHouseConfig {
 }
 
 impl ClickHouseConfig {
+    /// The password: the first line of `password_file` when one is set
+    /// (checked readable when the config is read; should it vanish later,
+    /// the error is logged and ClickHouse refuses the empty password),
+    /// else `password`.
+    pub fn password(&self) -> String {
+        if self.password_file.is_empty() {
+            return self.password.clone();
+        }
+        match read_first_line(&self.password_file) {
+            Ok(password) => password,
+            Err(error) => {
+                tracing::error!(%error, "clickhouse.password_file");
+                String::new()
+            }
+        }
+    }
+
     pub fn validate(&self, section: &str) -> Result<(), ConfigError> {
+        if !self.password_file.is_empty()
+            && let Err(error) = read_first_line(&self.password_file)
+        {
+            return Err(ConfigError::invalid(
+                &format!("{section}.password_file"),
+                format!("\"{}\"", self.password_file),
+                &format!("a readable file holding the password ({error})"),
+            ));
+        }
         if !self.url.starts_with("http://") && !self.url.starts_with("https://") {
             return Err(ConfigError::invalid(
                 &format!("{section}.url"),
@@ -185,6 +227,12 @@ impl ClickHouseConfig {
     }
 }
 
+/// The first line of a secrets file, without its line end.
+fn read_first_line(path: &str) -> Result<String, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
+    Ok(text.lines().next().unwrap_or("").trim_end().to_owned())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -193,10 +241,22 @@ mod tests {
     fn each_shared_section_names_its_bad_key() {
         let err = NatsConfig {
             url: "nats://a:1,".into(),
+            ..NatsConfig::default()
         }
         .validate("nats")
         .unwrap_err();
         assert!(err.0.starts_with("key `nats.url`"), "{err}");
+        let mut half = NatsConfig::default();
+        half.tls.cert = "collector.pem".into();
+        let err = half.validate("nats").unwrap_err();
+        assert!(err.0.starts_with("key `nats.tls.cert`"), "{err}");
+        let err = ClickHouseConfig {
+            password_file: "/nonexistent/password".into(),
+            ..ClickHouseConfig::default()
+        }
+        .validate("clickhouse")
+        .unwrap_err();
+        assert!(err.0.starts_with("key `clickhouse.password_file`"), "{err}");
         let err = StreamConfig {
             replicas: 0,
             ..StreamConfig::default()

@@ -18,6 +18,7 @@ pub mod server;
 pub mod subject;
 pub mod symbol;
 pub mod telemetry;
+pub mod tls;
 
 pub use error::{Error, ErrorCode};
 pub use model::{Decimal, Exchange, Instrument, Kind, Market, MarketEvent, Side};

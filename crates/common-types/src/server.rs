@@ -22,10 +22,12 @@ use axum::Router;
 use axum::extract::ConnectInfo;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::Service;
+
+use crate::tls::{PeerCerts, TlsServer};
 
 /// Connection timeouts of an HTTP server.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -106,13 +108,13 @@ impl Activity {
     }
 }
 
-/// A TCP stream that reports reads to its connection's [`Activity`].
-struct Watched {
-    inner: TcpStream,
+/// A stream that reports reads to its connection's [`Activity`].
+struct Watched<S> {
+    inner: S,
     activity: Arc<Activity>,
 }
 
-impl AsyncRead for Watched {
+impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let before = buf.filled().len();
         let result = Pin::new(&mut self.inner).poll_read(cx, buf);
@@ -123,7 +125,7 @@ impl AsyncRead for Watched {
     }
 }
 
-impl AsyncWrite for Watched {
+impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         Pin::new(&mut self.inner).poll_write(cx, buf)
     }
@@ -163,6 +165,19 @@ pub async fn serve_with(
     shutdown: impl Future<Output = ()> + Send + 'static,
     timeouts: ServerTimeouts,
 ) -> io::Result<()> {
+    serve_tls(listener, router, shutdown, timeouts, None).await
+}
+
+/// [`serve_with`], through TLS when `tls` is given: each connection's
+/// handshake runs in its own task, and a refused one is counted and logged
+/// by [`TlsServer`].
+pub async fn serve_tls(
+    listener: TcpListener,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    timeouts: ServerTimeouts,
+    tls: Option<Arc<TlsServer>>,
+) -> io::Result<()> {
     let stop = CancellationToken::new();
     let connections = TaskTracker::new();
     tokio::pin!(shutdown);
@@ -180,7 +195,23 @@ pub async fn serve_with(
             },
         };
         let _ = stream.set_nodelay(true);
-        connections.spawn(connection(stream, peer, router.clone(), timeouts, stop.clone()));
+        let (router, stop) = (router.clone(), stop.clone());
+        match &tls {
+            None => connections.spawn(connection(stream, peer, None, router, timeouts, stop)),
+            Some(tls) => {
+                let tls = tls.clone();
+                connections.spawn(async move {
+                    if let Some(stream) = tls.accept(stream, peer).await {
+                        let certs = stream
+                            .get_ref()
+                            .1
+                            .peer_certificates()
+                            .map(|c| PeerCerts(Arc::new(c.to_vec())));
+                        connection(stream, peer, certs, router, timeouts, stop).await;
+                    }
+                })
+            }
+        };
     }
     stop.cancel();
     connections.close();
@@ -188,9 +219,10 @@ pub async fn serve_with(
     Ok(())
 }
 
-async fn connection(
-    stream: TcpStream,
+async fn connection<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
+    stream: S,
     peer: SocketAddr,
+    certs: Option<PeerCerts>,
     router: Router,
     timeouts: ServerTimeouts,
     stop: CancellationToken,
@@ -204,6 +236,9 @@ async fn connection(
         let activity = activity.clone();
         hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
             request.extensions_mut().insert(ConnectInfo(peer));
+            if let Some(certs) = &certs {
+                request.extensions_mut().insert(certs.clone());
+            }
             activity.request_started();
             let guard = InFlight(activity.clone());
             let mut router = router.clone();
@@ -245,6 +280,7 @@ async fn connection(
 mod tests {
     use super::*;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
 
     async fn server(timeouts: ServerTimeouts) -> (SocketAddr, tokio::sync::oneshot::Sender<()>) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();

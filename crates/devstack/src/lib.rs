@@ -7,6 +7,7 @@
 //! stopped (SIGTERM, then SIGKILL after a grace period) when dropped.
 //! It uses only the standard library and `nix`, so xtask stays light.
 
+pub mod certs;
 pub mod engines;
 mod http;
 mod install;

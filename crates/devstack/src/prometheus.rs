@@ -22,7 +22,8 @@ pub struct Prometheus {
 
 impl Prometheus {
     /// Installs Prometheus if need be, writes its configuration under `dir`
-    /// (scraping each `(job, host:port)` of `targets` every `interval`, and
+    /// (scraping each `(job, host:port)` of `targets` every `interval`,
+    /// `https://host:port` over TLS trusting `ca`, and
     /// evaluating `rules` as often), starts it on `port` and waits until it
     /// is ready.
     pub fn start(
@@ -31,6 +32,7 @@ impl Prometheus {
         rules: &Path,
         targets: &[(String, String)],
         interval: Duration,
+        ca: Option<&Path>,
     ) -> Result<Prometheus> {
         ensure_installed(&[Package::PROMETHEUS])?;
         let binary = find_binary(&Package::PROMETHEUS).ok_or("prometheus was installed but is not found")?;
@@ -42,8 +44,23 @@ impl Prometheus {
             rules = rules.display().to_string(),
         );
         for (job, addr) in targets {
+            // `https://host:port`: scraped over TLS with the development CA
+            // (or without checking when none is given).
+            let (scheme, addr) = match addr.strip_prefix("https://") {
+                Some(rest) => {
+                    let tls = match &ca {
+                        Some(ca) => format!(
+                            "\n    tls_config:\n      ca_file: {:?}\n      server_name: localhost",
+                            ca.display().to_string()
+                        ),
+                        None => "\n    tls_config:\n      insecure_skip_verify: true".to_owned(),
+                    };
+                    (format!("\n    scheme: https{tls}"), rest)
+                }
+                None => (String::new(), addr.as_str()),
+            };
             config.push_str(&format!(
-                "  - job_name: {job:?}\n    static_configs:\n      - targets: [{addr:?}]\n"
+                "  - job_name: {job:?}{scheme}\n    static_configs:\n      - targets: [{addr:?}]\n"
             ));
         }
         let file = dir.join("prometheus.yml");

@@ -45,7 +45,18 @@ pub struct Nats {
     /// before a restart, as a benchmark of its cost does).
     pub sync_interval: String,
     cluster: Option<ClusterNode>,
+    /// TLS with client certificates mapped to users ([`Nats::start_tls`]).
+    tls: Option<NatsTls>,
     process: Option<ManagedProcess>,
+}
+
+/// A server that speaks TLS only and logs each client in as the user its
+/// certificate names.
+#[derive(Debug, Clone)]
+struct NatsTls {
+    certs: crate::certs::Certs,
+    /// nats-server's `authorization` block (`deploy/nats/users.conf`).
+    users: String,
 }
 
 /// This node's place in a local cluster.
@@ -92,8 +103,25 @@ impl Nats {
             dir: dir.to_owned(),
             sync_interval: NATS_SYNC_INTERVAL.to_owned(),
             cluster,
+            tls: None,
             process: None,
         }
+    }
+
+    /// Starts on `ports` (free ones when `None`) serving TLS only with
+    /// `certs` (`nats.pem`),
+    /// verifying client certificates against their CA and logging each
+    /// client in as the user of `users` (an `authorization` block) its
+    /// certificate names; a client without one is refused.
+    pub fn start_tls(dir: &Path, ports: Option<(u16, u16)>, certs: &crate::certs::Certs, users: &str) -> Result<Nats> {
+        let (port, monitor_port) = ports.unwrap_or_else(|| (free_port(), free_port()));
+        let mut nats = Nats::new(dir, port, monitor_port, None);
+        nats.tls = Some(NatsTls {
+            certs: certs.clone(),
+            users: users.to_owned(),
+        });
+        nats.restart()?;
+        Ok(nats)
     }
 
     /// `size` nodes of one cluster (`moat`), each with its own folder under
@@ -155,6 +183,16 @@ impl Nats {
                 cluster.name,
                 cluster.port,
                 routes.join(", ")
+            ));
+        }
+        if let Some(tls) = &self.tls {
+            let pair = tls.certs.pair("nats");
+            config.push_str(&format!(
+                "tls {{\n  cert_file: {}\n  key_file: {}\n  ca_file: {}\n  verify_and_map: true\n  timeout: 2\n}}\n{}",
+                quote(&pair.cert),
+                quote(&pair.key),
+                quote(&tls.certs.ca),
+                tls.users
             ));
         }
         let path = self.dir.join("nats.conf");

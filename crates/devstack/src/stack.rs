@@ -26,6 +26,10 @@ pub const SYMBOLS: &[&str] = &["BTCUSDT=60000.00", "ETHUSDT=3000.00", "SOLUSDT=1
 /// snapshots (a later subscriber would wait for the periodic republish).
 pub const PARTS: [&str; 5] = ["exchange", "state", "storage-writer", "gateway", "collector"];
 
+/// The NATS users of moat's services, least privilege (a test keeps it
+/// equal to `moat_common_types::nats::USERS`).
+pub const NATS_USERS: &str = "deploy/nats/users.conf";
+
 /// How long a part may take to answer its health check.
 const HEALTH_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -121,6 +125,10 @@ pub struct StackSpec {
     /// (`MOAT_GATEWAY__LIMITS__BURST`, …), applied after the stack's own.
     /// Each key names its service, so every part is given all of them.
     pub overrides: Vec<(String, String)>,
+    /// Certificates of the development CA ([`crate::certs`]): TLS and
+    /// mutual TLS on the gateway's listeners and between gateway and state.
+    /// `None` runs them in plaintext, said explicitly in their config.
+    pub tls: Option<crate::certs::Certs>,
 }
 
 impl StackSpec {
@@ -145,6 +153,7 @@ impl StackSpec {
             quick_recovery: false,
             prometheus: None,
             overrides: Vec::new(),
+            tls: None,
         }
     }
 }
@@ -172,13 +181,19 @@ impl Stack {
             let path = spec.dir.join(sub);
             std::fs::create_dir_all(&path).map_err(|e| format!("creating {}: {e}", path.display()))?;
         }
-        let nats = match spec.nats_nodes {
-            1 => vec![Nats::start_with(
+        let nats = match (spec.nats_nodes, &spec.tls) {
+            (1, Some(certs)) => {
+                let file = spec.root.join(NATS_USERS);
+                let users = std::fs::read_to_string(&file).map_err(|e| format!("reading {}: {e}", file.display()))?;
+                vec![Nats::start_tls(&spec.dir.join("nats"), spec.ports.nats, certs, &users)?]
+            }
+            (n, Some(_)) => return Err(format!("a TLS stack runs one nats-server, not {n}")),
+            (1, None) => vec![Nats::start_with(
                 &spec.dir.join("nats"),
                 spec.ports.nats,
                 &spec.nats_sync_interval,
             )?],
-            n => Nats::cluster(&spec.dir.join("nats"), n)?,
+            (n, None) => Nats::cluster(&spec.dir.join("nats"), n)?,
         };
         let (clickhouse, clickhouse_url) = match &spec.clickhouse_url {
             Some(url) => (None, url.clone()),
@@ -218,7 +233,7 @@ impl Stack {
             // Last, so its first scrape finds every service up.
             let targets: Vec<(String, String)> = ["collector", "storage-writer", "state", "gateway"]
                 .iter()
-                .map(|name| (format!("moat-{name}"), stack.http_addr(name)))
+                .map(|name| (format!("moat-{name}"), stack.probe_addr(name)))
                 .collect();
             stack.prometheus = Some(Prometheus::start(
                 &stack.spec.dir.join("prometheus"),
@@ -226,6 +241,7 @@ impl Stack {
                 &stack.spec.root.join(ALERT_RULES),
                 &targets,
                 interval,
+                stack.spec.tls.as_ref().map(|c| c.ca.as_path()),
             )?);
         }
         Ok(stack)
@@ -248,6 +264,15 @@ impl Stack {
             other => panic!("{other} is not one of the stack's parts {PARTS:?}"),
         };
         format!("127.0.0.1:{port}")
+    }
+
+    /// Where part `name`'s health and metrics are read: [`Stack::http_addr`],
+    /// as `https://…` when it serves them over TLS.
+    pub fn probe_addr(&self, name: &str) -> String {
+        match (&self.spec.tls, name) {
+            (Some(_), "gateway") => format!("https://{}", self.http_addr(name)),
+            _ => self.http_addr(name),
+        }
     }
 
     fn health_path(name: &str) -> &'static str {
@@ -273,18 +298,7 @@ impl Stack {
             }
             "collector" => ("moat-collector", Vec::new(), self.collector_env()),
             "storage-writer" => ("moat-storage-writer", Vec::new(), self.writer_env()),
-            "state" => (
-                "moat-state",
-                Vec::new(),
-                vec![
-                    (
-                        "MOAT_STATE__GRPC__LISTEN",
-                        format!("127.0.0.1:{}", spec.ports.state_grpc),
-                    ),
-                    ("MOAT_STATE__HTTP__LISTEN", self.http_addr("state")),
-                    ("MOAT_STATE__DATABASE__URL", self.database_url.clone()),
-                ],
-            ),
+            "state" => ("moat-state", Vec::new(), self.state_env()),
             "gateway" => ("moat-gateway", Vec::new(), self.gateway_env()),
             other => panic!("{other} is not one of the stack's parts {PARTS:?}"),
         };
@@ -324,6 +338,30 @@ impl Stack {
             ("MOAT_COLLECTOR__HTTP__LISTEN", self.http_addr("collector")),
             ("MOAT_COLLECTOR__VENUES", venue),
         ]
+        .into_iter()
+        .chain(self.nats_tls_env(
+            [
+                "MOAT_COLLECTOR__NATS__TLS__CA",
+                "MOAT_COLLECTOR__NATS__TLS__CERT",
+                "MOAT_COLLECTOR__NATS__TLS__KEY",
+            ],
+            "collector",
+        ))
+        .collect()
+    }
+
+    /// With TLS, a service's `nats.tls`: the CA and its own certificate,
+    /// which names its NATS user.
+    fn nats_tls_env(&self, [ca, cert, key]: [&'static str; 3], identity: &str) -> Vec<(&'static str, String)> {
+        let Some(certs) = &self.spec.tls else {
+            return Vec::new();
+        };
+        let pair = certs.pair(identity);
+        vec![
+            (ca, certs.ca.display().to_string()),
+            (cert, pair.cert.display().to_string()),
+            (key, pair.key.display().to_string()),
+        ]
     }
 
     fn writer_env(&self) -> Vec<(&'static str, String)> {
@@ -334,6 +372,41 @@ impl Stack {
             ("MOAT_STORAGE_WRITER__CLICKHOUSE__DATABASE", self.spec.database.clone()),
             ("MOAT_STORAGE_WRITER__HTTP__LISTEN", self.http_addr("storage-writer")),
         ]
+        .into_iter()
+        .chain(self.nats_tls_env(
+            [
+                "MOAT_STORAGE_WRITER__NATS__TLS__CA",
+                "MOAT_STORAGE_WRITER__NATS__TLS__CERT",
+                "MOAT_STORAGE_WRITER__NATS__TLS__KEY",
+            ],
+            "storage-writer",
+        ))
+        .collect()
+    }
+
+    fn state_env(&self) -> Vec<(&'static str, String)> {
+        let spec = &self.spec;
+        let mut env = vec![
+            (
+                "MOAT_STATE__GRPC__LISTEN",
+                format!("127.0.0.1:{}", spec.ports.state_grpc),
+            ),
+            ("MOAT_STATE__HTTP__LISTEN", self.http_addr("state")),
+            ("MOAT_STATE__DATABASE__URL", self.database_url.clone()),
+        ];
+        match &spec.tls {
+            None => env.push(("MOAT_STATE__TLS__PLAINTEXT", "true".to_owned())),
+            Some(certs) => {
+                let pair = certs.pair("state");
+                env.extend([
+                    ("MOAT_STATE__TLS__CERT", pair.cert.display().to_string()),
+                    ("MOAT_STATE__TLS__KEY", pair.key.display().to_string()),
+                    ("MOAT_STATE__TLS__CLIENT_CA", certs.ca.display().to_string()),
+                    ("MOAT_STATE__TLS__ALLOWED_CLIENTS", "[\"moat-gateway\"]".to_owned()),
+                ]);
+            }
+        }
+        env
     }
 
     fn gateway_env(&self) -> Vec<(&'static str, String)> {
@@ -348,14 +421,45 @@ impl Stack {
             ("MOAT_GATEWAY__CLICKHOUSE__URL", self.clickhouse_url.clone()),
             ("MOAT_GATEWAY__CLICKHOUSE__DATABASE", spec.database.clone()),
             (
-                "MOAT_GATEWAY__STATE__ENDPOINT",
-                format!("http://127.0.0.1:{}", spec.ports.state_grpc),
-            ),
-            (
                 "MOAT_GATEWAY__AUTH__TOKENS_FILE",
                 spec.dir.join("tokens").display().to_string(),
             ),
         ];
+        match &spec.tls {
+            None => env.extend([
+                ("MOAT_GATEWAY__TLS__PLAINTEXT", "true".to_owned()),
+                (
+                    "MOAT_GATEWAY__STATE__ENDPOINT",
+                    format!("http://127.0.0.1:{}", spec.ports.state_grpc),
+                ),
+            ]),
+            Some(certs) => {
+                let pair = certs.pair("gateway");
+                let (cert, key) = (pair.cert.display().to_string(), pair.key.display().to_string());
+                let ca = certs.ca.display().to_string();
+                env.extend([
+                    ("MOAT_GATEWAY__TLS__CERT", cert.clone()),
+                    ("MOAT_GATEWAY__TLS__KEY", key.clone()),
+                    // Strategies present a certificate of the same CA.
+                    ("MOAT_GATEWAY__TLS__CLIENT_CA", ca.clone()),
+                    (
+                        "MOAT_GATEWAY__STATE__ENDPOINT",
+                        format!("https://localhost:{}", spec.ports.state_grpc),
+                    ),
+                    ("MOAT_GATEWAY__STATE__TLS__CA", ca),
+                    ("MOAT_GATEWAY__STATE__TLS__CERT", cert),
+                    ("MOAT_GATEWAY__STATE__TLS__KEY", key),
+                ]);
+            }
+        }
+        env.extend(self.nats_tls_env(
+            [
+                "MOAT_GATEWAY__NATS__TLS__CA",
+                "MOAT_GATEWAY__NATS__TLS__CERT",
+                "MOAT_GATEWAY__NATS__TLS__KEY",
+            ],
+            "gateway",
+        ));
         match &spec.ethereum_upstream {
             Some(url) => env.push(("MOAT_GATEWAY__RPC__CHAINS__ETHEREUM__UPSTREAMS", format!("[\"{url}\"]"))),
             // A chain without an upstream is off, not failing.
@@ -398,7 +502,7 @@ impl Stack {
     /// Waits until part `name` answers its health check
     /// ([`ManagedProcess::wait_ready`]).
     pub fn wait_healthy(&mut self, name: &'static str) -> Result<()> {
-        let addr = self.http_addr(name);
+        let addr = self.probe_addr(name);
         let process = self
             .processes
             .get_mut(name)
@@ -457,7 +561,7 @@ impl Stack {
             parts.push(("clickhouse-server".to_owned(), clickhouse.detach().unwrap_or(0), addr));
         }
         for name in PARTS {
-            let addr = self.http_addr(name);
+            let addr = self.probe_addr(name);
             if let Some(process) = self.processes.remove(name) {
                 parts.push((name.to_owned(), process.detach().unwrap_or(0), addr));
             }

@@ -48,6 +48,29 @@ pub struct Line<'a> {
     pub rpc_method: Option<&'a str>,
 }
 
+/// The audit line of a tokens-file reload: what changed, by strategy id,
+/// or why the file was refused (the last good tokens stay in force).
+#[derive(Serialize)]
+pub struct TokensReload<'a> {
+    /// `tokens_reloaded` or `tokens_reload_failed`.
+    pub event: &'static str,
+    pub timestamp: i64,
+    pub file: &'a str,
+    pub trace_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub strategies: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tokens: Option<usize>,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    pub added: &'a [String],
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    pub removed: &'a [String],
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    pub changed: &'a [String],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<&'a str>,
+}
+
 impl AuditLog {
     /// Starts the writer thread, writing to stdout.
     pub fn stdout() -> AuditLog {
@@ -64,8 +87,8 @@ impl AuditLog {
         AuditLog { queue }
     }
 
-    /// Queues `line`.
-    pub fn write(&self, line: &Line<'_>) {
+    /// Queues `line` ([`Line`] or [`TokensReload`]).
+    pub fn write(&self, line: &impl Serialize) {
         match serde_json::to_string(line) {
             // The writer only stops when every sender is gone.
             Ok(text) => {

@@ -1,36 +1,33 @@
 //! Bearer-token authentication and the per-peer failure lockout.
 //!
-//! Tokens are kept only as SHA-256 digests and never logged. The strategy
-//! id of a call comes from its token alone.
+//! Tokens are kept only as SHA-256 digests ([`crate::tokens`]) and never
+//! logged. The strategy id of a call comes from its token alone. The
+//! table of tokens is replaced whole when the tokens file changes.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use moat_common_types::{Error, ErrorCode};
-use sha2::{Digest, Sha256};
 
-use crate::config::AuthConfig;
-
-/// The authenticated caller.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Strategy {
-    pub id: String,
-}
+use crate::config::{AuthConfig, LimitsConfig};
+pub use crate::tokens::{Changes, Policy, Strategy};
+use crate::tokens::{Table, digest};
 
 pub struct Auth {
-    by_digest: HashMap<[u8; 32], String>,
+    table: RwLock<Arc<Table>>,
+    /// What the table is built from, for reloads.
+    config: AuthConfig,
+    limits: LimitsConfig,
+    /// The digest of the tokens file's text the table was built from.
+    file_digest: Mutex<Option<[u8; 32]>>,
     failures: Mutex<HashMap<IpAddr, VecDeque<Instant>>>,
     /// Failures seen here since the last [`Auth::take_failures`], per peer.
     unreported: Mutex<HashMap<IpAddr, u32>>,
     max_failures: usize,
     window: Duration,
     lockout: Duration,
-}
-
-fn digest(token: &str) -> [u8; 32] {
-    Sha256::digest(token.as_bytes()).into()
 }
 
 /// The token of a request: `authorization: Bearer <t>` or `x-auth-token: <t>`.
@@ -42,28 +39,36 @@ pub fn token_from<'a>(get: impl Fn(&str) -> Option<&'a str>) -> Option<&'a str> 
     get("x-auth-token").map(str::trim)
 }
 
+/// How long a changed tokens file must stay the same before it is read.
+const SETTLE: Duration = Duration::from_millis(50);
+
+/// The text of `auth.tokens_file`, when one is set.
+fn read_tokens_file(config: &AuthConfig) -> anyhow::Result<Option<String>> {
+    if config.tokens_file.is_empty() {
+        return Ok(None);
+    }
+    std::fs::read_to_string(&config.tokens_file)
+        .map(Some)
+        .map_err(|e| anyhow::anyhow!("reading auth.tokens_file {}: {e}", config.tokens_file))
+}
+
+/// A reload of the tokens file that changed something.
+#[derive(Debug)]
+pub struct Reloaded {
+    pub changes: Changes,
+    pub strategies: usize,
+    pub tokens: usize,
+}
+
 impl Auth {
-    pub fn new(config: &AuthConfig) -> anyhow::Result<Auth> {
-        let mut by_digest = HashMap::new();
-        for t in &config.tokens {
-            by_digest.insert(digest(&t.token), t.strategy_id.clone());
-        }
-        if !config.tokens_file.is_empty() {
-            let text = std::fs::read_to_string(&config.tokens_file)
-                .map_err(|e| anyhow::anyhow!("reading auth.tokens_file {}: {e}", config.tokens_file))?;
-            for (n, line) in text.lines().enumerate() {
-                let line = line.split('#').next().unwrap_or("").trim();
-                if line.is_empty() {
-                    continue;
-                }
-                let Some((id, token)) = line.split_once(char::is_whitespace) else {
-                    anyhow::bail!("{} line {}: expected `strategy_id token`", config.tokens_file, n + 1);
-                };
-                by_digest.insert(digest(token.trim()), id.to_owned());
-            }
-        }
+    pub fn new(config: &AuthConfig, limits: &LimitsConfig) -> anyhow::Result<Auth> {
+        let text = read_tokens_file(config)?;
+        let table = Table::build(config, limits, text.as_deref()).map_err(anyhow::Error::msg)?;
         Ok(Auth {
-            by_digest,
+            table: RwLock::new(Arc::new(table)),
+            config: config.clone(),
+            limits: limits.clone(),
+            file_digest: Mutex::new(text.as_deref().map(digest)),
             failures: Mutex::new(HashMap::new()),
             unreported: Mutex::new(HashMap::new()),
             max_failures: config.max_failures.get() as usize,
@@ -72,8 +77,49 @@ impl Auth {
         })
     }
 
+    fn table(&self) -> Arc<Table> {
+        self.table
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Reads `auth.tokens_file` again (blocking: run it off the async
+    /// workers). When its text changed, the new
+    /// table replaces the old one at once; a file that cannot be read or
+    /// parsed leaves the old table in place and is an error.
+    pub fn reload(&self) -> anyhow::Result<Option<Reloaded>> {
+        let Some(text) = read_tokens_file(&self.config)? else {
+            return Ok(None);
+        };
+        let mut last = self
+            .file_digest
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let now = digest(&text);
+        if *last == Some(now) {
+            return Ok(None);
+        }
+        // A file rewritten in place may be read half-written: take it only
+        // once it reads the same twice, 50 ms apart.
+        std::thread::sleep(SETTLE);
+        if read_tokens_file(&self.config)?.as_deref().map(digest) != Some(now) {
+            return Ok(None);
+        }
+        let next = Table::build(&self.config, &self.limits, Some(&text)).map_err(anyhow::Error::msg)?;
+        *last = Some(now);
+        let reloaded = Reloaded {
+            changes: self.table().changes(&next),
+            strategies: next.strategies(),
+            tokens: next.tokens(),
+        };
+        *self.table.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(next);
+        Ok(Some(reloaded))
+    }
+
+    /// Strategies that have at least one token.
     pub fn strategies(&self) -> usize {
-        self.by_digest.len()
+        self.table().strategies()
     }
 
     /// The failed authentications per peer since the last time, for the
@@ -133,9 +179,9 @@ impl Auth {
                 }
             }
         }
-        let found = token.and_then(|t| self.by_digest.get(&digest(t)));
+        let found = token.and_then(|t| self.table().get(&digest(t)).cloned());
         match found {
-            Some(id) => Ok(Strategy { id: id.clone() }),
+            Some(strategy) => Ok(strategy),
             None => {
                 if let Some(peer) = peer {
                     let mut failures = self.failures.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -168,14 +214,17 @@ mod tests {
     use crate::config::TokenConfig;
 
     fn auth(max_failures: u32) -> Auth {
-        Auth::new(&AuthConfig {
-            tokens: vec![TokenConfig {
-                strategy_id: "alpha".into(),
-                token: "alpha-token-0123456789".into(),
-            }],
-            max_failures: max_failures.try_into().unwrap(),
-            ..AuthConfig::default()
-        })
+        Auth::new(
+            &AuthConfig {
+                tokens: vec![TokenConfig {
+                    strategy_id: "alpha".into(),
+                    token: "alpha-token-0123456789".into(),
+                }],
+                max_failures: max_failures.try_into().unwrap(),
+                ..AuthConfig::default()
+            },
+            &LimitsConfig::default(),
+        )
         .unwrap()
     }
 
@@ -197,6 +246,48 @@ mod tests {
                 .id,
             "alpha"
         );
+    }
+
+    #[test]
+    fn a_changed_tokens_file_replaces_the_table_and_a_broken_one_does_not() {
+        let dir = std::env::temp_dir().join(format!("moat-auth-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("tokens");
+        std::fs::write(&file, "alpha alpha-token-0123456789\n").unwrap();
+        let a = Auth::new(
+            &AuthConfig {
+                tokens_file: file.display().to_string(),
+                ..AuthConfig::default()
+            },
+            &LimitsConfig::default(),
+        )
+        .unwrap();
+        assert!(a.reload().unwrap().is_none(), "unchanged");
+        std::fs::write(&file, "beta beta-token-0123456789\n").unwrap();
+        let reloaded = a.reload().unwrap().unwrap();
+        assert_eq!(
+            (reloaded.changes.added, reloaded.changes.removed),
+            (vec!["beta".to_owned()], vec!["alpha".to_owned()])
+        );
+        assert_eq!(a.authenticate(Some("beta-token-0123456789"), None).unwrap().id, "beta");
+        assert!(a.authenticate(Some("alpha-token-0123456789"), None).is_err());
+        // A broken file is an error and the last good table stays.
+        std::fs::write(&file, "gamma\n").unwrap();
+        let err = a.reload().unwrap_err().to_string();
+        assert!(
+            err.ends_with("line 1: expected `strategy_id token [key=value …]`"),
+            "{err}"
+        );
+        assert_eq!(a.authenticate(Some("beta-token-0123456789"), None).unwrap().id, "beta");
+        std::fs::remove_file(&file).unwrap();
+        assert!(
+            a.reload()
+                .unwrap_err()
+                .to_string()
+                .starts_with("reading auth.tokens_file")
+        );
+        assert_eq!(a.authenticate(Some("beta-token-0123456789"), None).unwrap().id, "beta");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

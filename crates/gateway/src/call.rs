@@ -26,6 +26,8 @@ pub struct Metrics {
     pub rate_limited: IntCounterVec,
     pub by_strategy: IntCounterVec,
     pub limits_shared: IntGauge,
+    pub tokens_reloads: IntCounterVec,
+    pub strategies: IntGauge,
     /// Where each call's audit line goes.
     pub audit: AuditLog,
 }
@@ -109,6 +111,21 @@ impl Metrics {
                 )
                 .expect("valid metric"),
             ),
+            tokens_reloads: register(
+                &registry,
+                IntCounterVec::new(
+                    Opts::new(
+                        "moat_gateway_tokens_reloads_total",
+                        "changes of auth.tokens_file taken in (ok) or refused (error, the last good tokens stay)",
+                    ),
+                    &["result"],
+                )
+                .expect("valid metric"),
+            ),
+            strategies: register(
+                &registry,
+                IntGauge::new("moat_gateway_strategies", "strategies that have at least one token").expect("valid metric"),
+            ),
             rate_limited: register(
                 &registry,
                 IntCounterVec::new(
@@ -142,6 +159,11 @@ impl Default for Metrics {
     }
 }
 
+/// A trace id for a line that belongs to no call.
+pub fn fresh_trace_id() -> String {
+    format!("{:032x}", rand::random::<u128>())
+}
+
 /// The trace id of a W3C `traceparent` (`00-<32 hex>-<16 hex>-<2 hex>`),
 /// unless it is malformed or all zeros.
 pub fn trace_id_of(traceparent: &str) -> Option<String> {
@@ -165,7 +187,11 @@ pub struct Call {
     pub method: &'static str,
     pub strategy_id: Option<String>,
     pub chain: Option<String>,
+    /// The JSON-RPC method tried, for the audit line, allowed or not.
     pub rpc_method: Option<String>,
+    /// Whether `rpc_method` is on the allowlist, so that it may label a
+    /// metric (a name a client made up may not).
+    pub rpc_method_allowed: bool,
     pub peer: Option<IpAddr>,
     started: Instant,
     deadline: Instant,
@@ -190,13 +216,14 @@ impl Call {
         // line can be joined with the caller's logs.
         let trace_id = moat_common_types::telemetry::current_trace_id()
             .or_else(|| traceparent.and_then(trace_id_of))
-            .unwrap_or_else(|| format!("{:032x}", rand::random::<u128>()));
+            .unwrap_or_else(fresh_trace_id);
         Call {
             service,
             method,
             strategy_id: None,
             chain: None,
             rpc_method: None,
+            rpc_method_allowed: false,
             peer,
             started,
             deadline: started + timeout,
@@ -204,6 +231,15 @@ impl Call {
             metrics: metrics.clone(),
             done: false,
         }
+    }
+
+    /// The chain and JSON-RPC method this call tries, as the client sent
+    /// them (cut to 64 characters), for the audit line.
+    pub fn attempted(&mut self, chain: &str, method: Option<&str>) {
+        let cut = |s: &str| s.chars().take(64).collect::<String>();
+        self.chain = Some(cut(chain));
+        self.rpc_method = method.map(cut);
+        self.rpc_method_allowed = false;
     }
 
     pub fn authenticated(&mut self, strategy: &Strategy) {
@@ -266,7 +302,9 @@ impl Call {
                 self.metrics.rate_limited.with_label_values(&[strategy.as_str()]).inc();
             }
         }
-        if let (Some(chain), Some(method)) = (&self.chain, &self.rpc_method) {
+        if let (Some(chain), Some(method)) = (&self.chain, &self.rpc_method)
+            && self.rpc_method_allowed
+        {
             self.metrics
                 .rpc
                 .with_label_values(&[chain.as_str(), method.as_str(), status])

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use moat_common_types::config::{ConfigError, Validate};
 pub use moat_common_types::infra::{ClickHouseConfig, ListenConfig, NatsConfig};
+pub use moat_common_types::tls::{ClientTlsConfig, ServerTlsConfig};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -14,6 +15,9 @@ pub struct GatewayConfig {
     pub grpc: ListenConfig,
     pub http: ListenConfig,
     pub server: ServerConfig,
+    /// TLS of both listeners (gRPC and HTTP). Plaintext only when
+    /// `tls.plaintext = true` says so.
+    pub tls: ServerTlsConfig,
     pub nats: NatsConfig,
     pub clickhouse: ClickHouseConfig,
     pub state: StateConfig,
@@ -29,6 +33,7 @@ impl Default for GatewayConfig {
             grpc: ListenConfig::any(50051),
             http: ListenConfig::any(9090),
             server: ServerConfig::default(),
+            tls: ServerTlsConfig::default(),
             nats: NatsConfig::default(),
             clickhouse: ClickHouseConfig {
                 // History queries answer a strategy waiting on them.
@@ -74,10 +79,13 @@ impl Default for ServerConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StateConfig {
-    /// gRPC endpoint of moat-state.
+    /// gRPC endpoint of moat-state (`https://` with `tls.ca`).
     pub endpoint: String,
     #[serde(with = "humantime_serde")]
     pub timeout: Duration,
+    /// TLS to moat-state: its CA, and the gateway's own certificate, which
+    /// moat-state checks names the gateway.
+    pub tls: ClientTlsConfig,
 }
 
 impl Default for StateConfig {
@@ -85,15 +93,65 @@ impl Default for StateConfig {
         StateConfig {
             endpoint: "http://127.0.0.1:50052".into(),
             timeout: Duration::from_secs(5),
+            tls: ClientTlsConfig::default(),
         }
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TokenConfig {
     pub strategy_id: String,
     pub token: String,
+}
+
+/// Debug output never shows the token.
+impl std::fmt::Debug for TokenConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenConfig")
+            .field("strategy_id", &self.strategy_id)
+            .field("token", &"(hidden)")
+            .finish()
+    }
+}
+
+/// What one strategy may do, within the gateway's allowlists and limits:
+/// `[auth.policies.<strategy_id>]`, or `key=value` words after the token
+/// in `auth.tokens_file`. A part left out is the gateway's own setting.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PolicyConfig {
+    /// Chains it may call (a subset of `rpc.chains`).
+    pub chains: Option<Vec<String>>,
+    /// JSON-RPC methods it may call (a subset of `rpc.methods`).
+    pub methods: Option<Vec<String>>,
+    /// Its own bucket over every call; a rate without a burst gets a
+    /// burst of twice the rate.
+    pub requests_per_second: Option<f64>,
+    pub burst: Option<f64>,
+    /// Its own bucket per chain over RPC calls.
+    pub rpc_requests_per_second: Option<f64>,
+    pub rpc_burst: Option<f64>,
+}
+
+impl PolicyConfig {
+    /// Takes every part `other` sets.
+    pub fn override_with(&mut self, other: PolicyConfig) {
+        let PolicyConfig {
+            chains,
+            methods,
+            requests_per_second,
+            burst,
+            rpc_requests_per_second,
+            rpc_burst,
+        } = other;
+        self.chains = chains.or(self.chains.take());
+        self.methods = methods.or(self.methods.take());
+        self.requests_per_second = requests_per_second.or(self.requests_per_second);
+        self.burst = burst.or(self.burst);
+        self.rpc_requests_per_second = rpc_requests_per_second.or(self.rpc_requests_per_second);
+        self.rpc_burst = rpc_burst.or(self.rpc_burst);
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -101,8 +159,15 @@ pub struct TokenConfig {
 pub struct AuthConfig {
     /// Per-strategy bearer tokens. Prefer `tokens_file` outside development.
     pub tokens: Vec<TokenConfig>,
-    /// A file of `strategy_id token` lines (a mounted secret); `#` starts a comment.
+    /// A file of `strategy_id token [key=value …]` lines (a mounted
+    /// secret); `#` starts a comment. Changes take effect within
+    /// `reload_interval`, without a restart.
     pub tokens_file: String,
+    /// How often `tokens_file` is checked for changes.
+    #[serde(with = "humantime_serde")]
+    pub reload_interval: Duration,
+    /// Per-strategy policies, by strategy id.
+    pub policies: BTreeMap<String, PolicyConfig>,
     /// Failed authentications from one peer within `failure_window`
     /// before it is refused with RESOURCE_EXHAUSTED for `lockout`; at
     /// least 1 (0 is refused when the config is read).
@@ -118,6 +183,8 @@ impl Default for AuthConfig {
         AuthConfig {
             tokens: Vec::new(),
             tokens_file: String::new(),
+            reload_interval: Duration::from_secs(2),
+            policies: BTreeMap::new(),
             max_failures: std::num::NonZeroU32::new(10).expect("10 is not zero"),
             failure_window: Duration::from_secs(60),
             lockout: Duration::from_secs(60),
@@ -328,6 +395,8 @@ impl Default for RpcConfig {
 
 impl Validate for GatewayConfig {
     fn validate(&self) -> Result<(), ConfigError> {
+        self.tls.validate("tls")?;
+        self.state.tls.validate("state.tls", &self.state.endpoint)?;
         self.nats.validate("nats")?;
         self.clickhouse.validate("clickhouse")?;
         for (name, chain) in &self.rpc.chains {
@@ -383,13 +452,25 @@ impl Validate for GatewayConfig {
             ));
         }
         for (i, t) in self.auth.tokens.iter().enumerate() {
-            if t.token.len() < 16 {
+            if t.token.len() < crate::tokens::MIN_TOKEN_LEN {
                 return Err(ConfigError::invalid(
                     &format!("auth.tokens[{i}].token"),
                     "(hidden)",
                     "a token of at least 16 characters",
                 ));
             }
+        }
+        if self.auth.reload_interval < Duration::from_millis(100) || self.auth.reload_interval > Duration::from_secs(60)
+        {
+            return Err(ConfigError::invalid_duration(
+                "auth.reload_interval",
+                self.auth.reload_interval,
+                "a duration from 100ms to 60s, such as \"2s\"",
+            ));
+        }
+        for (id, policy) in &self.auth.policies {
+            crate::tokens::Policy::from_config(policy, &self.limits)
+                .map_err(|e| ConfigError::invalid(&format!("auth.policies.{id}.{}", e.key), e.value, e.expected))?;
         }
         Ok(())
     }

@@ -4,13 +4,16 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use axum::Extension;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
+use moat_common_types::tls::{PeerCerts, check_client};
 use moat_common_types::{Error, ErrorCode};
+use rustls::pki_types::CertificateDer;
 use serde_json::Value;
 use tracing::Instrument;
 
@@ -56,6 +59,7 @@ async fn rpc(
     State(g): State<Arc<Gateway>>,
     Path(chain): Path<String>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    certs: Option<Extension<PeerCerts>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
@@ -68,19 +72,36 @@ async fn rpc(
     moat_common_types::telemetry::extract(&span, |k| {
         headers.get(k).and_then(|v| v.to_str().ok()).map(str::to_owned)
     });
-    rpc_call(g, chain, peer, headers, body).instrument(span).await
+    let certs = certs.map(|Extension(PeerCerts(c))| c);
+    rpc_call(g, chain, peer, certs, headers, body).instrument(span).await
 }
 
-async fn rpc_call(g: Arc<Gateway>, chain: String, peer: SocketAddr, headers: HeaderMap, body: Bytes) -> Response {
+async fn rpc_call(
+    g: Arc<Gateway>,
+    chain: String,
+    peer: SocketAddr,
+    certs: Option<Arc<Vec<CertificateDer<'static>>>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let traceparent = headers.get("traceparent").and_then(|v| v.to_str().ok());
     let mut call = Call::start(&g.metrics, "http", "rpc", g.request_cap(), Some(peer.ip()), traceparent);
     let token = token_from(|k| headers.get(k).and_then(|v| v.to_str().ok()));
-    let strategy = match g
-        .admit(token, Some(peer.ip()))
+    let strategy = match check_client(&g.config.tls, certs.as_deref().map(Vec::as_slice), "moat-gateway")
+        .and_then(|()| g.admit(token, Some(peer.ip())))
         .and_then(|s| g.rpc.chain(&chain).map(|_| s))
     {
         Ok(s) => s,
         Err(error) => {
+            // Audited with what it tried: the chain, and the method of a
+            // single call.
+            let method = match crate::rpc::parse_body(&body, g.rpc.max_batch()) {
+                Ok(Body::One(Request {
+                    call: Ok((method, _)), ..
+                })) => Some(method),
+                _ => None,
+            };
+            call.attempted(&chain, method.as_deref());
             let response = refusal(&error);
             call.finish::<()>(&Err(error));
             return response;

@@ -16,13 +16,15 @@ pub mod ratelimit;
 pub mod rpc;
 pub mod services;
 pub mod share;
+pub mod tokens;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use moat_common_types::http::{Health, router};
-use moat_common_types::server::{ServerTimeouts, serve_with};
+use moat_common_types::server::{ServerTimeouts, serve_tls};
+use moat_common_types::tls;
 use moat_proto::gateway::v1::market_service_server::MarketServiceServer;
 use moat_proto::gateway::v1::rpc_service_server::RpcServiceServer;
 use moat_proto::gateway::v1::state_service_server::StateServiceServer;
@@ -51,9 +53,12 @@ pub async fn run(
     http: TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let parts = build(config).await?;
+    // Certificates first: a gateway that cannot serve TLS says so at once.
+    let metrics = Arc::new(Metrics::new());
+    let tls = tls_servers(&config.tls, &metrics.registry)?;
+    let parts = build(config, metrics).await?;
     let background = spawn_background(&parts);
-    let served = serve(&parts, grpc, http, shutdown).await;
+    let served = serve(&parts, grpc, http, tls, shutdown).await;
     for task in background {
         task.abort();
     }
@@ -75,14 +80,14 @@ struct Parts {
 
 /// Connects to NATS (retrying in the background), prepares the lazy state
 /// and ClickHouse clients, and builds the shared [`Gateway`].
-async fn build(config: GatewayConfig) -> anyhow::Result<Parts> {
-    let auth = Auth::new(&config.auth)?;
+async fn build(config: GatewayConfig, metrics: Arc<Metrics>) -> anyhow::Result<Parts> {
+    let auth = Auth::new(&config.auth, &config.limits)?;
     if auth.strategies() == 0 {
         tracing::warn!(
             "no strategy tokens configured: every call will be refused (set auth.tokens or auth.tokens_file)"
         );
     }
-    let nats = moat_common_types::nats::connect(&config.nats.url, "moat-gateway")
+    let nats = moat_common_types::nats::connect(&config.nats, "moat-gateway", "moat-gateway")
         .await
         .with_context(|| format!("connecting to NATS at {}", config.nats.url))?;
     let state_channel = tonic::transport::Channel::from_shared(config.state.endpoint.clone())
@@ -92,12 +97,18 @@ async fn build(config: GatewayConfig) -> anyhow::Result<Parts> {
         // Windows that hold a whole state (1 MiB by default), so a load
         // does not wait for window updates.
         .initial_stream_window_size(Some(STATE_WINDOW))
-        .initial_connection_window_size(Some(2 * STATE_WINDOW))
-        .connect_lazy();
+        .initial_connection_window_size(Some(2 * STATE_WINDOW));
+    let state_channel = match config.state.tls.tonic().map_err(anyhow::Error::msg)? {
+        Some(tls) => state_channel
+            .tls_config(tls)
+            .context("state.tls: the TLS settings for moat-state")?,
+        None => state_channel,
+    }
+    .connect_lazy();
     let clickhouse = clickhouse::Client::default()
         .with_url(&config.clickhouse.url)
         .with_user(&config.clickhouse.user)
-        .with_password(&config.clickhouse.password)
+        .with_password(config.clickhouse.password())
         .with_database(&config.clickhouse.database)
         .with_validation(false);
     let gateway = Arc::new(Gateway {
@@ -109,7 +120,7 @@ async fn build(config: GatewayConfig) -> anyhow::Result<Parts> {
         state: StateStoreClient::new(state_channel.clone()),
         clickhouse: clickhouse.clone(),
         nats: nats.clone(),
-        metrics: Arc::new(Metrics::new()),
+        metrics,
         config,
     });
     Ok(Parts {
@@ -152,6 +163,14 @@ fn spawn_background(parts: &Parts) -> Vec<tokio::task::JoinHandle<()>> {
         }
     });
     let mut tasks = vec![feed, upstream_checks];
+    parts
+        .gateway
+        .metrics
+        .strategies
+        .set(parts.gateway.auth.strategies() as i64);
+    if !parts.gateway.config.auth.tokens_file.is_empty() {
+        tasks.push(tokio::spawn(watch_tokens(parts.gateway.clone())));
+    }
     if parts.gateway.config.limits.share {
         let replica = share::replica_id();
         tracing::info!(%replica, every = ?parts.gateway.config.limits.share_interval, "sharing rate limits with the other replicas on {}", share::SUBJECT);
@@ -162,6 +181,73 @@ fn spawn_background(parts: &Parts) -> Vec<tokio::task::JoinHandle<()>> {
         )));
     }
     tasks
+}
+
+/// Takes in changes of `auth.tokens_file` every `auth.reload_interval`:
+/// each change, or a file refused, is one audit line and one log line.
+async fn watch_tokens(gateway: Arc<Gateway>) {
+    let file = gateway.config.auth.tokens_file.clone();
+    let mut last_error: Option<String> = None;
+    loop {
+        tokio::time::sleep(gateway.config.auth.reload_interval).await;
+        let result = tokio::task::spawn_blocking({
+            let gateway = gateway.clone();
+            move || gateway.auth.reload()
+        })
+        .await;
+        let metrics = &gateway.metrics;
+        let line = |event| audit::TokensReload {
+            event,
+            timestamp: moat_common_types::now_ms(),
+            file: &file,
+            trace_id: call::fresh_trace_id(),
+            strategies: None,
+            tokens: None,
+            added: &[],
+            removed: &[],
+            changed: &[],
+            error: None,
+        };
+        match result {
+            Ok(Ok(None)) => {}
+            Ok(Ok(Some(reloaded))) => {
+                last_error = None;
+                metrics.tokens_reloads.with_label_values(&["ok"]).inc();
+                metrics.strategies.set(reloaded.strategies as i64);
+                let changes = &reloaded.changes;
+                tracing::info!(
+                    strategies = reloaded.strategies,
+                    tokens = reloaded.tokens,
+                    added = ?changes.added,
+                    removed = ?changes.removed,
+                    changed = ?changes.changed,
+                    "auth.tokens_file {file} reloaded"
+                );
+                metrics.audit.write(&audit::TokensReload {
+                    strategies: Some(reloaded.strategies),
+                    tokens: Some(reloaded.tokens),
+                    added: &changes.added,
+                    removed: &changes.removed,
+                    changed: &changes.changed,
+                    ..line("tokens_reloaded")
+                });
+            }
+            Ok(Err(error)) => {
+                let error = format!("{error:#}");
+                // Said once per distinct problem, not at every check.
+                if last_error.as_deref() != Some(error.as_str()) {
+                    metrics.tokens_reloads.with_label_values(&["error"]).inc();
+                    tracing::error!(%error, "auth.tokens_file refused; the tokens read last stay in force");
+                    metrics.audit.write(&audit::TokensReload {
+                        error: Some(&error),
+                        ..line("tokens_reload_failed")
+                    });
+                    last_error = Some(error);
+                }
+            }
+            Err(error) => tracing::error!(%error, "reloading auth.tokens_file panicked"),
+        }
+    }
 }
 
 /// `/health` of the gateway: NATS, the state service and ClickHouse.
@@ -197,8 +283,26 @@ fn health(parts: &Parts) -> Health {
         })
 }
 
+/// The TLS of the gRPC and HTTP listeners, watched for new certificates;
+/// none when `tls.plaintext` says so.
+type TlsPair = (Option<Arc<tls::TlsServer>>, Option<Arc<tls::TlsServer>>);
+
+fn tls_servers(config: &tls::ServerTlsConfig, registry: &prometheus::Registry) -> anyhow::Result<TlsPair> {
+    let metrics = tls::TlsMetrics::new(registry);
+    Ok((
+        tls::TlsServer::start("grpc", config, &["h2"], &metrics)?,
+        tls::TlsServer::start("http", config, &["http/1.1"], &metrics)?,
+    ))
+}
+
 /// Serves HTTP and gRPC until `shutdown`, then waits for both to drain.
-async fn serve(parts: &Parts, grpc: TcpListener, http: TcpListener, shutdown: CancellationToken) -> anyhow::Result<()> {
+async fn serve(
+    parts: &Parts,
+    grpc: TcpListener,
+    http: TcpListener,
+    (grpc_tls, http_tls): TlsPair,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     let gateway = &parts.gateway;
     let cache = gateway.cache.clone();
     moat_common_types::http::register_computed(
@@ -219,7 +323,13 @@ async fn serve(parts: &Parts, grpc: TcpListener, http: TcpListener, shutdown: Ca
         header_read: gateway.config.server.header_read_timeout,
         idle: gateway.config.server.keepalive_idle,
     };
-    let http_task = tokio::spawn(serve_with(http, app, shutdown.clone().cancelled_owned(), timeouts));
+    let http_task = tokio::spawn(serve_tls(
+        http,
+        app,
+        shutdown.clone().cancelled_owned(),
+        timeouts,
+        http_tls,
+    ));
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter.set_serving::<MarketServiceServer<Market>>().await;
     health_reporter.set_serving::<RpcServiceServer<Rpc>>().await;
@@ -241,11 +351,21 @@ async fn serve(parts: &Parts, grpc: TcpListener, http: TcpListener, shutdown: Ca
     let keepalive = gateway.config.server.keepalive_idle;
     let max_message = gateway.config.server.max_body_bytes.max(2 * 1024 * 1024);
     let addr = grpc.local_addr()?;
-    tracing::info!(%addr, "gateway serving gRPC");
+    match gateway.config.tls.mode() {
+        "plaintext" => tracing::warn!(%addr, "gateway serving gRPC and HTTP in plaintext (tls.plaintext = true)"),
+        "tls" => tracing::info!(%addr, cert = %gateway.config.tls.cert, "gateway serving gRPC and HTTP with TLS"),
+        _ => tracing::info!(
+            %addr,
+            cert = %gateway.config.tls.cert,
+            client_ca = %gateway.config.tls.client_ca,
+            required = gateway.config.tls.require_client_cert,
+            "gateway serving gRPC and HTTP with mutual TLS"
+        ),
+    }
     // tonic's own timeout backs up each call's deadline (the client's
     // grpc-timeout capped by request_timeout), which answers first.
     let backstop = gateway.config.server.request_timeout + Duration::from_secs(1);
-    tonic::transport::Server::builder()
+    let router = tonic::transport::Server::builder()
         .trace_fn(moat_common_types::grpc::server_span)
         .timeout(backstop)
         .tcp_keepalive(Some(keepalive))
@@ -258,12 +378,8 @@ async fn serve(parts: &Parts, grpc: TcpListener, http: TcpListener, shutdown: Ca
         .add_service(reflection_v1alpha)
         .add_service(MarketServiceServer::new(Market(gateway.clone())).max_decoding_message_size(max_message))
         .add_service(RpcServiceServer::new(Rpc(gateway.clone())).max_decoding_message_size(max_message))
-        .add_service(StateServiceServer::new(State(gateway.clone())).max_decoding_message_size(max_message))
-        .serve_with_incoming_shutdown(
-            moat_common_types::http::incoming(grpc),
-            shutdown.clone().cancelled_owned(),
-        )
-        .await?;
+        .add_service(StateServiceServer::new(State(gateway.clone())).max_decoding_message_size(max_message));
+    tls::serve_grpc(router, grpc, grpc_tls, shutdown.clone().cancelled_owned()).await?;
     http_task.await??;
     Ok(())
 }

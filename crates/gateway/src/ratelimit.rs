@@ -14,59 +14,94 @@ use moat_common_types::{Error, ErrorCode};
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RetryAfter(pub Duration);
 
+/// A bucket's refill rate (calls per second) and size.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Limit {
+    pub rate: f64,
+    pub burst: f64,
+}
+
+impl Limit {
+    pub fn of(rate: f64, burst: f64) -> Limit {
+        Limit { rate, burst }
+    }
+}
+
 struct Bucket {
     tokens: f64,
+    /// The limit of the last call that used this bucket.
+    limit: Limit,
     last: Instant,
     /// Calls admitted here since the last [`RateLimiter::take_used`].
     used: u32,
 }
 
 pub struct RateLimiter {
-    rate: f64,
-    burst: f64,
+    /// The limit of keys whose strategy has none of its own.
+    default: Limit,
     buckets: Mutex<HashMap<String, Bucket>>,
 }
 
 impl RateLimiter {
     pub fn new(rate: f64, burst: f64) -> RateLimiter {
         RateLimiter {
-            rate,
-            burst,
+            default: Limit { rate, burst },
             buckets: Mutex::new(HashMap::new()),
         }
     }
 
-    /// The bucket of `key`, refilled up to `now`.
-    fn bucket<'a>(&self, buckets: &'a mut HashMap<String, Bucket>, key: &str, now: Instant) -> &'a mut Bucket {
+    /// The bucket of `key`, refilled up to `now` under `limit` (the
+    /// bucket's own when `None`).
+    fn bucket<'a>(
+        &self,
+        buckets: &'a mut HashMap<String, Bucket>,
+        key: &str,
+        limit: Option<Limit>,
+        now: Instant,
+    ) -> &'a mut Bucket {
         // The key is copied only the first time it is seen.
         if !buckets.contains_key(key) {
+            let limit = limit.unwrap_or(self.default);
             buckets.insert(
                 key.to_owned(),
                 Bucket {
-                    tokens: self.burst,
+                    tokens: limit.burst,
+                    limit,
                     last: now,
                     used: 0,
                 },
             );
         }
         let bucket = buckets.get_mut(key).expect("inserted above");
-        bucket.tokens =
-            (bucket.tokens + now.saturating_duration_since(bucket.last).as_secs_f64() * self.rate).min(self.burst);
+        if let Some(limit) = limit {
+            bucket.limit = limit;
+        }
+        bucket.tokens = (bucket.tokens + now.saturating_duration_since(bucket.last).as_secs_f64() * bucket.limit.rate)
+            .min(bucket.limit.burst);
         bucket.last = now;
         bucket
     }
 
-    /// Takes one token for `key`, or says how long until one is available.
+    /// Takes one token for `key` under the default limit, or says how long
+    /// until one is available.
     pub fn check(&self, key: &str) -> Result<(), RetryAfter> {
+        self.check_with(key, None)
+    }
+
+    /// [`RateLimiter::check`] under `limit` when it is given (a strategy's
+    /// own), else the default.
+    pub fn check_with(&self, key: &str, limit: Option<Limit>) -> Result<(), RetryAfter> {
         let now = Instant::now();
         let mut buckets = self.buckets.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let bucket = self.bucket(&mut buckets, key, now);
+        let bucket = self.bucket(&mut buckets, key, Some(limit.unwrap_or(self.default)), now);
         if bucket.tokens >= 1.0 {
             bucket.tokens -= 1.0;
             bucket.used = bucket.used.saturating_add(1);
             Ok(())
         } else {
-            Err(RetryAfter(Duration::from_secs_f64((1.0 - bucket.tokens) / self.rate)))
+            Err(RetryAfter(Duration::from_secs_f64(
+                (1.0 - bucket.tokens) / bucket.limit.rate,
+            )))
         }
     }
 
@@ -87,8 +122,8 @@ impl RateLimiter {
     pub fn spend_remote(&self, key: &str, calls: u32) {
         let now = Instant::now();
         let mut buckets = self.buckets.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let bucket = self.bucket(&mut buckets, key, now);
-        bucket.tokens = (bucket.tokens - f64::from(calls)).max(-self.burst);
+        let bucket = self.bucket(&mut buckets, key, None, now);
+        bucket.tokens = (bucket.tokens - f64::from(calls)).max(-bucket.limit.burst);
     }
 }
 
@@ -127,6 +162,20 @@ mod tests {
             [("a".to_owned(), 2)],
             "remote calls are not reported again"
         );
+    }
+
+    #[test]
+    fn a_strategy_limit_replaces_the_default() {
+        let limiter = RateLimiter::new(1000.0, 1000.0);
+        let own = Some(Limit::of(1.0, 2.0));
+        for _ in 0..2 {
+            assert!(limiter.check_with("slow", own).is_ok());
+        }
+        let RetryAfter(wait) = limiter.check_with("slow", own).unwrap_err();
+        assert!(wait > Duration::from_millis(900), "refilled at 1/s: {wait:?}");
+        for _ in 0..100 {
+            assert!(limiter.check("fast").is_ok(), "other keys keep the default");
+        }
     }
 
     #[test]

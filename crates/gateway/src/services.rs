@@ -65,7 +65,10 @@ impl Gateway {
             metadata.get("traceparent").and_then(|v| v.to_str().ok()),
         );
         let token = token_from(|k| metadata.get(k).and_then(|v| v.to_str().ok()));
-        let result = self.admit(token, peer);
+        let certs = request.peer_certs();
+        let result =
+            moat_common_types::tls::check_client(&self.config.tls, certs.as_deref().map(Vec::as_slice), "moat-gateway")
+                .and_then(|()| self.admit(token, peer));
         if let Ok(strategy) = &result {
             call.authenticated(strategy);
         }
@@ -75,7 +78,9 @@ impl Gateway {
     /// Authentication then the per-strategy bucket; shared with HTTP.
     pub fn admit(&self, token: Option<&str>, peer: Option<std::net::IpAddr>) -> Result<Strategy, Error> {
         let strategy = self.auth.authenticate(token, peer)?;
-        self.limiter.check(&strategy.id).map_err(limited)?;
+        self.limiter
+            .check_with(&strategy.id, strategy.policy.limit)
+            .map_err(limited)?;
         Ok(strategy)
     }
 }
@@ -346,11 +351,13 @@ impl Rpc {
         params: Value,
         id: Value,
     ) -> Result<Value, Error> {
-        call.chain = Some(chain.chars().take(32).collect());
-        call.rpc_method = g.rpc.check_method(method).ok().map(|()| method.to_owned());
+        call.attempted(chain, Some(method));
         g.rpc.chain(chain)?;
+        g.rpc.check_method(method)?;
+        call.rpc_method_allowed = true;
+        strategy.policy.permits(&strategy.id, chain, method)?;
         g.rpc_limiter
-            .check(&format!("{}|{chain}", strategy.id))
+            .check_with(&format!("{}|{chain}", strategy.id), strategy.policy.rpc_limit)
             .map_err(limited)?;
         call.within(g.rpc.call(chain, method, params, id)).await
     }
@@ -381,6 +388,8 @@ impl RpcService for Rpc {
         let g = &self.0;
         let (mut call, admitted) = g.begin(&request, "RpcService", "Call");
         let r = request.into_inner();
+        // A refused call is audited with what it tried.
+        call.attempted(&r.chain, Some(&r.method));
         let result = match admitted {
             Ok(strategy) => match parse_params(&r.params_json) {
                 Ok(params) => Rpc::proxy(g, &mut call, &strategy, &r.chain, &r.method, params, Value::from(1))

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use moat_common_types::config::{ConfigError, Validate};
 pub use moat_common_types::infra::ListenConfig;
+pub use moat_common_types::tls::ServerTlsConfig;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -12,6 +13,11 @@ use serde::{Deserialize, Serialize};
 pub struct StateConfig {
     pub grpc: ListenConfig,
     pub http: ListenConfig,
+    /// TLS of the gRPC listener; `allowed_clients = ["moat-gateway"]` with
+    /// a `client_ca` lets only the gateway in. Plaintext only when
+    /// `tls.plaintext = true` says so. (`/health` and `/metrics` on the
+    /// HTTP listener stay plaintext, for probes and Prometheus.)
+    pub tls: ServerTlsConfig,
     pub database: DatabaseConfig,
     pub limits: LimitsConfig,
 }
@@ -21,6 +27,7 @@ impl Default for StateConfig {
         StateConfig {
             grpc: ListenConfig::any(50052),
             http: ListenConfig::any(9091),
+            tls: ServerTlsConfig::default(),
             database: DatabaseConfig::default(),
             limits: LimitsConfig::default(),
         }
@@ -73,6 +80,7 @@ impl Default for LimitsConfig {
 
 impl Validate for StateConfig {
     fn validate(&self) -> Result<(), ConfigError> {
+        self.tls.validate("tls")?;
         let url = &self.database.url;
         if !(url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://")) {
             return Err(ConfigError::invalid(

@@ -31,7 +31,7 @@ pub fn clickhouse_client(config: &ClickHouseConfig) -> clickhouse::Client {
     let client = clickhouse::Client::default()
         .with_url(&config.url)
         .with_user(&config.user)
-        .with_password(&config.password)
+        .with_password(config.password())
         .with_database(&config.database)
         .with_validation(false);
     if config.cluster.is_empty() {
@@ -62,7 +62,7 @@ pub async fn migrate(config: &WriterConfig, recreate: bool) -> anyhow::Result<Ve
 pub async fn run(config: WriterConfig, http: TcpListener, shutdown: CancellationToken) -> anyhow::Result<()> {
     let metrics = Metrics::new();
     let clickhouse = clickhouse_client(&config.clickhouse);
-    let nats = connect(&config.nats.url, "moat-storage-writer")
+    let nats = connect(&config.nats, "moat-storage-writer", "moat-storage-writer")
         .await
         .with_context(|| format!("connecting to NATS at {}", config.nats.url))?;
     let js = jetstream::new(nats.clone());

@@ -53,6 +53,17 @@ _READ_RPC_METHODS = frozenset(
 
 
 @dataclass(frozen=True)
+class Tls:
+    """TLS to the gateway: the CA its certificate chains to (the system's
+    roots when ``None``) and, for mutual TLS, this strategy's certificate."""
+
+    ca: str | None
+    cert: str | None
+    key: str | None
+    server_name: str | None
+
+
+@dataclass(frozen=True)
 class Settings:
     """Where the gateway is, who is calling, and how patient to be."""
 
@@ -61,6 +72,7 @@ class Settings:
     token: str | None
     timeout: float
     retry_budget: float
+    tls: Tls | None = None
 
     @property
     def target(self) -> str:
@@ -83,12 +95,56 @@ def read_token_file(path: str) -> str:
     raise errors.MoatError(f"MOAT_TOKEN_FILE {path} holds no token (only blank or # lines)", code="CONFIG")
 
 
+def tls_settings(
+    tls: bool | None,
+    ca: str | None,
+    cert: str | None,
+    key: str | None,
+    server_name: str | None,
+) -> Tls | None:
+    """Arguments first, then ``MOAT_TLS_CA``, ``MOAT_TLS_CERT``,
+    ``MOAT_TLS_KEY`` and ``MOAT_TLS_SERVER_NAME``. TLS is on when ``tls`` is
+    true, or when it is ``None`` and any of them is set."""
+    ca = ca or os.environ.get("MOAT_TLS_CA") or None
+    cert = cert or os.environ.get("MOAT_TLS_CERT") or None
+    key = key or os.environ.get("MOAT_TLS_KEY") or None
+    server_name = server_name or os.environ.get("MOAT_TLS_SERVER_NAME") or None
+    if tls is None:
+        tls = any((ca, cert, key, server_name))
+    if not tls:
+        return None
+    if (cert is None) != (key is None):
+        raise errors.MoatError("a client certificate needs both cert and key (MOAT_TLS_CERT, MOAT_TLS_KEY)", code="CONFIG")
+    for what, path in (("CA", ca), ("certificate", cert), ("key", key)):
+        if path is not None and not os.path.isfile(path):
+            raise errors.MoatError(f"TLS {what} file {path} does not exist", code="CONFIG")
+    return Tls(ca, cert, key, server_name)
+
+
+def channel_credentials(tls: Tls) -> Any:
+    """gRPC channel credentials for ``tls``."""
+    import grpc
+
+    def read(path: str | None) -> bytes | None:
+        if path is None:
+            return None
+        with open(path, "rb") as f:
+            return f.read()
+
+    return grpc.ssl_channel_credentials(
+        root_certificates=read(tls.ca),
+        private_key=read(tls.key),
+        certificate_chain=read(tls.cert),
+    )
+
+
 def settings(
     host: str | None,
     port: int | str | None,
     token: str | None,
     timeout: float,
     retry_budget: float,
+    tls: Tls | None = None,
 ) -> Settings:
     """Arguments first, then ``GATEWAY_HOST``, ``GATEWAY_PORT``, ``MOAT_TOKEN``
     and ``MOAT_TOKEN_FILE``, then the defaults."""
@@ -108,15 +164,18 @@ def settings(
         raise errors.MoatError(f"timeout must be above 0 seconds, not {timeout}", code="CONFIG")
     if retry_budget < 0:
         raise errors.MoatError(f"retry_budget must be 0 or more seconds, not {retry_budget}", code="CONFIG")
-    return Settings(host, port_number, token, float(timeout), float(retry_budget))
+    return Settings(host, port_number, token, float(timeout), float(retry_budget), tls)
 
 
-def channel_options() -> list[tuple[str, Any]]:
-    return [
+def channel_options(s: Settings) -> list[tuple[str, Any]]:
+    options: list[tuple[str, Any]] = [
         ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
         ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
         ("grpc.primary_user_agent", "moat-sdk-python"),
     ]
+    if s.tls is not None and s.tls.server_name:
+        options.append(("grpc.ssl_target_name_override", s.tls.server_name))
+    return options
 
 
 try:  # OpenTelemetry is optional; looked up once, not on every call.

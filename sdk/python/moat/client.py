@@ -24,6 +24,11 @@ class GatewayClient:
     ``host``, ``port`` and ``token`` default to ``GATEWAY_HOST`` (else
     ``localhost``), ``GATEWAY_PORT`` (else 50051) and ``MOAT_TOKEN`` (else the
     first non-comment line of the file ``MOAT_TOKEN_FILE`` names).
+    TLS is on when ``tls`` is true or any ``tls_*`` argument, or
+    ``MOAT_TLS_CA``, ``MOAT_TLS_CERT``, ``MOAT_TLS_KEY`` or
+    ``MOAT_TLS_SERVER_NAME``, is set: ``tls_ca`` is the CA of the gateway's
+    certificate (the system's roots without it), ``tls_cert`` and
+    ``tls_key`` are the strategy's own for mutual TLS.
     ``timeout`` bounds each call in seconds. Reads that the gateway refuses
     with :class:`~moat.RateLimited` or :class:`~moat.Unavailable` are tried
     again after the advised delay while ``retry_budget`` seconds last; writes
@@ -40,10 +45,27 @@ class GatewayClient:
         *,
         timeout: float = 10.0,
         retry_budget: float = 5.0,
+        tls: bool | None = None,
+        tls_ca: str | None = None,
+        tls_cert: str | None = None,
+        tls_key: str | None = None,
+        tls_server_name: str | None = None,
     ) -> None:
-        self.settings = _core.settings(host, port, token, timeout, retry_budget)
+        self.settings = _core.settings(
+            host,
+            port,
+            token,
+            timeout,
+            retry_budget,
+            _core.tls_settings(tls, tls_ca, tls_cert, tls_key, tls_server_name),
+        )
         self._auth = _core.auth_metadata(self.settings.token)
-        self._channel = grpc.insecure_channel(self.settings.target, options=_core.channel_options())
+        options = _core.channel_options(self.settings)
+        if self.settings.tls is None:
+            self._channel = grpc.insecure_channel(self.settings.target, options=options)
+        else:
+            credentials = _core.channel_credentials(self.settings.tls)
+            self._channel = grpc.secure_channel(self.settings.target, credentials, options=options)
         self._market = pb_grpc.MarketServiceStub(self._channel)
         self._rpc = pb_grpc.RpcServiceStub(self._channel)
         self._state = pb_grpc.StateServiceStub(self._channel)

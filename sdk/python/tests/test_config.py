@@ -9,7 +9,16 @@ import moat
 
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("GATEWAY_HOST", "GATEWAY_PORT", "MOAT_TOKEN", "MOAT_TOKEN_FILE"):
+    for name in (
+        "GATEWAY_HOST",
+        "GATEWAY_PORT",
+        "MOAT_TOKEN",
+        "MOAT_TOKEN_FILE",
+        "MOAT_TLS_CA",
+        "MOAT_TLS_CERT",
+        "MOAT_TLS_KEY",
+        "MOAT_TLS_SERVER_NAME",
+    ):
         monkeypatch.delenv(name, raising=False)
 
 
@@ -69,3 +78,29 @@ def test_error_details_are_parsed_from_the_gateways_messages() -> None:
         "version conflict for strategy 'a': expected version 3, current version is 7"
     )
     assert conflict.current_version == 7 and str(conflict).startswith("version conflict")
+
+
+def test_tls_is_on_when_any_tls_setting_is_given(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with moat.GatewayClient() as client:
+        assert client.settings.tls is None, "plaintext unless told"
+    ca = tmp_path / "ca.pem"
+    ca.write_text("-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n")
+    monkeypatch.setenv("MOAT_TLS_CA", str(ca))
+    with moat.GatewayClient() as client:
+        assert client.settings.tls is not None and client.settings.tls.ca == str(ca)
+        assert client.settings.tls.cert is None
+    with moat.GatewayClient(tls=False) as client:
+        assert client.settings.tls is None, "an explicit tls=False wins"
+    monkeypatch.delenv("MOAT_TLS_CA")
+    with moat.GatewayClient(tls=True) as client:
+        assert client.settings.tls is not None and client.settings.tls.ca is None, "the system's roots"
+
+
+def test_bad_tls_settings_name_what_is_wrong(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cert = tmp_path / "dev.pem"
+    cert.write_text("")
+    with pytest.raises(moat.MoatError, match="needs both cert and key"):
+        moat.GatewayClient(tls_cert=str(cert))
+    monkeypatch.setenv("MOAT_TLS_CA", str(tmp_path / "missing-ca.pem"))
+    with pytest.raises(moat.MoatError, match="TLS CA file .*missing-ca.pem does not exist"):
+        moat.GatewayClient()

@@ -13,6 +13,7 @@ use crate::Global;
 use crate::ops::{Endpoints, http_client};
 
 mod addresses;
+mod certificates;
 mod clickhouse;
 mod clock;
 mod database;
@@ -103,9 +104,10 @@ impl Report {
 pub async fn run(global: &Global, args: &DoctorArgs) -> ExitCode {
     let mut report = Report::default();
     let e = &args.endpoints;
-    let http = http_client(Duration::from_secs_f64(global.timeout.min(5.0)));
+    let http = http_client(global, Duration::from_secs_f64(global.timeout.min(5.0)));
 
     gateway::gateway_grpc(&mut report, global).await;
+    certificates::certificates(&mut report, global).await;
     services::services(&mut report, &http, e).await;
     addresses::addresses(&mut report, global, e).await;
     nats::nats(&mut report, e, args.max_lag).await;

@@ -13,7 +13,6 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
-use std::sync::atomic::AtomicU32;
 use std::time::Duration;
 
 use moat_common_types::backoff::Backoff;
@@ -82,15 +81,7 @@ impl RpcProxy {
             .iter()
             .filter(|(_, c)| c.enabled)
             .map(|(name, c)| {
-                let upstreams = c
-                    .upstreams
-                    .iter()
-                    .map(|url| Upstream {
-                        url: url.clone(),
-                        consecutive_failures: AtomicU32::new(0),
-                        ejected_until: Mutex::new(None),
-                    })
-                    .collect();
+                let upstreams = c.upstreams.iter().map(|url| Upstream::new(url)).collect();
                 (
                     name.clone(),
                     Chain {
@@ -222,7 +213,7 @@ impl RpcProxy {
                     return Ok(response);
                 }
                 Attempt::Unreachable(reason) => {
-                    last_error = Error::unavailable(format!("upstream {} unreachable: {reason}", upstream.url));
+                    last_error = Error::unavailable(format!("upstream {} unreachable: {reason}", upstream.name));
                 }
                 Attempt::Failed { error, retry_after } => {
                     if writes {
@@ -263,7 +254,7 @@ impl RpcProxy {
                 _ => return refusal,
             }
         }
-        tracing::info!(upstream = %upstream.url, %hash, node = %message, "resent transaction answered with its hash");
+        tracing::info!(upstream = %upstream.name, %hash, node = %message, "resent transaction answered with its hash");
         json!({"jsonrpc": "2.0", "id": request["id"], "result": hash})
     }
 }

@@ -10,12 +10,24 @@ use serde_json::{Value, json};
 
 use super::RpcProxy;
 pub(super) struct Upstream {
+    /// Where calls go; it may hold an API key, so it is never shown.
     pub(super) url: String,
+    /// How errors and logs name it: scheme, host and port only.
+    pub(super) name: String,
     pub(super) consecutive_failures: AtomicU32,
     pub(super) ejected_until: Mutex<Option<Instant>>,
 }
 
 impl Upstream {
+    pub(super) fn new(url: &str) -> Upstream {
+        Upstream {
+            url: url.to_owned(),
+            name: shown(url),
+            consecutive_failures: AtomicU32::new(0),
+            ejected_until: Mutex::new(None),
+        }
+    }
+
     pub(super) fn ejected(&self, now: Instant) -> bool {
         let until = self
             .ejected_until
@@ -71,7 +83,7 @@ impl RpcProxy {
                     if id != Some(chain.chain_id) {
                         tracing::warn!(
                             chain = %chain.name,
-                            upstream = %upstream.url,
+                            upstream = %upstream.name,
                             expected = chain.chain_id,
                             answered = ?id,
                             "upstream serves another chain: ejected"
@@ -135,7 +147,7 @@ impl RpcProxy {
         }
         let failures = upstream.consecutive_failures.fetch_add(1, Ordering::Relaxed) + 1;
         if failures >= self.config.eject_after_failures {
-            tracing::warn!(upstream = %upstream.url, failures, "upstream ejected");
+            tracing::warn!(upstream = %upstream.name, failures, "upstream ejected");
             *upstream
                 .ejected_until
                 .lock()
@@ -145,20 +157,24 @@ impl RpcProxy {
 
     pub(super) async fn send(&self, upstream: &Upstream, body: &Value) -> Attempt {
         let timeout_ms = self.config.timeout.as_millis();
-        let response = match self.http.post(&upstream.url).json(body).send().await {
+        let response = match self.http.post(upstream.url.as_str()).json(body).send().await {
             Ok(r) => r,
             Err(e) => {
                 self.record(upstream, false);
                 if e.is_connect() {
-                    return Attempt::Unreachable(error_chain(&e));
+                    return Attempt::Unreachable(error_chain(&e.without_url()));
                 }
                 let error = if e.is_timeout() {
                     Error::new(
                         ErrorCode::DeadlineExceeded,
-                        format!("upstream {} did not answer within {timeout_ms} ms", upstream.url),
+                        format!("upstream {} did not answer within {timeout_ms} ms", upstream.name),
                     )
                 } else {
-                    Error::unavailable(format!("upstream {} failed: {}", upstream.url, error_chain(&e)))
+                    Error::unavailable(format!(
+                        "upstream {} failed: {}",
+                        upstream.name,
+                        error_chain(&e.without_url())
+                    ))
                 };
                 return Attempt::Failed {
                     error,
@@ -177,7 +193,7 @@ impl RpcProxy {
             return Attempt::Failed {
                 error: Error::new(
                     ErrorCode::Unavailable,
-                    format!("upstream {} is rate limiting (429)", upstream.url),
+                    format!("upstream {} is rate limiting (429)", upstream.name),
                 ),
                 retry_after,
             };
@@ -198,7 +214,11 @@ impl RpcProxy {
             Err(e) => {
                 self.record(upstream, false);
                 return Attempt::Failed {
-                    error: Error::unavailable(format!("reading the answer of {}: {}", upstream.url, error_chain(&e))),
+                    error: Error::unavailable(format!(
+                        "reading the answer of {}: {}",
+                        upstream.name,
+                        error_chain(&e.without_url())
+                    )),
                     retry_after: None,
                 };
             }
@@ -207,7 +227,7 @@ impl RpcProxy {
             self.record(upstream, false);
             let text = String::from_utf8_lossy(&bytes[..bytes.len().min(200)]).into_owned();
             return Attempt::Failed {
-                error: Error::unavailable(format!("upstream {} answered HTTP {status}: {text}", upstream.url)),
+                error: Error::unavailable(format!("upstream {} answered HTTP {status}: {text}", upstream.name)),
                 retry_after: None,
             };
         }
@@ -221,11 +241,39 @@ impl RpcProxy {
                 Attempt::Failed {
                     error: Error::unavailable(format!(
                         "upstream {} answered HTTP {status} with no JSON-RPC response",
-                        upstream.url
+                        upstream.name
                     )),
                     retry_after: None,
                 }
             }
         }
+    }
+}
+
+/// An upstream URL as errors and logs show it: scheme, host and port, so
+/// that an API key in its path, query or user part is never repeated.
+pub(super) fn shown(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(u) => match (u.host_str(), u.port()) {
+            (Some(host), Some(port)) => format!("{}://{host}:{port}", u.scheme()),
+            (Some(host), None) => format!("{}://{host}", u.scheme()),
+            _ => "(an upstream without a host)".to_owned(),
+        },
+        Err(_) => "(an upstream URL that does not parse)".to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shown;
+
+    #[test]
+    fn upstreams_are_shown_without_their_keys() {
+        assert_eq!(
+            shown("https://user:pw@eth-mainnet.example/v2/SECRETKEY?apikey=S"),
+            "https://eth-mainnet.example"
+        );
+        assert_eq!(shown("http://127.0.0.1:8545/"), "http://127.0.0.1:8545");
+        assert_eq!(shown("not a url"), "(an upstream URL that does not parse)");
     }
 }

@@ -60,9 +60,16 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- printf "%s:%s" .Values.image.repository (toString $tag) -}}
 {{- end -}}
 
-{{/* The moat-state endpoint: values, or the moat-state Service of this release. */}}
+{{/*
+The moat-state endpoint: values, or the moat-state Service of this release;
+https:// exactly with state.tls (the gateway refuses to start otherwise).
+*/}}
 {{- define "moat-gateway.stateEndpoint" -}}
+{{- $scheme := ternary "https" "http" (.Values.state.tls | default false) -}}
 {{- if .Values.state.endpoint -}}
+{{- if not (hasPrefix (printf "%s://" $scheme) .Values.state.endpoint) -}}
+{{- fail (printf "moat-gateway: state.endpoint %q must be %s:// since state.tls is %t (the gateway refuses any other combination)" .Values.state.endpoint $scheme (.Values.state.tls | default false)) -}}
+{{- end -}}
 {{- .Values.state.endpoint -}}
 {{- else -}}
 {{- $name := "moat-state" -}}
@@ -72,8 +79,23 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- else if hasPrefix (printf "%s-" .Release.Name) $name -}}
 {{- $host = $name -}}
 {{- end -}}
-{{- printf "http://%s:50052" ($host | trunc 63 | trimSuffix "-") -}}
+{{- printf "%s://%s:50052" $scheme ($host | trunc 63 | trimSuffix "-") -}}
 {{- end -}}
+{{- end -}}
+
+{{/* The kubernetes.io/tls Secret mounted at /etc/moat-tls: tls.secretName or "<fullname>-tls". */}}
+{{- define "moat-gateway.tlsSecret" -}}
+{{- .Values.tls.secretName | default (printf "%s-tls" (include "moat-gateway.fullname" .)) -}}
+{{- end -}}
+
+{{/* Non-empty when the pods mount the TLS Secret: TLS on the listeners, or to moat-state. */}}
+{{- define "moat-gateway.tlsMounted" -}}
+{{- if or .Values.tls.enabled .Values.state.tls -}}true{{- end -}}
+{{- end -}}
+
+{{/* plaintext, TLS or mutual TLS: how the gateway serves (its start-up log says the same). */}}
+{{- define "moat-gateway.tlsMode" -}}
+{{- if not .Values.tls.enabled -}}plaintext{{- else if .Values.tls.clientAuth -}}mutual TLS{{- else -}}TLS{{- end -}}
 {{- end -}}
 
 {{/* Non-empty when the tokens file comes from this chart's Secret. */}}
@@ -128,8 +150,36 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
       name: {{ include "moat-gateway.fullname" . }}
       key: clickhouse-password
 {{- end }}
+{{- if .Values.tls.enabled }}
+# TLS on gRPC and HTTP from the mounted Secret, read again when it changes.
+- name: MOAT_GATEWAY__TLS__CERT
+  value: /etc/moat-tls/tls.crt
+- name: MOAT_GATEWAY__TLS__KEY
+  value: /etc/moat-tls/tls.key
+{{- if .Values.tls.clientAuth }}
+- name: MOAT_GATEWAY__TLS__CLIENT_CA
+  value: /etc/moat-tls/ca.crt
+{{- end }}
+{{- else }}
+# Plaintext, said explicitly: without it (or a certificate) the gateway refuses to start.
+- name: MOAT_GATEWAY__TLS__PLAINTEXT
+  value: "true"
+{{- end }}
 - name: MOAT_GATEWAY__STATE__ENDPOINT
   value: {{ include "moat-gateway.stateEndpoint" . | quote }}
+{{- if .Values.state.tls }}
+# Mutual TLS to moat-state: its CA, and the gateway's certificate as client identity.
+- name: MOAT_GATEWAY__STATE__TLS__CA
+  value: /etc/moat-tls/ca.crt
+- name: MOAT_GATEWAY__STATE__TLS__CERT
+  value: /etc/moat-tls/tls.crt
+- name: MOAT_GATEWAY__STATE__TLS__KEY
+  value: /etc/moat-tls/tls.key
+{{- with .Values.state.serverName }}
+- name: MOAT_GATEWAY__STATE__TLS__SERVER_NAME
+  value: {{ . | quote }}
+{{- end }}
+{{- end }}
 {{- if include "moat-gateway.tokensSecret" . }}
 - name: MOAT_GATEWAY__AUTH__TOKENS_FILE
   value: /etc/moat-secrets/tokens

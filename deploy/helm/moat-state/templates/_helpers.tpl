@@ -67,6 +67,16 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end -}}
 {{- end -}}
 
+{{/* The kubernetes.io/tls Secret mounted at /etc/moat-tls: tls.secretName or "<fullname>-tls". */}}
+{{- define "moat-state.tlsSecret" -}}
+{{- .Values.tls.secretName | default (printf "%s-tls" (include "moat-state.fullname" .)) -}}
+{{- end -}}
+
+{{/* plaintext or mutual TLS: how the gRPC listener serves (its start-up log says the same). */}}
+{{- define "moat-state.tlsMode" -}}
+{{- if .Values.tls.enabled -}}mutual TLS{{- else -}}plaintext{{- end -}}
+{{- end -}}
+
 {{/* Environment of the state container. */}}
 {{- define "moat-state.env" -}}
 - name: MOAT_CONFIG_DIR
@@ -79,6 +89,22 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
   value: {{ printf "0.0.0.0:%d" (int .Values.containerPorts.grpc) | quote }}
 - name: MOAT_STATE__HTTP__LISTEN
   value: {{ printf "0.0.0.0:%d" (int .Values.containerPorts.http) | quote }}
+{{- if .Values.tls.enabled }}
+# Mutual TLS on gRPC from the mounted Secret, read again when it changes:
+# only callers whose certificate ca.crt signed and names an allowed client.
+- name: MOAT_STATE__TLS__CERT
+  value: /etc/moat-tls/tls.crt
+- name: MOAT_STATE__TLS__KEY
+  value: /etc/moat-tls/tls.key
+- name: MOAT_STATE__TLS__CLIENT_CA
+  value: /etc/moat-tls/ca.crt
+- name: MOAT_STATE__TLS__ALLOWED_CLIENTS
+  value: {{ toJson .Values.tls.allowedClients | quote }}
+{{- else }}
+# Plaintext, said explicitly: without it (or a certificate) moat-state refuses to start.
+- name: MOAT_STATE__TLS__PLAINTEXT
+  value: "true"
+{{- end }}
 {{- if eq .Values.database.type "postgres" }}
 # DATABASE_URL from the Secret, as the highest-precedence setting.
 - name: MOAT_STATE__DATABASE__URL

@@ -41,10 +41,27 @@ class GatewayClient:
         *,
         timeout: float = 10.0,
         retry_budget: float = 5.0,
+        tls: bool | None = None,
+        tls_ca: str | None = None,
+        tls_cert: str | None = None,
+        tls_key: str | None = None,
+        tls_server_name: str | None = None,
     ) -> None:
-        self.settings = _core.settings(host, port, token, timeout, retry_budget)
+        self.settings = _core.settings(
+            host,
+            port,
+            token,
+            timeout,
+            retry_budget,
+            _core.tls_settings(tls, tls_ca, tls_cert, tls_key, tls_server_name),
+        )
         self._auth = _core.auth_metadata(self.settings.token)
-        self._channel = grpc.aio.insecure_channel(self.settings.target, options=_core.channel_options())
+        options = _core.channel_options(self.settings)
+        if self.settings.tls is None:
+            self._channel = grpc.aio.insecure_channel(self.settings.target, options=options)
+        else:
+            credentials = _core.channel_credentials(self.settings.tls)
+            self._channel = grpc.aio.secure_channel(self.settings.target, credentials, options=options)
         self._market = pb_grpc.MarketServiceStub(self._channel)
         self._rpc = pb_grpc.RpcServiceStub(self._channel)
         self._state = pb_grpc.StateServiceStub(self._channel)
