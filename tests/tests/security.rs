@@ -76,6 +76,16 @@ impl Gateway {
         (status, response.json().await.expect("a JSON body"))
     }
 
+    /// `/metrics`, as Prometheus scrapes it.
+    async fn metrics(&self) -> String {
+        reqwest::get(format!("http://127.0.0.1:{}/metrics", self.http))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     /// Every audit line written so far.
     fn audit(&self) -> Vec<Value> {
         std::fs::read_to_string(&self.stdout)
@@ -83,6 +93,14 @@ impl Gateway {
             .lines()
             .filter_map(|l| serde_json::from_str(l).ok())
             .collect()
+    }
+}
+
+fn rpc_request(chain: &str, method: &str) -> pb::RpcRequest {
+    pb::RpcRequest {
+        chain: chain.into(),
+        method: method.into(),
+        params_json: String::new(),
     }
 }
 
@@ -144,14 +162,7 @@ async fn a_changed_tokens_file_takes_effect_without_a_restart() {
     .await;
     let mut rpc = RpcServiceClient::new(gateway.channel().await);
     let refused = rpc
-        .call(authed(
-            pb::RpcRequest {
-                chain: "ethereum".into(),
-                method: "eth_blockNumber".into(),
-                params_json: String::new(),
-            },
-            ALPHA,
-        ))
+        .call(authed(rpc_request("ethereum", "eth_blockNumber"), ALPHA))
         .await
         .unwrap_err();
     assert_eq!(
@@ -194,12 +205,7 @@ async fn a_changed_tokens_file_takes_effect_without_a_restart() {
     for line in &reloads {
         assert_eq!(line["trace_id"].as_str().map(str::len), Some(32), "{line}");
     }
-    let metrics = reqwest::get(format!("http://127.0.0.1:{}/metrics", gateway.http))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = gateway.metrics().await;
     for series in [
         "moat_gateway_tokens_reloads_total{result=\"ok\"} 2",
         "moat_gateway_tokens_reloads_total{result=\"error\"} 1",
@@ -248,14 +254,7 @@ async fn strategy_policies_bound_chains_methods_and_rates_and_refusals_are_audit
         "strategy 'alpha' may not use method 'eth_getBalance' (its policy allows: eth_blockNumber, eth_chainId)"
     );
     let err = rpc
-        .call(authed(
-            pb::RpcRequest {
-                chain: "arbitrum".into(),
-                method: "eth_blockNumber".into(),
-                params_json: String::new(),
-            },
-            ALPHA,
-        ))
+        .call(authed(rpc_request("arbitrum", "eth_blockNumber"), ALPHA))
         .await
         .unwrap_err();
     assert_eq!(
@@ -331,12 +330,7 @@ async fn strategy_policies_bound_chains_methods_and_rates_and_refusals_are_audit
         );
     }
     // A method a client made up labels no metric series.
-    let metrics = reqwest::get(format!("http://127.0.0.1:{}/metrics", gateway.http))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = gateway.metrics().await;
     assert!(metrics.contains("moat_gateway_rpc_requests_total{chain=\"ethereum\",method=\"eth_getBalance\",status=\"permission_denied\"} 1"), "{metrics}");
     assert!(!metrics.contains("debug_traceTransaction"), "{metrics}");
 }
@@ -456,16 +450,7 @@ async fn tokens_appear_in_no_log_audit_line_trace_or_error() {
         (BETA, "eth_blockNumber"),
         (wrong, "eth_call"),
     ] {
-        let answer = rpc
-            .call(authed(
-                pb::RpcRequest {
-                    chain: "ethereum".into(),
-                    method: method.into(),
-                    params_json: String::new(),
-                },
-                token,
-            ))
-            .await;
+        let answer = rpc.call(authed(rpc_request("ethereum", method), token)).await;
         record(format!("{answer:?}"));
     }
     for token in [ALPHA, BETA, wrong] {

@@ -476,10 +476,14 @@ async fn every_hop_of_the_tls_stack_speaks_mutual_tls() {
         .into_iter()
         .map(|a| a.replace("--gateway-http=http://", "--gateway-http=https://"))
         .collect();
+    let operator = certs.pair("operator");
     args.extend([
         format!("--ca={}", certs.ca.display()),
         format!("--cert={}", dev.cert.display()),
         format!("--key={}", dev.key.display()),
+        format!("--nats-ca={}", certs.ca.display()),
+        format!("--nats-cert={}", operator.cert.display()),
+        format!("--nats-key={}", operator.key.display()),
     ]);
     let (_, report) = tokio::task::spawn_blocking(move || doctor(&args)).await.unwrap();
     for name in [
@@ -487,6 +491,7 @@ async fn every_hop_of_the_tls_stack_speaks_mutual_tls() {
         "gateway token",
         "gateway certificate",
         "strategy certificate",
+        "nats",
     ] {
         assert_eq!(check(&report, name)["status"], "pass", "{name}: {report:#}");
     }

@@ -6,31 +6,80 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{Row, percentile};
 
+/// Starts a gateway in this process for strategy `bench` with `token`,
+/// unlimited, serving `tls`; its gRPC address and its stop.
+async fn start(
+    nats_url: &str,
+    token: &str,
+    tls: moat_gateway::config::ServerTlsConfig,
+) -> anyhow::Result<(std::net::SocketAddr, CancellationToken)> {
+    let mut config = moat_gateway::config::GatewayConfig {
+        tls,
+        ..Default::default()
+    };
+    config.nats.url = nats_url.into();
+    config.auth.tokens = vec![moat_gateway::config::TokenConfig {
+        strategy_id: "bench".into(),
+        token: token.into(),
+    }];
+    config.limits.requests_per_second = 1e9;
+    config.limits.burst = 1e9;
+    let grpc = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = grpc.local_addr()?;
+    let stop = CancellationToken::new();
+    tokio::spawn(moat_gateway::run(
+        config,
+        grpc,
+        tokio::net::TcpListener::bind("127.0.0.1:0").await?,
+        stop.clone(),
+    ));
+    Ok((addr, stop))
+}
+
+/// Concurrent clients of the throughput rounds.
+const CONCURRENCY: usize = 32;
+/// Calls per client in one round; rounds of a figure and of its baseline
+/// alternate, so a machine that speeds up or slows down during the run
+/// moves both sides alike.
+const PER_ROUND: usize = 250;
+const ROUNDS: usize = 6;
+
+/// One round: [`CONCURRENCY`] tasks making [`PER_ROUND`] calls each; the
+/// round's time and every call's latency.
+async fn drive<F, Fut>(call: F) -> (Duration, Vec<Duration>)
+where
+    F: Fn() -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = bool> + Send,
+{
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..CONCURRENCY)
+        .map(|_| {
+            let call = call.clone();
+            tokio::spawn(async move {
+                let mut lat = Vec::with_capacity(PER_ROUND);
+                for _ in 0..PER_ROUND {
+                    let t = Instant::now();
+                    assert!(call().await, "call failed during the benchmark");
+                    lat.push(t.elapsed());
+                }
+                lat
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.expect("bench task"));
+    }
+    (started.elapsed(), all)
+}
+
 /// GetPrice through the gateway (auth, rate limit, cache, audit) beside a
 /// bare tonic unary call (grpc.health.v1 Check) on the same server.
 pub(crate) async fn gateway(rows: &mut Vec<Row>, nats_url: &str) -> anyhow::Result<()> {
     use moat_proto::gateway::v1::GetPriceRequest;
     use moat_proto::gateway::v1::market_service_client::MarketServiceClient;
     const TOKEN: &str = "bench-token-0123456789abcdef";
-    let token_value = TOKEN;
-    let mut config = moat_gateway::config::GatewayConfig::default();
-    config.tls = moat_gateway::config::ServerTlsConfig::plaintext();
-    config.nats.url = nats_url.into();
-    config.auth.tokens = vec![moat_gateway::config::TokenConfig {
-        strategy_id: "bench".into(),
-        token: token_value.into(),
-    }];
-    config.limits.requests_per_second = 1e9;
-    config.limits.burst = 1e9;
-    let grpc = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let addr = grpc.local_addr()?;
-    let token = CancellationToken::new();
-    tokio::spawn(moat_gateway::run(
-        config,
-        grpc,
-        tokio::net::TcpListener::bind("127.0.0.1:0").await?,
-        token.clone(),
-    ));
+    let (addr, token) = start(nats_url, TOKEN, moat_gateway::config::ServerTlsConfig::plaintext()).await?;
     let nats = async_nats::connect(nats_url).await?;
     let channel = loop {
         if let Ok(c) = tonic::transport::Channel::from_shared(format!("http://{addr}"))?
@@ -82,38 +131,6 @@ pub(crate) async fn gateway(rows: &mut Vec<Row>, nats_url: &str) -> anyhow::Resu
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    const CONCURRENCY: usize = 32;
-    /// Calls per task in one round; rounds of GetPrice and of the bare call
-    /// alternate, so a machine that speeds up or slows down during the run
-    /// moves both sides alike.
-    const PER_ROUND: usize = 250;
-    const ROUNDS: usize = 6;
-    async fn drive<F, Fut>(call: F) -> (Duration, Vec<Duration>)
-    where
-        F: Fn() -> Fut + Clone + Send + 'static,
-        Fut: std::future::Future<Output = bool> + Send,
-    {
-        let started = Instant::now();
-        let tasks: Vec<_> = (0..CONCURRENCY)
-            .map(|_| {
-                let call = call.clone();
-                tokio::spawn(async move {
-                    let mut lat = Vec::with_capacity(PER_ROUND);
-                    for _ in 0..PER_ROUND {
-                        let t = Instant::now();
-                        assert!(call().await, "call failed during the benchmark");
-                        lat.push(t.elapsed());
-                    }
-                    lat
-                })
-            })
-            .collect();
-        let mut all = Vec::new();
-        for t in tasks {
-            all.extend(t.await.expect("bench task"));
-        }
-        (started.elapsed(), all)
     }
     let ours_call = {
         let ch = channel.clone();
@@ -232,25 +249,12 @@ async fn tls_beside_plaintext(
     let dir = tempfile::tempdir()?;
     let (certs, _) = moat_devstack::certs::ensure(dir.path()).map_err(anyhow::Error::msg)?;
     let pair = certs.pair("gateway");
-    let mut config = moat_gateway::config::GatewayConfig::default();
-    config.tls.cert = pair.cert.display().to_string();
-    config.tls.key = pair.key.display().to_string();
-    config.nats.url = nats_url.into();
-    config.auth.tokens = vec![moat_gateway::config::TokenConfig {
-        strategy_id: "bench".into(),
-        token: token_value.into(),
-    }];
-    config.limits.requests_per_second = 1e9;
-    config.limits.burst = 1e9;
-    let grpc = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let addr = grpc.local_addr()?;
-    let stop = CancellationToken::new();
-    tokio::spawn(moat_gateway::run(
-        config,
-        grpc,
-        tokio::net::TcpListener::bind("127.0.0.1:0").await?,
-        stop.clone(),
-    ));
+    let tls = moat_gateway::config::ServerTlsConfig {
+        cert: pair.cert.display().to_string(),
+        key: pair.key.display().to_string(),
+        ..Default::default()
+    };
+    let (addr, stop) = start(nats_url, token_value, tls).await?;
     let tls = ClientTlsConfig::new()
         .ca_certificate(Certificate::from_pem(std::fs::read_to_string(&certs.ca)?))
         .domain_name("localhost");
@@ -265,45 +269,21 @@ async fn tls_beside_plaintext(
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    const CONCURRENCY: usize = 32;
-    const PER_ROUND: usize = 250;
-    const ROUNDS: usize = 6;
-    let drive = |channel: Channel| {
+    let get_price = |channel: Channel| {
         let request = request.clone();
-        async move {
-            let started = Instant::now();
-            let tasks: Vec<_> = (0..CONCURRENCY)
-                .map(|_| {
-                    let (channel, request) = (channel.clone(), request.clone());
-                    tokio::spawn(async move {
-                        let mut market = MarketServiceClient::new(channel);
-                        let mut lat = Vec::with_capacity(PER_ROUND);
-                        for _ in 0..PER_ROUND {
-                            let t = Instant::now();
-                            market
-                                .get_price(request())
-                                .await
-                                .expect("GetPrice during the benchmark");
-                            lat.push(t.elapsed());
-                        }
-                        lat
-                    })
-                })
-                .collect();
-            let mut all = Vec::new();
-            for t in tasks {
-                all.extend(t.await.expect("bench task"));
-            }
-            (started.elapsed(), all)
+        move || {
+            let mut market = MarketServiceClient::new(channel.clone());
+            let r = request();
+            async move { market.get_price(r).await.is_ok() }
         }
     };
     let (mut tls_time, mut tls_lat, mut plain_time, mut plain_lat) =
         (Duration::ZERO, Vec::new(), Duration::ZERO, Vec::new());
     for _ in 0..ROUNDS {
-        let (t, l) = drive(secure.clone()).await;
+        let (t, l) = drive(get_price(secure.clone())).await;
         tls_time += t;
         tls_lat.extend(l);
-        let (t, l) = drive(plaintext.clone()).await;
+        let (t, l) = drive(get_price(plaintext.clone())).await;
         plain_time += t;
         plain_lat.extend(l);
     }

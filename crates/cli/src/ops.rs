@@ -15,6 +15,35 @@ use crate::Global;
 use crate::gateway::error_chain;
 use crate::output::{json as print_json, table};
 
+/// TLS to NATS for an operator's commands (`tail`, `status`, `doctor`).
+#[derive(Args, Debug, Clone)]
+pub struct NatsTls {
+    /// CA of the NATS server's certificate: TLS to NATS.
+    #[arg(long, env = "MOAT_NATS_CA")]
+    pub nats_ca: Option<std::path::PathBuf>,
+    /// The operator's certificate, which names NATS user moat-operator.
+    #[arg(long, env = "MOAT_NATS_CERT", requires = "nats_key")]
+    pub nats_cert: Option<std::path::PathBuf>,
+    /// The key of --nats-cert.
+    #[arg(long, env = "MOAT_NATS_KEY", requires = "nats_cert")]
+    pub nats_key: Option<std::path::PathBuf>,
+}
+
+impl NatsTls {
+    /// Connection options with TLS when a CA is given, replies on the
+    /// operator's own inboxes.
+    pub fn options(&self) -> async_nats::ConnectOptions {
+        let mut options = async_nats::ConnectOptions::new().custom_inbox_prefix("_INBOX.moat-operator");
+        if let Some(ca) = &self.nats_ca {
+            options = options.require_tls(true).add_root_certificates(ca.clone());
+        }
+        if let (Some(cert), Some(key)) = (&self.nats_cert, &self.nats_key) {
+            options = options.add_client_certificate(cert.clone(), key.clone());
+        }
+        options
+    }
+}
+
 /// Where the services and their dependencies answer.
 #[derive(Args, Debug, Clone)]
 pub struct Endpoints {
@@ -32,6 +61,8 @@ pub struct Endpoints {
     pub state_http: String,
     #[arg(long, env = "MOAT_NATS", default_value = "nats://127.0.0.1:4222")]
     pub nats: String,
+    #[command(flatten)]
+    pub nats_tls: NatsTls,
     /// NATS monitoring port (for the JetStream storage folder).
     #[arg(long, env = "MOAT_NATS_MONITOR", default_value = "http://127.0.0.1:8222")]
     pub nats_monitor: String,
@@ -137,6 +168,8 @@ pub struct TailArgs {
     pub subject: String,
     #[arg(long, env = "MOAT_NATS", default_value = "nats://127.0.0.1:4222")]
     pub nats: String,
+    #[command(flatten)]
+    pub nats_tls: NatsTls,
     /// Stop after this many events.
     #[arg(long)]
     pub count: Option<usize>,
@@ -148,7 +181,9 @@ pub async fn tail(global: &Global, args: TailArgs) -> anyhow::Result<()> {
         "subject {:?} is not market data: use md.<kind>.<exchange>.<market>.<symbol> with * and > wildcards",
         args.subject
     );
-    let client = async_nats::ConnectOptions::new()
+    let client = args
+        .nats_tls
+        .options()
         .name("moat-tail")
         .connection_timeout(Duration::from_secs(5))
         .connect(&args.nats)
@@ -247,7 +282,7 @@ pub async fn status(global: &Global, endpoints: &Endpoints) -> anyhow::Result<()
     let rates = collector_rates(&http, &endpoints.collector_http)
         .await
         .unwrap_or_default();
-    let lag = consumer_lag(&endpoints.nats, &endpoints.consumer).await;
+    let lag = consumer_lag(&endpoints.nats, &endpoints.nats_tls, &endpoints.consumer).await;
     if global.json {
         print_json(&json!({
             "services": services, "venues": venues, "events_per_second": rates,
@@ -304,8 +339,9 @@ pub async fn status(global: &Global, endpoints: &Endpoints) -> anyhow::Result<()
 }
 
 /// `(pending, ack pending)` of the storage-writer's durable consumer.
-pub async fn consumer_lag(nats: &str, consumer: &str) -> Result<(u64, usize), String> {
-    let client = async_nats::ConnectOptions::new()
+pub async fn consumer_lag(nats: &str, tls: &NatsTls, consumer: &str) -> Result<(u64, usize), String> {
+    let client = tls
+        .options()
         .connection_timeout(Duration::from_secs(3))
         .connect(nats)
         .await

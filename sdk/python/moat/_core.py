@@ -138,6 +138,15 @@ def channel_credentials(tls: Tls) -> Any:
     )
 
 
+def open_channel(module: Any, s: Settings) -> Any:
+    """A channel of ``module`` (``grpc`` or ``grpc.aio``) to the gateway:
+    TLS when ``s.tls`` says so, plaintext otherwise."""
+    options = channel_options(s)
+    if s.tls is None:
+        return module.insecure_channel(s.target, options=options)
+    return module.secure_channel(s.target, channel_credentials(s.tls), options=options)
+
+
 def settings(
     host: str | None,
     port: int | str | None,

@@ -60,12 +60,7 @@ class GatewayClient:
             _core.tls_settings(tls, tls_ca, tls_cert, tls_key, tls_server_name),
         )
         self._auth = _core.auth_metadata(self.settings.token)
-        options = _core.channel_options(self.settings)
-        if self.settings.tls is None:
-            self._channel = grpc.insecure_channel(self.settings.target, options=options)
-        else:
-            credentials = _core.channel_credentials(self.settings.tls)
-            self._channel = grpc.secure_channel(self.settings.target, credentials, options=options)
+        self._channel = _core.open_channel(grpc, self.settings)
         self._market = pb_grpc.MarketServiceStub(self._channel)
         self._rpc = pb_grpc.RpcServiceStub(self._channel)
         self._state = pb_grpc.StateServiceStub(self._channel)

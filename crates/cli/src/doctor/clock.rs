@@ -9,10 +9,11 @@ use futures::StreamExt;
 use super::Report;
 use crate::gateway::error_chain;
 
-pub(super) async fn clock_skew(report: &mut Report, nats: &str, max_skew_ms: i64) {
+pub(super) async fn clock_skew(report: &mut Report, nats: &str, tls: &crate::ops::NatsTls, max_skew_ms: i64) {
     const NAME: &str = "clock skew";
     let sampled: Result<Vec<i64>, String> = async {
-        let client = async_nats::ConnectOptions::new()
+        let client = tls
+            .options()
             .connection_timeout(Duration::from_secs(3))
             .connect(nats)
             .await

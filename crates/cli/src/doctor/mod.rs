@@ -115,7 +115,7 @@ pub async fn run(global: &Global, args: &DoctorArgs) -> ExitCode {
     venues::venues(&mut report, &http, global, e).await;
     database::database(&mut report, args.database_url.as_deref()).await;
     upstreams::upstreams(&mut report, &http, e).await;
-    clock::clock_skew(&mut report, &e.nats, args.max_skew_ms).await;
+    clock::clock_skew(&mut report, &e.nats, &e.nats_tls, args.max_skew_ms).await;
     disk::disks(&mut report, &http, args).await;
 
     let failed = report.checks.iter().filter(|c| c.status == Status::Fail).count();

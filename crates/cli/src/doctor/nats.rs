@@ -8,7 +8,9 @@ use crate::ops::Endpoints;
 
 pub(super) async fn nats(report: &mut Report, e: &Endpoints, max_lag: u64) {
     let fix = "start nats-server with JetStream (`nats-server -js`), or point --nats / MOAT_NATS at it";
-    let client = match async_nats::ConnectOptions::new()
+    let client = match e
+        .nats_tls
+        .options()
         .connection_timeout(Duration::from_secs(3))
         .connect(&e.nats)
         .await
@@ -77,7 +79,7 @@ pub(super) async fn nats(report: &mut Report, e: &Endpoints, max_lag: u64) {
             "start moat-collector once (it creates the stream), or `nats stream add MARKET_DATA --subjects 'md.>'`",
         ),
     }
-    match crate::ops::consumer_lag(&e.nats, &e.consumer).await {
+    match crate::ops::consumer_lag(&e.nats, &e.nats_tls, &e.consumer).await {
         Ok((pending, _)) if pending > max_lag => report.warn(
             "storage-writer consumer lag",
             format!("{pending} messages waiting (more than {max_lag})"),
