@@ -20,7 +20,12 @@ It checks, without a Docker engine, helm or a cluster:
      /tmp, cap_drop ALL, no-new-privileges, no ports, non-root, only
      internal networks whose only other member is the gateway), with and
      without the override; plaintext is said explicitly, and the override
-     wires mutual TLS from the development CA's files.
+     wires mutual TLS from the development CA's files; NATS over TLS from
+     nats.tls.conf (includes nats.conf and deploy/nats/users.conf, mounted
+     read-only; verify_and_map) with each service's certificate naming its
+     NATS user; ClickHouse users from clickhouse/users.d/moat.xml (the
+     gateway's read-only), passwords as secret files matching their hashes;
+     every mounted or secret file exists.
   3. Charts: layout and Chart.yaml of the five charts (the umbrella's file://
      dependencies resolve to the right charts and versions).
   4. Values: every values.yaml (and the example values) against its
@@ -34,7 +39,9 @@ It checks, without a Docker engine, helm or a cluster:
      Kubernetes versions, plus cross-checks (selectors, referenced objects,
      probes, security contexts, NetworkPolicies, config keys, TLS: a
      certificate or explicit plaintext, mounted Secrets, probe schemes,
-     https:// exactly with a CA, cert-manager Certificates).
+     https:// exactly with a CA, cert-manager Certificates; NATS client
+     TLS from whole Secrets and Certificates naming the NATS user; the
+     ClickHouse password only as a mounted file).
   6. Examples: deploy/helm/examples/<scenario>.yaml equal the fresh render.
 
 Prints every check and ends with "N passed, N failed"; exits 1 on a failure.
@@ -78,6 +85,13 @@ COMPOSE_TLS = os.path.join(HERE, "compose", "docker-compose.tls.yml")
 # <name>.pem / <name>-key.pem of each identity.
 DEV_TLS_DIR = "../../target/moat-dev/tls/"
 DEV_TLS_NAMES = ["gateway", "state", "collector", "storage-writer", "nats", "clickhouse", "dev"]
+# The NATS users of moat's services (a Rust test keeps the file equal to
+# moat_common_types::nats::USERS): a client certificate's DNS name
+# moat-<service> logs it in as that user (nats-server's verify_and_map).
+NATS_USERS = os.path.join(HERE, "nats", "users.conf")
+NATS_SERVICES = ["collector", "storage-writer", "gateway"]
+# The compose stack's ClickHouse users (users.d of the clickhouse container).
+CLICKHOUSE_USERS = os.path.join(HERE, "compose", "clickhouse", "users.d", "moat.xml")
 DOCKERFILE = os.path.join(HERE, "docker", "Dockerfile")
 
 # Oldest supported (native gRPC probes are GA from 1.27) and the newest the
@@ -93,13 +107,14 @@ SERVICES = {
 }
 CHARTS = [c for c, _, _ in SERVICES.values()] + ["moat"]
 TEMPLATES = {
-    "moat-collector": ["deployment.yaml", "service.yaml", "configmap.yaml", "pdb.yaml", "servicemonitor.yaml"],
+    "moat-collector": ["deployment.yaml", "service.yaml", "configmap.yaml", "pdb.yaml", "servicemonitor.yaml",
+                       "nats-certificate.yaml"],
     "moat-storage-writer": ["deployment.yaml", "service.yaml", "configmap.yaml", "secret.yaml", "hpa.yaml",
-                            "pdb.yaml", "servicemonitor.yaml"],
+                            "pdb.yaml", "servicemonitor.yaml", "nats-certificate.yaml"],
     "moat-state": ["deployment.yaml", "service.yaml", "configmap.yaml", "secret.yaml", "pdb.yaml",
                    "servicemonitor.yaml", "certificate.yaml"],
     "moat-gateway": ["deployment.yaml", "service.yaml", "configmap.yaml", "secret.yaml", "hpa.yaml", "pdb.yaml",
-                     "servicemonitor.yaml", "networkpolicy.yaml", "certificate.yaml"],
+                     "servicemonitor.yaml", "networkpolicy.yaml", "certificate.yaml", "nats-certificate.yaml"],
     "moat": [],
 }
 
@@ -562,6 +577,230 @@ def check_compose_tls(base: dict, override: dict, merged: dict) -> list[str]:
     return out
 
 
+def nats_users() -> list[str]:
+    """The users of deploy/nats/users.conf."""
+    with open(NATS_USERS, encoding="utf-8") as f:
+        return re.findall(r'\{\s*user:\s*"([^"]+)"', f.read())
+
+
+def _bind_mounts(svc: dict) -> dict[str, tuple[str, bool]]:
+    """Container path -> (host path, read-only) of a service's bind mounts
+    (host paths relative to deploy/compose/, as compose resolves them)."""
+    out = {}
+    for vol in _as_list(svc.get("volumes")):
+        if isinstance(vol, dict):
+            source, target, ro = str(vol.get("source", "")), str(vol.get("target", "")), bool(vol.get("read_only"))
+        else:
+            parts = str(vol).split(":")
+            if len(parts) < 2:
+                continue
+            source, target, ro = parts[0], parts[1], len(parts) > 2 and "ro" in parts[2].split(",")
+        if source.startswith((".", "/")):
+            out[target] = (os.path.normpath(os.path.join(os.path.dirname(COMPOSE), source)), ro)
+    return out
+
+
+def check_compose_files(files: list[tuple[str, dict]]) -> list[str]:
+    """Every file the compose files mount or name as a secret exists (the
+    development certificates excepted: `cargo xtask certs` writes them)."""
+    out = []
+    for where, compose in files:
+        for name, svc in (compose.get("services") or {}).items():
+            for target, (source, _) in _bind_mounts(svc or {}).items():
+                if not os.path.exists(source):
+                    out.append(f"{where}: {name} mounts {rel(source)} at {target}, which does not exist")
+        for name, spec in (compose.get("secrets") or {}).items():
+            f = str((spec or {}).get("file", ""))
+            if f and not f.startswith(DEV_TLS_DIR) and not os.path.exists(os.path.join(os.path.dirname(COMPOSE), f)):
+                out.append(f"{where}: secret {name} names {f}, which does not exist")
+    return out
+
+
+def _nats_conf(path: str) -> tuple[list[str], dict[str, str]]:
+    """The `include` paths and the `tls { ... }` settings of a nats-server config."""
+    with open(path, encoding="utf-8") as f:
+        text = "\n".join(line.split("#", 1)[0] for line in f)
+    includes = re.findall(r'^\s*include\s+"?([^"\s;]+)"?', text, re.M)
+    block = re.search(r"^\s*tls\s*\{(.*?)\}", text, re.S | re.M)
+    settings = {}
+    for key, value in re.findall(r'^\s*(\w+)\s*[:=]\s*"?([^"\n]*?)"?\s*$', block.group(1) if block else "", re.M):
+        settings[key] = value
+    return includes, settings
+
+
+def check_compose_nats_tls(base: dict, merged: dict) -> list[str]:
+    """docker-compose.yml runs NATS without TLS or users; the override runs
+    it from nats.tls.conf, which includes nats.conf and deploy/nats/users.conf
+    (mounted read-only beside it) and maps client certificates to users, and
+    gives the collector, storage-writer and gateway each the certificate
+    that names its NATS user."""
+    out = []
+    top_secrets = merged.get("secrets") or {}
+    nats_base = (base.get("services") or {}).get("nats") or {}
+    nats = (merged.get("services") or {}).get("nats") or {}
+    users = nats_users()
+    # The base file: plaintext NATS, no TLS settings on any service.
+    base_cmd = _as_list(nats_base.get("command"))
+    base_conf = _bind_mounts(nats_base).get(base_cmd[-1] if base_cmd else "", ("", False))[0]
+    if not base_conf or _nats_conf(base_conf)[1]:
+        out.append("docker-compose.yml: nats must run nats.conf without TLS (the override adds it)")
+    for name, svc in (base.get("services") or {}).items():
+        if any("__NATS__TLS__" in k for k in ((svc or {}).get("environment") or {})):
+            out.append(f"docker-compose.yml: {name} sets NATS TLS variables; they belong to the override")
+    # The override's nats-server config.
+    cmd = _as_list(nats.get("command"))
+    mounts = _bind_mounts(nats)
+    if len(cmd) != 2 or cmd[0] != "-c" or cmd[1] not in mounts:
+        return out + [f"override: nats command {cmd} must be [-c, <a mounted config file>]"]
+    conf, _ = mounts[cmd[1]]
+    if os.path.basename(conf) != "nats.tls.conf":
+        out.append(f"override: nats runs {rel(conf)}, expected deploy/compose/nats.tls.conf")
+    includes, tls = _nats_conf(conf)
+    included = []
+    for inc in includes:
+        target = os.path.normpath(os.path.join(os.path.dirname(cmd[1]), inc))
+        if target not in mounts:
+            out.append(f"{rel(conf)}: includes {inc} ({target} in the container), which the nats service does not mount")
+            continue
+        source, ro = mounts[target]
+        included.append(source)
+        if not ro:
+            out.append(f"override: nats must mount {rel(source)} read-only")
+    if base_conf and base_conf not in included:
+        out.append(f"{rel(conf)}: must include {rel(base_conf)} (JetStream and the monitor, as without TLS)")
+    if NATS_USERS not in included:
+        out.append(f"{rel(conf)}: must include {rel(NATS_USERS)}, mounted from there (not a copy)")
+    if tls.get("verify_and_map") != "true":
+        out.append(f"{rel(conf)}: the tls block needs verify_and_map: true (a certificate's name is its user)")
+    nats_secrets = _secret_paths(nats)
+    for key, want in (("cert_file", "nats.pem"), ("key_file", "nats-key.pem"), ("ca_file", "ca.pem")):
+        path = tls.get(key, "")
+        f = str((top_secrets.get(nats_secrets.get(path, "")) or {}).get("file", ""))
+        if path not in nats_secrets:
+            out.append(f"{rel(conf)}: tls {key} {path!r} is none of the nats service's secrets ({sorted(nats_secrets)})")
+        elif f != DEV_TLS_DIR + want:
+            out.append(f"override: nats {key} must be {DEV_TLS_DIR}{want}, is {f}")
+    # Each service: the CA and the certificate that names its NATS user.
+    for service in NATS_SERVICES:
+        prefix = SERVICES[service][2]
+        user = f"moat-{service}"
+        if user not in users:
+            out.append(f"{rel(NATS_USERS)} has no user {user}")
+        svc = (merged.get("services") or {}).get(service) or {}
+        env, paths = svc.get("environment") or {}, _secret_paths(svc)
+        url = str(env.get(f"{prefix}NATS__URL", ""))
+        if not url.startswith("nats://nats:"):
+            out.append(f"override: {service} {prefix}NATS__URL={url}: the host must be nats, a name of nats.pem")
+        for var, want in (("CA", "ca.pem"), ("CERT", f"{service}.pem"), ("KEY", f"{service}-key.pem")):
+            path = env.get(f"{prefix}NATS__TLS__{var}")
+            f = str((top_secrets.get(paths.get(path or "", "")) or {}).get("file", ""))
+            if not path:
+                out.append(f"override: {service} must set {prefix}NATS__TLS__{var}")
+            elif path not in paths:
+                out.append(f"override: {service} {prefix}NATS__TLS__{var}={path} is none of its secrets")
+            elif f != DEV_TLS_DIR + want:
+                out.append(f"override: {service} {prefix}NATS__TLS__{var} must be {DEV_TLS_DIR}{want} "
+                           f"(its certificate names NATS user {user}), is {f}")
+    return out
+
+
+def _clickhouse_users() -> dict[str, dict]:
+    """The users and profiles of deploy/compose/clickhouse/users.d/moat.xml."""
+    import xml.etree.ElementTree as ET
+    root = ET.parse(CLICKHOUSE_USERS).getroot()
+    profiles = {p.tag: {c.tag: (c.text or "").strip() for c in p} for p in root.find("profiles") or []}
+    users = {}
+    for u in root.find("users") or []:
+        networks = u.find("networks")
+        users[u.tag] = {
+            "password": u.findtext("password"),
+            "sha256": (u.findtext("password_sha256_hex") or "").strip().lower(),
+            "networks": [(n.text or "").strip() for n in networks] if networks is not None else None,
+            "networks_replace": networks is not None and networks.get("replace") == "replace",
+            "profile": profiles.get((u.findtext("profile") or "").strip(), {}),
+            "grants": [(q.text or "").strip() for q in u.findall("grants/query")],
+        }
+    return users
+
+
+def check_compose_clickhouse(compose: dict) -> list[str]:
+    """ClickHouse users of docker-compose.yml: the clickhouse container
+    takes them from clickhouse/users.d/moat.xml (not from the image's
+    CLICKHOUSE_USER/PASSWORD); the gateway uses a read-only user, the
+    storage-writer and migrate a writing one, each with a password file
+    from a compose secret whose SHA-256 is the user's."""
+    import hashlib
+    out = []
+    services = compose.get("services") or {}
+    ch = services.get("clickhouse") or {}
+    env = ch.get("environment") or {}
+    for var in ("CLICKHOUSE_USER", "CLICKHOUSE_PASSWORD", "CLICKHOUSE_DEFAULT_ACCESS_MANAGEMENT"):
+        if var in env:
+            out.append(f"clickhouse: {var} makes the image write its own user and remove `default`; "
+                       "the users are clickhouse/users.d/moat.xml's")
+    if str(env.get("CLICKHOUSE_SKIP_USER_SETUP")) != "1":
+        out.append("clickhouse: CLICKHOUSE_SKIP_USER_SETUP must be \"1\" (users.d/moat.xml defines the users)")
+    mounted = {src: (target, ro) for target, (src, ro) in _bind_mounts(ch).items()}
+    if CLICKHOUSE_USERS not in mounted or not mounted[CLICKHOUSE_USERS][1] or \
+            not mounted[CLICKHOUSE_USERS][0].startswith("/etc/clickhouse-server/users.d/"):
+        out.append(f"clickhouse: must mount {rel(CLICKHOUSE_USERS)} read-only into /etc/clickhouse-server/users.d/")
+    users = _clickhouse_users()
+    default = users.get("default")
+    if not default or not default["networks_replace"] or \
+            set(default["networks"] or []) - {"::1", "127.0.0.1", "localhost"}:
+        out.append(f"{rel(CLICKHOUSE_USERS)}: `default` must be limited to the container itself "
+                   "(<networks replace=\"replace\"> with ::1 and 127.0.0.1)")
+    for name, u in users.items():
+        if name == "default":
+            continue
+        if u["password"] is not None or not re.fullmatch(r"[0-9a-f]{64}", u["sha256"]):
+            out.append(f"{rel(CLICKHOUSE_USERS)}: {name} needs <password_sha256_hex> (no plaintext <password>)")
+    used: dict[str, str] = {}
+    top_secrets = compose.get("secrets") or {}
+    for name, svc in services.items():
+        svc = svc or {}
+        service = next((x for x in SERVICES if str(svc.get("image", "")).startswith(f"moat-{x}:")), None)
+        prefix = SERVICES[service][2] if service else ""
+        senv = svc.get("environment") or {}
+        user = senv.get(f"{prefix}CLICKHOUSE__USER")
+        if not service or user is None:
+            continue
+        used[name] = user
+        if f"{prefix}CLICKHOUSE__PASSWORD" in senv:
+            out.append(f"{name}: {prefix}CLICKHOUSE__PASSWORD puts the password in the environment; "
+                       f"use {prefix}CLICKHOUSE__PASSWORD_FILE and a secret")
+        if user not in users or user == "default":
+            out.append(f"{name}: ClickHouse user {user} is not one of {rel(CLICKHOUSE_USERS)}")
+            continue
+        path = senv.get(f"{prefix}CLICKHOUSE__PASSWORD_FILE")
+        secret = _secret_paths(svc).get(path or "")
+        f = str((top_secrets.get(secret or "") or {}).get("file", ""))
+        if not secret or not f:
+            out.append(f"{name}: {prefix}CLICKHOUSE__PASSWORD_FILE={path} is none of its secrets")
+            continue
+        with open(os.path.join(os.path.dirname(COMPOSE), f), encoding="utf-8") as fh:
+            first = (fh.read().splitlines() or [""])[0].rstrip()
+        if hashlib.sha256(first.encode()).hexdigest() != users[user]["sha256"]:
+            out.append(f"{name}: the first line of {f} is not the password of {user} "
+                       f"(its password_sha256_hex in {rel(CLICKHOUSE_USERS)})")
+        readonly = users[user]["profile"].get("readonly", "0")
+        grants = users[user]["grants"]
+        if service == "gateway":
+            if readonly != "2":
+                out.append(f"{name}: user {user} must have readonly = 2 (reads, and query settings), has {readonly}")
+            if not grants or any(not re.match(r"GRANT SELECT ON \S+$", g) for g in grants):
+                out.append(f"{name}: user {user} may be granted SELECT only, has {grants}")
+        elif readonly != "0":
+            out.append(f"{name}: user {user} is read-only, but {service} creates tables and inserts")
+    gateway_users = {u for n, u in used.items() if n == "gateway"}
+    writer_users = {u for n, u in used.items() if n != "gateway"}
+    if gateway_users & writer_users:
+        out.append(f"the gateway shares ClickHouse user {gateway_users & writer_users} with the writers")
+    if not gateway_users or not writer_users:
+        out.append("expected the gateway and the storage-writer (and migrate) to name their ClickHouse users")
+    return out
+
+
 def _as_list(v: Any) -> list:
     if v is None:
         return []
@@ -767,6 +1006,10 @@ MUST_FAIL = [
     ("moat-state", {"tls": {"allowedClients": []}}, "TLS letting in no client name"),
     ("moat-state", {"tls": {"certManager": {"enabled": True, "duration": "90d"}}}, "a duration Go cannot parse"),
     ("moat-collector", {"shards": []}, "no shard"),
+    ("moat-collector", {"nats": {"tls": {"enabled": "true"}}}, "a NATS TLS switch that is not a boolean"),
+    ("moat-storage-writer", {"nats": {"tls": {"certManager": {"enabled": True}}}},
+     "a NATS client Certificate without an issuer"),
+    ("moat-gateway", {"nats": {"tls": {"serverName": "nats"}}}, "an unknown NATS TLS key"),
     ("moat-collector", {"nats": {"streamReplicas": 0}}, "zero stream replicas"),
     ("moat-storage-writer", {"global": {"clickhouse": {"url": "clickhouse:8123"}}}, "a ClickHouse URL without scheme"),
     ("moat", {"moat-state": {"replicaCount": 3}}, "umbrella: two+ SQLite replicas (subchart schema)"),
@@ -785,7 +1028,22 @@ def scenarios() -> list[dict]:
     out.append({"name": "moat-production", "chart": "moat", "values": prod,
                 "values_file": "deploy/helm/examples/production-values.yaml",
                 # Secrets the production values expect to exist already.
-                "external_secrets": {"clickhouse-moat-writer", "moat-state-db"}})
+                "external_secrets": {"clickhouse-moat-writer", "clickhouse-moat-gateway", "moat-state-db"},
+                "distinct_clickhouse_users": True})
+    # NATS TLS from Secrets made by hand (no cert-manager), the gateway's
+    # from its own TLS Secret, and ClickHouse passwords from the charts'
+    # own Secrets: rendered and checked, but no example file.
+    nats_tls = {"nats": {"tls": {"enabled": True}}}
+    out.append({"name": "moat-nats-tls-own-secrets", "chart": "moat", "example": False, "values": {
+        "moat-collector": {**nats_tls, "shards": [
+            {"name": "a", "exchange": "sim", "replicas": 1, "config": "", "resources": {}, "extraEnv": []},
+            {"name": "b", "exchange": "sim", "replicas": 1, "config": "", "resources": {}, "extraEnv": []}]},
+        "moat-storage-writer": {**nats_tls, "clickhouse": {"user": "moat_writer", "password": "writer-password"}},
+        "moat-gateway": {"nats": {"tls": {"enabled": True, "secretName": "moat-gateway-tls"}},
+                         "clickhouse": {"user": "moat_gateway", "password": "gateway-password"}}},
+        "values_file": None, "distinct_clickhouse_users": True,
+        "external_secrets": {"moat-gateway-tls", "moat-state-tls", "moat-collector-nats-tls",
+                             "moat-storage-writer-nats-tls"}})
     return out
 
 
@@ -991,6 +1249,11 @@ def policy_problems(scn: dict, docs: list[tuple[str, dict]]) -> list[str]:
             if "secret" in vol and vol["secret"]["secretName"] not in names("Secret") | external \
                     and vol["secret"]["secretName"] not in _existing_secrets(scn):
                 out.append(f"Deployment/{dname}: Secret {vol['secret']['secretName']} is not rendered")
+            if "secret" in vol and vol["secret"]["secretName"] in names("Secret"):
+                sec = next(x for x in by_kind["Secret"] if x["metadata"]["name"] == vol["secret"]["secretName"])
+                for item in vol["secret"].get("items", []):
+                    if item["key"] not in (sec.get("stringData") or {}) and item["key"] not in (sec.get("data") or {}):
+                        out.append(f"Deployment/{dname}: Secret {sec['metadata']['name']} has no key {item['key']}")
             if "persistentVolumeClaim" in vol and vol["persistentVolumeClaim"]["claimName"] not in names("PersistentVolumeClaim"):
                 out.append(f"Deployment/{dname}: PVC {vol['persistentVolumeClaim']['claimName']} is not rendered")
     # ConfigMaps: the TOML must use only keys the service knows.
@@ -1026,6 +1289,8 @@ def policy_problems(scn: dict, docs: list[tuple[str, dict]]) -> list[str]:
             out.append(f"ServiceMonitor/{sm['metadata']['name']}: selects no Service")
     out += network_policy_problems(scn, by_kind, pods)
     out += tls_problems(by_kind)
+    out += nats_tls_problems(by_kind)
+    out += clickhouse_problems(scn, by_kind)
     return out
 
 
@@ -1129,8 +1394,11 @@ def tls_problems(by_kind: dict) -> list[str]:
                 tc = ep.get("tlsConfig") or {}
                 if tc.get("insecureSkipVerify"):
                     out.append(f"ServiceMonitor/{sm['metadata']['name']}: insecureSkipVerify defeats TLS")
+    nats_secrets = set(_nats_tls_secrets(by_kind).values())
     for c in by_kind.get("Certificate", []):
         spec, cname = c["spec"], f"Certificate/{c['metadata']['name']}"
+        if spec["secretName"] in nats_secrets and spec["secretName"] not in tls_secrets.values():
+            continue  # a NATS client certificate: nats_tls_problems
         service = next((s for s, (ch, _, _) in SERVICES.items() if c["metadata"]["name"].startswith(ch)), None)
         if service not in tls_secrets or tls_secrets[service] != spec["secretName"]:
             out.append(f"{cname}: writes Secret {spec['secretName']}, which no {service} pod mounts for TLS")
@@ -1147,6 +1415,139 @@ def tls_problems(by_kind: dict) -> list[str]:
         if svc and svc not in (spec.get("dnsNames") or []):
             out.append(f"{cname}: dnsNames must hold the Service's name {svc}")
     return list(dict.fromkeys(out))
+
+
+NATS_TLS_DIR = "/etc/moat-nats-tls"
+
+
+def _mounted_secret(container: dict, volumes: dict, path: str) -> tuple[dict | None, dict | None]:
+    """The volume mount and the secret volume a file path of a container lies in."""
+    mount = next((m for m in container.get("volumeMounts", [])
+                  if path.startswith(m["mountPath"].rstrip("/") + "/")), None)
+    return mount, ((volumes.get(mount["name"]) or {}).get("secret") if mount else None)
+
+
+def _nats_tls_secrets(by_kind: dict) -> dict[str, str]:
+    """Deployment -> the Secret its NATS client certificate comes from."""
+    out = {}
+    for dep in by_kind.get("Deployment", []):
+        service = next((s for s, (c, _, _) in SERVICES.items() if dep["metadata"]["name"].startswith(c)), None)
+        if service not in NATS_SERVICES:
+            continue
+        ps = dep["spec"]["template"]["spec"]
+        volumes = {v["name"]: v for v in ps.get("volumes", [])}
+        main = ps["containers"][0]
+        cert = {e["name"]: e.get("value") for e in main.get("env", [])}.get(f"{SERVICES[service][2]}NATS__TLS__CERT")
+        _, secret = _mounted_secret(main, volumes, cert or "")
+        if secret:
+            out[dep["metadata"]["name"]] = secret["secretName"]
+    return out
+
+
+def nats_tls_problems(by_kind: dict) -> list[str]:
+    """NATS client TLS of collector, storage-writer and gateway: the CA,
+    certificate and key together, from one whole Secret mounted read-only
+    (renewals reach the pod) in every container that has them; a
+    cert-manager Certificate writing that Secret names the service's NATS
+    user of deploy/nats/users.conf and is for client auth."""
+    out = []
+    users = nats_users()
+    secret_user: dict[str, str] = {}
+    for dep in by_kind.get("Deployment", []):
+        dname = dep["metadata"]["name"]
+        service = next((s for s, (c, _, _) in SERVICES.items() if dname.startswith(c)), None)
+        if service not in NATS_SERVICES:
+            continue
+        prefix = SERVICES[service][2]
+        ps = dep["spec"]["template"]["spec"]
+        volumes = {v["name"]: v for v in ps.get("volumes", [])}
+        for c in ps.get("initContainers", []) + ps["containers"]:
+            where = f"Deployment/{dname} container {c['name']}"
+            env = {e["name"]: e.get("value") for e in c.get("env", [])}
+            files = {var: env.get(f"{prefix}NATS__TLS__{var}") for var in ("CA", "CERT", "KEY")}
+            if not any(files.values()):
+                continue
+            if not all(files.values()):
+                out.append(f"{where}: {prefix}NATS__TLS__CA, __CERT and __KEY go together (a NATS server with "
+                           "verify_and_map needs the client certificate)")
+            secrets = set()
+            for var, path in files.items():
+                if not path:
+                    continue
+                mount, secret = _mounted_secret(c, volumes, path)
+                if not secret:
+                    out.append(f"{where}: {prefix}NATS__TLS__{var}={path} is not in a mounted Secret")
+                    continue
+                if not path.startswith(NATS_TLS_DIR + "/"):
+                    out.append(f"{where}: {prefix}NATS__TLS__{var}={path} should be under {NATS_TLS_DIR}")
+                if mount.get("subPath") or mount.get("subPathExpr") or not mount.get("readOnly") or secret.get("items"):
+                    out.append(f"{where}: the NATS TLS Secret must be mounted read-only as a whole directory "
+                               "(no subPath, no items)")
+                secrets.add(secret["secretName"])
+            if len(secrets) > 1:
+                out.append(f"{where}: the NATS CA, certificate and key come from different Secrets {sorted(secrets)}")
+            for name in secrets:
+                secret_user[name] = f"moat-{service}"
+            url = env.get(f"{prefix}NATS__URL") or ""
+            if c in ps["containers"] and not url.startswith(("nats://", "tls://")):
+                out.append(f"{where}: {prefix}NATS__URL={url} must be nats:// (TLS comes from the CA)")
+    for c in by_kind.get("Certificate", []):
+        spec, cname = c["spec"], f"Certificate/{c['metadata']['name']}"
+        user = secret_user.get(spec["secretName"])
+        if user is None:
+            if c["metadata"]["name"].endswith("-nats"):
+                out.append(f"{cname}: writes Secret {spec['secretName']}, which no pod mounts for NATS TLS")
+            continue
+        if user not in users:
+            out.append(f"{cname}: {user} is not a user of {rel(NATS_USERS)}")
+        if spec.get("commonName") != user or user not in (spec.get("dnsNames") or []):
+            out.append(f"{cname}: must name NATS user {user} (common name and DNS name: verify_and_map maps it)")
+        if extra := [n for n in spec.get("dnsNames") or [] if n in users and n != user]:
+            out.append(f"{cname}: also names NATS users {extra}: the server would pick one of them")
+        if "client auth" not in (spec.get("usages") or []):
+            out.append(f"{cname}: usages must include client auth")
+    return list(dict.fromkeys(out))
+
+
+CLICKHOUSE_PASSWORD_DIR = "/etc/moat-clickhouse"
+
+
+def clickhouse_problems(scn: dict, by_kind: dict) -> list[str]:
+    """The ClickHouse password is a file from a Secret mounted read-only,
+    never a plain environment value; with `distinct_clickhouse_users` the
+    gateway and the storage-writer log in as different users."""
+    out = []
+    users: dict[str, str] = {}
+    for dep in by_kind.get("Deployment", []):
+        dname = dep["metadata"]["name"]
+        service = next((s for s, (c, _, _) in SERVICES.items() if dname.startswith(c)), None)
+        if service not in ("gateway", "storage-writer"):
+            continue
+        prefix = SERVICES[service][2]
+        ps = dep["spec"]["template"]["spec"]
+        volumes = {v["name"]: v for v in ps.get("volumes", [])}
+        for c in ps.get("initContainers", []) + ps["containers"]:
+            where = f"Deployment/{dname} container {c['name']}"
+            env = {e["name"]: e for e in c.get("env", [])}
+            if f"{prefix}CLICKHOUSE__PASSWORD" in env:
+                out.append(f"{where}: {prefix}CLICKHOUSE__PASSWORD in the environment; mount it as "
+                           f"{prefix}CLICKHOUSE__PASSWORD_FILE")
+            users[service] = (env.get(f"{prefix}CLICKHOUSE__USER") or {}).get("value", "")
+            path = (env.get(f"{prefix}CLICKHOUSE__PASSWORD_FILE") or {}).get("value")
+            if not path:
+                continue
+            mount, secret = _mounted_secret(c, volumes, path)
+            if not secret:
+                out.append(f"{where}: {prefix}CLICKHOUSE__PASSWORD_FILE={path} is not in a mounted Secret")
+                continue
+            if mount.get("subPath") or not mount.get("readOnly"):
+                out.append(f"{where}: the ClickHouse password Secret must be mounted read-only, without subPath")
+            if os.path.basename(path) not in [i["path"] for i in secret.get("items", [])] and secret.get("items"):
+                out.append(f"{where}: {path} is none of the mounted Secret's items")
+    if scn.get("distinct_clickhouse_users") and len(users) == 2 and users["gateway"] == users["storage-writer"]:
+        out.append(f"the gateway logs in to ClickHouse as the storage-writer's user {users['gateway']}: give it a "
+                   "read-only one")
+    return out
 
 
 def _existing_secrets(scn: dict) -> set[str]:
@@ -1268,6 +1669,12 @@ def main() -> int:
                    lambda spec=spec: check_compose_sandbox(spec))
     report.run("compose TLS: plaintext said explicitly; the override wires mutual TLS (gateway, gateway -> state, "
                "strategy) from the development CA's files", lambda: check_compose_tls(compose, tls_override, with_tls))
+    report.run("compose TLS: NATS from nats.tls.conf (includes nats.conf and deploy/nats/users.conf, verify_and_map), "
+               "each service's certificate names its NATS user", lambda: check_compose_nats_tls(compose, with_tls))
+    report.run("compose: ClickHouse users from clickhouse/users.d/moat.xml (gateway read-only, writers apart), "
+               "passwords from secret files matching their hashes", lambda: check_compose_clickhouse(compose))
+    report.run("compose: every mounted file and secret file exists (the development certificates excepted)",
+               lambda: check_compose_files([("docker-compose.yml", compose), ("docker-compose.tls.yml", tls_override)]))
 
     print("== charts")
     for chart in CHARTS:
@@ -1305,6 +1712,8 @@ def main() -> int:
                    lambda scn=scn, docs=docs: policy_problems(scn, docs))
         path = os.path.join(EXAMPLES, f"{name}.yaml")
         text = example_text(scn, rendered)
+        if not scn.get("example", True):
+            continue
         if args.write_examples:
             with open(path, "w", encoding="utf-8") as f:
                 f.write(text)
@@ -1359,6 +1768,14 @@ def main() -> int:
          "umbrella: a plaintext moat-state called with TLS"),
         ("moat", {"moat-gateway": {"state": {"tls": False}}}, "set both to the same value",
          "umbrella: a TLS moat-state called in plaintext"),
+        ("moat", {"moat-gateway": {"nats": {"tls": {"enabled": True}}}}, "nats.tls.enabled differs",
+         "umbrella: NATS TLS on some services of one NATS server only"),
+        ("moat-collector", {"nats": {"tls": {"enabled": True, "certManager": {"enabled": True}}}},
+         "nats.tls.certManager.issuerRef.name is required", "a NATS client Certificate without an issuer"),
+        ("moat-gateway", {"tls": {"certManager": {"enabled": True, "issuerRef": {"name": "ca"}}},
+                          "nats": {"tls": {"enabled": True, "secretName": "moat-gateway-tls",
+                                           "certManager": {"enabled": True, "issuerRef": {"name": "ca"}}}}},
+         "which tls.certManager already writes", "two Certificates writing the gateway's TLS Secret"),
     ):
         report.run(f"{chart}: template refuses {what}",
                    lambda chart=chart, values=values, message=message: refuses(chart, values, message))

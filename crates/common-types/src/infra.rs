@@ -65,6 +65,13 @@ impl NatsConfig {
                 &format!("nats:// URLs separated by commas ({e})"),
             )
         })?;
+        if !self.tls.server_name.is_empty() {
+            return Err(ConfigError::invalid(
+                &format!("{section}.tls.server_name"),
+                format!("{:?}", self.tls.server_name),
+                &format!("nothing: NATS checks the server's certificate against the host of {section}.url"),
+            ));
+        }
         if self.tls.cert.is_empty() != self.tls.key.is_empty() || (!self.tls.cert.is_empty() && !self.tls.enabled()) {
             return Err(ConfigError::invalid(
                 &format!("{section}.tls.cert"),

@@ -60,6 +60,11 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- printf "%s:%s" .Values.image.repository (toString $tag) -}}
 {{- end -}}
 
+{{/* The kubernetes.io/tls Secret of the NATS client certificate (mounted at /etc/moat-nats-tls): nats.tls.secretName or "<fullname>-nats-tls". */}}
+{{- define "moat-collector.natsTlsSecret" -}}
+{{- .Values.nats.tls.secretName | default (printf "%s-nats-tls" (include "moat-collector.fullname" .)) -}}
+{{- end -}}
+
 {{/* Selector labels of one shard's pods: the chart's plus moat.dev/shard. */}}
 {{- define "moat-collector.shardSelectorLabels" -}}
 {{ include "moat-collector.selectorLabels" .root }}
@@ -81,6 +86,16 @@ moat.dev/shard: {{ .shard.name }}
   value: {{ $v.nats.url | default $v.global.nats.url | required "nats.url or global.nats.url is required" | quote }}
 - name: MOAT_COLLECTOR__STREAM__REPLICAS
   value: {{ $v.nats.streamReplicas | int | quote }}
+{{- if $v.nats.tls.enabled }}
+# TLS to NATS: the CA of the server's certificate, and this service's
+# certificate, whose DNS name is its NATS user (read at every connect).
+- name: MOAT_COLLECTOR__NATS__TLS__CA
+  value: /etc/moat-nats-tls/ca.crt
+- name: MOAT_COLLECTOR__NATS__TLS__CERT
+  value: /etc/moat-nats-tls/tls.crt
+- name: MOAT_COLLECTOR__NATS__TLS__KEY
+  value: /etc/moat-nats-tls/tls.key
+{{- end }}
 {{- if gt (int (.shard.replicas | default 1)) 1 }}
 {{- /* Replicas of one shard publish the same events: one event per message
        keeps JetStream's per-event deduplication between them. */}}

@@ -98,6 +98,24 @@ https:// exactly with state.tls (the gateway refuses to start otherwise).
 {{- if not .Values.tls.enabled -}}plaintext{{- else if .Values.tls.clientAuth -}}mutual TLS{{- else -}}TLS{{- end -}}
 {{- end -}}
 
+{{/* The kubernetes.io/tls Secret of the NATS client certificate (mounted at /etc/moat-nats-tls): nats.tls.secretName or "<fullname>-nats-tls". */}}
+{{- define "moat-gateway.natsTlsSecret" -}}
+{{- .Values.nats.tls.secretName | default (printf "%s-nats-tls" (include "moat-gateway.fullname" .)) -}}
+{{- end -}}
+
+{{/* The Secret and key holding the ClickHouse password, empty without one. */}}
+{{- define "moat-gateway.clickhouseSecret" -}}
+{{- if .Values.clickhouse.existingSecret -}}
+{{- .Values.clickhouse.existingSecret -}}
+{{- else if .Values.clickhouse.password -}}
+{{- include "moat-gateway.fullname" . -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "moat-gateway.clickhouseSecretKey" -}}
+{{- ternary .Values.clickhouse.existingSecretKey "clickhouse-password" (not (empty .Values.clickhouse.existingSecret)) -}}
+{{- end -}}
+
 {{/* Non-empty when the tokens file comes from this chart's Secret. */}}
 {{- define "moat-gateway.ownTokens" -}}
 {{- if and .Values.auth.tokens (not .Values.auth.existingSecret) -}}true{{- end -}}
@@ -131,24 +149,25 @@ https:// exactly with state.tls (the gateway refuses to start otherwise).
   value: {{ printf "0.0.0.0:%d" (int .Values.containerPorts.http) | quote }}
 - name: MOAT_GATEWAY__NATS__URL
   value: {{ .Values.nats.url | default .Values.global.nats.url | required "nats.url or global.nats.url is required" | quote }}
+{{- if .Values.nats.tls.enabled }}
+# TLS to NATS: the CA of the server's certificate, and this service's
+# certificate, whose DNS name is its NATS user (read at every connect).
+- name: MOAT_GATEWAY__NATS__TLS__CA
+  value: /etc/moat-nats-tls/ca.crt
+- name: MOAT_GATEWAY__NATS__TLS__CERT
+  value: /etc/moat-nats-tls/tls.crt
+- name: MOAT_GATEWAY__NATS__TLS__KEY
+  value: /etc/moat-nats-tls/tls.key
+{{- end }}
 - name: MOAT_GATEWAY__CLICKHOUSE__URL
   value: {{ .Values.clickhouse.url | default .Values.global.clickhouse.url | required "clickhouse.url or global.clickhouse.url is required" | quote }}
 - name: MOAT_GATEWAY__CLICKHOUSE__DATABASE
   value: {{ .Values.clickhouse.database | default .Values.global.clickhouse.database | required "clickhouse.database or global.clickhouse.database is required" | quote }}
 - name: MOAT_GATEWAY__CLICKHOUSE__USER
   value: {{ .Values.clickhouse.user | quote }}
-{{- if .Values.clickhouse.existingSecret }}
-- name: MOAT_GATEWAY__CLICKHOUSE__PASSWORD
-  valueFrom:
-    secretKeyRef:
-      name: {{ .Values.clickhouse.existingSecret }}
-      key: {{ .Values.clickhouse.existingSecretKey }}
-{{- else if .Values.clickhouse.password }}
-- name: MOAT_GATEWAY__CLICKHOUSE__PASSWORD
-  valueFrom:
-    secretKeyRef:
-      name: {{ include "moat-gateway.fullname" . }}
-      key: clickhouse-password
+{{- if include "moat-gateway.clickhouseSecret" . }}
+- name: MOAT_GATEWAY__CLICKHOUSE__PASSWORD_FILE
+  value: /etc/moat-clickhouse/password
 {{- end }}
 {{- if .Values.tls.enabled }}
 # TLS on gRPC and HTTP from the mounted Secret, read again when it changes.

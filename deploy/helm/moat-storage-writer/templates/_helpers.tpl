@@ -60,6 +60,46 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- printf "%s:%s" .Values.image.repository (toString $tag) -}}
 {{- end -}}
 
+{{/* The kubernetes.io/tls Secret of the NATS client certificate (mounted at /etc/moat-nats-tls): nats.tls.secretName or "<fullname>-nats-tls". */}}
+{{- define "moat-storage-writer.natsTlsSecret" -}}
+{{- .Values.nats.tls.secretName | default (printf "%s-nats-tls" (include "moat-storage-writer.fullname" .)) -}}
+{{- end -}}
+
+{{/* The Secret and key holding the ClickHouse password, empty without one. */}}
+{{- define "moat-storage-writer.clickhouseSecret" -}}
+{{- if .Values.clickhouse.existingSecret -}}
+{{- .Values.clickhouse.existingSecret -}}
+{{- else if .Values.clickhouse.password -}}
+{{- include "moat-storage-writer.fullname" . -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "moat-storage-writer.clickhouseSecretKey" -}}
+{{- ternary .Values.clickhouse.existingSecretKey "clickhouse-password" (not (empty .Values.clickhouse.existingSecret)) -}}
+{{- end -}}
+
+{{/* Mounts of the writer and migrate containers. */}}
+{{- define "moat-storage-writer.volumeMounts" -}}
+- name: config
+  mountPath: /etc/moat
+  readOnly: true
+- name: tmp
+  mountPath: /tmp
+{{- if include "moat-storage-writer.clickhouseSecret" . }}
+# The ClickHouse password as a file (clickhouse.password_file).
+- name: clickhouse-password
+  mountPath: /etc/moat-clickhouse
+  readOnly: true
+{{- end }}
+{{- if .Values.nats.tls.enabled }}
+# The whole Secret as a directory (no subPath): a renewed certificate
+# reaches the pod and is used at the next connect.
+- name: nats-tls
+  mountPath: /etc/moat-nats-tls
+  readOnly: true
+{{- end }}
+{{- end -}}
+
 {{/* Environment of the writer and migrate containers. */}}
 {{- define "moat-storage-writer.env" -}}
 - name: MOAT_CONFIG_DIR
@@ -78,6 +118,16 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
   value: {{ .Values.nats.consumer | quote }}
 - name: MOAT_STORAGE_WRITER__STREAM__REPLICAS
   value: {{ .Values.nats.streamReplicas | int | quote }}
+{{- if .Values.nats.tls.enabled }}
+# TLS to NATS: the CA of the server's certificate, and this service's
+# certificate, whose DNS name is its NATS user (read at every connect).
+- name: MOAT_STORAGE_WRITER__NATS__TLS__CA
+  value: /etc/moat-nats-tls/ca.crt
+- name: MOAT_STORAGE_WRITER__NATS__TLS__CERT
+  value: /etc/moat-nats-tls/tls.crt
+- name: MOAT_STORAGE_WRITER__NATS__TLS__KEY
+  value: /etc/moat-nats-tls/tls.key
+{{- end }}
 - name: MOAT_STORAGE_WRITER__CLICKHOUSE__URL
   value: {{ .Values.clickhouse.url | default .Values.global.clickhouse.url | required "clickhouse.url or global.clickhouse.url is required" | quote }}
 - name: MOAT_STORAGE_WRITER__CLICKHOUSE__DATABASE
@@ -88,18 +138,9 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 - name: MOAT_STORAGE_WRITER__CLICKHOUSE__CLUSTER
   value: {{ .Values.clickhouse.cluster | quote }}
 {{- end }}
-{{- if .Values.clickhouse.existingSecret }}
-- name: MOAT_STORAGE_WRITER__CLICKHOUSE__PASSWORD
-  valueFrom:
-    secretKeyRef:
-      name: {{ .Values.clickhouse.existingSecret }}
-      key: {{ .Values.clickhouse.existingSecretKey }}
-{{- else if .Values.clickhouse.password }}
-- name: MOAT_STORAGE_WRITER__CLICKHOUSE__PASSWORD
-  valueFrom:
-    secretKeyRef:
-      name: {{ include "moat-storage-writer.fullname" . }}
-      key: clickhouse-password
+{{- if include "moat-storage-writer.clickhouseSecret" . }}
+- name: MOAT_STORAGE_WRITER__CLICKHOUSE__PASSWORD_FILE
+  value: /etc/moat-clickhouse/password
 {{- end }}
 {{- with .Values.global.otel.endpoint }}
 - name: OTEL_EXPORTER_OTLP_ENDPOINT
