@@ -6,6 +6,47 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{Row, percentile};
 
+/// Publishes a BTC quote on the live lane until the gateway behind
+/// `channel` prices BTC from it.
+async fn feed_until_priced(
+    nats: &async_nats::Client,
+    channel: &tonic::transport::Channel,
+    request: &impl Fn() -> tonic::Request<moat_proto::gateway::v1::GetPriceRequest>,
+) -> anyhow::Result<()> {
+    use moat_proto::gateway::v1::market_service_client::MarketServiceClient;
+    let mut market = MarketServiceClient::new(channel.clone());
+    loop {
+        let event = moat_common_types::MarketEvent::Bbo(moat_common_types::model::Bbo {
+            instrument: moat_common_types::Instrument::new(
+                "bench",
+                moat_common_types::Market::Spot,
+                "BTC-USDT",
+                "BTCUSDT",
+            ),
+            sequence: 1,
+            bid: moat_common_types::model::Level {
+                price: 60000.into(),
+                qty: 1.into(),
+            },
+            ask: moat_common_types::model::Level {
+                price: 60001.into(),
+                qty: 1.into(),
+            },
+            ts_exchange_us: moat_common_types::now_us() + 3_600_000_000,
+            ts_recv_us: moat_common_types::now_us(),
+        });
+        nats.publish(
+            "live.md.bbo.bench.spot.BTC-USDT",
+            moat_common_types::proto_conv::encode(&event).into(),
+        )
+        .await?;
+        if market.get_price(request()).await.is_ok() {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Starts a gateway in this process for strategy `bench` with `token`,
 /// unlimited, serving `tls`; its gRPC address and its stop.
 async fn start(
@@ -100,38 +141,7 @@ pub(crate) async fn gateway(rows: &mut Vec<Row>, nats_url: &str) -> anyhow::Resu
             .insert("authorization", format!("Bearer {TOKEN}").parse().expect("ascii"));
         r
     };
-    // Feed one price and wait until the cache has it.
-    let mut market = MarketServiceClient::new(channel.clone());
-    loop {
-        let event = moat_common_types::MarketEvent::Bbo(moat_common_types::model::Bbo {
-            instrument: moat_common_types::Instrument::new(
-                "bench",
-                moat_common_types::Market::Spot,
-                "BTC-USDT",
-                "BTCUSDT",
-            ),
-            sequence: 1,
-            bid: moat_common_types::model::Level {
-                price: 60000.into(),
-                qty: 1.into(),
-            },
-            ask: moat_common_types::model::Level {
-                price: 60001.into(),
-                qty: 1.into(),
-            },
-            ts_exchange_us: moat_common_types::now_us() + 3_600_000_000,
-            ts_recv_us: moat_common_types::now_us(),
-        });
-        nats.publish(
-            "live.md.bbo.bench.spot.BTC-USDT",
-            moat_common_types::proto_conv::encode(&event).into(),
-        )
-        .await?;
-        if market.get_price(request()).await.is_ok() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    feed_until_priced(&nats, &channel, &request).await?;
     let ours_call = {
         let ch = channel.clone();
         move || {
@@ -167,36 +177,43 @@ pub(crate) async fn gateway(rows: &mut Vec<Row>, nats_url: &str) -> anyhow::Resu
     let bare = bare_lat.len() as f64 / bare_time.as_secs_f64();
 
     // Half the peak rate, paced (an open loop: calls start on schedule
-    // whether or not earlier ones have finished).
+    // whether or not earlier ones have finished). One thread sleeps until
+    // each call is due (the operating system's sleep, well under a
+    // millisecond off) and hands it to a task, so calls arrive evenly
+    // spaced. Tokio's timers tick in whole milliseconds: paced by them, the
+    // calls of one millisecond all started at its tick, a burst that
+    // measured queueing the pacing made, not the gateway.
     let half = ours / 2.0;
     let paced_for = Duration::from_secs(3);
-    let per_task = half / CONCURRENCY as f64;
-    let paced: Vec<_> = (0..CONCURRENCY)
-        .map(|i| {
-            let call = ours_call.clone();
-            tokio::spawn(async move {
-                let every = Duration::from_secs_f64(1.0 / per_task);
-                // Spread the tasks' ticks over one period.
-                tokio::time::sleep(every.mul_f64(i as f64 / CONCURRENCY as f64)).await;
-                let mut tick = tokio::time::interval(every);
-                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-                let until = Instant::now() + paced_for;
-                let mut lat = Vec::new();
-                while Instant::now() < until {
-                    // Tokio's timers tick in whole milliseconds, so a call
-                    // is timed from its start, not from when it was due.
-                    tick.tick().await;
-                    let started = Instant::now();
-                    assert!(call().await, "call failed during the benchmark");
-                    lat.push(started.elapsed());
-                }
-                lat
-            })
-        })
-        .collect();
-    let mut paced_lat = Vec::new();
+    let calls = (half * paced_for.as_secs_f64()) as usize;
+    let (due_tx, mut due_rx) = tokio::sync::mpsc::unbounded_channel::<Instant>();
+    let pacer = std::thread::spawn(move || {
+        let every = Duration::from_secs_f64(1.0 / half);
+        let start = Instant::now();
+        for i in 0..calls {
+            let due = start + every.mul_f64(i as f64);
+            if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                std::thread::sleep(wait);
+            }
+            if due_tx.send(Instant::now()).is_err() {
+                break;
+            }
+        }
+    });
+    let mut paced = Vec::with_capacity(calls);
+    // Each call is timed from when the pacer released it, so a wait for a
+    // worker thread counts too.
+    while let Some(released) = due_rx.recv().await {
+        let call = ours_call.clone();
+        paced.push(tokio::spawn(async move {
+            assert!(call().await, "call failed during the benchmark");
+            released.elapsed()
+        }));
+    }
+    pacer.join().expect("the pacing thread");
+    let mut paced_lat = Vec::with_capacity(calls);
     for t in paced {
-        paced_lat.extend(t.await.expect("bench task"));
+        paced_lat.push(t.await.expect("bench task"));
     }
     paced_lat.sort();
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
@@ -218,7 +235,7 @@ pub(crate) async fn gateway(rows: &mut Vec<Row>, nats_url: &str) -> anyhow::Resu
     });
     rows.push(Row {
         what: format!(
-            "gateway: GetPrice paced at half its peak ({half:.0} req/s for {paced_for:?}), {CONCURRENCY} clients"
+            "gateway: GetPrice paced at half its peak ({half:.0} req/s evenly spaced for {paced_for:?}), one connection"
         ),
         figure: format!(
             "p50 {:.3} ms, p99 {:.3} ms",
@@ -229,7 +246,7 @@ pub(crate) async fn gateway(rows: &mut Vec<Row>, nats_url: &str) -> anyhow::Resu
         ratio: ms(percentile(&paced_lat, 0.99)) / 1.0,
     });
     sdk_overhead(rows, &addr.to_string(), TOKEN);
-    tls_beside_plaintext(rows, nats_url, TOKEN, (addr, channel), request).await?;
+    tls_beside_plaintext(rows, &nats, nats_url, TOKEN, (addr, channel), request).await?;
     token.cancel();
     Ok(())
 }
@@ -239,6 +256,7 @@ pub(crate) async fn gateway(rows: &mut Vec<Row>, nats_url: &str) -> anyhow::Resu
 /// alternating rounds; and a new connection's first call on each.
 async fn tls_beside_plaintext(
     rows: &mut Vec<Row>,
+    nats: &async_nats::Client,
     nats_url: &str,
     token_value: &str,
     (plaintext_addr, plaintext): (std::net::SocketAddr, tonic::transport::Channel),
@@ -261,14 +279,12 @@ async fn tls_beside_plaintext(
     let endpoint = Channel::from_shared(format!("https://{addr}"))?.tls_config(tls)?;
     let secure = loop {
         if let Ok(channel) = endpoint.connect().await {
-            let mut market = MarketServiceClient::new(channel.clone());
-            // The second gateway's cache fills from the same live lane.
-            if market.get_price(request()).await.is_ok() {
-                break channel;
-            }
+            break channel;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
+    // The second gateway's cache fills from the same live lane.
+    feed_until_priced(nats, &secure, &request).await?;
     let get_price = |channel: Channel| {
         let request = request.clone();
         move || {
