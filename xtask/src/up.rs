@@ -273,10 +273,16 @@ fn print_table(stack: &Stack) {
     let ports = &stack.spec.ports;
     let row = |component: &str, endpoints: String| println!("{component:<20} {:<8} {endpoints}", "healthy");
     println!("\n{:<20} {:<8} endpoints", "component", "status");
+    let tls = stack.spec.tls.is_some();
     for nats in &stack.nats {
         row(
             "nats-server",
-            format!("{} (monitor http://{})", nats.url(), nats.monitor_addr()),
+            format!(
+                "{} ({}monitor http://{})",
+                nats.url(),
+                if tls { "TLS, a user per service; " } else { "" },
+                nats.monitor_addr()
+            ),
         );
     }
     row(
@@ -291,8 +297,9 @@ fn print_table(stack: &Stack) {
     row(
         "moat-state",
         format!(
-            "gRPC 127.0.0.1:{}, HTTP http://{}/health",
+            "gRPC 127.0.0.1:{}{}, HTTP http://{}/health",
             ports.state_grpc,
+            if tls { " (mutual TLS, the gateway only)" } else { "" },
             stack.http_addr("state")
         ),
     );
