@@ -5,12 +5,17 @@ use libfuzzer_sys::fuzz_target;
 use moat_collector::venues::binance::parse::{Frame, parse};
 use moat_collector::venues::binance::{Flavor, Symbols};
 use moat_common_types::MarketEvent;
-use moat_fuzz::{BINANCE_FUTURES, BINANCE_SPOT, names_reason, round_trips, text};
+use moat_fuzz::{BINANCE_DELIVERY, BINANCE_FUTURES, BINANCE_SPOT, names_reason, round_trips, text};
 
 fuzz_target!(|data: &[u8]| {
     let Some(frame) = text(data) else { return };
-    for (flavor, ids) in [(Flavor::Spot, BINANCE_SPOT), (Flavor::Futures, BINANCE_FUTURES)] {
-        let symbols = Symbols::new("binance", flavor, ids).expect("the recordings' symbols normalize");
+    for (flavor, ids) in [
+        (Flavor::Spot, BINANCE_SPOT),
+        (Flavor::Futures, BINANCE_FUTURES),
+        (Flavor::Delivery, BINANCE_DELIVERY),
+    ] {
+        let symbols = Symbols::new("binance", flavor, ids);
+        assert!(symbols.skipped().is_empty(), "the recordings' symbols normalize");
         match parse(&symbols, frame, 1) {
             Ok(Frame::Trade(t)) => round_trips(MarketEvent::Trade(t)),
             Ok(Frame::Bbo(b)) => round_trips(MarketEvent::Bbo(b)),

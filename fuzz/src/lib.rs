@@ -8,7 +8,12 @@ use moat_common_types::proto_conv::{decode, encode};
 /// The instruments of the recordings, so seeded inputs reach the deep paths.
 pub const BINANCE_SPOT: &[&str] = &["NKNUSDT", "BLZETH", "LRCBTC", "RUNEEUR", "BTCUSDT"];
 pub const BINANCE_FUTURES: &[&str] = &["SUSHIUSDT", "AKROUSDT", "KEEPUSDT", "CTKUSDT", "BTCUSDT"];
+pub const BINANCE_DELIVERY: &[&str] = &["LINKUSD_PERP", "BTCUSD_211231", "BCHUSD_210924", "ETHUSD_210924"];
 pub const OKX: &[&str] = &["BTC-USD-220527", "UNI-USD-SWAP", "BTC-USDT"];
+pub const BYBIT: &[&str] = &["linear:BTCUSDT", "linear:ETHUSDT", "linear:SOLUSDT", "linear:DOGEUSDT"];
+pub const KRAKEN: &[&str] = &[
+    "WAVES/EUR", "XMR/USD", "KSM/XBT", "GRT/ETH", "SC/EUR", "ETH/CHF", "OCEAN/XBT", "OMG/USD", "XBT/CHF", "ADA/XBT",
+];
 pub const COINBASE: &[&str] = &[
     "SKL-USD", "SKL-BTC", "BAND-GBP", "NMR-EUR", "BAND-BTC", "YFI-BTC", "DASH-BTC", "NU-GBP", "CRV-EUR", "SKL-GBP",
 ];

@@ -51,6 +51,24 @@ pub fn bin(name: &str) -> PathBuf {
     path
 }
 
+/// The real exchange recordings: `MOAT_EXCHANGE_FIXTURES` or
+/// `../shared/fixtures/exchanges`, read in place; `None`, with a note that
+/// the test was skipped, when neither exists.
+pub fn fixtures() -> Option<PathBuf> {
+    let dir = std::env::var_os("MOAT_EXCHANGE_FIXTURES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/exchanges"));
+    if dir.is_dir() {
+        Some(dir)
+    } else {
+        eprintln!(
+            "SKIPPED: no exchange recordings at {} (set MOAT_EXCHANGE_FIXTURES)",
+            dir.display()
+        );
+        None
+    }
+}
+
 /// Polls `check` every 50 ms until it returns `Some` or `within` passes.
 pub async fn eventually<T, F, Fut>(what: &str, within: Duration, mut check: F) -> T
 where

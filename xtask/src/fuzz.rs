@@ -13,10 +13,15 @@ use crate::{cargo_with_env, root};
 const TARGETS: &[(&str, Seeds)] = &[
     (
         "binance_frame",
-        Seeds::Recordings(&["BINANCE.ws.1.0", "BINANCE_FUTURES.ws.1.0"]),
+        Seeds::Recordings(&["BINANCE.ws.1.0", "BINANCE_FUTURES.ws.1.0", "BINANCE_DELIVERY.ws.1.0"]),
     ),
     ("okx_frame", Seeds::Recordings(&["OKX.ws.1.0"])),
     ("coinbase_frame", Seeds::Recordings(&["COINBASE.ws.28.0"])),
+    ("bybit_frame", Seeds::Recordings(&["BYBIT.ws.2.0", "BYBIT.ws.3.0"])),
+    (
+        "kraken_frame",
+        Seeds::Recordings(&["KRAKEN.ws.48.0", "KRAKEN.ws.49.0", "KRAKEN.ws.50.0"]),
+    ),
     ("jsonrpc_request", Seeds::JsonRpc),
     ("config", Seeds::ConfigFiles),
 ];

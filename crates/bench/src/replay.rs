@@ -4,6 +4,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use moat_collector::venues::Kind;
 use moat_common_types::MarketEvent;
 use tokio_util::sync::CancellationToken;
 
@@ -29,7 +30,7 @@ pub(crate) async fn replay_to_nats(rows: &mut Vec<Row>, nats_url: &str) -> anyho
 
     let text = std::fs::read_to_string(fixtures().join("COINBASE.ws.28.0")).context("reading COINBASE.ws.28.0")?;
     let recording = Recording::load(&[text]);
-    let symbols = recording.subscribed_symbols();
+    let symbols = (Kind::Coinbase.spec().recorded_symbols)(&recording);
     let nats = async_nats::connect(nats_url).await?;
     let js = async_nats::jetstream::new(nats);
     let fresh_stream = || async {
@@ -51,12 +52,12 @@ pub(crate) async fn replay_to_nats(rows: &mut Vec<Row>, nats_url: &str) -> anyho
         )
         .await?;
         let venue = moat_collector::venue_connector(&VenueConfig {
-            kind: "coinbase".into(),
+            kind: Kind::Coinbase,
             exchange: "coinbase".into(),
             ws_url: format!("{}/", server.ws_url()),
             symbols: symbols.clone(),
             ..VenueConfig::default()
-        })?;
+        });
         let metrics = Metrics::new();
         let token = CancellationToken::new();
         let queue = EventQueue::new(1_000_000, metrics.clone());

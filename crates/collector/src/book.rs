@@ -43,6 +43,17 @@ impl L2Book {
         matches!((self.best_bid(), self.best_ask()), (Some((b, _)), Some((a, _))) if b >= a)
     }
 
+    /// Keeps the best `depth` levels per side: venues that send a book of
+    /// a fixed depth do not delete the levels that fall out of it.
+    pub fn truncate(&mut self, depth: usize) {
+        while self.bids.len() > depth {
+            self.bids.pop_first();
+        }
+        while self.asks.len() > depth {
+            self.asks.pop_last();
+        }
+    }
+
     /// Top `depth` levels per side, best first.
     pub fn top(&self, depth: usize) -> (Vec<Level>, Vec<Level>) {
         let level = |(p, q): (&Decimal, &Decimal)| Level { price: *p, qty: *q };
@@ -77,5 +88,16 @@ mod tests {
         assert!(book.is_crossed());
         let (bids, asks) = book.top(1);
         assert_eq!((bids.len(), asks.len()), (1, 1));
+        book.truncate(1);
+        assert_eq!(
+            book.bids.keys().collect::<Vec<_>>(),
+            [&Decimal::from(103)],
+            "the best bid stays"
+        );
+        assert_eq!(
+            book.asks.keys().collect::<Vec<_>>(),
+            [&Decimal::from(101)],
+            "the best ask stays"
+        );
     }
 }

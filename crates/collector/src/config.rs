@@ -7,6 +7,8 @@ use moat_common_types::config::{ConfigError, Validate};
 use moat_common_types::infra::{ListenConfig, NatsConfig, StreamConfig};
 use serde::{Deserialize, Serialize};
 
+use crate::venues::Kind;
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CollectorConfig {
@@ -39,11 +41,14 @@ impl Default for CollectorConfig {
 pub struct VenueConfig {
     /// Protocol: `binance` (spot; Binance.US too), `binance-futures`
     /// (USDⓈ-M), `okx` (v5: spot, swaps and dated futures by instrument id)
-    /// or `coinbase` (Exchange feed, product ids such as BTC-USD).
-    pub kind: String,
-    /// Name in subjects and tables.
+    /// or `coinbase` (Exchange feed, product ids such as BTC-USD); README
+    /// lists them all ([`Kind`]).
+    pub kind: Kind,
+    /// Name in subjects and tables; empty = the venue's own (`binance`).
     pub exchange: String,
+    /// WebSocket base URL; empty = the venue's public endpoint.
     pub ws_url: String,
+    /// REST base URL; empty = the venue's public endpoint.
     pub rest_url: String,
     /// Venue symbols, e.g. BTCUSDT, or OKX instrument ids (BTC-USDT, UNI-USD-SWAP).
     pub symbols: Vec<String>,
@@ -74,10 +79,10 @@ pub struct VenueConfig {
 impl Default for VenueConfig {
     fn default() -> Self {
         VenueConfig {
-            kind: "binance".into(),
-            exchange: "binance".into(),
-            ws_url: "wss://stream.binance.com:9443".into(),
-            rest_url: "https://api.binance.com".into(),
+            kind: Kind::Binance,
+            exchange: String::new(),
+            ws_url: String::new(),
+            rest_url: String::new(),
             symbols: Vec::new(),
             stale_after: Duration::from_secs(30),
             backoff_max: Duration::from_secs(30),
@@ -162,13 +167,6 @@ impl Default for SimConfig {
 impl Validate for CollectorConfig {
     fn validate(&self) -> Result<(), ConfigError> {
         for (i, v) in self.venues.iter().enumerate() {
-            if !matches!(v.kind.as_str(), "binance" | "binance-futures" | "okx" | "coinbase") {
-                return Err(ConfigError::invalid(
-                    &format!("venues[{i}].kind"),
-                    format!("\"{}\"", v.kind),
-                    "binance, binance-futures, okx or coinbase",
-                ));
-            }
             if v.symbols.is_empty() {
                 return Err(ConfigError::invalid(
                     &format!("venues[{i}].symbols"),

@@ -35,24 +35,21 @@ pub const DRAIN_GRACE: Duration = Duration::from_secs(5);
 /// A venue whose newest event is older than this is reported unhealthy.
 pub const STALE_AFTER_MS: i64 = 30_000;
 
-/// A configured venue's connector: one variant per venue folder.
-#[derive(Debug, Clone)]
-pub enum VenueConnector {
-    Binance(venues::binance::connector::BinanceVenue),
-    Okx(venues::okx::connector::OkxVenue),
-    Coinbase(venues::coinbase::connector::CoinbaseVenue),
-}
+/// A configured venue's connector, whatever its protocol.
+#[derive(Debug)]
+pub struct VenueConnector(Box<dyn venues::driver::Connector>);
 
 impl VenueConnector {
     /// Writes everything the connector opens, sends and receives to
     /// `recorder` in the recording format.
     pub fn with_recorder(mut self, recorder: recording::Recorder) -> VenueConnector {
-        match &mut self {
-            VenueConnector::Binance(v) => v.connection.recorder = Some(recorder),
-            VenueConnector::Okx(v) => v.connection.recorder = Some(recorder),
-            VenueConnector::Coinbase(v) => v.connection.recorder = Some(recorder),
-        }
+        self.0.set_recorder(recorder);
         self
+    }
+
+    /// The instruments it collects, and those it skipped.
+    pub fn instruments(&self) -> &venues::Instruments {
+        self.0.instruments()
     }
 
     /// Runs the venue's connections until `shutdown`, reconnecting.
@@ -63,23 +60,21 @@ impl VenueConnector {
         metrics: Metrics,
         shutdown: CancellationToken,
     ) {
-        match self {
-            VenueConnector::Binance(v) => venues::binance::connector::run(v, sink, status, metrics, shutdown).await,
-            VenueConnector::Okx(v) => venues::okx::connector::run(v, sink, status, metrics, shutdown).await,
-            VenueConnector::Coinbase(v) => venues::coinbase::connector::run(v, sink, status, metrics, shutdown).await,
-        }
+        self.0.run(sink, status, metrics, shutdown).await;
     }
 }
 
 /// The connectors of a configured venue: one per shard of symbols, each
-/// shard within the venue's streams-per-connection limit.
-pub fn venue_connectors(venue: &config::VenueConfig) -> anyhow::Result<Vec<VenueConnector>> {
+/// shard on the kind of connection its symbols need and within the venue's
+/// streams-per-connection limit.
+pub fn venue_connectors(venue: &config::VenueConfig) -> Vec<VenueConnector> {
     let per_connection = match venue.symbols_per_connection {
-        0 => venues::limits::limits(&venue.kind).symbols_per_connection,
+        0 => venue.kind.limits().symbols_per_connection,
         n => n,
     };
-    venues::limits::shards(&venue.symbols, per_connection)
-        .into_iter()
+    (venue.kind.spec().groups)(&venue.symbols)
+        .iter()
+        .flat_map(|group| venues::limits::shards(group, per_connection))
         .map(|symbols| {
             venue_connector(&config::VenueConfig {
                 symbols,
@@ -90,62 +85,45 @@ pub fn venue_connectors(venue: &config::VenueConfig) -> anyhow::Result<Vec<Venue
 }
 
 /// The connector of a configured venue, all its symbols on one connection.
-pub fn venue_connector(venue: &config::VenueConfig) -> anyhow::Result<VenueConnector> {
+/// Symbols that cannot be normalized are skipped, and announced when it runs.
+pub fn venue_connector(venue: &config::VenueConfig) -> VenueConnector {
+    let spec = venue.kind.spec();
     let symbols: Vec<&str> = venue.symbols.iter().map(String::as_str).collect();
     let connection = venues::Connection {
         stale_after: venue.stale_after,
         max_connection_age: venue.max_connection_age,
         backoff_max: venue.backoff_max,
-        limiter: venues::limits::ConnectionLimiter::for_kind(&venue.kind),
+        limiter: venues::limits::ConnectionLimiter::for_kind(venue.kind),
         snapshot_every: (!venue.book_snapshot_interval.is_zero()).then_some(venue.book_snapshot_interval),
         recorder: None,
     };
-    if venue.kind == "okx" {
-        let symbols = venues::okx::symbols(&venue.exchange, &symbols)
-            .map_err(|e| anyhow::anyhow!("venue {}: {e}", venue.exchange))?;
-        return Ok(VenueConnector::Okx(venues::okx::connector::OkxVenue {
-            symbols,
-            ws_url: venue.ws_url.clone(),
-            connection,
-        }));
+    let mut config = venue.clone();
+    if config.ws_url.is_empty() {
+        config.ws_url = spec.ws_url.to_owned();
     }
-    if venue.kind == "coinbase" {
-        let symbols = venues::coinbase::symbols(&venue.exchange, &symbols)
-            .map_err(|e| anyhow::anyhow!("venue {}: {e}", venue.exchange))?;
-        return Ok(VenueConnector::Coinbase(venues::coinbase::connector::CoinbaseVenue {
-            symbols,
-            ws_url: venue.ws_url.clone(),
-            connection,
-        }));
+    if config.rest_url.is_empty() {
+        config.rest_url = spec.rest_url.to_owned();
     }
-    let flavor = match venue.kind.as_str() {
-        "binance-futures" => venues::binance::Flavor::Futures,
-        _ => venues::binance::Flavor::Spot,
-    };
-    let symbols = venues::binance::Symbols::new(&venue.exchange, flavor, &symbols)
-        .map_err(|e| anyhow::anyhow!("venue {}: {e}", venue.exchange))?;
-    Ok(VenueConnector::Binance(venues::binance::connector::BinanceVenue {
-        symbols,
-        ws_url: venue.ws_url.clone(),
-        rest_url: venue.rest_url.clone(),
-        connection,
-        open_interest_every: (!venue.open_interest_interval.is_zero()).then_some(venue.open_interest_interval),
-        trade_ids: Default::default(),
-    }))
+    if config.exchange.is_empty() {
+        config.exchange = spec.exchange.to_owned();
+    }
+    let instruments = (spec.instruments)(&config.exchange, &symbols);
+    VenueConnector((spec.connector)(&config, instruments, connection))
 }
 
 /// Seeds a venue's last trade ids from the newest trade of each symbol in
 /// the stream, so trades missed while the collector was down are published
 /// as a gap when it is back. A symbol with no trade stored starts fresh.
 async fn seed_trade_ids(js: &async_nats::jetstream::Context, stream: &str, connector: &VenueConnector) {
-    let VenueConnector::Binance(venue) = connector else {
+    let Some(trade_ids) = connector.0.trade_ids() else {
         return;
     };
     let Ok(stream) = js.get_stream(stream).await else {
         return;
     };
-    for venue_symbol in venue.symbols.venue_symbols() {
-        let Some(instrument) = venue.symbols.get(venue_symbol) else {
+    let instruments = connector.instruments();
+    for venue_symbol in instruments.ids() {
+        let Some(instrument) = instruments.get(venue_symbol) else {
             continue;
         };
         let Ok(subject) = moat_common_types::subject::Subject::new(
@@ -168,7 +146,7 @@ async fn seed_trade_ids(js: &async_nats::jetstream::Context, stream: &str, conne
                 last_trade_id = id,
                 "resuming after the last stored trade"
             );
-            venue.trade_ids.seed(venue_symbol, id);
+            trade_ids.seed(venue_symbol, id);
         }
     }
 }
@@ -227,7 +205,7 @@ pub async fn run(config: CollectorConfig, http: TcpListener, shutdown: Cancellat
         .map_err(|e| anyhow::anyhow!("sim: {e}"))?;
         tracing::info!(ws = %exchange.ws_url(), exchange = %sim.exchange, "simulated exchange started");
         configured.push(config::VenueConfig {
-            kind: "binance".into(),
+            kind: venues::Kind::Binance,
             exchange: sim.exchange.clone(),
             ws_url: exchange.ws_url(),
             rest_url: exchange.http_url(),
@@ -240,7 +218,7 @@ pub async fn run(config: CollectorConfig, http: TcpListener, shutdown: Cancellat
         None
     };
     for venue in &configured {
-        let shards = venue_connectors(venue)?;
+        let shards = venue_connectors(venue);
         let sharded = shards.len() > 1;
         for (i, connector) in shards.into_iter().enumerate() {
             seed_trade_ids(&js, &settings.name, &connector).await;

@@ -1,5 +1,5 @@
 //! `moat-collector [--config PATH] [serve]` runs the service;
-//! `moat-collector replay --exchange <binance|binance-futures|okx|coinbase> [--emit jsonl]
+//! `moat-collector replay --exchange <venue> [--emit jsonl]
 //! [--book-top] [--speed max|1x|<factor>x] FILE...` serves a recording from a
 //! local exchange server and runs the real connector against it;
 //! `moat-collector record --exchange <kind> [--ws-url URL] [--rest-url URL]
@@ -14,11 +14,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand};
 use moat_collector::config::{CollectorConfig, VenueConfig};
 use moat_collector::metrics::Metrics;
 use moat_collector::sink::{JsonLines, Sink};
 use moat_collector::status::StreamStatus;
+use moat_collector::venues::Kind;
 use moat_common_types::config::{ConfigArgs, load_or_exit, parse_args};
 use moat_common_types::{http::shutdown_token, telemetry};
 use moat_localvenue::replay::{Recording, ReplayServer, Speed};
@@ -34,34 +35,6 @@ struct Args {
     config: ConfigArgs,
     #[command(subcommand)]
     command: Option<Command>,
-}
-
-/// The venue protocols `replay` and `record` speak.
-#[derive(Clone, Copy, ValueEnum)]
-enum Kind {
-    Binance,
-    BinanceFutures,
-    Okx,
-    Coinbase,
-}
-
-impl Kind {
-    fn name(self) -> &'static str {
-        match self {
-            Kind::Binance => "binance",
-            Kind::BinanceFutures => "binance-futures",
-            Kind::Okx => "okx",
-            Kind::Coinbase => "coinbase",
-        }
-    }
-
-    /// The exchange name events carry (both Binance flavours are `binance`).
-    fn exchange(self) -> &'static str {
-        match self {
-            Kind::Binance | Kind::BinanceFutures => "binance",
-            other => other.name(),
-        }
-    }
 }
 
 #[derive(Subcommand)]
@@ -180,19 +153,6 @@ async fn main() -> anyhow::Result<()> {
     }
 }
 
-/// The public endpoints of a venue kind: WebSocket and REST base URLs.
-fn venue_urls(kind: Kind) -> (&'static str, &'static str) {
-    match kind {
-        Kind::Binance => ("wss://stream.binance.com:9443", "https://api.binance.com"),
-        Kind::BinanceFutures => ("wss://fstream.binance.com", "https://fapi.binance.com"),
-        Kind::Okx => ("wss://ws.okx.com:8443/ws/v5/public", "https://www.okx.com"),
-        Kind::Coinbase => (
-            "wss://ws-feed.exchange.coinbase.com",
-            "https://api.exchange.coinbase.com",
-        ),
-    }
-}
-
 /// Runs the real connector against a venue and writes its traffic (every
 /// connection, subscription, frame and REST answer) to a recording, until
 /// `--duration` passes or SIGINT/SIGTERM.
@@ -204,13 +164,12 @@ async fn record(
     out: &std::path::Path,
     symbols: Vec<String>,
 ) -> anyhow::Result<()> {
-    let (default_ws, default_rest) = venue_urls(kind);
-    let exchange = kind.exchange();
+    let exchange = kind.spec().exchange;
     let venue = VenueConfig {
-        kind: kind.name().into(),
+        kind,
         exchange: exchange.into(),
-        ws_url: ws_url.unwrap_or_else(|| default_ws.into()),
-        rest_url: rest_url.unwrap_or_else(|| default_rest.into()),
+        ws_url: ws_url.unwrap_or_default(),
+        rest_url: rest_url.unwrap_or_default(),
         symbols: symbols.clone(),
         ..VenueConfig::default()
     };
@@ -221,7 +180,7 @@ async fn record(
     let metrics = Metrics::new();
     let counter = Arc::new(moat_collector::sink::Counter::default());
     let mut tasks = tokio::task::JoinSet::new();
-    for connector in moat_collector::venue_connectors(&venue)? {
+    for connector in moat_collector::venue_connectors(&venue) {
         let connector = connector.with_recorder(recorder.clone());
         let sink: Arc<dyn Sink> = counter.clone();
         tasks.spawn(connector.run(sink, StreamStatus::new(exchange), metrics.clone(), token.clone()));
@@ -299,30 +258,29 @@ async fn replay(
     speed: Speed,
     files: &[PathBuf],
 ) -> anyhow::Result<()> {
-    let exchange = kind.exchange();
-    let ws_path = match kind {
-        Kind::Binance | Kind::BinanceFutures => "",
-        Kind::Okx => "/ws/v5/public",
-        Kind::Coinbase => "/",
-    };
+    let spec = kind.spec();
+    let exchange = spec.exchange;
     let texts = files
         .iter()
         .map(|f| std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display())))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let recording = Recording::load(&texts);
-    let symbols = recording.subscribed_symbols();
+    let symbols = (spec.recorded_symbols)(&recording);
     if symbols.is_empty() {
         bail!("the recording has no WebSocket subscription to derive symbols from");
     }
     let server = ReplayServer::start(tokio::net::TcpListener::bind("127.0.0.1:0").await?, recording, speed).await?;
-    let venue = moat_collector::venue_connector(&VenueConfig {
-        kind: kind.name().into(),
+    // One connection per kind of connection the venue needs (the server
+    // serves each the frames recorded on its path).
+    let connectors = moat_collector::venue_connectors(&VenueConfig {
+        kind,
         exchange: exchange.into(),
-        ws_url: format!("{}{ws_path}", server.ws_url()),
+        ws_url: format!("{}{}", server.ws_url(), spec.replay_path),
         rest_url: server.http_url(),
+        symbols_per_connection: symbols.len(),
         symbols,
         ..VenueConfig::default()
-    })?;
+    });
     let metrics = Metrics::new();
     let token = CancellationToken::new();
     let status = StreamStatus::new(exchange);
@@ -350,7 +308,10 @@ async fn replay(
         ));
         (queue as Arc<dyn Sink>, Some(publisher))
     };
-    let connector = tokio::spawn(venue.run(sink, status.clone(), metrics, token.clone()));
+    let mut running = tokio::task::JoinSet::new();
+    for connector in connectors {
+        running.spawn(connector.run(sink.clone(), status.clone(), metrics.clone(), token.clone()));
+    }
     server.finished().await;
     // The server has sent everything; stop once the connector has been
     // quiet for a moment (snapshot answers and the last frames are in).
@@ -364,7 +325,9 @@ async fn replay(
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     token.cancel();
-    connector.await?;
+    while let Some(done) = running.join_next().await {
+        done?;
+    }
     if let Some(publisher) = publisher {
         publisher.await?;
     }

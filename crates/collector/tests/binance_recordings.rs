@@ -73,7 +73,7 @@ fn load(dir: &std::path::Path, name: &str) -> (Symbols, Flavor, Vec<(f64, Input)
     }
     inputs.sort_by(|a, b| a.0.total_cmp(&b.0));
     let refs: Vec<&str> = venue_symbols.iter().map(String::as_str).collect();
-    (Symbols::new("binance", flavor, &refs).unwrap(), flavor, inputs)
+    (Symbols::new("binance", flavor, &refs), flavor, inputs)
 }
 
 fn replay(symbols: &Symbols, flavor: Flavor, inputs: &[(f64, Input)], skip_frame: Option<usize>) -> Replay {

@@ -34,7 +34,7 @@ fn coinbase_recording_trades_and_books() {
         }
     }
     let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
-    let symbols = symbols("coinbase", &refs).unwrap();
+    let symbols = symbols("coinbase", &refs).all_known().unwrap();
 
     let mut trades = Vec::new();
     let mut books: HashMap<String, CoinbaseBook> = HashMap::new();

@@ -11,6 +11,7 @@ use moat_collector::config::VenueConfig;
 use moat_collector::metrics::Metrics;
 use moat_collector::sink::Sink;
 use moat_collector::status::StreamStatus;
+use moat_collector::venues::Kind;
 use moat_common_types::MarketEvent;
 use moat_common_types::model::Level;
 use moat_localvenue::exchange::{GeneratedExchange, GeneratedSymbol};
@@ -69,7 +70,7 @@ async fn exchange_and_venue(spec: &str, rate: u32) -> (GeneratedExchange, VenueC
     .await
     .unwrap();
     let venue = VenueConfig {
-        kind: "binance".into(),
+        kind: Kind::Binance,
         exchange: "local".into(),
         ws_url: exchange.ws_url(),
         rest_url: exchange.http_url(),
@@ -87,8 +88,7 @@ async fn republished_books_match_the_deltas_and_a_cut_connection_is_replaced_wit
     let venue = moat_collector::venue_connector(&VenueConfig {
         book_snapshot_interval: Duration::from_millis(250),
         ..venue
-    })
-    .unwrap();
+    });
     let sink = Arc::new(Collect::default());
     let metrics = Metrics::new();
     let token = CancellationToken::new();
@@ -182,7 +182,7 @@ async fn republished_books_match_the_deltas_and_a_cut_connection_is_replaced_wit
 async fn a_rate_limited_snapshot_waits_the_retry_after_it_was_given() {
     let (exchange, venue) = exchange_and_venue("ETHUSDT=3000.00", 100).await;
     exchange.rate_limit_depth(2, 2);
-    let venue = moat_collector::venue_connector(&venue).unwrap();
+    let venue = moat_collector::venue_connector(&venue);
     let sink = Arc::new(Collect::default());
     let metrics = Metrics::new();
     let token = CancellationToken::new();

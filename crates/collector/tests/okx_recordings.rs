@@ -43,7 +43,7 @@ fn load() -> Option<(Symbols, Vec<String>)> {
         }
     }
     let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
-    Some((symbols("okx", &refs).unwrap(), frames))
+    Some((symbols("okx", &refs).all_known().unwrap(), frames))
 }
 
 /// Replays `frames`; `corrupt` changes the checksum of that book frame (1-based).

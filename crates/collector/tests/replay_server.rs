@@ -11,6 +11,7 @@ use moat_collector::config::VenueConfig;
 use moat_collector::metrics::Metrics;
 use moat_collector::sink::Sink;
 use moat_collector::status::StreamStatus;
+use moat_collector::venues::Kind;
 use moat_common_types::MarketEvent;
 use moat_localvenue::replay::{Recording, ReplayServer, Speed};
 use tokio_util::sync::CancellationToken;
@@ -59,14 +60,11 @@ fn fixture_texts(name: &str, kind: &str) -> Option<Vec<String>> {
 
 /// The venue config of `kind` pointed at a replay server.
 fn venue_at(kind: &str, server: &ReplayServer, symbols: &[String]) -> VenueConfig {
+    let kind: Kind = kind.parse().unwrap();
     VenueConfig {
-        kind: kind.into(),
-        exchange: if kind.starts_with("binance") { "binance" } else { kind }.into(),
-        ws_url: match kind {
-            "okx" => format!("{}/ws/v5/public", server.ws_url()),
-            "coinbase" => format!("{}/", server.ws_url()),
-            _ => server.ws_url(),
-        },
+        kind,
+        exchange: kind.spec().exchange.into(),
+        ws_url: format!("{}{}", server.ws_url(), kind.spec().replay_path),
         rest_url: server.http_url(),
         symbols: symbols.to_vec(),
         ..VenueConfig::default()
@@ -78,7 +76,7 @@ fn venue_at(kind: &str, server: &ReplayServer, symbols: &[String]) -> VenueConfi
 /// `expected_trades` trades (or 10 s passed).
 async fn replay(kind: &str, texts: &[String], expected_trades: usize) -> (Vec<MarketEvent>, usize) {
     let recording = Recording::load(texts);
-    let symbols = recording.subscribed_symbols();
+    let symbols = (kind.parse::<Kind>().unwrap().spec().recorded_symbols)(&recording);
     let server = ReplayServer::start(
         tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
         recording,
@@ -86,7 +84,7 @@ async fn replay(kind: &str, texts: &[String], expected_trades: usize) -> (Vec<Ma
     )
     .await
     .unwrap();
-    let venue = moat_collector::venue_connector(&venue_at(kind, &server, &symbols)).unwrap();
+    let venue = moat_collector::venue_connector(&venue_at(kind, &server, &symbols));
     let sink = Arc::new(Collect::default());
     let token = CancellationToken::new();
     let status = StreamStatus::new(kind);
@@ -159,7 +157,7 @@ async fn a_recording_made_by_record_replays_like_the_original() {
         return;
     };
     let recording = Recording::load(&texts);
-    let symbols = recording.subscribed_symbols();
+    let symbols = (Kind::Binance.spec().recorded_symbols)(&recording);
     let frames = recording.frames.len();
     let server = ReplayServer::start(
         tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
@@ -193,7 +191,10 @@ async fn a_recording_made_by_record_replays_like_the_original() {
         v.sort();
         v
     };
-    assert_eq!(sorted(mine.subscribed_symbols()), sorted(symbols.clone()));
+    assert_eq!(
+        sorted((Kind::Binance.spec().recorded_symbols)(&mine)),
+        sorted(symbols.clone())
+    );
     assert_eq!(
         mine.rest.len(),
         symbols.len(),
@@ -256,7 +257,7 @@ async fn venue_outage_reconnects_and_resubscribes_within_the_backoff_bound() {
         .map(|f| std::fs::read_to_string(dir.join(f)).unwrap())
         .collect();
     let recording = Recording::load(&texts);
-    let symbols = recording.subscribed_symbols();
+    let symbols = (Kind::Binance.spec().recorded_symbols)(&recording);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let server = ReplayServer::start(listener, recording.clone(), Speed::Max)
@@ -264,15 +265,14 @@ async fn venue_outage_reconnects_and_resubscribes_within_the_backoff_bound() {
         .unwrap();
     let backoff_max = Duration::from_millis(500);
     let venue = moat_collector::venue_connector(&VenueConfig {
-        kind: "binance".into(),
+        kind: Kind::Binance,
         exchange: "binance".into(),
         ws_url: server.ws_url(),
         rest_url: server.http_url(),
         symbols: symbols.clone(),
         backoff_max,
         ..VenueConfig::default()
-    })
-    .unwrap();
+    });
     let sink = Arc::new(Collect::default());
     let token = CancellationToken::new();
     let status = StreamStatus::new("binance");
@@ -353,4 +353,53 @@ async fn okx_funding_events_carry_the_latest_mark_price() {
         .map(|(r, m, t)| ((*r).to_owned(), (*m).to_owned(), *t))
         .collect();
     assert_eq!(fundings, expected);
+}
+
+/// An instrument moat cannot normalize (here an OKX option) is skipped,
+/// counted once as `unknown_instrument` and logged; every other instrument
+/// of the session is collected as before.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_instrument_that_cannot_be_normalized_never_stops_the_venue() {
+    let Some(texts) = fixture_texts("OKX", "okx") else {
+        return;
+    };
+    let option = "ETH-USD-220624-20000-C";
+    let mut text = texts[0].clone();
+    text.push_str(&format!(
+        "\nwss://ws.okx.com:8443/ws/v5/public <- 1651584000.0: {{\"op\":\"subscribe\",\"args\":[{{\"channel\":\"trades\",\"instId\":\"{option}\"}}]}}\n\
+         1651584000.1: {{\"arg\":{{\"channel\":\"trades\",\"instId\":\"{option}\"}},\"data\":[{{\"instId\":\"{option}\",\"tradeId\":\"1\",\"px\":\"0.01\",\"sz\":\"1\",\"side\":\"buy\",\"ts\":\"1651584000100\"}}]}}\n"
+    ));
+    let expected_trades = recorded_trades("okx", &texts[0]);
+    let recording = Recording::load(&[text]);
+    let symbols = (Kind::Okx.spec().recorded_symbols)(&recording);
+    assert!(symbols.iter().any(|s| s == option), "the session subscribes the option");
+    let server = ReplayServer::start(
+        tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        recording,
+        Speed::Max,
+    )
+    .await
+    .unwrap();
+    let venue = moat_collector::venue_connector(&venue_at("okx", &server, &symbols));
+    assert_eq!(venue.instruments().skipped().len(), 1);
+    let (sink, metrics, token) = (Arc::new(Collect::default()), Metrics::new(), CancellationToken::new());
+    let task = tokio::spawn(venue.run(sink.clone(), StreamStatus::new("okx"), metrics.clone(), token.clone()));
+    tokio::time::timeout(Duration::from_secs(30), server.finished())
+        .await
+        .expect("replay finished");
+    let trades = || {
+        let events = sink.0.lock().unwrap();
+        events.iter().filter(|e| matches!(e, MarketEvent::Trade(_))).count()
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while trades() < expected_trades && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    token.cancel();
+    task.await.unwrap();
+    assert_eq!(trades(), expected_trades, "every trade of the other instruments");
+    let skipped = metrics.rejects.with_label_values(&["okx", "unknown_instrument"]).get();
+    assert_eq!(skipped, 1, "the option is counted once");
+    let unknown = metrics.rejects.with_label_values(&["okx", "unknown_symbol"]).get();
+    assert_eq!(unknown, 1, "its trade frame is refused, not published");
 }

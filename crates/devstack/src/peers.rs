@@ -63,25 +63,48 @@ pub fn ensure_python_peers(root: &Path) -> Result<PathBuf> {
 /// The SDK's pinned test requirements.
 const SDK_REQUIREMENTS: &str = "sdk/python/requirements-test.txt";
 
+/// The reference feed handler the connectors are compared with.
+const REFERENCE_REQUIREMENTS: &str = "tests/reference/requirements.txt";
+
+/// Makes sure `target/<name>` is a virtual environment holding the pinned
+/// requirements of `file` (installed again when the file changed), and
+/// returns its `python3`.
+fn ensure_venv(root: &Path, name: &str, file: &str) -> Result<PathBuf> {
+    let venv = target_dir().join(name);
+    let python = venv.join("bin").join("python3");
+    let path = root.join(file);
+    let wanted = std::fs::read_to_string(&path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+    let stamp = venv.join(".requirements");
+    let current = || python.exists() && std::fs::read_to_string(&stamp).is_ok_and(|s| s == wanted);
+    if current() {
+        return Ok(python);
+    }
+    let _lock = install_lock()?;
+    if !current() {
+        if !python.exists() {
+            create_venv(&venv)?;
+        }
+        eprintln!("installing {file} into {}", venv.display());
+        pip(&python, &[OsStr::new("-r"), path.as_os_str()])?;
+        std::fs::write(&stamp, &wanted).map_err(|e| format!("writing {}: {e}", stamp.display()))?;
+    }
+    Ok(python)
+}
+
+/// `target/moat-reference-venv` with cryptofeed, which plays the exchange
+/// recordings back through its own normalization
+/// (`tests/reference/cryptofeed_playback.py`); returns its `python3`.
+pub fn ensure_reference_venv(root: &Path) -> Result<PathBuf> {
+    ensure_venv(root, "moat-reference-venv", REFERENCE_REQUIREMENTS)
+}
+
 /// Makes sure `target/moat-sdk-venv` holds the Python SDK's test
 /// requirements ([`SDK_REQUIREMENTS`], again when the file changed) and the
 /// SDK itself as `sdk/python` is now (`pip install ./sdk/python`, every
 /// time), and returns the venv's `python3`.
 pub fn ensure_sdk_venv(root: &Path) -> Result<PathBuf> {
-    let venv = target_dir().join("moat-sdk-venv");
-    let python = venv.join("bin").join("python3");
-    let path = root.join(SDK_REQUIREMENTS);
-    let wanted = std::fs::read_to_string(&path).map_err(|e| format!("reading {}: {e}", path.display()))?;
-    let stamp = venv.join(".requirements");
+    let python = ensure_venv(root, "moat-sdk-venv", SDK_REQUIREMENTS)?;
     let _lock = install_lock()?;
-    if !(python.exists() && std::fs::read_to_string(&stamp).is_ok_and(|s| s == wanted)) {
-        if !python.exists() {
-            create_venv(&venv)?;
-        }
-        eprintln!("installing the Python SDK's test requirements into {}", venv.display());
-        pip(&python, &[OsStr::new("-r"), path.as_os_str()])?;
-        std::fs::write(&stamp, &wanted).map_err(|e| format!("writing {}: {e}", stamp.display()))?;
-    }
     // The SDK as a user installs it, built from the sources of this checkout
     // (setuptools is pinned above, so no build environment is fetched). The
     // build runs on a copy: setuptools writes build/ and *.egg-info beside

@@ -33,7 +33,13 @@ pub struct Recording {
     pub ws_urls: Vec<String>,
     /// Frames the recorded client sent (its subscriptions).
     pub sent: Vec<String>,
+    /// The URL of the connection each of `sent` went on.
+    pub sent_urls: Vec<String>,
     pub frames: Vec<(f64, String)>,
+    /// The URL path of the connection each frame came on (`/v5/public/spot`),
+    /// beside `frames`: a venue that needs several connections gets on each
+    /// the frames recorded on its path.
+    pub paths: Vec<String>,
     /// `(path, symbol, body)` of each REST answer.
     pub rest: Vec<(String, Option<String>, String)>,
 }
@@ -41,12 +47,21 @@ pub struct Recording {
 impl Recording {
     pub fn load(texts: &[String]) -> Recording {
         let mut r = Recording::default();
+        let mut frames = Vec::new();
         for text in texts {
+            // Each file holds one connection's traffic, opened on its first line.
+            let mut path = String::from("/");
             for line in text.lines() {
                 match parse_line(line) {
-                    Some(Record::Open { url, .. }) => r.ws_urls.push(url.to_owned()),
-                    Some(Record::Received { ts, payload }) => r.frames.push((ts, payload.to_owned())),
-                    Some(Record::Sent { payload, .. }) => r.sent.push(payload.to_owned()),
+                    Some(Record::Open { url, .. }) => {
+                        path = url_path(url);
+                        r.ws_urls.push(url.to_owned());
+                    }
+                    Some(Record::Received { ts, payload }) => frames.push((ts, payload.to_owned(), path.clone())),
+                    Some(Record::Sent { url, payload, .. }) => {
+                        r.sent.push(payload.to_owned());
+                        r.sent_urls.push(url.to_owned());
+                    }
                     Some(Record::Rest { url, body, .. }) => {
                         let (path, query) = url
                             .split_once("://")
@@ -64,55 +79,37 @@ impl Recording {
                 }
             }
         }
-        r.frames.sort_by(|a, b| a.0.total_cmp(&b.0));
+        frames.sort_by(|a, b| a.0.total_cmp(&b.0));
+        (r.frames, r.paths) = frames.into_iter().map(|(ts, frame, path)| ((ts, frame), path)).unzip();
         r
     }
 
-    /// The venue symbols the recorded client subscribed to: Binance's from
-    /// the stream URL, OKX's from its `subscribe` arguments.
-    pub fn subscribed_symbols(&self) -> Vec<String> {
-        let mut symbols = Vec::new();
-        for sent in &self.sent {
-            let Ok(request) = serde_json::from_str::<serde_json::Value>(sent) else {
-                continue;
-            };
-            // Coinbase: {"type":"subscribe","product_ids":[…]}.
-            for id in request["product_ids"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|v| v.as_str())
-            {
-                if !symbols.iter().any(|s| s == id) {
-                    symbols.push(id.to_owned());
-                }
-            }
-            for arg in request["args"].as_array().into_iter().flatten() {
-                if let Some(id) = arg["instId"].as_str()
-                    && !symbols.iter().any(|s| s == id)
-                {
-                    symbols.push(id.to_owned());
-                }
-            }
-        }
-        for url in &self.ws_urls {
-            let streams = url.split("streams=").nth(1).unwrap_or_default();
-            for stream in streams.split('/') {
-                let symbol = stream.split('@').next().unwrap_or_default().to_ascii_uppercase();
-                if !symbol.is_empty() && !symbols.contains(&symbol) {
-                    symbols.push(symbol);
-                }
-            }
-        }
-        symbols
+    /// The frames recorded on `path`, or every frame when none was (a
+    /// recording of one connection served on another path).
+    fn frames_on<'a>(&'a self, path: &'a str) -> impl Iterator<Item = &'a (f64, String)> {
+        let any = self.paths.iter().any(|p| p == path);
+        self.frames
+            .iter()
+            .zip(&self.paths)
+            .filter(move |(_, p)| !any || *p == path)
+            .map(|(frame, _)| frame)
     }
+}
+
+/// The path of a WebSocket URL, without its query (`/` when it has none).
+fn url_path(url: &str) -> String {
+    let after_host = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let path = after_host.find('/').map_or("/", |i| &after_host[i..]);
+    path.split('?').next().unwrap_or("/").to_owned()
 }
 
 struct Shared {
     recording: Recording,
     speed: Speed,
-    /// Notified (and set) when a client has been sent every frame.
+    /// Notified (and set) when clients have been sent every frame.
     done: Notify,
+    /// The paths whose frames a client has been sent in full.
+    served: std::sync::Mutex<std::collections::HashSet<String>>,
     finished: std::sync::atomic::AtomicBool,
     /// Stops the server and drops every connection (a venue going away).
     stop: tokio_util::sync::CancellationToken,
@@ -131,16 +128,13 @@ impl ReplayServer {
             recording,
             speed,
             done: Notify::new(),
+            served: Default::default(),
             finished: std::sync::atomic::AtomicBool::new(false),
             stop: tokio_util::sync::CancellationToken::new(),
         });
-        let app = Router::new()
-            .route("/stream", get(ws))
-            .route("/ws", get(ws))
-            .route("/ws/v5/public", get(ws))
-            .route("/", get(ws))
-            .fallback(get(rest))
-            .with_state(shared.clone());
+        // A WebSocket upgrade on any path is a venue connection; any other
+        // GET asks for a recorded REST answer.
+        let app = Router::new().fallback(get(route)).with_state(shared.clone());
         let stop = shared.stop.clone();
         tokio::spawn(async move {
             if let Err(error) = axum::serve(listener, app)
@@ -166,8 +160,9 @@ impl ReplayServer {
         self.shared.stop.cancel();
     }
 
-    /// Resolves once a client has been sent the whole recording (at once
-    /// if that already happened).
+    /// Resolves once clients have been sent the whole recording, every
+    /// recorded connection's frames on its path (at once if that already
+    /// happened).
     pub async fn finished(&self) {
         loop {
             let notified = self.shared.done.notified();
@@ -179,15 +174,25 @@ impl ReplayServer {
     }
 }
 
-async fn ws(State(shared): State<Arc<Shared>>, upgrade: WebSocketUpgrade) -> Response {
-    upgrade.on_upgrade(move |socket| serve_frames(shared, socket))
+async fn route(
+    State(shared): State<Arc<Shared>>,
+    upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+    uri: Uri,
+    query: Query<Vec<(String, String)>>,
+) -> Response {
+    match upgrade {
+        Ok(upgrade) => {
+            let path = uri.path().to_owned();
+            upgrade.on_upgrade(move |socket| serve_frames(shared, socket, path))
+        }
+        Err(_) => rest(shared, uri, query).await,
+    }
 }
 
-async fn serve_frames(shared: Arc<Shared>, mut socket: WebSocket) {
-    let frames = &shared.recording.frames;
+async fn serve_frames(shared: Arc<Shared>, mut socket: WebSocket, path: String) {
     let start = tokio::time::Instant::now();
-    let first_ts = frames.first().map_or(0.0, |f| f.0);
-    for (ts, frame) in frames {
+    let first_ts = shared.recording.frames.first().map_or(0.0, |f| f.0);
+    for (ts, frame) in shared.recording.frames_on(&path) {
         if let Speed::Factor(factor) = shared.speed {
             let offset = Duration::from_secs_f64(((ts - first_ts) / factor).max(0.0));
             tokio::select! {
@@ -199,8 +204,19 @@ async fn serve_frames(shared: Arc<Shared>, mut socket: WebSocket) {
             return;
         }
     }
-    shared.finished.store(true, std::sync::atomic::Ordering::Release);
-    shared.done.notify_waiters();
+    let all_served = {
+        let mut served = shared.served.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if shared.recording.paths.contains(&path) {
+            served.insert(path);
+        } else {
+            served.extend(shared.recording.paths.iter().cloned());
+        }
+        shared.recording.paths.iter().all(|p| served.contains(p))
+    };
+    if all_served {
+        shared.finished.store(true, std::sync::atomic::Ordering::Release);
+        shared.done.notify_waiters();
+    }
     // Keep the connection open (as a quiet venue would) until the client
     // leaves or the server stops.
     loop {
@@ -214,7 +230,7 @@ async fn serve_frames(shared: Arc<Shared>, mut socket: WebSocket) {
     }
 }
 
-async fn rest(State(shared): State<Arc<Shared>>, uri: Uri, Query(query): Query<Vec<(String, String)>>) -> Response {
+async fn rest(shared: Arc<Shared>, uri: Uri, Query(query): Query<Vec<(String, String)>>) -> Response {
     let symbol = query
         .iter()
         .find(|(k, _)| k == "symbol" || k == "instId")

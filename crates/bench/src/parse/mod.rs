@@ -89,17 +89,30 @@ fn snapshot(instrument: moat_common_types::Instrument, bids: Vec<Level>, asks: V
 
 impl Ours {
     fn new(venue: Venue, recording: &Recording) -> anyhow::Result<Ours> {
-        let symbols = recording.subscribed_symbols();
+        use moat_collector::venues::Kind as Protocol;
+        let kind = match venue {
+            Venue::BinanceSpot => Protocol::Binance,
+            Venue::BinanceFutures => Protocol::BinanceFutures,
+            Venue::Okx => Protocol::Okx,
+            Venue::Coinbase => Protocol::Coinbase,
+        };
+        let symbols = (kind.spec().recorded_symbols)(recording);
         let ids: Vec<&str> = symbols.iter().map(String::as_str).collect();
+        let known =
+            |instruments: moat_collector::venues::Instruments| instruments.all_known().map_err(anyhow::Error::msg);
         Ok(match venue {
-            Venue::BinanceSpot => Ours::Binance(binance::Symbols::new("binance", binance::Flavor::Spot, &ids)?),
-            Venue::BinanceFutures => Ours::Binance(binance::Symbols::new(
-                "binance-futures",
-                binance::Flavor::Futures,
-                &ids,
-            )?),
-            Venue::Okx => Ours::Okx(okx::symbols("okx", &ids)?),
-            Venue::Coinbase => Ours::Coinbase(coinbase::symbols("coinbase", &ids)?),
+            Venue::BinanceSpot => Ours::Binance(binance::Symbols {
+                flavor: binance::Flavor::Spot,
+                instruments: known(binance::Symbols::new("binance", binance::Flavor::Spot, &ids).instruments)?,
+            }),
+            Venue::BinanceFutures => Ours::Binance(binance::Symbols {
+                flavor: binance::Flavor::Futures,
+                instruments: known(
+                    binance::Symbols::new("binance-futures", binance::Flavor::Futures, &ids).instruments,
+                )?,
+            }),
+            Venue::Okx => Ours::Okx(known(okx::symbols("okx", &ids))?),
+            Venue::Coinbase => Ours::Coinbase(known(coinbase::symbols("coinbase", &ids))?),
         })
     }
 

@@ -11,6 +11,8 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use super::Kind;
+
 /// The published limits of one venue protocol.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct VenueLimits {
@@ -20,36 +22,6 @@ pub struct VenueLimits {
     /// Symbols one connection may carry (streams per connection divided by
     /// the streams each symbol needs).
     pub symbols_per_connection: usize,
-}
-
-/// The limits of a venue kind (`binance`, `binance-futures`, `okx`, `coinbase`).
-pub fn limits(kind: &str) -> VenueLimits {
-    match kind {
-        // 300 connections per 5 minutes per IP; 1024 streams per connection,
-        // 4 streams per symbol.
-        "binance" => VenueLimits {
-            connections: 300,
-            window: Duration::from_secs(300),
-            symbols_per_connection: 256,
-        },
-        // Same connection limit; 200 streams per connection, 6 per symbol.
-        "binance-futures" => VenueLimits {
-            connections: 300,
-            window: Duration::from_secs(300),
-            symbols_per_connection: 33,
-        },
-        // 3 connection requests per second per IP.
-        "okx" => VenueLimits {
-            connections: 3,
-            window: Duration::from_secs(1),
-            symbols_per_connection: 100,
-        },
-        _ => VenueLimits {
-            connections: 8,
-            window: Duration::from_secs(1),
-            symbols_per_connection: 100,
-        },
-    }
 }
 
 /// Splits `symbols` into connection-sized shards.
@@ -76,15 +48,15 @@ impl ConnectionLimiter {
     }
 
     /// The process-wide limiter of a venue kind.
-    pub fn for_kind(kind: &str) -> Arc<ConnectionLimiter> {
-        static LIMITERS: OnceLock<Mutex<HashMap<String, Arc<ConnectionLimiter>>>> = OnceLock::new();
+    pub fn for_kind(kind: Kind) -> Arc<ConnectionLimiter> {
+        static LIMITERS: OnceLock<Mutex<HashMap<Kind, Arc<ConnectionLimiter>>>> = OnceLock::new();
         let mut map = LIMITERS
             .get_or_init(Mutex::default)
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        map.entry(kind.to_owned())
+        map.entry(kind)
             .or_insert_with(|| {
-                let l = limits(kind);
+                let l = kind.limits();
                 Arc::new(ConnectionLimiter::new(l.connections, l.window))
             })
             .clone()
@@ -121,11 +93,11 @@ mod tests {
     #[test]
     fn symbols_are_sharded_by_the_stream_limit() {
         let symbols: Vec<String> = (0..300).map(|i| format!("S{i}USDT")).collect();
-        let spot = shards(&symbols, limits("binance").symbols_per_connection);
+        let spot = shards(&symbols, Kind::Binance.limits().symbols_per_connection);
         assert_eq!(spot.iter().map(Vec::len).collect::<Vec<_>>(), vec![256, 44]);
         // Every spot shard stays within 1024 streams of 4 per symbol.
         assert!(spot.iter().all(|s| s.len() * 4 <= 1024));
-        let futures = shards(&symbols, limits("binance-futures").symbols_per_connection);
+        let futures = shards(&symbols, Kind::BinanceFutures.limits().symbols_per_connection);
         assert!(
             futures.iter().all(|s| s.len() * 6 <= 200),
             "futures: 200 streams per connection"

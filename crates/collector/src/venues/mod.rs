@@ -1,16 +1,23 @@
-//! Venue connectors, one folder each with the same shape (`parse`, `book`).
+//! Venue connectors, one folder each with the same shape (`parse`, `book`,
+//! `connector`).
 //!
 //! A venue turns raw frames into normalized events and keeps its order
-//! books in sync by its own sequencing rules. Adding a venue means adding
-//! a folder here.
+//! books in sync by its own sequencing rules ([`driver::Venue`]); the one
+//! session loop in [`driver`] runs every venue. Adding a venue means adding
+//! a folder here and its line in [`registry`].
 
 pub mod binance;
+pub mod bybit;
 pub mod coinbase;
+pub mod driver;
+pub mod kraken;
 pub mod limits;
 pub mod okx;
+pub mod registry;
 mod scan;
 mod session;
 
+pub use registry::Kind;
 pub use session::SessionError;
 pub(crate) use session::{Incoming, get_parsed, open, reconnect_loop};
 
@@ -71,37 +78,57 @@ pub(crate) fn republish_book(
 }
 
 /// A venue's subscribed instruments by the venue's own id (`BTC-USDT`,
-/// `UNI-USD-SWAP`), each with its normalized symbol.
+/// `UNI-USD-SWAP`), each with its normalized symbol, and the ids that could
+/// not be normalized (skipped, never an error: one unknown instrument must
+/// not stop a venue).
 #[derive(Debug, Clone)]
 pub struct Instruments {
     pub exchange: String,
     /// Fx-hashed: looked up for every event, and its keys are the
     /// configured symbols, never the venue's.
     by_venue: rustc_hash::FxHashMap<String, Instrument>,
+    /// `(venue id, why)` of each id that could not be normalized.
+    skipped: Vec<(String, String)>,
 }
 
 impl Instruments {
-    /// Normalizes every id in the market `market_of` gives it; an id that
-    /// cannot be normalized is an error naming it.
-    pub fn new(
+    /// Normalizes every id in the market `market_of` gives it (`None`: a
+    /// market moat does not collect); the others are kept as skipped.
+    pub fn new(exchange: &str, ids: &[&str], market_of: impl Fn(&str) -> Option<Market>) -> Instruments {
+        Instruments::with(exchange, ids, |id| {
+            let market = market_of(id).ok_or_else(|| "not a market moat collects".to_owned())?;
+            let symbol = moat_common_types::symbol::normalize(id, market).map_err(|e| e.to_string())?;
+            Ok((
+                id.to_owned(),
+                Instrument::new(exchange.to_owned(), market, symbol.to_string(), id),
+            ))
+        })
+    }
+
+    /// Reads every id (upper-cased) with `read`, which gives the key frames
+    /// name it by and its instrument, or why it cannot be collected.
+    pub fn with(
         exchange: &str,
         ids: &[&str],
-        market_of: fn(&str) -> Market,
-    ) -> Result<Instruments, moat_common_types::Error> {
+        read: impl Fn(&str) -> Result<(String, Instrument), String>,
+    ) -> Instruments {
         let mut by_venue = rustc_hash::FxHashMap::default();
+        let mut skipped: Vec<(String, String)> = Vec::new();
         for id in ids {
             let upper = id.to_ascii_uppercase();
-            let market = market_of(&upper);
-            let symbol = moat_common_types::symbol::normalize(&upper, market)?;
-            by_venue.insert(
-                upper.clone(),
-                Instrument::new(exchange.to_owned(), market, symbol.to_string(), upper),
-            );
+            match read(&upper) {
+                Ok((key, instrument)) => {
+                    by_venue.insert(key, instrument);
+                }
+                Err(why) if !skipped.iter().any(|(s, _)| *s == upper) => skipped.push((upper, why)),
+                Err(_) => {}
+            }
         }
-        Ok(Instruments {
+        Instruments {
             exchange: exchange.to_owned(),
             by_venue,
-        })
+            skipped,
+        }
     }
 
     pub fn get(&self, id: &str) -> Option<&Instrument> {
@@ -112,11 +139,67 @@ impl Instruments {
         self.by_venue.keys().map(String::as_str)
     }
 
+    /// The ids, sorted (subscriptions in a stable order).
+    pub fn sorted_ids(&self) -> Vec<&str> {
+        let mut ids: Vec<&str> = self.ids().collect();
+        ids.sort_unstable();
+        ids
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_venue.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_venue.is_empty()
+    }
+
+    /// The ids that could not be normalized, each with the reason.
+    pub fn skipped(&self) -> &[(String, String)] {
+        &self.skipped
+    }
+
+    /// The same instruments, or an error naming the first id that could
+    /// not be normalized (for callers that list known-good ids).
+    pub fn all_known(self) -> Result<Instruments, String> {
+        match self.skipped.first() {
+            Some((id, why)) => Err(format!("venue {}: cannot normalize {id:?}: {why}", self.exchange)),
+            None => Ok(self),
+        }
+    }
+
     /// The instrument of a subscribed id, or an `unknown_symbol` reject.
     pub(crate) fn instrument(&self, id: &str) -> Result<Instrument, Reject> {
         self.get(id)
             .cloned()
             .ok_or_else(|| Reject::new("unknown_symbol", id.to_owned()))
+    }
+}
+
+/// The newest trade id per venue id, for venues whose trade ids are
+/// consecutive per symbol (Binance's aggregate trades): a jump means trades
+/// were missed (while disconnected, or while the collector was down).
+#[derive(Debug, Default)]
+pub struct TradeIds(std::sync::Mutex<std::collections::HashMap<String, u64>>);
+
+impl TradeIds {
+    /// The last id published before this process started.
+    pub fn seed(&self, symbol: &str, id: u64) {
+        let mut last = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        last.entry(symbol.to_owned()).or_insert(id);
+    }
+
+    /// Records a trade's id; returns the last id before it when ids were
+    /// skipped (trades lost while disconnected).
+    pub(crate) fn skipped(&self, symbol: &str, id: u64) -> Option<u64> {
+        let mut last = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        match last.get(symbol).copied() {
+            Some(prev) if id <= prev => None,
+            prev => {
+                last.insert(symbol.to_owned(), id);
+                prev.filter(|p| id > p + 1)
+            }
+        }
     }
 }
 
@@ -250,19 +333,40 @@ pub(crate) fn publish_book(
     }
 }
 
-/// Publishes a trade or BBO and marks its symbol as fresh in the status.
-pub(crate) fn emit_live(
-    sink: &dyn crate::sink::Sink,
-    status: &crate::status::StreamStatus,
-    event: moat_common_types::MarketEvent,
-    now: i64,
-) {
-    status.touch(&event.instrument().symbol, now);
-    sink.emit(event);
-}
-
 /// Counts a refused frame by reason and logs it, raw, at debug level.
 pub(crate) fn rejected(metrics: &crate::metrics::Metrics, exchange: &str, reject: &Reject, frame: &str) {
     metrics.rejects.with_label_values(&[exchange, reject.reason]).inc();
     tracing::debug!(exchange, reason = reject.reason, detail = %reject.detail, frame, "frame rejected");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn skipped_trade_ids_are_reported_once_and_old_ids_ignored() {
+        let ids = TradeIds::default();
+        assert_eq!(ids.skipped("BTCUSDT", 10), None, "the first id sets the baseline");
+        assert_eq!(ids.skipped("BTCUSDT", 11), None);
+        assert_eq!(ids.skipped("BTCUSDT", 15), Some(11));
+        assert_eq!(ids.skipped("BTCUSDT", 12), None, "an older id (a replay) is no gap");
+        assert_eq!(ids.skipped("BTCUSDT", 16), None);
+        assert_eq!(ids.skipped("ETHUSDT", 3), None, "symbols are separate");
+    }
+
+    #[test]
+    fn ids_that_cannot_be_normalized_are_skipped_with_their_reason() {
+        let market = |id: &str| (!id.ends_with("-C")).then_some(Market::Spot);
+        let s = Instruments::new(
+            "okx",
+            &["btc-usdt", "BTC-USD-220624-20000-C", "NOPE", "BTC-USDT"],
+            market,
+        );
+        assert_eq!(s.sorted_ids(), ["BTC-USDT"]);
+        let skipped: Vec<&str> = s.skipped().iter().map(|(id, _)| id.as_str()).collect();
+        assert_eq!(skipped, ["BTC-USD-220624-20000-C", "NOPE"]);
+        assert!(s.skipped()[0].1.contains("not a market"), "{:?}", s.skipped());
+        let error = s.all_known().unwrap_err();
+        assert!(error.contains("BTC-USD-220624-20000-C"), "{error}");
+    }
 }

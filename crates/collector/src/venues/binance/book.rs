@@ -3,7 +3,7 @@
 //!
 //! Spot: drop diffs with `u <= lastUpdateId`; the first applied diff has
 //! `U <= lastUpdateId + 1 <= u`; after it each `U` is the previous `u + 1`.
-//! Futures: drop `u < lastUpdateId`; the first applied diff has
+//! Futures (USDⓈ-M and COIN-M): drop `u < lastUpdateId`; the first applied diff has
 //! `U <= lastUpdateId <= u`; after it each `pu` is the previous `u`.
 //! Any violation, or a crossed book, invalidates the book until a new
 //! snapshot.
@@ -58,6 +58,22 @@ impl BookSync {
     /// Installs a snapshot and replays the buffered diffs; returns what
     /// happened to each (a gap among them means another snapshot is needed).
     pub fn on_snapshot(&mut self, snapshot: &Snapshot) -> Vec<(DepthDiff, BookOutcome)> {
+        let mut outcomes = Vec::new();
+        for diff in self.install(snapshot) {
+            let outcome = self.on_diff(&diff);
+            let gap = matches!(outcome, BookOutcome::Gap { .. });
+            outcomes.push((diff, outcome));
+            if gap {
+                break;
+            }
+        }
+        outcomes
+    }
+
+    /// Installs a snapshot and hands back the diffs buffered while it was
+    /// fetched, for the caller to apply with [`BookSync::on_diff`] one by
+    /// one (publishing the book after each), stopping at a gap.
+    pub fn install(&mut self, snapshot: &Snapshot) -> VecDeque<DepthDiff> {
         let buffered = match std::mem::replace(
             &mut self.state,
             State::Synced {
@@ -70,16 +86,7 @@ impl BookSync {
         };
         self.book.clear();
         self.book.apply(&snapshot.bids, &snapshot.asks);
-        let mut outcomes = Vec::new();
-        for diff in buffered {
-            let outcome = self.on_diff(&diff);
-            let gap = matches!(outcome, BookOutcome::Gap { .. });
-            outcomes.push((diff, outcome));
-            if gap {
-                break;
-            }
-        }
-        outcomes
+        buffered
     }
 
     /// Applies one diff, or buffers it before the first snapshot.
@@ -96,7 +103,7 @@ impl BookSync {
         };
         let stale = match self.flavor {
             Flavor::Spot => diff.last <= last,
-            Flavor::Futures => diff.last < last,
+            Flavor::Futures | Flavor::Delivery => diff.last < last,
         };
         if stale {
             return BookOutcome::Stale;
@@ -105,12 +112,12 @@ impl BookSync {
             // U <= lastUpdateId + 1 <= u
             (Flavor::Spot, false) => diff.first <= last + 1 && last < diff.last,
             (Flavor::Spot, true) => diff.first == last + 1,
-            (Flavor::Futures, false) => diff.first <= last && last <= diff.last,
-            (Flavor::Futures, true) => diff.prev == Some(last),
+            (Flavor::Futures | Flavor::Delivery, false) => diff.first <= last && last <= diff.last,
+            (Flavor::Futures | Flavor::Delivery, true) => diff.prev == Some(last),
         };
         if !in_sequence {
             let detail = match self.flavor {
-                Flavor::Futures if first_applied => {
+                Flavor::Futures | Flavor::Delivery if first_applied => {
                     format!("pu {:?} does not follow u {last}", diff.prev)
                 }
                 _ => format!("diff U={} u={} does not follow update id {last}", diff.first, diff.last),

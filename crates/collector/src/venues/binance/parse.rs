@@ -488,7 +488,7 @@ mod tests {
             } else {
                 Flavor::Spot
             };
-            let symbols = Symbols::new("binance", flavor, &ids).unwrap();
+            let symbols = Symbols::new("binance", flavor, &ids);
             for frame in &frames {
                 let Some((stream, data)) = split_envelope(frame) else {
                     continue;
@@ -529,7 +529,7 @@ mod tests {
 
     #[test]
     fn a_depth_diff_whose_range_is_reversed_is_rejected() {
-        let s = Symbols::new("binance", Flavor::Futures, &["BTCUSDT"]).unwrap();
+        let s = Symbols::new("binance", Flavor::Futures, &["BTCUSDT"]);
         let diff = |first: u64, last: u64| {
             format!(
                 r#"{{"stream":"btcusdt@depth@100ms","data":{{"e":"depthUpdate","E":2,"T":1,"s":"BTCUSDT","U":{first},"u":{last},"pu":9,"b":[["1.5","2"]],"a":[]}}}}"#
@@ -549,7 +549,7 @@ mod tests {
 
     #[test]
     fn futures_funding_liquidations_and_open_interest() {
-        let s = Symbols::new("binance", Flavor::Futures, &["BTCUSDT"]).unwrap();
+        let s = Symbols::new("binance", Flavor::Futures, &["BTCUSDT"]);
         // Frames as Binance's USDⓈ-M documentation shows them.
         let mark = r#"{"stream":"btcusdt@markPrice@1s","data":{"e":"markPriceUpdate","E":1562305380000,"s":"BTCUSDT","p":"11794.15000000","i":"11784.62659091","P":"11784.25641265","r":"0.00038167","T":1562306400000}}"#;
         let Frame::Funding(f) = parse(&s, mark, 1).unwrap() else {
@@ -582,7 +582,7 @@ mod tests {
     }
 
     fn symbols() -> Symbols {
-        Symbols::new("binance", Flavor::Spot, &["NKNUSDT"]).unwrap()
+        Symbols::new("binance", Flavor::Spot, &["NKNUSDT"])
     }
 
     #[test]

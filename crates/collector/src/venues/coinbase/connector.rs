@@ -1,23 +1,19 @@
 //! The live Coinbase Exchange connection: one WebSocket feed with
 //! `level2_batch`, `ticker`, `matches` and `heartbeat` for every product;
 //! a crossed book resubscribes its product's level2 for a fresh snapshot.
+//! The session loop is [`crate::venues::driver`].
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
-use moat_common_types::{MarketEvent, now_us};
+use moat_common_types::MarketEvent;
 use serde_json::json;
-use tokio_util::sync::CancellationToken;
 
 use super::Symbols;
 use super::book::CoinbaseBook;
 use super::parse::{Frame, parse};
-use crate::metrics::Metrics;
-use crate::sink::Sink;
-use crate::status::StreamStatus;
-use crate::venues::{
-    BookChange, Incoming, SessionError, emit_live, open, publish_book, reconnect_loop, rejected, republish_book,
-};
+use crate::book::L2Book;
+use crate::venues::driver::{Context, Venue};
+use crate::venues::{BookChange, Connection, Reject};
 
 /// The book channel: `level2_batch` is public; `level2` needs authentication
 /// on the current feed and carries the same messages.
@@ -29,112 +25,78 @@ pub struct CoinbaseVenue {
     pub symbols: Symbols,
     /// e.g. `wss://ws-feed.exchange.coinbase.com`.
     pub ws_url: String,
-    pub connection: crate::venues::Connection,
+    pub connection: Connection,
 }
 
 impl CoinbaseVenue {
     pub fn subscription(&self) -> serde_json::Value {
-        let mut ids: Vec<&str> = self.symbols.ids().collect();
-        ids.sort_unstable();
         json!({
             "type": "subscribe",
-            "product_ids": ids,
+            "product_ids": self.symbols.sorted_ids(),
             "channels": [BOOK_CHANNEL, "ticker", "matches", "heartbeat"],
         })
     }
 }
 
-/// Runs connections until `shutdown`, reconnecting and resubscribing.
-pub async fn run(
-    venue: CoinbaseVenue,
-    sink: Arc<dyn Sink>,
-    status: StreamStatus,
-    metrics: Metrics,
-    shutdown: CancellationToken,
-) {
-    let exchange = venue.symbols.exchange.clone();
-    reconnect_loop(&exchange, &venue.connection, &metrics, &shutdown, || {
-        session(&venue, sink.as_ref(), &status, &metrics, &shutdown)
-    })
-    .await;
-}
+impl Venue for CoinbaseVenue {
+    type State = HashMap<String, CoinbaseBook>;
 
-async fn session(
-    venue: &CoinbaseVenue,
-    sink: &dyn Sink,
-    status: &StreamStatus,
-    metrics: &Metrics,
-    shutdown: &CancellationToken,
-) -> Result<(), SessionError> {
-    let url = &venue.ws_url;
-    let exchange = venue.symbols.exchange.clone();
-    let mut ws = open(
-        url,
-        Some(venue.subscription().to_string()),
-        venue.connection.recorder.as_ref(),
-    )
-    .await?;
-    tracing::info!(%exchange, products = venue.symbols.ids().count(), "connected and subscribed");
-    status.set_connected(true);
+    fn instruments(&self) -> &Symbols {
+        &self.symbols
+    }
 
-    let mut books: HashMap<String, CoinbaseBook> = HashMap::new();
-    let deadline = tokio::time::Instant::now() + venue.connection.max_connection_age;
-    let mut snapshots = venue.connection.snapshot_timer();
-    let result = loop {
-        tokio::select! {
-            _ = snapshots.tick() => {
-                for (id, sync) in &books {
-                    if let (true, Some(instrument)) = (sync.is_synced(), venue.symbols.get(id)) {
-                        republish_book(sink, instrument, &sync.book, sync.sequence());
-                    }
-                }
-            }
-            () = shutdown.cancelled() => {
-                ws.close().await;
-                break Ok(());
-            }
-            () = tokio::time::sleep_until(deadline) => break Ok(()),
-            incoming = ws.next_text(venue.connection.stale_after) => {
-                let text = match incoming {
-                    Ok(Incoming::Text(text)) => text,
-                    Ok(Incoming::Closed) => break Ok(()),
-                    Err(error) => break Err(error),
+    fn connection(&self) -> &Connection {
+        &self.connection
+    }
+
+    fn connection_mut(&mut self) -> &mut Connection {
+        &mut self.connection
+    }
+
+    fn url(&self) -> String {
+        self.ws_url.clone()
+    }
+
+    fn subscriptions(&self) -> Vec<String> {
+        vec![self.subscription().to_string()]
+    }
+
+    fn books<'a>(&self, books: &'a Self::State) -> Vec<(&'a str, &'a L2Book, u64)> {
+        books
+            .iter()
+            .filter(|(_, sync)| sync.is_synced())
+            .map(|(id, sync)| (id.as_str(), &sync.book, sync.sequence()))
+            .collect()
+    }
+
+    fn on_frame(&self, books: &mut Self::State, text: &str, now: i64, cx: &mut Context<'_>) -> Result<(), Reject> {
+        match parse(&self.symbols, text, now)? {
+            Frame::Trade(t) => cx.emit_live(MarketEvent::Trade(t), now),
+            Frame::Bbo(b) => cx.emit_live(MarketEvent::Bbo(b), now),
+            Frame::Heartbeat(instrument) => cx.touch(&instrument, now),
+            Frame::Book(message) => {
+                cx.touch(&message.instrument, now);
+                let id = message.instrument.venue_symbol.clone();
+                let sync = books.entry(id.clone()).or_default();
+                let outcome = sync.on_message(&message);
+                let change = BookChange {
+                    instrument: &message.instrument,
+                    snapshot: message.snapshot,
+                    bids: &message.bids,
+                    asks: &message.asks,
+                    first_sequence: sync.sequence(),
+                    sequence: sync.sequence(),
+                    prev_sequence: sync.sequence().saturating_sub(1),
+                    ts_exchange_us: message.ts_exchange_us,
                 };
-                let now = now_us();
-                match parse(&venue.symbols, &text, now) {
-                    Ok(Frame::Trade(t)) => emit_live(sink, status, MarketEvent::Trade(t), now),
-                    Ok(Frame::Bbo(b)) => emit_live(sink, status, MarketEvent::Bbo(b), now),
-                    Ok(Frame::Heartbeat(instrument)) => status.touch(&instrument.symbol, now),
-                    Ok(Frame::Book(message)) => {
-                        status.touch(&message.instrument.symbol, now);
-                        let id = message.instrument.venue_symbol.clone();
-                        let sync = books.entry(id.clone()).or_default();
-                        let outcome = sync.on_message(&message);
-                        let change = BookChange {
-                            instrument: &message.instrument,
-                            snapshot: message.snapshot,
-                            bids: &message.bids,
-                            asks: &message.asks,
-                            first_sequence: sync.sequence(),
-                            sequence: sync.sequence(),
-                            prev_sequence: sync.sequence().saturating_sub(1),
-                            ts_exchange_us: message.ts_exchange_us,
-                        };
-                        if publish_book(sink, metrics, &sync.book, &change, outcome) {
-                            for kind in ["unsubscribe", "subscribe"] {
-                                let request = json!({"type": kind, "product_ids": [id], "channels": [BOOK_CHANNEL]});
-                                if let Err(e) = ws.send_text(request.to_string()).await {
-                                    tracing::warn!(%exchange, %id, error = %e, "resubscribing the book failed");
-                                }
-                            }
-                        }
+                if cx.book(&sync.book, &change, outcome) {
+                    for kind in ["unsubscribe", "subscribe"] {
+                        cx.send(json!({"type": kind, "product_ids": [id], "channels": [BOOK_CHANNEL]}).to_string());
                     }
-                    Ok(Frame::Control) => {}
-                    Err(reject) => rejected(metrics, &exchange, &reject, &text),
                 }
             }
+            Frame::Control => {}
         }
-    };
-    status.set_connected(false);
-    result
+        Ok(())
+    }
 }

@@ -402,7 +402,7 @@ mod tests {
             .filter_map(|v| v["product_id"].as_str().map(str::to_owned))
             .collect();
         let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
-        let symbols = crate::venues::coinbase::symbols("coinbase", &ids).unwrap();
+        let symbols = crate::venues::coinbase::symbols("coinbase", &ids).all_known().unwrap();
         let mut scanned = 0;
         for frame in &frames {
             let read = if frame.starts_with("{\"type\":\"l2update\"") {
@@ -443,7 +443,7 @@ mod tests {
 
     #[test]
     fn bad_input_is_rejected_by_reason_and_taker_side_is_the_other() {
-        let s = symbols("coinbase", &["BTC-USD"]).unwrap();
+        let s = symbols("coinbase", &["BTC-USD"]).all_known().unwrap();
         let m = |px: &str, size: &str, product: &str| {
             format!(
                 r#"{{"type":"match","trade_id":1,"price":"{px}","size":"{size}","side":"sell","product_id":"{product}","time":"2021-04-17T16:43:30.244075Z"}}"#

@@ -358,7 +358,9 @@ mod tests {
     use super::*;
 
     fn symbols() -> Symbols {
-        super::super::symbols("okx", &["BTC-USDT", "BTC-USDT-SWAP"]).unwrap()
+        super::super::symbols("okx", &["BTC-USDT", "BTC-USDT-SWAP"])
+            .all_known()
+            .unwrap()
     }
 
     #[test]
