@@ -14,6 +14,16 @@ pub const BYBIT: &[&str] = &["linear:BTCUSDT", "linear:ETHUSDT", "linear:SOLUSDT
 pub const KRAKEN: &[&str] = &[
     "WAVES/EUR", "XMR/USD", "KSM/XBT", "GRT/ETH", "SC/EUR", "ETH/CHF", "OCEAN/XBT", "OMG/USD", "XBT/CHF", "ADA/XBT",
 ];
+pub const GEMINI: &[&str] = &[
+    "BTCGBP", "LINKETH", "FILUSD", "ZECLTC", "BATBTC", "ETHEUR", "LTCETH", "GRTUSD", "ANKRUSD", "ALCXUSD",
+];
+pub const BITSTAMP: &[&str] = &[
+    "sgbeur", "ethusd", "xrpeur", "bateur", "usdteur", "usdtusd", "xlmgbp", "adaeur", "batbtc", "galaeur",
+];
+pub const KRAKEN_FUTURES: &[&str] = &[
+    "FI_ETHUSD_211231", "PI_XRPUSD", "PI_LTCUSD", "FI_BCHUSD_210730", "PI_ETHUSD", "FI_XBTUSD_210924",
+    "FI_ETHUSD_210730", "FI_BCHUSD_210924", "FI_XRPUSD_210924", "FI_XBTUSD_210730",
+];
 pub const COINBASE: &[&str] = &[
     "SKL-USD", "SKL-BTC", "BAND-GBP", "NMR-EUR", "BAND-BTC", "YFI-BTC", "DASH-BTC", "NU-GBP", "CRV-EUR", "SKL-GBP",
 ];

@@ -66,6 +66,21 @@ const SESSIONS: &[Session] = &[
         feed: "KRAKEN",
         files: &["KRAKEN.0", "KRAKEN.ws.48.0", "KRAKEN.ws.49.0", "KRAKEN.ws.50.0"],
     },
+    Session {
+        kind: "gemini",
+        feed: "GEMINI",
+        files: &["GEMINI.0", "GEMINI.ws.1.0"],
+    },
+    Session {
+        kind: "bitstamp",
+        feed: "BITSTAMP",
+        files: &["BITSTAMP.0", "BITSTAMP.http.0.0", "BITSTAMP.ws.1.0"],
+    },
+    Session {
+        kind: "kraken-futures",
+        feed: "KRAKEN_FUTURES",
+        files: &["KRAKEN_FUTURES.0", "KRAKEN_FUTURES.ws.1.0"],
+    },
     // Not Coinbase: cryptofeed 2.4.1 speaks Coinbase Advanced Trade
     // (`level2`, `market_trades`, a `products` object), and the recording
     // is the Exchange feed (`l2update`, `match`, a products list) that moat

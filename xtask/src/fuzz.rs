@@ -22,6 +22,12 @@ const TARGETS: &[(&str, Seeds)] = &[
         "kraken_frame",
         Seeds::Recordings(&["KRAKEN.ws.48.0", "KRAKEN.ws.49.0", "KRAKEN.ws.50.0"]),
     ),
+    ("gemini_frame", Seeds::Recordings(&["GEMINI.ws.1.0"])),
+    (
+        "bitstamp_frame",
+        Seeds::Recordings(&["BITSTAMP.ws.1.0", "BITSTAMP.http.0.0"]),
+    ),
+    ("kraken_futures_frame", Seeds::Recordings(&["KRAKEN_FUTURES.ws.1.0"])),
     ("jsonrpc_request", Seeds::JsonRpc),
     ("config", Seeds::ConfigFiles),
 ];

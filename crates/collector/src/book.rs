@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 use moat_common_types::Decimal;
 use moat_common_types::model::Level;
 
+use crate::venues::BookOutcome;
+
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct L2Book {
     pub bids: BTreeMap<Decimal, Decimal>,
@@ -64,6 +66,50 @@ impl L2Book {
     }
 }
 
+/// The book of a venue that sends a snapshot, then updates, with no
+/// sequence number (Coinbase's Exchange feed, Gemini): a crossed book is
+/// the sign of a lost update, and the book is invalid until the snapshot
+/// a resubscription brings.
+#[derive(Debug, Clone, Default)]
+pub struct UnsequencedBook {
+    pub book: L2Book,
+    synced: bool,
+    /// Messages applied since the snapshot: the published sequence.
+    applied: u64,
+}
+
+impl UnsequencedBook {
+    pub fn is_synced(&self) -> bool {
+        self.synced
+    }
+
+    pub fn sequence(&self) -> u64 {
+        self.applied
+    }
+
+    /// Applies a snapshot (which replaces the book) or an update.
+    pub fn on_update(&mut self, snapshot: bool, bids: &[Level], asks: &[Level]) -> BookOutcome {
+        if snapshot {
+            self.book.clear();
+            self.synced = true;
+        } else if !self.synced {
+            return BookOutcome::Stale;
+        }
+        self.book.apply(bids, asks);
+        if self.book.is_crossed() {
+            let detail = format!("{:?} over {:?}", self.book.best_bid(), self.book.best_ask());
+            self.book.clear();
+            self.synced = false;
+            return BookOutcome::Gap {
+                reason: "crossed",
+                detail,
+            };
+        }
+        self.applied += 1;
+        BookOutcome::Applied
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -99,5 +145,21 @@ mod tests {
             [&Decimal::from(101)],
             "the best ask stays"
         );
+    }
+
+    #[test]
+    fn unsequenced_updates_wait_for_a_snapshot_and_a_crossed_book_resyncs() {
+        let mut sync = UnsequencedBook::default();
+        assert_eq!(sync.on_update(false, &[l(99, 1)], &[]), BookOutcome::Stale);
+        assert_eq!(sync.on_update(true, &[l(99, 1)], &[l(101, 1)]), BookOutcome::Applied);
+        assert_eq!(sync.on_update(false, &[l(100, 2)], &[]), BookOutcome::Applied);
+        assert_eq!(sync.book.best_bid().unwrap().0, Decimal::from(100));
+        assert_eq!(sync.sequence(), 2);
+        let outcome = sync.on_update(false, &[l(102, 1)], &[]);
+        assert!(
+            matches!(outcome, BookOutcome::Gap { reason: "crossed", .. }),
+            "{outcome:?}"
+        );
+        assert!(!sync.is_synced() && sync.book.bids.is_empty());
     }
 }

@@ -45,7 +45,7 @@ fn coinbase_recording_trades_and_books() {
             Frame::Book(message) => {
                 let id = message.instrument.venue_symbol.clone();
                 let sync = books.entry(id.clone()).or_default();
-                match sync.on_message(&message) {
+                match sync.on_update(message.snapshot, &message.bids, &message.asks) {
                     BookOutcome::Applied => {
                         applied += 1;
                         assert!(!sync.book.is_crossed(), "{id} crossed");

@@ -96,11 +96,20 @@ impl Recording {
     }
 }
 
-/// The path of a WebSocket URL, without its query (`/` when it has none).
+/// The path of a WebSocket URL, without its query or a trailing slash
+/// (`/` when it has none).
 fn url_path(url: &str) -> String {
     let after_host = url.split_once("://").map_or(url, |(_, rest)| rest);
     let path = after_host.find('/').map_or("/", |i| &after_host[i..]);
-    path.split('?').next().unwrap_or("/").to_owned()
+    canonical(path.split('?').next().unwrap_or("/"))
+}
+
+/// `/v2/marketdata/` and `/v2/marketdata` are one path.
+fn canonical(path: &str) -> String {
+    match path.trim_end_matches('/') {
+        "" => "/".to_owned(),
+        trimmed => trimmed.to_owned(),
+    }
 }
 
 struct Shared {
@@ -182,7 +191,7 @@ async fn route(
 ) -> Response {
     match upgrade {
         Ok(upgrade) => {
-            let path = uri.path().to_owned();
+            let path = canonical(uri.path());
             upgrade.on_upgrade(move |socket| serve_frames(shared, socket, path))
         }
         Err(_) => rest(shared, uri, query).await,
@@ -245,5 +254,31 @@ async fn rest(shared: Arc<Shared>, uri: Uri, Query(query): Query<Vec<(String, St
     match found {
         Some((_, _, body)) => ([(axum::http::header::CONTENT_TYPE, "application/json")], body.clone()).into_response(),
         None => (StatusCode::NOT_FOUND, format!("no recorded answer for {uri}")).into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_recorded_connection_is_served_on_its_own_path() {
+        let linear = "wss://stream.bybit.com/v5/public/linear <-> 1.0\n2.0: linear-1\n4.0: linear-2\n";
+        let spot = "wss://stream.bybit.com/v5/public/spot/ <-> 1.0\n3.0: spot-1\n";
+        let recording = Recording::load(&[linear.to_owned(), spot.to_owned()]);
+        let on = |path: &str| -> Vec<String> { recording.frames_on(path).map(|(_, f)| f.clone()).collect() };
+        assert_eq!(on("/v5/public/linear"), ["linear-1", "linear-2"]);
+        assert_eq!(
+            on(&canonical("/v5/public/spot/")),
+            ["spot-1"],
+            "a trailing slash is the same path"
+        );
+        assert_eq!(
+            on("/stream"),
+            ["linear-1", "spot-1", "linear-2"],
+            "an unknown path gets every frame"
+        );
+        assert_eq!(url_path("wss://x.example:9443/stream?streams=a@b"), "/stream");
+        assert_eq!(url_path("wss://ws.kraken.com"), "/");
     }
 }

@@ -90,6 +90,8 @@ pub struct Answer {
 enum Action {
     Send(String),
     Get(Request, Duration),
+    /// End the session cleanly; the reconnect loop opens a new one.
+    Reconnect,
 }
 
 /// What a venue's handlers publish through and ask of the session.
@@ -121,6 +123,12 @@ impl Context<'_> {
     /// Sends a frame on the connection after the handler returns.
     pub fn send(&mut self, text: String) {
         self.actions.push(Action::Send(text));
+    }
+
+    /// Ends the connection cleanly after the handler returns, for a venue
+    /// that asks its clients to reconnect (maintenance); a new one opens.
+    pub fn reconnect(&mut self) {
+        self.actions.push(Action::Reconnect);
     }
 
     /// GETs a URL after `after`; the body comes back to [`Venue::on_answer`].
@@ -252,8 +260,10 @@ async fn session<V: Venue>(
     let mut snapshots = connection.snapshot_timer();
     venue.on_open(&mut state, &mut cx);
     let result = loop {
+        let mut reconnect = false;
         for action in cx.actions.drain(..) {
             match action {
+                Action::Reconnect => reconnect = true,
                 Action::Send(text) => {
                     if let Err(error) = ws.send_text(text).await {
                         tracing::warn!(%exchange, %error, "sending to the venue failed");
@@ -271,6 +281,11 @@ async fn session<V: Venue>(
                     });
                 }
             }
+        }
+        if reconnect {
+            tracing::info!(%exchange, "the venue asked for a new connection");
+            ws.close().await;
+            break Ok(());
         }
         tokio::select! {
             _ = snapshots.tick() => {

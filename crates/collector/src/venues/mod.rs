@@ -4,20 +4,30 @@
 //! A venue turns raw frames into normalized events and keeps its order
 //! books in sync by its own sequencing rules ([`driver::Venue`]); the one
 //! session loop in [`driver`] runs every venue. Adding a venue means adding
-//! a folder here and its line in [`registry`].
+//! a folder here and its line below.
 
-pub mod binance;
-pub mod bybit;
-pub mod coinbase;
 pub mod driver;
-pub mod kraken;
 pub mod limits;
-pub mod okx;
 pub mod registry;
 mod scan;
 mod session;
 
-pub use registry::Kind;
+// Every venue: its folder, and the protocols (`kind`) it speaks.
+registry::venues! {
+    binance {
+        Binance => "binance", SPOT;
+        BinanceFutures => "binance-futures", FUTURES;
+        BinanceDelivery => "binance-delivery", DELIVERY;
+    }
+    okx { Okx => "okx", SPEC; }
+    coinbase { Coinbase => "coinbase", SPEC; }
+    bybit { Bybit => "bybit", SPEC; }
+    kraken { Kraken => "kraken", SPEC; }
+    gemini { Gemini => "gemini", SPEC; }
+    bitstamp { Bitstamp => "bitstamp", SPEC; }
+    kraken_futures { KrakenFutures => "kraken-futures", SPEC; }
+}
+
 pub use session::SessionError;
 pub(crate) use session::{Incoming, get_parsed, open, reconnect_loop};
 
@@ -247,6 +257,40 @@ pub(crate) fn number(field: &'static str, value: &str) -> Result<Decimal, Reject
     parse_decimal(field, value).map_err(|e| Reject::new("number", e.message))
 }
 
+/// Splits a concatenated id (`USDTUSD`, `ZECLTC`) at the first of the
+/// venue's `quotes` it ends with, for venues whose quote currencies are a
+/// short known list (list `USDT` before `USD`). The shared list of every
+/// venue's quotes would take `USDTUSD` for USD-TUSD.
+pub(crate) fn split_quote<'a>(id: &'a str, quotes: &[&'a str]) -> Option<(&'a str, &'a str)> {
+    quotes
+        .iter()
+        .find_map(|q| id.strip_suffix(q).filter(|b| !b.is_empty()).map(|b| (b, *q)))
+}
+
+/// A decimal the venue writes as a JSON number (`439.3`, `2e-05`), read
+/// from its text so no binary float rounds it.
+pub(crate) fn json_number(field: &'static str, raw: &serde_json::value::RawValue) -> Result<Decimal, Reject> {
+    number(field, raw.get())
+}
+
+/// A JSON-number price above zero (see [`json_number`]).
+pub(crate) fn json_price(field: &'static str, raw: &serde_json::value::RawValue) -> Result<Decimal, Reject> {
+    let p = json_number(field, raw)?;
+    if p.is_zero() || p.is_sign_negative() {
+        return Err(Reject::new("price", format!("{field} {} is not positive", raw.get())));
+    }
+    Ok(p)
+}
+
+/// A JSON-number quantity, zero or above (see [`json_number`]).
+pub(crate) fn json_qty(field: &'static str, raw: &serde_json::value::RawValue) -> Result<Decimal, Reject> {
+    let q = json_number(field, raw)?;
+    if q.is_sign_negative() && !q.is_zero() {
+        return Err(Reject::new("qty", format!("{field} {} is negative", raw.get())));
+    }
+    Ok(q)
+}
+
 pub(crate) fn price(field: &'static str, value: &str) -> Result<Decimal, Reject> {
     let p = number(field, value)?;
     if p.is_zero() || p.is_sign_negative() {
@@ -352,6 +396,29 @@ mod tests {
         assert_eq!(ids.skipped("BTCUSDT", 12), None, "an older id (a replay) is no gap");
         assert_eq!(ids.skipped("BTCUSDT", 16), None);
         assert_eq!(ids.skipped("ETHUSDT", 3), None, "symbols are separate");
+    }
+
+    #[test]
+    fn ids_split_at_the_venue_quotes() {
+        let quotes = ["USDT", "USD", "EUR"];
+        assert_eq!(split_quote("USDTUSD", &quotes), Some(("USDT", "USD")));
+        assert_eq!(split_quote("BTCUSDT", &quotes), Some(("BTC", "USDT")));
+        assert_eq!(split_quote("USD", &quotes), None, "a bare quote is no pair");
+        assert_eq!(split_quote("BTCGBP", &quotes), None);
+    }
+
+    #[test]
+    fn json_numbers_are_read_exactly_from_their_text() {
+        let raw = |t: &str| serde_json::value::RawValue::from_string(t.to_owned()).unwrap();
+        assert_eq!(json_price("price", &raw("439.30")).unwrap().to_string(), "439.30");
+        assert_eq!(
+            json_qty("qty", &raw("2e-05")).unwrap(),
+            "0.00002".parse::<Decimal>().unwrap()
+        );
+        assert_eq!(json_qty("qty", &raw("20108.0")).unwrap().to_string(), "20108.0");
+        assert_eq!(json_price("price", &raw("0")).unwrap_err().reason, "price");
+        assert_eq!(json_qty("qty", &raw("-1")).unwrap_err().reason, "qty");
+        assert_eq!(json_number("x", &raw("\"1\"")).unwrap_err().reason, "number");
     }
 
     #[test]

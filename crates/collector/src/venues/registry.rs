@@ -1,8 +1,9 @@
-//! Every venue the collector speaks, one line each: the name that
-//! `venues[].kind` and `--exchange` take, and the venue's [`Spec`].
+//! What the registry knows of each venue ([`Spec`]) and the `venues!`
+//! macro that lists them, one line per venue folder, in `venues/mod.rs`.
 
 use moat_localvenue::replay::Recording;
 
+use super::Kind;
 use super::driver::Connector;
 use super::limits::VenueLimits;
 use super::{Connection, Instruments};
@@ -37,41 +38,38 @@ pub fn one_group(ids: &[String]) -> Vec<Vec<String>> {
     vec![ids.to_vec()]
 }
 
-macro_rules! registry {
-    ($($variant:ident => $name:literal, $spec:path;)+) => {
+/// Declares every venue module and generates [`Kind`] from one line per
+/// module: `module { Variant => "name", SPEC; … }` (a module may speak
+/// several protocols, as `binance` does).
+macro_rules! venues {
+    ($($module:ident { $($variant:ident => $name:literal, $spec:ident;)+ })+) => {
+        $(pub mod $module;)+
+
         /// A venue protocol, as `venues[].kind` and `--exchange` name it.
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
         pub enum Kind {
-            $(#[serde(rename = $name)] $variant,)+
+            $($(#[serde(rename = $name)] $variant,)+)+
         }
 
         impl Kind {
-            pub const ALL: &'static [Kind] = &[$(Kind::$variant),+];
+            pub const ALL: &'static [Kind] = &[$($(Kind::$variant,)+)+];
 
             pub fn name(self) -> &'static str {
                 match self {
-                    $(Kind::$variant => $name,)+
+                    $($(Kind::$variant => $name,)+)+
                 }
             }
 
-            pub fn spec(self) -> &'static Spec {
+            pub fn spec(self) -> &'static registry::Spec {
                 match self {
-                    $(Kind::$variant => &$spec,)+
+                    $($(Kind::$variant => &$module::$spec,)+)+
                 }
             }
         }
     };
 }
 
-registry! {
-    Binance => "binance", super::binance::SPOT;
-    BinanceFutures => "binance-futures", super::binance::FUTURES;
-    Okx => "okx", super::okx::SPEC;
-    Coinbase => "coinbase", super::coinbase::SPEC;
-    Bybit => "bybit", super::bybit::SPEC;
-    BinanceDelivery => "binance-delivery", super::binance::DELIVERY;
-    Kraken => "kraken", super::kraken::SPEC;
-}
+pub(crate) use venues;
 
 impl Kind {
     pub fn limits(self) -> VenueLimits {

@@ -78,7 +78,7 @@ impl Venue for CoinbaseVenue {
                 cx.touch(&message.instrument, now);
                 let id = message.instrument.venue_symbol.clone();
                 let sync = books.entry(id.clone()).or_default();
-                let outcome = sync.on_message(&message);
+                let outcome = sync.on_update(message.snapshot, &message.bids, &message.asks);
                 let change = BookChange {
                     instrument: &message.instrument,
                     snapshot: message.snapshot,

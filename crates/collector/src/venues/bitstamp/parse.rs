@@ -1,0 +1,172 @@
+//! Bitstamp WebSocket v2 frames and REST order books to normalized events.
+
+use moat_common_types::model::{Level, Trade};
+use moat_common_types::{Instrument, Side};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use crate::venues::{Instruments, Reject, json, price, qty};
+
+/// A diff or a REST snapshot of one pair's book.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BookMessage {
+    pub instrument: Instrument,
+    pub bids: Vec<Level>,
+    pub asks: Vec<Level>,
+    /// The venue's time of the book, in µs: what joins diffs to a snapshot.
+    pub microtimestamp: i64,
+}
+
+/// What one frame carried.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Frame {
+    Trade(Trade),
+    Diff(BookMessage),
+    /// Bitstamp asks its clients to reconnect (maintenance).
+    Reconnect,
+    /// Subscription answers, heartbeats.
+    Control,
+}
+
+#[derive(Deserialize)]
+struct Envelope<'a> {
+    event: &'a str,
+    #[serde(default)]
+    channel: &'a str,
+    #[serde(borrow)]
+    data: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct RawTrade<'a> {
+    id: u64,
+    amount_str: &'a str,
+    price_str: &'a str,
+    #[serde(rename = "type")]
+    side: u8,
+    microtimestamp: &'a str,
+}
+
+#[derive(Deserialize)]
+struct RawBook<'a> {
+    microtimestamp: &'a str,
+    #[serde(borrow)]
+    bids: Vec<[&'a str; 2]>,
+    #[serde(borrow)]
+    asks: Vec<[&'a str; 2]>,
+}
+
+#[derive(Deserialize)]
+struct RawError {
+    #[serde(default)]
+    message: Option<String>,
+}
+
+fn micros(value: &str) -> Result<i64, Reject> {
+    value
+        .parse()
+        .map_err(|_| Reject::new("number", format!("microtimestamp {value:?}")))
+}
+
+fn levels(side: &'static str, raw: &[[&str; 2]]) -> Result<Vec<Level>, Reject> {
+    raw.iter()
+        .map(|[p, q]| {
+            Ok(Level {
+                price: price(side, p)?,
+                qty: qty(side, q)?,
+            })
+        })
+        .collect()
+}
+
+fn book(instrument: Instrument, raw: &RawBook<'_>) -> Result<BookMessage, Reject> {
+    Ok(BookMessage {
+        instrument,
+        bids: levels("bids", &raw.bids)?,
+        asks: levels("asks", &raw.asks)?,
+        microtimestamp: micros(raw.microtimestamp)?,
+    })
+}
+
+/// The pair a channel is about: `diff_order_book_btcusd` → `BTCUSD`.
+fn pair(symbols: &Instruments, channel: &str, prefix: &str) -> Result<Instrument, Reject> {
+    let pair = channel
+        .strip_prefix(prefix)
+        .ok_or_else(|| Reject::new("unknown_frame", format!("channel {channel}")))?;
+    symbols.instrument(&pair.to_ascii_uppercase())
+}
+
+/// Parses one text frame received at `ts_recv_us`.
+pub fn parse(symbols: &Instruments, frame: &str, ts_recv_us: i64) -> Result<Frame, Reject> {
+    let envelope: Envelope<'_> = json(frame)?;
+    let data = || {
+        envelope
+            .data
+            .map(RawValue::get)
+            .ok_or_else(|| Reject::new("missing_field", format!("{}: no data", envelope.event)))
+    };
+    match envelope.event {
+        "trade" => {
+            let t: RawTrade<'_> = json(data()?)?;
+            Ok(Frame::Trade(Trade {
+                instrument: pair(symbols, envelope.channel, "live_trades_")?,
+                trade_id: t.id.to_string(),
+                price: price("price_str", t.price_str)?,
+                qty: qty("amount_str", t.amount_str)?,
+                side: match t.side {
+                    0 => Side::Buy,
+                    1 => Side::Sell,
+                    other => return Err(Reject::new("side", format!("type {other} is neither 0 (buy) nor 1 (sell)"))),
+                },
+                ts_exchange_us: micros(t.microtimestamp)?,
+                ts_recv_us,
+            }))
+        }
+        "data" => {
+            let raw: RawBook<'_> = json(data()?)?;
+            Ok(Frame::Diff(book(pair(symbols, envelope.channel, "diff_order_book_")?, &raw)?))
+        }
+        "bts:request_reconnect" => Ok(Frame::Reconnect),
+        "bts:error" => {
+            let e: RawError = json(data()?)?;
+            Err(Reject::new(
+                "refused",
+                e.message.unwrap_or_else(|| "the venue refused a request".into()),
+            ))
+        }
+        _ => Ok(Frame::Control),
+    }
+}
+
+/// A REST `order_book` answer for `pair`.
+pub fn parse_snapshot(symbols: &Instruments, pair: &str, body: &str) -> Result<BookMessage, Reject> {
+    let raw: RawBook<'_> = json(body)?;
+    book(symbols.instrument(pair)?, &raw)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trades_diffs_and_snapshots_read_as_the_venue_documents() {
+        let s = super::super::symbols("bitstamp", &["ethusd"]).all_known().unwrap();
+        let trade = r#"{"data":{"id":216000477,"timestamp":"1641343699","amount":0.0792,"amount_str":"0.07920000","price":3805.44,"price_str":"3805.44","type":0,"microtimestamp":"1641343699596000","buy_order_id":1,"sell_order_id":2},"channel":"live_trades_ethusd","event":"trade"}"#;
+        let Frame::Trade(t) = parse(&s, trade, 1).unwrap() else { panic!() };
+        assert_eq!((t.trade_id.as_str(), t.side), ("216000477", Side::Buy));
+        assert_eq!(t.instrument.symbol, "ETH-USD");
+        assert_eq!(t.qty.to_string(), "0.07920000");
+        let diff = r#"{"data":{"timestamp":"1641343691","microtimestamp":"1641343691244908","bids":[["3802.9","1"]],"asks":[["3803.1","0"]]},"channel":"diff_order_book_ethusd","event":"data"}"#;
+        let Frame::Diff(d) = parse(&s, diff, 1).unwrap() else { panic!() };
+        assert_eq!(d.microtimestamp, 1_641_343_691_244_908);
+        assert_eq!((d.bids.len(), d.asks.len()), (1, 1));
+        let snapshot = r#"{"timestamp": "1641343695", "microtimestamp": "1641343695681418", "bids": [["3802.90", "0.6"]], "asks": [["3803.00", "1"]]}"#;
+        assert_eq!(parse_snapshot(&s, "ETHUSD", snapshot).unwrap().microtimestamp, 1_641_343_695_681_418);
+        let reconnect = r#"{"event":"bts:request_reconnect","channel":"","data":""}"#;
+        assert_eq!(parse(&s, reconnect, 0).unwrap(), Frame::Reconnect);
+        let ok = r#"{"event":"bts:subscription_succeeded","channel":"diff_order_book_ethusd","data":{}}"#;
+        assert_eq!(parse(&s, ok, 0).unwrap(), Frame::Control);
+        let other = r#"{"data":{"microtimestamp":"1","bids":[],"asks":[]},"channel":"diff_order_book_btcusd","event":"data"}"#;
+        assert_eq!(parse(&s, other, 0).unwrap_err().reason, "unknown_symbol");
+    }
+}
