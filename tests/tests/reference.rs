@@ -81,6 +81,11 @@ const SESSIONS: &[Session] = &[
         feed: "KRAKEN_FUTURES",
         files: &["KRAKEN_FUTURES.0", "KRAKEN_FUTURES.ws.1.0"],
     },
+    Session {
+        kind: "deribit",
+        feed: "DERIBIT",
+        files: &["DERIBIT.0", "DERIBIT.ws.1.0"],
+    },
     // Not Coinbase: cryptofeed 2.4.1 speaks Coinbase Advanced Trade
     // (`level2`, `market_trades`, a `products` object), and the recording
     // is the Exchange feed (`l2update`, `match`, a products list) that moat

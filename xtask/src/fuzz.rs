@@ -28,6 +28,7 @@ const TARGETS: &[(&str, Seeds)] = &[
         Seeds::Recordings(&["BITSTAMP.ws.1.0", "BITSTAMP.http.0.0"]),
     ),
     ("kraken_futures_frame", Seeds::Recordings(&["KRAKEN_FUTURES.ws.1.0"])),
+    ("deribit_frame", Seeds::Recordings(&["DERIBIT.ws.1.0"])),
     ("jsonrpc_request", Seeds::JsonRpc),
     ("config", Seeds::ConfigFiles),
 ];

@@ -355,24 +355,28 @@ async fn okx_funding_events_carry_the_latest_mark_price() {
     assert_eq!(fundings, expected);
 }
 
-/// An instrument moat cannot normalize (here an OKX option) is skipped,
+/// An instrument moat cannot normalize (here an OKX spread) is skipped,
 /// counted once as `unknown_instrument` and logged; every other instrument
-/// of the session is collected as before.
+/// of the session is collected as before, an option among them, with its
+/// terms.
 #[tokio::test(flavor = "multi_thread")]
 async fn an_instrument_that_cannot_be_normalized_never_stops_the_venue() {
     let Some(texts) = fixture_texts("OKX", "okx") else {
         return;
     };
-    let option = "ETH-USD-220624-20000-C";
+    let (spread, option) = ("BTC-USDT-250328-250627", "ETH-USD-220624-2000-C");
     let mut text = texts[0].clone();
-    text.push_str(&format!(
-        "\nwss://ws.okx.com:8443/ws/v5/public <- 1651584000.0: {{\"op\":\"subscribe\",\"args\":[{{\"channel\":\"trades\",\"instId\":\"{option}\"}}]}}\n\
-         1651584000.1: {{\"arg\":{{\"channel\":\"trades\",\"instId\":\"{option}\"}},\"data\":[{{\"instId\":\"{option}\",\"tradeId\":\"1\",\"px\":\"0.01\",\"sz\":\"1\",\"side\":\"buy\",\"ts\":\"1651584000100\"}}]}}\n"
-    ));
-    let expected_trades = recorded_trades("okx", &texts[0]);
+    for (i, id) in [spread, option].into_iter().enumerate() {
+        text.push_str(&format!(
+            "\nwss://ws.okx.com:8443/ws/v5/public <- 1651584000.0: {{\"op\":\"subscribe\",\"args\":[{{\"channel\":\"trades\",\"instId\":\"{id}\"}}]}}\n\
+             1651584000.{i}1: {{\"arg\":{{\"channel\":\"trades\",\"instId\":\"{id}\"}},\"data\":[{{\"instId\":\"{id}\",\"tradeId\":\"1\",\"px\":\"0.01\",\"sz\":\"1\",\"side\":\"buy\",\"ts\":\"1651584000100\"}}]}}\n"
+        ));
+    }
+    // The recorded trades and the option's.
+    let expected_trades = recorded_trades("okx", &texts[0]) + 1;
     let recording = Recording::load(&[text]);
     let symbols = (Kind::Okx.spec().recorded_symbols)(&recording);
-    assert!(symbols.iter().any(|s| s == option), "the session subscribes the option");
+    assert!(symbols.iter().any(|s| s == spread), "the session subscribes the spread");
     let server = ReplayServer::start(
         tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
         recording,
@@ -389,17 +393,32 @@ async fn an_instrument_that_cannot_be_normalized_never_stops_the_venue() {
         .expect("replay finished");
     let trades = || {
         let events = sink.0.lock().unwrap();
-        events.iter().filter(|e| matches!(e, MarketEvent::Trade(_))).count()
+        events
+            .iter()
+            .filter_map(|e| match e {
+                MarketEvent::Trade(t) => Some(t.clone()),
+                _ => None,
+            })
+            .collect::<Vec<_>>()
     };
     let deadline = Instant::now() + Duration::from_secs(10);
-    while trades() < expected_trades && Instant::now() < deadline {
+    while trades().len() < expected_trades && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     token.cancel();
     task.await.unwrap();
-    assert_eq!(trades(), expected_trades, "every trade of the other instruments");
+    let trades = trades();
+    assert_eq!(trades.len(), expected_trades, "every trade of the other instruments");
+    let option_trade = trades
+        .iter()
+        .find(|t| t.instrument.venue_symbol == option)
+        .expect("the option's trade");
+    assert_eq!(option_trade.instrument.market, moat_common_types::Market::Option);
+    assert_eq!(option_trade.instrument.symbol, option);
+    let terms = option_trade.instrument.option.as_ref().expect("option terms");
+    assert_eq!((terms.expiry.as_str(), terms.settlement.as_str()), ("220624", "ETH"));
     let skipped = metrics.rejects.with_label_values(&["okx", "unknown_instrument"]).get();
-    assert_eq!(skipped, 1, "the option is counted once");
+    assert_eq!(skipped, 1, "the spread is counted once");
     let unknown = metrics.rejects.with_label_values(&["okx", "unknown_symbol"]).get();
     assert_eq!(unknown, 1, "its trade frame is refused, not published");
 }

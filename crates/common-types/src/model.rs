@@ -21,16 +21,19 @@ pub enum Market {
     Perp,
     /// Dated future; normalized symbols end in `-YYMMDD`.
     Future,
+    /// Option; normalized symbols end in `-YYMMDD-STRIKE-C` or `-P`.
+    Option,
 }
 
 impl Market {
-    pub const ALL: [Market; 3] = [Market::Spot, Market::Perp, Market::Future];
+    pub const ALL: [Market; 4] = [Market::Spot, Market::Perp, Market::Future, Market::Option];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Market::Spot => "spot",
             Market::Perp => "perp",
             Market::Future => "future",
+            Market::Option => "option",
         }
     }
 }
@@ -44,10 +47,9 @@ impl fmt::Display for Market {
 impl FromStr for Market {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self, Error> {
-        Market::ALL
-            .into_iter()
-            .find(|m| m.as_str() == s)
-            .ok_or_else(|| Error::invalid_argument(format!("unknown market '{s}', expected spot, perp or future")))
+        Market::ALL.into_iter().find(|m| m.as_str() == s).ok_or_else(|| {
+            Error::invalid_argument(format!("unknown market '{s}', expected spot, perp, future or option"))
+        })
     }
 }
 
@@ -139,6 +141,21 @@ pub struct InstrumentFields {
     pub symbol: String,
     /// The venue's own symbol (`BTCUSDT`, `UNI-USD-SWAP`).
     pub venue_symbol: String,
+    /// An option's terms; `None` for every other market.
+    pub option: Option<OptionContract>,
+}
+
+/// What an option instrument is: its expiry, strike, right and the
+/// currency it settles in (its symbol carries the first three).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct OptionContract {
+    /// `YYMMDD`.
+    pub expiry: String,
+    pub strike: Decimal,
+    pub right: crate::symbol::OptionRight,
+    /// `BTC` for Deribit's and OKX's coin-margined options, `USDC` for
+    /// linear ones.
+    pub settlement: String,
 }
 
 impl Instrument {
@@ -153,7 +170,45 @@ impl Instrument {
             market,
             symbol: symbol.into(),
             venue_symbol: venue_symbol.into(),
+            option: None,
         }))
+    }
+
+    /// An option on `exchange`: its normalized symbol must be an option's
+    /// (`BTC-USD-220624-20000-C`), whose terms it carries with the
+    /// settlement currency.
+    pub fn option(
+        exchange: impl Into<Exchange>,
+        symbol: &crate::symbol::Symbol,
+        venue_symbol: impl Into<String>,
+        settlement: impl Into<String>,
+    ) -> Result<Instrument, Error> {
+        let (Some(expiry), Some(terms)) = (&symbol.expiry, &symbol.option) else {
+            return Err(Error::invalid_argument(format!("{symbol} is not an option")));
+        };
+        let strike = parse_decimal("strike", &terms.strike.replace('D', "."))?;
+        Ok(Instrument(std::sync::Arc::new(InstrumentFields {
+            exchange: exchange.into(),
+            market: Market::Option,
+            symbol: symbol.to_string(),
+            venue_symbol: venue_symbol.into(),
+            option: Some(OptionContract {
+                expiry: expiry.clone(),
+                strike,
+                right: terms.right,
+                settlement: settlement.into(),
+            }),
+        })))
+    }
+
+    /// The same instrument with option terms (read back from a message).
+    pub fn with_option(self, option: Option<OptionContract>) -> Instrument {
+        if option.is_none() {
+            return self;
+        }
+        let mut fields = (*self.0).clone();
+        fields.option = option;
+        Instrument(std::sync::Arc::new(fields))
     }
 }
 
@@ -172,6 +227,7 @@ impl std::fmt::Debug for Instrument {
             .field("market", &self.market)
             .field("symbol", &self.symbol)
             .field("venue_symbol", &self.venue_symbol)
+            .field("option", &self.option)
             .finish()
     }
 }

@@ -1,5 +1,6 @@
-//! Symbol normalization: venue spellings to `BASE-QUOTE`, `BASE-QUOTE-PERP`
-//! and `BASE-QUOTE-YYMMDD`, and back from the normalized form.
+//! Symbol normalization: venue spellings to `BASE-QUOTE`, `BASE-QUOTE-PERP`,
+//! `BASE-QUOTE-YYMMDD` and, for options, `BASE-QUOTE-YYMMDD-STRIKE-C` or
+//! `-P`, and back from the normalized form.
 
 use std::fmt;
 use std::str::FromStr;
@@ -14,14 +15,43 @@ const KNOWN_QUOTES: &[&str] = &[
     "GBP", "JPY", "NGN", "PAX", "RUB", "TRX", "TRY", "UAH", "USD", "VAI", "XRP", "ZAR", "AUD",
 ];
 
-/// A normalized symbol, e.g. `BTC-USDT`, `UNI-USD-PERP`, `BTC-USD-220527`.
+/// A normalized symbol, e.g. `BTC-USDT`, `UNI-USD-PERP`, `BTC-USD-220527`,
+/// `BTC-USD-220624-20000-C`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Symbol {
     pub base: String,
     pub quote: String,
     pub market: Market,
-    /// `YYMMDD` for dated futures.
+    /// `YYMMDD` for dated futures and options.
     pub expiry: Option<String>,
+    /// An option's strike and right.
+    pub option: Option<OptionTerms>,
+}
+
+/// Whether an option is a call or a put.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum OptionRight {
+    Call,
+    Put,
+}
+
+impl OptionRight {
+    /// `C` or `P`, as the normalized symbol ends.
+    pub fn letter(self) -> char {
+        match self {
+            OptionRight::Call => 'C',
+            OptionRight::Put => 'P',
+        }
+    }
+}
+
+/// An option's strike, as written in its symbol (digits, with `D` for a
+/// decimal point, since a symbol is one NATS subject token: `0D625`), and
+/// its right.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct OptionTerms {
+    pub strike: String,
+    pub right: OptionRight,
 }
 
 impl Symbol {
@@ -31,6 +61,7 @@ impl Symbol {
             quote: quote.to_ascii_uppercase(),
             market: Market::Spot,
             expiry: None,
+            option: None,
         }
     }
 
@@ -55,12 +86,33 @@ impl Symbol {
     }
 }
 
+impl Symbol {
+    /// An option on `base` quoted in `quote`, expiring `expiry` (YYMMDD);
+    /// the strike is digits, with `D` or `.` for a decimal point.
+    pub fn option(base: &str, quote: &str, expiry: &str, strike: &str, right: OptionRight) -> Result<Symbol, Error> {
+        let strike = strike.replace('.', "D").to_ascii_uppercase();
+        if !is_strike(&strike) {
+            return Err(Error::invalid_argument(format!(
+                "strike '{strike}' is not a number (digits, with D for a decimal point)"
+            )));
+        }
+        Ok(Symbol {
+            market: Market::Option,
+            option: Some(OptionTerms { strike, right }),
+            ..Symbol::future(base, quote, expiry)?
+        })
+    }
+}
+
 impl fmt::Display for Symbol {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}-{}", self.base, self.quote)?;
-        match (&self.market, &self.expiry) {
-            (Market::Perp, _) => f.write_str("-PERP"),
-            (Market::Future, Some(expiry)) => write!(f, "-{expiry}"),
+        match (&self.market, &self.expiry, &self.option) {
+            (Market::Perp, _, _) => f.write_str("-PERP"),
+            (Market::Future, Some(expiry), _) => write!(f, "-{expiry}"),
+            (Market::Option, Some(expiry), Some(terms)) => {
+                write!(f, "-{expiry}-{}-{}", terms.strike, terms.right.letter())
+            }
             _ => Ok(()),
         }
     }
@@ -74,7 +126,7 @@ impl FromStr for Symbol {
         let parts: Vec<&str> = s.split('-').collect();
         let bad = || {
             Error::invalid_argument(format!(
-                "symbol '{s}' is not normalized: expected BASE-QUOTE, BASE-QUOTE-PERP or BASE-QUOTE-YYMMDD in upper case"
+                "symbol '{s}' is not normalized: expected BASE-QUOTE, BASE-QUOTE-PERP, BASE-QUOTE-YYMMDD or BASE-QUOTE-YYMMDD-STRIKE-C|P in upper case"
             ))
         };
         match parts.as_slice() {
@@ -83,6 +135,16 @@ impl FromStr for Symbol {
             [base, quote, expiry] if is_asset(base) && is_asset(quote) && is_expiry(expiry) => {
                 Symbol::future(base, quote, expiry)
             }
+            [base, quote, expiry, strike, right]
+                if is_asset(base) && is_asset(quote) && is_expiry(expiry) && is_strike(strike) =>
+            {
+                let right = match *right {
+                    "C" => OptionRight::Call,
+                    "P" => OptionRight::Put,
+                    _ => return Err(bad()),
+                };
+                Symbol::option(base, quote, expiry, strike, right)
+            }
             _ => Err(bad()),
         }
     }
@@ -90,6 +152,13 @@ impl FromStr for Symbol {
 
 fn is_asset(s: &str) -> bool {
     !s.is_empty() && s.len() <= 20 && s.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
+}
+
+/// Digits, with at most one `D` between them for a decimal point.
+fn is_strike(s: &str) -> bool {
+    let (whole, fraction) = s.split_once('D').unwrap_or((s, "0"));
+    let digits = |p: &str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit());
+    digits(whole) && digits(fraction) && s.len() <= 20
 }
 
 fn is_expiry(s: &str) -> bool {
@@ -127,6 +196,22 @@ pub fn normalize(venue_symbol: &str, market: Market) -> Result<Symbol, Error> {
         ))
     };
 
+    // `BASE-QUOTE-YYMMDD-STRIKE-C|P` (OKX's option ids are this form).
+    if market == Market::Option {
+        return match parts.as_slice() {
+            [base, quote, expiry, strike, right @ ("C" | "P")] if is_asset(base) && is_asset(quote) => {
+                let right = if *right == "C" {
+                    OptionRight::Call
+                } else {
+                    OptionRight::Put
+                };
+                Symbol::option(base, quote, expiry, strike, right)
+            }
+            _ => Err(Error::invalid_argument(format!(
+                "option symbol '{venue_symbol}' is not BASE-QUOTE-YYMMDD-STRIKE-C or -P"
+            ))),
+        };
+    }
     let mut expiry = None;
     match parts.last() {
         Some(&("SWAP" | "PERP")) if parts.len() > 1 => {
@@ -155,6 +240,8 @@ pub fn normalize(venue_symbol: &str, market: Market) -> Result<Symbol, Error> {
         (_, Some(_)) => Err(Error::invalid_argument(format!(
             "{market} symbol '{venue_symbol}' carries an expiry, which only futures have"
         ))),
+        // Options return above.
+        (Market::Option, None) => Err(unknown()),
     }
 }
 
@@ -182,6 +269,27 @@ mod tests {
         check("BTC-USD-220527", Market::Future, "BTC-USD-220527");
         check("BTCUSDT_220624", Market::Future, "BTC-USDT-220624");
         check("ETH/USD", Market::Spot, "ETH-USD");
+        check("BTC-USD-220624-20000-C", Market::Option, "BTC-USD-220624-20000-C");
+        check("eth-usd-220624-1500-p", Market::Option, "ETH-USD-220624-1500-P");
+        check("XRP-USDC-240927-0.625-C", Market::Option, "XRP-USDC-240927-0D625-C");
+    }
+
+    #[test]
+    fn option_symbols_carry_expiry_strike_and_right() {
+        let s: Symbol = "BTC-USD-220624-20000-C".parse().unwrap();
+        assert_eq!(s.market, Market::Option);
+        assert_eq!(s.expiry.as_deref(), Some("220624"));
+        let terms = s.option.unwrap();
+        assert_eq!((terms.strike.as_str(), terms.right), ("20000", OptionRight::Call));
+        for bad in [
+            "BTC-USD-220624-20000-X",
+            "BTC-USD-221399-20000-C",
+            "BTC-USD-220624-2.5-C",
+            "BTC-USD-220624-D5-C",
+        ] {
+            assert!(bad.parse::<Symbol>().is_err(), "{bad}");
+        }
+        assert!(normalize("BTC-USD-220624", Market::Option).is_err());
     }
 
     #[test]

@@ -315,10 +315,12 @@ async fn candles(g: &Gateway, r: &pb::GetCandlesRequest) -> Result<pb::GetCandle
                     market: match market.as_str() {
                         "perp" => md::Market::Perp,
                         "future" => md::Market::Future,
+                        "option" => md::Market::Option,
                         _ => md::Market::Spot,
                     } as i32,
                     symbol: r.symbol.clone(),
                     venue_symbol: String::new(),
+                    option: None,
                 }),
                 interval_s: seconds,
                 open_time_ms: open_ms,

@@ -353,7 +353,7 @@ def candle(c: md.Candle) -> Candle:
     )
 
 
-_MARKETS = {md.MARKET_SPOT: "spot", md.MARKET_PERP: "perp", md.MARKET_FUTURE: "future"}
+_MARKETS = {md.MARKET_SPOT: "spot", md.MARKET_PERP: "perp", md.MARKET_FUTURE: "future", md.MARKET_OPTION: "option"}
 _SIDES = {md.SIDE_BUY: "buy", md.SIDE_SELL: "sell"}
 
 

@@ -26,6 +26,7 @@ registry::venues! {
     gemini { Gemini => "gemini", SPEC; }
     bitstamp { Bitstamp => "bitstamp", SPEC; }
     kraken_futures { KrakenFutures => "kraken-futures", SPEC; }
+    deribit { Deribit => "deribit", SPEC; }
 }
 
 pub use session::SessionError;

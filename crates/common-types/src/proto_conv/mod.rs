@@ -15,11 +15,14 @@ mod wire;
 
 use wire::decimal_text;
 
+use crate::symbol::OptionRight;
+
 fn market_to_pb(m: Market) -> pb::Market {
     match m {
         Market::Spot => pb::Market::Spot,
         Market::Perp => pb::Market::Perp,
         Market::Future => pb::Market::Future,
+        Market::Option => pb::Market::Option,
     }
 }
 
@@ -45,6 +48,15 @@ impl From<&Instrument> for pb::Instrument {
             market: market_to_pb(i.market) as i32,
             symbol: i.symbol.clone(),
             venue_symbol: i.venue_symbol.clone(),
+            option: i.option.as_ref().map(|o| pb::OptionContract {
+                expiry: o.expiry.clone(),
+                strike: decimal_text(&o.strike),
+                right: match o.right {
+                    OptionRight::Call => pb::OptionRight::Call,
+                    OptionRight::Put => pb::OptionRight::Put,
+                } as i32,
+                settlement_currency: o.settlement.clone(),
+            }),
         }
     }
 }
@@ -55,24 +67,38 @@ fn instrument_from_pb(i: Option<&pb::Instrument>) -> Result<Instrument, Error> {
         Ok(pb::Market::Spot) => Market::Spot,
         Ok(pb::Market::Perp) => Market::Perp,
         Ok(pb::Market::Future) => Market::Future,
+        Ok(pb::Market::Option) => Market::Option,
         _ => {
             return Err(Error::invalid_argument(format!(
-                "instrument.market: {} is not spot, perp or future",
+                "instrument.market: {} is not spot, perp, future or option",
                 i.market
             )));
         }
+    };
+    let option = match &i.option {
+        None => None,
+        Some(o) => Some(crate::model::OptionContract {
+            expiry: o.expiry.clone(),
+            strike: crate::model::parse_decimal("instrument.option.strike", &o.strike)?,
+            right: match pb::OptionRight::try_from(o.right) {
+                Ok(pb::OptionRight::Call) => OptionRight::Call,
+                Ok(pb::OptionRight::Put) => OptionRight::Put,
+                _ => {
+                    return Err(Error::invalid_argument(format!(
+                        "instrument.option.right: {} is not call or put",
+                        o.right
+                    )));
+                }
+            },
+            settlement: o.settlement_currency.clone(),
+        }),
     };
     if i.exchange.is_empty() || i.symbol.is_empty() {
         return Err(Error::invalid_argument(
             "instrument: exchange and symbol must not be empty",
         ));
     }
-    Ok(Instrument::new(
-        i.exchange.clone(),
-        market,
-        i.symbol.clone(),
-        i.venue_symbol.clone(),
-    ))
+    Ok(Instrument::new(i.exchange.clone(), market, i.symbol.clone(), i.venue_symbol.clone()).with_option(option))
 }
 
 fn level_to_pb(l: &Level) -> pb::Level {

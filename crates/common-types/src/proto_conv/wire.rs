@@ -100,6 +100,20 @@ impl Fields<'_> {
             f.int(2, market(i.market));
             f.string(3, &i.symbol);
             f.string(4, &i.venue_symbol);
+            if let Some(o) = &i.option {
+                f.message(5, |f| {
+                    f.string(1, &o.expiry);
+                    f.decimal(2, &o.strike);
+                    f.int(
+                        3,
+                        match o.right {
+                            crate::symbol::OptionRight::Call => 1,
+                            crate::symbol::OptionRight::Put => 2,
+                        },
+                    );
+                    f.string(4, &o.settlement);
+                });
+            }
         });
     }
 
@@ -295,12 +309,22 @@ mod tests {
         }
 
         fn instrument(&mut self) -> Instrument {
-            Instrument::new(
-                self.text(),
-                [Market::Spot, Market::Perp, Market::Future][(self.next() % 3) as usize],
-                self.text(),
-                self.text(),
-            )
+            let market = Market::ALL[(self.next() % 4) as usize];
+            let instrument = Instrument::new(self.text(), market, self.text(), self.text());
+            if market != Market::Option {
+                return instrument;
+            }
+            let strike = self.decimal().abs();
+            instrument.with_option(Some(OptionContract {
+                expiry: self.text(),
+                strike,
+                right: if self.next().is_multiple_of(2) {
+                    crate::symbol::OptionRight::Call
+                } else {
+                    crate::symbol::OptionRight::Put
+                },
+                settlement: self.text(),
+            }))
         }
 
         fn side(&mut self) -> Side {

@@ -11,14 +11,15 @@ pub mod parse;
 use moat_common_types::Market;
 
 /// The market an OKX instrument id belongs to: `-SWAP` perpetuals, a
-/// `-YYMMDD` suffix for dated futures, spot for `BASE-QUOTE`; `None` for
-/// what moat does not collect yet (options such as `BTC-USD-220624-20000-C`).
+/// `-YYMMDD` suffix for dated futures, `-YYMMDD-STRIKE-C|P` for options,
+/// spot for `BASE-QUOTE`; `None` for any other shape.
 pub fn market_of(inst_id: &str) -> Option<Market> {
     let last = inst_id.rsplit('-').next().unwrap_or_default();
     match inst_id.matches('-').count() {
         1 => Some(Market::Spot),
         2 if last == "SWAP" => Some(Market::Perp),
         2 if last.len() == 6 && last.bytes().all(|b| b.is_ascii_digit()) => Some(Market::Future),
+        4 if last == "C" || last == "P" => Some(Market::Option),
         _ => None,
     }
 }
@@ -26,9 +27,21 @@ pub fn market_of(inst_id: &str) -> Option<Market> {
 /// OKX's instruments by instrument id.
 pub type Symbols = crate::venues::Instruments;
 
-/// The instruments of OKX ids such as `BTC-USDT` or `UNI-USD-SWAP`.
+/// The instruments of OKX ids such as `BTC-USDT`, `UNI-USD-SWAP` or
+/// `BTC-USD-220624-20000-C` (options, coin-margined: they settle in the base).
 pub fn symbols(exchange: &str, inst_ids: &[&str]) -> Symbols {
-    Symbols::new(exchange, inst_ids, market_of)
+    Symbols::with(exchange, inst_ids, |id| {
+        let market = market_of(id).ok_or_else(|| "not an OKX spot, swap, future or option id".to_owned())?;
+        let symbol = moat_common_types::symbol::normalize(id, market).map_err(|e| e.to_string())?;
+        let instrument = if market == Market::Option {
+            let settlement = symbol.base.clone();
+            moat_common_types::Instrument::option(exchange.to_owned(), &symbol, id, settlement)
+                .map_err(|e| e.to_string())?
+        } else {
+            moat_common_types::Instrument::new(exchange.to_owned(), market, symbol.to_string(), id)
+        };
+        Ok((id.to_owned(), instrument))
+    })
 }
 
 /// OKX v5 in the venue registry.
@@ -82,11 +95,15 @@ mod tests {
         assert_eq!(s.get("UNI-USD-SWAP").unwrap().market, Market::Perp);
         assert_eq!(s.get("BTC-USD-220527").unwrap().symbol, "BTC-USD-220527");
         assert_eq!(s.get("BTC-USD-220527").unwrap().market, Market::Future);
-        // An option (not collected yet) and a malformed id are skipped,
-        // each named, and the rest are kept.
-        let s = symbols("okx", &["BTC-USD-220624-20000-C", "BTC-USDT", "NOT-A-PAIR-AT-ALL"]);
-        assert_eq!(s.len(), 1);
+        // An option carries its terms; a malformed id is skipped, named,
+        // and the rest are kept.
+        let s = symbols("okx", &["BTC-USD-220624-20000-C", "BTC-USDT", "NOT-A-PAIR-AT-ALL", "BTC-USD-2206-1-C"]);
+        assert_eq!(s.len(), 2);
+        let option = s.get("BTC-USD-220624-20000-C").unwrap();
+        assert_eq!((option.market, option.symbol.as_str()), (Market::Option, "BTC-USD-220624-20000-C"));
+        let terms = option.option.as_ref().unwrap();
+        assert_eq!((terms.expiry.as_str(), terms.strike.to_string(), terms.settlement.as_str()), ("220624", "20000".into(), "BTC"));
         let skipped: Vec<&str> = s.skipped().iter().map(|(id, _)| id.as_str()).collect();
-        assert_eq!(skipped, ["BTC-USD-220624-20000-C", "NOT-A-PAIR-AT-ALL"]);
+        assert_eq!(skipped, ["NOT-A-PAIR-AT-ALL", "BTC-USD-2206-1-C"]);
     }
 }

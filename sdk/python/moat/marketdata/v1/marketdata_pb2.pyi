@@ -13,6 +13,13 @@ class Market(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     MARKET_SPOT: _ClassVar[Market]
     MARKET_PERP: _ClassVar[Market]
     MARKET_FUTURE: _ClassVar[Market]
+    MARKET_OPTION: _ClassVar[Market]
+
+class OptionRight(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    OPTION_RIGHT_UNSPECIFIED: _ClassVar[OptionRight]
+    OPTION_RIGHT_CALL: _ClassVar[OptionRight]
+    OPTION_RIGHT_PUT: _ClassVar[OptionRight]
 
 class Side(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -23,21 +30,39 @@ MARKET_UNSPECIFIED: Market
 MARKET_SPOT: Market
 MARKET_PERP: Market
 MARKET_FUTURE: Market
+MARKET_OPTION: Market
+OPTION_RIGHT_UNSPECIFIED: OptionRight
+OPTION_RIGHT_CALL: OptionRight
+OPTION_RIGHT_PUT: OptionRight
 SIDE_UNSPECIFIED: Side
 SIDE_BUY: Side
 SIDE_SELL: Side
 
+class OptionContract(_message.Message):
+    __slots__ = ("expiry", "strike", "right", "settlement_currency")
+    EXPIRY_FIELD_NUMBER: _ClassVar[int]
+    STRIKE_FIELD_NUMBER: _ClassVar[int]
+    RIGHT_FIELD_NUMBER: _ClassVar[int]
+    SETTLEMENT_CURRENCY_FIELD_NUMBER: _ClassVar[int]
+    expiry: str
+    strike: str
+    right: OptionRight
+    settlement_currency: str
+    def __init__(self, expiry: _Optional[str] = ..., strike: _Optional[str] = ..., right: _Optional[_Union[OptionRight, str]] = ..., settlement_currency: _Optional[str] = ...) -> None: ...
+
 class Instrument(_message.Message):
-    __slots__ = ("exchange", "market", "symbol", "venue_symbol")
+    __slots__ = ("exchange", "market", "symbol", "venue_symbol", "option")
     EXCHANGE_FIELD_NUMBER: _ClassVar[int]
     MARKET_FIELD_NUMBER: _ClassVar[int]
     SYMBOL_FIELD_NUMBER: _ClassVar[int]
     VENUE_SYMBOL_FIELD_NUMBER: _ClassVar[int]
+    OPTION_FIELD_NUMBER: _ClassVar[int]
     exchange: str
     market: Market
     symbol: str
     venue_symbol: str
-    def __init__(self, exchange: _Optional[str] = ..., market: _Optional[_Union[Market, str]] = ..., symbol: _Optional[str] = ..., venue_symbol: _Optional[str] = ...) -> None: ...
+    option: OptionContract
+    def __init__(self, exchange: _Optional[str] = ..., market: _Optional[_Union[Market, str]] = ..., symbol: _Optional[str] = ..., venue_symbol: _Optional[str] = ..., option: _Optional[_Union[OptionContract, _Mapping]] = ...) -> None: ...
 
 class Trade(_message.Message):
     __slots__ = ("instrument", "trade_id", "price", "qty", "side", "ts_exchange_ms", "ts_recv_ms", "ts_exchange_us", "ts_recv_us")
