@@ -11,6 +11,7 @@ pub mod limits;
 pub mod registry;
 mod scan;
 mod session;
+pub mod time;
 
 // Every venue: its folder, and the protocols (`kind`) it speaks.
 registry::venues! {

@@ -6,6 +6,7 @@ use moat_common_types::{Instrument, Side};
 use serde::Deserialize;
 
 use super::Symbols;
+use crate::venues::time::rfc3339_us;
 use crate::venues::scan::{Scan, once};
 use crate::venues::{Reject, json, price, qty};
 
@@ -241,52 +242,6 @@ fn scan_ticker(frame: &str) -> Option<Ticker<'_>> {
         best_ask_size,
         time,
     })
-}
-
-/// `2021-04-17T16:43:37.075687Z` in unix microseconds (digits past the
-/// sixth are dropped).
-pub fn rfc3339_us(text: &str) -> Result<i64, Reject> {
-    let bad = || Reject::new("number", format!("time '{text}' is not an RFC 3339 UTC timestamp"));
-    let b = text.as_bytes();
-    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' || b[16] != b':' {
-        return Err(bad());
-    }
-    let digit = |i: usize| {
-        let d = b[i].wrapping_sub(b'0');
-        if d < 10 { Ok(i64::from(d)) } else { Err(bad()) }
-    };
-    let two = |i: usize| Ok::<i64, Reject>(digit(i)? * 10 + digit(i + 1)?);
-    let (year, month, day) = (two(0)? * 100 + two(2)?, two(5)?, two(8)?);
-    let (hour, minute, second) = (two(11)?, two(14)?, two(17)?);
-    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 || second > 60 {
-        return Err(bad());
-    }
-    let rest = &text[19..];
-    let micros = match rest.strip_prefix('.') {
-        Some(frac) => {
-            let digits = frac.bytes().take_while(u8::is_ascii_digit).count();
-            if digits == 0 || &frac[digits..] != "Z" {
-                return Err(bad());
-            }
-            // The first six digits, padded with zeros: `.5` is 500,000 µs.
-            frac.bytes()
-                .take(digits)
-                .chain(std::iter::repeat(b'0'))
-                .take(6)
-                .fold(0, |us, b| us * 10 + i64::from(b - b'0'))
-        }
-        None if rest == "Z" => 0,
-        None => return Err(bad()),
-    };
-    // Days since 1970-01-01 of a civil date (Howard Hinnant's algorithm).
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    Ok((((days * 24 + hour) * 60 + minute) * 60 + second) * 1_000_000 + micros)
 }
 
 fn levels(side: &'static str, raw: &[[&str; 2]]) -> Result<Vec<Level>, Reject> {

@@ -1,0 +1,66 @@
+//! Venue timestamps: RFC 3339 times and civil dates in unix terms.
+
+use crate::venues::Reject;
+
+/// `2021-04-17T16:43:37.075687Z` in unix microseconds (digits past the
+/// sixth are dropped).
+pub fn rfc3339_us(text: &str) -> Result<i64, Reject> {
+    let bad = || Reject::new("number", format!("time '{text}' is not an RFC 3339 UTC timestamp"));
+    let b = text.as_bytes();
+    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' || b[16] != b':' {
+        return Err(bad());
+    }
+    let digit = |i: usize| {
+        let d = b[i].wrapping_sub(b'0');
+        if d < 10 { Ok(i64::from(d)) } else { Err(bad()) }
+    };
+    let two = |i: usize| Ok::<i64, Reject>(digit(i)? * 10 + digit(i + 1)?);
+    let (year, month, day) = (two(0)? * 100 + two(2)?, two(5)?, two(8)?);
+    let (hour, minute, second) = (two(11)?, two(14)?, two(17)?);
+    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 || second > 60 {
+        return Err(bad());
+    }
+    let rest = &text[19..];
+    let micros = match rest.strip_prefix('.') {
+        Some(frac) => {
+            let digits = frac.bytes().take_while(u8::is_ascii_digit).count();
+            if digits == 0 || &frac[digits..] != "Z" {
+                return Err(bad());
+            }
+            // The first six digits, padded with zeros: `.5` is 500,000 µs.
+            frac.bytes()
+                .take(digits)
+                .chain(std::iter::repeat(b'0'))
+                .take(6)
+                .fold(0, |us, b| us * 10 + i64::from(b - b'0'))
+        }
+        None if rest == "Z" => 0,
+        None => return Err(bad()),
+    };
+    let days = days_from_civil(year, month, day);
+    Ok((((days * 24 + hour) * 60 + minute) * 60 + second) * 1_000_000 + micros)
+}
+
+/// Days since 1970-01-01 of a civil date (Howard Hinnant's algorithm).
+pub fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn civil_dates_count_days_from_the_epoch() {
+        assert_eq!(days_from_civil(1970, 1, 1), 0);
+        assert_eq!(days_from_civil(2000, 3, 1), 11_017);
+        assert_eq!(days_from_civil(1969, 12, 31), -1);
+        assert_eq!(rfc3339_us("1970-01-02T00:00:00.5Z").unwrap(), 86_400_500_000);
+    }
+}
