@@ -29,6 +29,9 @@ pub const DERIBIT: &[&str] = &[
     "BTC-24JUN22-15000-C", "BTC-31DEC21-300000-C", "ETH-27AUG21-4000-P", "BTC-25MAR22-30000-C", "ETH-23JUL21-2300-C",
     "BTC-PERPETUAL",
 ];
+pub const BITMEX: &[&str] = &[
+    "XRPU21", "UNIUSDT", "XBTUSD", "ADAUSDT", "SOLUSDT", "TRXU21", "EOSUSDT", "TRXUSDT", "BCHUSD", "MATICUSDT",
+];
 pub const COINBASE: &[&str] = &[
     "SKL-USD", "SKL-BTC", "BAND-GBP", "NMR-EUR", "BAND-BTC", "YFI-BTC", "DASH-BTC", "NU-GBP", "CRV-EUR", "SKL-GBP",
 ];

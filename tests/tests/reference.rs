@@ -86,6 +86,11 @@ const SESSIONS: &[Session] = &[
         feed: "DERIBIT",
         files: &["DERIBIT.0", "DERIBIT.ws.1.0"],
     },
+    Session {
+        kind: "bitmex",
+        feed: "BITMEX",
+        files: &["BITMEX.0", "BITMEX.ws.1.0"],
+    },
     // Not Coinbase: cryptofeed 2.4.1 speaks Coinbase Advanced Trade
     // (`level2`, `market_trades`, a `products` object), and the recording
     // is the Exchange feed (`l2update`, `match`, a products list) that moat

@@ -29,6 +29,7 @@ const TARGETS: &[(&str, Seeds)] = &[
     ),
     ("kraken_futures_frame", Seeds::Recordings(&["KRAKEN_FUTURES.ws.1.0"])),
     ("deribit_frame", Seeds::Recordings(&["DERIBIT.ws.1.0"])),
+    ("bitmex_frame", Seeds::Recordings(&["BITMEX.ws.1.0"])),
     ("jsonrpc_request", Seeds::JsonRpc),
     ("config", Seeds::ConfigFiles),
 ];

@@ -28,6 +28,7 @@ registry::venues! {
     bitstamp { Bitstamp => "bitstamp", SPEC; }
     kraken_futures { KrakenFutures => "kraken-futures", SPEC; }
     deribit { Deribit => "deribit", SPEC; }
+    bitmex { Bitmex => "bitmex", SPEC; }
 }
 
 pub use session::SessionError;
