@@ -10,7 +10,9 @@ use moat_fuzz::{BITSTAMP, names_reason, round_trips, text};
 
 fuzz_target!(|data: &[u8]| {
     let Some(frame) = text(data) else { return };
-    let symbols = symbols("bitstamp", BITSTAMP).all_known().expect("the recordings' pairs normalize");
+    let symbols = symbols("bitstamp", BITSTAMP)
+        .all_known()
+        .expect("the recordings' pairs normalize");
     let levels_sound = |book: &moat_collector::venues::bitstamp::parse::BookMessage| {
         book.bids
             .iter()

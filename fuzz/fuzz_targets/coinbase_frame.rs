@@ -9,7 +9,9 @@ use moat_fuzz::{COINBASE, names_reason, round_trips, text};
 
 fuzz_target!(|data: &[u8]| {
     let Some(frame) = text(data) else { return };
-    let symbols = symbols("coinbase", COINBASE).all_known().expect("the recordings' symbols normalize");
+    let symbols = symbols("coinbase", COINBASE)
+        .all_known()
+        .expect("the recordings' symbols normalize");
     match parse(&symbols, frame, 1) {
         Ok(Frame::Trade(t)) => round_trips(MarketEvent::Trade(t)),
         Ok(Frame::Bbo(b)) => round_trips(MarketEvent::Bbo(b)),

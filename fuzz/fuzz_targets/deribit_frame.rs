@@ -10,7 +10,9 @@ use moat_fuzz::{DERIBIT, names_reason, round_trips, text};
 
 fuzz_target!(|data: &[u8]| {
     let Some(frame) = text(data) else { return };
-    let symbols = symbols("deribit", DERIBIT).all_known().expect("the recordings' instruments normalize");
+    let symbols = symbols("deribit", DERIBIT)
+        .all_known()
+        .expect("the recordings' instruments normalize");
     match parse(&symbols, frame, 1) {
         Ok(Frame::Trades(trades)) => trades.into_iter().for_each(|t| round_trips(MarketEvent::Trade(t))),
         Ok(Frame::Book(book)) => assert!(

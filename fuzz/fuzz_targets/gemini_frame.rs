@@ -9,7 +9,9 @@ use moat_fuzz::{GEMINI, names_reason, round_trips, text};
 
 fuzz_target!(|data: &[u8]| {
     let Some(frame) = text(data) else { return };
-    let symbols = symbols("gemini", GEMINI).all_known().expect("the recordings' symbols normalize");
+    let symbols = symbols("gemini", GEMINI)
+        .all_known()
+        .expect("the recordings' symbols normalize");
     match parse(&symbols, frame, 1) {
         Ok(Frame::Trade(t)) => round_trips(MarketEvent::Trade(t)),
         Ok(Frame::Book(book)) => assert!(

@@ -10,7 +10,9 @@ use moat_fuzz::{KRAKEN, names_reason, round_trips, text};
 
 fuzz_target!(|data: &[u8]| {
     let Some(frame) = text(data) else { return };
-    let symbols = symbols("kraken", KRAKEN).all_known().expect("the recordings' pairs normalize");
+    let symbols = symbols("kraken", KRAKEN)
+        .all_known()
+        .expect("the recordings' pairs normalize");
     match parse(&symbols, frame, 1) {
         Ok(Frame::Trades(trades)) => trades.into_iter().for_each(|t| round_trips(MarketEvent::Trade(t))),
         Ok(Frame::Bbo(b)) => round_trips(MarketEvent::Bbo(b)),

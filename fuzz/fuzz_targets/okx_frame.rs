@@ -10,7 +10,9 @@ use moat_fuzz::{OKX, names_reason, round_trips, text};
 
 fuzz_target!(|data: &[u8]| {
     let Some(frame) = text(data) else { return };
-    let symbols = symbols("okx", OKX).all_known().expect("the recordings' symbols normalize");
+    let symbols = symbols("okx", OKX)
+        .all_known()
+        .expect("the recordings' symbols normalize");
     match parse(&symbols, frame, 1) {
         Ok(Frame::Trades(trades)) => trades.into_iter().for_each(|t| round_trips(MarketEvent::Trade(t))),
         Ok(Frame::Bbo(b)) => round_trips(MarketEvent::Bbo(b)),

@@ -12,7 +12,16 @@ pub const BINANCE_DELIVERY: &[&str] = &["LINKUSD_PERP", "BTCUSD_211231", "BCHUSD
 pub const OKX: &[&str] = &["BTC-USD-220527", "UNI-USD-SWAP", "BTC-USDT"];
 pub const BYBIT: &[&str] = &["linear:BTCUSDT", "linear:ETHUSDT", "linear:SOLUSDT", "linear:DOGEUSDT"];
 pub const KRAKEN: &[&str] = &[
-    "WAVES/EUR", "XMR/USD", "KSM/XBT", "GRT/ETH", "SC/EUR", "ETH/CHF", "OCEAN/XBT", "OMG/USD", "XBT/CHF", "ADA/XBT",
+    "WAVES/EUR",
+    "XMR/USD",
+    "KSM/XBT",
+    "GRT/ETH",
+    "SC/EUR",
+    "ETH/CHF",
+    "OCEAN/XBT",
+    "OMG/USD",
+    "XBT/CHF",
+    "ADA/XBT",
 ];
 pub const GEMINI: &[&str] = &[
     "BTCGBP", "LINKETH", "FILUSD", "ZECLTC", "BATBTC", "ETHEUR", "LTCETH", "GRTUSD", "ANKRUSD", "ALCXUSD",
@@ -21,16 +30,41 @@ pub const BITSTAMP: &[&str] = &[
     "sgbeur", "ethusd", "xrpeur", "bateur", "usdteur", "usdtusd", "xlmgbp", "adaeur", "batbtc", "galaeur",
 ];
 pub const KRAKEN_FUTURES: &[&str] = &[
-    "FI_ETHUSD_211231", "PI_XRPUSD", "PI_LTCUSD", "FI_BCHUSD_210730", "PI_ETHUSD", "FI_XBTUSD_210924",
-    "FI_ETHUSD_210730", "FI_BCHUSD_210924", "FI_XRPUSD_210924", "FI_XBTUSD_210730",
+    "FI_ETHUSD_211231",
+    "PI_XRPUSD",
+    "PI_LTCUSD",
+    "FI_BCHUSD_210730",
+    "PI_ETHUSD",
+    "FI_XBTUSD_210924",
+    "FI_ETHUSD_210730",
+    "FI_BCHUSD_210924",
+    "FI_XRPUSD_210924",
+    "FI_XBTUSD_210730",
 ];
 pub const DERIBIT: &[&str] = &[
-    "BTC-24SEP21-8000-P", "BTC-30JUL21-24000-P", "ETH-30JUL21-2800-C", "BTC-31DEC21-34000-P", "BTC-24SEP21-34000-P",
-    "BTC-24JUN22-15000-C", "BTC-31DEC21-300000-C", "ETH-27AUG21-4000-P", "BTC-25MAR22-30000-C", "ETH-23JUL21-2300-C",
+    "BTC-24SEP21-8000-P",
+    "BTC-30JUL21-24000-P",
+    "ETH-30JUL21-2800-C",
+    "BTC-31DEC21-34000-P",
+    "BTC-24SEP21-34000-P",
+    "BTC-24JUN22-15000-C",
+    "BTC-31DEC21-300000-C",
+    "ETH-27AUG21-4000-P",
+    "BTC-25MAR22-30000-C",
+    "ETH-23JUL21-2300-C",
     "BTC-PERPETUAL",
 ];
 pub const BITMEX: &[&str] = &[
-    "XRPU21", "UNIUSDT", "XBTUSD", "ADAUSDT", "SOLUSDT", "TRXU21", "EOSUSDT", "TRXUSDT", "BCHUSD", "MATICUSDT",
+    "XRPU21",
+    "UNIUSDT",
+    "XBTUSD",
+    "ADAUSDT",
+    "SOLUSDT",
+    "TRXU21",
+    "EOSUSDT",
+    "TRXUSDT",
+    "BCHUSD",
+    "MATICUSDT",
 ];
 pub const COINBASE: &[&str] = &[
     "SKL-USD", "SKL-BTC", "BAND-GBP", "NMR-EUR", "BAND-BTC", "YFI-BTC", "DASH-BTC", "NU-GBP", "CRV-EUR", "SKL-GBP",
