@@ -110,6 +110,73 @@ impl UnsequencedBook {
     }
 }
 
+/// The book of a venue whose updates carry a sequence chained to the one
+/// before: Bybit's update id and Kraken Futures' `seq` count up by one,
+/// Deribit's `change_id` names the change it follows. A snapshot starts
+/// over; an update before it, or not newer than the book, is stale; a break
+/// in the chain or a crossed book invalidates the book until the snapshot a
+/// resubscription brings.
+#[derive(Debug, Clone, Default)]
+pub struct SequencedBook {
+    pub book: L2Book,
+    /// The sequence of the last applied message; `None` until a snapshot.
+    last: Option<u64>,
+}
+
+impl SequencedBook {
+    pub fn is_synced(&self) -> bool {
+        self.last.is_some()
+    }
+
+    /// The last applied sequence (0 before a snapshot).
+    pub fn sequence(&self) -> u64 {
+        self.last.unwrap_or_default()
+    }
+
+    /// Applies a snapshot or an update with sequence `seq`; `follows` is
+    /// the sequence the update names as the one before it, or `None` when
+    /// the venue's sequences count up by one.
+    pub fn on_update(
+        &mut self,
+        snapshot: bool,
+        seq: u64,
+        follows: Option<u64>,
+        bids: &[Level],
+        asks: &[Level],
+    ) -> BookOutcome {
+        if !snapshot {
+            let Some(last) = self.last else {
+                return BookOutcome::Stale;
+            };
+            if seq <= last {
+                return BookOutcome::Stale;
+            }
+            let expected = follows.unwrap_or(seq - 1);
+            if expected != last {
+                return self.invalidate(
+                    "sequence_gap",
+                    format!("update {seq} follows {expected}, the book is at {last}"),
+                );
+            }
+        } else {
+            self.book.clear();
+        }
+        self.book.apply(bids, asks);
+        if self.book.is_crossed() {
+            let detail = format!("{:?} over {:?}", self.book.best_bid(), self.book.best_ask());
+            return self.invalidate("crossed", detail);
+        }
+        self.last = Some(seq);
+        BookOutcome::Applied
+    }
+
+    fn invalidate(&mut self, reason: &'static str, detail: String) -> BookOutcome {
+        self.book.clear();
+        self.last = None;
+        BookOutcome::Gap { reason, detail }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -161,5 +228,59 @@ mod tests {
             "{outcome:?}"
         );
         assert!(!sync.is_synced() && sync.book.bids.is_empty());
+    }
+
+    #[test]
+    fn sequenced_updates_chain_and_a_break_invalidates() {
+        let mut sync = SequencedBook::default();
+        assert_eq!(sync.on_update(false, 9, None, &[l(99, 1)], &[]), BookOutcome::Stale);
+        assert_eq!(
+            sync.on_update(true, 10, None, &[l(100, 1)], &[l(101, 1)]),
+            BookOutcome::Applied
+        );
+        assert_eq!(
+            sync.on_update(false, 11, None, &[l(100, 0), l(99, 2)], &[]),
+            BookOutcome::Applied
+        );
+        assert_eq!(sync.book.best_bid(), Some((Decimal::from(99), Decimal::from(2))));
+        assert_eq!(sync.on_update(false, 11, None, &[], &[]), BookOutcome::Stale);
+        let gap = sync.on_update(false, 13, None, &[], &[]);
+        assert!(
+            matches!(
+                gap,
+                BookOutcome::Gap {
+                    reason: "sequence_gap",
+                    ..
+                }
+            ),
+            "{gap:?}"
+        );
+        assert!(!sync.is_synced() && sync.book.bids.is_empty());
+        // A venue that names the change before: ids need not be consecutive.
+        assert_eq!(sync.on_update(true, 100, None, &[l(99, 1)], &[]), BookOutcome::Applied);
+        assert_eq!(
+            sync.on_update(false, 170, Some(100), &[l(98, 1)], &[]),
+            BookOutcome::Applied
+        );
+        let gap = sync.on_update(false, 300, Some(200), &[], &[]);
+        assert!(
+            matches!(
+                gap,
+                BookOutcome::Gap {
+                    reason: "sequence_gap",
+                    ..
+                }
+            ),
+            "{gap:?}"
+        );
+        assert_eq!(
+            sync.on_update(true, 1, None, &[l(100, 1)], &[l(101, 1)]),
+            BookOutcome::Applied
+        );
+        let crossed = sync.on_update(false, 2, None, &[l(102, 1)], &[]);
+        assert!(
+            matches!(crossed, BookOutcome::Gap { reason: "crossed", .. }),
+            "{crossed:?}"
+        );
     }
 }

@@ -145,6 +145,12 @@ impl Venue for BitstampVenue {
         requests
     }
 
+    /// Bitstamp sends nothing on a quiet pair; its heartbeat answer keeps
+    /// the connection from looking stale.
+    fn ping(&self) -> Option<(Duration, &'static str)> {
+        Some((Duration::from_secs(10), r#"{"event":"bts:heartbeat"}"#))
+    }
+
     fn on_open(&self, _books: &mut Self::State, cx: &mut Context<'_>) {
         for pair in self.symbols.ids() {
             cx.get(self.snapshot(pair), Duration::ZERO);

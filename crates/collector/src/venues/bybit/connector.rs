@@ -12,9 +12,8 @@ use moat_common_types::{Decimal, MarketEvent};
 use serde_json::json;
 
 use super::Category;
-use super::book::BybitBook;
 use super::parse::{Frame, Ticker, parse};
-use crate::book::L2Book;
+use crate::book::{L2Book, SequencedBook};
 use crate::venues::driver::{Context, Venue};
 use crate::venues::{BookChange, BookOutcome, Connection, Instruments, Reject};
 
@@ -56,7 +55,7 @@ impl BybitVenue {
 /// built it.
 #[derive(Default)]
 pub struct State {
-    books: HashMap<String, BybitBook>,
+    books: HashMap<String, SequencedBook>,
     tickers: HashMap<String, Ticker>,
 }
 
@@ -150,7 +149,7 @@ impl Venue for BybitVenue {
                 let id = message.instrument.venue_symbol.clone();
                 let sync = state.books.entry(id.clone()).or_default();
                 let top_before = (sync.book.best_bid(), sync.book.best_ask());
-                let outcome = sync.on_message(&message);
+                let outcome = sync.on_update(message.snapshot, message.update_id, None, &message.bids, &message.asks);
                 let applied = outcome == BookOutcome::Applied;
                 let change = BookChange {
                     instrument: &message.instrument,

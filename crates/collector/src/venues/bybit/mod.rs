@@ -9,7 +9,6 @@
 //! `spot:BTCUSDT` or `linear:BTCUSDT`. Each category gets its own
 //! connection.
 
-pub mod book;
 pub mod connector;
 pub mod parse;
 

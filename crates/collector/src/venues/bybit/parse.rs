@@ -7,7 +7,7 @@ use serde_json::value::RawValue;
 
 use crate::venues::{Instruments, Reject, json, number, price, qty};
 
-/// An `orderbook` message, ready for [`super::book::BybitBook`].
+/// An `orderbook` message, ready for [`crate::book::SequencedBook`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BookMessage {
     pub instrument: Instrument,

@@ -1,6 +1,6 @@
 //! The live Deribit connection: one WebSocket subscribing `book`, `trades`
 //! and `ticker` at 100 ms for every instrument (public channels, no
-//! authentication), a 30 s heartbeat whose test requests are answered,
+//! authentication), a 10 s heartbeat whose test requests are answered,
 //! books checked by `prev_change_id` and resubscribed on a gap. The
 //! session loop is [`crate::venues::driver`].
 
@@ -10,10 +10,10 @@ use moat_common_types::MarketEvent;
 use moat_common_types::model::{Bbo, Funding, OpenInterest};
 use serde_json::json;
 
-use super::parse::{BookMessage, Frame, parse};
-use crate::book::L2Book;
+use super::parse::{Frame, parse};
+use crate::book::{L2Book, SequencedBook};
 use crate::venues::driver::{Context, Venue};
-use crate::venues::{BookChange, BookOutcome, Connection, Instruments, Reject};
+use crate::venues::{BookChange, Connection, Instruments, Reject};
 
 /// Channels per subscription request.
 const CHANNELS_PER_REQUEST: usize = 100;
@@ -27,54 +27,12 @@ pub struct DeribitVenue {
     pub connection: Connection,
 }
 
-/// One instrument's book, checked by `change_id`.
-#[derive(Debug, Default)]
-pub struct InstrumentBook {
-    pub book: L2Book,
-    /// The `change_id` of the last applied message; `None` until a snapshot.
-    last: Option<u64>,
-}
-
-impl InstrumentBook {
-    fn on_message(&mut self, message: &BookMessage) -> BookOutcome {
-        if message.snapshot {
-            self.book.clear();
-        } else {
-            match (self.last, message.prev_change_id) {
-                (None, _) => return BookOutcome::Stale,
-                (Some(last), _) if message.change_id <= last => return BookOutcome::Stale,
-                (Some(last), prev) if prev != Some(last) => {
-                    self.book.clear();
-                    self.last = None;
-                    return BookOutcome::Gap {
-                        reason: "sequence_gap",
-                        detail: format!("change {} follows {prev:?}, not {last}", message.change_id),
-                    };
-                }
-                _ => {}
-            }
-        }
-        self.book.apply(&message.bids, &message.asks);
-        if self.book.is_crossed() {
-            let detail = format!("{:?} over {:?}", self.book.best_bid(), self.book.best_ask());
-            self.book.clear();
-            self.last = None;
-            return BookOutcome::Gap {
-                reason: "crossed",
-                detail,
-            };
-        }
-        self.last = Some(message.change_id);
-        BookOutcome::Applied
-    }
-}
-
 fn request(id: u64, method: &str, params: serde_json::Value) -> String {
     json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}).to_string()
 }
 
 impl Venue for DeribitVenue {
-    type State = HashMap<String, InstrumentBook>;
+    type State = HashMap<String, SequencedBook>;
 
     fn instruments(&self) -> &Instruments {
         &self.symbols
@@ -99,7 +57,9 @@ impl Venue for DeribitVenue {
             .into_iter()
             .flat_map(|id| ["book", "trades", "ticker"].map(|channel| format!("{channel}.{id}.100ms")))
             .collect();
-        let mut requests = vec![request(0, "public/set_heartbeat", json!({"interval": 30}))];
+        // The venue's shortest heartbeat: a quiet instrument still shows
+        // the connection alive well within `stale_after`.
+        let mut requests = vec![request(0, "public/set_heartbeat", json!({"interval": 10}))];
         for (i, chunk) in channels.chunks(CHANNELS_PER_REQUEST).enumerate() {
             requests.push(request(i as u64 + 1, "public/subscribe", json!({"channels": chunk})));
         }
@@ -109,7 +69,8 @@ impl Venue for DeribitVenue {
     fn books<'a>(&self, books: &'a Self::State) -> Vec<(&'a str, &'a L2Book, u64)> {
         books
             .iter()
-            .filter_map(|(id, sync)| Some((id.as_str(), &sync.book, sync.last?)))
+            .filter(|(_, sync)| sync.is_synced())
+            .map(|(id, sync)| (id.as_str(), &sync.book, sync.sequence()))
             .collect()
     }
 
@@ -158,7 +119,13 @@ impl Venue for DeribitVenue {
                 cx.touch(&message.instrument, now);
                 let id = message.instrument.venue_symbol.clone();
                 let sync = books.entry(id.clone()).or_default();
-                let outcome = sync.on_message(&message);
+                let outcome = sync.on_update(
+                    message.snapshot,
+                    message.change_id,
+                    message.prev_change_id,
+                    &message.bids,
+                    &message.asks,
+                );
                 let change = BookChange {
                     instrument: &message.instrument,
                     snapshot: message.snapshot,
@@ -186,38 +153,6 @@ impl Venue for DeribitVenue {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use moat_common_types::model::Level;
-    use moat_common_types::{Decimal, Instrument, Market};
-
-    fn message(snapshot: bool, change_id: u64, prev: Option<u64>, bids: &[(i64, i64)]) -> BookMessage {
-        BookMessage {
-            instrument: Instrument::new("deribit", Market::Perp, "BTC-USD-PERP", "BTC-PERPETUAL"),
-            snapshot,
-            bids: bids
-                .iter()
-                .map(|(p, q)| Level {
-                    price: Decimal::from(*p),
-                    qty: Decimal::from(*q),
-                })
-                .collect(),
-            asks: Vec::new(),
-            change_id,
-            prev_change_id: prev,
-            ts_exchange_us: 0,
-        }
-    }
-
-    #[test]
-    fn changes_chain_by_prev_change_id() {
-        let mut sync = InstrumentBook::default();
-        assert_eq!(sync.on_message(&message(false, 5, Some(4), &[])), BookOutcome::Stale);
-        assert_eq!(sync.on_message(&message(true, 10, None, &[(99, 1)])), BookOutcome::Applied);
-        assert_eq!(sync.on_message(&message(false, 17, Some(10), &[(98, 1)])), BookOutcome::Applied);
-        let gap = sync.on_message(&message(false, 30, Some(20), &[]));
-        assert!(matches!(gap, BookOutcome::Gap { reason: "sequence_gap", .. }), "{gap:?}");
-        assert!(sync.book.bids.is_empty());
-    }
-
     #[test]
     fn the_heartbeat_is_set_and_channels_go_out_in_requests_of_a_hundred() {
         let ids: Vec<String> = (0..40).map(|i| format!("BTC-24SEP21-{}-P", 1000 + i)).collect();

@@ -11,8 +11,8 @@ use moat_common_types::MarketEvent;
 use moat_common_types::model::{Bbo, Level};
 use serde_json::json;
 
-use super::parse::{BookMessage, Frame, parse};
-use crate::book::L2Book;
+use super::parse::{Frame, parse};
+use crate::book::{L2Book, SequencedBook};
 use crate::venues::driver::{Context, Venue};
 use crate::venues::{BookChange, BookOutcome, Connection, Instruments, Reject};
 
@@ -28,54 +28,12 @@ pub struct KrakenFuturesVenue {
     pub connection: Connection,
 }
 
-/// One product's book, checked by `seq`.
-#[derive(Debug, Default)]
-pub struct ProductBook {
-    pub book: L2Book,
-    /// The `seq` of the last applied message; `None` until a snapshot.
-    last: Option<u64>,
-}
-
-impl ProductBook {
-    fn on_message(&mut self, message: &BookMessage) -> BookOutcome {
-        if message.snapshot {
-            self.book.clear();
-        } else {
-            match self.last {
-                None => return BookOutcome::Stale,
-                Some(last) if message.seq <= last => return BookOutcome::Stale,
-                Some(last) if message.seq != last + 1 => {
-                    self.book.clear();
-                    self.last = None;
-                    return BookOutcome::Gap {
-                        reason: "sequence_gap",
-                        detail: format!("seq {} after {last}", message.seq),
-                    };
-                }
-                Some(_) => {}
-            }
-        }
-        self.book.apply(&message.bids, &message.asks);
-        if self.book.is_crossed() {
-            let detail = format!("{:?} over {:?}", self.book.best_bid(), self.book.best_ask());
-            self.book.clear();
-            self.last = None;
-            return BookOutcome::Gap {
-                reason: "crossed",
-                detail,
-            };
-        }
-        self.last = Some(message.seq);
-        BookOutcome::Applied
-    }
-}
-
 fn feed(event: &str, feed: &str, ids: &[&str]) -> String {
     json!({"event": event, "feed": feed, "product_ids": ids}).to_string()
 }
 
 impl Venue for KrakenFuturesVenue {
-    type State = HashMap<String, ProductBook>;
+    type State = HashMap<String, SequencedBook>;
 
     fn instruments(&self) -> &Instruments {
         &self.symbols
@@ -95,7 +53,10 @@ impl Venue for KrakenFuturesVenue {
 
     fn subscriptions(&self) -> Vec<String> {
         let ids = self.symbols.sorted_ids();
-        ["trade", "book"].map(|name| feed("subscribe", name, &ids)).to_vec()
+        let mut requests = ["trade", "book"].map(|name| feed("subscribe", name, &ids)).to_vec();
+        // A heartbeat every 5 s keeps a quiet connection from looking stale.
+        requests.push(json!({"event": "subscribe", "feed": "heartbeat"}).to_string());
+        requests
     }
 
     fn ping(&self) -> Option<(Duration, &'static str)> {
@@ -105,7 +66,8 @@ impl Venue for KrakenFuturesVenue {
     fn books<'a>(&self, books: &'a Self::State) -> Vec<(&'a str, &'a L2Book, u64)> {
         books
             .iter()
-            .filter_map(|(id, sync)| Some((id.as_str(), &sync.book, sync.last?)))
+            .filter(|(_, sync)| sync.is_synced())
+            .map(|(id, sync)| (id.as_str(), &sync.book, sync.sequence()))
             .collect()
     }
 
@@ -117,7 +79,7 @@ impl Venue for KrakenFuturesVenue {
                 let id = message.instrument.venue_symbol.clone();
                 let sync = books.entry(id.clone()).or_default();
                 let top_before = (sync.book.best_bid(), sync.book.best_ask());
-                let outcome = sync.on_message(&message);
+                let outcome = sync.on_update(message.snapshot, message.seq, None, &message.bids, &message.asks);
                 let applied = outcome == BookOutcome::Applied;
                 let change = BookChange {
                     instrument: &message.instrument,
@@ -154,45 +116,5 @@ impl Venue for KrakenFuturesVenue {
             Frame::Control => {}
         }
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use moat_common_types::{Decimal, Instrument, Market};
-
-    fn message(snapshot: bool, seq: u64, bids: &[(i64, i64)], asks: &[(i64, i64)]) -> BookMessage {
-        let levels = |l: &[(i64, i64)]| {
-            l.iter()
-                .map(|(p, q)| Level {
-                    price: Decimal::from(*p),
-                    qty: Decimal::from(*q),
-                })
-                .collect()
-        };
-        BookMessage {
-            instrument: Instrument::new("kraken-futures", Market::Perp, "BTC-USD-PERP", "PI_XBTUSD"),
-            snapshot,
-            bids: levels(bids),
-            asks: levels(asks),
-            seq,
-            ts_exchange_us: 0,
-        }
-    }
-
-    #[test]
-    fn updates_chain_by_seq_and_a_gap_invalidates() {
-        let mut sync = ProductBook::default();
-        assert_eq!(sync.on_message(&message(false, 4, &[(99, 1)], &[])), BookOutcome::Stale);
-        assert_eq!(
-            sync.on_message(&message(true, 5, &[(99, 1)], &[(101, 1)])),
-            BookOutcome::Applied
-        );
-        assert_eq!(sync.on_message(&message(false, 6, &[(100, 1)], &[])), BookOutcome::Applied);
-        assert_eq!(sync.on_message(&message(false, 6, &[], &[])), BookOutcome::Stale);
-        let gap = sync.on_message(&message(false, 8, &[], &[]));
-        assert!(matches!(gap, BookOutcome::Gap { reason: "sequence_gap", .. }), "{gap:?}");
-        assert_eq!(sync.on_message(&message(false, 9, &[], &[])), BookOutcome::Stale);
     }
 }
