@@ -66,6 +66,32 @@ impl L2Book {
     }
 }
 
+/// A venue's book of one instrument as the periodic whole-book snapshots
+/// see it: the book and its sequence while it is valid.
+pub trait SyncedBook {
+    fn synced(&self) -> Option<(&L2Book, u64)>;
+}
+
+/// The valid books of a connection, by venue id (`Venue::books`).
+pub fn synced_books<B: SyncedBook>(books: &std::collections::HashMap<String, B>) -> Vec<(&str, &L2Book, u64)> {
+    books
+        .iter()
+        .filter_map(|(id, sync)| sync.synced().map(|(book, sequence)| (id.as_str(), book, sequence)))
+        .collect()
+}
+
+impl SyncedBook for UnsequencedBook {
+    fn synced(&self) -> Option<(&L2Book, u64)> {
+        self.is_synced().then_some((&self.book, self.sequence()))
+    }
+}
+
+impl SyncedBook for SequencedBook {
+    fn synced(&self) -> Option<(&L2Book, u64)> {
+        self.is_synced().then_some((&self.book, self.sequence()))
+    }
+}
+
 /// The book of a venue that sends a snapshot, then updates, with no
 /// sequence number (Coinbase's Exchange feed, Gemini): a crossed book is
 /// the sign of a lost update, and the book is invalid until the snapshot

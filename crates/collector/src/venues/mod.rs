@@ -1,5 +1,6 @@
-//! Venue connectors, one folder each with the same shape (`parse`, `book`,
-//! `connector`).
+//! Venue connectors, one folder each: `parse` (frames to events),
+//! `connector` (the venue's [`driver::Venue`]), and `book` where its book
+//! rules are its own (shared rules live in [`crate::book`]).
 //!
 //! A venue turns raw frames into normalized events and keeps its order
 //! books in sync by its own sequencing rules ([`driver::Venue`]); the one
@@ -268,6 +269,33 @@ pub(crate) fn split_quote<'a>(id: &'a str, quotes: &[&'a str]) -> Option<(&'a st
     quotes
         .iter()
         .find_map(|q| id.strip_suffix(q).filter(|b| !b.is_empty()).map(|b| (b, *q)))
+}
+
+/// A trade or level side as venues write it: `buy`/`sell` in any case
+/// (`Buy`, `sell`).
+pub(crate) fn side(value: &str) -> Result<moat_common_types::Side, Reject> {
+    if value.eq_ignore_ascii_case("buy") {
+        Ok(moat_common_types::Side::Buy)
+    } else if value.eq_ignore_ascii_case("sell") {
+        Ok(moat_common_types::Side::Sell)
+    } else {
+        Err(Reject::new("side", format!("side {value:?} is neither buy nor sell")))
+    }
+}
+
+/// Book levels written `[["price", "qty"], …]`.
+pub(crate) fn text_levels(
+    side: &'static str,
+    raw: &[[&str; 2]],
+) -> Result<Vec<moat_common_types::model::Level>, Reject> {
+    raw.iter()
+        .map(|[p, q]| {
+            Ok(moat_common_types::model::Level {
+                price: price(side, p)?,
+                qty: qty(side, q)?,
+            })
+        })
+        .collect()
 }
 
 /// A decimal the venue writes as a JSON number (`439.3`, `2e-05`), read

@@ -248,10 +248,7 @@ impl Venue for BinanceVenue {
     }
 
     fn books<'a>(&self, books: &'a Self::State) -> Vec<(&'a str, &'a L2Book, u64)> {
-        books
-            .iter()
-            .filter_map(|(id, sync)| Some((id.as_str(), &sync.book, sync.sequence().filter(|_| sync.is_synced())?)))
-            .collect()
+        crate::book::synced_books(books)
     }
 
     fn on_frame(&self, books: &mut Self::State, text: &str, now: i64, cx: &mut Context<'_>) -> Result<(), Reject> {
@@ -294,5 +291,11 @@ impl Venue for BinanceVenue {
             Frame::Control => {}
         }
         Ok(())
+    }
+}
+
+impl crate::book::SyncedBook for super::book::BookSync {
+    fn synced(&self) -> Option<(&L2Book, u64)> {
+        self.sequence().filter(|_| self.is_synced()).map(|s| (&self.book, s))
     }
 }

@@ -137,12 +137,7 @@ impl Venue for BitmexVenue {
     }
 
     fn books<'a>(&self, state: &'a State) -> Vec<(&'a str, &'a L2Book, u64)> {
-        state
-            .books
-            .iter()
-            .filter(|(_, sync)| sync.synced)
-            .map(|(id, sync)| (id.as_str(), &sync.book, sync.applied))
-            .collect()
+        crate::book::synced_books(&state.books)
     }
 
     fn on_frame(&self, state: &mut State, text: &str, now: i64, cx: &mut Context<'_>) -> Result<(), Reject> {
@@ -222,6 +217,12 @@ impl Venue for BitmexVenue {
             Frame::Control => {}
         }
         Ok(())
+    }
+}
+
+impl crate::book::SyncedBook for SymbolBook {
+    fn synced(&self) -> Option<(&L2Book, u64)> {
+        self.synced.then_some((&self.book, self.applied))
     }
 }
 

@@ -7,7 +7,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use crate::venues::time::rfc3339_us;
-use crate::venues::{Instruments, Reject, json, json_number, json_price, json_qty};
+use crate::venues::{side, Instruments, Reject, json, json_number, json_price, json_qty};
 
 /// What a book message does to levels, by `id`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -144,13 +144,6 @@ struct RawLiquidation<'a> {
     leaves_qty: &'a RawValue,
 }
 
-fn side(value: &str) -> Result<Side, Reject> {
-    match value {
-        "Buy" => Ok(Side::Buy),
-        "Sell" => Ok(Side::Sell),
-        other => Err(Reject::new("side", format!("side {other:?} is neither Buy nor Sell"))),
-    }
-}
 
 /// A field that is neither left out nor `null`.
 fn given(raw: Option<&RawValue>) -> Option<&RawValue> {

@@ -197,11 +197,7 @@ impl Venue for BitstampVenue {
     }
 
     fn books<'a>(&self, books: &'a Self::State) -> Vec<(&'a str, &'a L2Book, u64)> {
-        books
-            .iter()
-            .filter(|(_, sync)| sync.last.is_some())
-            .map(|(pair, sync)| (pair.as_str(), &sync.book, sync.applied))
-            .collect()
+        crate::book::synced_books(books)
     }
 
     fn on_frame(&self, books: &mut Self::State, text: &str, now: i64, cx: &mut Context<'_>) -> Result<(), Reject> {
@@ -215,6 +211,12 @@ impl Venue for BitstampVenue {
             Frame::Control => {}
         }
         Ok(())
+    }
+}
+
+impl crate::book::SyncedBook for PairBook {
+    fn synced(&self) -> Option<(&L2Book, u64)> {
+        self.last.map(|_| (&self.book, self.applied))
     }
 }
 

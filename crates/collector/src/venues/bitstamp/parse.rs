@@ -5,7 +5,7 @@ use moat_common_types::{Instrument, Side};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use crate::venues::{Instruments, Reject, json, price, qty};
+use crate::venues::{text_levels, Instruments, Reject, json, price, qty};
 
 /// A diff or a REST snapshot of one pair's book.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,22 +68,12 @@ fn micros(value: &str) -> Result<i64, Reject> {
         .map_err(|_| Reject::new("number", format!("microtimestamp {value:?}")))
 }
 
-fn levels(side: &'static str, raw: &[[&str; 2]]) -> Result<Vec<Level>, Reject> {
-    raw.iter()
-        .map(|[p, q]| {
-            Ok(Level {
-                price: price(side, p)?,
-                qty: qty(side, q)?,
-            })
-        })
-        .collect()
-}
 
 fn book(instrument: Instrument, raw: &RawBook<'_>) -> Result<BookMessage, Reject> {
     Ok(BookMessage {
         instrument,
-        bids: levels("bids", &raw.bids)?,
-        asks: levels("asks", &raw.asks)?,
+        bids: text_levels("bids", &raw.bids)?,
+        asks: text_levels("asks", &raw.asks)?,
         microtimestamp: micros(raw.microtimestamp)?,
     })
 }

@@ -94,12 +94,7 @@ impl Venue for BybitVenue {
     }
 
     fn books<'a>(&self, state: &'a State) -> Vec<(&'a str, &'a L2Book, u64)> {
-        state
-            .books
-            .iter()
-            .filter(|(_, sync)| sync.is_synced())
-            .map(|(id, sync)| (id.as_str(), &sync.book, sync.sequence()))
-            .collect()
+        crate::book::synced_books(&state.books)
     }
 
     fn on_frame(&self, state: &mut State, text: &str, now: i64, cx: &mut Context<'_>) -> Result<(), Reject> {

@@ -5,7 +5,7 @@ use moat_common_types::{Decimal, Instrument, Side, us_from_ms};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use crate::venues::{Instruments, Reject, json, number, price, qty};
+use crate::venues::{side, text_levels, Instruments, Reject, json, number, price, qty};
 
 /// An `orderbook` message, ready for [`crate::book::SequencedBook`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -112,24 +112,7 @@ struct RawLiquidation<'a> {
     p: &'a str,
 }
 
-fn side(value: &str) -> Result<Side, Reject> {
-    match value {
-        "Buy" => Ok(Side::Buy),
-        "Sell" => Ok(Side::Sell),
-        other => Err(Reject::new("side", format!("side {other:?} is neither Buy nor Sell"))),
-    }
-}
 
-fn levels(side: &'static str, raw: &[[&str; 2]]) -> Result<Vec<Level>, Reject> {
-    raw.iter()
-        .map(|[p, q]| {
-            Ok(Level {
-                price: price(side, p)?,
-                qty: qty(side, q)?,
-            })
-        })
-        .collect()
-}
 
 /// An optional decimal field; an empty string (which Bybit sends for
 /// fields that do not apply) is absent.
@@ -185,8 +168,8 @@ pub fn parse(symbols: &Instruments, frame: &str, ts_recv_us: i64) -> Result<Fram
             Ok(Frame::Book(BookMessage {
                 instrument: symbols.instrument(raw.s)?,
                 snapshot,
-                bids: levels("b", &raw.b)?,
-                asks: levels("a", &raw.a)?,
+                bids: text_levels("b", &raw.b)?,
+                asks: text_levels("a", &raw.a)?,
                 update_id: raw.u,
                 ts_exchange_us: ts.unwrap_or(ts_recv_us),
             }))

@@ -8,7 +8,7 @@ use serde::Deserialize;
 use super::Symbols;
 use crate::venues::time::rfc3339_us;
 use crate::venues::scan::{Scan, once};
-use crate::venues::{Reject, json, price, qty};
+use crate::venues::{text_levels, Reject, json, price, qty};
 
 /// A `snapshot` or `l2update` in venue terms, ready for [`super::book::CoinbaseBook`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -212,8 +212,8 @@ fn snapshot(symbols: &Symbols, frame: &str, ts_recv_us: i64) -> Result<BookMessa
     Ok(BookMessage {
         instrument: symbols.instrument(s.product_id)?,
         snapshot: true,
-        bids: levels("bids", &s.bids)?,
-        asks: levels("asks", &s.asks)?,
+        bids: text_levels("bids", &s.bids)?,
+        asks: text_levels("asks", &s.asks)?,
         ts_exchange_us: s.time.map(rfc3339_us).transpose()?.unwrap_or(ts_recv_us),
     })
 }
@@ -244,16 +244,6 @@ fn scan_ticker(frame: &str) -> Option<Ticker<'_>> {
     })
 }
 
-fn levels(side: &'static str, raw: &[[&str; 2]]) -> Result<Vec<Level>, Reject> {
-    raw.iter()
-        .map(|[p, q]| {
-            Ok(Level {
-                price: price(side, p)?,
-                qty: qty(side, q)?,
-            })
-        })
-        .collect()
-}
 
 /// Parses one text frame received at `ts_recv_us`.
 pub fn parse(symbols: &Symbols, frame: &str, ts_recv_us: i64) -> Result<Frame, Reject> {

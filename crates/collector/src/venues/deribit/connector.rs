@@ -67,11 +67,7 @@ impl Venue for DeribitVenue {
     }
 
     fn books<'a>(&self, books: &'a Self::State) -> Vec<(&'a str, &'a L2Book, u64)> {
-        books
-            .iter()
-            .filter(|(_, sync)| sync.is_synced())
-            .map(|(id, sync)| (id.as_str(), &sync.book, sync.sequence()))
-            .collect()
+        crate::book::synced_books(books)
     }
 
     fn on_frame(&self, books: &mut Self::State, text: &str, now: i64, cx: &mut Context<'_>) -> Result<(), Reject> {

@@ -2,11 +2,11 @@
 //! numbers, read exactly from their text.
 
 use moat_common_types::model::{Level, Trade};
-use moat_common_types::{Decimal, Instrument, Side, us_from_ms};
+use moat_common_types::{Decimal, Instrument, us_from_ms};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use crate::venues::{Instruments, Reject, json, json_number, json_price, json_qty};
+use crate::venues::{side, Instruments, Reject, json, json_number, json_price, json_qty};
 
 /// A `book` notification, ready for the connector's book.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -146,11 +146,6 @@ fn present(field: &'static str, raw: Option<&RawValue>) -> Result<Option<Decimal
     raw.filter(|r| r.get() != "null").map(|r| json_number(field, r)).transpose()
 }
 
-/// An instrument by the name frames carry.
-fn named(symbols: &Instruments, name: &str) -> Result<Instrument, Reject> {
-    symbols.instrument(name)
-}
-
 /// Parses one text frame received at `ts_recv_us`.
 pub fn parse(symbols: &Instruments, frame: &str, ts_recv_us: i64) -> Result<Frame, Reject> {
     let envelope: Envelope<'_> = json(frame)?;
@@ -175,17 +170,11 @@ pub fn parse(symbols: &Instruments, frame: &str, ts_recv_us: i64) -> Result<Fram
                 .iter()
                 .map(|t| {
                     Ok(Trade {
-                        instrument: named(symbols, t.instrument_name)?,
+                        instrument: symbols.instrument(t.instrument_name)?,
                         trade_id: t.trade_id.to_owned(),
                         price: json_price("price", t.price)?,
                         qty: json_qty("amount", t.amount)?,
-                        side: match t.direction {
-                            "buy" => Side::Buy,
-                            "sell" => Side::Sell,
-                            other => {
-                                return Err(Reject::new("side", format!("direction {other:?} is neither buy nor sell")));
-                            }
-                        },
+                        side: side(t.direction)?,
                         ts_exchange_us: us_from_ms(t.timestamp),
                         ts_recv_us,
                     })
@@ -196,7 +185,7 @@ pub fn parse(symbols: &Instruments, frame: &str, ts_recv_us: i64) -> Result<Fram
         "book" => {
             let raw: RawBook<'_> = json(data)?;
             Ok(Frame::Book(BookMessage {
-                instrument: named(symbols, raw.instrument_name)?,
+                instrument: symbols.instrument(raw.instrument_name)?,
                 snapshot: match raw.kind {
                     "snapshot" => true,
                     "change" => false,
@@ -222,7 +211,7 @@ pub fn parse(symbols: &Instruments, frame: &str, ts_recv_us: i64) -> Result<Fram
             let bid = side(raw.best_bid_price, raw.best_bid_amount, "best_bid")?;
             let ask = side(raw.best_ask_price, raw.best_ask_amount, "best_ask")?;
             Ok(Frame::Ticker(Ticker {
-                instrument: named(symbols, raw.instrument_name)?,
+                instrument: symbols.instrument(raw.instrument_name)?,
                 bbo: bid.zip(ask),
                 mark_price: present("mark_price", raw.mark_price)?,
                 index_price: present("index_price", raw.index_price)?,
@@ -238,6 +227,7 @@ pub fn parse(symbols: &Instruments, frame: &str, ts_recv_us: i64) -> Result<Fram
 #[cfg(test)]
 mod tests {
     use super::*;
+    use moat_common_types::Side;
 
     fn options() -> Instruments {
         super::super::symbols("deribit", &["BTC-24SEP21-8000-P", "BTC-PERPETUAL"]).all_known().unwrap()

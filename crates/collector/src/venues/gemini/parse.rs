@@ -4,7 +4,7 @@ use moat_common_types::model::{Level, Trade};
 use moat_common_types::{Instrument, Side, us_from_ms};
 use serde::Deserialize;
 
-use crate::venues::{Instruments, Reject, json, price, qty};
+use crate::venues::{side, Instruments, Reject, json, price, qty};
 
 /// An `l2_updates` message, ready for the connector's book.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,13 +59,6 @@ struct RawError {
     message: Option<String>,
 }
 
-fn side(value: &str) -> Result<Side, Reject> {
-    match value {
-        "buy" => Ok(Side::Buy),
-        "sell" => Ok(Side::Sell),
-        other => Err(Reject::new("side", format!("side {other:?} is neither buy nor sell"))),
-    }
-}
 
 /// Parses one text frame received at `ts_recv_us`.
 pub fn parse(symbols: &Instruments, frame: &str, ts_recv_us: i64) -> Result<Frame, Reject> {

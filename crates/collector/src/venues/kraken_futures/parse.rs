@@ -6,7 +6,7 @@ use moat_common_types::{Instrument, Side, us_from_ms};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use crate::venues::{Instruments, Reject, json, json_price, json_qty};
+use crate::venues::{side, Instruments, Reject, json, json_price, json_qty};
 
 /// A `book_snapshot` or one `book` level update, ready for the connector's
 /// book.
@@ -85,13 +85,6 @@ struct RawUpdate<'a> {
     timestamp: i64,
 }
 
-fn side(value: &str) -> Result<Side, Reject> {
-    match value {
-        "buy" => Ok(Side::Buy),
-        "sell" => Ok(Side::Sell),
-        other => Err(Reject::new("side", format!("side {other:?} is neither buy nor sell"))),
-    }
-}
 
 fn levels(side: &'static str, raw: &[RawLevel<'_>]) -> Result<Vec<Level>, Reject> {
     raw.iter()

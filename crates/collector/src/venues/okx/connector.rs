@@ -87,12 +87,7 @@ impl Venue for OkxVenue {
     }
 
     fn books<'a>(&self, state: &'a State) -> Vec<(&'a str, &'a L2Book, u64)> {
-        state
-            .books
-            .iter()
-            .filter(|(_, sync)| sync.is_synced())
-            .map(|(id, sync)| (id.as_str(), &sync.book, sync.sequence()))
-            .collect()
+        crate::book::synced_books(&state.books)
     }
 
     fn on_frame(&self, state: &mut State, text: &str, now: i64, cx: &mut Context<'_>) -> Result<(), Reject> {
@@ -151,5 +146,11 @@ impl Venue for OkxVenue {
             Frame::Control => {}
         }
         Ok(())
+    }
+}
+
+impl crate::book::SyncedBook for super::book::OkxBook {
+    fn synced(&self) -> Option<(&L2Book, u64)> {
+        self.is_synced().then_some((&self.book, self.sequence()))
     }
 }
