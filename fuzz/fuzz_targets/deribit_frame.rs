@@ -14,7 +14,12 @@ fuzz_target!(|data: &[u8]| {
         .all_known()
         .expect("the recordings' instruments normalize");
     match parse(&symbols, frame, 1) {
-        Ok(Frame::Trades(trades)) => trades.into_iter().for_each(|t| round_trips(MarketEvent::Trade(t))),
+        Ok(Frame::Trades(trades, liquidations)) => {
+            trades.into_iter().for_each(|t| round_trips(MarketEvent::Trade(t)));
+            liquidations
+                .into_iter()
+                .for_each(|l| round_trips(MarketEvent::Liquidation(l)));
+        }
         Ok(Frame::Book(book)) => assert!(
             book.bids
                 .iter()
@@ -25,6 +30,9 @@ fuzz_target!(|data: &[u8]| {
         Ok(Frame::Ticker(t)) => {
             if let Some((bid, ask)) = t.bbo {
                 assert!(bid.qty > moat_common_types::Decimal::ZERO && ask.qty > moat_common_types::Decimal::ZERO);
+            }
+            if let Some(option) = t.option {
+                round_trips(MarketEvent::OptionTicker(option));
             }
         }
         Ok(Frame::TestRequest | Frame::Control) => {}

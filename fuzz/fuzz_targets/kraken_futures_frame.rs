@@ -14,7 +14,12 @@ fuzz_target!(|data: &[u8]| {
         .all_known()
         .expect("the recordings' products normalize");
     match parse(&symbols, frame, 1) {
-        Ok(Frame::Trade(t)) => round_trips(MarketEvent::Trade(t)),
+        Ok(Frame::Trade(t, liquidation)) => {
+            round_trips(MarketEvent::Trade(t));
+            liquidation
+                .into_iter()
+                .for_each(|l| round_trips(MarketEvent::Liquidation(l)));
+        }
         Ok(Frame::Book(book)) => assert!(
             book.bids
                 .iter()
@@ -22,6 +27,12 @@ fuzz_target!(|data: &[u8]| {
                 .all(|l| l.price > moat_common_types::Decimal::ZERO && !l.qty.is_sign_negative()),
             "a level out of range: {book:?}"
         ),
+        Ok(Frame::Ticker { funding, open_interest }) => {
+            funding.into_iter().for_each(|f| round_trips(MarketEvent::Funding(f)));
+            open_interest
+                .into_iter()
+                .for_each(|o| round_trips(MarketEvent::OpenInterest(o)));
+        }
         Ok(Frame::Control) => {}
         Err(reject) => names_reason(reject.reason),
     }

@@ -1,5 +1,5 @@
 //! OKX v5 public frames: trades, tickers, books with checksums, funding,
-//! mark price, open interest.
+//! mark price, open interest, option summaries.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -18,6 +18,9 @@ fuzz_target!(|data: &[u8]| {
         Ok(Frame::Bbo(b)) => round_trips(MarketEvent::Bbo(b)),
         Ok(Frame::Funding(f)) => round_trips(MarketEvent::Funding(f)),
         Ok(Frame::OpenInterest(o)) => round_trips(MarketEvent::OpenInterest(o)),
+        Ok(Frame::OptionSummary(tickers)) => tickers
+            .into_iter()
+            .for_each(|t| round_trips(MarketEvent::OptionTicker(t))),
         Ok(Frame::Book(_) | Frame::MarkPrice { .. } | Frame::Control) => {}
         Err(reject) => names_reason(reject.reason),
     }

@@ -9,7 +9,7 @@ use moat_common_types::proto_conv::{decode, encode};
 pub const BINANCE_SPOT: &[&str] = &["NKNUSDT", "BLZETH", "LRCBTC", "RUNEEUR", "BTCUSDT"];
 pub const BINANCE_FUTURES: &[&str] = &["SUSHIUSDT", "AKROUSDT", "KEEPUSDT", "CTKUSDT", "BTCUSDT"];
 pub const BINANCE_DELIVERY: &[&str] = &["LINKUSD_PERP", "BTCUSD_211231", "BCHUSD_210924", "ETHUSD_210924"];
-pub const OKX: &[&str] = &["BTC-USD-220527", "UNI-USD-SWAP", "BTC-USDT"];
+pub const OKX: &[&str] = &["BTC-USD-220527", "UNI-USD-SWAP", "BTC-USDT", "BTC-USD-241013-70000-P"];
 pub const BYBIT: &[&str] = &["linear:BTCUSDT", "linear:ETHUSDT", "linear:SOLUSDT", "linear:DOGEUSDT"];
 pub const KRAKEN: &[&str] = &[
     "WAVES/EUR",

@@ -168,6 +168,71 @@ async fn n_events_become_exactly_n_rows_even_when_republished() {
     ch.query(&format!("DROP DATABASE {db}"));
 }
 
+/// An option ticker is stored with its terms' symbol and every field it
+/// carries; a field the venue left out is NULL, not zero.
+#[tokio::test]
+async fn option_tickers_are_stored_with_absent_fields_as_null() {
+    use moat_common_types::model::{OptionContract, OptionTicker};
+    let (nats, _dir) = own_nats();
+    let ch = TestClickHouse::get();
+    let db = unique("options");
+    let config = writer_config(&nats.url(), &ch.url, &db);
+    migrate(&config).await;
+    let js = jetstream::new(async_nats::connect(nats.url()).await.unwrap());
+    ensure_stream(&js, &StreamSettings::default()).await.unwrap();
+    let token = CancellationToken::new();
+    let writer = tokio::spawn(moat_storage_writer::run(config, listener().await, token.clone()));
+
+    let d = |s: &str| s.parse::<Decimal>().unwrap();
+    let instrument = Instrument::new("deribit", Market::Option, "BTC-BTC-210924-8000-P", "BTC-24SEP21-8000-P")
+        .with_option(Some(OptionContract {
+            expiry: "210924".into(),
+            strike: d("8000"),
+            right: moat_common_types::symbol::OptionRight::Put,
+            settlement: "BTC".into(),
+        }));
+    let ticker = |i: i64| {
+        MarketEvent::OptionTicker(OptionTicker {
+            instrument: instrument.clone(),
+            mark_price: d("0.00090376"),
+            mark_iv: Some(d("1.4278")),
+            bid_iv: None,
+            ask_iv: Some(d("1.5271")),
+            underlying_price: Some(d("32366.75")),
+            delta: Some(d("-0.00407")),
+            gamma: Some(d("0")),
+            vega: Some(d("1.62145")),
+            theta: Some(d("-1.82613")),
+            rho: None,
+            ts_exchange_us: 1_626_993_722_929_000 + i * 1_000,
+            ts_recv_us: 1_626_993_723_840_792 + i * 1_000,
+        })
+    };
+    publish(&js, (0..3).map(ticker)).await;
+    // Republished (a reconnecting collector): still three rows.
+    publish(&js, (0..3).map(ticker)).await;
+    let table = format!("{db}.option_tickers FINAL WHERE symbol = 'BTC-BTC-210924-8000-P'");
+    eventually("option tickers stored", Duration::from_secs(60), || async {
+        (ch.count(&format!("SELECT count() FROM {table}")) == 3).then_some(())
+    })
+    .await;
+    let row = ch.query(&format!(
+        "SELECT market, toString(mark_price), toString(mark_iv), bid_iv IS NULL, toString(delta), toString(gamma), \
+         rho IS NULL, toUnixTimestamp64Micro(ts_exchange) FROM {table} ORDER BY ts_exchange LIMIT 1"
+    ));
+    let fields: Vec<&str> = row.split('\t').collect();
+    assert_eq!(fields.len(), 8, "{row:?}");
+    assert_eq!(fields[0], "option");
+    for (i, wanted) in [(1, "0.00090376"), (2, "1.4278"), (4, "-0.00407"), (5, "0")] {
+        assert_eq!(d(fields[i]), d(wanted), "field {i} of {row:?}");
+    }
+    assert_eq!((fields[3], fields[6]), ("1", "1"), "absent fields are NULL: {row:?}");
+    assert_eq!(fields[7], "1626993722929000");
+    token.cancel();
+    writer.await.unwrap().unwrap();
+    ch.query(&format!("DROP DATABASE {db}"));
+}
+
 #[tokio::test]
 async fn poison_message_is_dead_lettered_and_the_rest_flows() {
     let (nats, _dir) = own_nats();

@@ -80,10 +80,12 @@ fn staging_tables(ch: &TestClickHouse, db: &str) -> String {
     ))
 }
 
-/// `(table, its stored columns joined by commas)` as they are now.
+/// `(table, its stored columns joined by commas)` as they are now, for
+/// every table a v2 database has.
 fn stored_columns(ch: &TestClickHouse, db: &str) -> Vec<(String, String)> {
-    TABLES
+    schema::v3::REBUILDS
         .iter()
+        .map(|rebuild| rebuild.table)
         .map(|table| {
             let list = ch.query(&format!(
                 "SELECT arrayStringConcat(groupArray(name), ', ') FROM (SELECT name FROM system.columns \
@@ -105,7 +107,7 @@ async fn a_v2_database_is_upgraded_in_place_with_every_row() {
     assert_eq!(before[0].1.split('\t').next(), Some("5000"), "{before:?}");
 
     let applied = moat_storage_writer::migrate(&config, false).await.unwrap();
-    assert_eq!(applied, [3]);
+    assert_eq!(applied, [3, 4]);
     assert_eq!(fingerprints(&ch, &db, &v2_columns), before);
 
     let trades = ch.query(&format!("SHOW CREATE TABLE {db}.trades FORMAT TSVRaw"));
@@ -116,8 +118,18 @@ async fn a_v2_database_is_upgraded_in_place_with_every_row() {
     ] {
         assert!(trades.contains(wanted), "{wanted} missing from {trades}");
     }
-    // No table of the old shape and no staging table is left behind.
+    // No table of the old shape and no staging table is left behind, and
+    // the tables of later versions are there.
     assert_eq!(staging_tables(&ch, &db), "[]");
+    for table in TABLES {
+        assert_eq!(
+            ch.count(&format!(
+                "SELECT count() FROM system.tables WHERE database = '{db}' AND name = '{table}'"
+            )),
+            1,
+            "{table}"
+        );
+    }
 
     // The candle view counts trades inserted after the upgrade.
     let count = || {
@@ -173,7 +185,7 @@ async fn an_upgrade_cut_short_finishes_when_run_again() {
         ch.query(sql);
     }
 
-    assert_eq!(moat_storage_writer::migrate(&config, false).await.unwrap(), [3]);
+    assert_eq!(moat_storage_writer::migrate(&config, false).await.unwrap(), [3, 4]);
     assert_eq!(fingerprints(&ch, &db, &v2_columns), before);
     assert_eq!(staging_tables(&ch, &db), "[]");
     ch.query(&format!("DROP DATABASE {db}"));

@@ -70,7 +70,11 @@ fn replay(symbols: &Symbols, frames: &[String], corrupt: Option<usize>) -> Repla
                     BookOutcome::Buffered | BookOutcome::Stale => {}
                 }
             }
-            Frame::Funding(_) | Frame::MarkPrice { .. } | Frame::OpenInterest(_) | Frame::Control => {}
+            Frame::Funding(_)
+            | Frame::MarkPrice { .. }
+            | Frame::OpenInterest(_)
+            | Frame::OptionSummary(_)
+            | Frame::Control => {}
         }
     }
     r

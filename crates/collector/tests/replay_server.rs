@@ -355,6 +355,65 @@ async fn okx_funding_events_carry_the_latest_mark_price() {
     assert_eq!(fundings, expected);
 }
 
+/// OKX sends an option's greeks (`opt-summary`, per family) apart from its
+/// mark price: the option ticker waits for the first mark price and then
+/// carries the latest one.
+#[tokio::test]
+async fn okx_option_tickers_carry_the_latest_mark_price() {
+    let id = "BTC-USD-241013-70000-P";
+    let summary = |ts: u64, vol: &str| {
+        format!(
+            r#"{{"arg":{{"channel":"opt-summary","instFamily":"BTC-USD"}},"data":[{{"instType":"OPTION","instId":"{id}","uly":"BTC-USD","markVol":"{vol}","bidVol":"0.35","askVol":"0.38","deltaBS":"-0.41","gammaBS":"0.00002","thetaBS":"-80.5","vegaBS":"12.25","ts":"{ts}","fwdPx":"62604.5"}},{{"instType":"OPTION","instId":"BTC-USD-241013-71000-P","markVol":"0.4","ts":"{ts}"}}]}}"#
+        )
+    };
+    let mark = |ts: u64, px: &str| {
+        format!(
+            r#"{{"arg":{{"channel":"mark-price","instId":"{id}"}},"data":[{{"instType":"OPTION","instId":"{id}","markPx":"{px}","ts":"{ts}"}}]}}"#
+        )
+    };
+    let text = [
+        "wss://ws.okx.com:8443/ws/v5/public <-> 1728703155.0".to_owned(),
+        format!(r#"wss://ws.okx.com:8443/ws/v5/public <- 1728703155.1: {{"op":"subscribe","args":[{{"channel":"mark-price","instId":"{id}"}},{{"channel":"opt-summary","instFamily":"BTC-USD"}}]}}"#),
+        format!("1728703155.2: {}", summary(1728703155200, "0.36")),
+        format!("1728703155.3: {}", mark(1728703155300, "0.0125")),
+        format!("1728703155.4: {}", summary(1728703155400, "0.37")),
+        format!("1728703155.5: {}", mark(1728703155500, "0.013")),
+        format!("1728703155.6: {}", summary(1728703155600, "0.38")),
+    ]
+    .join("\n");
+    let (events, _) = replay("okx", &[text], 0).await;
+    let tickers: Vec<(String, String, String, i64)> = events
+        .iter()
+        .filter_map(|e| match e {
+            MarketEvent::OptionTicker(t) => Some((
+                t.instrument.symbol.clone(),
+                t.mark_price.to_string(),
+                t.mark_iv.unwrap().to_string(),
+                t.ts_exchange_us,
+            )),
+            _ => None,
+        })
+        .collect();
+    let expected: Vec<(String, String, String, i64)> = [
+        ("0.0125", "0.37", 1_728_703_155_400_000),
+        ("0.013", "0.38", 1_728_703_155_600_000),
+    ]
+    .iter()
+    .map(|(m, v, t)| (id.to_owned(), (*m).to_owned(), (*v).to_owned(), *t))
+    .collect();
+    assert_eq!(
+        tickers, expected,
+        "none before the first mark price; the other strike is not collected"
+    );
+    let Some(MarketEvent::OptionTicker(t)) = events.iter().find(|e| matches!(e, MarketEvent::OptionTicker(_))) else {
+        unreachable!()
+    };
+    let option = t.instrument.option.as_ref().expect("the option's terms");
+    assert_eq!((option.expiry.as_str(), option.settlement.as_str()), ("241013", "BTC"));
+    assert_eq!(t.delta.unwrap().to_string(), "-0.41");
+    assert_eq!(t.underlying_price.unwrap().to_string(), "62604.5");
+}
+
 /// An instrument moat cannot normalize (here an OKX spread) is skipped,
 /// counted once as `unknown_instrument` and logged; every other instrument
 /// of the session is collected as before, an option among them, with its

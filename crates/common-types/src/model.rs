@@ -79,19 +79,22 @@ pub enum Kind {
     Funding,
     Liquidation,
     OpenInterest,
+    /// Option mark price, implied volatility, greeks, underlying price.
+    OptionTicker,
     Candle,
     /// Data known to be lost or a book that must be rebuilt.
     Gap,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 8] = [
+    pub const ALL: [Kind; 9] = [
         Kind::Trade,
         Kind::Book,
         Kind::Bbo,
         Kind::Funding,
         Kind::Liquidation,
         Kind::OpenInterest,
+        Kind::OptionTicker,
         Kind::Candle,
         Kind::Gap,
     ];
@@ -104,6 +107,7 @@ impl Kind {
             Kind::Funding => "funding",
             Kind::Liquidation => "liquidation",
             Kind::OpenInterest => "open_interest",
+            Kind::OptionTicker => "option_ticker",
             Kind::Candle => "candle",
             Kind::Gap => "gap",
         }
@@ -312,6 +316,29 @@ pub struct OpenInterest {
     pub ts_recv_us: i64,
 }
 
+/// What a venue says of an option at one moment: its mark price and
+/// implied volatilities, its greeks and its underlying's price. Each field
+/// but the mark price is there only when the venue sent it. Volatilities are
+/// fractions (0.6525 is 65.25 %), whatever unit the venue quotes them in;
+/// greeks are as the venue computes them (Deribit's and OKX's in the
+/// settlement currency's units, per the venue's documentation).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OptionTicker {
+    pub instrument: Instrument,
+    pub mark_price: Decimal,
+    pub mark_iv: Option<Decimal>,
+    pub bid_iv: Option<Decimal>,
+    pub ask_iv: Option<Decimal>,
+    pub underlying_price: Option<Decimal>,
+    pub delta: Option<Decimal>,
+    pub gamma: Option<Decimal>,
+    pub vega: Option<Decimal>,
+    pub theta: Option<Decimal>,
+    pub rho: Option<Decimal>,
+    pub ts_exchange_us: i64,
+    pub ts_recv_us: i64,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Candle {
     pub instrument: Instrument,
@@ -349,6 +376,24 @@ impl Gap {
     }
 }
 
+impl OptionTicker {
+    /// The fields a venue may leave out, by name, in the order of the
+    /// proto message and the table.
+    pub fn optional_fields(&self) -> [(&'static str, Option<Decimal>); 9] {
+        [
+            ("mark_iv", self.mark_iv),
+            ("bid_iv", self.bid_iv),
+            ("ask_iv", self.ask_iv),
+            ("underlying_price", self.underlying_price),
+            ("delta", self.delta),
+            ("gamma", self.gamma),
+            ("vega", self.vega),
+            ("theta", self.theta),
+            ("rho", self.rho),
+        ]
+    }
+}
+
 /// Any normalized market event.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MarketEvent {
@@ -359,6 +404,7 @@ pub enum MarketEvent {
     Funding(Funding),
     Liquidation(Liquidation),
     OpenInterest(OpenInterest),
+    OptionTicker(OptionTicker),
     Candle(Candle),
     Gap(Gap),
 }
@@ -423,6 +469,15 @@ impl MarketEvent {
                 v["open_interest"] = o.open_interest.to_string().into();
                 v["ts_exchange_us"] = o.ts_exchange_us.into();
             }
+            MarketEvent::OptionTicker(t) => {
+                v["mark_price"] = t.mark_price.to_string().into();
+                for (name, value) in t.optional_fields() {
+                    if let Some(value) = value {
+                        v[name] = value.to_string().into();
+                    }
+                }
+                v["ts_exchange_us"] = t.ts_exchange_us.into();
+            }
             MarketEvent::Liquidation(l) => {
                 v["side"] = l.side.as_str().into();
                 v["price"] = l.price.to_string().into();
@@ -442,6 +497,7 @@ impl MarketEvent {
             MarketEvent::Funding(e) => &e.instrument,
             MarketEvent::Liquidation(e) => &e.instrument,
             MarketEvent::OpenInterest(e) => &e.instrument,
+            MarketEvent::OptionTicker(e) => &e.instrument,
             MarketEvent::Candle(e) => &e.instrument,
             MarketEvent::Gap(e) => &e.instrument,
         }
@@ -457,6 +513,7 @@ impl MarketEvent {
             MarketEvent::Funding(e) => e.ts_recv_us,
             MarketEvent::Liquidation(e) => e.ts_recv_us,
             MarketEvent::OpenInterest(e) => e.ts_recv_us,
+            MarketEvent::OptionTicker(e) => e.ts_recv_us,
             MarketEvent::Candle(e) => e.ts_recv_us,
             MarketEvent::Gap(e) => e.ts_recv_us,
         }
@@ -470,6 +527,7 @@ impl MarketEvent {
             MarketEvent::Funding(_) => Kind::Funding,
             MarketEvent::Liquidation(_) => Kind::Liquidation,
             MarketEvent::OpenInterest(_) => Kind::OpenInterest,
+            MarketEvent::OptionTicker(_) => Kind::OptionTicker,
             MarketEvent::Candle(_) => Kind::Candle,
             MarketEvent::Gap(_) => Kind::Gap,
         }
@@ -491,6 +549,7 @@ impl MarketEvent {
                 None => format!("t{}:{}:{}", e.ts_exchange_us, e.price, e.qty),
             },
             MarketEvent::OpenInterest(e) => format!("t{}", e.ts_exchange_us),
+            MarketEvent::OptionTicker(e) => format!("t{}", e.ts_exchange_us),
             MarketEvent::Candle(e) => format!("{}:{}:{}", e.interval_s, e.open_time_ms, u8::from(e.closed)),
             MarketEvent::Gap(e) => format!("g{}:{}", e.last_sequence, e.ts_recv_us),
         }
@@ -507,6 +566,7 @@ impl MarketEvent {
             MarketEvent::Funding(e) => e.ts_exchange_us,
             MarketEvent::Liquidation(e) => e.ts_exchange_us,
             MarketEvent::OpenInterest(e) => e.ts_exchange_us,
+            MarketEvent::OptionTicker(e) => e.ts_exchange_us,
             MarketEvent::Candle(e) => e.open_time_ms.saturating_mul(1_000),
             MarketEvent::Gap(e) => e.ts_recv_us,
         }

@@ -46,6 +46,7 @@ pub struct TtlConfig {
     pub funding: u32,
     pub liquidations: u32,
     pub open_interest: u32,
+    pub option_tickers: u32,
     pub venue_candles: u32,
     pub gaps: u32,
     pub candles_1m: u32,
@@ -53,7 +54,7 @@ pub struct TtlConfig {
 
 impl TtlConfig {
     /// `(table, days)` for every table.
-    pub fn days(&self) -> [(&'static str, u32); 10] {
+    pub fn days(&self) -> [(&'static str, u32); 11] {
         [
             ("trades", self.trades),
             ("bbo", self.bbo),
@@ -62,6 +63,7 @@ impl TtlConfig {
             ("funding", self.funding),
             ("liquidations", self.liquidations),
             ("open_interest", self.open_interest),
+            ("option_tickers", self.option_tickers),
             ("venue_candles", self.venue_candles),
             ("gaps", self.gaps),
             ("candles_1m", self.candles_1m),

@@ -145,6 +145,25 @@ pub struct OpenInterestRow {
 }
 
 #[derive(Debug, Clone, Row, Serialize)]
+pub struct OptionTickerRow {
+    pub exchange: String,
+    pub market: String,
+    pub symbol: String,
+    pub mark_price: i128,
+    pub mark_iv: Option<i128>,
+    pub bid_iv: Option<i128>,
+    pub ask_iv: Option<i128>,
+    pub underlying_price: Option<i128>,
+    pub delta: Option<i128>,
+    pub gamma: Option<i128>,
+    pub vega: Option<i128>,
+    pub theta: Option<i128>,
+    pub rho: Option<i128>,
+    pub ts_exchange: i64,
+    pub ts_recv: i64,
+}
+
+#[derive(Debug, Clone, Row, Serialize)]
 pub struct VenueCandleRow {
     pub exchange: String,
     pub market: String,
@@ -181,6 +200,7 @@ pub enum TableRow {
     Funding(FundingRow),
     Liquidation(LiquidationRow),
     OpenInterest(OpenInterestRow),
+    OptionTicker(OptionTickerRow),
     VenueCandle(VenueCandleRow),
     Gap(GapRow),
 }
@@ -293,6 +313,27 @@ impl TableRow {
                 ts_exchange: o.ts_exchange_us,
                 ts_recv: o.ts_recv_us,
             }),
+            MarketEvent::OptionTicker(t) => {
+                let optional =
+                    |field: &'static str, value: Option<Decimal>| value.map(|v| scaled(field, v)).transpose();
+                TableRow::OptionTicker(OptionTickerRow {
+                    exchange,
+                    market,
+                    symbol,
+                    mark_price: scaled("mark_price", t.mark_price)?,
+                    mark_iv: optional("mark_iv", t.mark_iv)?,
+                    bid_iv: optional("bid_iv", t.bid_iv)?,
+                    ask_iv: optional("ask_iv", t.ask_iv)?,
+                    underlying_price: optional("underlying_price", t.underlying_price)?,
+                    delta: optional("delta", t.delta)?,
+                    gamma: optional("gamma", t.gamma)?,
+                    vega: optional("vega", t.vega)?,
+                    theta: optional("theta", t.theta)?,
+                    rho: optional("rho", t.rho)?,
+                    ts_exchange: t.ts_exchange_us,
+                    ts_recv: t.ts_recv_us,
+                })
+            }
             MarketEvent::Candle(c) => TableRow::VenueCandle(VenueCandleRow {
                 exchange,
                 market,

@@ -94,6 +94,7 @@ struct Batch {
     funding: Buffer<crate::rows::FundingRow>,
     liquidations: Buffer<crate::rows::LiquidationRow>,
     open_interest: Buffer<crate::rows::OpenInterestRow>,
+    option_tickers: Buffer<crate::rows::OptionTickerRow>,
     venue_candles: Buffer<crate::rows::VenueCandleRow>,
     gaps: Buffer<crate::rows::GapRow>,
 }
@@ -115,6 +116,7 @@ impl Batch {
             funding: Buffer::new("funding"),
             liquidations: Buffer::new("liquidations"),
             open_interest: Buffer::new("open_interest"),
+            option_tickers: Buffer::new("option_tickers"),
             venue_candles: Buffer::new("venue_candles"),
             gaps: Buffer::new("gaps"),
         }
@@ -129,6 +131,7 @@ impl Batch {
             TableRow::Funding(r) => self.funding.push(origin, r),
             TableRow::Liquidation(r) => self.liquidations.push(origin, r),
             TableRow::OpenInterest(r) => self.open_interest.push(origin, r),
+            TableRow::OptionTicker(r) => self.option_tickers.push(origin, r),
             TableRow::VenueCandle(r) => self.venue_candles.push(origin, r),
             TableRow::Gap(r) => self.gaps.push(origin, r),
         }
@@ -522,6 +525,7 @@ impl Writer {
         table!(batch.funding);
         table!(batch.liquidations);
         table!(batch.open_interest);
+        table!(batch.option_tickers);
         table!(batch.venue_candles);
         table!(batch.gaps);
         let mut failed = None;

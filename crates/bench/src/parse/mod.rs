@@ -138,6 +138,10 @@ impl Ours {
                     Frame::Bbo(b) => encode(&MarketEvent::Bbo(b)).len(),
                     Frame::Funding(f) => encode(&MarketEvent::Funding(f)).len(),
                     Frame::OpenInterest(o) => encode(&MarketEvent::OpenInterest(o)).len(),
+                    Frame::OptionSummary(tickers) => tickers
+                        .into_iter()
+                        .map(|t| encode(&MarketEvent::OptionTicker(t)).len())
+                        .sum(),
                     Frame::Book(b) if b.snapshot => snapshot(b.instrument, b.bids, b.asks, b.ts_exchange_us),
                     Frame::Book(b) => {
                         let sequence = b.seq_id.unwrap_or_default().max(0) as u64;

@@ -213,6 +213,24 @@ impl From<&MarketEvent> for pb::MarketEvent {
                 ts_exchange_ms: 0,
                 ts_recv_ms: 0,
             }),
+            MarketEvent::OptionTicker(t) => {
+                let text = |d: Option<Decimal>| d.map(|d| decimal_text(&d)).unwrap_or_default();
+                E::OptionTicker(pb::OptionTicker {
+                    instrument: Some((&t.instrument).into()),
+                    mark_price: decimal_text(&t.mark_price),
+                    mark_iv: text(t.mark_iv),
+                    bid_iv: text(t.bid_iv),
+                    ask_iv: text(t.ask_iv),
+                    underlying_price: text(t.underlying_price),
+                    delta: text(t.delta),
+                    gamma: text(t.gamma),
+                    vega: text(t.vega),
+                    theta: text(t.theta),
+                    rho: text(t.rho),
+                    ts_exchange_us: t.ts_exchange_us,
+                    ts_recv_us: t.ts_recv_us,
+                })
+            }
             MarketEvent::Candle(c) => E::Candle(candle_to_pb(c)),
             MarketEvent::Gap(g) => E::Gap(pb::Gap {
                 instrument: Some((&g.instrument).into()),
@@ -321,6 +339,21 @@ impl TryFrom<&pb::MarketEvent> for MarketEvent {
                 open_interest: parse_qty("open_interest.open_interest", &o.open_interest)?,
                 ts_exchange_us: micros(o.ts_exchange_us, o.ts_exchange_ms),
                 ts_recv_us: micros(o.ts_recv_us, o.ts_recv_ms),
+            }),
+            E::OptionTicker(t) => MarketEvent::OptionTicker(OptionTicker {
+                instrument: instrument_from_pb(t.instrument.as_ref())?,
+                mark_price: parse_qty("option_ticker.mark_price", &t.mark_price)?,
+                mark_iv: opt_decimal("option_ticker.mark_iv", &t.mark_iv)?,
+                bid_iv: opt_decimal("option_ticker.bid_iv", &t.bid_iv)?,
+                ask_iv: opt_decimal("option_ticker.ask_iv", &t.ask_iv)?,
+                underlying_price: opt_decimal("option_ticker.underlying_price", &t.underlying_price)?,
+                delta: opt_decimal("option_ticker.delta", &t.delta)?,
+                gamma: opt_decimal("option_ticker.gamma", &t.gamma)?,
+                vega: opt_decimal("option_ticker.vega", &t.vega)?,
+                theta: opt_decimal("option_ticker.theta", &t.theta)?,
+                rho: opt_decimal("option_ticker.rho", &t.rho)?,
+                ts_exchange_us: t.ts_exchange_us,
+                ts_recv_us: t.ts_recv_us,
             }),
             E::Candle(c) => MarketEvent::Candle(Candle {
                 instrument: instrument_from_pb(c.instrument.as_ref())?,
@@ -552,6 +585,27 @@ mod tests {
                 ts_exchange_us: 11,
                 ts_recv_us: 12,
             }),
+            MarketEvent::OptionTicker(OptionTicker {
+                instrument: Instrument::new("deribit", Market::Option, "BTC-BTC-210924-8000-P", "BTC-24SEP21-8000-P")
+                    .with_option(Some(OptionContract {
+                        expiry: "210924".into(),
+                        strike: d("8000"),
+                        right: OptionRight::Put,
+                        settlement: "BTC".into(),
+                    })),
+                mark_price: d("0.00090376"),
+                mark_iv: Some(d("1.4278")),
+                bid_iv: Some(d("1.33")),
+                ask_iv: None,
+                underlying_price: Some(d("32366.75")),
+                delta: Some(d("-0.00407")),
+                gamma: Some(d("0")),
+                vega: Some(d("1.62145")),
+                theta: Some(d("-1.82613")),
+                rho: None,
+                ts_exchange_us: 1626993722929000,
+                ts_recv_us: 1626993723840792,
+            }),
             MarketEvent::Candle(Candle {
                 instrument: instrument(),
                 interval_s: 60,
@@ -616,6 +670,8 @@ mod tests {
             ],
             E::Candle(x) => vec![(&mut x.ts_recv_us, &mut x.ts_recv_ms)],
             E::Gap(x) => vec![(&mut x.ts_recv_us, &mut x.ts_recv_ms)],
+            // Came after microseconds: no millisecond fields.
+            E::OptionTicker(_) => vec![],
         }
     }
 
@@ -626,6 +682,9 @@ mod tests {
     fn millisecond_messages_from_before_read_as_microseconds() {
         for event in samples() {
             let mut old = pb::MarketEvent::from(&event);
+            if timestamp_pairs(&mut old).is_empty() {
+                continue;
+            }
             for (us, ms) in timestamp_pairs(&mut old) {
                 (*us, *ms) = (0, 1_652_459_225_503);
             }

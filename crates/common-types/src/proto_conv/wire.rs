@@ -242,6 +242,17 @@ pub(crate) fn write_event(out: &mut Vec<u8>, event: &MarketEvent) {
             f.int(5, o.ts_exchange_us);
             f.int(6, o.ts_recv_us);
         }),
+        MarketEvent::OptionTicker(t) => f.message(10, |f| {
+            f.instrument(&t.instrument);
+            f.decimal(2, &t.mark_price);
+            for (field, (_, value)) in (3..).zip(t.optional_fields()) {
+                if let Some(value) = &value {
+                    f.decimal(field, value);
+                }
+            }
+            f.int(12, t.ts_exchange_us);
+            f.int(13, t.ts_recv_us);
+        }),
         MarketEvent::Candle(c) => f.message(8, |f| {
             f.instrument(&c.instrument);
             f.uint(2, u64::from(c.interval_s));
@@ -301,6 +312,10 @@ mod tests {
                 _ => -i128::from(self.next() % 1_000_000),
             };
             Decimal::from_i128_with_scale(mantissa, (self.next() % 29) as u32)
+        }
+
+        fn maybe_decimal(&mut self) -> Option<Decimal> {
+            self.next().is_multiple_of(2).then(|| self.decimal())
         }
 
         fn text(&mut self) -> String {
@@ -427,6 +442,21 @@ mod tests {
                     closed: self.next().is_multiple_of(2),
                     ts_recv_us: self.int(),
                 }),
+                8 => MarketEvent::OptionTicker(OptionTicker {
+                    instrument,
+                    mark_price: self.decimal(),
+                    mark_iv: self.maybe_decimal(),
+                    bid_iv: self.maybe_decimal(),
+                    ask_iv: self.maybe_decimal(),
+                    underlying_price: self.maybe_decimal(),
+                    delta: self.maybe_decimal(),
+                    gamma: self.maybe_decimal(),
+                    vega: self.maybe_decimal(),
+                    theta: self.maybe_decimal(),
+                    rho: self.maybe_decimal(),
+                    ts_exchange_us: self.int(),
+                    ts_recv_us: self.int(),
+                }),
                 _ => MarketEvent::Gap(Gap {
                     instrument,
                     reason: self.text(),
@@ -443,7 +473,7 @@ mod tests {
     fn events_are_written_as_prost_writes_them() {
         let mut draw = Draw(0x9e37_79b9_7f4a_7c15);
         for i in 0..20_000u64 {
-            let event = draw.event(i % 9);
+            let event = draw.event(i % 10);
             let mut ours = Vec::new();
             write_event(&mut ours, &event);
             let prost = pb::MarketEvent::from(&event).encode_to_vec();

@@ -7,7 +7,8 @@
 //!
 //! Versions 1 and 2 made the first tables; version 3 ([`v3`]) rebuilds them
 //! for current ClickHouse (`LowCardinality`, `DateTime64`, codecs), in place
-//! and without losing a row. Retention is not a migration: [`ttl`] sets each
+//! and without losing a row. Later versions create their tables in the v3
+//! shape from the start (4: `option_tickers`). Retention is not a migration: [`ttl`] sets each
 //! table's TTL from the configuration every time the writer migrates.
 //!
 //! On a ClickHouse cluster ([`Layout::Cluster`]) every table becomes a
@@ -193,6 +194,29 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "tables for current ClickHouse: LowCardinality, DateTime64, codecs",
         steps: Steps::RebuildV3,
     },
+    Migration {
+        version: 4,
+        name: "option tickers",
+        steps: Steps::Sql(&["CREATE TABLE IF NOT EXISTS {db}.option_tickers (
+                exchange LowCardinality(String), market LowCardinality(String), symbol LowCardinality(String),
+                mark_price Decimal(38, 18) CODEC(GCD, ZSTD(3)),
+                mark_iv Nullable(Decimal(38, 18)) CODEC(ZSTD(3)),
+                bid_iv Nullable(Decimal(38, 18)) CODEC(ZSTD(3)),
+                ask_iv Nullable(Decimal(38, 18)) CODEC(ZSTD(3)),
+                underlying_price Nullable(Decimal(38, 18)) CODEC(ZSTD(3)),
+                delta Nullable(Decimal(38, 18)) CODEC(ZSTD(3)),
+                gamma Nullable(Decimal(38, 18)) CODEC(ZSTD(3)),
+                vega Nullable(Decimal(38, 18)) CODEC(ZSTD(3)),
+                theta Nullable(Decimal(38, 18)) CODEC(ZSTD(3)),
+                rho Nullable(Decimal(38, 18)) CODEC(ZSTD(3)),
+                ts_exchange DateTime64(6, 'UTC') CODEC(DoubleDelta, ZSTD(1)),
+                ts_recv DateTime64(6, 'UTC') CODEC(DoubleDelta, ZSTD(1)),
+                ts_exchange_ms Int64 ALIAS toUnixTimestamp64Milli(ts_exchange),
+                ts_recv_ms Int64 ALIAS toUnixTimestamp64Milli(ts_recv)
+            ) ENGINE = ReplacingMergeTree()
+            PARTITION BY toYYYYMM(ts_exchange)
+            ORDER BY (exchange, market, symbol, ts_exchange)"]),
+    },
 ];
 
 /// Tables the writer inserts into and `moat doctor` expects.
@@ -204,6 +228,7 @@ pub const TABLES: &[&str] = &[
     "funding",
     "liquidations",
     "open_interest",
+    "option_tickers",
     "venue_candles",
     "gaps",
     "candles_1m",

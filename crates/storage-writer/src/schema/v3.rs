@@ -280,9 +280,18 @@ mod tests {
 
     #[test]
     fn every_table_is_rebuilt_once_and_copies_each_stored_column() {
+        // Tables made after v3 are created in its shape and not rebuilt.
+        let created_later = |table: &str| {
+            super::super::MIGRATIONS
+                .iter()
+                .filter(|m| m.version > 3)
+                .flat_map(|m| m.statements())
+                .any(|s| s.contains(&format!("{{db}}.{table} (")))
+        };
         for table in super::super::TABLES {
             let found: Vec<_> = REBUILDS.iter().filter(|r| r.table == *table).collect();
-            assert_eq!(found.len(), 1, "{table}");
+            let expected = if created_later(table) { 0 } else { 1 };
+            assert_eq!(found.len(), expected, "{table}");
         }
         for rebuild in REBUILDS {
             let create = rebuild.create_sql("db", "t");

@@ -72,9 +72,12 @@ impl Venue for DeribitVenue {
 
     fn on_frame(&self, books: &mut Self::State, text: &str, now: i64, cx: &mut Context<'_>) -> Result<(), Reject> {
         match parse(&self.symbols, text, now)? {
-            Frame::Trades(trades) => {
+            Frame::Trades(trades, liquidations) => {
                 for t in trades {
                     cx.emit_live(MarketEvent::Trade(t), now);
+                }
+                for l in liquidations {
+                    cx.emit(MarketEvent::Liquidation(l));
                 }
             }
             Frame::Ticker(t) => {
@@ -101,6 +104,9 @@ impl Venue for DeribitVenue {
                         ts_exchange_us: t.ts_exchange_us,
                         ts_recv_us: now,
                     }));
+                }
+                if let Some(option) = t.option {
+                    cx.emit_live(MarketEvent::OptionTicker(option), now);
                 }
                 if let Some(open_interest) = t.open_interest {
                     cx.emit(MarketEvent::OpenInterest(OpenInterest {

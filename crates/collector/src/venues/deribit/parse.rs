@@ -1,8 +1,8 @@
 //! Deribit JSON-RPC notifications to normalized events. Numbers are JSON
 //! numbers, read exactly from their text.
 
-use moat_common_types::model::{Level, Trade};
-use moat_common_types::{Decimal, Instrument, us_from_ms};
+use moat_common_types::model::{Level, Liquidation, OptionTicker, Trade};
+use moat_common_types::{Decimal, Instrument, Market, Side, us_from_ms};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
@@ -33,15 +33,18 @@ pub struct Ticker {
     /// Perpetuals: the current funding rate.
     pub funding_rate: Option<Decimal>,
     pub open_interest: Option<Decimal>,
+    /// Options: mark price, implied volatilities, greeks, underlying price.
+    pub option: Option<OptionTicker>,
     pub ts_exchange_us: i64,
 }
 
 /// What one frame carried.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Frame {
-    Trades(Vec<Trade>),
+    /// Trades, and the liquidations among them.
+    Trades(Vec<Trade>, Vec<Liquidation>),
     Book(BookMessage),
-    Ticker(Ticker),
+    Ticker(Box<Ticker>),
     /// The venue checks the connection: answer with `public/test`.
     TestRequest,
     /// Answers to requests, heartbeats.
@@ -86,6 +89,10 @@ struct RawTrade<'a> {
     amount: &'a RawValue,
     direction: &'a str,
     timestamp: i64,
+    /// On a liquidation trade, who was liquidated: `M` (the maker), `T`
+    /// (the taker) or `MT` (both).
+    #[serde(default)]
+    liquidation: Option<&'a str>,
 }
 
 #[derive(Deserialize)]
@@ -123,6 +130,31 @@ struct RawTicker<'a> {
     current_funding: Option<&'a RawValue>,
     #[serde(borrow, default)]
     open_interest: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    mark_iv: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    bid_iv: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    ask_iv: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    underlying_price: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    greeks: Option<Greeks<'a>>,
+}
+
+/// An option's greeks as Deribit sends them.
+#[derive(Deserialize, Default)]
+struct Greeks<'a> {
+    #[serde(borrow, default)]
+    delta: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    gamma: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    vega: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    theta: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    rho: Option<&'a RawValue>,
 }
 
 fn levels(side: &'static str, raw: &[(&str, &RawValue, &RawValue)]) -> Result<Vec<Level>, Reject> {
@@ -146,6 +178,69 @@ fn present(field: &'static str, raw: Option<&RawValue>) -> Result<Option<Decimal
     raw.filter(|r| r.get() != "null").map(|r| json_number(field, r)).transpose()
 }
 
+/// The liquidations of a trade flagged `liquidation`: one for each party
+/// liquidated, with the side of its order (the taker's is the trade's
+/// direction, the maker's the other), as Binance's `forceOrder` gives the
+/// side of the liquidation order. The id is the trade's with `:T` or `:M`.
+fn liquidated(trade: &Trade, who: &str) -> Result<Vec<Liquidation>, Reject> {
+    if who.is_empty() || !who.chars().all(|c| c == 'M' || c == 'T') {
+        return Err(Reject::new("unknown_frame", format!("liquidation {who:?}")));
+    }
+    let party = |party: char| Liquidation {
+        instrument: trade.instrument.clone(),
+        side: match (party, trade.side) {
+            ('T', side) => side,
+            (_, Side::Buy) => Side::Sell,
+            (_, Side::Sell) => Side::Buy,
+        },
+        price: trade.price,
+        qty: trade.qty,
+        order_id: Some(format!("{}:{party}", trade.trade_id)),
+        ts_exchange_us: trade.ts_exchange_us,
+        ts_recv_us: trade.ts_recv_us,
+    };
+    Ok(['T', 'M'].into_iter().filter(|p| who.contains(*p)).map(party).collect())
+}
+
+/// An implied volatility, which Deribit quotes in percent, as a fraction.
+/// Deribit sends 0 for the side of a book that has no order: that is no
+/// volatility, not a volatility of zero.
+fn volatility(field: &'static str, raw: Option<&RawValue>) -> Result<Option<Decimal>, Reject> {
+    Ok(present(field, raw)?
+        .filter(|v| !v.is_zero())
+        .map(|percent| percent / Decimal::ONE_HUNDRED))
+}
+
+/// The option ticker of a `ticker` notification on an option.
+fn option_ticker(
+    instrument: &Instrument,
+    raw: &RawTicker<'_>,
+    ts_recv_us: i64,
+) -> Result<Option<OptionTicker>, Reject> {
+    let Some(mark_price) = present("mark_price", raw.mark_price)? else {
+        return Ok(None);
+    };
+    if mark_price.is_sign_negative() {
+        return Err(Reject::new("invalid_price", format!("mark_price {mark_price} is negative")));
+    }
+    let g = raw.greeks.as_ref();
+    Ok(Some(OptionTicker {
+        instrument: instrument.clone(),
+        mark_price,
+        mark_iv: volatility("mark_iv", raw.mark_iv)?,
+        bid_iv: volatility("bid_iv", raw.bid_iv)?,
+        ask_iv: volatility("ask_iv", raw.ask_iv)?,
+        underlying_price: present("underlying_price", raw.underlying_price)?,
+        delta: present("delta", g.and_then(|g| g.delta))?,
+        gamma: present("gamma", g.and_then(|g| g.gamma))?,
+        vega: present("vega", g.and_then(|g| g.vega))?,
+        theta: present("theta", g.and_then(|g| g.theta))?,
+        rho: present("rho", g.and_then(|g| g.rho))?,
+        ts_exchange_us: us_from_ms(raw.timestamp),
+        ts_recv_us,
+    }))
+}
+
 /// Parses one text frame received at `ts_recv_us`.
 pub fn parse(symbols: &Instruments, frame: &str, ts_recv_us: i64) -> Result<Frame, Reject> {
     let envelope: Envelope<'_> = json(frame)?;
@@ -166,21 +261,24 @@ pub fn parse(symbols: &Instruments, frame: &str, ts_recv_us: i64) -> Result<Fram
     match channel.split('.').next().unwrap_or_default() {
         "trades" => {
             let raw: Vec<RawTrade<'_>> = json(data)?;
-            let trades = raw
-                .iter()
-                .map(|t| {
-                    Ok(Trade {
-                        instrument: symbols.instrument(t.instrument_name)?,
-                        trade_id: t.trade_id.to_owned(),
-                        price: json_price("price", t.price)?,
-                        qty: json_qty("amount", t.amount)?,
-                        side: side(t.direction)?,
-                        ts_exchange_us: us_from_ms(t.timestamp),
-                        ts_recv_us,
-                    })
-                })
-                .collect::<Result<_, Reject>>()?;
-            Ok(Frame::Trades(trades))
+            let mut trades = Vec::with_capacity(raw.len());
+            let mut liquidations = Vec::new();
+            for t in &raw {
+                let trade = Trade {
+                    instrument: symbols.instrument(t.instrument_name)?,
+                    trade_id: t.trade_id.to_owned(),
+                    price: json_price("price", t.price)?,
+                    qty: json_qty("amount", t.amount)?,
+                    side: side(t.direction)?,
+                    ts_exchange_us: us_from_ms(t.timestamp),
+                    ts_recv_us,
+                };
+                if let Some(who) = t.liquidation {
+                    liquidations.extend(liquidated(&trade, who)?);
+                }
+                trades.push(trade);
+            }
+            Ok(Frame::Trades(trades, liquidations))
         }
         "book" => {
             let raw: RawBook<'_> = json(data)?;
@@ -210,15 +308,21 @@ pub fn parse(symbols: &Instruments, frame: &str, ts_recv_us: i64) -> Result<Fram
             };
             let bid = side(raw.best_bid_price, raw.best_bid_amount, "best_bid")?;
             let ask = side(raw.best_ask_price, raw.best_ask_amount, "best_ask")?;
-            Ok(Frame::Ticker(Ticker {
-                instrument: symbols.instrument(raw.instrument_name)?,
+            let instrument = symbols.instrument(raw.instrument_name)?;
+            let option = match instrument.market {
+                Market::Option => option_ticker(&instrument, &raw, ts_recv_us)?,
+                _ => None,
+            };
+            Ok(Frame::Ticker(Box::new(Ticker {
+                instrument,
+                option,
                 bbo: bid.zip(ask),
                 mark_price: present("mark_price", raw.mark_price)?,
                 index_price: present("index_price", raw.index_price)?,
                 funding_rate: present("current_funding", raw.current_funding)?,
                 open_interest: present("open_interest", raw.open_interest)?,
                 ts_exchange_us: us_from_ms(raw.timestamp),
-            }))
+            })))
         }
         _ => Ok(Frame::Control),
     }
@@ -243,12 +347,36 @@ mod tests {
         assert_eq!(b.asks[0].price.to_string(), "0.001");
         assert_eq!(b.instrument.symbol, "BTC-BTC-210924-8000-P");
         let trades = r#"{"jsonrpc":"2.0","method":"subscription","params":{"channel":"trades.BTC-PERPETUAL.100ms","data":[{"trade_seq":1,"trade_id":"ETH-123","timestamp":1626993724318,"tick_direction":0,"price":32150.5,"instrument_name":"BTC-PERPETUAL","index_price":32140.2,"direction":"sell","amount":10.0}]}}"#;
-        let Frame::Trades(t) = parse(&s, trades, 1).unwrap() else { panic!() };
+        let Frame::Trades(t, liquidations) = parse(&s, trades, 1).unwrap() else { panic!() };
         assert_eq!((t[0].trade_id.as_str(), t[0].side, t[0].price.to_string()), ("ETH-123", Side::Sell, "32150.5".into()));
+        assert!(liquidations.is_empty());
+        // A trade that liquidated both parties: the taker sold, the maker's
+        // liquidation order bought.
+        let liquidation = trades.replace(r#""amount":10.0"#, r#""amount":10.0,"liquidation":"MT""#);
+        let Frame::Trades(t, liquidations) = parse(&s, &liquidation, 1).unwrap() else { panic!() };
+        assert_eq!(t.len(), 1, "the trade is still a trade");
+        let sides: Vec<_> = liquidations.iter().map(|l| (l.order_id.clone().unwrap(), l.side)).collect();
+        assert_eq!(sides, [("ETH-123:T".to_owned(), Side::Sell), ("ETH-123:M".to_owned(), Side::Buy)]);
+        let odd = trades.replace(r#""amount":10.0"#, r#""amount":10.0,"liquidation":"X""#);
+        assert_eq!(parse(&s, &odd, 1).unwrap_err().reason, "unknown_frame");
         let ticker = r#"{"jsonrpc":"2.0","method":"subscription","params":{"channel":"ticker.BTC-PERPETUAL.100ms","data":{"timestamp":1,"instrument_name":"BTC-PERPETUAL","best_bid_price":32150.0,"best_bid_amount":100.0,"best_ask_price":32150.5,"best_ask_amount":0.0,"mark_price":32151.1,"index_price":32140.2,"current_funding":0.0001,"open_interest":1000}}}"#;
         let Frame::Ticker(t) = parse(&s, ticker, 1).unwrap() else { panic!() };
         assert_eq!(t.bbo, None, "an empty ask side gives no BBO");
         assert_eq!(t.funding_rate, Some("0.0001".parse().unwrap()));
+        assert_eq!(t.option, None, "a perpetual has no option ticker");
+        let option = r#"{"jsonrpc":"2.0","method":"subscription","params":{"channel":"ticker.BTC-24SEP21-8000-P.raw","data":{"underlying_price":32366.75,"underlying_index":"BTC-24SEP21","timestamp":1626993722929,"open_interest":729.2,"mark_price":0.00090376,"mark_iv":142.78,"instrument_name":"BTC-24SEP21-8000-P","index_price":32201.67,"greeks":{"vega":1.62145,"theta":-1.82613,"rho":-0.27934,"gamma":0.0,"delta":-0.00407},"bid_iv":0.0,"best_bid_price":0.0005,"best_bid_amount":153.1,"best_ask_price":0.0015,"best_ask_amount":94.7,"ask_iv":152.71}}}"#;
+        let Frame::Ticker(t) = parse(&s, option, 7).unwrap() else { panic!() };
+        let o = t.option.expect("an option's ticker");
+        let text = |d: Option<Decimal>| d.map(|d| d.normalize().to_string());
+        assert_eq!(o.mark_price.to_string(), "0.00090376");
+        assert_eq!(text(o.mark_iv).as_deref(), Some("1.4278"), "percent becomes a fraction");
+        assert_eq!(o.bid_iv, None, "0 is no bid, not a volatility of 0");
+        assert_eq!(text(o.ask_iv).as_deref(), Some("1.5271"));
+        assert_eq!(text(o.underlying_price).as_deref(), Some("32366.75"));
+        assert_eq!(text(o.delta).as_deref(), Some("-0.00407"));
+        assert_eq!(text(o.gamma).as_deref(), Some("0"));
+        assert_eq!(text(o.rho).as_deref(), Some("-0.27934"));
+        assert_eq!((o.ts_exchange_us, o.ts_recv_us), (1_626_993_722_929_000, 7));
         let test = r#"{"jsonrpc":"2.0","method":"heartbeat","params":{"type":"test_request"}}"#;
         assert_eq!(parse(&s, test, 0).unwrap(), Frame::TestRequest);
         let refused = r#"{"jsonrpc":"2.0","id":1,"error":{"message":"Invalid params","code":-32602}}"#;

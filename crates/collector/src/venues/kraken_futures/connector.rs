@@ -1,5 +1,5 @@
-//! The live Kraken Futures connection: one WebSocket subscribing `trade`
-//! and `book` for every product, books checked by `seq` and resubscribed
+//! The live Kraken Futures connection: one WebSocket subscribing `trade`,
+//! `book` and `ticker` (funding, open interest) for every product, books checked by `seq` and resubscribed
 //! on a gap, the BBO published from the checked book, and a `ping` in
 //! time for the venue's one-minute idle limit. The session loop is
 //! [`crate::venues::driver`].
@@ -53,7 +53,7 @@ impl Venue for KrakenFuturesVenue {
 
     fn subscriptions(&self) -> Vec<String> {
         let ids = self.symbols.sorted_ids();
-        let mut requests = ["trade", "book"].map(|name| feed("subscribe", name, &ids)).to_vec();
+        let mut requests = ["trade", "book", "ticker"].map(|name| feed("subscribe", name, &ids)).to_vec();
         // A heartbeat every 5 s keeps a quiet connection from looking stale.
         requests.push(json!({"event": "subscribe", "feed": "heartbeat"}).to_string());
         requests
@@ -69,7 +69,12 @@ impl Venue for KrakenFuturesVenue {
 
     fn on_frame(&self, books: &mut Self::State, text: &str, now: i64, cx: &mut Context<'_>) -> Result<(), Reject> {
         match parse(&self.symbols, text, now)? {
-            Frame::Trade(t) => cx.emit_live(MarketEvent::Trade(t), now),
+            Frame::Trade(t, liquidation) => {
+                cx.emit_live(MarketEvent::Trade(t), now);
+                if let Some(l) = liquidation {
+                    cx.emit(MarketEvent::Liquidation(l));
+                }
+            }
             Frame::Book(message) => {
                 cx.touch(&message.instrument, now);
                 let id = message.instrument.venue_symbol.clone();
@@ -107,6 +112,14 @@ impl Venue for KrakenFuturesVenue {
                         }),
                         now,
                     );
+                }
+            }
+            Frame::Ticker { funding, open_interest } => {
+                if let Some(f) = funding {
+                    cx.emit(MarketEvent::Funding(f));
+                }
+                if let Some(o) = open_interest {
+                    cx.emit(MarketEvent::OpenInterest(o));
                 }
             }
             Frame::Control => {}

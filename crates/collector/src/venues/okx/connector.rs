@@ -29,21 +29,34 @@ pub struct OkxVenue {
 
 impl OkxVenue {
     /// The subscription arguments: trades, tickers and books for every
-    /// instrument; funding and open interest for swaps and futures.
+    /// instrument; funding and open interest for swaps and futures; mark
+    /// price and open interest for options, and the greeks of each option
+    /// family (`opt-summary` per `BTC-USD`).
     pub fn subscriptions(&self) -> Vec<serde_json::Value> {
         let mut args = Vec::new();
+        let mut families = std::collections::BTreeSet::new();
         for id in self.symbols.sorted_ids() {
             for channel in ["trades", "tickers", "books"] {
                 args.push(json!({"channel": channel, "instId": id}));
             }
             let market = self.symbols.get(id).map(|i| i.market);
+            if matches!(market, Some(Market::Perp | Market::Option)) {
+                args.push(json!({"channel": "mark-price", "instId": id}));
+            }
             if market == Some(Market::Perp) {
                 args.push(json!({"channel": "funding-rate", "instId": id}));
-                args.push(json!({"channel": "mark-price", "instId": id}));
             }
             if market.is_some_and(|m| m != Market::Spot) {
                 args.push(json!({"channel": "open-interest", "instId": id}));
             }
+            if market == Some(Market::Option) {
+                // `BTC-USD-220624-20000-C` is of the family `BTC-USD`.
+                let family: Vec<&str> = id.splitn(3, '-').take(2).collect();
+                families.insert(family.join("-"));
+            }
+        }
+        for family in families {
+            args.push(json!({"channel": "opt-summary", "instFamily": family}));
         }
         args
     }
@@ -120,6 +133,15 @@ impl Venue for OkxVenue {
                 }
             }
             Frame::OpenInterest(o) => cx.emit(MarketEvent::OpenInterest(o)),
+            Frame::OptionSummary(tickers) => {
+                // An option's ticker waits for its first mark price.
+                for mut t in tickers {
+                    if let Some(mark) = state.marks.get(&t.instrument.venue_symbol) {
+                        t.mark_price = *mark;
+                        cx.emit_live(MarketEvent::OptionTicker(t), now);
+                    }
+                }
+            }
             Frame::Book(message) => {
                 cx.touch(&message.instrument, now);
                 let id = message.instrument.venue_symbol.clone();

@@ -1,7 +1,7 @@
 //! OKX frames to normalized events. Strings are borrowed from the frame and
 //! prices parsed straight into exact decimals.
 
-use moat_common_types::model::{Bbo, Funding, Level, OpenInterest, Trade};
+use moat_common_types::model::{Bbo, Funding, Level, OpenInterest, OptionTicker, Trade};
 use moat_common_types::{Instrument, Side, us_from_ms};
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -38,6 +38,10 @@ pub enum Frame {
         ts_exchange_us: i64,
     },
     OpenInterest(OpenInterest),
+    /// The `opt-summary` channel: greeks and volatilities of every option
+    /// of a family, those moat collects kept. Its mark price is zero: the
+    /// connector fills in the last one from `mark-price`.
+    OptionSummary(Vec<OptionTicker>),
     /// Subscription answers, `pong` and other control frames.
     Control,
 }
@@ -128,6 +132,44 @@ struct RawOpenInterest<'a> {
     inst_id: &'a str,
     oi: &'a str,
     ts: &'a str,
+}
+
+/// One option of an `opt-summary` push. Of the two sets of greeks OKX
+/// sends, the Black–Scholes ones (`…BS`, in the quote currency) are kept:
+/// they are what other venues (Deribit) send as greeks.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawOptionSummary<'a> {
+    inst_id: &'a str,
+    #[serde(default)]
+    mark_vol: Option<&'a str>,
+    #[serde(default)]
+    bid_vol: Option<&'a str>,
+    #[serde(default)]
+    ask_vol: Option<&'a str>,
+    /// The forward price of the underlying at the option's expiry.
+    #[serde(default)]
+    fwd_px: Option<&'a str>,
+    #[serde(default, rename = "deltaBS")]
+    delta_bs: Option<&'a str>,
+    #[serde(default, rename = "gammaBS")]
+    gamma_bs: Option<&'a str>,
+    #[serde(default, rename = "vegaBS")]
+    vega_bs: Option<&'a str>,
+    #[serde(default, rename = "thetaBS")]
+    theta_bs: Option<&'a str>,
+    ts: &'a str,
+}
+
+/// A number OKX may leave empty (`""`) when it has none.
+fn maybe_number(field: &'static str, value: Option<&str>) -> Result<Option<moat_common_types::Decimal>, Reject> {
+    value.filter(|v| !v.is_empty()).map(|v| number(field, v)).transpose()
+}
+
+/// A volatility: OKX sends 0 for a side with no order, which is no
+/// volatility rather than one of zero.
+fn volatility(field: &'static str, value: Option<&str>) -> Result<Option<moat_common_types::Decimal>, Reject> {
+    Ok(maybe_number(field, value)?.filter(|v| !v.is_zero()))
 }
 
 fn millis(field: &'static str, value: &str) -> Result<i64, Reject> {
@@ -349,6 +391,33 @@ fn parse_data(
                 ts_recv_us,
             }))
         }
+        "opt-summary" => {
+            let raw: Vec<RawOptionSummary<'_>> = json(data)?;
+            // A family holds every strike and expiry; moat keeps the
+            // options it collects.
+            let tickers = raw
+                .iter()
+                .filter_map(|o| symbols.get(o.inst_id).map(|instrument| (o, instrument)))
+                .map(|(o, instrument)| {
+                    Ok(OptionTicker {
+                        instrument: instrument.clone(),
+                        mark_price: moat_common_types::Decimal::ZERO,
+                        mark_iv: volatility("markVol", o.mark_vol)?,
+                        bid_iv: volatility("bidVol", o.bid_vol)?,
+                        ask_iv: volatility("askVol", o.ask_vol)?,
+                        underlying_price: maybe_number("fwdPx", o.fwd_px)?,
+                        delta: maybe_number("deltaBS", o.delta_bs)?,
+                        gamma: maybe_number("gammaBS", o.gamma_bs)?,
+                        vega: maybe_number("vegaBS", o.vega_bs)?,
+                        theta: maybe_number("thetaBS", o.theta_bs)?,
+                        rho: None,
+                        ts_exchange_us: micros("ts", o.ts)?,
+                        ts_recv_us,
+                    })
+                })
+                .collect::<Result<Vec<_>, Reject>>()?;
+            Ok(Frame::OptionSummary(tickers))
+        }
         _ => Ok(Frame::Control),
     }
 }
@@ -430,5 +499,25 @@ mod tests {
             panic!("not open interest")
         };
         assert_eq!(o.open_interest.to_string(), "5000");
+    }
+
+    #[test]
+    fn option_summaries_keep_the_collected_options_with_black_scholes_greeks() {
+        let symbols = super::super::symbols("okx", &["BTC-USD-241013-70000-P"]);
+        let summary = r#"{"arg":{"channel":"opt-summary","instFamily":"BTC-USD"},"data":[{"instType":"OPTION","instId":"BTC-USD-241013-70000-P","uly":"BTC-USD","delta":"-1.1180902625","gamma":"2.2361957091","vega":"0.0000000001","theta":"0.0000032334","lever":"8.465747567","markVol":"0.3675503331","bidVol":"0","askVol":"1.1669998535","realVol":"","deltaBS":"-0.9999672034","gammaBS":"0.0000000002","thetaBS":"28.2649858387","vegaBS":"0.0000114332","ts":"1728703155650","fwdPx":"62604.6993093463","volLv":"0.2044711229"},{"instType":"OPTION","instId":"BTC-USD-241013-71000-P","uly":"BTC-USD","markVol":"0.4","bidVol":"","askVol":"","deltaBS":"","gammaBS":"","thetaBS":"","vegaBS":"","ts":"1728703155650","fwdPx":""}]}"#;
+        let Frame::OptionSummary(tickers) = parse(&symbols, summary, 9).unwrap() else {
+            panic!()
+        };
+        assert_eq!(tickers.len(), 1, "options not collected are left out");
+        let t = &tickers[0];
+        assert_eq!(t.instrument.symbol, "BTC-USD-241013-70000-P");
+        assert_eq!(t.mark_iv.unwrap().to_string(), "0.3675503331");
+        assert_eq!(t.bid_iv, None, "0 is no bid");
+        assert_eq!(t.delta.unwrap().to_string(), "-0.9999672034", "the Black-Scholes delta");
+        assert_eq!(t.theta.unwrap().to_string(), "28.2649858387");
+        assert_eq!(t.underlying_price.unwrap().to_string(), "62604.6993093463");
+        assert_eq!((t.rho, t.ts_exchange_us), (None, 1_728_703_155_650_000));
+        let bad = summary.replace("\"markVol\":\"0.3675503331\"", "\"markVol\":\"x\"");
+        assert_eq!(parse(&symbols, &bad, 9).unwrap_err().reason, "number");
     }
 }

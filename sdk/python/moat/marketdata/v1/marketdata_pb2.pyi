@@ -222,6 +222,36 @@ class OpenInterest(_message.Message):
     ts_recv_us: int
     def __init__(self, instrument: _Optional[_Union[Instrument, _Mapping]] = ..., open_interest: _Optional[str] = ..., ts_exchange_ms: _Optional[int] = ..., ts_recv_ms: _Optional[int] = ..., ts_exchange_us: _Optional[int] = ..., ts_recv_us: _Optional[int] = ...) -> None: ...
 
+class OptionTicker(_message.Message):
+    __slots__ = ("instrument", "mark_price", "mark_iv", "bid_iv", "ask_iv", "underlying_price", "delta", "gamma", "vega", "theta", "rho", "ts_exchange_us", "ts_recv_us")
+    INSTRUMENT_FIELD_NUMBER: _ClassVar[int]
+    MARK_PRICE_FIELD_NUMBER: _ClassVar[int]
+    MARK_IV_FIELD_NUMBER: _ClassVar[int]
+    BID_IV_FIELD_NUMBER: _ClassVar[int]
+    ASK_IV_FIELD_NUMBER: _ClassVar[int]
+    UNDERLYING_PRICE_FIELD_NUMBER: _ClassVar[int]
+    DELTA_FIELD_NUMBER: _ClassVar[int]
+    GAMMA_FIELD_NUMBER: _ClassVar[int]
+    VEGA_FIELD_NUMBER: _ClassVar[int]
+    THETA_FIELD_NUMBER: _ClassVar[int]
+    RHO_FIELD_NUMBER: _ClassVar[int]
+    TS_EXCHANGE_US_FIELD_NUMBER: _ClassVar[int]
+    TS_RECV_US_FIELD_NUMBER: _ClassVar[int]
+    instrument: Instrument
+    mark_price: str
+    mark_iv: str
+    bid_iv: str
+    ask_iv: str
+    underlying_price: str
+    delta: str
+    gamma: str
+    vega: str
+    theta: str
+    rho: str
+    ts_exchange_us: int
+    ts_recv_us: int
+    def __init__(self, instrument: _Optional[_Union[Instrument, _Mapping]] = ..., mark_price: _Optional[str] = ..., mark_iv: _Optional[str] = ..., bid_iv: _Optional[str] = ..., ask_iv: _Optional[str] = ..., underlying_price: _Optional[str] = ..., delta: _Optional[str] = ..., gamma: _Optional[str] = ..., vega: _Optional[str] = ..., theta: _Optional[str] = ..., rho: _Optional[str] = ..., ts_exchange_us: _Optional[int] = ..., ts_recv_us: _Optional[int] = ...) -> None: ...
+
 class Candle(_message.Message):
     __slots__ = ("instrument", "interval_s", "open_time_ms", "open", "high", "low", "close", "volume", "trades", "closed", "ts_recv_ms", "ts_recv_us")
     INSTRUMENT_FIELD_NUMBER: _ClassVar[int]
@@ -265,7 +295,7 @@ class Gap(_message.Message):
     def __init__(self, instrument: _Optional[_Union[Instrument, _Mapping]] = ..., reason: _Optional[str] = ..., last_sequence: _Optional[int] = ..., ts_recv_ms: _Optional[int] = ..., ts_recv_us: _Optional[int] = ...) -> None: ...
 
 class MarketEvent(_message.Message):
-    __slots__ = ("trade", "book_snapshot", "book_delta", "bbo", "funding", "liquidation", "open_interest", "candle", "gap")
+    __slots__ = ("trade", "book_snapshot", "book_delta", "bbo", "funding", "liquidation", "open_interest", "candle", "gap", "option_ticker")
     TRADE_FIELD_NUMBER: _ClassVar[int]
     BOOK_SNAPSHOT_FIELD_NUMBER: _ClassVar[int]
     BOOK_DELTA_FIELD_NUMBER: _ClassVar[int]
@@ -275,6 +305,7 @@ class MarketEvent(_message.Message):
     OPEN_INTEREST_FIELD_NUMBER: _ClassVar[int]
     CANDLE_FIELD_NUMBER: _ClassVar[int]
     GAP_FIELD_NUMBER: _ClassVar[int]
+    OPTION_TICKER_FIELD_NUMBER: _ClassVar[int]
     trade: Trade
     book_snapshot: BookSnapshot
     book_delta: BookDelta
@@ -284,7 +315,8 @@ class MarketEvent(_message.Message):
     open_interest: OpenInterest
     candle: Candle
     gap: Gap
-    def __init__(self, trade: _Optional[_Union[Trade, _Mapping]] = ..., book_snapshot: _Optional[_Union[BookSnapshot, _Mapping]] = ..., book_delta: _Optional[_Union[BookDelta, _Mapping]] = ..., bbo: _Optional[_Union[Bbo, _Mapping]] = ..., funding: _Optional[_Union[Funding, _Mapping]] = ..., liquidation: _Optional[_Union[Liquidation, _Mapping]] = ..., open_interest: _Optional[_Union[OpenInterest, _Mapping]] = ..., candle: _Optional[_Union[Candle, _Mapping]] = ..., gap: _Optional[_Union[Gap, _Mapping]] = ...) -> None: ...
+    option_ticker: OptionTicker
+    def __init__(self, trade: _Optional[_Union[Trade, _Mapping]] = ..., book_snapshot: _Optional[_Union[BookSnapshot, _Mapping]] = ..., book_delta: _Optional[_Union[BookDelta, _Mapping]] = ..., bbo: _Optional[_Union[Bbo, _Mapping]] = ..., funding: _Optional[_Union[Funding, _Mapping]] = ..., liquidation: _Optional[_Union[Liquidation, _Mapping]] = ..., open_interest: _Optional[_Union[OpenInterest, _Mapping]] = ..., candle: _Optional[_Union[Candle, _Mapping]] = ..., gap: _Optional[_Union[Gap, _Mapping]] = ..., option_ticker: _Optional[_Union[OptionTicker, _Mapping]] = ...) -> None: ...
 
 class EventBatch(_message.Message):
     __slots__ = ("events",)
