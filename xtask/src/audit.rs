@@ -29,6 +29,10 @@ pub fn run() -> Result<(), String> {
             &tools_arg,
         ])?;
     }
+    // cargo deny reads the metadata of every platform's dependencies
+    // (Windows crates too), which a Linux build never downloads: fetch
+    // them first, since its `--offline` forbids it.
+    cargo(&["fetch", "--locked"])?;
     let dbs = advisory_dbs(&root)?;
     let path = std::env::join_paths(
         std::iter::once(tools.join("bin")).chain(std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())),

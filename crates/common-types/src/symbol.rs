@@ -171,13 +171,20 @@ fn is_expiry(s: &str) -> bool {
 }
 
 /// Splits a concatenated venue symbol (`BTCUSDT`) at a known quote asset.
+/// Where several quotes fit, a split whose base is itself a known asset
+/// wins (`ETHTUSD` is ETH-TUSD, not ETHT-USD); among those the longer base
+/// (`USDTUSD` is USDT-USD, not USD-TUSD), otherwise the longer quote.
 pub fn split_concatenated(symbol: &str) -> Option<(&str, &str)> {
-    let mut quotes: Vec<&&str> = KNOWN_QUOTES.iter().collect();
-    quotes.sort_by_key(|q| std::cmp::Reverse(q.len()));
-    quotes.into_iter().find_map(|quote| {
-        let base = symbol.strip_suffix(*quote)?;
-        (!base.is_empty()).then_some((base, &symbol[base.len()..]))
-    })
+    KNOWN_QUOTES
+        .iter()
+        .filter_map(|quote| {
+            let base = symbol.strip_suffix(*quote)?;
+            (!base.is_empty()).then_some((base, &symbol[base.len()..]))
+        })
+        .max_by_key(|(base, quote)| {
+            let base_known = KNOWN_QUOTES.contains(base);
+            (base_known, if base_known { base.len() } else { quote.len() })
+        })
 }
 
 /// Normalizes a venue's symbol for the given market.
@@ -316,5 +323,11 @@ mod tests {
         assert_eq!(split_concatenated("BTCUSDT"), Some(("BTC", "USDT")));
         assert_eq!(split_concatenated("BTCUSD"), Some(("BTC", "USD")));
         assert_eq!(split_concatenated("USDT"), None);
+        // Two quotes fit: the base a known asset, then the longer base.
+        assert_eq!(split_concatenated("USDTUSD"), Some(("USDT", "USD")));
+        assert_eq!(split_concatenated("ETHTUSD"), Some(("ETH", "TUSD")));
+        assert_eq!(split_concatenated("BTCFDUSD"), Some(("BTC", "FDUSD")));
+        assert_eq!(split_concatenated("USDCUSDT"), Some(("USDC", "USDT")));
+        assert_eq!(split_concatenated("SOLUSDT"), Some(("SOL", "USDT")));
     }
 }

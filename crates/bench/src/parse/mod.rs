@@ -8,7 +8,9 @@ mod typed;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use moat_collector::venues::{binance, coinbase, okx};
+use moat_collector::venues::{
+    Instruments, binance, bitmex, bitstamp, bybit, coinbase, deribit, gemini, kraken, kraken_futures, okx,
+};
 use moat_common_types::MarketEvent;
 use moat_common_types::model::{BookDelta, BookSnapshot, Level};
 use moat_common_types::proto_conv::encode;
@@ -17,35 +19,78 @@ use moat_localvenue::replay::Recording;
 use self::typed::{Kind, Pass, Venue};
 use crate::{Row, fixtures};
 
-/// One recording and the venue that speaks it.
+/// One venue's recording (its files) and the venue that speaks it.
 struct Source {
-    file: &'static str,
+    files: &'static [&'static str],
     venue: Venue,
     label: &'static str,
 }
 
-const SOURCES: [Source; 4] = [
+const SOURCES: [Source; 12] = [
     Source {
-        file: "BINANCE.ws.1.0",
+        files: &["BINANCE.ws.1.0"],
         venue: Venue::BinanceSpot,
         label: "Binance spot",
     },
     Source {
-        file: "BINANCE_FUTURES.ws.1.0",
+        files: &["BINANCE_FUTURES.ws.1.0"],
         venue: Venue::BinanceFutures,
         label: "Binance futures",
     },
     Source {
-        file: "OKX.ws.1.0",
+        files: &["OKX.ws.1.0"],
         venue: Venue::Okx,
         label: "OKX",
     },
     Source {
-        file: "COINBASE.ws.28.0",
+        files: &["COINBASE.ws.28.0"],
         venue: Venue::Coinbase,
         label: "Coinbase",
     },
+    Source {
+        files: &["BINANCE_DELIVERY.ws.1.0"],
+        venue: Venue::BinanceDelivery,
+        label: "Binance COIN-M",
+    },
+    Source {
+        files: &["BYBIT.ws.2.0", "BYBIT.ws.3.0"],
+        venue: Venue::Bybit,
+        label: "Bybit",
+    },
+    Source {
+        files: &["KRAKEN.ws.48.0", "KRAKEN.ws.49.0", "KRAKEN.ws.50.0"],
+        venue: Venue::Kraken,
+        label: "Kraken",
+    },
+    Source {
+        files: &["GEMINI.ws.1.0"],
+        venue: Venue::Gemini,
+        label: "Gemini",
+    },
+    Source {
+        files: &["BITSTAMP.ws.1.0"],
+        venue: Venue::Bitstamp,
+        label: "Bitstamp",
+    },
+    Source {
+        files: &["KRAKEN_FUTURES.ws.1.0"],
+        venue: Venue::KrakenFutures,
+        label: "Kraken Futures",
+    },
+    Source {
+        files: &["DERIBIT.ws.1.0"],
+        venue: Venue::Deribit,
+        label: "Deribit",
+    },
+    Source {
+        files: &["BITMEX.ws.1.0"],
+        venue: Venue::Bitmex,
+        label: "BitMEX",
+    },
 ];
+
+/// The venues the JSON parsers (sonic-rs, simd-json) are compared on.
+const PARSER_SOURCES: usize = 4;
 
 /// A venue's parse, normalize and encode of one frame: the encoded bytes
 /// of the events it made, `None` if the frame was refused.
@@ -53,6 +98,8 @@ enum Ours {
     Binance(binance::Symbols),
     Okx(okx::Symbols),
     Coinbase(coinbase::Symbols),
+    /// The venues whose parse reads [`Instruments`]: which one, and its ids.
+    Other(Venue, Instruments),
 }
 
 fn delta(
@@ -75,7 +122,7 @@ fn delta(
     .len()
 }
 
-fn snapshot(instrument: moat_common_types::Instrument, bids: Vec<Level>, asks: Vec<Level>, ts: i64) -> usize {
+fn snapshot_len(instrument: moat_common_types::Instrument, bids: Vec<Level>, asks: Vec<Level>, ts: i64) -> usize {
     encode(&MarketEvent::BookSnapshot(BookSnapshot {
         instrument,
         sequence: 0,
@@ -93,10 +140,19 @@ impl Ours {
         let kind = match venue {
             Venue::BinanceSpot => Protocol::Binance,
             Venue::BinanceFutures => Protocol::BinanceFutures,
+            Venue::BinanceDelivery => Protocol::BinanceDelivery,
             Venue::Okx => Protocol::Okx,
             Venue::Coinbase => Protocol::Coinbase,
+            Venue::Bybit => Protocol::Bybit,
+            Venue::Kraken => Protocol::Kraken,
+            Venue::Gemini => Protocol::Gemini,
+            Venue::Bitstamp => Protocol::Bitstamp,
+            Venue::KrakenFutures => Protocol::KrakenFutures,
+            Venue::Deribit => Protocol::Deribit,
+            Venue::Bitmex => Protocol::Bitmex,
         };
-        let symbols = (kind.spec().recorded_symbols)(recording);
+        let spec = kind.spec();
+        let symbols = (spec.recorded_symbols)(recording);
         let ids: Vec<&str> = symbols.iter().map(String::as_str).collect();
         let known =
             |instruments: moat_collector::venues::Instruments| instruments.all_known().map_err(anyhow::Error::msg);
@@ -111,8 +167,15 @@ impl Ours {
                     binance::Symbols::new("binance-futures", binance::Flavor::Futures, &ids).instruments,
                 )?,
             }),
+            Venue::BinanceDelivery => Ours::Binance(binance::Symbols {
+                flavor: binance::Flavor::Delivery,
+                instruments: known(
+                    binance::Symbols::new("binance-delivery", binance::Flavor::Delivery, &ids).instruments,
+                )?,
+            }),
             Venue::Okx => Ours::Okx(known(okx::symbols("okx", &ids))?),
             Venue::Coinbase => Ours::Coinbase(known(coinbase::symbols("coinbase", &ids))?),
+            other => Ours::Other(other, known((spec.instruments)(spec.exchange, &ids))?),
         })
     }
 
@@ -142,7 +205,7 @@ impl Ours {
                         .into_iter()
                         .map(|t| encode(&MarketEvent::OptionTicker(t)).len())
                         .sum(),
-                    Frame::Book(b) if b.snapshot => snapshot(b.instrument, b.bids, b.asks, b.ts_exchange_us),
+                    Frame::Book(b) if b.snapshot => snapshot_len(b.instrument, b.bids, b.asks, b.ts_exchange_us),
                     Frame::Book(b) => {
                         let sequence = b.seq_id.unwrap_or_default().max(0) as u64;
                         delta(b.instrument, sequence, b.bids, b.asks, b.ts_exchange_us)
@@ -155,11 +218,12 @@ impl Ours {
                 Some(match coinbase::parse::parse(symbols, frame, NOW).ok()? {
                     Frame::Trade(t) => encode(&MarketEvent::Trade(t)).len(),
                     Frame::Bbo(b) => encode(&MarketEvent::Bbo(b)).len(),
-                    Frame::Book(b) if b.snapshot => snapshot(b.instrument, b.bids, b.asks, b.ts_exchange_us),
+                    Frame::Book(b) if b.snapshot => snapshot_len(b.instrument, b.bids, b.asks, b.ts_exchange_us),
                     Frame::Book(b) => delta(b.instrument, 0, b.bids, b.asks, b.ts_exchange_us),
                     Frame::Heartbeat(_) | Frame::Control => 0,
                 })
             }
+            Ours::Other(venue, symbols) => other_venue(*venue, symbols, frame, NOW),
         }
     }
 
@@ -173,6 +237,80 @@ impl Ours {
         }
         pass
     }
+}
+
+/// The encoded bytes of `events`.
+fn encoded(events: impl IntoIterator<Item = MarketEvent>) -> usize {
+    events.into_iter().map(|e| encode(&e).len()).sum()
+}
+
+/// [`Ours::handle`] for the venues whose parse reads [`Instruments`]. Book
+/// messages are encoded as the snapshot or delta they carry; a ticker's
+/// figures are parsed and normalized (the connector turns them into
+/// funding and BBO events with state of its own). BitMEX's level updates
+/// name their level by id, not price: they are parsed, and the book the
+/// connector keeps finds the price.
+fn other_venue(venue: Venue, symbols: &Instruments, frame: &str, now: i64) -> Option<usize> {
+    let book = |instrument, snapshot: bool, bids, asks, ts| {
+        if snapshot {
+            snapshot_len(instrument, bids, asks, ts)
+        } else {
+            delta(instrument, 0, bids, asks, ts)
+        }
+    };
+    Some(match venue {
+        Venue::Bybit => match bybit::parse::parse(symbols, frame, now).ok()? {
+            bybit::parse::Frame::Trades(t) => encoded(t.into_iter().map(MarketEvent::Trade)),
+            bybit::parse::Frame::Liquidations(l) => encoded(l.into_iter().map(MarketEvent::Liquidation)),
+            bybit::parse::Frame::Book(b) => book(b.instrument, b.snapshot, b.bids, b.asks, b.ts_exchange_us),
+            bybit::parse::Frame::Ticker { .. } | bybit::parse::Frame::Control => 1,
+        },
+        Venue::Kraken => match kraken::parse::parse(symbols, frame, now).ok()? {
+            kraken::parse::Frame::Trades(t) => encoded(t.into_iter().map(MarketEvent::Trade)),
+            kraken::parse::Frame::Bbo(b) => encode(&MarketEvent::Bbo(b)).len(),
+            kraken::parse::Frame::Book(b) => book(b.instrument, b.snapshot, b.bids, b.asks, b.ts_exchange_us),
+            kraken::parse::Frame::Control => 1,
+        },
+        Venue::Gemini => match gemini::parse::parse(symbols, frame, now).ok()? {
+            gemini::parse::Frame::Trade(t) => encode(&MarketEvent::Trade(t)).len(),
+            gemini::parse::Frame::Book(b) => book(b.instrument, b.snapshot, b.bids, b.asks, now),
+            gemini::parse::Frame::Control => 1,
+        },
+        Venue::Bitstamp => match bitstamp::parse::parse(symbols, frame, now).ok()? {
+            bitstamp::parse::Frame::Trade(t) => encode(&MarketEvent::Trade(t)).len(),
+            bitstamp::parse::Frame::Diff(b) => book(b.instrument, false, b.bids, b.asks, b.microtimestamp),
+            bitstamp::parse::Frame::Reconnect | bitstamp::parse::Frame::Control => 1,
+        },
+        Venue::KrakenFutures => match kraken_futures::parse::parse(symbols, frame, now).ok()? {
+            kraken_futures::parse::Frame::Trade(t, l) => {
+                encode(&MarketEvent::Trade(t)).len() + encoded(l.map(MarketEvent::Liquidation))
+            }
+            kraken_futures::parse::Frame::Book(b) => book(b.instrument, b.snapshot, b.bids, b.asks, b.ts_exchange_us),
+            kraken_futures::parse::Frame::Ticker { funding, open_interest } => {
+                encoded(funding.map(MarketEvent::Funding)) + encoded(open_interest.map(MarketEvent::OpenInterest))
+            }
+            kraken_futures::parse::Frame::Control => 1,
+        },
+        Venue::Deribit => match deribit::parse::parse(symbols, frame, now).ok()? {
+            deribit::parse::Frame::Trades(t, l) => {
+                encoded(t.into_iter().map(MarketEvent::Trade)) + encoded(l.into_iter().map(MarketEvent::Liquidation))
+            }
+            deribit::parse::Frame::Book(b) => book(b.instrument, b.snapshot, b.bids, b.asks, b.ts_exchange_us),
+            deribit::parse::Frame::Ticker(t) => 1 + encoded(t.option.map(MarketEvent::OptionTicker)),
+            deribit::parse::Frame::TestRequest | deribit::parse::Frame::Control => 1,
+        },
+        Venue::Bitmex => match bitmex::parse::parse(symbols, frame, now).ok()? {
+            bitmex::parse::Frame::Trades(t) => encoded(t.into_iter().map(MarketEvent::Trade)),
+            bitmex::parse::Frame::Bbos(b) => encoded(b.into_iter().map(MarketEvent::Bbo)),
+            bitmex::parse::Frame::Liquidations(l) => encoded(l.into_iter().map(MarketEvent::Liquidation)),
+            bitmex::parse::Frame::Books(b) => b.iter().map(|m| m.rows.len()).sum(),
+            bitmex::parse::Frame::Instruments(rows) => rows.len(),
+            bitmex::parse::Frame::Control => 1,
+        },
+        Venue::BinanceSpot | Venue::BinanceFutures | Venue::BinanceDelivery | Venue::Okx | Venue::Coinbase => {
+            unreachable!("{venue:?} has its own symbols")
+        }
+    })
 }
 
 /// Frames per second of `run` over `frames`: the best of several timed
@@ -210,10 +348,16 @@ fn rate(what: &str, frames: &[(Kind, &str)], mut run: impl FnMut(&[(Kind, &str)]
 /// structs with borrowed strings.
 pub(crate) fn collector_parse(rows: &mut Vec<Row>) -> anyhow::Result<()> {
     let mut parsers = Vec::new();
-    for source in &SOURCES {
-        let path = fixtures().join(source.file);
-        let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-        let recording = Recording::load(&[text]);
+    for (i, source) in SOURCES.iter().enumerate() {
+        let texts = source
+            .files
+            .iter()
+            .map(|file| {
+                let path = fixtures().join(file);
+                std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let recording = Recording::load(&texts);
         let ours = Ours::new(source.venue, &recording)?;
         let frames: Vec<(Kind, &str)> = recording
             .frames
@@ -244,6 +388,9 @@ pub(crate) fn collector_parse(rows: &mut Vec<Row>) -> anyhow::Result<()> {
                 baseline: format!("{serde:.0} frames/s (typed serde_json parse, owned strings)"),
                 ratio: moat / serde,
             });
+        }
+        if i >= PARSER_SOURCES {
+            continue;
         }
         let borrowed = rate(source.label, &frames, |f| typed::borrowed(&mut typed::SerdeJson, f))?;
         let sonic = rate(source.label, &frames, |f| typed::borrowed(&mut typed::SonicRs, f))?;

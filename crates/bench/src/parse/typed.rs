@@ -16,8 +16,16 @@ use serde::de::IgnoredAny;
 pub(crate) enum Venue {
     BinanceSpot,
     BinanceFutures,
+    BinanceDelivery,
     Okx,
     Coinbase,
+    Bybit,
+    Kraken,
+    Gemini,
+    Bitstamp,
+    KrakenFutures,
+    Deribit,
+    Bitmex,
 }
 
 /// What a frame is, worked out before timing.
@@ -34,14 +42,39 @@ pub(crate) enum Kind {
     CoinbaseTicker,
     CoinbaseSnapshot,
     CoinbaseUpdate,
-    /// Subscription answers: parsed, nothing read.
+    BybitTrades,
+    BybitBook,
+    BybitTicker,
+    KrakenTrades,
+    KrakenTicker,
+    KrakenSnapshot,
+    /// An update of one side (`[id, {a|b}, "book-N", pair]`).
+    KrakenUpdate,
+    /// An update of both sides (`[id, {a}, {b}, "book-N", pair]`).
+    KrakenUpdateBoth,
+    GeminiUpdates,
+    GeminiTrade,
+    BitstampDiff,
+    BitstampTrade,
+    KrakenFuturesTrade,
+    KrakenFuturesBook,
+    KrakenFuturesSnapshot,
+    KrakenFuturesTicker,
+    DeribitTrades,
+    DeribitBook,
+    DeribitTicker,
+    BitmexTrades,
+    BitmexQuotes,
+    BitmexBook,
+    /// Subscription answers, and channels moat does not read: parsed,
+    /// nothing read.
     Other,
 }
 
 pub(crate) fn kind(venue: Venue, frame: &str) -> Kind {
     let v: serde_json::Value = serde_json::from_str(frame).unwrap_or_default();
     match venue {
-        Venue::BinanceSpot | Venue::BinanceFutures => {
+        Venue::BinanceSpot | Venue::BinanceFutures | Venue::BinanceDelivery => {
             let stream = v["stream"].as_str().unwrap_or_default();
             match stream.split_once('@').map_or("", |(_, k)| k) {
                 "aggTrade" => Kind::BinanceTrade,
@@ -62,6 +95,51 @@ pub(crate) fn kind(venue: Venue, frame: &str) -> Kind {
             Some("ticker") => Kind::CoinbaseTicker,
             Some("snapshot") => Kind::CoinbaseSnapshot,
             Some("l2update") => Kind::CoinbaseUpdate,
+            _ => Kind::Other,
+        },
+        Venue::Bybit => match v["topic"].as_str().and_then(|t| t.split('.').next()) {
+            Some("publicTrade") => Kind::BybitTrades,
+            Some("orderbook") => Kind::BybitBook,
+            Some("tickers") => Kind::BybitTicker,
+            _ => Kind::Other,
+        },
+        Venue::Kraken => match (v[2].as_str(), v.as_array().map_or(0, Vec::len)) {
+            (Some("trade"), _) => Kind::KrakenTrades,
+            (Some("ticker"), _) => Kind::KrakenTicker,
+            (Some(c), 4) if c.starts_with("book") && v[1].get("as").is_some() => Kind::KrakenSnapshot,
+            (Some(c), 4) if c.starts_with("book") => Kind::KrakenUpdate,
+            (_, 5) => Kind::KrakenUpdateBoth,
+            _ => Kind::Other,
+        },
+        Venue::Gemini => match v["type"].as_str() {
+            Some("l2_updates") => Kind::GeminiUpdates,
+            Some("trade") => Kind::GeminiTrade,
+            _ => Kind::Other,
+        },
+        Venue::Bitstamp => match v["event"].as_str() {
+            Some("data") => Kind::BitstampDiff,
+            Some("trade") => Kind::BitstampTrade,
+            _ => Kind::Other,
+        },
+        // `{"event":"subscribed","feed":"book",…}` answers name a feed too.
+        Venue::KrakenFutures if v.get("event").is_some() => Kind::Other,
+        Venue::KrakenFutures => match v["feed"].as_str() {
+            Some("trade") => Kind::KrakenFuturesTrade,
+            Some("book") => Kind::KrakenFuturesBook,
+            Some("book_snapshot") => Kind::KrakenFuturesSnapshot,
+            Some("ticker") => Kind::KrakenFuturesTicker,
+            _ => Kind::Other,
+        },
+        Venue::Deribit => match v["params"]["channel"].as_str().and_then(|c| c.split('.').next()) {
+            Some("trades") => Kind::DeribitTrades,
+            Some("book") => Kind::DeribitBook,
+            Some("ticker") => Kind::DeribitTicker,
+            _ => Kind::Other,
+        },
+        Venue::Bitmex => match v["table"].as_str() {
+            Some("trade") => Kind::BitmexTrades,
+            Some("quote") => Kind::BitmexQuotes,
+            Some("orderBookL2" | "orderBookL2_25") => Kind::BitmexBook,
             _ => Kind::Other,
         },
     }
@@ -205,6 +283,264 @@ struct CoinbaseUpdate<S> {
     time: S,
 }
 
+#[derive(Deserialize)]
+struct BybitFrame<S, T> {
+    topic: S,
+    #[serde(rename = "type")]
+    kind: S,
+    ts: i64,
+    data: T,
+}
+
+#[derive(Deserialize)]
+struct BybitTrade<S> {
+    T: i64,
+    s: S,
+    S: S,
+    v: S,
+    p: S,
+    i: S,
+}
+
+#[derive(Deserialize)]
+struct BybitBook<S> {
+    s: S,
+    b: Vec<[S; 2]>,
+    a: Vec<[S; 2]>,
+    u: u64,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct BybitTicker<S> {
+    symbol: S,
+    bid1_price: Option<S>,
+    bid1_size: Option<S>,
+    ask1_price: Option<S>,
+    ask1_size: Option<S>,
+    mark_price: Option<S>,
+    index_price: Option<S>,
+    funding_rate: Option<S>,
+    next_funding_time: Option<S>,
+    open_interest: Option<S>,
+}
+
+/// Kraken's v1 messages are arrays: `[channel id, payload, name, pair]`.
+type KrakenFrame<S, T> = (u64, T, S, S);
+
+#[derive(Deserialize)]
+struct KrakenTicker<S> {
+    /// `[price, whole lot volume (an integer), lot volume]`.
+    a: (S, u64, S),
+    b: (S, u64, S),
+}
+
+#[derive(Deserialize)]
+struct KrakenSnapshot<S> {
+    #[serde(rename = "as")]
+    asks: Vec<Vec<S>>,
+    bs: Vec<Vec<S>>,
+}
+
+#[derive(Deserialize)]
+struct KrakenUpdate<S> {
+    #[serde(default = "Vec::new")]
+    a: Vec<Vec<S>>,
+    #[serde(default = "Vec::new")]
+    b: Vec<Vec<S>>,
+    c: Option<S>,
+}
+
+#[derive(Deserialize)]
+struct GeminiUpdates<S> {
+    symbol: S,
+    changes: Vec<[S; 3]>,
+}
+
+#[derive(Deserialize)]
+struct GeminiTrade<S> {
+    symbol: S,
+    event_id: u64,
+    timestamp: i64,
+    price: S,
+    quantity: S,
+    side: S,
+}
+
+#[derive(Deserialize)]
+struct BitstampFrame<S, T> {
+    channel: S,
+    data: T,
+}
+
+#[derive(Deserialize)]
+struct BitstampDiff<S> {
+    microtimestamp: S,
+    bids: Vec<[S; 2]>,
+    asks: Vec<[S; 2]>,
+}
+
+#[derive(Deserialize)]
+struct BitstampTrade<S> {
+    id: u64,
+    amount_str: S,
+    price_str: S,
+    #[serde(rename = "type")]
+    side: u8,
+    microtimestamp: S,
+}
+
+// The venues below send prices as JSON numbers: the usual typed parse
+// reads them as f64 (moat reads their text, exactly).
+
+#[derive(Deserialize)]
+struct KrakenFuturesTrade<S> {
+    product_id: S,
+    uid: S,
+    side: S,
+    time: i64,
+    qty: f64,
+    price: f64,
+}
+
+#[derive(Deserialize)]
+struct KrakenFuturesBook<S> {
+    product_id: S,
+    side: S,
+    seq: u64,
+    price: f64,
+    qty: f64,
+    timestamp: i64,
+}
+
+#[derive(Deserialize)]
+struct PriceQty {
+    price: f64,
+    qty: f64,
+}
+
+#[derive(Deserialize)]
+struct KrakenFuturesSnapshot<S> {
+    product_id: S,
+    timestamp: i64,
+    seq: u64,
+    bids: Vec<PriceQty>,
+    asks: Vec<PriceQty>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct KrakenFuturesTicker<S> {
+    product_id: S,
+    time: i64,
+    mark_price: Option<f64>,
+    index: Option<f64>,
+    #[serde(rename = "relative_funding_rate")]
+    relative_funding_rate: Option<f64>,
+    open_interest: Option<f64>,
+}
+
+#[derive(Deserialize)]
+struct DeribitFrame<S, T> {
+    method: S,
+    params: DeribitParams<S, T>,
+}
+
+#[derive(Deserialize)]
+struct DeribitParams<S, T> {
+    channel: S,
+    data: T,
+}
+
+#[derive(Deserialize)]
+struct DeribitTrade<S> {
+    trade_id: S,
+    instrument_name: S,
+    price: f64,
+    amount: f64,
+    direction: S,
+    timestamp: i64,
+}
+
+#[derive(Deserialize)]
+struct DeribitBook<S> {
+    #[serde(rename = "type")]
+    kind: S,
+    instrument_name: S,
+    timestamp: i64,
+    change_id: u64,
+    prev_change_id: Option<u64>,
+    bids: Vec<(S, f64, f64)>,
+    asks: Vec<(S, f64, f64)>,
+}
+
+#[derive(Deserialize)]
+struct DeribitGreeks {
+    delta: Option<f64>,
+    gamma: Option<f64>,
+    vega: Option<f64>,
+    theta: Option<f64>,
+    rho: Option<f64>,
+}
+
+#[derive(Deserialize)]
+struct DeribitTicker<S> {
+    instrument_name: S,
+    timestamp: i64,
+    best_bid_price: Option<f64>,
+    best_bid_amount: Option<f64>,
+    best_ask_price: Option<f64>,
+    best_ask_amount: Option<f64>,
+    mark_price: Option<f64>,
+    index_price: Option<f64>,
+    current_funding: Option<f64>,
+    open_interest: Option<f64>,
+    mark_iv: Option<f64>,
+    bid_iv: Option<f64>,
+    ask_iv: Option<f64>,
+    underlying_price: Option<f64>,
+    greeks: Option<DeribitGreeks>,
+}
+
+#[derive(Deserialize)]
+struct BitmexFrame<S, T> {
+    table: S,
+    action: S,
+    data: Vec<T>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct BitmexTrade<S> {
+    timestamp: S,
+    symbol: S,
+    side: S,
+    size: f64,
+    price: f64,
+    #[serde(rename = "trdMatchID")]
+    trd_match_id: Option<S>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct BitmexQuote<S> {
+    timestamp: S,
+    symbol: S,
+    bid_size: Option<f64>,
+    bid_price: Option<f64>,
+    ask_price: Option<f64>,
+    ask_size: Option<f64>,
+}
+
+#[derive(Deserialize)]
+struct BitmexLevel<S> {
+    symbol: S,
+    id: u64,
+    side: S,
+    size: Option<f64>,
+    price: Option<f64>,
+}
+
 /// A JSON parser under test: deserializes `frame` into `T`.
 pub(crate) trait Parser {
     fn parse<'a, T: Deserialize<'a>>(&mut self, frame: &'a str) -> Option<T>;
@@ -295,6 +631,8 @@ fn simd_one(kind: Kind, buffer: &mut [u8]) -> Option<usize> {
         Kind::CoinbaseSnapshot => p::<CoinbaseSnapshot<&str>>(buffer).map(|f| f.bids.len() + f.asks.len()),
         Kind::CoinbaseUpdate => p::<CoinbaseUpdate<&str>>(buffer).map(|f| f.changes.len()),
         Kind::Other => p::<IgnoredAny>(buffer).map(|_| 1),
+        // The JSON parsers are compared on the first four venues only.
+        _ => None,
     }
 }
 
@@ -326,6 +664,64 @@ where
             .parse::<CoinbaseSnapshot<S>>(frame)
             .map(|f| f.bids.len() + f.asks.len()),
         Kind::CoinbaseUpdate => parser.parse::<CoinbaseUpdate<S>>(frame).map(|f| f.changes.len()),
+        Kind::BybitTrades => parser
+            .parse::<BybitFrame<S, Vec<BybitTrade<S>>>>(frame)
+            .map(|f| f.data.len()),
+        Kind::BybitBook => parser
+            .parse::<BybitFrame<S, BybitBook<S>>>(frame)
+            .map(|f| f.data.b.len() + f.data.a.len()),
+        Kind::BybitTicker => parser
+            .parse::<BybitFrame<S, BybitTicker<S>>>(frame)
+            .map(|f| f.data.symbol.as_ref().len()),
+        Kind::KrakenTrades => parser.parse::<KrakenFrame<S, Vec<[S; 6]>>>(frame).map(|f| f.1.len()),
+        Kind::KrakenTicker => parser
+            .parse::<KrakenFrame<S, KrakenTicker<S>>>(frame)
+            .map(|f| f.1.a.0.as_ref().len()),
+        Kind::KrakenSnapshot => parser
+            .parse::<KrakenFrame<S, KrakenSnapshot<S>>>(frame)
+            .map(|f| f.1.asks.len() + f.1.bs.len()),
+        Kind::KrakenUpdate => parser
+            .parse::<KrakenFrame<S, KrakenUpdate<S>>>(frame)
+            .map(|f| f.1.a.len() + f.1.b.len()),
+        Kind::KrakenUpdateBoth => parser
+            .parse::<(u64, KrakenUpdate<S>, KrakenUpdate<S>, S, S)>(frame)
+            .map(|f| f.1.a.len() + f.2.b.len()),
+        Kind::GeminiUpdates => parser.parse::<GeminiUpdates<S>>(frame).map(|f| f.changes.len()),
+        Kind::GeminiTrade => parser.parse::<GeminiTrade<S>>(frame).map(|f| f.price.as_ref().len()),
+        Kind::BitstampDiff => parser
+            .parse::<BitstampFrame<S, BitstampDiff<S>>>(frame)
+            .map(|f| f.data.bids.len() + f.data.asks.len()),
+        Kind::BitstampTrade => parser
+            .parse::<BitstampFrame<S, BitstampTrade<S>>>(frame)
+            .map(|f| f.data.price_str.as_ref().len()),
+        Kind::KrakenFuturesTrade => parser
+            .parse::<KrakenFuturesTrade<S>>(frame)
+            .map(|f| f.uid.as_ref().len()),
+        Kind::KrakenFuturesBook => parser.parse::<KrakenFuturesBook<S>>(frame).map(|f| f.seq as usize),
+        Kind::KrakenFuturesSnapshot => parser
+            .parse::<KrakenFuturesSnapshot<S>>(frame)
+            .map(|f| f.bids.len() + f.asks.len()),
+        Kind::KrakenFuturesTicker => parser
+            .parse::<KrakenFuturesTicker<S>>(frame)
+            .map(|f| f.product_id.as_ref().len()),
+        Kind::DeribitTrades => parser
+            .parse::<DeribitFrame<S, Vec<DeribitTrade<S>>>>(frame)
+            .map(|f| f.params.data.len()),
+        Kind::DeribitBook => parser
+            .parse::<DeribitFrame<S, DeribitBook<S>>>(frame)
+            .map(|f| f.params.data.bids.len() + f.params.data.asks.len()),
+        Kind::DeribitTicker => parser
+            .parse::<DeribitFrame<S, DeribitTicker<S>>>(frame)
+            .map(|f| f.params.data.instrument_name.as_ref().len()),
+        Kind::BitmexTrades => parser
+            .parse::<BitmexFrame<S, BitmexTrade<S>>>(frame)
+            .map(|f| f.data.len()),
+        Kind::BitmexQuotes => parser
+            .parse::<BitmexFrame<S, BitmexQuote<S>>>(frame)
+            .map(|f| f.data.len()),
+        Kind::BitmexBook => parser
+            .parse::<BitmexFrame<S, BitmexLevel<S>>>(frame)
+            .map(|f| f.data.len()),
         Kind::Other => parser.parse::<IgnoredAny>(frame).map(|_| 1),
     }
 }
