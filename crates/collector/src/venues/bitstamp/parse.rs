@@ -56,6 +56,78 @@ struct RawBook<'a> {
     asks: Vec<[&'a str; 2]>,
 }
 
+/// A frame whose data is a trade or a book change, read in one pass: the
+/// fields of both, each optional.
+#[derive(Deserialize)]
+struct OnePass<'a> {
+    event: &'a str,
+    #[serde(default)]
+    channel: &'a str,
+    #[serde(borrow)]
+    data: OnePassData<'a>,
+}
+
+#[derive(Deserialize)]
+struct OnePassData<'a> {
+    #[serde(default)]
+    id: Option<u64>,
+    #[serde(default)]
+    amount_str: Option<&'a str>,
+    #[serde(default)]
+    price_str: Option<&'a str>,
+    #[serde(rename = "type", default)]
+    side: Option<u8>,
+    microtimestamp: &'a str,
+    #[serde(borrow, default)]
+    bids: Option<Vec<[&'a str; 2]>>,
+    #[serde(borrow, default)]
+    asks: Option<Vec<[&'a str; 2]>>,
+}
+
+/// Reads a trade or a book change in one pass; `None` for any other frame
+/// (or a malformed one), which the full parse then reads.
+fn one_pass(symbols: &Instruments, frame: &str, ts_recv_us: i64) -> Option<Result<Frame, Reject>> {
+    let m: OnePass<'_> = serde_json::from_str(frame).ok()?;
+    let d = m.data;
+    match m.event {
+        "trade" => {
+            let raw = RawTrade {
+                id: d.id?,
+                amount_str: d.amount_str?,
+                price_str: d.price_str?,
+                side: d.side?,
+                microtimestamp: d.microtimestamp,
+            };
+            Some(trade(symbols, m.channel, &raw, ts_recv_us))
+        }
+        "data" => {
+            let raw = RawBook {
+                microtimestamp: d.microtimestamp,
+                bids: d.bids?,
+                asks: d.asks?,
+            };
+            Some(pair(symbols, m.channel, "diff_order_book_").and_then(|i| book(i, &raw)).map(Frame::Diff))
+        }
+        _ => None,
+    }
+}
+
+fn trade(symbols: &Instruments, channel: &str, t: &RawTrade<'_>, ts_recv_us: i64) -> Result<Frame, Reject> {
+    Ok(Frame::Trade(Trade {
+        instrument: pair(symbols, channel, "live_trades_")?,
+        trade_id: t.id.to_string(),
+        price: price("price_str", t.price_str)?,
+        qty: qty("amount_str", t.amount_str)?,
+        side: match t.side {
+            0 => Side::Buy,
+            1 => Side::Sell,
+            other => return Err(Reject::new("side", format!("type {other} is neither 0 (buy) nor 1 (sell)"))),
+        },
+        ts_exchange_us: micros(t.microtimestamp)?,
+        ts_recv_us,
+    }))
+}
+
 #[derive(Deserialize)]
 struct RawError {
     #[serde(default)]
@@ -88,6 +160,9 @@ fn pair(symbols: &Instruments, channel: &str, prefix: &str) -> Result<Instrument
 
 /// Parses one text frame received at `ts_recv_us`.
 pub fn parse(symbols: &Instruments, frame: &str, ts_recv_us: i64) -> Result<Frame, Reject> {
+    if let Some(parsed) = one_pass(symbols, frame, ts_recv_us) {
+        return parsed;
+    }
     let envelope: Envelope<'_> = json(frame)?;
     let data = || {
         envelope
@@ -98,19 +173,7 @@ pub fn parse(symbols: &Instruments, frame: &str, ts_recv_us: i64) -> Result<Fram
     match envelope.event {
         "trade" => {
             let t: RawTrade<'_> = json(data()?)?;
-            Ok(Frame::Trade(Trade {
-                instrument: pair(symbols, envelope.channel, "live_trades_")?,
-                trade_id: t.id.to_string(),
-                price: price("price_str", t.price_str)?,
-                qty: qty("amount_str", t.amount_str)?,
-                side: match t.side {
-                    0 => Side::Buy,
-                    1 => Side::Sell,
-                    other => return Err(Reject::new("side", format!("type {other} is neither 0 (buy) nor 1 (sell)"))),
-                },
-                ts_exchange_us: micros(t.microtimestamp)?,
-                ts_recv_us,
-            }))
+            trade(symbols, envelope.channel, &t, ts_recv_us)
         }
         "data" => {
             let raw: RawBook<'_> = json(data()?)?;

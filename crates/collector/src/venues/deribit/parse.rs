@@ -243,6 +243,14 @@ fn option_ticker(
 
 /// Parses one text frame received at `ts_recv_us`.
 pub fn parse(symbols: &Instruments, frame: &str, ts_recv_us: i64) -> Result<Frame, Reject> {
+    // A notification as Deribit writes it is read in one pass over its
+    // data; any other layout (other keys, another order, an answer) goes
+    // through the full parse, to the same outcome.
+    if let Some((channel, data)) = split_notification(frame)
+        && let Ok(parsed) = parse_data(symbols, channel, data, ts_recv_us)
+    {
+        return Ok(parsed);
+    }
     let envelope: Envelope<'_> = json(frame)?;
     if let Some(error) = envelope.error {
         return Err(Reject::new("refused", format!("{} (code {})", error.message, error.code)));
@@ -258,6 +266,22 @@ pub fn parse(symbols: &Instruments, frame: &str, ts_recv_us: i64) -> Result<Fram
         .data
         .ok_or_else(|| Reject::new("missing_field", format!("{channel}: no data")))?
         .get();
+    parse_data(symbols, channel, data, ts_recv_us)
+}
+
+/// `{"jsonrpc":"2.0","method":"subscription","params":{"channel":"<c>","data":<data>}}`
+/// exactly as Deribit writes a notification: its channel and the text of
+/// its data, found without a parse of the envelope (which would read the
+/// data twice). `None` for any other layout.
+fn split_notification(frame: &str) -> Option<(&str, &str)> {
+    let rest = frame.strip_prefix(r#"{"jsonrpc":"2.0","method":"subscription","params":{"channel":""#)?;
+    let (channel, rest) = rest.split_once('"')?;
+    let data = rest.strip_prefix(r#","data":"#)?.strip_suffix("}}")?;
+    Some((channel, data))
+}
+
+/// Parses the data of a notification on `channel`.
+fn parse_data(symbols: &Instruments, channel: &str, data: &str, ts_recv_us: i64) -> Result<Frame, Reject> {
     match channel.split('.').next().unwrap_or_default() {
         "trades" => {
             let raw: Vec<RawTrade<'_>> = json(data)?;

@@ -45,8 +45,35 @@ struct Event<'a> {
     pair: Option<&'a str>,
 }
 
-/// A level: `[price, volume, timestamp]`, and `"r"` on a republished one.
-type RawLevel<'a> = Vec<&'a str>;
+/// A level: `[price, volume, timestamp]`, and `"r"` on a republished one
+/// (read without a vector of its own).
+struct RawLevel<'a> {
+    price: &'a str,
+    volume: &'a str,
+    time: &'a str,
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for RawLevel<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for Visitor<'a> {
+            type Value = RawLevel<'a>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a level [price, volume, timestamp, …]")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let mut next = |i| {
+                    seq.next_element::<&'de str>()?
+                        .ok_or_else(|| serde::de::Error::invalid_length(i, &self))
+                };
+                let (price, volume, time) = (next(0)?, next(1)?, next(2)?);
+                while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+                Ok(RawLevel { price, volume, time })
+            }
+        }
+        deserializer.deserialize_seq(Visitor(std::marker::PhantomData))
+    }
+}
 
 #[derive(Deserialize)]
 struct RawBook<'a> {
@@ -82,8 +109,12 @@ fn micros(field: &'static str, value: &str) -> Result<i64, Reject> {
     if fraction.len() > 9 || !fraction.bytes().all(|b| b.is_ascii_digit()) {
         return Err(bad());
     }
-    let digits: String = fraction.chars().chain(std::iter::repeat('0')).take(6).collect();
-    let micros: i64 = digits.parse().map_err(|_| bad())?;
+    // The first six digits, padded with zeros: microseconds.
+    let micros = fraction
+        .bytes()
+        .chain(std::iter::repeat(b'0'))
+        .take(6)
+        .fold(0i64, |n, digit| n * 10 + i64::from(digit - b'0'));
     seconds
         .checked_mul(1_000_000)
         .and_then(|s| s.checked_add(micros))
@@ -93,13 +124,10 @@ fn micros(field: &'static str, value: &str) -> Result<i64, Reject> {
 fn levels(side: &'static str, raw: &[RawLevel<'_>], newest: &mut i64) -> Result<Vec<Level>, Reject> {
     raw.iter()
         .map(|level| {
-            let [p, v, ts, ..] = level.as_slice() else {
-                return Err(Reject::new("missing_field", "a level is [price, volume, timestamp]"));
-            };
-            *newest = (*newest).max(micros("level timestamp", ts)?);
+            *newest = (*newest).max(micros("level timestamp", level.time)?);
             Ok(Level {
-                price: price(side, p)?,
-                qty: qty(side, v)?,
+                price: price(side, level.price)?,
+                qty: qty(side, level.volume)?,
             })
         })
         .collect()

@@ -49,19 +49,57 @@ struct Head<'a> {
     message: Option<String>,
 }
 
+/// Every field moat reads of any feed, read in one pass over the frame;
+/// which are required depends on the feed. Kraken leaves a ticker field
+/// out when it is zero (the documented rule for the funding rates).
 #[derive(Deserialize)]
-struct RawTrade<'a> {
-    product_id: &'a str,
-    uid: &'a str,
-    side: &'a str,
-    time: i64,
-    /// `fill`, `liquidation`, `termination` or `block`.
+#[serde(rename_all = "camelCase")]
+struct Message<'a> {
+    #[serde(default)]
+    feed: Option<&'a str>,
+    #[serde(default)]
+    event: Option<&'a str>,
+    #[serde(default)]
+    message: Option<String>,
+    #[serde(default, rename = "product_id")]
+    product_id: Option<&'a str>,
+    /// Trades: the fill's id, the taker's side, and `fill`,
+    /// `liquidation`, `termination` or `block`.
+    #[serde(default)]
+    uid: Option<&'a str>,
+    #[serde(default)]
+    side: Option<&'a str>,
     #[serde(rename = "type", default)]
     kind: Option<&'a str>,
-    #[serde(borrow)]
-    qty: &'a RawValue,
-    #[serde(borrow)]
-    price: &'a RawValue,
+    /// Trades and tickers (ms).
+    #[serde(default)]
+    time: Option<i64>,
+    #[serde(borrow, default)]
+    qty: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    price: Option<&'a RawValue>,
+    /// Books: each product's updates carry the `seq` after the one before.
+    #[serde(default)]
+    seq: Option<u64>,
+    #[serde(default)]
+    timestamp: Option<i64>,
+    #[serde(borrow, default)]
+    bids: Option<Vec<RawLevel<'a>>>,
+    #[serde(borrow, default)]
+    asks: Option<Vec<RawLevel<'a>>>,
+    #[serde(borrow, default)]
+    mark_price: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    index: Option<&'a RawValue>,
+    /// The funding rate as a fraction of the price (`funding_rate` is
+    /// the same in the contract's currency per contract).
+    #[serde(borrow, default, rename = "relative_funding_rate")]
+    relative_funding_rate: Option<&'a RawValue>,
+    /// Milliseconds until the next funding.
+    #[serde(default, rename = "next_funding_rate_time")]
+    next_funding_rate_time: Option<f64>,
+    #[serde(borrow, default)]
+    open_interest: Option<&'a RawValue>,
 }
 
 #[derive(Deserialize)]
@@ -72,48 +110,11 @@ struct RawLevel<'a> {
     qty: &'a RawValue,
 }
 
-#[derive(Deserialize)]
-struct RawSnapshot<'a> {
-    product_id: &'a str,
-    timestamp: i64,
-    seq: u64,
-    #[serde(borrow)]
-    bids: Vec<RawLevel<'a>>,
-    #[serde(borrow)]
-    asks: Vec<RawLevel<'a>>,
-}
+/// The feeds moat reads.
+const READ: [&str; 4] = ["trade", "book", "book_snapshot", "ticker"];
 
-#[derive(Deserialize)]
-struct RawUpdate<'a> {
-    product_id: &'a str,
-    side: &'a str,
-    seq: u64,
-    #[serde(borrow)]
-    price: &'a RawValue,
-    #[serde(borrow)]
-    qty: &'a RawValue,
-    timestamp: i64,
-}
-
-/// What moat reads of a `ticker` message. Kraken leaves a field out when
-/// it is zero (the documented rule for the funding rates).
-#[derive(Deserialize)]
-struct RawTicker<'a> {
-    product_id: &'a str,
-    time: i64,
-    #[serde(borrow, default, rename = "markPrice")]
-    mark_price: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    index: Option<&'a RawValue>,
-    /// The funding rate as a fraction of the price (`funding_rate` is
-    /// the same in the contract's currency per contract).
-    #[serde(borrow, default)]
-    relative_funding_rate: Option<&'a RawValue>,
-    /// Milliseconds until the next funding.
-    #[serde(default)]
-    next_funding_rate_time: Option<f64>,
-    #[serde(borrow, default, rename = "openInterest")]
-    open_interest: Option<&'a RawValue>,
+fn need<T>(feed: &str, field: &'static str, value: Option<T>) -> Result<T, Reject> {
+    value.ok_or_else(|| Reject::new("missing_field", format!("{feed}: no {field}")))
 }
 
 fn levels(side: &'static str, raw: &[RawLevel<'_>]) -> Result<Vec<Level>, Reject> {
@@ -129,31 +130,41 @@ fn levels(side: &'static str, raw: &[RawLevel<'_>]) -> Result<Vec<Level>, Reject
 
 /// Parses one text frame received at `ts_recv_us`.
 pub fn parse(symbols: &Instruments, frame: &str, ts_recv_us: i64) -> Result<Frame, Reject> {
-    let head: Head<'_> = json(frame)?;
-    if let Some(event) = head.event {
-        return match event {
-            "error" | "alert" => Err(Reject::new(
-                "refused",
-                head.message.unwrap_or_else(|| "the venue refused a request".into()),
-            )),
-            _ => Ok(Frame::Control),
-        };
+    let m: Message<'_> = match json(frame) {
+        Ok(m) => m,
+        Err(error) => {
+            // A shape the one-pass reader does not take is an error only
+            // on a feed moat reads; anything else is read by its head.
+            let head: Head<'_> = json(frame)?;
+            return match (head.event, head.feed) {
+                (Some(event), _) => control_event(event, head.message),
+                (None, Some(feed)) if READ.contains(&feed) => Err(error),
+                _ => Ok(Frame::Control),
+            };
+        }
+    };
+    if let Some(event) = m.event {
+        return control_event(event, m.message);
     }
-    match head.feed.unwrap_or_default() {
+    let feed = m.feed.unwrap_or_default();
+    if !READ.contains(&feed) {
+        return Ok(Frame::Control);
+    }
+    let instrument = symbols.instrument(need(feed, "product_id", m.product_id)?)?;
+    match feed {
         "trade" => {
-            let t: RawTrade<'_> = json(frame)?;
             let trade = Trade {
-                instrument: symbols.instrument(t.product_id)?,
-                trade_id: t.uid.to_owned(),
-                price: json_price("price", t.price)?,
-                qty: json_qty("qty", t.qty)?,
-                side: side(t.side)?,
-                ts_exchange_us: us_from_ms(t.time),
+                instrument,
+                trade_id: need(feed, "uid", m.uid)?.to_owned(),
+                price: json_price("price", need(feed, "price", m.price)?)?,
+                qty: json_qty("qty", need(feed, "qty", m.qty)?)?,
+                side: side(need(feed, "side", m.side)?)?,
+                ts_exchange_us: us_from_ms(need(feed, "time", m.time)?),
                 ts_recv_us,
             };
             // The liquidation engine's order is the taker: its side is
             // the trade's.
-            let liquidation = (t.kind == Some("liquidation")).then(|| Liquidation {
+            let liquidation = (m.kind == Some("liquidation")).then(|| Liquidation {
                 instrument: trade.instrument.clone(),
                 side: trade.side,
                 price: trade.price,
@@ -164,57 +175,52 @@ pub fn parse(symbols: &Instruments, frame: &str, ts_recv_us: i64) -> Result<Fram
             });
             Ok(Frame::Trade(trade, liquidation))
         }
-        "book_snapshot" => {
-            let s: RawSnapshot<'_> = json(frame)?;
-            Ok(Frame::Book(BookMessage {
-                instrument: symbols.instrument(s.product_id)?,
-                snapshot: true,
-                bids: levels("bids", &s.bids)?,
-                asks: levels("asks", &s.asks)?,
-                seq: s.seq,
-                ts_exchange_us: us_from_ms(s.timestamp),
-            }))
-        }
+        "book_snapshot" => Ok(Frame::Book(BookMessage {
+            instrument,
+            snapshot: true,
+            bids: levels("bids", &need(feed, "bids", m.bids)?)?,
+            asks: levels("asks", &need(feed, "asks", m.asks)?)?,
+            seq: need(feed, "seq", m.seq)?,
+            ts_exchange_us: us_from_ms(need(feed, "timestamp", m.timestamp)?),
+        })),
         "book" => {
-            let u: RawUpdate<'_> = json(frame)?;
             let level = vec![Level {
-                price: json_price("price", u.price)?,
-                qty: json_qty("qty", u.qty)?,
+                price: json_price("price", need(feed, "price", m.price)?)?,
+                qty: json_qty("qty", need(feed, "qty", m.qty)?)?,
             }];
-            let (bids, asks) = match side(u.side)? {
+            let (bids, asks) = match side(need(feed, "side", m.side)?)? {
                 Side::Buy => (level, Vec::new()),
                 Side::Sell => (Vec::new(), level),
             };
             Ok(Frame::Book(BookMessage {
-                instrument: symbols.instrument(u.product_id)?,
+                instrument,
                 snapshot: false,
                 bids,
                 asks,
-                seq: u.seq,
-                ts_exchange_us: us_from_ms(u.timestamp),
+                seq: need(feed, "seq", m.seq)?,
+                ts_exchange_us: us_from_ms(need(feed, "timestamp", m.timestamp)?),
             }))
         }
-        "ticker" => {
-            let t: RawTicker<'_> = json(frame)?;
-            let instrument = symbols.instrument(t.product_id)?;
-            let ts_exchange_us = us_from_ms(t.time);
+        _ => {
+            let time = need(feed, "time", m.time)?;
+            let ts_exchange_us = us_from_ms(time);
             let number = |field: &'static str, raw: Option<&RawValue>| raw.map(|r| json_number(field, r)).transpose();
-            let funding = match (instrument.market, t.mark_price) {
+            let funding = match (instrument.market, m.mark_price) {
                 (Market::Perp, Some(mark)) => Some(Funding {
                     instrument: instrument.clone(),
-                    funding_rate: number("relative_funding_rate", t.relative_funding_rate)?.unwrap_or(Decimal::ZERO),
+                    funding_rate: number("relative_funding_rate", m.relative_funding_rate)?.unwrap_or(Decimal::ZERO),
                     mark_price: json_price("markPrice", mark)?,
-                    index_price: t.index.map(|i| json_price("index", i)).transpose()?,
-                    next_funding_ms: t
+                    index_price: m.index.map(|i| json_price("index", i)).transpose()?,
+                    next_funding_ms: m
                         .next_funding_rate_time
                         .filter(|ms| ms.is_finite() && *ms >= 0.0)
-                        .map_or(0, |ms| t.time.saturating_add(ms as i64)),
+                        .map_or(0, |ms| time.saturating_add(ms as i64)),
                     ts_exchange_us,
                     ts_recv_us,
                 }),
                 _ => None,
             };
-            let open_interest = t
+            let open_interest = m
                 .open_interest
                 .map(|oi| {
                     Ok::<_, Reject>(OpenInterest {
@@ -227,6 +233,17 @@ pub fn parse(symbols: &Instruments, frame: &str, ts_recv_us: i64) -> Result<Fram
                 .transpose()?;
             Ok(Frame::Ticker { funding, open_interest })
         }
+    }
+}
+
+/// An `event` message: a refusal is an error naming it, the rest are
+/// answers.
+fn control_event(event: &str, message: Option<String>) -> Result<Frame, Reject> {
+    match event {
+        "error" | "alert" => Err(Reject::new(
+            "refused",
+            message.unwrap_or_else(|| "the venue refused a request".into()),
+        )),
         _ => Ok(Frame::Control),
     }
 }
