@@ -114,6 +114,199 @@ struct RawLiquidation<'a> {
 
 
 
+/// A push read in one pass: its topic, type, time and data, the data's
+/// fields those of every topic moat reads (which are required depends on
+/// the topic, which comes first in the frame but is known only after it).
+#[derive(Deserialize)]
+struct Push<'a> {
+    topic: &'a str,
+    #[serde(rename = "type", default)]
+    kind: Option<&'a str>,
+    #[serde(default)]
+    ts: Option<i64>,
+    #[serde(borrow)]
+    data: Data<'a>,
+}
+
+/// A push's data, by its shape: an object (a book or a ticker) or an
+/// array (trades, liquidations, candles).
+enum Data<'a> {
+    Object(Object<'a>),
+    Items(Vec<Item<'a>>),
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Data<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for Visitor<'a> {
+            type Value = Data<'a>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an object or an array")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                Object::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map(Data::Object)
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+                Vec::deserialize(serde::de::value::SeqAccessDeserializer::new(seq)).map(Data::Items)
+            }
+        }
+        deserializer.deserialize_any(Visitor(std::marker::PhantomData))
+    }
+}
+
+/// The fields of a book (`s`, `b`, `a`, `u`) and of a ticker.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Object<'a> {
+    #[serde(default)]
+    s: Option<&'a str>,
+    #[serde(borrow, default)]
+    b: Option<Vec<[&'a str; 2]>>,
+    #[serde(borrow, default)]
+    a: Option<Vec<[&'a str; 2]>>,
+    #[serde(default)]
+    u: Option<u64>,
+    #[serde(default)]
+    symbol: Option<&'a str>,
+    #[serde(default)]
+    mark_price: Option<&'a str>,
+    #[serde(default)]
+    index_price: Option<&'a str>,
+    #[serde(default)]
+    funding_rate: Option<&'a str>,
+    #[serde(default)]
+    next_funding_time: Option<&'a str>,
+    #[serde(default)]
+    open_interest: Option<&'a str>,
+}
+
+/// The fields of a trade and of a liquidation (a liquidation has no `i`).
+#[derive(Deserialize)]
+struct Item<'a> {
+    #[serde(rename = "T", default)]
+    time: Option<i64>,
+    #[serde(default)]
+    s: Option<&'a str>,
+    #[serde(rename = "S", default)]
+    side: Option<&'a str>,
+    #[serde(default)]
+    v: Option<&'a str>,
+    #[serde(default)]
+    p: Option<&'a str>,
+    #[serde(default)]
+    i: Option<&'a str>,
+}
+
+/// Reads a push in one pass: `None` when the frame is not a push of the
+/// usual shape (an answer, a malformed frame, a field missing), which the
+/// full parse then reads, to the same outcome or a named error.
+fn one_pass(symbols: &Instruments, frame: &str, ts_recv_us: i64) -> Option<Result<Frame, Reject>> {
+    let push: Push<'_> = serde_json::from_str(frame).ok()?;
+    let ts = push.ts.map(us_from_ms);
+    match (push.topic.split('.').next().unwrap_or_default(), push.data) {
+        ("publicTrade", Data::Items(items)) => {
+            let raw = items
+                .iter()
+                .map(|t| {
+                    Some(RawTrade {
+                        time: t.time?,
+                        s: t.s?,
+                        side: t.side?,
+                        v: t.v?,
+                        p: t.p?,
+                        i: t.i?,
+                    })
+                })
+                .collect::<Option<Vec<_>>>()?;
+            Some(trades(symbols, &raw, ts_recv_us))
+        }
+        ("orderbook", Data::Object(o)) => {
+            let raw = RawBook {
+                s: o.s?,
+                b: o.b?,
+                a: o.a?,
+                u: o.u?,
+            };
+            Some(book(symbols, push.topic, push.kind, &raw, ts.unwrap_or(ts_recv_us)))
+        }
+        ("tickers", Data::Object(o)) => {
+            let raw = RawTicker {
+                symbol: o.symbol?,
+                mark_price: o.mark_price,
+                index_price: o.index_price,
+                funding_rate: o.funding_rate,
+                next_funding_time: o.next_funding_time,
+                open_interest: o.open_interest,
+            };
+            Some(ticker(symbols, &raw, ts.unwrap_or(ts_recv_us)))
+        }
+        ("kline", _) => Some(Ok(Frame::Control)),
+        _ => None,
+    }
+}
+
+fn trades(symbols: &Instruments, raw: &[RawTrade<'_>], ts_recv_us: i64) -> Result<Frame, Reject> {
+    let trades = raw
+        .iter()
+        .map(|t| {
+            Ok(Trade {
+                instrument: symbols.instrument(t.s)?,
+                trade_id: t.i.to_owned(),
+                price: price("p", t.p)?,
+                qty: qty("v", t.v)?,
+                side: side(t.side)?,
+                ts_exchange_us: us_from_ms(t.time),
+                ts_recv_us,
+            })
+        })
+        .collect::<Result<_, Reject>>()?;
+    Ok(Frame::Trades(trades))
+}
+
+fn book(
+    symbols: &Instruments,
+    topic: &str,
+    kind: Option<&str>,
+    raw: &RawBook<'_>,
+    ts_exchange_us: i64,
+) -> Result<Frame, Reject> {
+    let snapshot = match kind {
+        Some("snapshot") => true,
+        Some("delta") => false,
+        other => return Err(Reject::new("unknown_frame", format!("{topic}: type {other:?}"))),
+    };
+    Ok(Frame::Book(BookMessage {
+        instrument: symbols.instrument(raw.s)?,
+        snapshot,
+        bids: text_levels("b", &raw.b)?,
+        asks: text_levels("a", &raw.a)?,
+        update_id: raw.u,
+        ts_exchange_us,
+    }))
+}
+
+fn ticker(symbols: &Instruments, raw: &RawTicker<'_>, ts_exchange_us: i64) -> Result<Frame, Reject> {
+    let next_funding_ms = raw
+        .next_funding_time
+        .filter(|v| !v.is_empty())
+        .map(|v| {
+            v.parse::<i64>()
+                .map_err(|_| Reject::new("number", format!("nextFundingTime {v:?}")))
+        })
+        .transpose()?;
+    Ok(Frame::Ticker {
+        instrument: symbols.instrument(raw.symbol)?,
+        ticker: Ticker {
+            mark_price: optional("markPrice", raw.mark_price)?,
+            index_price: optional("indexPrice", raw.index_price)?,
+            funding_rate: optional("fundingRate", raw.funding_rate)?,
+            next_funding_ms,
+            open_interest: optional("openInterest", raw.open_interest)?,
+        },
+        ts_exchange_us,
+    })
+}
+
 /// An optional decimal field; an empty string (which Bybit sends for
 /// fields that do not apply) is absent.
 fn optional(field: &'static str, value: Option<&str>) -> Result<Option<Decimal>, Reject> {
@@ -122,6 +315,9 @@ fn optional(field: &'static str, value: Option<&str>) -> Result<Option<Decimal>,
 
 /// Parses one text frame received at `ts_recv_us`.
 pub fn parse(symbols: &Instruments, frame: &str, ts_recv_us: i64) -> Result<Frame, Reject> {
+    if let Some(parsed) = one_pass(symbols, frame, ts_recv_us) {
+        return parsed;
+    }
     let envelope: Envelope<'_> = json(frame)?;
     let Some(topic) = envelope.topic else {
         return match (envelope.success, envelope.op) {
@@ -142,59 +338,15 @@ pub fn parse(symbols: &Instruments, frame: &str, ts_recv_us: i64) -> Result<Fram
     match channel {
         "publicTrade" => {
             let raw: Vec<RawTrade<'_>> = json(data)?;
-            let trades = raw
-                .iter()
-                .map(|t| {
-                    Ok(Trade {
-                        instrument: symbols.instrument(t.s)?,
-                        trade_id: t.i.to_owned(),
-                        price: price("p", t.p)?,
-                        qty: qty("v", t.v)?,
-                        side: side(t.side)?,
-                        ts_exchange_us: us_from_ms(t.time),
-                        ts_recv_us,
-                    })
-                })
-                .collect::<Result<_, Reject>>()?;
-            Ok(Frame::Trades(trades))
+            trades(symbols, &raw, ts_recv_us)
         }
         "orderbook" => {
             let raw: RawBook<'_> = json(data)?;
-            let snapshot = match envelope.kind {
-                Some("snapshot") => true,
-                Some("delta") => false,
-                other => return Err(Reject::new("unknown_frame", format!("{topic}: type {other:?}"))),
-            };
-            Ok(Frame::Book(BookMessage {
-                instrument: symbols.instrument(raw.s)?,
-                snapshot,
-                bids: text_levels("b", &raw.b)?,
-                asks: text_levels("a", &raw.a)?,
-                update_id: raw.u,
-                ts_exchange_us: ts.unwrap_or(ts_recv_us),
-            }))
+            book(symbols, topic, envelope.kind, &raw, ts.unwrap_or(ts_recv_us))
         }
         "tickers" => {
             let raw: RawTicker<'_> = json(data)?;
-            let next_funding_ms = raw
-                .next_funding_time
-                .filter(|v| !v.is_empty())
-                .map(|v| {
-                    v.parse::<i64>()
-                        .map_err(|_| Reject::new("number", format!("nextFundingTime {v:?}")))
-                })
-                .transpose()?;
-            Ok(Frame::Ticker {
-                instrument: symbols.instrument(raw.symbol)?,
-                ticker: Ticker {
-                    mark_price: optional("markPrice", raw.mark_price)?,
-                    index_price: optional("indexPrice", raw.index_price)?,
-                    funding_rate: optional("fundingRate", raw.funding_rate)?,
-                    next_funding_ms,
-                    open_interest: optional("openInterest", raw.open_interest)?,
-                },
-                ts_exchange_us: ts.unwrap_or(ts_recv_us),
-            })
+            ticker(symbols, &raw, ts.unwrap_or(ts_recv_us))
         }
         "allLiquidation" | "liquidation" => {
             let raw: Vec<RawLiquidation<'_>> = json(data)?;

@@ -60,42 +60,99 @@ struct RawError {
 }
 
 
-/// Parses one text frame received at `ts_recv_us`.
-pub fn parse(symbols: &Instruments, frame: &str, ts_recv_us: i64) -> Result<Frame, Reject> {
-    let head: Head<'_> = json(frame)?;
-    match head.kind {
+/// A trade or a book change read in one pass: the fields of both, each
+/// optional.
+#[derive(Deserialize)]
+struct OnePass<'a> {
+    #[serde(rename = "type")]
+    kind: &'a str,
+    #[serde(default)]
+    symbol: Option<&'a str>,
+    #[serde(default)]
+    event_id: Option<u64>,
+    #[serde(default)]
+    timestamp: Option<i64>,
+    #[serde(default)]
+    price: Option<&'a str>,
+    #[serde(default)]
+    quantity: Option<&'a str>,
+    #[serde(default)]
+    side: Option<&'a str>,
+    #[serde(borrow, default)]
+    changes: Option<Vec<[&'a str; 3]>>,
+    #[serde(default)]
+    trades: Option<serde::de::IgnoredAny>,
+}
+
+/// Reads a trade or a book change in one pass; `None` for any other frame
+/// (or a field missing), which the full parse then reads.
+fn one_pass(symbols: &Instruments, frame: &str, ts_recv_us: i64) -> Option<Result<Frame, Reject>> {
+    let m: OnePass<'_> = serde_json::from_str(frame).ok()?;
+    match m.kind {
         "trade" => {
-            let t: RawTrade<'_> = json(frame)?;
-            Ok(Frame::Trade(Trade {
-                instrument: symbols.instrument(t.symbol)?,
-                trade_id: t.event_id.to_string(),
-                price: price("price", t.price)?,
-                qty: qty("quantity", t.quantity)?,
-                side: side(t.side)?,
-                ts_exchange_us: us_from_ms(t.timestamp),
-                ts_recv_us,
-            }))
+            let raw = RawTrade {
+                symbol: m.symbol?,
+                event_id: m.event_id?,
+                timestamp: m.timestamp?,
+                price: m.price?,
+                quantity: m.quantity?,
+                side: m.side?,
+            };
+            Some(trade(symbols, &raw, ts_recv_us))
         }
         "l2_updates" => {
-            let raw: RawBook<'_> = json(frame)?;
-            let (mut bids, mut asks) = (Vec::new(), Vec::new());
-            for [s, p, q] in &raw.changes {
-                let level = Level {
-                    price: price("price", p)?,
-                    qty: qty("quantity", q)?,
-                };
-                match side(s)? {
-                    Side::Buy => bids.push(level),
-                    Side::Sell => asks.push(level),
-                }
-            }
-            Ok(Frame::Book(BookMessage {
-                instrument: symbols.instrument(raw.symbol)?,
-                snapshot: raw.trades.is_some(),
-                bids,
-                asks,
-            }))
+            let raw = RawBook {
+                symbol: m.symbol?,
+                changes: m.changes?,
+                trades: m.trades,
+            };
+            Some(book(symbols, &raw))
         }
+        _ => None,
+    }
+}
+
+fn trade(symbols: &Instruments, t: &RawTrade<'_>, ts_recv_us: i64) -> Result<Frame, Reject> {
+    Ok(Frame::Trade(Trade {
+        instrument: symbols.instrument(t.symbol)?,
+        trade_id: t.event_id.to_string(),
+        price: price("price", t.price)?,
+        qty: qty("quantity", t.quantity)?,
+        side: side(t.side)?,
+        ts_exchange_us: us_from_ms(t.timestamp),
+        ts_recv_us,
+    }))
+}
+
+fn book(symbols: &Instruments, raw: &RawBook<'_>) -> Result<Frame, Reject> {
+    let (mut bids, mut asks) = (Vec::new(), Vec::new());
+    for [s, p, q] in &raw.changes {
+        let level = Level {
+            price: price("price", p)?,
+            qty: qty("quantity", q)?,
+        };
+        match side(s)? {
+            Side::Buy => bids.push(level),
+            Side::Sell => asks.push(level),
+        }
+    }
+    Ok(Frame::Book(BookMessage {
+        instrument: symbols.instrument(raw.symbol)?,
+        snapshot: raw.trades.is_some(),
+        bids,
+        asks,
+    }))
+}
+
+/// Parses one text frame received at `ts_recv_us`.
+pub fn parse(symbols: &Instruments, frame: &str, ts_recv_us: i64) -> Result<Frame, Reject> {
+    if let Some(parsed) = one_pass(symbols, frame, ts_recv_us) {
+        return parsed;
+    }
+    let head: Head<'_> = json(frame)?;
+    match head.kind {
+        "trade" => trade(symbols, &json(frame)?, ts_recv_us),
+        "l2_updates" => book(symbols, &json(frame)?),
         "error" => {
             let e: RawError = json(frame)?;
             Err(Reject::new(
