@@ -6,7 +6,9 @@
 //! xtask) and the exchange recordings (`MOAT_EXCHANGE_FIXTURES`). The
 //! sustained-load run starts a whole stack from the binaries in
 //! `MOAT_BIN_DIR`. `MOAT_BENCH_ONLY=writer,load` runs only those sections
-//! (parse, replay, state, durability, storage, writer, gateway, rpc, load).
+//! (parse, replay, state, durability, storage, writer, gateway, rpc, load);
+//! `MOAT_BENCH_PARSE_VENUES="Kraken,Bitstamp"` limits the parse section to
+//! the recordings whose label starts with one of those.
 //!
 //! The report goes to stdout after the line [`REPORT`]; what comes before
 //! it (services' own output) is not part of it.

@@ -133,8 +133,30 @@ impl FromStr for Kind {
 /// Which instrument on which venue. Every event carries one, so it is
 /// shared rather than copied: a clone is a reference count, not three
 /// strings. Its fields read through [`InstrumentFields`].
-#[derive(Clone, PartialEq, Eq, Hash)]
-pub struct Instrument(std::sync::Arc<InstrumentFields>);
+#[derive(Clone)]
+pub struct Instrument(std::sync::Arc<Shared>);
+
+/// An instrument's fields, and the `instrument` field every event message
+/// carries, written once when the instrument is made (every event of it
+/// copies these bytes instead of writing its strings again).
+struct Shared {
+    fields: InstrumentFields,
+    wire: Box<[u8]>,
+}
+
+impl PartialEq for Instrument {
+    fn eq(&self, other: &Instrument) -> bool {
+        std::sync::Arc::ptr_eq(&self.0, &other.0) || self.0.fields == other.0.fields
+    }
+}
+
+impl Eq for Instrument {}
+
+impl std::hash::Hash for Instrument {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.fields.hash(state);
+    }
+}
 
 /// What an [`Instrument`] names.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -169,13 +191,24 @@ impl Instrument {
         symbol: impl Into<String>,
         venue_symbol: impl Into<String>,
     ) -> Instrument {
-        Instrument(std::sync::Arc::new(InstrumentFields {
+        Instrument::from_fields(InstrumentFields {
             exchange: exchange.into(),
             market,
             symbol: symbol.into(),
             venue_symbol: venue_symbol.into(),
             option: None,
-        }))
+        })
+    }
+
+    fn from_fields(fields: InstrumentFields) -> Instrument {
+        let wire = crate::proto_conv::instrument_field(&fields).into_boxed_slice();
+        Instrument(std::sync::Arc::new(Shared { fields, wire }))
+    }
+
+    /// The protobuf bytes of this instrument as field 1 of an event
+    /// message: key, length and body.
+    pub(crate) fn wire(&self) -> &[u8] {
+        &self.0.wire
     }
 
     /// An option on `exchange`: its normalized symbol must be an option's
@@ -191,7 +224,7 @@ impl Instrument {
             return Err(Error::invalid_argument(format!("{symbol} is not an option")));
         };
         let strike = parse_decimal("strike", &terms.strike.replace('D', "."))?;
-        Ok(Instrument(std::sync::Arc::new(InstrumentFields {
+        Ok(Instrument::from_fields(InstrumentFields {
             exchange: exchange.into(),
             market: Market::Option,
             symbol: symbol.to_string(),
@@ -202,7 +235,7 @@ impl Instrument {
                 right: terms.right,
                 settlement: settlement.into(),
             }),
-        })))
+        }))
     }
 
     /// The same instrument with option terms (read back from a message).
@@ -210,9 +243,9 @@ impl Instrument {
         if option.is_none() {
             return self;
         }
-        let mut fields = (*self.0).clone();
+        let mut fields = self.0.fields.clone();
         fields.option = option;
-        Instrument(std::sync::Arc::new(fields))
+        Instrument::from_fields(fields)
     }
 }
 
@@ -220,7 +253,7 @@ impl std::ops::Deref for Instrument {
     type Target = InstrumentFields;
 
     fn deref(&self) -> &InstrumentFields {
-        &self.0
+        &self.0.fields
     }
 }
 

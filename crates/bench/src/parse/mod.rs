@@ -348,7 +348,12 @@ fn rate(what: &str, frames: &[(Kind, &str)], mut run: impl FnMut(&[(Kind, &str)]
 /// structs with borrowed strings.
 pub(crate) fn collector_parse(rows: &mut Vec<Row>) -> anyhow::Result<()> {
     let mut parsers = Vec::new();
+    let venues = std::env::var("MOAT_BENCH_PARSE_VENUES").unwrap_or_default();
+    let wanted = |label: &str| venues.is_empty() || venues.split(',').any(|v| label.starts_with(v.trim()));
     for (i, source) in SOURCES.iter().enumerate() {
+        if !wanted(source.label) {
+            continue;
+        }
         let texts = source
             .files
             .iter()

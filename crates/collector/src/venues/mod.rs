@@ -298,6 +298,20 @@ pub(crate) fn text_levels(
         .collect()
 }
 
+/// The text of a JSON number in a frame (`439.3`, `2e-05`), borrowed: a
+/// decimal is read from it exactly ([`price`], [`qty`], [`number`]), never
+/// through a binary float. serde reads it as a raw value (so a field that
+/// is not a number is refused when its decimal is read); [`scan::Scan`]
+/// reads only a number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct JsonNumber<'a>(pub(crate) &'a str);
+
+impl<'de: 'a, 'a> Deserialize<'de> for JsonNumber<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        <&'a serde_json::value::RawValue>::deserialize(deserializer).map(|raw| JsonNumber(raw.get()))
+    }
+}
+
 /// A decimal the venue writes as a JSON number (`439.3`, `2e-05`), read
 /// from its text so no binary float rounds it.
 pub(crate) fn json_number(field: &'static str, raw: &serde_json::value::RawValue) -> Result<Decimal, Reject> {

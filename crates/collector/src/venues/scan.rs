@@ -180,23 +180,50 @@ impl<'a> Scan<'a> {
         self.text.get(start..i)
     }
 
-    /// An integer that fits `u64` (no fraction, no exponent).
+    /// A JSON number's text.
+    pub(crate) fn json_number(&mut self) -> Option<super::JsonNumber<'a>> {
+        self.number().map(super::JsonNumber)
+    }
+
+    /// An integer that fits `u64` (no sign, fraction or exponent).
     pub(crate) fn u64(&mut self) -> Option<u64> {
-        let text = self.number()?;
-        if !text.bytes().all(|b| b.is_ascii_digit()) {
-            return None;
-        }
-        text.parse().ok()
+        self.peek()?;
+        self.digits()
     }
 
     /// An integer that fits `i64` (no fraction, no exponent).
     pub(crate) fn i64(&mut self) -> Option<i64> {
-        let text = self.number()?;
-        let digits = text.strip_prefix('-').unwrap_or(text);
-        if !digits.bytes().all(|b| b.is_ascii_digit()) {
+        self.peek()?;
+        if self.bytes().get(self.at) == Some(&b'-') {
+            self.at += 1;
+            // serde_json reads `-0` as a float, so it is no integer.
+            let magnitude = self.digits().filter(|m| *m > 0)?;
+            return 0i64.checked_sub_unsigned(magnitude);
+        }
+        i64::try_from(self.digits()?).ok()
+    }
+
+    /// The digits of an integer read as they are scanned: `None` for a
+    /// leading zero before another digit, a fraction or exponent after
+    /// them, or a value past `u64`.
+    fn digits(&mut self) -> Option<u64> {
+        let bytes = self.bytes();
+        let start = self.at;
+        let mut value = 0u64;
+        let mut i = start;
+        while let Some(&b) = bytes.get(i) {
+            if !b.is_ascii_digit() {
+                break;
+            }
+            value = value.checked_mul(10)?.checked_add(u64::from(b - b'0'))?;
+            i += 1;
+        }
+        let len = i - start;
+        if len == 0 || (len > 1 && bytes[start] == b'0') || matches!(bytes.get(i), Some(b'.' | b'e' | b'E')) {
             return None;
         }
-        text.parse().ok()
+        self.at = i;
+        Some(value)
     }
 
     pub(crate) fn bool(&mut self) -> Option<bool> {
@@ -361,6 +388,42 @@ mod tests {
     }
 
     #[test]
+    fn integers_read_as_serde_reads_them() {
+        for text in [
+            "0",
+            "-0",
+            "7",
+            "-7",
+            "9223372036854775807",
+            "9223372036854775808",
+            "-9223372036854775808",
+            "-9223372036854775809",
+            "18446744073709551615",
+            "18446744073709551616",
+            "00",
+            "-01",
+            "1.0",
+            "1e2",
+            "1E2",
+            "-",
+            "--1",
+            "+1",
+            "",
+        ] {
+            assert_eq!(
+                Scan::new(text).i64(),
+                serde_json::from_str::<i64>(text).ok(),
+                "i64 {text}"
+            );
+            assert_eq!(
+                Scan::new(text).u64(),
+                serde_json::from_str::<u64>(text).ok(),
+                "u64 {text}"
+            );
+        }
+    }
+
+    #[test]
     fn string_ends_are_found_at_every_offset() {
         for len in 0..40 {
             for stop in [b'"', b'\\', b'\n', 0x1f, 0] {
@@ -396,6 +459,11 @@ mod tests {
             r#"{"s":"a","n":1,"b":true,"l":[]}x"#,
             r#"{"s":"a","n":1,"b":true,"l":[],}"#,
             r#"{"s":"a","n":01,"b":true,"l":[]}"#,
+            r#"{"s":"a","n":0,"b":true,"l":[]}"#,
+            r#"{"s":"a","n":18446744073709551615,"b":true,"l":[]}"#,
+            r#"{"s":"a","n":1e3,"b":true,"l":[]}"#,
+            r#"{"s":"a","n":-0,"b":true,"l":[]}"#,
+            r#"{"s":"a","n":+1,"b":true,"l":[]}"#,
             r#"{"s":"a","n":1,"b":tru,"l":[]}"#,
             r#"{"s":"a","n":1,"b":true}"#,
             r#"{"s":"a","n":1,"b":true,"l":[],"x":[1,]}"#,
@@ -418,6 +486,6 @@ mod tests {
                 None => assert!(serde.is_none(), "{text}: serde reads it, the scanner should too"),
             }
         }
-        assert_eq!(read_by_scan, 4, "the valid texts are read");
+        assert_eq!(read_by_scan, 6, "the valid texts are read");
     }
 }

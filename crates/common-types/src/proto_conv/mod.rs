@@ -13,6 +13,8 @@ use crate::model::*;
 
 mod wire;
 
+pub(crate) use wire::instrument_field;
+
 use wire::decimal_text;
 
 use crate::symbol::OptionRight;

@@ -39,18 +39,9 @@ impl Fields<'_> {
     }
 
     fn decimal(&mut self, tag: u32, value: &Decimal) {
-        let mut digits = itoa::Buffer::new();
-        match plain_digits(value, &mut digits) {
-            Some((digits, scale)) => {
-                let len = match (scale, digits.len()) {
-                    (0, n) => n,
-                    (s, n) if n > s => n + 1,
-                    (s, _) => s + 2,
-                };
-                encode_key(tag, WireType::LengthDelimited, self.0);
-                encode_varint(len as u64, self.0);
-                write_plain(self.0, digits, scale);
-            }
+        let mut buffer = [0u8; PLAIN_MAX];
+        match plain_text(value, &mut buffer) {
+            Some(text) => self.bytes(tag, text),
             None => self.string(tag, &value.to_string()),
         }
     }
@@ -94,27 +85,10 @@ impl Fields<'_> {
         self.0.splice(at..at + 1, prefix[..=n].iter().copied());
     }
 
+    /// The instrument's bytes, written once when it was made
+    /// ([`instrument_field`]).
     fn instrument(&mut self, i: &Instrument) {
-        self.message(1, |f| {
-            f.string(1, &i.exchange);
-            f.int(2, market(i.market));
-            f.string(3, &i.symbol);
-            f.string(4, &i.venue_symbol);
-            if let Some(o) = &i.option {
-                f.message(5, |f| {
-                    f.string(1, &o.expiry);
-                    f.decimal(2, &o.strike);
-                    f.int(
-                        3,
-                        match o.right {
-                            crate::symbol::OptionRight::Call => 1,
-                            crate::symbol::OptionRight::Put => 2,
-                        },
-                    );
-                    f.string(4, &o.settlement);
-                });
-            }
-        });
+        self.0.extend_from_slice(i.wire());
     }
 
     fn levels(&mut self, tag: u32, levels: &[Level]) {
@@ -127,42 +101,72 @@ impl Fields<'_> {
     }
 }
 
-/// The digits of a non-negative mantissa that fits 64 bits, and the scale;
-/// `None` for other decimals, which go through `Display`.
-fn plain_digits<'b>(d: &Decimal, buffer: &'b mut itoa::Buffer) -> Option<(&'b str, usize)> {
-    let m = u64::try_from(d.mantissa()).ok()?;
+/// `fields` as field 1 of an event message (every event's `instrument`).
+pub(crate) fn instrument_field(i: &InstrumentFields) -> Vec<u8> {
+    let mut out = Vec::with_capacity(64);
+    Fields(&mut out).message(1, |f| {
+        f.string(1, &i.exchange);
+        f.int(2, market(i.market));
+        f.string(3, &i.symbol);
+        f.string(4, &i.venue_symbol);
+        if let Some(o) = &i.option {
+            f.message(5, |f| {
+                f.string(1, &o.expiry);
+                f.decimal(2, &o.strike);
+                f.int(
+                    3,
+                    match o.right {
+                        crate::symbol::OptionRight::Call => 1,
+                        crate::symbol::OptionRight::Put => 2,
+                    },
+                );
+                f.string(4, &o.settlement);
+            });
+        }
+    });
+    out
+}
+
+/// The longest text [`plain_text`] writes: a scale of 28 (the most a
+/// `Decimal` has) with "0." before it.
+const PLAIN_MAX: usize = 32;
+
+/// A non-negative decimal whose mantissa fits 64 bits as `Display` writes
+/// it (`0.0012`, `12.5`, `7`, `0.00`), written from the right into
+/// `buffer`; `None` for other decimals, which go through `Display`.
+fn plain_text<'b>(d: &Decimal, buffer: &'b mut [u8; PLAIN_MAX]) -> Option<&'b [u8]> {
+    let mut m = u64::try_from(d.mantissa()).ok()?;
     if d.is_sign_negative() {
         return None;
     }
-    Some((buffer.format(m), d.scale() as usize))
-}
-
-/// `digits` with the point `scale` places from the right, as `Display`
-/// writes a decimal: `0.0012`, `12.5`, `7`.
-fn write_plain(out: &mut Vec<u8>, digits: &str, scale: usize) {
-    if scale == 0 {
-        out.extend_from_slice(digits.as_bytes());
-    } else if digits.len() > scale {
-        let (int, frac) = digits.as_bytes().split_at(digits.len() - scale);
-        out.extend_from_slice(int);
-        out.push(b'.');
-        out.extend_from_slice(frac);
-    } else {
-        out.extend_from_slice(b"0.");
-        out.extend(std::iter::repeat_n(b'0', scale - digits.len()));
-        out.extend_from_slice(digits.as_bytes());
+    let mut at = buffer.len();
+    let mut put = |byte: u8| {
+        at -= 1;
+        buffer[at] = byte;
+    };
+    let scale = d.scale();
+    if scale > 0 {
+        for _ in 0..scale {
+            put(b'0' + (m % 10) as u8);
+            m /= 10;
+        }
+        put(b'.');
     }
+    loop {
+        put(b'0' + (m % 10) as u8);
+        m /= 10;
+        if m == 0 {
+            break;
+        }
+    }
+    Some(&buffer[at..])
 }
 
 /// `d` as `Display` writes it.
 pub(crate) fn decimal_text(d: &Decimal) -> String {
-    let mut digits = itoa::Buffer::new();
-    match plain_digits(d, &mut digits) {
-        Some((digits, scale)) => {
-            let mut out = Vec::with_capacity(digits.len().max(scale + 1) + 1);
-            write_plain(&mut out, digits, scale);
-            String::from_utf8(out).unwrap_or_else(|_| d.to_string())
-        }
+    let mut buffer = [0u8; PLAIN_MAX];
+    match plain_text(d, &mut buffer) {
+        Some(text) => String::from_utf8_lossy(text).into_owned(),
         None => d.to_string(),
     }
 }
