@@ -180,6 +180,17 @@ impl<'a> Scan<'a> {
         self.text.get(start..i)
     }
 
+    /// `null` as `Some(None)`, else the value `read` reads.
+    pub(crate) fn nullable<T>(&mut self, read: impl FnOnce(&mut Self) -> Option<T>) -> Option<Option<T>> {
+        if self.peek()? == b'n' {
+            return self.bytes()[self.at..].starts_with(b"null").then(|| {
+                self.at += 4;
+                None
+            });
+        }
+        read(self).map(Some)
+    }
+
     /// A JSON number's text.
     pub(crate) fn json_number(&mut self) -> Option<super::JsonNumber<'a>> {
         self.number().map(super::JsonNumber)
@@ -254,7 +265,7 @@ impl<'a> Scan<'a> {
             b'{' => self.object(|s, _| s.skip_at(depth + 1)),
             b'[' => self.array(|s| s.skip_at(depth + 1)),
             b't' | b'f' => self.bool().map(drop),
-            b'n' => self.bytes()[self.at..].starts_with(b"null").then(|| self.at += 4),
+            b'n' => self.nullable(|_| None::<()>).map(drop),
             _ => self.number().map(drop),
         }
     }
@@ -317,6 +328,18 @@ fn string_end(bytes: &[u8]) -> Option<usize> {
         .iter()
         .position(|&b| b == b'"' || b == b'\\' || b < 0x20)
         .map(|i| at + i)
+}
+
+/// `text` read by `scan`, or by serde where the scanner leaves it (serde
+/// then gives the answer, a refusal included).
+pub(crate) fn or_serde<'a, T: serde::Deserialize<'a>>(
+    text: &'a str,
+    scan: impl FnOnce(&'a str) -> Option<T>,
+) -> Result<T, super::Reject> {
+    match scan(text) {
+        Some(value) => Ok(value),
+        None => super::json(text),
+    }
 }
 
 /// A field read once: a second one is a duplicate key, which serde refuses.

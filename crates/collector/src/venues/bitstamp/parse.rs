@@ -5,7 +5,8 @@ use moat_common_types::{Instrument, Side};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use crate::venues::{text_levels, Instruments, Reject, json, price, qty};
+use crate::venues::scan::{Scan, once};
+use crate::venues::{Instruments, Reject, json, price, qty, text_levels};
 
 /// A diff or a REST snapshot of one pair's book.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,7 +59,7 @@ struct RawBook<'a> {
 
 /// A frame whose data is a trade or a book change, read in one pass: the
 /// fields of both, each optional.
-#[derive(Deserialize)]
+#[derive(Deserialize, Debug, PartialEq)]
 struct OnePass<'a> {
     event: &'a str,
     #[serde(default)]
@@ -67,7 +68,7 @@ struct OnePass<'a> {
     data: OnePassData<'a>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Debug, PartialEq)]
 struct OnePassData<'a> {
     #[serde(default)]
     id: Option<u64>,
@@ -84,10 +85,63 @@ struct OnePassData<'a> {
     asks: Option<Vec<[&'a str; 2]>>,
 }
 
+/// [`OnePass`] read by [`Scan`]; `None` leaves the frame to serde.
+fn scan_one_pass(frame: &str) -> Option<OnePass<'_>> {
+    let mut scan = Scan::new(frame);
+    let (mut event, mut channel, mut data) = (None, None, None);
+    scan.object(|scan, key| match key {
+        "data" => once(&mut data, scan_data(scan)),
+        "channel" => once(&mut channel, scan.str()),
+        "event" => once(&mut event, scan.str()),
+        _ => scan.skip(),
+    })?;
+    scan.end()?;
+    Some(OnePass {
+        event: event?,
+        channel: channel.unwrap_or_default(),
+        data: data?,
+    })
+}
+
+fn scan_data<'a>(scan: &mut Scan<'a>) -> Option<OnePassData<'a>> {
+    let (mut id, mut amount, mut price, mut side, mut micros) = (None, None, None, None, None);
+    let (mut bids, mut asks) = (None, None);
+    let tuples = |scan: &mut Scan<'a>| {
+        let mut levels = Vec::new();
+        scan.array(|scan| {
+            levels.push(scan.tuple()?);
+            Some(())
+        })?;
+        Some(levels)
+    };
+    scan.object(|scan, key| match key {
+        "id" => once(&mut id, scan.u64()),
+        "amount_str" => once(&mut amount, scan.str()),
+        "price_str" => once(&mut price, scan.str()),
+        "type" => once(&mut side, scan.u64().and_then(|t| u8::try_from(t).ok())),
+        "microtimestamp" => once(&mut micros, scan.str()),
+        "bids" => once(&mut bids, tuples(scan)),
+        "asks" => once(&mut asks, tuples(scan)),
+        _ => scan.skip(),
+    })?;
+    Some(OnePassData {
+        id,
+        amount_str: amount,
+        price_str: price,
+        side,
+        microtimestamp: micros?,
+        bids,
+        asks,
+    })
+}
+
 /// Reads a trade or a book change in one pass; `None` for any other frame
 /// (or a malformed one), which the full parse then reads.
 fn one_pass(symbols: &Instruments, frame: &str, ts_recv_us: i64) -> Option<Result<Frame, Reject>> {
-    let m: OnePass<'_> = serde_json::from_str(frame).ok()?;
+    let m = match scan_one_pass(frame) {
+        Some(m) => m,
+        None => serde_json::from_str(frame).ok()?,
+    };
     let d = m.data;
     match m.event {
         "trade" => {
@@ -200,6 +254,28 @@ pub fn parse_snapshot(symbols: &Instruments, pair: &str, body: &str) -> Result<B
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// On every recorded frame, what the scanner reads is what serde
+    /// reads; and it reads the trades and diffs (else it is no faster).
+    #[test]
+    fn scanned_frames_read_as_serde_reads_them() {
+        let frames = crate::venues::scan::recorded_frames("BITSTAMP.ws.1.0");
+        let mut scanned = 0;
+        for frame in &frames {
+            let serde = serde_json::from_str::<OnePass<'_>>(frame).ok();
+            match scan_one_pass(frame) {
+                Some(m) => {
+                    assert_eq!(Some(&m), serde.as_ref(), "{frame}");
+                    scanned += usize::from(matches!(m.event, "data" | "trade"));
+                }
+                None => assert!(
+                    !serde.is_some_and(|m| matches!(m.event, "data" | "trade")),
+                    "the scanner left a usual frame to serde: {frame}"
+                ),
+            }
+        }
+        assert!(frames.is_empty() || scanned > 700, "{scanned} of {} scanned", frames.len());
+    }
 
     #[test]
     fn trades_diffs_and_snapshots_read_as_the_venue_documents() {

@@ -6,7 +6,8 @@ use moat_common_types::{Decimal, Instrument, Market, Side, us_from_ms};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use crate::venues::{side, Instruments, Reject, json, json_number, json_price, json_qty};
+use crate::venues::scan::{Scan, once, or_serde};
+use crate::venues::{Instruments, JsonNumber, Reject, json, number, price, qty, side};
 
 /// A `book` notification, ready for the connector's book.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,14 +80,14 @@ struct RpcError {
     code: i64,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Debug, PartialEq)]
 struct RawTrade<'a> {
     trade_id: &'a str,
     instrument_name: &'a str,
     #[serde(borrow)]
-    price: &'a RawValue,
+    price: JsonNumber<'a>,
     #[serde(borrow)]
-    amount: &'a RawValue,
+    amount: JsonNumber<'a>,
     direction: &'a str,
     timestamp: i64,
     /// On a liquidation trade, who was liquidated: `M` (the maker), `T`
@@ -95,7 +96,7 @@ struct RawTrade<'a> {
     liquidation: Option<&'a str>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Debug, PartialEq)]
 struct RawBook<'a> {
     #[serde(rename = "type")]
     kind: &'a str,
@@ -105,77 +106,78 @@ struct RawBook<'a> {
     #[serde(default)]
     prev_change_id: Option<u64>,
     #[serde(borrow)]
-    bids: Vec<(&'a str, &'a RawValue, &'a RawValue)>,
+    bids: Vec<(&'a str, JsonNumber<'a>, JsonNumber<'a>)>,
     #[serde(borrow)]
-    asks: Vec<(&'a str, &'a RawValue, &'a RawValue)>,
+    asks: Vec<(&'a str, JsonNumber<'a>, JsonNumber<'a>)>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Debug, PartialEq)]
 struct RawTicker<'a> {
     instrument_name: &'a str,
     timestamp: i64,
     #[serde(borrow, default)]
-    best_bid_price: Option<&'a RawValue>,
+    best_bid_price: Option<JsonNumber<'a>>,
     #[serde(borrow, default)]
-    best_bid_amount: Option<&'a RawValue>,
+    best_bid_amount: Option<JsonNumber<'a>>,
     #[serde(borrow, default)]
-    best_ask_price: Option<&'a RawValue>,
+    best_ask_price: Option<JsonNumber<'a>>,
     #[serde(borrow, default)]
-    best_ask_amount: Option<&'a RawValue>,
+    best_ask_amount: Option<JsonNumber<'a>>,
     #[serde(borrow, default)]
-    mark_price: Option<&'a RawValue>,
+    mark_price: Option<JsonNumber<'a>>,
     #[serde(borrow, default)]
-    index_price: Option<&'a RawValue>,
+    index_price: Option<JsonNumber<'a>>,
     #[serde(borrow, default)]
-    current_funding: Option<&'a RawValue>,
+    current_funding: Option<JsonNumber<'a>>,
     #[serde(borrow, default)]
-    open_interest: Option<&'a RawValue>,
+    open_interest: Option<JsonNumber<'a>>,
     #[serde(borrow, default)]
-    mark_iv: Option<&'a RawValue>,
+    mark_iv: Option<JsonNumber<'a>>,
     #[serde(borrow, default)]
-    bid_iv: Option<&'a RawValue>,
+    bid_iv: Option<JsonNumber<'a>>,
     #[serde(borrow, default)]
-    ask_iv: Option<&'a RawValue>,
+    ask_iv: Option<JsonNumber<'a>>,
     #[serde(borrow, default)]
-    underlying_price: Option<&'a RawValue>,
+    underlying_price: Option<JsonNumber<'a>>,
     #[serde(borrow, default)]
     greeks: Option<Greeks<'a>>,
 }
 
 /// An option's greeks as Deribit sends them.
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Debug, Default, PartialEq)]
 struct Greeks<'a> {
     #[serde(borrow, default)]
-    delta: Option<&'a RawValue>,
+    delta: Option<JsonNumber<'a>>,
     #[serde(borrow, default)]
-    gamma: Option<&'a RawValue>,
+    gamma: Option<JsonNumber<'a>>,
     #[serde(borrow, default)]
-    vega: Option<&'a RawValue>,
+    vega: Option<JsonNumber<'a>>,
     #[serde(borrow, default)]
-    theta: Option<&'a RawValue>,
+    theta: Option<JsonNumber<'a>>,
     #[serde(borrow, default)]
-    rho: Option<&'a RawValue>,
+    rho: Option<JsonNumber<'a>>,
 }
 
-fn levels(side: &'static str, raw: &[(&str, &RawValue, &RawValue)]) -> Result<Vec<Level>, Reject> {
+fn levels(side: &'static str, raw: &[(&str, JsonNumber<'_>, JsonNumber<'_>)]) -> Result<Vec<Level>, Reject> {
     raw.iter()
         .map(|(action, p, q)| {
             let qty = match *action {
-                "new" | "change" => json_qty(side, q)?,
+                "new" | "change" => qty(side, q.0)?,
                 "delete" => Decimal::ZERO,
                 other => return Err(Reject::new("unknown_frame", format!("book action {other:?}"))),
             };
             Ok(Level {
-                price: json_price(side, p)?,
+                price: price(side, p.0)?,
                 qty,
             })
         })
         .collect()
 }
 
-/// A number Deribit may send as `null` (no best bid yet).
-fn present(field: &'static str, raw: Option<&RawValue>) -> Result<Option<Decimal>, Reject> {
-    raw.filter(|r| r.get() != "null").map(|r| json_number(field, r)).transpose()
+/// A number Deribit may send as `null` (no best bid yet), which is read
+/// as absent.
+fn present(field: &'static str, raw: Option<JsonNumber<'_>>) -> Result<Option<Decimal>, Reject> {
+    raw.filter(|r| r.0 != "null").map(|r| number(field, r.0)).transpose()
 }
 
 /// The liquidations of a trade flagged `liquidation`: one for each party
@@ -205,7 +207,7 @@ fn liquidated(trade: &Trade, who: &str) -> Result<Vec<Liquidation>, Reject> {
 /// An implied volatility, which Deribit quotes in percent, as a fraction.
 /// Deribit sends 0 for the side of a book that has no order: that is no
 /// volatility, not a volatility of zero.
-fn volatility(field: &'static str, raw: Option<&RawValue>) -> Result<Option<Decimal>, Reject> {
+fn volatility(field: &'static str, raw: Option<JsonNumber<'_>>) -> Result<Option<Decimal>, Reject> {
     Ok(present(field, raw)?
         .filter(|v| !v.is_zero())
         .map(|percent| percent / Decimal::ONE_HUNDRED))
@@ -284,15 +286,15 @@ fn split_notification(frame: &str) -> Option<(&str, &str)> {
 fn parse_data(symbols: &Instruments, channel: &str, data: &str, ts_recv_us: i64) -> Result<Frame, Reject> {
     match channel.split('.').next().unwrap_or_default() {
         "trades" => {
-            let raw: Vec<RawTrade<'_>> = json(data)?;
+            let raw: Vec<RawTrade<'_>> = or_serde(data, scan_trades)?;
             let mut trades = Vec::with_capacity(raw.len());
             let mut liquidations = Vec::new();
             for t in &raw {
                 let trade = Trade {
                     instrument: symbols.instrument(t.instrument_name)?,
                     trade_id: t.trade_id.to_owned(),
-                    price: json_price("price", t.price)?,
-                    qty: json_qty("amount", t.amount)?,
+                    price: price("price", t.price.0)?,
+                    qty: qty("amount", t.amount.0)?,
                     side: side(t.direction)?,
                     ts_exchange_us: us_from_ms(t.timestamp),
                     ts_recv_us,
@@ -305,7 +307,7 @@ fn parse_data(symbols: &Instruments, channel: &str, data: &str, ts_recv_us: i64)
             Ok(Frame::Trades(trades, liquidations))
         }
         "book" => {
-            let raw: RawBook<'_> = json(data)?;
+            let raw: RawBook<'_> = or_serde(data, scan_book)?;
             Ok(Frame::Book(BookMessage {
                 instrument: symbols.instrument(raw.instrument_name)?,
                 snapshot: match raw.kind {
@@ -321,8 +323,8 @@ fn parse_data(symbols: &Instruments, channel: &str, data: &str, ts_recv_us: i64)
             }))
         }
         "ticker" => {
-            let raw: RawTicker<'_> = json(data)?;
-            let side = |price: Option<&RawValue>, amount: Option<&RawValue>, name: &'static str| {
+            let raw: RawTicker<'_> = or_serde(data, scan_ticker)?;
+            let side = |price: Option<JsonNumber<'_>>, amount: Option<JsonNumber<'_>>, name: &'static str| {
                 match (present(name, price)?, present(name, amount)?) {
                     (Some(price), Some(qty)) if price > Decimal::ZERO && qty > Decimal::ZERO => {
                         Ok::<_, Reject>(Some(Level { price, qty }))
@@ -352,10 +354,190 @@ fn parse_data(symbols: &Instruments, channel: &str, data: &str, ts_recv_us: i64)
     }
 }
 
+// The data of the usual notifications read by [`Scan`]; `None` leaves it
+// to serde (the structs above), which gives the answer.
+
+fn scan_trades(data: &str) -> Option<Vec<RawTrade<'_>>> {
+    let mut scan = Scan::new(data);
+    let mut trades = Vec::new();
+    scan.array(|scan| {
+        let (mut id, mut name, mut price, mut amount, mut direction, mut timestamp) = (None, None, None, None, None, None);
+        let mut liquidation = None;
+        scan.object(|scan, key| match key {
+            "trade_id" => once(&mut id, scan.str()),
+            "instrument_name" => once(&mut name, scan.str()),
+            "price" => once(&mut price, scan.json_number()),
+            "amount" => once(&mut amount, scan.json_number()),
+            "direction" => once(&mut direction, scan.str()),
+            "timestamp" => once(&mut timestamp, scan.i64()),
+            "liquidation" => once(&mut liquidation, scan.nullable(Scan::str)),
+            _ => scan.skip(),
+        })?;
+        trades.push(RawTrade {
+            trade_id: id?,
+            instrument_name: name?,
+            price: price?,
+            amount: amount?,
+            direction: direction?,
+            timestamp: timestamp?,
+            liquidation: liquidation.flatten(),
+        });
+        Some(())
+    })?;
+    scan.end()?;
+    Some(trades)
+}
+
+fn scan_book<'a>(data: &'a str) -> Option<RawBook<'a>> {
+    let mut scan = Scan::new(data);
+    let (mut kind, mut name, mut timestamp, mut change_id, mut prev) = (None, None, None, None, None);
+    let (mut bids, mut asks) = (None, None);
+    let levels = |scan: &mut Scan<'a>| {
+        let mut levels = Vec::new();
+        scan.array(|scan| {
+            let mut level = (None, None, None);
+            let mut n = 0;
+            scan.array(|scan| {
+                match n {
+                    0 => level.0 = Some(scan.str()?),
+                    1 => level.1 = Some(scan.json_number()?),
+                    2 => level.2 = Some(scan.json_number()?),
+                    _ => return None,
+                }
+                n += 1;
+                Some(())
+            })?;
+            levels.push((level.0?, level.1?, level.2?));
+            Some(())
+        })?;
+        Some(levels)
+    };
+    scan.object(|scan, key| match key {
+        "type" => once(&mut kind, scan.str()),
+        "instrument_name" => once(&mut name, scan.str()),
+        "timestamp" => once(&mut timestamp, scan.i64()),
+        "change_id" => once(&mut change_id, scan.u64()),
+        "prev_change_id" => once(&mut prev, scan.nullable(Scan::u64)),
+        "bids" => once(&mut bids, levels(scan)),
+        "asks" => once(&mut asks, levels(scan)),
+        _ => scan.skip(),
+    })?;
+    scan.end()?;
+    Some(RawBook {
+        kind: kind?,
+        instrument_name: name?,
+        timestamp: timestamp?,
+        change_id: change_id?,
+        prev_change_id: prev.flatten(),
+        bids: bids?,
+        asks: asks?,
+    })
+}
+
+fn scan_ticker(data: &str) -> Option<RawTicker<'_>> {
+    const NUMBERS: [&str; 12] = [
+        "best_bid_price",
+        "best_bid_amount",
+        "best_ask_price",
+        "best_ask_amount",
+        "mark_price",
+        "index_price",
+        "current_funding",
+        "open_interest",
+        "mark_iv",
+        "bid_iv",
+        "ask_iv",
+        "underlying_price",
+    ];
+    let mut scan = Scan::new(data);
+    let (mut name, mut timestamp, mut greeks) = (None, None, None);
+    let mut numbers: [Option<Option<JsonNumber<'_>>>; 12] = [None; 12];
+    scan.object(|scan, key| match key {
+        "instrument_name" => once(&mut name, scan.str()),
+        "timestamp" => once(&mut timestamp, scan.i64()),
+        "greeks" => once(&mut greeks, scan.nullable(scan_greeks)),
+        _ => match NUMBERS.iter().position(|n| *n == key) {
+            Some(i) => once(&mut numbers[i], scan.nullable(Scan::json_number)),
+            None => scan.skip(),
+        },
+    })?;
+    scan.end()?;
+    let [bbp, bba, bap, baa, mark, index, funding, oi, mark_iv, bid_iv, ask_iv, underlying] = numbers.map(Option::flatten);
+    Some(RawTicker {
+        instrument_name: name?,
+        timestamp: timestamp?,
+        best_bid_price: bbp,
+        best_bid_amount: bba,
+        best_ask_price: bap,
+        best_ask_amount: baa,
+        mark_price: mark,
+        index_price: index,
+        current_funding: funding,
+        open_interest: oi,
+        mark_iv,
+        bid_iv,
+        ask_iv,
+        underlying_price: underlying,
+        greeks: greeks.flatten(),
+    })
+}
+
+fn scan_greeks<'a>(scan: &mut Scan<'a>) -> Option<Greeks<'a>> {
+    let mut g: [Option<Option<JsonNumber<'a>>>; 5] = [None; 5];
+    scan.object(|scan, key| {
+        let i = match key {
+            "delta" => 0,
+            "gamma" => 1,
+            "vega" => 2,
+            "theta" => 3,
+            "rho" => 4,
+            _ => return scan.skip(),
+        };
+        once(&mut g[i], scan.nullable(Scan::json_number))
+    })?;
+    let [delta, gamma, vega, theta, rho] = g.map(Option::flatten);
+    Some(Greeks {
+        delta,
+        gamma,
+        vega,
+        theta,
+        rho,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use moat_common_types::Side;
+
+    /// On every recorded notification, what the scanner reads is what
+    /// serde reads; and it reads them all (else it is no faster).
+    #[test]
+    fn scanned_frames_read_as_serde_reads_them() {
+        let frames = crate::venues::scan::recorded_frames("DERIBIT.ws.1.0");
+        let mut scanned = 0;
+        for frame in &frames {
+            let Some((channel, data)) = split_notification(frame) else {
+                continue;
+            };
+            let read = match channel.split('.').next() {
+                Some("trades") => scan_trades(data).map(|t| assert_eq!(Some(t), json(data).ok(), "{frame}")),
+                Some("book") => scan_book(data).map(|b| assert_eq!(Some(b), json(data).ok(), "{frame}")),
+                Some("ticker") => scan_ticker(data).map(|t| assert_eq!(Some(t), json(data).ok(), "{frame}")),
+                _ => continue,
+            };
+            assert!(read.is_some(), "the scanner left a usual frame to serde: {frame}");
+            scanned += 1;
+        }
+        assert!(frames.is_empty() || scanned > 130, "{scanned} of {} scanned", frames.len());
+        // Nulls read as absent, as serde reads them; a duplicate is left to serde.
+        let ticker = r#"{"instrument_name":"X","timestamp":1,"best_bid_price":null,"greeks":null}"#;
+        assert_eq!(scan_ticker(ticker), json(ticker).ok());
+        assert!(scan_ticker(ticker).is_some());
+        let twice = r#"{"instrument_name":"X","timestamp":1,"mark_price":null,"mark_price":1}"#;
+        assert_eq!(scan_ticker(twice), None);
+        assert!(json::<RawTicker<'_>>(twice).is_err());
+    }
 
     fn options() -> Instruments {
         super::super::symbols("deribit", &["BTC-24SEP21-8000-P", "BTC-PERPETUAL"]).all_known().unwrap()
