@@ -180,6 +180,11 @@ impl<'a> Scan<'a> {
         self.text.get(start..i)
     }
 
+    /// Whether a string comes next.
+    pub(crate) fn at_string(&mut self) -> Option<bool> {
+        Some(self.peek()? == b'"')
+    }
+
     /// `null` as `Some(None)`, else the value `read` reads.
     pub(crate) fn nullable<T>(&mut self, read: impl FnOnce(&mut Self) -> Option<T>) -> Option<Option<T>> {
         if self.peek()? == b'n' {
