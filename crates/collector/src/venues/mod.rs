@@ -312,30 +312,6 @@ impl<'de: 'a, 'a> Deserialize<'de> for JsonNumber<'a> {
     }
 }
 
-/// A decimal the venue writes as a JSON number (`439.3`, `2e-05`), read
-/// from its text so no binary float rounds it.
-pub(crate) fn json_number(field: &'static str, raw: &serde_json::value::RawValue) -> Result<Decimal, Reject> {
-    number(field, raw.get())
-}
-
-/// A JSON-number price above zero (see [`json_number`]).
-pub(crate) fn json_price(field: &'static str, raw: &serde_json::value::RawValue) -> Result<Decimal, Reject> {
-    let p = json_number(field, raw)?;
-    if p.is_zero() || p.is_sign_negative() {
-        return Err(Reject::new("price", format!("{field} {} is not positive", raw.get())));
-    }
-    Ok(p)
-}
-
-/// A JSON-number quantity, zero or above (see [`json_number`]).
-pub(crate) fn json_qty(field: &'static str, raw: &serde_json::value::RawValue) -> Result<Decimal, Reject> {
-    let q = json_number(field, raw)?;
-    if q.is_sign_negative() && !q.is_zero() {
-        return Err(Reject::new("qty", format!("{field} {} is negative", raw.get())));
-    }
-    Ok(q)
-}
-
 pub(crate) fn price(field: &'static str, value: &str) -> Result<Decimal, Reject> {
     let p = number(field, value)?;
     if p.is_zero() || p.is_sign_negative() {
@@ -454,16 +430,22 @@ mod tests {
 
     #[test]
     fn json_numbers_are_read_exactly_from_their_text() {
-        let raw = |t: &str| serde_json::value::RawValue::from_string(t.to_owned()).unwrap();
-        assert_eq!(json_price("price", &raw("439.30")).unwrap().to_string(), "439.30");
+        fn read(text: &str) -> &str {
+            serde_json::from_str::<JsonNumber<'_>>(text).unwrap().0
+        }
+        assert_eq!(price("price", read("439.30")).unwrap().to_string(), "439.30");
         assert_eq!(
-            json_qty("qty", &raw("2e-05")).unwrap(),
+            qty("qty", read("2e-05")).unwrap(),
             "0.00002".parse::<Decimal>().unwrap()
         );
-        assert_eq!(json_qty("qty", &raw("20108.0")).unwrap().to_string(), "20108.0");
-        assert_eq!(json_price("price", &raw("0")).unwrap_err().reason, "price");
-        assert_eq!(json_qty("qty", &raw("-1")).unwrap_err().reason, "qty");
-        assert_eq!(json_number("x", &raw("\"1\"")).unwrap_err().reason, "number");
+        assert_eq!(qty("qty", read("20108.0")).unwrap().to_string(), "20108.0");
+        assert_eq!(price("price", read("0")).unwrap_err().reason, "price");
+        assert_eq!(qty("qty", read("-1")).unwrap_err().reason, "qty");
+        assert_eq!(
+            number("x", read("\"1\"")).unwrap_err().reason,
+            "number",
+            "a string is no JSON number"
+        );
     }
 
     #[test]

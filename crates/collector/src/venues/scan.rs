@@ -180,6 +180,11 @@ impl<'a> Scan<'a> {
         self.text.get(start..i)
     }
 
+    /// Whether an object comes next.
+    pub(crate) fn at_object(&mut self) -> Option<bool> {
+        Some(self.peek()? == b'{')
+    }
+
     /// Whether a string comes next.
     pub(crate) fn at_string(&mut self) -> Option<bool> {
         Some(self.peek()? == b'"')

@@ -7,7 +7,8 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use crate::venues::time::rfc3339_us;
-use crate::venues::{side, Instruments, Reject, json, json_number, json_price, json_qty};
+use crate::venues::scan::{Scan, once, or_serde};
+use crate::venues::{Instruments, JsonNumber, Reject, json, number, price, qty, side};
 
 /// What a book message does to levels, by `id`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,44 +75,44 @@ struct Envelope<'a> {
     error: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 struct RawTrade<'a> {
     timestamp: &'a str,
     symbol: &'a str,
     side: &'a str,
     #[serde(borrow)]
-    size: &'a RawValue,
+    size: JsonNumber<'a>,
     #[serde(borrow)]
-    price: &'a RawValue,
+    price: JsonNumber<'a>,
     #[serde(rename = "trdMatchID")]
     trd_match_id: &'a str,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 struct RawQuote<'a> {
     timestamp: &'a str,
     symbol: &'a str,
     #[serde(borrow)]
-    bid_size: Option<&'a RawValue>,
+    bid_size: Option<JsonNumber<'a>>,
     #[serde(borrow)]
-    bid_price: Option<&'a RawValue>,
+    bid_price: Option<JsonNumber<'a>>,
     #[serde(borrow)]
-    ask_price: Option<&'a RawValue>,
+    ask_price: Option<JsonNumber<'a>>,
     #[serde(borrow)]
-    ask_size: Option<&'a RawValue>,
+    ask_size: Option<JsonNumber<'a>>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Debug, PartialEq)]
 struct RawLevel<'a> {
     symbol: &'a str,
     id: u64,
     side: &'a str,
     #[serde(borrow, default)]
-    size: Option<&'a RawValue>,
+    size: Option<JsonNumber<'a>>,
     #[serde(borrow, default)]
-    price: Option<&'a RawValue>,
+    price: Option<JsonNumber<'a>>,
 }
 
 #[derive(Deserialize)]
@@ -121,13 +122,13 @@ struct RawInstrument<'a> {
     #[serde(default)]
     timestamp: Option<&'a str>,
     #[serde(borrow, default)]
-    funding_rate: Option<&'a RawValue>,
+    funding_rate: Option<JsonNumber<'a>>,
     #[serde(borrow, default)]
-    mark_price: Option<&'a RawValue>,
+    mark_price: Option<JsonNumber<'a>>,
     #[serde(borrow, default)]
-    indicative_settle_price: Option<&'a RawValue>,
+    indicative_settle_price: Option<JsonNumber<'a>>,
     #[serde(borrow, default)]
-    open_interest: Option<&'a RawValue>,
+    open_interest: Option<JsonNumber<'a>>,
     #[serde(default)]
     funding_timestamp: Option<&'a str>,
 }
@@ -139,20 +140,20 @@ struct RawLiquidation<'a> {
     symbol: &'a str,
     side: &'a str,
     #[serde(borrow)]
-    price: &'a RawValue,
+    price: JsonNumber<'a>,
     #[serde(borrow)]
-    leaves_qty: &'a RawValue,
+    leaves_qty: JsonNumber<'a>,
 }
 
 
 /// A field that is neither left out nor `null`.
-fn given(raw: Option<&RawValue>) -> Option<&RawValue> {
-    raw.filter(|r| r.get() != "null")
+fn given(raw: Option<JsonNumber<'_>>) -> Option<JsonNumber<'_>> {
+    raw.filter(|r| r.0 != "null")
 }
 
 /// A number that may be `null` or left out.
-fn present(field: &'static str, raw: Option<&RawValue>) -> Result<Option<Decimal>, Reject> {
-    given(raw).map(|r| json_number(field, r)).transpose()
+fn present(field: &'static str, raw: Option<JsonNumber<'_>>) -> Result<Option<Decimal>, Reject> {
+    given(raw).map(|r| number(field, r.0)).transpose()
 }
 
 /// Parses one text frame received at `ts_recv_us`.
@@ -195,15 +196,15 @@ fn parse_data(symbols: &Instruments, table: &str, action: &str, data: &str, ts_r
         // A `partial` holds the trades just before the subscription: they
         // fill what a reconnect missed, and storage keeps each once by id.
         ("trade", "insert" | "partial") => {
-            let raw: Vec<RawTrade<'_>> = json(data)?;
+            let raw: Vec<RawTrade<'_>> = or_serde(data, scan_trades)?;
             let trades = raw
                 .iter()
                 .map(|t| {
                     Ok(Trade {
                         instrument: symbols.instrument(t.symbol)?,
                         trade_id: t.trd_match_id.to_owned(),
-                        price: json_price("price", t.price)?,
-                        qty: json_qty("size", t.size)?,
+                        price: price("price", t.price.0)?,
+                        qty: qty("size", t.size.0)?,
                         side: side(t.side)?,
                         ts_exchange_us: rfc3339_us(t.timestamp)?,
                         ts_recv_us,
@@ -213,13 +214,13 @@ fn parse_data(symbols: &Instruments, table: &str, action: &str, data: &str, ts_r
             Ok(Frame::Trades(trades))
         }
         ("quote", "insert") => {
-            let raw: Vec<RawQuote<'_>> = json(data)?;
+            let raw: Vec<RawQuote<'_>> = or_serde(data, scan_quotes)?;
             let mut bbos = Vec::new();
             for q in &raw {
-                let price = |field, raw: Option<&RawValue>| given(raw).map(|r| json_price(field, r)).transpose();
-                let size = |field, raw: Option<&RawValue>| given(raw).map(|r| json_qty(field, r)).transpose();
-                let bid = (price("bidPrice", q.bid_price)?, size("bidSize", q.bid_size)?);
-                let ask = (price("askPrice", q.ask_price)?, size("askSize", q.ask_size)?);
+                let price_of = |field, raw: Option<JsonNumber<'_>>| given(raw).map(|r| price(field, r.0)).transpose();
+                let size_of = |field, raw: Option<JsonNumber<'_>>| given(raw).map(|r| qty(field, r.0)).transpose();
+                let bid = (price_of("bidPrice", q.bid_price)?, size_of("bidSize", q.bid_size)?);
+                let ask = (price_of("askPrice", q.ask_price)?, size_of("askSize", q.ask_size)?);
                 // A side with no order has no BBO.
                 if let ((Some(bp), Some(bq)), (Some(ap), Some(aq))) = (bid, ask) {
                     bbos.push(Bbo {
@@ -242,16 +243,16 @@ fn parse_data(symbols: &Instruments, table: &str, action: &str, data: &str, ts_r
                 "delete" => Action::Delete,
                 other => return Err(Reject::new("unknown_frame", format!("{table} action {other:?}"))),
             };
-            let raw: Vec<RawLevel<'_>> = json(data)?;
+            let raw: Vec<RawLevel<'_>> = or_serde(data, scan_levels)?;
             let mut books: Vec<BookMessage> = Vec::new();
             for l in &raw {
                 let row = LevelRow {
                     id: l.id,
                     side: side(l.side)?,
-                    price: l.price.map(|p| json_price("price", p)).transpose()?,
+                    price: l.price.map(|p| price("price", p.0)).transpose()?,
                     size: match (action, l.size) {
                         (Action::Delete, _) => Decimal::ZERO,
-                        (_, Some(size)) => json_qty("size", size)?,
+                        (_, Some(size)) => qty("size", size.0)?,
                         (_, None) => return Err(Reject::new("missing_field", format!("{table} {action:?}: no size"))),
                     },
                 };
@@ -294,8 +295,8 @@ fn parse_data(symbols: &Instruments, table: &str, action: &str, data: &str, ts_r
                     Ok(Liquidation {
                         instrument: symbols.instrument(l.symbol)?,
                         side: side(l.side)?,
-                        price: json_price("price", l.price)?,
-                        qty: json_qty("leavesQty", l.leaves_qty)?,
+                        price: price("price", l.price.0)?,
+                        qty: qty("leavesQty", l.leaves_qty.0)?,
                         order_id: Some(l.order_id.to_owned()),
                         ts_exchange_us: ts_recv_us,
                         ts_recv_us,
@@ -308,9 +309,116 @@ fn parse_data(symbols: &Instruments, table: &str, action: &str, data: &str, ts_r
     }
 }
 
+// The data of the usual messages read by [`Scan`]; `None` leaves it to
+// serde (the structs above), which gives the answer.
+
+/// The elements of an array, each read by `row`.
+fn scan_rows<'a, T>(data: &'a str, mut row: impl FnMut(&mut Scan<'a>) -> Option<T>) -> Option<Vec<T>> {
+    let mut scan = Scan::new(data);
+    let mut rows = Vec::new();
+    scan.array(|scan| {
+        rows.push(row(scan)?);
+        Some(())
+    })?;
+    scan.end()?;
+    Some(rows)
+}
+
+fn scan_levels(data: &str) -> Option<Vec<RawLevel<'_>>> {
+    scan_rows(data, |scan| {
+        let (mut symbol, mut id, mut side, mut size, mut price) = (None, None, None, None, None);
+        scan.object(|scan, key| match key {
+            "symbol" => once(&mut symbol, scan.str()),
+            "id" => once(&mut id, scan.u64()),
+            "side" => once(&mut side, scan.str()),
+            "size" => once(&mut size, scan.json_number()),
+            "price" => once(&mut price, scan.json_number()),
+            _ => scan.skip(),
+        })?;
+        Some(RawLevel {
+            symbol: symbol?,
+            id: id?,
+            side: side?,
+            size,
+            price,
+        })
+    })
+}
+
+fn scan_trades(data: &str) -> Option<Vec<RawTrade<'_>>> {
+    scan_rows(data, |scan| {
+        let (mut timestamp, mut symbol, mut side, mut size, mut price, mut id) = (None, None, None, None, None, None);
+        scan.object(|scan, key| match key {
+            "timestamp" => once(&mut timestamp, scan.str()),
+            "symbol" => once(&mut symbol, scan.str()),
+            "side" => once(&mut side, scan.str()),
+            "size" => once(&mut size, scan.json_number()),
+            "price" => once(&mut price, scan.json_number()),
+            "trdMatchID" => once(&mut id, scan.str()),
+            _ => scan.skip(),
+        })?;
+        Some(RawTrade {
+            timestamp: timestamp?,
+            symbol: symbol?,
+            side: side?,
+            size: size?,
+            price: price?,
+            trd_match_id: id?,
+        })
+    })
+}
+
+fn scan_quotes<'a>(data: &'a str) -> Option<Vec<RawQuote<'a>>> {
+    scan_rows(data, |scan| {
+        let (mut timestamp, mut symbol) = (None, None);
+        let (mut bid_size, mut bid_price, mut ask_price, mut ask_size) = (None, None, None, None);
+        let number = |scan: &mut Scan<'a>| scan.nullable(Scan::json_number);
+        scan.object(|scan, key| match key {
+            "timestamp" => once(&mut timestamp, scan.str()),
+            "symbol" => once(&mut symbol, scan.str()),
+            "bidSize" => once(&mut bid_size, number(scan)),
+            "bidPrice" => once(&mut bid_price, number(scan)),
+            "askPrice" => once(&mut ask_price, number(scan)),
+            "askSize" => once(&mut ask_size, number(scan)),
+            _ => scan.skip(),
+        })?;
+        Some(RawQuote {
+            timestamp: timestamp?,
+            symbol: symbol?,
+            bid_size: bid_size.flatten(),
+            bid_price: bid_price.flatten(),
+            ask_price: ask_price.flatten(),
+            ask_size: ask_size.flatten(),
+        })
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// On every recorded message, what the scanner reads is what serde
+    /// reads; and it reads every book, trade and quote message (else it is
+    /// no faster).
+    #[test]
+    fn scanned_frames_read_as_serde_reads_them() {
+        let frames = crate::venues::scan::recorded_frames("BITMEX.ws.1.0");
+        let mut scanned = 0;
+        for frame in &frames {
+            let Some((table, _, data)) = split_message(frame) else {
+                continue;
+            };
+            let read = match table {
+                "orderBookL2" => scan_levels(data).map(|l| assert_eq!(Some(l), json(data).ok(), "{frame}")),
+                "trade" => scan_trades(data).map(|t| assert_eq!(Some(t), json(data).ok(), "{frame}")),
+                "quote" => scan_quotes(data).map(|q| assert_eq!(Some(q), json(data).ok(), "{frame}")),
+                _ => continue,
+            };
+            assert!(read.is_some(), "the scanner left a usual message to serde: {frame}");
+            scanned += 1;
+        }
+        assert!(frames.is_empty() || scanned > 2_000, "{scanned} of {} scanned", frames.len());
+    }
 
     fn symbols() -> Instruments {
         super::super::symbols("bitmex", &["SOLUSDT", "BCHUSD"]).all_known().unwrap()

@@ -5,7 +5,8 @@ use moat_common_types::{Decimal, Instrument, Side, us_from_ms};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use crate::venues::{side, text_levels, Instruments, Reject, json, number, price, qty};
+use crate::venues::scan::{Scan, once};
+use crate::venues::{Instruments, Reject, json, number, price, qty, side, text_levels};
 
 /// An `orderbook` message, ready for [`crate::book::SequencedBook`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -117,7 +118,7 @@ struct RawLiquidation<'a> {
 /// A push read in one pass: its topic, type, time and data, the data's
 /// fields those of every topic moat reads (which are required depends on
 /// the topic, which comes first in the frame but is known only after it).
-#[derive(Deserialize)]
+#[derive(Deserialize, Debug, PartialEq)]
 struct Push<'a> {
     topic: &'a str,
     #[serde(rename = "type", default)]
@@ -130,6 +131,7 @@ struct Push<'a> {
 
 /// A push's data, by its shape: an object (a book or a ticker) or an
 /// array (trades, liquidations, candles).
+#[derive(Debug, PartialEq)]
 enum Data<'a> {
     Object(Object<'a>),
     Items(Vec<Item<'a>>),
@@ -155,7 +157,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for Data<'a> {
 }
 
 /// The fields of a book (`s`, `b`, `a`, `u`) and of a ticker.
-#[derive(Deserialize)]
+#[derive(Deserialize, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
 struct Object<'a> {
     #[serde(default)]
@@ -181,7 +183,7 @@ struct Object<'a> {
 }
 
 /// The fields of a trade and of a liquidation (a liquidation has no `i`).
-#[derive(Deserialize)]
+#[derive(Deserialize, Debug, Default, PartialEq)]
 struct Item<'a> {
     #[serde(rename = "T", default)]
     time: Option<i64>,
@@ -197,11 +199,75 @@ struct Item<'a> {
     i: Option<&'a str>,
 }
 
+/// [`Push`] read by [`Scan`]; `None` leaves the frame to serde.
+fn scan_push(frame: &str) -> Option<Push<'_>> {
+    let mut scan = Scan::new(frame);
+    let (mut topic, mut kind, mut ts, mut data) = (None, None, None, None);
+    scan.object(|scan, key| match key {
+        "topic" => once(&mut topic, scan.str()),
+        "type" => once(&mut kind, scan.str()),
+        "ts" => once(&mut ts, scan.i64()),
+        "data" => once(&mut data, scan_data(scan)),
+        _ => scan.skip(),
+    })?;
+    scan.end()?;
+    Some(Push {
+        topic: topic?,
+        kind,
+        ts,
+        data: data?,
+    })
+}
+
+fn scan_data<'a>(scan: &mut Scan<'a>) -> Option<Data<'a>> {
+    let levels = |scan: &mut Scan<'a>| {
+        let mut levels = Vec::new();
+        scan.array(|scan| {
+            levels.push(scan.tuple()?);
+            Some(())
+        })?;
+        Some(levels)
+    };
+    if !scan.at_object()? {
+        let mut items = Vec::new();
+        scan.array(|scan| {
+            let mut t = Item::default();
+            scan.object(|scan, key| match key {
+                "T" => once(&mut t.time, scan.i64()),
+                "s" => once(&mut t.s, scan.str()),
+                "S" => once(&mut t.side, scan.str()),
+                "v" => once(&mut t.v, scan.str()),
+                "p" => once(&mut t.p, scan.str()),
+                "i" => once(&mut t.i, scan.str()),
+                _ => scan.skip(),
+            })?;
+            items.push(t);
+            Some(())
+        })?;
+        return Some(Data::Items(items));
+    }
+    let mut o = Object::default();
+    scan.object(|scan, key| match key {
+        "s" => once(&mut o.s, scan.str()),
+        "b" => once(&mut o.b, levels(scan)),
+        "a" => once(&mut o.a, levels(scan)),
+        "u" => once(&mut o.u, scan.u64()),
+        "symbol" => once(&mut o.symbol, scan.str()),
+        "markPrice" => once(&mut o.mark_price, scan.str()),
+        "indexPrice" => once(&mut o.index_price, scan.str()),
+        "fundingRate" => once(&mut o.funding_rate, scan.str()),
+        "nextFundingTime" => once(&mut o.next_funding_time, scan.str()),
+        "openInterest" => once(&mut o.open_interest, scan.str()),
+        _ => scan.skip(),
+    })?;
+    Some(Data::Object(o))
+}
+
 /// Reads a push in one pass: `None` when the frame is not a push of the
 /// usual shape (an answer, a malformed frame, a field missing), which the
 /// full parse then reads, to the same outcome or a named error.
 fn one_pass(symbols: &Instruments, frame: &str, ts_recv_us: i64) -> Option<Result<Frame, Reject>> {
-    let push: Push<'_> = serde_json::from_str(frame).ok()?;
+    let push: Push<'_> = scan_push(frame).or_else(|| serde_json::from_str(frame).ok())?;
     let ts = push.ts.map(us_from_ms);
     match (push.topic.split('.').next().unwrap_or_default(), push.data) {
         ("publicTrade", Data::Items(items)) => {
@@ -381,6 +447,28 @@ pub fn parse(symbols: &Instruments, frame: &str, ts_recv_us: i64) -> Result<Fram
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// On every recorded frame, what the scanner reads is what serde
+    /// reads; and it reads every push (else it is no faster).
+    #[test]
+    fn scanned_frames_read_as_serde_reads_them() {
+        let frames: Vec<String> = ["BYBIT.ws.2.0", "BYBIT.ws.3.0"]
+            .into_iter()
+            .flat_map(crate::venues::scan::recorded_frames)
+            .collect();
+        let mut scanned = 0;
+        for frame in &frames {
+            let serde = serde_json::from_str::<Push<'_>>(frame).ok();
+            match scan_push(frame) {
+                Some(push) => {
+                    assert_eq!(Some(push), serde, "{frame}");
+                    scanned += 1;
+                }
+                None => assert!(serde.is_none(), "the scanner left a push to serde: {frame}"),
+            }
+        }
+        assert!(frames.is_empty() || scanned > 3_000, "{scanned} of {} scanned", frames.len());
+    }
 
     fn linear() -> Instruments {
         super::super::symbols("bybit", &["linear:BTCUSDT"]).all_known().unwrap()
