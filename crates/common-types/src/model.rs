@@ -617,11 +617,15 @@ pub fn parse_decimal(field: &str, value: &str) -> Result<Decimal, Error> {
 }
 
 /// The common shape of an exchange number, `digits` or `digits.digits`
-/// with at most 19 digits in all, read without the general parser (it is
-/// most of the numbers a venue sends). Its value and scale are what
-/// [`Decimal::from_str_exact`] gives; `None` for anything else.
+/// with at most 19 digits in all, and an optional `-` before them, read
+/// without the general parser (it is most of the numbers a venue sends).
+/// Its value, sign and scale are what [`Decimal::from_str_exact`] gives;
+/// `None` for anything else.
 fn plain_decimal(value: &str) -> Option<Decimal> {
-    let bytes = value.as_bytes();
+    let (negative, bytes) = match value.as_bytes() {
+        [b'-', rest @ ..] => (true, rest),
+        bytes => (false, bytes),
+    };
     if bytes.is_empty() || bytes.len() > 20 {
         return None;
     }
@@ -646,7 +650,7 @@ fn plain_decimal(value: &str) -> Option<Decimal> {
         mantissa as u32,
         (mantissa >> 32) as u32,
         0,
-        false,
+        negative,
         scale,
     ))
 }
@@ -699,6 +703,14 @@ mod tests {
             ".5",
             "1..2",
             "-1",
+            "-0",
+            "-0.000",
+            "-",
+            "--1",
+            "-.5",
+            "-5.",
+            "- 1",
+            "-9999999999999999999",
             "+1",
             "1e5",
             "1_000",
@@ -731,6 +743,9 @@ mod tests {
                 let at = (next() as usize) % (t.len() + 1);
                 t.insert(at, '.');
             }
+            if next() % 4 == 0 {
+                t.insert(0, '-');
+            }
             texts.push(t);
         }
         for text in &texts {
@@ -739,10 +754,20 @@ mod tests {
                 Some(fast) => {
                     let reference = reference.unwrap_or_else(|| panic!("{text:?} read, rust_decimal refuses it"));
                     assert_eq!(fast, reference, "{text:?}");
-                    assert_eq!(fast.to_string(), reference.to_string(), "{text:?}: scale differs");
+                    assert_eq!(
+                        fast.to_string(),
+                        reference.to_string(),
+                        "{text:?}: scale or sign differs"
+                    );
+                    assert_eq!(
+                        fast.is_sign_negative(),
+                        reference.is_sign_negative(),
+                        "{text:?}: sign differs"
+                    );
                 }
                 None => {
                     // Only the shapes it does not take fall through.
+                    let text = text.strip_prefix('-').unwrap_or(text);
                     let plain = text.bytes().filter(u8::is_ascii_digit).count() <= 19
                         && text.bytes().all(|b| b.is_ascii_digit() || b == b'.')
                         && text.matches('.').count() <= 1

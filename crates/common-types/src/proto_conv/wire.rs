@@ -128,15 +128,17 @@ pub(crate) fn instrument_field(i: &InstrumentFields) -> Vec<u8> {
 }
 
 /// The longest text [`plain_text`] writes: a scale of 28 (the most a
-/// `Decimal` has) with "0." before it.
+/// `Decimal` has) with "-0." before it.
 const PLAIN_MAX: usize = 32;
 
-/// A non-negative decimal whose mantissa fits 64 bits as `Display` writes
-/// it (`0.0012`, `12.5`, `7`, `0.00`), written from the right into
-/// `buffer`; `None` for other decimals, which go through `Display`.
+/// A decimal whose mantissa fits 64 bits as `Display` writes it
+/// (`0.0012`, `12.5`, `7`, `0.00`, `-3.25`), written from the right into
+/// `buffer`; `None` for other decimals (and a negative zero), which go
+/// through `Display`.
 fn plain_text<'b>(d: &Decimal, buffer: &'b mut [u8; PLAIN_MAX]) -> Option<&'b [u8]> {
-    let mut m = u64::try_from(d.mantissa()).ok()?;
-    if d.is_sign_negative() {
+    let mut m = u64::try_from(d.mantissa().unsigned_abs()).ok()?;
+    let negative = d.is_sign_negative();
+    if negative && m == 0 {
         return None;
     }
     let mut at = buffer.len();
@@ -158,6 +160,9 @@ fn plain_text<'b>(d: &Decimal, buffer: &'b mut [u8; PLAIN_MAX]) -> Option<&'b [u
         if m == 0 {
             break;
         }
+    }
+    if negative {
+        put(b'-');
     }
     Some(&buffer[at..])
 }
@@ -308,14 +313,22 @@ mod tests {
         }
 
         fn decimal(&mut self) -> Decimal {
-            let mantissa = match self.next() % 5 {
+            let scale = (self.next() % 29) as u32;
+            let mantissa = match self.next() % 7 {
                 0 => 0,
                 1 => i128::from(self.next() % 1000),
                 2 => i128::from(self.next()),
                 3 => i128::from(self.next()) << 30,
+                4 => -i128::from(self.next()),
+                5 => {
+                    // A negative zero, as `-0.00` parses.
+                    let mut zero = Decimal::new(0, scale);
+                    zero.set_sign_negative(true);
+                    return zero;
+                }
                 _ => -i128::from(self.next() % 1_000_000),
             };
-            Decimal::from_i128_with_scale(mantissa, (self.next() % 29) as u32)
+            Decimal::from_i128_with_scale(mantissa, scale)
         }
 
         fn maybe_decimal(&mut self) -> Option<Decimal> {
