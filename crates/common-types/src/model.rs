@@ -621,6 +621,7 @@ pub fn parse_decimal(field: &str, value: &str) -> Result<Decimal, Error> {
 /// without the general parser (it is most of the numbers a venue sends).
 /// Its value, sign and scale are what [`Decimal::from_str_exact`] gives;
 /// `None` for anything else.
+#[inline]
 fn plain_decimal(value: &str) -> Option<Decimal> {
     let (negative, bytes) = match value.as_bytes() {
         [b'-', rest @ ..] => (true, rest),

@@ -288,14 +288,14 @@ pub(crate) fn text_levels(
     side: &'static str,
     raw: &[[&str; 2]],
 ) -> Result<Vec<moat_common_types::model::Level>, Reject> {
-    raw.iter()
-        .map(|[p, q]| {
-            Ok(moat_common_types::model::Level {
-                price: price(side, p)?,
-                qty: qty(side, q)?,
-            })
-        })
-        .collect()
+    let mut levels = Vec::with_capacity(raw.len());
+    for [p, q] in raw {
+        levels.push(moat_common_types::model::Level {
+            price: price(side, p)?,
+            qty: qty(side, q)?,
+        });
+    }
+    Ok(levels)
 }
 
 /// The text of a JSON number in a frame (`439.3`, `2e-05`), borrowed: a

@@ -106,6 +106,7 @@ impl<'a> Scan<'a> {
 
     /// After a member or element: `,` (read; another follows) or `close`
     /// (read; the end), anything else is bad syntax.
+    #[inline]
     fn more(&mut self, close: u8) -> Option<bool> {
         match self.peek()? {
             b',' => {
@@ -121,6 +122,7 @@ impl<'a> Scan<'a> {
     }
 
     /// A string without escapes, borrowed from the text.
+    #[inline]
     pub(crate) fn str(&mut self) -> Option<&'a str> {
         let bytes = self.bytes();
         if bytes.get(self.at) == Some(&b'"') {
@@ -139,6 +141,7 @@ impl<'a> Scan<'a> {
     }
 
     /// The text of a JSON number, checked against the grammar.
+    #[inline]
     fn number(&mut self) -> Option<&'a str> {
         self.peek()?;
         let bytes = self.bytes();
@@ -227,6 +230,7 @@ impl<'a> Scan<'a> {
     /// The digits of an integer read as they are scanned: `None` for a
     /// leading zero before another digit, a fraction or exponent after
     /// them, or a value past `u64`.
+    #[inline]
     fn digits(&mut self) -> Option<u64> {
         let bytes = self.bytes();
         let start = self.at;

@@ -136,33 +136,50 @@ const PLAIN_MAX: usize = 32;
 /// `buffer`; `None` for other decimals (and a negative zero), which go
 /// through `Display`.
 fn plain_text<'b>(d: &Decimal, buffer: &'b mut [u8; PLAIN_MAX]) -> Option<&'b [u8]> {
+    /// "00", "01", … "99": two digits at a time.
+    const PAIRS: &[u8; 200] = b"0001020304050607080910111213141516171819\
+        2021222324252627282930313233343536373839\
+        4041424344454647484950515253545556575859\
+        6061626364656667686970717273747576777879\
+        8081828384858687888990919293949596979899";
     let mut m = u64::try_from(d.mantissa().unsigned_abs()).ok()?;
     let negative = d.is_sign_negative();
     if negative && m == 0 {
         return None;
     }
     let mut at = buffer.len();
-    let mut put = |byte: u8| {
-        at -= 1;
-        buffer[at] = byte;
-    };
-    let scale = d.scale();
-    if scale > 0 {
-        for _ in 0..scale {
-            put(b'0' + (m % 10) as u8);
-            m /= 10;
-        }
-        put(b'.');
+    while m >= 100 {
+        let pair = (m % 100) as usize * 2;
+        m /= 100;
+        at -= 2;
+        buffer[at..at + 2].copy_from_slice(&PAIRS[pair..pair + 2]);
     }
-    loop {
-        put(b'0' + (m % 10) as u8);
-        m /= 10;
-        if m == 0 {
-            break;
-        }
+    if m >= 10 {
+        let pair = m as usize * 2;
+        at -= 2;
+        buffer[at..at + 2].copy_from_slice(&PAIRS[pair..pair + 2]);
+    } else {
+        at -= 1;
+        buffer[at] = b'0' + m as u8;
+    }
+    let digits = buffer.len() - at;
+    let scale = d.scale() as usize;
+    if scale >= digits {
+        // `0.` and the zeros the digits need to stand `scale` places right.
+        let start = buffer.len() - scale - 2;
+        buffer[start..at].fill(b'0');
+        buffer[start + 1] = b'.';
+        at = start;
+    } else if scale > 0 {
+        // The integer digits move one place left for the point.
+        let int = digits - scale;
+        buffer.copy_within(at..at + int, at - 1);
+        at -= 1;
+        buffer[at + int] = b'.';
     }
     if negative {
-        put(b'-');
+        at -= 1;
+        buffer[at] = b'-';
     }
     Some(&buffer[at..])
 }
