@@ -183,6 +183,14 @@ impl<'a> Scan<'a> {
         self.text.get(start..i)
     }
 
+    /// `text` exactly, next (no whitespace before it): for venues that
+    /// always write a message's keys in one layout.
+    pub(crate) fn literal(&mut self, text: &str) -> Option<()> {
+        self.bytes()[self.at..]
+            .starts_with(text.as_bytes())
+            .then(|| self.at += text.len())
+    }
+
     /// Whether an object comes next.
     pub(crate) fn at_object(&mut self) -> Option<bool> {
         Some(self.peek()? == b'{')
