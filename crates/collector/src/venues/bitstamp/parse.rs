@@ -87,6 +87,53 @@ struct OnePassData<'a> {
 
 /// [`OnePass`] read by [`Scan`]; `None` leaves the frame to serde.
 fn scan_one_pass(frame: &str) -> Option<OnePass<'_>> {
+    book_change(frame).or_else(|| scan_object(frame))
+}
+
+/// `[[price, amount], …]`.
+fn scan_tuples<'a>(scan: &mut Scan<'a>) -> Option<Vec<[&'a str; 2]>> {
+    let mut levels = Vec::new();
+    scan.array(|scan| {
+        levels.push(scan.tuple()?);
+        Some(())
+    })?;
+    Some(levels)
+}
+
+/// A book change in the layout Bitstamp writes every one of them (most of
+/// what the venue sends), its keys matched in that order; `None` for any
+/// other layout, which [`scan_object`] reads.
+fn book_change(frame: &str) -> Option<OnePass<'_>> {
+    let mut scan = Scan::new(frame);
+    scan.literal(r#"{"data":{"timestamp":"#)?;
+    scan.str()?;
+    scan.literal(r#","microtimestamp":"#)?;
+    let microtimestamp = scan.str()?;
+    scan.literal(r#","bids":"#)?;
+    let bids = scan_tuples(&mut scan)?;
+    scan.literal(r#","asks":"#)?;
+    let asks = scan_tuples(&mut scan)?;
+    scan.literal(r#"},"channel":"#)?;
+    let channel = scan.str()?;
+    scan.literal(r#","event":"data"}"#)?;
+    scan.end()?;
+    Some(OnePass {
+        event: "data",
+        channel,
+        data: OnePassData {
+            id: None,
+            amount_str: None,
+            price_str: None,
+            side: None,
+            microtimestamp,
+            bids: Some(bids),
+            asks: Some(asks),
+        },
+    })
+}
+
+/// [`OnePass`] read by [`Scan`] whatever the order of its keys.
+fn scan_object(frame: &str) -> Option<OnePass<'_>> {
     let mut scan = Scan::new(frame);
     let (mut event, mut channel, mut data) = (None, None, None);
     scan.object(|scan, key| match key {
@@ -106,22 +153,14 @@ fn scan_one_pass(frame: &str) -> Option<OnePass<'_>> {
 fn scan_data<'a>(scan: &mut Scan<'a>) -> Option<OnePassData<'a>> {
     let (mut id, mut amount, mut price, mut side, mut micros) = (None, None, None, None, None);
     let (mut bids, mut asks) = (None, None);
-    let tuples = |scan: &mut Scan<'a>| {
-        let mut levels = Vec::new();
-        scan.array(|scan| {
-            levels.push(scan.tuple()?);
-            Some(())
-        })?;
-        Some(levels)
-    };
     scan.object(|scan, key| match key {
         "id" => once(&mut id, scan.u64()),
         "amount_str" => once(&mut amount, scan.str()),
         "price_str" => once(&mut price, scan.str()),
         "type" => once(&mut side, scan.u64().and_then(|t| u8::try_from(t).ok())),
         "microtimestamp" => once(&mut micros, scan.str()),
-        "bids" => once(&mut bids, tuples(scan)),
-        "asks" => once(&mut asks, tuples(scan)),
+        "bids" => once(&mut bids, scan_tuples(scan)),
+        "asks" => once(&mut asks, scan_tuples(scan)),
         _ => scan.skip(),
     })?;
     Some(OnePassData {
@@ -275,6 +314,15 @@ mod tests {
             }
         }
         assert!(frames.is_empty() || scanned > 700, "{scanned} of {} scanned", frames.len());
+        // Book changes are read by their layout, as the rest reads them.
+        let mut changes = 0;
+        for frame in &frames {
+            if let Some(m) = book_change(frame) {
+                assert_eq!(Some(m), scan_object(frame), "{frame}");
+                changes += 1;
+            }
+        }
+        assert!(frames.is_empty() || changes > 600, "{changes} book changes read by their layout");
     }
 
     #[test]

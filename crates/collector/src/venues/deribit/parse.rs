@@ -208,9 +208,15 @@ fn liquidated(trade: &Trade, who: &str) -> Result<Vec<Liquidation>, Reject> {
 /// Deribit sends 0 for the side of a book that has no order: that is no
 /// volatility, not a volatility of zero.
 fn volatility(field: &'static str, raw: Option<JsonNumber<'_>>) -> Result<Option<Decimal>, Reject> {
-    Ok(present(field, raw)?
-        .filter(|v| !v.is_zero())
-        .map(|percent| percent / Decimal::ONE_HUNDRED))
+    Ok(present(field, raw)?.filter(|v| !v.is_zero()).map(|percent| {
+        // Two places more of scale is the same number over 100, exactly,
+        // without a division.
+        let mut fraction = percent;
+        match fraction.set_scale(percent.scale() + 2) {
+            Ok(()) => fraction,
+            Err(_) => percent / Decimal::ONE_HUNDRED,
+        }
+    }))
 }
 
 /// The option ticker of a `ticker` notification on an option.
@@ -435,20 +441,6 @@ fn scan_book<'a>(data: &'a str) -> Option<RawBook<'a>> {
 }
 
 fn scan_ticker(data: &str) -> Option<RawTicker<'_>> {
-    const NUMBERS: [&str; 12] = [
-        "best_bid_price",
-        "best_bid_amount",
-        "best_ask_price",
-        "best_ask_amount",
-        "mark_price",
-        "index_price",
-        "current_funding",
-        "open_interest",
-        "mark_iv",
-        "bid_iv",
-        "ask_iv",
-        "underlying_price",
-    ];
     let mut scan = Scan::new(data);
     let (mut name, mut timestamp, mut greeks) = (None, None, None);
     let mut numbers: [Option<Option<JsonNumber<'_>>>; 12] = [None; 12];
@@ -456,10 +448,24 @@ fn scan_ticker(data: &str) -> Option<RawTicker<'_>> {
         "instrument_name" => once(&mut name, scan.str()),
         "timestamp" => once(&mut timestamp, scan.i64()),
         "greeks" => once(&mut greeks, scan.nullable(scan_greeks)),
-        _ => match NUMBERS.iter().position(|n| *n == key) {
-            Some(i) => once(&mut numbers[i], scan.nullable(Scan::json_number)),
-            None => scan.skip(),
-        },
+        _ => {
+            let i = match key {
+                "best_bid_price" => 0,
+                "best_bid_amount" => 1,
+                "best_ask_price" => 2,
+                "best_ask_amount" => 3,
+                "mark_price" => 4,
+                "index_price" => 5,
+                "current_funding" => 6,
+                "open_interest" => 7,
+                "mark_iv" => 8,
+                "bid_iv" => 9,
+                "ask_iv" => 10,
+                "underlying_price" => 11,
+                _ => return scan.skip(),
+            };
+            once(&mut numbers[i], scan.nullable(Scan::json_number))
+        }
     })?;
     scan.end()?;
     let [bbp, bba, bap, baa, mark, index, funding, oi, mark_iv, bid_iv, ask_iv, underlying] = numbers.map(Option::flatten);
@@ -537,6 +543,16 @@ mod tests {
         let twice = r#"{"instrument_name":"X","timestamp":1,"mark_price":null,"mark_price":1}"#;
         assert_eq!(scan_ticker(twice), None);
         assert!(json::<RawTicker<'_>>(twice).is_err());
+    }
+
+    #[test]
+    fn volatilities_are_percent_over_a_hundred_exactly() {
+        for percent in ["120.74", "0.5", "115", "1.0000000000000000000000000001", "99999999999999999999.99"] {
+            let read = volatility("iv", Some(JsonNumber(percent))).unwrap().unwrap();
+            let expected = percent.parse::<Decimal>().unwrap() / Decimal::ONE_HUNDRED;
+            assert_eq!(read, expected, "{percent}");
+        }
+        assert_eq!(volatility("iv", Some(JsonNumber("0.0"))).unwrap(), None);
     }
 
     fn options() -> Instruments {
