@@ -380,9 +380,18 @@ impl TryFrom<&pb::MarketEvent> for MarketEvent {
     }
 }
 
-/// Encodes an event as the NATS payload.
+/// Encodes an event as the NATS payload, in one allocation for most
+/// events (a book's is sized by its levels, so it is not grown level by
+/// level).
 pub fn encode(event: &MarketEvent) -> Vec<u8> {
-    let mut out = Vec::with_capacity(128);
+    let levels = match event {
+        MarketEvent::BookSnapshot(b) => b.bids.len() + b.asks.len(),
+        MarketEvent::BookDelta(b) => b.bids.len() + b.asks.len(),
+        _ => 0,
+    };
+    // A level is its key and length and two decimals of up to 20 digits
+    // or so, each with its key and length.
+    let mut out = Vec::with_capacity(128 + event.instrument().wire().len() + levels * 48);
     wire::write_event(&mut out, event);
     out
 }
