@@ -30,6 +30,15 @@ const TARGETS: &[(&str, Seeds)] = &[
     ("kraken_futures_frame", Seeds::Recordings(&["KRAKEN_FUTURES.ws.1.0"])),
     ("deribit_frame", Seeds::Recordings(&["DERIBIT.ws.1.0"])),
     ("bitmex_frame", Seeds::Recordings(&["BITMEX.ws.1.0"])),
+    (
+        "scan_json",
+        Seeds::Recordings(&[
+            "BINANCE_FUTURES.ws.1.0",
+            "DERIBIT.ws.1.0",
+            "KRAKEN.ws.49.0",
+            "BITMEX.ws.1.0",
+        ]),
+    ),
     ("jsonrpc_request", Seeds::JsonRpc),
     ("config", Seeds::ConfigFiles),
 ];

@@ -11,6 +11,8 @@ pub mod driver;
 pub mod limits;
 pub mod registry;
 mod scan;
+#[doc(hidden)]
+pub use scan::check_against_serde;
 mod session;
 pub mod time;
 

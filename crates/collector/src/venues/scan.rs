@@ -373,6 +373,66 @@ pub(crate) fn once<T>(slot: &mut Option<T>, value: Option<T>) -> Option<()> {
     Some(())
 }
 
+/// Reads `text` as one JSON value with [`Scan`] and panics if serde_json
+/// refuses it or reads it otherwise: what the scanner reads, serde reads
+/// the same (the scanner may leave more to serde). For the `scan_json`
+/// fuzz target.
+#[doc(hidden)]
+pub fn check_against_serde(text: &str) {
+    let mut scan = Scan::new(text);
+    let Some(scanned) = value(&mut scan, 0).filter(|_| scan.end().is_some()) else {
+        return;
+    };
+    let serde: serde_json::Value =
+        serde_json::from_str(text).unwrap_or_else(|e| panic!("the scanner read {text:?}, serde refuses it: {e}"));
+    assert_eq!(scanned, serde, "{text:?}");
+}
+
+/// Any value as [`check_against_serde`] reads it, each number read by the
+/// scanner's integer readers too (checked against serde's).
+fn value(scan: &mut Scan<'_>, depth: u32) -> Option<serde_json::Value> {
+    use serde_json::Value;
+    if depth > MAX_DEPTH {
+        return None;
+    }
+    match scan.peek()? {
+        b'"' => scan.str().map(|s| Value::String(s.to_owned())),
+        b'{' => {
+            let mut map = serde_json::Map::new();
+            scan.object(|scan, key| {
+                let v = value(scan, depth + 1)?;
+                map.insert(key.to_owned(), v);
+                Some(())
+            })?;
+            Some(Value::Object(map))
+        }
+        b'[' => {
+            let mut items = Vec::new();
+            scan.array(|scan| {
+                items.push(value(scan, depth + 1)?);
+                Some(())
+            })?;
+            Some(Value::Array(items))
+        }
+        b't' | b'f' => scan.bool().map(Value::Bool),
+        b'n' => scan.nullable(|_| None::<()>).map(|_| Value::Null),
+        _ => {
+            let text = scan.number()?;
+            assert_eq!(
+                Scan::new(text).i64(),
+                serde_json::from_str::<i64>(text).ok(),
+                "i64 {text}"
+            );
+            assert_eq!(
+                Scan::new(text).u64(),
+                serde_json::from_str::<u64>(text).ok(),
+                "u64 {text}"
+            );
+            serde_json::from_str(text).ok()
+        }
+    }
+}
+
 /// The frames received in a recording of `shared/fixtures/exchanges` (or
 /// `MOAT_EXCHANGE_FIXTURES`); none, with a note, when it is not there.
 #[cfg(test)]
@@ -430,6 +490,23 @@ mod tests {
         b: bool,
         #[serde(borrow)]
         l: Vec<[&'a str; 2]>,
+    }
+
+    #[test]
+    fn values_read_as_serde_reads_them() {
+        for text in [
+            r#"{"a":[1,-2.5e3,null,"z",{},true,false],"b":{"c":"d"},"a":0}"#,
+            r#"[18446744073709551615,-9223372036854775808,0.1,1E+2]"#,
+            r#" "x" "#,
+        ] {
+            check_against_serde(text);
+            let mut scan = Scan::new(text);
+            assert!(value(&mut scan, 0).is_some(), "{text}");
+        }
+        // Not JSON, or left to serde: nothing to compare.
+        for text in [r#"{"a":}"#, r#"["\n"]"#, "[1,]", "nul"] {
+            check_against_serde(text);
+        }
     }
 
     #[test]
