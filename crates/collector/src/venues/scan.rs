@@ -304,6 +304,16 @@ impl<'a> Scan<'a> {
         (n == N).then_some(tuple)
     }
 
+    /// `[[a, b], …]` (or tuples of another length) of strings.
+    pub(crate) fn tuples<const N: usize>(&mut self) -> Option<Vec<[&'a str; N]>> {
+        let mut tuples = Vec::new();
+        self.array(|s| {
+            tuples.push(s.tuple()?);
+            Some(())
+        })?;
+        Some(tuples)
+    }
+
     /// `[[price, size], …]` as book levels, each number checked as the
     /// venue parsers check it (`side` names them in a refusal, which is
     /// left to serde's path to make).
@@ -388,6 +398,20 @@ pub fn check_against_serde(text: &str) {
     assert_eq!(scanned, serde, "{text:?}");
 }
 
+/// `text` read by the integer readers as serde reads it as an integer.
+fn check_integers(text: &str) {
+    assert_eq!(
+        Scan::new(text).i64(),
+        serde_json::from_str::<i64>(text).ok(),
+        "i64 {text}"
+    );
+    assert_eq!(
+        Scan::new(text).u64(),
+        serde_json::from_str::<u64>(text).ok(),
+        "u64 {text}"
+    );
+}
+
 /// Any value as [`check_against_serde`] reads it, each number read by the
 /// scanner's integer readers too (checked against serde's).
 fn value(scan: &mut Scan<'_>, depth: u32) -> Option<serde_json::Value> {
@@ -418,16 +442,7 @@ fn value(scan: &mut Scan<'_>, depth: u32) -> Option<serde_json::Value> {
         b'n' => scan.nullable(|_| None::<()>).map(|_| Value::Null),
         _ => {
             let text = scan.number()?;
-            assert_eq!(
-                Scan::new(text).i64(),
-                serde_json::from_str::<i64>(text).ok(),
-                "i64 {text}"
-            );
-            assert_eq!(
-                Scan::new(text).u64(),
-                serde_json::from_str::<u64>(text).ok(),
-                "u64 {text}"
-            );
+            check_integers(text);
             serde_json::from_str(text).ok()
         }
     }
@@ -532,16 +547,7 @@ mod tests {
             "+1",
             "",
         ] {
-            assert_eq!(
-                Scan::new(text).i64(),
-                serde_json::from_str::<i64>(text).ok(),
-                "i64 {text}"
-            );
-            assert_eq!(
-                Scan::new(text).u64(),
-                serde_json::from_str::<u64>(text).ok(),
-                "u64 {text}"
-            );
+            check_integers(text);
         }
     }
 

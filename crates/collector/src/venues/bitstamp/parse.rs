@@ -90,16 +90,6 @@ fn scan_one_pass(frame: &str) -> Option<OnePass<'_>> {
     book_change(frame).or_else(|| scan_object(frame))
 }
 
-/// `[[price, amount], …]`.
-fn scan_tuples<'a>(scan: &mut Scan<'a>) -> Option<Vec<[&'a str; 2]>> {
-    let mut levels = Vec::new();
-    scan.array(|scan| {
-        levels.push(scan.tuple()?);
-        Some(())
-    })?;
-    Some(levels)
-}
-
 /// A book change in the layout Bitstamp writes every one of them (most of
 /// what the venue sends), its keys matched in that order; `None` for any
 /// other layout, which [`scan_object`] reads.
@@ -110,9 +100,9 @@ fn book_change(frame: &str) -> Option<OnePass<'_>> {
     scan.literal(r#","microtimestamp":"#)?;
     let microtimestamp = scan.str()?;
     scan.literal(r#","bids":"#)?;
-    let bids = scan_tuples(&mut scan)?;
+    let bids = scan.tuples()?;
     scan.literal(r#","asks":"#)?;
-    let asks = scan_tuples(&mut scan)?;
+    let asks = scan.tuples()?;
     scan.literal(r#"},"channel":"#)?;
     let channel = scan.str()?;
     scan.literal(r#","event":"data"}"#)?;
@@ -159,8 +149,8 @@ fn scan_data<'a>(scan: &mut Scan<'a>) -> Option<OnePassData<'a>> {
         "price_str" => once(&mut price, scan.str()),
         "type" => once(&mut side, scan.u64().and_then(|t| u8::try_from(t).ok())),
         "microtimestamp" => once(&mut micros, scan.str()),
-        "bids" => once(&mut bids, scan_tuples(scan)),
-        "asks" => once(&mut asks, scan_tuples(scan)),
+        "bids" => once(&mut bids, scan.tuples()),
+        "asks" => once(&mut asks, scan.tuples()),
         _ => scan.skip(),
     })?;
     Some(OnePassData {

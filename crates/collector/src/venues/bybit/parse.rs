@@ -220,14 +220,6 @@ fn scan_push(frame: &str) -> Option<Push<'_>> {
 }
 
 fn scan_data<'a>(scan: &mut Scan<'a>) -> Option<Data<'a>> {
-    let levels = |scan: &mut Scan<'a>| {
-        let mut levels = Vec::new();
-        scan.array(|scan| {
-            levels.push(scan.tuple()?);
-            Some(())
-        })?;
-        Some(levels)
-    };
     if !scan.at_object()? {
         let mut items = Vec::new();
         scan.array(|scan| {
@@ -249,8 +241,8 @@ fn scan_data<'a>(scan: &mut Scan<'a>) -> Option<Data<'a>> {
     let mut o = Object::default();
     scan.object(|scan, key| match key {
         "s" => once(&mut o.s, scan.str()),
-        "b" => once(&mut o.b, levels(scan)),
-        "a" => once(&mut o.a, levels(scan)),
+        "b" => once(&mut o.b, scan.tuples()),
+        "a" => once(&mut o.a, scan.tuples()),
         "u" => once(&mut o.u, scan.u64()),
         "symbol" => once(&mut o.symbol, scan.str()),
         "markPrice" => once(&mut o.mark_price, scan.str()),
