@@ -186,6 +186,11 @@ pub fn parse(symbols: &Instruments, frame: &str, ts_recv_us: i64) -> Result<Fram
 fn split_message(frame: &str) -> Option<(&str, &str, &str)> {
     let (table, rest) = frame.strip_prefix(r#"{"table":""#)?.split_once('"')?;
     let (action, rest) = rest.strip_prefix(r#","action":""#)?.split_once('"')?;
+    // An escape in either is left to the full parse (which refuses it,
+    // rather than take it for an unknown table).
+    if table.contains('\\') || action.contains('\\') {
+        return None;
+    }
     let data = rest.strip_prefix(r#","data":"#)?.strip_suffix('}')?;
     Some((table, action, data))
 }
@@ -440,6 +445,10 @@ mod tests {
         let trade = r#"{"table":"trade","action":"insert","data":[{"timestamp":"2021-07-22T22:36:10.014Z","symbol":"SOLUSDT","side":"Buy","size":52,"price":17.297,"trdMatchID":"39744121-c20e"}]}"#;
         let Frame::Trades(t) = parse(&s, trade, 1).unwrap() else { panic!() };
         assert_eq!((t[0].trade_id.as_str(), t[0].ts_exchange_us), ("39744121-c20e", 1_626_993_370_014_000));
+        // A table written with an escape is not taken for another one (it
+        // was read as an unknown table): the full parse refuses it.
+        let escaped = trade.replace(r#""table":"trade""#, r#""table":"\u0074rade""#);
+        assert_eq!(parse(&s, &escaped, 1).unwrap_err().reason, "json", "{escaped}");
         let quote = r#"{"table":"quote","action":"insert","data":[{"timestamp":"2021-07-22T22:36:10.014Z","symbol":"SOLUSDT","bidSize":750,"bidPrice":17.277,"askPrice":17.297,"askSize":123}]}"#;
         let Frame::Bbos(q) = parse(&s, quote, 1).unwrap() else { panic!() };
         assert_eq!(q[0].ask.qty.to_string(), "123");

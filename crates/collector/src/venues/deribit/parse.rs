@@ -284,6 +284,11 @@ pub fn parse(symbols: &Instruments, frame: &str, ts_recv_us: i64) -> Result<Fram
 fn split_notification(frame: &str) -> Option<(&str, &str)> {
     let rest = frame.strip_prefix(r#"{"jsonrpc":"2.0","method":"subscription","params":{"channel":""#)?;
     let (channel, rest) = rest.split_once('"')?;
+    // An escape in the channel is left to the full parse (which refuses it,
+    // rather than take it for an unknown channel).
+    if channel.contains('\\') {
+        return None;
+    }
     let data = rest.strip_prefix(r#","data":"#)?.strip_suffix("}}")?;
     Some((channel, data))
 }
@@ -579,6 +584,10 @@ mod tests {
         assert_eq!(t.len(), 1, "the trade is still a trade");
         let sides: Vec<_> = liquidations.iter().map(|l| (l.order_id.clone().unwrap(), l.side)).collect();
         assert_eq!(sides, [("ETH-123:T".to_owned(), Side::Sell), ("ETH-123:M".to_owned(), Side::Buy)]);
+        // A channel written with an escape is not taken for another one
+        // (it was read as an unknown channel): the full parse refuses it.
+        let escaped = trades.replace(r#""channel":"trades"#, r#""channel":"\u0074rades"#);
+        assert_eq!(parse(&s, &escaped, 1).unwrap_err().reason, "json", "{escaped}");
         let odd = trades.replace(r#""amount":10.0"#, r#""amount":10.0,"liquidation":"X""#);
         assert_eq!(parse(&s, &odd, 1).unwrap_err().reason, "unknown_frame");
         let ticker = r#"{"jsonrpc":"2.0","method":"subscription","params":{"channel":"ticker.BTC-PERPETUAL.100ms","data":{"timestamp":1,"instrument_name":"BTC-PERPETUAL","best_bid_price":32150.0,"best_bid_amount":100.0,"best_ask_price":32150.5,"best_ask_amount":0.0,"mark_price":32151.1,"index_price":32140.2,"current_funding":0.0001,"open_interest":1000}}}"#;

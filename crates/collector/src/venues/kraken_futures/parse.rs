@@ -291,16 +291,25 @@ pub fn parse(symbols: &Instruments, frame: &str, ts_recv_us: i64) -> Result<Fram
             let time = need(feed, "time", m.time)?;
             let ts_exchange_us = us_from_ms(time);
             let decimal = |field: &'static str, raw: Option<JsonNumber<'_>>| raw.map(|r| number(field, r.0)).transpose();
+            // Milliseconds, a JSON number (a string or a float past f64 is
+            // refused, as a typed read refuses it).
+            let until_funding = m
+                .next_funding_rate_time
+                .map(|ms| {
+                    ms.0.parse::<f64>()
+                        .ok()
+                        .filter(|v| v.is_finite())
+                        .ok_or_else(|| Reject::new("number", format!("next_funding_rate_time {:?}", ms.0)))
+                })
+                .transpose()?;
             let funding = match (instrument.market, m.mark_price) {
                 (Market::Perp, Some(mark)) => Some(Funding {
                     instrument: instrument.clone(),
                     funding_rate: decimal("relative_funding_rate", m.relative_funding_rate)?.unwrap_or(Decimal::ZERO),
                     mark_price: price("markPrice", mark.0)?,
                     index_price: m.index.map(|i| price("index", i.0)).transpose()?,
-                    next_funding_ms: m
-                        .next_funding_rate_time
-                        .and_then(|ms| ms.0.parse::<f64>().ok())
-                        .filter(|ms| ms.is_finite() && *ms >= 0.0)
+                    next_funding_ms: until_funding
+                        .filter(|ms| *ms >= 0.0)
                         .map_or(0, |ms| time.saturating_add(ms as i64)),
                     ts_exchange_us,
                     ts_recv_us,
@@ -411,6 +420,9 @@ mod tests {
         let no_rate = ticker.replace(r#""relative_funding_rate":0.000136745876,"#, "");
         let Frame::Ticker { funding: Some(f), .. } = parse(&s, &no_rate, 1).unwrap() else { panic!() };
         assert!(f.funding_rate.is_zero());
+        // The time to funding is a number.
+        let text = ticker.replace("1574753.0", r#""soon""#);
+        assert_eq!(parse(&s, &text, 1).unwrap_err().reason, "number");
         assert_eq!(parse(&s, r#"{"event":"info","version":1}"#, 0).unwrap(), Frame::Control);
         let refused = r#"{"event":"error","message":"Invalid product id"}"#;
         assert_eq!(parse(&s, refused, 0).unwrap_err().reason, "refused");
