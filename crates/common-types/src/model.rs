@@ -137,11 +137,12 @@ impl FromStr for Kind {
 pub struct Instrument(std::sync::Arc<Shared>);
 
 /// An instrument's fields, and the `instrument` field every event message
-/// carries, written once when the instrument is made (every event of it
-/// copies these bytes instead of writing its strings again).
+/// carries, written the first time an event of it is encoded (every later
+/// one copies these bytes instead of writing its strings again; an
+/// instrument that is only decoded never writes them).
 struct Shared {
     fields: InstrumentFields,
-    wire: Box<[u8]>,
+    wire: std::sync::OnceLock<Box<[u8]>>,
 }
 
 impl PartialEq for Instrument {
@@ -201,14 +202,18 @@ impl Instrument {
     }
 
     fn from_fields(fields: InstrumentFields) -> Instrument {
-        let wire = crate::proto_conv::instrument_field(&fields).into_boxed_slice();
-        Instrument(std::sync::Arc::new(Shared { fields, wire }))
+        Instrument(std::sync::Arc::new(Shared {
+            fields,
+            wire: std::sync::OnceLock::new(),
+        }))
     }
 
     /// The protobuf bytes of this instrument as field 1 of an event
     /// message: key, length and body.
     pub(crate) fn wire(&self) -> &[u8] {
-        &self.0.wire
+        self.0
+            .wire
+            .get_or_init(|| crate::proto_conv::instrument_field(&self.0.fields).into_boxed_slice())
     }
 
     /// An option on `exchange`: its normalized symbol must be an option's
