@@ -18,7 +18,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let fds = protox::compile(files, [&root])?;
     let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);
     std::fs::write(out_dir.join("moat_descriptor.bin"), fds.encode_to_vec())?;
+    // A strategy's state travels as `Bytes`: the state service keeps what it
+    // received and answers loads from it without copying a megabyte.
     tonic_prost_build::configure()
+        .bytes(".moat.state.v1.SaveRequest.data")
+        .bytes(".moat.state.v1.LoadResponse.data")
+        .bytes(".moat.gateway.v1.SaveStateRequest.data")
+        .bytes(".moat.gateway.v1.LoadStateResponse.data")
         .build_client(true)
         .build_server(true)
         .compile_fds(fds)?;

@@ -61,7 +61,7 @@ async fn strategy(gateway: String, seen: Arc<Mutex<Seen>>, stop: CancellationTok
         let data = format!("step {n}").into_bytes();
         let saved = state
             .save_state(authed(pb::SaveStateRequest {
-                data: data.clone(),
+                data: data.clone().into(),
                 expected_version: expected,
                 ..Default::default()
             }))
@@ -117,7 +117,7 @@ async fn strategy(gateway: String, seen: Arc<Mutex<Seen>>, stop: CancellationTok
                     "state version {} after {acked} was acknowledged",
                     latest.version
                 );
-                s.saved = Some((latest.version, latest.data));
+                s.saved = Some((latest.version, latest.data.to_vec()));
             }
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -436,7 +436,7 @@ async fn faults_one_at_a_time_lose_nothing_acknowledged() {
         .unwrap()
         .into_inner();
     assert_eq!(
-        (loaded.version, loaded.data),
+        (loaded.version, loaded.data.to_vec()),
         (saved_version, saved_data),
         "the last acknowledged state"
     );

@@ -160,7 +160,7 @@ async fn strategies_only_touch_their_own_state() {
     let saved = state
         .save_state(authed(
             pb::SaveStateRequest {
-                data: b"alpha's".to_vec(),
+                data: b"alpha's".to_vec().into(),
                 expected_version: 0,
                 ..Default::default()
             },
@@ -193,12 +193,12 @@ async fn strategies_only_touch_their_own_state() {
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(loaded.data, b"alpha's");
+    assert_eq!(loaded.data, &b"alpha's"[..]);
 
     let err = state
         .save_state(authed(
             pb::SaveStateRequest {
-                data: b"stale".to_vec(),
+                data: b"stale".to_vec().into(),
                 expected_version: 0,
                 ..Default::default()
             },
@@ -860,7 +860,7 @@ async fn hostile_requests_get_clear_errors_and_the_gateway_keeps_serving() {
     let err = state
         .save_state(authed(
             pb::SaveStateRequest {
-                data: vec![7; 1_500_000],
+                data: vec![7; 1_500_000].into(),
                 expected_version: 0,
                 ..Default::default()
             },
@@ -877,7 +877,7 @@ async fn hostile_requests_get_clear_errors_and_the_gateway_keeps_serving() {
     let err = state
         .save_state(authed(
             pb::SaveStateRequest {
-                data: vec![7; 8 * 1024 * 1024],
+                data: vec![7; 8 * 1024 * 1024].into(),
                 expected_version: 0,
                 ..Default::default()
             },
@@ -894,7 +894,7 @@ async fn hostile_requests_get_clear_errors_and_the_gateway_keeps_serving() {
     );
     let mut spoofed = authed(
         pb::SaveStateRequest {
-            data: b"alpha's".to_vec(),
+            data: b"alpha's".to_vec().into(),
             expected_version: 0,
             ..Default::default()
         },

@@ -407,7 +407,7 @@ async fn tokens_appear_in_no_log_audit_line_trace_or_error() {
             state
                 .save_state(authed(
                     pb::SaveStateRequest {
-                        data: b"{}".to_vec(),
+                        data: b"{}".to_vec().into(),
                         ..Default::default()
                     },
                     ALPHA,

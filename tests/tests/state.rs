@@ -49,7 +49,7 @@ async fn client(addr: SocketAddr) -> StateStoreClient<Channel> {
 fn save(id: &str, data: &[u8], expected: u64) -> SaveRequest {
     SaveRequest {
         strategy_id: id.into(),
-        data: data.to_vec(),
+        data: data.to_vec().into(),
         expected_version: expected,
         ..Default::default()
     }
@@ -127,7 +127,7 @@ async fn concurrency_and_limits(url: &str) {
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(v5.data, b"v5");
+    assert_eq!(v5.data, &b"v5"[..]);
     assert_eq!(v5.content_type, "", "saved without a media type");
 
     // A media type is kept with its version, and a bad one is refused.
@@ -202,7 +202,7 @@ async fn state_survives_a_restart() {
         .await
         .unwrap()
         .into_inner();
-    assert_eq!((loaded.version, loaded.data.as_slice()), (1, &b"kept"[..]));
+    assert_eq!((loaded.version, &loaded.data[..]), (1, &b"kept"[..]));
     running.stop().await;
 }
 

@@ -88,7 +88,7 @@ async fn gateway_call_reaching_the_state_service_is_one_trace() {
         let mut client = client.clone();
         async move {
             let mut request = tonic::Request::new(pb::SaveStateRequest {
-                data: b"traced".to_vec(),
+                data: b"traced".to_vec().into(),
                 expected_version: 0,
                 ..Default::default()
             });

@@ -21,14 +21,19 @@ pub(crate) async fn state(rows: &mut Vec<Row>) -> anyhow::Result<()> {
     let token = CancellationToken::new();
     let http = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     tokio::spawn(moat_state::run(config, grpc, http, token.clone()));
-    let mut client = loop {
-        // Windows as the gateway opens its connection to moat-state.
+    let (mut client, channel) = loop {
+        // Windows and frame size as the gateway opens its connection to
+        // moat-state.
         let window = moat_state::window_for(2 * 1024 * 1024);
         let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?
             .initial_stream_window_size(Some(window))
-            .initial_connection_window_size(Some(2 * window));
+            .initial_connection_window_size(Some(2 * window))
+            .max_frame_size(Some(1024 * 1024));
         if let Ok(channel) = endpoint.connect().await {
-            break StateStoreClient::new(channel).max_decoding_message_size(8 * 1024 * 1024);
+            break (
+                StateStoreClient::new(channel.clone()).max_decoding_message_size(8 * 1024 * 1024),
+                channel,
+            );
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
@@ -44,6 +49,11 @@ pub(crate) async fn state(rows: &mut Vec<Row>) -> anyhow::Result<()> {
     sqlx::query("CREATE TABLE t (id TEXT, version INTEGER, data BLOB, PRIMARY KEY (id, version))")
         .execute(&raw)
         .await?;
+    // The transport's own floor: a bare unary call on the same server and
+    // connection, timed beside the 1 KiB loads.
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
+    let mut bare = Vec::new();
+    let mut small_loads = Vec::new();
     for (size, n) in [(1024usize, 400usize), (1024 * 1024, 40)] {
         let data = vec![7u8; size];
         let id = format!("bench-{size}");
@@ -53,7 +63,7 @@ pub(crate) async fn state(rows: &mut Vec<Row>) -> anyhow::Result<()> {
             client
                 .save(SaveRequest {
                     strategy_id: id.clone(),
-                    data: data.clone(),
+                    data: data.clone().into(),
                     expected_version: v,
                     ..Default::default()
                 })
@@ -67,6 +77,13 @@ pub(crate) async fn state(rows: &mut Vec<Row>) -> anyhow::Result<()> {
                 })
                 .await?;
             load.push(t.elapsed());
+            if size == 1024 {
+                let t = Instant::now();
+                health
+                    .check(tonic_health::pb::HealthCheckRequest { service: String::new() })
+                    .await?;
+                bare.push(t.elapsed());
+            }
             let t = Instant::now();
             sqlx::query("INSERT INTO t (id, version, data) VALUES ($1, $2, $3)")
                 .bind(&id)
@@ -86,6 +103,9 @@ pub(crate) async fn state(rows: &mut Vec<Row>) -> anyhow::Result<()> {
             list.sort();
         }
         let label = if size == 1024 { "1 KiB" } else { "1 MiB" };
+        if size == 1024 {
+            small_loads.clone_from(&load);
+        }
         for (op, ours, base, base_name) in [
             ("save", &save, &raw_insert, "raw sqlx insert"),
             ("load", &load, &raw_select, "raw sqlx select"),
@@ -108,6 +128,18 @@ pub(crate) async fn state(rows: &mut Vec<Row>) -> anyhow::Result<()> {
             });
         }
     }
+    bare.sort();
+    let (p50, b50) = (percentile(&small_loads, 0.5), percentile(&bare, 0.5));
+    rows.push(Row {
+        what: "state: load 1 KiB against a bare gRPC call on the same connection".into(),
+        figure: format!("p50 {:.3} ms", p50.as_secs_f64() * 1e3),
+        baseline: format!(
+            "p50 {:.3} ms, p99 {:.3} ms (grpc.health Check)",
+            b50.as_secs_f64() * 1e3,
+            percentile(&bare, 0.99).as_secs_f64() * 1e3
+        ),
+        ratio: p50.as_secs_f64() / b50.as_secs_f64(),
+    });
     token.cancel();
     Ok(())
 }

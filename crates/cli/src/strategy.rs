@@ -299,7 +299,7 @@ pub async fn state(global: &Global, command: StateCommand) -> anyhow::Result<()>
                 .save_state(authed(
                     global,
                     pb::SaveStateRequest {
-                        data,
+                        data: data.into(),
                         expected_version,
                         ..Default::default()
                     },

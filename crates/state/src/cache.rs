@@ -111,7 +111,7 @@ mod tests {
     fn stored(version: u64, size: usize) -> Stored {
         Stored {
             version,
-            data: vec![0; size],
+            data: vec![0; size].into(),
             sha256: String::new(),
             saved_at_ms: 0,
             content_type: String::new(),

@@ -32,7 +32,7 @@ pub async fn run(
     http: TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let store = Store::open(&config.database)
+    let store = Store::open(&config.database, config.limits.keep_versions)
         .await
         .with_context(|| format!("opening state database {}", config::redact(&config.database.url)))?;
     let registry = Registry::new();

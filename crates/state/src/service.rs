@@ -13,7 +13,7 @@ use tracing::Instrument;
 
 use crate::cache::LatestCache;
 use crate::config::LimitsConfig;
-use crate::store::{Store, Stored};
+use crate::store::Store;
 
 /// Longest strategy id accepted.
 pub const MAX_ID_LEN: usize = 128;
@@ -161,13 +161,7 @@ impl StateStore for StateService {
             };
             let stored = self
                 .store
-                .save(
-                    &r.strategy_id,
-                    &r.data,
-                    &r.content_type,
-                    r.expected_version,
-                    self.limits.keep_versions.get(),
-                )
+                .save(&r.strategy_id, r.data, &r.content_type, r.expected_version)
                 .await?;
             let response = pb::SaveResponse {
                 version: stored.version,
@@ -175,7 +169,7 @@ impl StateStore for StateService {
                 saved_at_ms: stored.saved_at_ms,
             };
             if let Some(cache) = &self.cache {
-                cache.put(&r.strategy_id, Stored { data: r.data, ..stored });
+                cache.put(&r.strategy_id, stored);
             }
             Ok(response)
         })

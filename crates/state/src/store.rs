@@ -3,14 +3,18 @@
 //! A save is one `INSERT … SELECT … WHERE <current version> = <expected>`
 //! statement, so the version check and the write are atomic on both
 //! engines; a concurrent save of the same version fails on the primary key
-//! and is answered as a version conflict too.
+//! and is answered as a version conflict too. Versions beyond the newest
+//! `keep` go in the same commit: on SQLite by a trigger, so a save is one
+//! statement; on PostgreSQL by a second statement in its transaction.
 
+use std::num::NonZeroU32;
 use std::str::FromStr;
 
+use bytes::Bytes;
 use moat_common_types::{Error, ErrorCode, now_ms};
 use sha2::{Digest, Sha256};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{SqliteAutoVacuum, SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{PgPool, SqlitePool};
 
 use crate::config::{DatabaseConfig, redact};
@@ -19,7 +23,7 @@ use crate::config::{DatabaseConfig, redact};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Stored {
     pub version: u64,
-    pub data: Vec<u8>,
+    pub data: Bytes,
     pub sha256: String,
     pub saved_at_ms: i64,
     /// The media type the client gave with `data`; empty when none.
@@ -37,7 +41,14 @@ pub struct VersionInfo {
 }
 
 #[derive(Debug, Clone)]
-pub enum Store {
+pub struct Store {
+    pool: Pool,
+    /// How many of a strategy's newest versions are kept.
+    keep: NonZeroU32,
+}
+
+#[derive(Debug, Clone)]
+enum Pool {
     Sqlite(SqlitePool),
     Postgres(PgPool),
 }
@@ -45,9 +56,9 @@ pub enum Store {
 /// Runs the same code against whichever pool the store holds.
 macro_rules! with_pool {
     ($store:expr, $pool:ident => $body:expr) => {
-        match $store {
-            Store::Sqlite($pool) => $body,
-            Store::Postgres($pool) => $body,
+        match &$store.pool {
+            Pool::Sqlite($pool) => $body,
+            Pool::Postgres($pool) => $body,
         }
     };
 }
@@ -83,9 +94,9 @@ pub fn sha256_hex(data: &[u8]) -> String {
 }
 
 impl Store {
-    /// Opens the database named by `config.url` and applies the embedded
-    /// migrations.
-    pub async fn open(config: &DatabaseConfig) -> anyhow::Result<Store> {
+    /// Opens the database named by `config.url`, applies the embedded
+    /// migrations, and keeps the newest `keep` versions of each strategy.
+    pub async fn open(config: &DatabaseConfig, keep: NonZeroU32) -> anyhow::Result<Store> {
         let timeout = config.timeout;
         let store = if config.url.starts_with("sqlite:") {
             let options = SqliteConnectOptions::from_str(&config.url)?
@@ -93,6 +104,13 @@ impl Store {
                 .journal_mode(SqliteJournalMode::Wal)
                 // FULL: a save acknowledged to the caller survives power loss.
                 .synchronous(SqliteSynchronous::Full)
+                // A new database gets 16 KiB pages, so a large state spans
+                // a quarter of the pages, and incremental auto-vacuum,
+                // whose pointer map lets a prune free a pruned version's
+                // pages without reading them. An existing database keeps
+                // the layout it was created with.
+                .page_size(16 * 1024)
+                .auto_vacuum(SqliteAutoVacuum::Incremental)
                 .busy_timeout(timeout);
             let pool = SqlitePoolOptions::new()
                 .max_connections(config.max_connections.get())
@@ -100,7 +118,20 @@ impl Store {
                 .connect_with(options)
                 .await?;
             sqlx::migrate!("migrations/sqlite").run(&pool).await?;
-            Store::Sqlite(pool)
+            // SQLite prunes in the save's own statement, by a trigger that
+            // holds this run's `keep`: a save is one statement and one
+            // commit, as a bare insert is.
+            sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                "BEGIN;
+                 DROP TRIGGER IF EXISTS strategy_state_keep;
+                 CREATE TRIGGER strategy_state_keep AFTER INSERT ON strategy_state BEGIN
+                     DELETE FROM strategy_state WHERE strategy_id = NEW.strategy_id AND version <= NEW.version - {keep};
+                 END;
+                 COMMIT;"
+            )))
+            .execute(&pool)
+            .await?;
+            Pool::Sqlite(pool)
         } else {
             let options = PgConnectOptions::from_str(&config.url)?;
             let pool = PgPoolOptions::new()
@@ -109,16 +140,17 @@ impl Store {
                 .connect_with(options)
                 .await?;
             sqlx::migrate!("migrations/postgres").run(&pool).await?;
-            Store::Postgres(pool)
+            Pool::Postgres(pool)
         };
+        let store = Store { pool: store, keep };
         tracing::info!(url = %redact(&config.url), "state store open");
         Ok(store)
     }
 
     pub fn backend(&self) -> &'static str {
-        match self {
-            Store::Sqlite(_) => "sqlite",
-            Store::Postgres(_) => "postgres",
+        match self.pool {
+            Pool::Sqlite(_) => "sqlite",
+            Pool::Postgres(_) => "postgres",
         }
     }
 
@@ -134,41 +166,53 @@ impl Store {
 
     /// Saves `data` as version `expected_version + 1` if the current version
     /// is `expected_version`; otherwise `ABORTED` naming both versions.
+    /// Versions older than the newest `keep` go in the same commit.
     pub async fn save(
         &self,
         strategy_id: &str,
-        data: &[u8],
+        data: Bytes,
         content_type: &str,
         expected_version: u64,
-        keep: u32,
     ) -> Result<Stored, Error> {
-        let sha256 = sha256_hex(data);
+        let sha256 = sha256_hex(&data);
         let saved_at_ms = now_ms();
         let expected = i64::try_from(expected_version)
             .map_err(|_| Error::invalid_argument(format!("expected_version {expected_version} is out of range")))?;
         let version = expected_version + 1;
-        let oldest_kept = version.saturating_sub(u64::from(keep));
-        // The new version and the pruning of the oldest are one transaction:
-        // one commit, so one sync to disk per save.
-        let result = with_pool!(self, pool => async {
-            let mut tx = pool.begin().await?;
-            let inserted = sqlx::query(SAVE)
-                .bind(strategy_id)
-                .bind(expected)
-                .bind(data)
-                .bind(&sha256)
-                .bind(saved_at_ms)
-                .bind(content_type)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-            if inserted == 1 && oldest_kept > 0 {
-                sqlx::query(PRUNE).bind(strategy_id).bind(oldest_kept as i64).execute(&mut *tx).await?;
-            }
-            tx.commit().await?;
-            Ok::<u64, sqlx::Error>(inserted)
+        macro_rules! insert {
+            () => {
+                sqlx::query(SAVE)
+                    .bind(strategy_id)
+                    .bind(expected)
+                    .bind(&data[..])
+                    .bind(&sha256)
+                    .bind(saved_at_ms)
+                    .bind(content_type)
+            };
         }
-        .await);
+        let result = match &self.pool {
+            // The trigger prunes.
+            Pool::Sqlite(pool) => insert!().execute(pool).await.map(|done| done.rows_affected()),
+            // The new version and the pruning of the oldest are one
+            // transaction: one commit, so one sync to disk per save.
+            Pool::Postgres(pool) => {
+                let oldest_kept = version.saturating_sub(u64::from(self.keep.get()));
+                async {
+                    let mut tx = pool.begin().await?;
+                    let inserted = insert!().execute(&mut *tx).await?.rows_affected();
+                    if inserted == 1 && oldest_kept > 0 {
+                        sqlx::query(PRUNE)
+                            .bind(strategy_id)
+                            .bind(oldest_kept as i64)
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                    tx.commit().await?;
+                    Ok(inserted)
+                }
+                .await
+            }
+        };
         let conflict = match result {
             Ok(1) => false,
             Ok(_) => true,
@@ -186,7 +230,7 @@ impl Store {
         }
         Ok(Stored {
             version,
-            data: Vec::new(),
+            data,
             sha256,
             saved_at_ms,
             content_type: content_type.to_owned(),
@@ -217,7 +261,7 @@ impl Store {
         }
         Ok(Stored {
             version: v as u64,
-            data,
+            data: data.into(),
             sha256,
             saved_at_ms,
             content_type,
@@ -248,5 +292,67 @@ impl Store {
 
     pub async fn close(&self) {
         with_pool!(self, pool => pool.close().await);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sqlite(dir: &tempfile::TempDir) -> DatabaseConfig {
+        DatabaseConfig {
+            url: format!("sqlite://{}", dir.path().join("state.db").display()),
+            ..DatabaseConfig::default()
+        }
+    }
+
+    async fn versions(store: &Store, id: &str) -> Vec<u64> {
+        store
+            .list_versions(id)
+            .await
+            .unwrap()
+            .iter()
+            .map(|v| v.version)
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn sqlite_keeps_the_configured_versions_across_reopens() {
+        let dir = tempfile::tempdir().unwrap();
+        let keep = |n| NonZeroU32::new(n).unwrap();
+        let store = Store::open(&sqlite(&dir), keep(3)).await.unwrap();
+        for v in 0..5 {
+            store
+                .save("a", Bytes::from(vec![v as u8; 100_000]), "", v)
+                .await
+                .unwrap();
+        }
+        store.save("b", Bytes::from_static(b"b"), "", 0).await.unwrap();
+        assert_eq!(versions(&store, "a").await, [3, 4, 5]);
+        assert_eq!(versions(&store, "b").await, [1], "another strategy's versions stay");
+        let conflict = store.save("a", Bytes::from_static(b"late"), "", 4).await.unwrap_err();
+        assert_eq!(conflict.code, ErrorCode::Aborted);
+        assert_eq!(versions(&store, "a").await, [3, 4, 5], "a refused save prunes nothing");
+        store.close().await;
+
+        // Opened again with another `keep`, the next save prunes to it.
+        let store = Store::open(&sqlite(&dir), keep(1)).await.unwrap();
+        store.save("a", Bytes::from_static(b"six"), "", 5).await.unwrap();
+        assert_eq!(versions(&store, "a").await, [6]);
+        assert_eq!(&store.load("a", 0).await.unwrap().data[..], b"six");
+        store.close().await;
+    }
+
+    #[tokio::test]
+    async fn a_new_sqlite_database_gets_large_pages_and_incremental_vacuum() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&sqlite(&dir), NonZeroU32::new(2).unwrap()).await.unwrap();
+        let Pool::Sqlite(pool) = &store.pool else {
+            panic!("a sqlite: URL opens SQLite")
+        };
+        let (page_size,): (i64,) = sqlx::query_as("PRAGMA page_size").fetch_one(pool).await.unwrap();
+        let (auto_vacuum,): (i64,) = sqlx::query_as("PRAGMA auto_vacuum").fetch_one(pool).await.unwrap();
+        assert_eq!((page_size, auto_vacuum), (16 * 1024, 2), "2 is INCREMENTAL");
+        store.close().await;
     }
 }
