@@ -11,6 +11,7 @@
 //! answers with the transaction's hash instead of a second failure: the
 //! client's intent is fulfilled.
 
+use anyhow::Context;
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -81,17 +82,22 @@ impl RpcProxy {
             .iter()
             .filter(|(_, c)| c.enabled)
             .map(|(name, c)| {
-                let upstreams = c.upstreams.iter().map(|url| Upstream::new(url)).collect();
-                (
+                let upstreams = c
+                    .upstreams
+                    .iter()
+                    .map(|url| Upstream::new(url))
+                    .collect::<anyhow::Result<_>>()
+                    .with_context(|| format!("rpc.chains.{name}.upstreams"))?;
+                Ok((
                     name.clone(),
                     Chain {
                         name: name.clone(),
                         chain_id: c.chain_id,
                         upstreams,
                     },
-                )
+                ))
             })
-            .collect();
+            .collect::<anyhow::Result<_>>()?;
         let http = reqwest::Client::builder()
             .connect_timeout(config.timeout.min(Duration::from_secs(5)))
             .timeout(config.timeout)

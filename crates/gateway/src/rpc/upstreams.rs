@@ -10,8 +10,9 @@ use serde_json::{Value, json};
 
 use super::RpcProxy;
 pub(super) struct Upstream {
-    /// Where calls go; it may hold an API key, so it is never shown.
-    pub(super) url: String,
+    /// Where calls go, parsed once (not on every call); it may hold an
+    /// API key, so it is never shown.
+    pub(super) url: reqwest::Url,
     /// How errors and logs name it: scheme, host and port only.
     pub(super) name: String,
     pub(super) consecutive_failures: AtomicU32,
@@ -19,13 +20,14 @@ pub(super) struct Upstream {
 }
 
 impl Upstream {
-    pub(super) fn new(url: &str) -> Upstream {
-        Upstream {
-            url: url.to_owned(),
-            name: shown(url),
+    pub(super) fn new(url: &str) -> anyhow::Result<Upstream> {
+        let name = shown(url);
+        Ok(Upstream {
+            url: reqwest::Url::parse(url).map_err(|e| anyhow::anyhow!("upstream {name} is no URL: {e}"))?,
+            name,
             consecutive_failures: AtomicU32::new(0),
             ejected_until: Mutex::new(None),
-        }
+        })
     }
 
     pub(super) fn ejected(&self, now: Instant) -> bool {
@@ -157,7 +159,7 @@ impl RpcProxy {
 
     pub(super) async fn send(&self, upstream: &Upstream, body: &Value) -> Attempt {
         let timeout_ms = self.config.timeout.as_millis();
-        let response = match self.http.post(upstream.url.as_str()).json(body).send().await {
+        let response = match self.http.post(upstream.url.clone()).json(body).send().await {
             Ok(r) => r,
             Err(e) => {
                 self.record(upstream, false);

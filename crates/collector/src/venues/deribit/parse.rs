@@ -334,7 +334,7 @@ fn parse_data(symbols: &Instruments, channel: &str, data: &str, ts_recv_us: i64)
             }))
         }
         "ticker" => {
-            let raw: RawTicker<'_> = or_serde(data, scan_ticker)?;
+            let raw: RawTicker<'_> = or_serde(data, |data| option_ticker_layout(data).or_else(|| scan_ticker(data)))?;
             let side = |price: Option<JsonNumber<'_>>, amount: Option<JsonNumber<'_>>, name: &'static str| {
                 match (present(name, price)?, present(name, amount)?) {
                     (Some(price), Some(qty)) if price > Decimal::ZERO && qty > Decimal::ZERO => {
@@ -493,6 +493,74 @@ fn scan_ticker(data: &str) -> Option<RawTicker<'_>> {
     })
 }
 
+/// An option's ticker in the layout Deribit writes every one of them (most
+/// of what an options feed sends), its keys matched in that order; `None`
+/// for any other layout (a future's or perpetual's ticker, keys moved or
+/// added), which [`scan_ticker`] reads.
+fn option_ticker_layout(data: &str) -> Option<RawTicker<'_>> {
+    let mut scan = Scan::new(data);
+    // `key` next, then the value `read` reads.
+    fn at<'a, T>(scan: &mut Scan<'a>, key: &str, read: impl FnOnce(&mut Scan<'a>) -> Option<T>) -> Option<T> {
+        scan.literal(key)?;
+        read(scan)
+    }
+    fn number<'a>(scan: &mut Scan<'a>) -> Option<Option<JsonNumber<'a>>> {
+        scan.nullable(Scan::json_number)
+    }
+    let underlying_price = at(&mut scan, r#"{"underlying_price":"#, number)?;
+    at(&mut scan, r#","underlying_index":"#, Scan::skip)?;
+    let timestamp = at(&mut scan, r#","timestamp":"#, Scan::i64)?;
+    at(&mut scan, r#","stats":"#, Scan::skip)?;
+    at(&mut scan, r#","state":"#, Scan::skip)?;
+    at(&mut scan, r#","settlement_price":"#, Scan::skip)?;
+    let open_interest = at(&mut scan, r#","open_interest":"#, number)?;
+    at(&mut scan, r#","min_price":"#, Scan::skip)?;
+    at(&mut scan, r#","max_price":"#, Scan::skip)?;
+    let mark_price = at(&mut scan, r#","mark_price":"#, number)?;
+    let mark_iv = at(&mut scan, r#","mark_iv":"#, number)?;
+    at(&mut scan, r#","last_price":"#, Scan::skip)?;
+    at(&mut scan, r#","interest_rate":"#, Scan::skip)?;
+    let instrument_name = at(&mut scan, r#","instrument_name":"#, Scan::str)?;
+    let index_price = at(&mut scan, r#","index_price":"#, number)?;
+    let vega = at(&mut scan, r#","greeks":{"vega":"#, number)?;
+    let theta = at(&mut scan, r#","theta":"#, number)?;
+    let rho = at(&mut scan, r#","rho":"#, number)?;
+    let gamma = at(&mut scan, r#","gamma":"#, number)?;
+    let delta = at(&mut scan, r#","delta":"#, number)?;
+    at(&mut scan, r#"},"estimated_delivery_price":"#, Scan::skip)?;
+    let bid_iv = at(&mut scan, r#","bid_iv":"#, number)?;
+    let best_bid_price = at(&mut scan, r#","best_bid_price":"#, number)?;
+    let best_bid_amount = at(&mut scan, r#","best_bid_amount":"#, number)?;
+    let best_ask_price = at(&mut scan, r#","best_ask_price":"#, number)?;
+    let best_ask_amount = at(&mut scan, r#","best_ask_amount":"#, number)?;
+    let ask_iv = at(&mut scan, r#","ask_iv":"#, number)?;
+    scan.literal("}")?;
+    scan.end()?;
+    Some(RawTicker {
+        instrument_name,
+        timestamp,
+        best_bid_price,
+        best_bid_amount,
+        best_ask_price,
+        best_ask_amount,
+        mark_price,
+        index_price,
+        current_funding: None,
+        open_interest,
+        mark_iv,
+        bid_iv,
+        ask_iv,
+        underlying_price,
+        greeks: Some(Greeks {
+            delta,
+            gamma,
+            vega,
+            theta,
+            rho,
+        }),
+    })
+}
+
 fn scan_greeks<'a>(scan: &mut Scan<'a>) -> Option<Greeks<'a>> {
     let mut g: [Option<Option<JsonNumber<'a>>>; 5] = [None; 5];
     scan.object(|scan, key| {
@@ -526,7 +594,7 @@ mod tests {
     #[test]
     fn scanned_frames_read_as_serde_reads_them() {
         let frames = crate::venues::scan::recorded_frames("DERIBIT.ws.1.0");
-        let mut scanned = 0;
+        let (mut scanned, mut by_layout) = (0, 0);
         for frame in &frames {
             let Some((channel, data)) = split_notification(frame) else {
                 continue;
@@ -534,13 +602,31 @@ mod tests {
             let read = match channel.split('.').next() {
                 Some("trades") => scan_trades(data).map(|t| assert_eq!(Some(t), json(data).ok(), "{frame}")),
                 Some("book") => scan_book(data).map(|b| assert_eq!(Some(b), json(data).ok(), "{frame}")),
-                Some("ticker") => scan_ticker(data).map(|t| assert_eq!(Some(t), json(data).ok(), "{frame}")),
+                Some("ticker") => {
+                    if let Some(t) = option_ticker_layout(data) {
+                        assert_eq!(Some(t), json(data).ok(), "{frame}");
+                        by_layout += 1;
+                    }
+                    scan_ticker(data).map(|t| assert_eq!(Some(t), json(data).ok(), "{frame}"))
+                }
                 _ => continue,
             };
             assert!(read.is_some(), "the scanner left a usual frame to serde: {frame}");
             scanned += 1;
         }
         assert!(frames.is_empty() || scanned > 130, "{scanned} of {} scanned", frames.len());
+        // Option tickers are read by their layout, as the scanner reads them.
+        assert!(frames.is_empty() || by_layout > 80, "{by_layout} tickers read by their layout");
+        // Another layout is left to the scanner: a perpetual's ticker, a
+        // key added, a value of another kind.
+        let option = frames.iter().find_map(|f| split_notification(f).filter(|(c, _)| c.starts_with("ticker.")));
+        if let Some((_, data)) = option {
+            let added = data.replacen(r#","state":"#, r#","new_key":1,"state":"#, 1);
+            assert_eq!(option_ticker_layout(&added), None);
+            assert_eq!(scan_ticker(&added), json(&added).ok());
+            let text = data.replacen(r#""mark_iv":"#, r#""mark_iv":"x","old":"#, 1);
+            assert_eq!(option_ticker_layout(&text), None);
+        }
         // Nulls read as absent, as serde reads them; a duplicate is left to serde.
         let ticker = r#"{"instrument_name":"X","timestamp":1,"best_bid_price":null,"greeks":null}"#;
         assert_eq!(scan_ticker(ticker), json(ticker).ok());
