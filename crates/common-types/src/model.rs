@@ -752,6 +752,15 @@ mod tests {
             if next() % 4 == 0 {
                 t.insert(0, '-');
             }
+            // Now and then a byte that is no digit (those next to '0' and
+            // '9' included), anywhere.
+            if next() % 8 == 0 {
+                let at = (next() as usize) % (t.len() + 1);
+                t.insert(
+                    at,
+                    ['/', ':', '.', '-', 'a', ' ', '\u{7f}', '\u{b9}'][(next() % 8) as usize],
+                );
+            }
             texts.push(t);
         }
         for text in &texts {

@@ -568,6 +568,68 @@ mod tests {
         }
     }
 
+    /// Levels are the levels their strings give, checked as `price` and
+    /// `qty` check them, with the same scale and sign.
+    #[test]
+    fn levels_read_as_their_strings_read() {
+        let texts = [
+            r#"[["0.35130000","6195.00000000"],["0.3475","0"]]"#,
+            r#" [ [ "1.5" , "2" ] ] "#,
+            r#"[["1e3","1"],["1","2.5E-2"]]"#,
+            r#"[["1","-0"],["1","-0.000"]]"#,
+            r#"[["1","-1"]]"#,
+            r#"[["0","1"]]"#,
+            r#"[["-1","1"]]"#,
+            r#"[["1.","1"]]"#,
+            r#"[[".5","1"]]"#,
+            r#"[["1.2.3","1"]]"#,
+            r#"[["12345678901234567890","1"]]"#,
+            r#"[["1234567890123456789","1"]]"#,
+            r#"[["0.000000000000000001","18446744073709551615"]]"#,
+            r#"[["\u0031","1"]]"#,
+            r#"[["1","2","3"]]"#,
+            r#"[["1"]]"#,
+            r#"[[1.5,"2"]]"#,
+            r#"[["01.50","2"]]"#,
+            r#"[["1-","2"]]"#,
+            r#"[]"#,
+        ];
+        for text in texts {
+            let reference = serde_json::from_str::<Vec<(String, String)>>(text)
+                .ok()
+                .and_then(|levels| {
+                    levels
+                        .iter()
+                        .map(|(p, q)| {
+                            Some(moat_common_types::model::Level {
+                                price: super::super::price("b", p).ok()?,
+                                qty: super::super::qty("b", q).ok()?,
+                            })
+                        })
+                        .collect::<Option<Vec<_>>>()
+                });
+            let scanned = Scan::new(text).levels("b");
+            // Equal values with equal scale and sign: the text the encoder
+            // writes is the same.
+            let shown = |levels: &Vec<moat_common_types::model::Level>| {
+                levels
+                    .iter()
+                    .map(|l| (l.price.to_string(), l.qty.to_string(), l.qty.is_sign_negative()))
+                    .collect::<Vec<_>>()
+            };
+            if let Some(levels) = &scanned {
+                assert_eq!(Some(shown(levels)), reference.as_ref().map(shown), "{text}");
+            }
+            // The scanner may leave an escape to serde, nothing else.
+            if scanned.is_none() && !text.contains('\\') {
+                assert_eq!(
+                    reference, None,
+                    "{text}: the strings give levels, the scanner read none"
+                );
+            }
+        }
+    }
+
     /// Whatever the scanner reads, serde reads the same; where serde
     /// refuses, the scanner refuses too (it may also refuse more, leaving
     /// those to serde).
