@@ -50,13 +50,20 @@ impl LatestCache {
     }
 
     /// Keeps `stored` as the latest version of `strategy_id`, unless a
-    /// newer one is already here.
+    /// newer one is already here. The cache holds its own copy of the data,
+    /// of exactly its size: a save's data is a slice of the request's
+    /// receive buffer, which may be many times larger, and the budget
+    /// counts what is held.
     pub fn put(&self, strategy_id: &str, stored: Stored) {
         let size = stored.data.len();
         if size > self.budget {
             self.remove(strategy_id);
             return;
         }
+        let stored = Stored {
+            data: bytes::Bytes::copy_from_slice(&stored.data),
+            ..stored
+        };
         let mut inner = self.lock();
         if inner
             .entries
@@ -141,6 +148,23 @@ mod tests {
             cache.put("b", stored(v, 40));
         }
         assert_eq!(cache.get("b").unwrap().version, 999);
+        // A state cut from a larger buffer is kept as its own copy, so the
+        // buffer is not held beyond the budget.
+        let buffer = bytes::Bytes::from(vec![1u8; 8192]);
+        let slice = buffer.slice(..10);
+        cache.put(
+            "e",
+            Stored {
+                data: slice.clone(),
+                ..stored(1, 0)
+            },
+        );
+        let kept = cache.get("e").unwrap();
+        assert_eq!(kept.data, slice);
+        assert!(
+            !std::ptr::eq(kept.data.as_ptr(), slice.as_ptr()),
+            "the cache keeps a copy"
+        );
         let inner = cache.lock();
         assert!(
             inner.order.len() <= 4 * inner.entries.len() + 65,

@@ -98,7 +98,7 @@ impl Store {
     /// migrations, and keeps the newest `keep` versions of each strategy.
     pub async fn open(config: &DatabaseConfig, keep: NonZeroU32) -> anyhow::Result<Store> {
         let timeout = config.timeout;
-        let store = if config.url.starts_with("sqlite:") {
+        let pool = if config.url.starts_with("sqlite:") {
             let options = SqliteConnectOptions::from_str(&config.url)?
                 .create_if_missing(true)
                 .journal_mode(SqliteJournalMode::Wal)
@@ -142,7 +142,7 @@ impl Store {
             sqlx::migrate!("migrations/postgres").run(&pool).await?;
             Pool::Postgres(pool)
         };
-        let store = Store { pool: store, keep };
+        let store = Store { pool, keep };
         tracing::info!(url = %redact(&config.url), "state store open");
         Ok(store)
     }

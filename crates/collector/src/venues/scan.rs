@@ -191,6 +191,14 @@ impl<'a> Scan<'a> {
             .then(|| self.at += text.len())
     }
 
+    /// `key` exactly, next (as [`Scan::literal`]), then the value `read`
+    /// reads: one key of a fixed layout and its value.
+    #[inline]
+    pub(crate) fn after<T>(&mut self, key: &str, read: impl FnOnce(&mut Self) -> Option<T>) -> Option<T> {
+        self.literal(key)?;
+        read(self)
+    }
+
     /// Whether an object comes next.
     pub(crate) fn at_object(&mut self) -> Option<bool> {
         Some(self.peek()? == b'{')

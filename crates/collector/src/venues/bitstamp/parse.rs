@@ -95,16 +95,11 @@ fn scan_one_pass(frame: &str) -> Option<OnePass<'_>> {
 /// other layout, which [`scan_object`] reads.
 fn book_change(frame: &str) -> Option<OnePass<'_>> {
     let mut scan = Scan::new(frame);
-    scan.literal(r#"{"data":{"timestamp":"#)?;
-    scan.str()?;
-    scan.literal(r#","microtimestamp":"#)?;
-    let microtimestamp = scan.str()?;
-    scan.literal(r#","bids":"#)?;
-    let bids = scan.tuples()?;
-    scan.literal(r#","asks":"#)?;
-    let asks = scan.tuples()?;
-    scan.literal(r#"},"channel":"#)?;
-    let channel = scan.str()?;
+    scan.after(r#"{"data":{"timestamp":"#, Scan::str)?;
+    let microtimestamp = scan.after(r#","microtimestamp":"#, Scan::str)?;
+    let bids = scan.after(r#","bids":"#, Scan::tuples)?;
+    let asks = scan.after(r#","asks":"#, Scan::tuples)?;
+    let channel = scan.after(r#"},"channel":"#, Scan::str)?;
     scan.literal(r#","event":"data"}"#)?;
     scan.end()?;
     Some(OnePass {

@@ -499,41 +499,36 @@ fn scan_ticker(data: &str) -> Option<RawTicker<'_>> {
 /// added), which [`scan_ticker`] reads.
 fn option_ticker_layout(data: &str) -> Option<RawTicker<'_>> {
     let mut scan = Scan::new(data);
-    // `key` next, then the value `read` reads.
-    fn at<'a, T>(scan: &mut Scan<'a>, key: &str, read: impl FnOnce(&mut Scan<'a>) -> Option<T>) -> Option<T> {
-        scan.literal(key)?;
-        read(scan)
-    }
     fn number<'a>(scan: &mut Scan<'a>) -> Option<Option<JsonNumber<'a>>> {
         scan.nullable(Scan::json_number)
     }
-    let underlying_price = at(&mut scan, r#"{"underlying_price":"#, number)?;
-    at(&mut scan, r#","underlying_index":"#, Scan::skip)?;
-    let timestamp = at(&mut scan, r#","timestamp":"#, Scan::i64)?;
-    at(&mut scan, r#","stats":"#, Scan::skip)?;
-    at(&mut scan, r#","state":"#, Scan::skip)?;
-    at(&mut scan, r#","settlement_price":"#, Scan::skip)?;
-    let open_interest = at(&mut scan, r#","open_interest":"#, number)?;
-    at(&mut scan, r#","min_price":"#, Scan::skip)?;
-    at(&mut scan, r#","max_price":"#, Scan::skip)?;
-    let mark_price = at(&mut scan, r#","mark_price":"#, number)?;
-    let mark_iv = at(&mut scan, r#","mark_iv":"#, number)?;
-    at(&mut scan, r#","last_price":"#, Scan::skip)?;
-    at(&mut scan, r#","interest_rate":"#, Scan::skip)?;
-    let instrument_name = at(&mut scan, r#","instrument_name":"#, Scan::str)?;
-    let index_price = at(&mut scan, r#","index_price":"#, number)?;
-    let vega = at(&mut scan, r#","greeks":{"vega":"#, number)?;
-    let theta = at(&mut scan, r#","theta":"#, number)?;
-    let rho = at(&mut scan, r#","rho":"#, number)?;
-    let gamma = at(&mut scan, r#","gamma":"#, number)?;
-    let delta = at(&mut scan, r#","delta":"#, number)?;
-    at(&mut scan, r#"},"estimated_delivery_price":"#, Scan::skip)?;
-    let bid_iv = at(&mut scan, r#","bid_iv":"#, number)?;
-    let best_bid_price = at(&mut scan, r#","best_bid_price":"#, number)?;
-    let best_bid_amount = at(&mut scan, r#","best_bid_amount":"#, number)?;
-    let best_ask_price = at(&mut scan, r#","best_ask_price":"#, number)?;
-    let best_ask_amount = at(&mut scan, r#","best_ask_amount":"#, number)?;
-    let ask_iv = at(&mut scan, r#","ask_iv":"#, number)?;
+    let underlying_price = scan.after(r#"{"underlying_price":"#, number)?;
+    scan.after(r#","underlying_index":"#, Scan::skip)?;
+    let timestamp = scan.after(r#","timestamp":"#, Scan::i64)?;
+    scan.after(r#","stats":"#, Scan::skip)?;
+    scan.after(r#","state":"#, Scan::skip)?;
+    scan.after(r#","settlement_price":"#, Scan::skip)?;
+    let open_interest = scan.after(r#","open_interest":"#, number)?;
+    scan.after(r#","min_price":"#, Scan::skip)?;
+    scan.after(r#","max_price":"#, Scan::skip)?;
+    let mark_price = scan.after(r#","mark_price":"#, number)?;
+    let mark_iv = scan.after(r#","mark_iv":"#, number)?;
+    scan.after(r#","last_price":"#, Scan::skip)?;
+    scan.after(r#","interest_rate":"#, Scan::skip)?;
+    let instrument_name = scan.after(r#","instrument_name":"#, Scan::str)?;
+    let index_price = scan.after(r#","index_price":"#, number)?;
+    let vega = scan.after(r#","greeks":{"vega":"#, number)?;
+    let theta = scan.after(r#","theta":"#, number)?;
+    let rho = scan.after(r#","rho":"#, number)?;
+    let gamma = scan.after(r#","gamma":"#, number)?;
+    let delta = scan.after(r#","delta":"#, number)?;
+    scan.after(r#"},"estimated_delivery_price":"#, Scan::skip)?;
+    let bid_iv = scan.after(r#","bid_iv":"#, number)?;
+    let best_bid_price = scan.after(r#","best_bid_price":"#, number)?;
+    let best_bid_amount = scan.after(r#","best_bid_amount":"#, number)?;
+    let best_ask_price = scan.after(r#","best_ask_price":"#, number)?;
+    let best_ask_amount = scan.after(r#","best_ask_amount":"#, number)?;
+    let ask_iv = scan.after(r#","ask_iv":"#, number)?;
     scan.literal("}")?;
     scan.end()?;
     Some(RawTicker {

@@ -121,18 +121,12 @@ fn scan_message(frame: &str) -> Option<Message<'_>> {
 /// for any other layout, which [`scan_object`] reads.
 fn level_update(frame: &str) -> Option<Message<'_>> {
     let mut scan = Scan::new(frame);
-    scan.literal(r#"{"feed":"book","product_id":"#)?;
-    let product_id = scan.str()?;
-    scan.literal(r#","side":"#)?;
-    let side = scan.str()?;
-    scan.literal(r#","seq":"#)?;
-    let seq = scan.u64()?;
-    scan.literal(r#","price":"#)?;
-    let price = scan.json_number()?;
-    scan.literal(r#","qty":"#)?;
-    let qty = scan.json_number()?;
-    scan.literal(r#","timestamp":"#)?;
-    let timestamp = scan.i64()?;
+    let product_id = scan.after(r#"{"feed":"book","product_id":"#, Scan::str)?;
+    let side = scan.after(r#","side":"#, Scan::str)?;
+    let seq = scan.after(r#","seq":"#, Scan::u64)?;
+    let price = scan.after(r#","price":"#, Scan::json_number)?;
+    let qty = scan.after(r#","qty":"#, Scan::json_number)?;
+    let timestamp = scan.after(r#","timestamp":"#, Scan::i64)?;
     scan.literal("}")?;
     scan.end()?;
     Some(Message {
