@@ -147,35 +147,41 @@ fn plain_text<'b>(d: &Decimal, buffer: &'b mut [u8; PLAIN_MAX]) -> Option<&'b [u
     if negative && m == 0 {
         return None;
     }
+    /// Writes `m` (below 100) as two digits, ending at `at`.
+    fn pair(buffer: &mut [u8; PLAIN_MAX], at: &mut usize, m: u64) {
+        let pair = m as usize * 2;
+        *at -= 2;
+        buffer[*at..*at + 2].copy_from_slice(&PAIRS[pair..pair + 2]);
+    }
     let mut at = buffer.len();
-    while m >= 100 {
-        let pair = (m % 100) as usize * 2;
+    // From the right: the `scale` fraction digits (zeros once the mantissa
+    // runs out), the point, then the integer digits, at least one. Each
+    // digit lands where it stays, so nothing is moved afterwards.
+    let scale = d.scale() as usize;
+    let mut fraction = scale;
+    while fraction >= 2 {
+        pair(buffer, &mut at, m % 100);
         m /= 100;
-        at -= 2;
-        buffer[at..at + 2].copy_from_slice(&PAIRS[pair..pair + 2]);
+        fraction -= 2;
+    }
+    if fraction == 1 {
+        at -= 1;
+        buffer[at] = b'0' + (m % 10) as u8;
+        m /= 10;
+    }
+    if scale > 0 {
+        at -= 1;
+        buffer[at] = b'.';
+    }
+    while m >= 100 {
+        pair(buffer, &mut at, m % 100);
+        m /= 100;
     }
     if m >= 10 {
-        let pair = m as usize * 2;
-        at -= 2;
-        buffer[at..at + 2].copy_from_slice(&PAIRS[pair..pair + 2]);
+        pair(buffer, &mut at, m);
     } else {
         at -= 1;
         buffer[at] = b'0' + m as u8;
-    }
-    let digits = buffer.len() - at;
-    let scale = d.scale() as usize;
-    if scale >= digits {
-        // `0.` and the zeros the digits need to stand `scale` places right.
-        let start = buffer.len() - scale - 2;
-        buffer[start..at].fill(b'0');
-        buffer[start + 1] = b'.';
-        at = start;
-    } else if scale > 0 {
-        // The integer digits move one place left for the point.
-        let int = digits - scale;
-        buffer.copy_within(at..at + int, at - 1);
-        at -= 1;
-        buffer[at + int] = b'.';
     }
     if negative {
         at -= 1;
