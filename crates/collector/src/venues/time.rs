@@ -20,22 +20,21 @@ pub fn rfc3339_us(text: &str) -> Result<i64, Reject> {
     if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 || second > 60 {
         return Err(bad());
     }
-    let rest = &text[19..];
-    let micros = match rest.strip_prefix('.') {
-        Some(frac) => {
-            let digits = frac.bytes().take_while(u8::is_ascii_digit).count();
-            if digits == 0 || &frac[digits..] != "Z" {
+    let micros = match &b[19..] {
+        [b'Z'] => 0,
+        [b'.', frac @ ..] => {
+            // The first six digits, padded with zeros: `.5` is 500,000 µs.
+            let digits = frac.iter().take_while(|b| b.is_ascii_digit()).count();
+            if digits == 0 || &frac[digits..] != b"Z" {
                 return Err(bad());
             }
-            // The first six digits, padded with zeros: `.5` is 500,000 µs.
-            frac.bytes()
-                .take(digits)
-                .chain(std::iter::repeat(b'0'))
-                .take(6)
-                .fold(0, |us, b| us * 10 + i64::from(b - b'0'))
+            let mut us = 0;
+            for i in 0..6 {
+                us = us * 10 + frac.get(i).filter(|_| i < digits).map_or(0, |b| i64::from(b - b'0'));
+            }
+            us
         }
-        None if rest == "Z" => 0,
-        None => return Err(bad()),
+        _ => return Err(bad()),
     };
     let days = days_from_civil(year, month, day);
     Ok((((days * 24 + hour) * 60 + minute) * 60 + second) * 1_000_000 + micros)
@@ -62,5 +61,48 @@ mod tests {
         assert_eq!(days_from_civil(2000, 3, 1), 11_017);
         assert_eq!(days_from_civil(1969, 12, 31), -1);
         assert_eq!(rfc3339_us("1970-01-02T00:00:00.5Z").unwrap(), 86_400_500_000);
+    }
+
+    /// Times of every kind read as humantime reads them, truncated to the
+    /// microsecond: whole seconds, and one to nine fraction digits.
+    #[test]
+    fn times_read_as_humantime_reads_them() {
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for _ in 0..20_000 {
+            // 1970 to 2100, to the nanosecond.
+            let nanos = next() % 4_102_444_800_000_000_000;
+            let time = std::time::UNIX_EPOCH + std::time::Duration::from_nanos(nanos);
+            let full = humantime::format_rfc3339_nanos(time).to_string();
+            // `…SS.123456789Z`: keep 0 to 9 fraction digits.
+            let digits = (next() % 10) as usize;
+            let text = match digits {
+                0 => format!("{}Z", &full[..19]),
+                n => format!("{}Z", &full[..20 + n]),
+            };
+            let expected = humantime::parse_rfc3339(&text)
+                .unwrap()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_micros();
+            assert_eq!(rfc3339_us(&text).unwrap(), expected as i64, "{text}");
+        }
+        for bad in [
+            "2021-04-17T16:43:37.Z",
+            "2021-04-17T16:43:37.123",
+            "2021-04-17T16:43:37.123ZZ",
+            "2021-04-17T16:43:37",
+            "2021-04-17T16:43:37+00:00",
+            "2021-04-17T16:43:37.12a4Z",
+            "2021-13-17T16:43:37Z",
+            "2021-04-17 16:43:37Z",
+        ] {
+            assert!(rfc3339_us(bad).is_err(), "{bad}");
+        }
     }
 }
