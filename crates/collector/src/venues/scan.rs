@@ -185,6 +185,8 @@ impl<'a> Scan<'a> {
 
     /// `text` exactly, next (no whitespace before it): for venues that
     /// always write a message's keys in one layout.
+    // Inlined, so a constant `text` is compared in place, not by a call.
+    #[inline(always)]
     pub(crate) fn literal(&mut self, text: &str) -> Option<()> {
         self.bytes()[self.at..]
             .starts_with(text.as_bytes())
@@ -193,7 +195,7 @@ impl<'a> Scan<'a> {
 
     /// `key` exactly, next (as [`Scan::literal`]), then the value `read`
     /// reads: one key of a fixed layout and its value.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn after<T>(&mut self, key: &str, read: impl FnOnce(&mut Self) -> Option<T>) -> Option<T> {
         self.literal(key)?;
         read(self)
@@ -256,10 +258,17 @@ impl<'a> Scan<'a> {
             if !b.is_ascii_digit() {
                 break;
             }
-            value = value.checked_mul(10)?.checked_add(u64::from(b - b'0'))?;
+            // Nineteen digits always fit; past them the value is read again,
+            // checked.
+            value = value.wrapping_mul(10).wrapping_add(u64::from(b - b'0'));
             i += 1;
         }
         let len = i - start;
+        if len > 19 {
+            value = bytes[start..i]
+                .iter()
+                .try_fold(0u64, |v, b| v.checked_mul(10)?.checked_add(u64::from(b - b'0')))?;
+        }
         if len == 0 || (len > 1 && bytes[start] == b'0') || matches!(bytes.get(i), Some(b'.' | b'e' | b'E')) {
             return None;
         }
