@@ -114,6 +114,51 @@ where
     (started.elapsed(), all)
 }
 
+/// Calls of `call` at `rate` per second for `span`, evenly spaced, each
+/// timed from its release: an open loop (calls start on schedule whether or
+/// not earlier ones have finished). One thread sleeps until each call is
+/// due (the operating system's sleep, well under a millisecond off) and
+/// hands it to a task. Tokio's timers tick in whole milliseconds: paced by
+/// them, the calls of one millisecond all started at its tick, a burst that
+/// measured queueing the pacing made, not the server. Latencies sorted.
+async fn paced<F, Fut>(call: F, rate: f64, span: Duration) -> Vec<Duration>
+where
+    F: Fn() -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = bool> + Send,
+{
+    let calls = (rate * span.as_secs_f64()) as usize;
+    let (due_tx, mut due_rx) = tokio::sync::mpsc::unbounded_channel::<Instant>();
+    let pacer = std::thread::spawn(move || {
+        let every = Duration::from_secs_f64(1.0 / rate);
+        let start = Instant::now();
+        for i in 0..calls {
+            let due = start + every.mul_f64(i as f64);
+            if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                std::thread::sleep(wait);
+            }
+            if due_tx.send(Instant::now()).is_err() {
+                break;
+            }
+        }
+    });
+    let mut tasks = Vec::with_capacity(calls);
+    // Timed from the release, so a wait for a worker thread counts too.
+    while let Some(released) = due_rx.recv().await {
+        let call = call.clone();
+        tasks.push(tokio::spawn(async move {
+            assert!(call().await, "call failed during the benchmark");
+            released.elapsed()
+        }));
+    }
+    pacer.join().expect("the pacing thread");
+    let mut latencies = Vec::with_capacity(calls);
+    for t in tasks {
+        latencies.push(t.await.expect("bench task"));
+    }
+    latencies.sort();
+    latencies
+}
+
 /// GetPrice through the gateway (auth, rate limit, cache, audit) beside a
 /// bare tonic unary call (grpc.health.v1 Check) on the same server.
 pub(crate) async fn gateway(rows: &mut Vec<Row>, nats_url: &str) -> anyhow::Result<()> {
@@ -176,46 +221,13 @@ pub(crate) async fn gateway(rows: &mut Vec<Row>, nats_url: &str) -> anyhow::Resu
     let ours = lat.len() as f64 / ours_time.as_secs_f64();
     let bare = bare_lat.len() as f64 / bare_time.as_secs_f64();
 
-    // Half the peak rate, paced (an open loop: calls start on schedule
-    // whether or not earlier ones have finished). One thread sleeps until
-    // each call is due (the operating system's sleep, well under a
-    // millisecond off) and hands it to a task, so calls arrive evenly
-    // spaced. Tokio's timers tick in whole milliseconds: paced by them, the
-    // calls of one millisecond all started at its tick, a burst that
-    // measured queueing the pacing made, not the gateway.
+    // Half the peak rate, paced, GetPrice and then the bare call at the
+    // same rate: the bare call's tail is what the machine and the client
+    // add to any call at that rate.
     let half = ours / 2.0;
     let paced_for = Duration::from_secs(3);
-    let calls = (half * paced_for.as_secs_f64()) as usize;
-    let (due_tx, mut due_rx) = tokio::sync::mpsc::unbounded_channel::<Instant>();
-    let pacer = std::thread::spawn(move || {
-        let every = Duration::from_secs_f64(1.0 / half);
-        let start = Instant::now();
-        for i in 0..calls {
-            let due = start + every.mul_f64(i as f64);
-            if let Some(wait) = due.checked_duration_since(Instant::now()) {
-                std::thread::sleep(wait);
-            }
-            if due_tx.send(Instant::now()).is_err() {
-                break;
-            }
-        }
-    });
-    let mut paced = Vec::with_capacity(calls);
-    // Each call is timed from when the pacer released it, so a wait for a
-    // worker thread counts too.
-    while let Some(released) = due_rx.recv().await {
-        let call = ours_call.clone();
-        paced.push(tokio::spawn(async move {
-            assert!(call().await, "call failed during the benchmark");
-            released.elapsed()
-        }));
-    }
-    pacer.join().expect("the pacing thread");
-    let mut paced_lat = Vec::with_capacity(calls);
-    for t in paced {
-        paced_lat.push(t.await.expect("bench task"));
-    }
-    paced_lat.sort();
+    let paced_lat = paced(ours_call.clone(), half, paced_for).await;
+    let paced_bare = paced(bare_call.clone(), half, paced_for).await;
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
     rows.push(Row {
         what: format!(
@@ -244,6 +256,16 @@ pub(crate) async fn gateway(rows: &mut Vec<Row>, nats_url: &str) -> anyhow::Resu
         ),
         baseline: "1 ms (the p99 target)".to_owned(),
         ratio: ms(percentile(&paced_lat, 0.99)) / 1.0,
+    });
+    rows.push(Row {
+        what: format!("gateway: GetPrice paced at half its peak ({half:.0} req/s for {paced_for:?}), p99 against the bare call paced alike"),
+        figure: format!("p99 {:.3} ms", ms(percentile(&paced_lat, 0.99))),
+        baseline: format!(
+            "p50 {:.3} ms, p99 {:.3} ms (bare tonic unary at the same rate, right after)",
+            ms(percentile(&paced_bare, 0.5)),
+            ms(percentile(&paced_bare, 0.99))
+        ),
+        ratio: percentile(&paced_lat, 0.99).as_secs_f64() / percentile(&paced_bare, 0.99).as_secs_f64(),
     });
     sdk_overhead(rows, &addr.to_string(), TOKEN);
     tls_beside_plaintext(rows, &nats, nats_url, TOKEN, (addr, channel), request).await?;

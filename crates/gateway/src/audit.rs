@@ -20,7 +20,7 @@ use serde::Serialize;
 const QUEUE: usize = 16 * 1024;
 
 enum Message {
-    Line(String),
+    Line(Vec<u8>),
     /// Everything queued before is written and flushed; then the writer answers.
     Flush(SyncSender<()>),
 }
@@ -89,9 +89,11 @@ impl AuditLog {
 
     /// Queues `line` ([`Line`] or [`TokensReload`]).
     pub fn write(&self, line: &impl Serialize) {
-        match serde_json::to_string(line) {
+        // Sized for a call's line at once, not grown on the way.
+        let mut text = Vec::with_capacity(320);
+        match serde_json::to_writer(&mut text, line) {
             // The writer only stops when every sender is gone.
-            Ok(text) => {
+            Ok(()) => {
                 let _ = self.queue.send(Message::Line(text));
             }
             Err(error) => tracing::error!(%error, "encoding an audit line failed"),
@@ -122,7 +124,7 @@ fn write_lines(lines: Receiver<Message>, out: impl Write) {
             while let Some(message) = next {
                 match message {
                     Message::Line(text) => {
-                        let _ = out.write_all(text.as_bytes());
+                        let _ = out.write_all(&text);
                         let _ = out.write_all(b"\n");
                     }
                     Message::Flush(ack) => acks.push(ack),

@@ -161,19 +161,20 @@ impl Cache {
         }
     }
 
-    /// Quotes of every exchange for any of `symbols`.
-    /// Every venue's quote of each of `symbols`, by exchange then symbol.
-    pub fn quotes(&self, symbols: &[String]) -> Vec<Quote> {
+    /// What `f` makes of every venue's quote of each of `symbols`, by
+    /// exchange then symbol, read in place under the cache's read lock (a
+    /// price is worked out without copying the quotes it reads).
+    pub fn with_quotes<T>(&self, symbols: &[String], f: impl FnOnce(&[&Quote]) -> T) -> T {
         let inner = self.read();
-        let mut quotes: Vec<Quote> = symbols
+        let mut quotes: Vec<&Quote> = symbols
             .iter()
             .filter_map(|symbol| inner.quotes.get(symbol))
-            .flat_map(|venues| venues.values().cloned())
+            .flat_map(|venues| venues.values())
             .collect();
         if symbols.len() > 1 {
             quotes.sort_by(|a, b| (&a.exchange, &a.symbol).cmp(&(&b.exchange, &b.symbol)));
         }
-        quotes
+        f(&quotes)
     }
 
     /// What `f` makes of the book of `symbol` on `exchange`, read in place

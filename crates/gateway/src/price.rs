@@ -53,7 +53,21 @@ pub fn price(
         Some(aliases) => aliases.iter().map(|q| format!("{asset}-{q}")).collect(),
         None => vec![format!("{asset}-{quote}")],
     };
-    let all = cache.quotes(&symbols);
+    cache.with_quotes(&symbols, |all| {
+        answer(config, request, &asset, quote, &symbols, all, now_ms)
+    })
+}
+
+/// The price of `all`, the quotes of `symbols` the cache holds.
+fn answer(
+    config: &PricesConfig,
+    request: &pb::GetPriceRequest,
+    asset: &str,
+    quote: String,
+    symbols: &[String],
+    all: &[&Quote],
+    now_ms: i64,
+) -> Result<pb::Price, Error> {
     if all.is_empty() {
         return Err(Error::new(
             ErrorCode::NotFound,
@@ -65,6 +79,7 @@ pub fn price(
     }
     let (fresh, stale): (Vec<&Quote>, Vec<&Quote>) = all
         .iter()
+        .copied()
         .partition(|q| now_ms - q.ts_us / 1_000 <= config.max_age.as_millis() as i64);
     let failed = stale
         .iter()
@@ -75,7 +90,7 @@ pub fn price(
         })
         .collect();
     // With no fresh source, answer from the newest stale ones, flagged stale.
-    let used: Vec<&Quote> = if fresh.is_empty() { stale.clone() } else { fresh.clone() };
+    let used: &[&Quote] = if fresh.is_empty() { &stale } else { &fresh };
     let mid = median(used.iter().map(|q| q.price).collect());
     let threshold = config.outlier_fraction();
     let is_outlier = |q: &&Quote| !mid.is_zero() && ((q.price - mid).abs() / mid) > threshold;
