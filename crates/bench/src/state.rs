@@ -58,15 +58,12 @@ pub(crate) async fn state(rows: &mut Vec<Row>) -> anyhow::Result<()> {
         let data = vec![7u8; size];
         let id = format!("bench-{size}");
         let (mut save, mut load, mut raw_insert, mut raw_select) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        // The request's bytes are made once: a copy of them per save would
-        // time the bench's own memcpy, which the raw insert does not pay.
-        let payload = bytes::Bytes::from(data.clone());
         for v in 0..n as u64 {
             let t = Instant::now();
             client
                 .save(SaveRequest {
                     strategy_id: id.clone(),
-                    data: payload.clone(),
+                    data: data.clone().into(),
                     expected_version: v,
                     ..Default::default()
                 })
