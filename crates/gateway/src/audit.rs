@@ -16,6 +16,11 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+/// Bytes a call's line is written into at first: a `GetPrice` line is about
+/// 200, an RPC line with its chain and method some 60 more. A longer line
+/// grows its buffer.
+const LINE_CAPACITY: usize = 320;
+
 /// Lines queued before a call waits for the writer.
 const QUEUE: usize = 16 * 1024;
 
@@ -89,8 +94,7 @@ impl AuditLog {
 
     /// Queues `line` ([`Line`] or [`TokensReload`]).
     pub fn write(&self, line: &impl Serialize) {
-        // Sized for a call's line at once, not grown on the way.
-        let mut text = Vec::with_capacity(320);
+        let mut text = Vec::with_capacity(LINE_CAPACITY);
         match serde_json::to_writer(&mut text, line) {
             // The writer only stops when every sender is gone.
             Ok(()) => {

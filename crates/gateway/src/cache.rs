@@ -16,8 +16,9 @@ use moat_common_types::{Decimal, MarketEvent};
 /// Latest price seen on one exchange for one symbol.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Quote {
-    pub exchange: String,
-    pub symbol: String,
+    /// Shared, so a quote is copied out of the cache without copying text.
+    pub exchange: Arc<str>,
+    pub symbol: Arc<str>,
     pub price: Decimal,
     /// The venue's timestamp, Unix µs.
     pub ts_us: i64,
@@ -90,6 +91,36 @@ struct Inner {
     books: HashMap<Key, Book>,
 }
 
+impl Inner {
+    /// Sets the quote of `symbol` on `exchange` in place (no text copied
+    /// once the pair is known), or adds it.
+    fn set_quote(&mut self, exchange: &str, symbol: &str, price: Decimal, ts_us: i64, from: &'static str) {
+        let venues = match self.quotes.get_mut(symbol) {
+            Some(venues) => venues,
+            None => self.quotes.entry(symbol.to_owned()).or_default(),
+        };
+        match venues.get_mut(exchange) {
+            Some(quote) => {
+                quote.price = price;
+                quote.ts_us = ts_us;
+                quote.from = from;
+            }
+            None => {
+                venues.insert(
+                    exchange.to_owned(),
+                    Quote {
+                        exchange: exchange.into(),
+                        symbol: symbol.into(),
+                        price,
+                        ts_us,
+                        from,
+                    },
+                );
+            }
+        }
+    }
+}
+
 /// Shared, cheaply cloned handle to the cache.
 #[derive(Clone, Default)]
 pub struct Cache {
@@ -107,53 +138,36 @@ impl Cache {
 
     pub fn apply(&self, event: &MarketEvent) {
         let i = event.instrument();
-        let key = (i.exchange.clone(), i.symbol.clone());
         let mut inner = self.write();
         match event {
             MarketEvent::Bbo(b) => {
                 let mid = (b.bid.price + b.ask.price) / Decimal::TWO;
-                let venues = inner.quotes.entry(key.1.clone()).or_default();
-                venues.insert(
-                    key.0.clone(),
-                    Quote {
-                        exchange: key.0,
-                        symbol: key.1,
-                        price: mid.normalize(),
-                        ts_us: b.ts_exchange_us,
-                        from: "bbo",
-                    },
-                );
+                inner.set_quote(&i.exchange, &i.symbol, mid.normalize(), b.ts_exchange_us, "bbo");
             }
             MarketEvent::Trade(t) => {
                 // A BBO mid is the better estimate; use the trade only when
                 // it is newer than the last BBO.
-                let venues = inner.quotes.entry(key.1.clone()).or_default();
-                let newer = venues
-                    .get(&key.0)
+                let newer = inner
+                    .quotes
+                    .get(i.symbol.as_str())
+                    .and_then(|venues| venues.get(i.exchange.as_str()))
                     .is_none_or(|q| q.from == "trade" || t.ts_exchange_us > q.ts_us);
                 if newer {
-                    venues.insert(
-                        key.0.clone(),
-                        Quote {
-                            exchange: key.0,
-                            symbol: key.1,
-                            price: t.price,
-                            ts_us: t.ts_exchange_us,
-                            from: "trade",
-                        },
-                    );
+                    inner.set_quote(&i.exchange, &i.symbol, t.price, t.ts_exchange_us, "trade");
                 }
             }
             MarketEvent::BookSnapshot(s) => {
-                inner.books.insert(key, Book::snapshot(s));
+                inner
+                    .books
+                    .insert((i.exchange.clone(), i.symbol.clone()), Book::snapshot(s));
             }
             MarketEvent::BookDelta(d) => {
-                if let Some(book) = inner.books.get_mut(&key) {
+                if let Some(book) = inner.books.get_mut(&(i.exchange.clone(), i.symbol.clone())) {
                     book.delta(d);
                 }
             }
             MarketEvent::Gap(g) if g.invalidates_book() => {
-                if let Some(book) = inner.books.get_mut(&key) {
+                if let Some(book) = inner.books.get_mut(&(i.exchange.clone(), i.symbol.clone())) {
                     book.valid = false;
                 }
             }
@@ -161,20 +175,21 @@ impl Cache {
         }
     }
 
-    /// What `f` makes of every venue's quote of each of `symbols`, by
-    /// exchange then symbol, read in place under the cache's read lock (a
-    /// price is worked out without copying the quotes it reads).
-    pub fn with_quotes<T>(&self, symbols: &[String], f: impl FnOnce(&[&Quote]) -> T) -> T {
+    /// Every venue's quote of each of `symbols`, by exchange then symbol:
+    /// copies that share their text with the cache, so the read lock is
+    /// held only while they are gathered.
+    pub fn quotes(&self, symbols: &[String]) -> Vec<Quote> {
         let inner = self.read();
-        let mut quotes: Vec<&Quote> = symbols
+        let mut quotes: Vec<Quote> = symbols
             .iter()
             .filter_map(|symbol| inner.quotes.get(symbol))
-            .flat_map(|venues| venues.values())
+            .flat_map(|venues| venues.values().cloned())
             .collect();
+        drop(inner);
         if symbols.len() > 1 {
             quotes.sort_by(|a, b| (&a.exchange, &a.symbol).cmp(&(&b.exchange, &b.symbol)));
         }
-        f(&quotes)
+        quotes
     }
 
     /// What `f` makes of the book of `symbol` on `exchange`, read in place

@@ -26,8 +26,8 @@ fn median(mut values: Vec<Decimal>) -> Decimal {
 
 fn source(q: &Quote) -> pb::PriceSource {
     pb::PriceSource {
-        exchange: q.exchange.clone(),
-        symbol: q.symbol.clone(),
+        exchange: q.exchange.to_string(),
+        symbol: q.symbol.to_string(),
         price: q.price.to_string(),
         ts_ms: q.ts_us / 1_000,
     }
@@ -53,21 +53,7 @@ pub fn price(
         Some(aliases) => aliases.iter().map(|q| format!("{asset}-{q}")).collect(),
         None => vec![format!("{asset}-{quote}")],
     };
-    cache.with_quotes(&symbols, |all| {
-        answer(config, request, &asset, quote, &symbols, all, now_ms)
-    })
-}
-
-/// The price of `all`, the quotes of `symbols` the cache holds.
-fn answer(
-    config: &PricesConfig,
-    request: &pb::GetPriceRequest,
-    asset: &str,
-    quote: String,
-    symbols: &[String],
-    all: &[&Quote],
-    now_ms: i64,
-) -> Result<pb::Price, Error> {
+    let all = cache.quotes(&symbols);
     if all.is_empty() {
         return Err(Error::new(
             ErrorCode::NotFound,
@@ -79,17 +65,16 @@ fn answer(
     }
     let (fresh, stale): (Vec<&Quote>, Vec<&Quote>) = all
         .iter()
-        .copied()
         .partition(|q| now_ms - q.ts_us / 1_000 <= config.max_age.as_millis() as i64);
     let failed = stale
         .iter()
         .map(|q| pb::FailedSource {
-            exchange: q.exchange.clone(),
-            symbol: q.symbol.clone(),
+            exchange: q.exchange.to_string(),
+            symbol: q.symbol.to_string(),
             reason: format!("stale: last update {} ms ago", now_ms - q.ts_us / 1_000),
         })
         .collect();
-    // With no fresh source, answer from the newest stale ones, flagged stale.
+    // With no fresh source, answer from the stale ones, flagged stale.
     let used: &[&Quote] = if fresh.is_empty() { &stale } else { &fresh };
     let mid = median(used.iter().map(|q| q.price).collect());
     let threshold = config.outlier_fraction();

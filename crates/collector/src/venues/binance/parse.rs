@@ -265,6 +265,16 @@ fn split_envelope(frame: &str) -> Option<(&str, &str)> {
     Some((stream, data))
 }
 
+/// What a stream name says after its `@` (`aggTrade`, `depth@100ms`), by a
+/// byte loop (a name is shorter than a searcher's set-up); empty without one.
+fn stream_kind(stream: &str) -> &str {
+    stream
+        .bytes()
+        .position(|b| b == b'@')
+        .and_then(|at| stream.get(at + 1..))
+        .unwrap_or("")
+}
+
 /// Parses one received frame (a combined-stream envelope).
 pub fn parse(symbols: &Symbols, frame: &str, ts_recv_us: i64) -> Result<Frame, Reject> {
     // The usual layout is read in one pass. Anything it does not take
@@ -292,11 +302,7 @@ fn parse_data(symbols: &Symbols, stream: &str, data: &str, ts_recv_us: i64) -> R
             .cloned()
             .ok_or_else(|| Reject::new("unknown_symbol", format!("{s} is not subscribed")))
     };
-    let kind = stream
-        .bytes()
-        .position(|b| b == b'@')
-        .and_then(|at| stream.get(at + 1..))
-        .unwrap_or("");
+    let kind = stream_kind(stream);
     if kind == "aggTrade" {
         let t = match scan_agg_trade(data) {
             Some(t) => t,
@@ -501,11 +507,7 @@ mod tests {
                 let Some((stream, data)) = split_envelope(frame) else {
                     continue;
                 };
-                let kind = stream
-        .bytes()
-        .position(|b| b == b'@')
-        .and_then(|at| stream.get(at + 1..))
-        .unwrap_or("");
+                let kind = stream_kind(stream);
                 let read = if kind == "aggTrade" {
                     scan_agg_trade(data).map(|t| assert_eq!(Some(t), serde_json::from_str(data).ok(), "{frame}"))
                 } else if kind == "bookTicker" {
