@@ -81,14 +81,14 @@ impl Book {
     }
 }
 
-type Key = (String, String);
-
 #[derive(Default)]
 struct Inner {
     /// Per symbol, per exchange: a price asks for one symbol on every
     /// venue, so it reads one entry instead of scanning every quote.
     quotes: HashMap<String, BTreeMap<String, Quote>>,
-    books: HashMap<Key, Book>,
+    /// Per exchange, per symbol: an event finds its book by borrowed
+    /// names, with no key built for the lookup.
+    books: HashMap<String, HashMap<String, Book>>,
 }
 
 impl Inner {
@@ -119,6 +119,25 @@ impl Inner {
             }
         }
     }
+
+    fn book_mut(&mut self, exchange: &str, symbol: &str) -> Option<&mut Book> {
+        self.books.get_mut(exchange)?.get_mut(symbol)
+    }
+
+    /// Replaces the book of `symbol` on `exchange`, allocating its names
+    /// only the first time the pair is seen.
+    fn set_book(&mut self, exchange: &str, symbol: &str, book: Book) {
+        let symbols = match self.books.get_mut(exchange) {
+            Some(symbols) => symbols,
+            None => self.books.entry(exchange.to_owned()).or_default(),
+        };
+        match symbols.get_mut(symbol) {
+            Some(slot) => *slot = book,
+            None => {
+                symbols.insert(symbol.to_owned(), book);
+            }
+        }
+    }
 }
 
 /// Shared, cheaply cloned handle to the cache.
@@ -138,6 +157,11 @@ impl Cache {
 
     pub fn apply(&self, event: &MarketEvent) {
         let i = event.instrument();
+        // A snapshot's book is built before the lock is taken.
+        let snapshot = match event {
+            MarketEvent::BookSnapshot(s) => Some(Book::snapshot(s)),
+            _ => None,
+        };
         let mut inner = self.write();
         match event {
             MarketEvent::Bbo(b) => {
@@ -156,18 +180,18 @@ impl Cache {
                     inner.set_quote(&i.exchange, &i.symbol, t.price, t.ts_exchange_us, "trade");
                 }
             }
-            MarketEvent::BookSnapshot(s) => {
-                inner
-                    .books
-                    .insert((i.exchange.clone(), i.symbol.clone()), Book::snapshot(s));
+            MarketEvent::BookSnapshot(_) => {
+                if let Some(book) = snapshot {
+                    inner.set_book(&i.exchange, &i.symbol, book);
+                }
             }
             MarketEvent::BookDelta(d) => {
-                if let Some(book) = inner.books.get_mut(&(i.exchange.clone(), i.symbol.clone())) {
+                if let Some(book) = inner.book_mut(&i.exchange, &i.symbol) {
                     book.delta(d);
                 }
             }
             MarketEvent::Gap(g) if g.invalidates_book() => {
-                if let Some(book) = inner.books.get_mut(&(i.exchange.clone(), i.symbol.clone())) {
+                if let Some(book) = inner.book_mut(&i.exchange, &i.symbol) {
                     book.valid = false;
                 }
             }
@@ -195,17 +219,21 @@ impl Cache {
     /// What `f` makes of the book of `symbol` on `exchange`, read in place
     /// (a deep book is not copied to answer for its top levels).
     pub fn with_book<T>(&self, exchange: &str, symbol: &str, f: impl FnOnce(&Book) -> T) -> Option<T> {
-        self.read().books.get(&(exchange.to_owned(), symbol.to_owned())).map(f)
+        self.read().books.get(exchange)?.get(symbol).map(f)
     }
 
     /// Per exchange with books, how many of them are invalid now (a gap
     /// broke them, or they crossed) and wait for the next snapshot.
     pub fn invalid_books(&self) -> Vec<(String, usize)> {
-        let mut counts: std::collections::BTreeMap<String, usize> = std::collections::BTreeMap::new();
-        for ((exchange, _), book) in &self.read().books {
-            *counts.entry(exchange.clone()).or_default() += usize::from(!book.valid);
-        }
-        counts.into_iter().collect()
+        let mut counts: Vec<(String, usize)> = self
+            .read()
+            .books
+            .iter()
+            .filter(|(_, symbols)| !symbols.is_empty())
+            .map(|(exchange, symbols)| (exchange.clone(), symbols.values().filter(|b| !b.valid).count()))
+            .collect();
+        counts.sort();
+        counts
     }
 
     /// Number of (exchange, symbol) pairs with a price.
