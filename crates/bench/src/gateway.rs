@@ -2,8 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use tokio_util::sync::CancellationToken;
-
+use crate::gateway_process::{GatewayProcess, unlimited};
 use crate::{Row, percentile};
 
 /// Publishes a BTC quote on the live lane until the gateway behind
@@ -47,34 +46,19 @@ async fn feed_until_priced(
     }
 }
 
-/// Starts a gateway in this process for strategy `bench` with `token`,
-/// unlimited, serving `tls`; its gRPC address and its stop.
+/// Starts a gateway process for strategy `bench` with `token`, unlimited,
+/// serving `tls`.
 async fn start(
     nats_url: &str,
     token: &str,
     tls: moat_gateway::config::ServerTlsConfig,
-) -> anyhow::Result<(std::net::SocketAddr, CancellationToken)> {
+) -> anyhow::Result<GatewayProcess> {
     let mut config = moat_gateway::config::GatewayConfig {
         tls,
         ..Default::default()
     };
     config.nats.url = nats_url.into();
-    config.auth.tokens = vec![moat_gateway::config::TokenConfig {
-        strategy_id: "bench".into(),
-        token: token.into(),
-    }];
-    config.limits.requests_per_second = 1e9;
-    config.limits.burst = 1e9;
-    let grpc = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let addr = grpc.local_addr()?;
-    let stop = CancellationToken::new();
-    tokio::spawn(moat_gateway::run(
-        config,
-        grpc,
-        tokio::net::TcpListener::bind("127.0.0.1:0").await?,
-        stop.clone(),
-    ));
-    Ok((addr, stop))
+    GatewayProcess::start(unlimited(config, token)).await
 }
 
 /// Concurrent clients of the throughput rounds.
@@ -165,7 +149,8 @@ pub(crate) async fn gateway(rows: &mut Vec<Row>, nats_url: &str) -> anyhow::Resu
     use moat_proto::gateway::v1::GetPriceRequest;
     use moat_proto::gateway::v1::market_service_client::MarketServiceClient;
     const TOKEN: &str = "bench-token-0123456789abcdef";
-    let (addr, token) = start(nats_url, TOKEN, moat_gateway::config::ServerTlsConfig::plaintext()).await?;
+    let gateway = start(nats_url, TOKEN, moat_gateway::config::ServerTlsConfig::plaintext()).await?;
+    let addr = gateway.grpc;
     let nats = async_nats::connect(nats_url).await?;
     let channel = loop {
         if let Ok(c) = tonic::transport::Channel::from_shared(format!("http://{addr}"))?
@@ -269,11 +254,11 @@ pub(crate) async fn gateway(rows: &mut Vec<Row>, nats_url: &str) -> anyhow::Resu
     });
     sdk_overhead(rows, &addr.to_string(), TOKEN);
     tls_beside_plaintext(rows, &nats, nats_url, TOKEN, (addr, channel), request).await?;
-    token.cancel();
+    drop(gateway);
     Ok(())
 }
 
-/// GetPrice over TLS 1.3 (a second gateway, same process and NATS, with
+/// GetPrice over TLS 1.3 (a second gateway process on the same NATS, with
 /// certificates of a development CA) beside the plaintext gateway, in
 /// alternating rounds; and a new connection's first call on each.
 async fn tls_beside_plaintext(
@@ -294,7 +279,8 @@ async fn tls_beside_plaintext(
         key: pair.key.display().to_string(),
         ..Default::default()
     };
-    let (addr, stop) = start(nats_url, token_value, tls).await?;
+    let secure_gateway = start(nats_url, token_value, tls).await?;
+    let addr = secure_gateway.grpc;
     let tls = ClientTlsConfig::new()
         .ca_certificate(Certificate::from_pem(std::fs::read_to_string(&certs.ca)?))
         .domain_name("localhost");
@@ -380,7 +366,7 @@ async fn tls_beside_plaintext(
         ),
         ratio: percentile(&tls_setup, 0.5).as_secs_f64() / percentile(&plain_setup, 0.5).as_secs_f64(),
     });
-    stop.cancel();
+    drop(secure_gateway);
     Ok(())
 }
 

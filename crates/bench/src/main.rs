@@ -13,8 +13,10 @@
 //! The report goes to stdout after the line [`REPORT`]; what comes before
 //! it (services' own output) is not part of it.
 
+mod bare_proxy;
 mod durability;
 mod gateway;
+mod gateway_process;
 mod load;
 mod metrics;
 mod parse;
@@ -201,11 +203,19 @@ async fn sustained_load(
 /// MOAT_BIN_DIR, MOAT_EXCHANGE_FIXTURES.
 #[derive(clap::Parser)]
 #[command(name = "moat-bench", version)]
-struct Args {}
+struct Args {
+    /// Run only a bare hyper reverse proxy from LISTEN to UPSTREAM (the
+    /// RPC section starts one as a baseline).
+    #[arg(long, num_args = 2, value_names = ["LISTEN", "UPSTREAM"])]
+    bare_proxy: Option<Vec<String>>,
+}
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let Args {} = moat_common_types::config::parse_args();
+    let args: Args = moat_common_types::config::parse_args();
+    if let Some([listen, upstream]) = args.bare_proxy.as_deref() {
+        return bare_proxy::serve(listen.parse()?, upstream.parse()?).await;
+    }
     let nats_url =
         std::env::var("MOAT_BENCH_NATS_URL").context("MOAT_BENCH_NATS_URL is not set (run cargo xtask bench)")?;
     let ch_url = std::env::var("MOAT_BENCH_CLICKHOUSE_URL").context("MOAT_BENCH_CLICKHOUSE_URL is not set")?;

@@ -3,8 +3,7 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use tokio_util::sync::CancellationToken;
-
+use crate::gateway_process::{GatewayProcess, unlimited};
 use crate::{Row, percentile};
 
 /// JSON-RPC through the gateway (auth, allowlist, limits, audit, proxy)
@@ -16,15 +15,7 @@ pub(crate) async fn rpc_proxy(rows: &mut Vec<Row>, nats_url: &str) -> anyhow::Re
         return Ok(());
     }
     let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-    /// Kills the node whichever way the benchmark ends.
-    struct Node(std::process::Child);
-    impl Drop for Node {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let _node = Node(
+    let _node = Killed(
         std::process::Command::new(ganache)
             .args(["--port", &port.to_string(), "--host", "127.0.0.1", "--logging.quiet"])
             .stdout(std::process::Stdio::null())
@@ -43,20 +34,9 @@ pub(crate) async fn rpc_proxy(rows: &mut Vec<Row>, nats_url: &str) -> anyhow::Re
     let mut config = moat_gateway::config::GatewayConfig::default();
     config.tls = moat_gateway::config::ServerTlsConfig::plaintext();
     config.nats.url = nats_url.into();
-    config.auth.tokens = vec![moat_gateway::config::TokenConfig {
-        strategy_id: "bench".into(),
-        token: TOKEN.into(),
-    }];
-    config.limits.requests_per_second = 1e9;
-    config.limits.burst = 1e9;
-    config.limits.rpc_requests_per_second = 1e9;
-    config.limits.rpc_burst = 1e9;
     config.rpc.chains.get_mut("ethereum").expect("default chain").upstreams = vec![upstream.clone()];
-    let grpc = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let gw_http = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let gateway = format!("http://{}/rpc/ethereum", gw_http.local_addr()?);
-    let token = CancellationToken::new();
-    tokio::spawn(moat_gateway::run(config, grpc, gw_http, token.clone()));
+    let process = GatewayProcess::start(unlimited(config, TOKEN)).await?;
+    let gateway = format!("http://{}/rpc/ethereum", process.http);
     while http.post(&gateway).bearer_auth(TOKEN).json(&body).send().await.is_err() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -99,46 +79,119 @@ pub(crate) async fn rpc_proxy(rows: &mut Vec<Row>, nats_url: &str) -> anyhow::Re
     match Nginx::start(port).await {
         Ok(nginx) => {
             let through_nginx = format!("http://127.0.0.1:{}/", nginx.port);
-            let (nginx_rps, nginx_lat) = throughput(&http, through_nginx, None, &body).await?;
-            let (ours, lat) = throughput(&http, gateway, Some(TOKEN), &body).await?;
+            let bare_listen = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
+            let _bare = Killed(
+                std::process::Command::new(std::env::current_exe()?)
+                    .args(["--bare-proxy", &bare_listen.to_string(), &format!("{upstream}/")])
+                    .stdout(std::process::Stdio::null())
+                    .spawn()?,
+            );
+            let through_bare = format!("http://{bare_listen}/");
+            while http.post(&through_bare).json(&body).send().await.is_err() {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            // Rounds of the three alternate, so a machine that speeds up or
+            // slows down during the run moves them alike.
+            let (mut ours, mut bare, mut nginx) = (Side::default(), Side::default(), Side::default());
+            for _ in 0..ROUNDS {
+                nginx.add(round(&http, &through_nginx, None, &body).await?);
+                bare.add(round(&http, &through_bare, None, &body).await?);
+                ours.add(round(&http, &gateway, Some(TOKEN), &body).await?);
+            }
+            let what = |through: &str| {
+                format!(
+                    "{through}: eth_blockNumber, {RPC_CONCURRENCY} concurrent clients ({ROUNDS} rounds alternating with the baseline)"
+                )
+            };
+            let nginx_figure = format!("{} (nginx proxy_pass to the same ganache, keep-alive)", nginx.figure());
             rows.push(Row {
-                what: format!("gateway: eth_blockNumber through POST /rpc/ethereum, {RPC_CONCURRENCY} concurrent clients"),
-                figure: format!(
-                    "{ours:.0} req/s, p50 {:.3} ms, p99 {:.3} ms",
-                    ms(percentile(&lat, 0.5)),
-                    ms(percentile(&lat, 0.99))
-                ),
+                what: what("gateway: POST /rpc/ethereum"),
+                figure: ours.figure(),
+                baseline: nginx_figure.clone(),
+                ratio: ours.rate() / nginx.rate(),
+            });
+            rows.push(Row {
+                what: what("gateway beside the HTTP stack it is built on"),
+                figure: ours.figure(),
                 baseline: format!(
-                    "{nginx_rps:.0} req/s, p50 {:.3} ms, p99 {:.3} ms (nginx proxy_pass to the same ganache, keep-alive)",
-                    ms(percentile(&nginx_lat, 0.5)),
-                    ms(percentile(&nginx_lat, 0.99))
+                    "{} (a bare hyper proxy to the same ganache: no auth, JSON, limits or audit)",
+                    bare.figure()
                 ),
-                ratio: ours / nginx_rps,
+                ratio: ours.rate() / bare.rate(),
+            });
+            rows.push(Row {
+                what: what("bare hyper proxy (the gateway's HTTP stack alone)"),
+                figure: bare.figure(),
+                baseline: nginx_figure,
+                ratio: bare.rate() / nginx.rate(),
             });
         }
         Err(error) => eprintln!("bench: nginx comparison skipped: {error}"),
     }
-    token.cancel();
+    drop(process);
     Ok(())
 }
 
-pub(crate) const RPC_CONCURRENCY: usize = 32;
+const RPC_CONCURRENCY: usize = 32;
+/// Calls per client in one round, and rounds per side.
+const PER_ROUND: usize = 300;
+const ROUNDS: usize = 6;
 
-/// Requests per second and sorted latencies of `RPC_CONCURRENCY` clients
-/// each posting `body` to `url` 300 times.
-pub(crate) async fn throughput(
+/// A child process killed whichever way the benchmark ends.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The rounds of one proxy: their time and every call's latency.
+#[derive(Default)]
+struct Side {
+    time: Duration,
+    latencies: Vec<Duration>,
+}
+
+impl Side {
+    fn add(&mut self, (time, latencies): (Duration, Vec<Duration>)) {
+        self.time += time;
+        self.latencies.extend(latencies);
+    }
+
+    fn rate(&self) -> f64 {
+        self.latencies.len() as f64 / self.time.as_secs_f64()
+    }
+
+    fn figure(&self) -> String {
+        let mut sorted = self.latencies.clone();
+        sorted.sort();
+        let ms = |d: Duration| d.as_secs_f64() * 1e3;
+        format!(
+            "{:.0} req/s, p50 {:.3} ms, p99 {:.3} ms",
+            self.rate(),
+            ms(percentile(&sorted, 0.5)),
+            ms(percentile(&sorted, 0.99))
+        )
+    }
+}
+
+/// One round: [`RPC_CONCURRENCY`] clients each posting `body` to `url`
+/// [`PER_ROUND`] times; the round's time and every call's latency.
+async fn round(
     http: &reqwest::Client,
-    url: String,
+    url: &str,
     token: Option<&'static str>,
     body: &serde_json::Value,
-) -> anyhow::Result<(f64, Vec<Duration>)> {
+) -> anyhow::Result<(Duration, Vec<Duration>)> {
     let started = Instant::now();
     let tasks: Vec<_> = (0..RPC_CONCURRENCY)
         .map(|_| {
-            let (http, url, body) = (http.clone(), url.clone(), body.clone());
+            let (http, url, body) = (http.clone(), url.to_owned(), body.clone());
             tokio::spawn(async move {
-                let mut lat = Vec::with_capacity(300);
-                for _ in 0..300 {
+                let mut lat = Vec::with_capacity(PER_ROUND);
+                for _ in 0..PER_ROUND {
                     let mut request = http.post(&url).json(&body);
                     if let Some(token) = token {
                         request = request.bearer_auth(token);
@@ -156,9 +209,7 @@ pub(crate) async fn throughput(
     for task in tasks {
         all.extend(task.await??);
     }
-    let rps = all.len() as f64 / started.elapsed().as_secs_f64();
-    all.sort();
-    Ok((rps, all))
+    Ok((started.elapsed(), all))
 }
 
 /// nginx as a plain reverse proxy (`proxy_pass` with upstream keep-alive)

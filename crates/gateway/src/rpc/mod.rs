@@ -70,7 +70,7 @@ pub fn transaction_hash(raw: &str) -> Option<String> {
 pub struct RpcProxy {
     chains: HashMap<String, Chain>,
     methods: HashSet<String>,
-    http: reqwest::Client,
+    http: upstreams::HttpClient,
     config: RpcConfig,
     cache: Mutex<HashMap<String, Value>>,
 }
@@ -98,13 +98,7 @@ impl RpcProxy {
                 ))
             })
             .collect::<anyhow::Result<_>>()?;
-        let http = reqwest::Client::builder()
-            .connect_timeout(config.timeout.min(Duration::from_secs(5)))
-            .timeout(config.timeout)
-            .pool_idle_timeout(Duration::from_secs(60))
-            // Redirects could lead anywhere; upstreams are fixed by config.
-            .redirect(reqwest::redirect::Policy::none())
-            .build()?;
+        let http = upstreams::http_client(config.timeout.min(Duration::from_secs(5)), Duration::from_secs(60))?;
         Ok(RpcProxy {
             chains,
             methods: config.methods.iter().cloned().collect(),

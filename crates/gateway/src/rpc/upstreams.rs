@@ -5,14 +5,46 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
+use base64::Engine;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
 use moat_common_types::{Error, ErrorCode};
 use serde_json::{Value, json};
 
 use super::RpcProxy;
+
+/// The HTTP client of the upstreams: HTTP/1.1 or HTTP/2 (by ALPN) over
+/// TLS with the web's root certificates, or plain HTTP, with pooled
+/// keep-alive connections. Redirects are never followed: upstreams are
+/// fixed by configuration, and a redirect could lead anywhere.
+pub(super) type HttpClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
+
+pub(super) fn http_client(connect_timeout: Duration, idle: Duration) -> anyhow::Result<HttpClient> {
+    let mut tcp = HttpConnector::new();
+    tcp.enforce_http(false);
+    tcp.set_nodelay(true);
+    tcp.set_connect_timeout(Some(connect_timeout));
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_provider_and_webpki_roots(std::sync::Arc::new(rustls::crypto::ring::default_provider()))?
+        .https_or_http()
+        .enable_http1()
+        .enable_http2()
+        .wrap_connector(tcp);
+    Ok(Client::builder(hyper_util::rt::TokioExecutor::new())
+        .pool_idle_timeout(idle)
+        .pool_timer(hyper_util::rt::TokioTimer::new())
+        .build(https))
+}
+
 pub(super) struct Upstream {
-    /// Where calls go, parsed once (not on every call); it may hold an
-    /// API key, so it is never shown.
-    pub(super) url: reqwest::Url,
+    /// Where calls go, parsed once (not on every call), without its user
+    /// part; it may hold an API key in its path, so it is never shown.
+    pub(super) uri: hyper::Uri,
+    /// Basic credentials from the URL's user part (`https://user:key@host`).
+    pub(super) authorization: Option<HeaderValue>,
     /// How errors and logs name it: scheme, host and port only.
     pub(super) name: String,
     pub(super) consecutive_failures: AtomicU32,
@@ -22,8 +54,30 @@ pub(super) struct Upstream {
 impl Upstream {
     pub(super) fn new(url: &str) -> anyhow::Result<Upstream> {
         let name = shown(url);
+        let mut parsed = url::Url::parse(url).map_err(|e| anyhow::anyhow!("upstream {name} is no URL: {e}"))?;
+        anyhow::ensure!(
+            matches!(parsed.scheme(), "http" | "https"),
+            "upstream {name}: only http and https URLs are supported"
+        );
+        let authorization = if parsed.username().is_empty() && parsed.password().is_none() {
+            None
+        } else {
+            let user = percent_decoded(parsed.username());
+            let password = parsed.password().map(percent_decoded).unwrap_or_default();
+            let credentials = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+            let mut value = HeaderValue::from_str(&format!("Basic {credentials}"))?;
+            value.set_sensitive(true);
+            // The credentials travel in the header, not in the URI.
+            let _ = parsed.set_username("");
+            let _ = parsed.set_password(None);
+            Some(value)
+        };
         Ok(Upstream {
-            url: reqwest::Url::parse(url).map_err(|e| anyhow::anyhow!("upstream {name} is no URL: {e}"))?,
+            uri: parsed
+                .as_str()
+                .parse()
+                .map_err(|e| anyhow::anyhow!("upstream {name} is no URI: {e}"))?,
+            authorization,
             name,
             consecutive_failures: AtomicU32::new(0),
             ejected_until: Mutex::new(None),
@@ -158,30 +212,41 @@ impl RpcProxy {
     }
 
     pub(super) async fn send(&self, upstream: &Upstream, body: &Value) -> Attempt {
-        let timeout_ms = self.config.timeout.as_millis();
-        let response = match self.http.post(upstream.url.clone()).json(body).send().await {
-            Ok(r) => r,
-            Err(e) => {
+        let body = Bytes::from(serde_json::to_vec(body).expect("a JSON value serializes"));
+        let mut request = hyper::Request::post(upstream.uri.clone())
+            .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
+            .body(Full::new(body))
+            .expect("a POST of a parsed URI with valid headers");
+        if let Some(authorization) = &upstream.authorization {
+            request.headers_mut().insert(AUTHORIZATION, authorization.clone());
+        }
+        let deadline = tokio::time::Instant::now() + self.config.timeout;
+        let timed_out = || Attempt::Failed {
+            error: Error::new(
+                ErrorCode::DeadlineExceeded,
+                format!(
+                    "upstream {} did not answer within {} ms",
+                    upstream.name,
+                    self.config.timeout.as_millis()
+                ),
+            ),
+            retry_after: None,
+        };
+        let response = match tokio::time::timeout_at(deadline, self.http.request(request)).await {
+            Ok(Ok(response)) => response,
+            Ok(Err(e)) => {
                 self.record(upstream, false);
                 if e.is_connect() {
-                    return Attempt::Unreachable(error_chain(&e.without_url()));
+                    return Attempt::Unreachable(error_chain(&e));
                 }
-                let error = if e.is_timeout() {
-                    Error::new(
-                        ErrorCode::DeadlineExceeded,
-                        format!("upstream {} did not answer within {timeout_ms} ms", upstream.name),
-                    )
-                } else {
-                    Error::unavailable(format!(
-                        "upstream {} failed: {}",
-                        upstream.name,
-                        error_chain(&e.without_url())
-                    ))
-                };
                 return Attempt::Failed {
-                    error,
+                    error: Error::unavailable(format!("upstream {} failed: {}", upstream.name, error_chain(&e))),
                     retry_after: None,
                 };
+            }
+            Err(_) => {
+                self.record(upstream, false);
+                return timed_out();
             }
         };
         let status = response.status();
@@ -200,29 +265,37 @@ impl RpcProxy {
                 retry_after,
             };
         }
-        if let Some(len) = response.content_length()
-            && len as usize > self.config.max_response_bytes
+        let limit = self.config.max_response_bytes;
+        let too_large = |len: String| Attempt::Failed {
+            error: Error::unavailable(format!(
+                "upstream response of {len} bytes exceeds the limit of {limit} bytes"
+            )),
+            retry_after: None,
+        };
+        if let Some(len) = hyper::body::Body::size_hint(response.body()).exact()
+            && len as usize > limit
         {
-            return Attempt::Failed {
-                error: Error::unavailable(format!(
-                    "upstream response of {len} bytes exceeds the limit of {} bytes",
-                    self.config.max_response_bytes
-                )),
-                retry_after: None,
-            };
+            return too_large(len.to_string());
         }
-        let bytes = match response.bytes().await {
-            Ok(b) => b,
-            Err(e) => {
+        let bytes = match tokio::time::timeout_at(deadline, Limited::new(response.into_body(), limit).collect()).await {
+            Ok(Ok(collected)) => collected.to_bytes(),
+            Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
+                return too_large(format!("more than {limit}"));
+            }
+            Ok(Err(e)) => {
                 self.record(upstream, false);
                 return Attempt::Failed {
                     error: Error::unavailable(format!(
                         "reading the answer of {}: {}",
                         upstream.name,
-                        error_chain(&e.without_url())
+                        error_chain(e.as_ref())
                     )),
                     retry_after: None,
                 };
+            }
+            Err(_) => {
+                self.record(upstream, false);
+                return timed_out();
             }
         };
         if status.is_server_error() {
@@ -252,10 +325,16 @@ impl RpcProxy {
     }
 }
 
+fn percent_decoded(text: &str) -> String {
+    percent_encoding::percent_decode_str(text)
+        .decode_utf8_lossy()
+        .into_owned()
+}
+
 /// An upstream URL as errors and logs show it: scheme, host and port, so
 /// that an API key in its path, query or user part is never repeated.
 pub(super) fn shown(url: &str) -> String {
-    match reqwest::Url::parse(url) {
+    match url::Url::parse(url) {
         Ok(u) => match (u.host_str(), u.port()) {
             (Some(host), Some(port)) => format!("{}://{host}:{port}", u.scheme()),
             (Some(host), None) => format!("{}://{host}", u.scheme()),
@@ -267,7 +346,27 @@ pub(super) fn shown(url: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::shown;
+    use super::{Upstream, shown};
+
+    #[test]
+    fn a_user_part_travels_as_basic_credentials_not_in_the_uri() {
+        let upstream = Upstream::new("https://project:s%3Acret@rpc.example/v3/KEY").unwrap();
+        assert_eq!(upstream.uri.to_string(), "https://rpc.example/v3/KEY");
+        // base64("project:s:cret")
+        assert_eq!(
+            upstream.authorization.as_ref().map(|v| v.to_str().unwrap()),
+            Some("Basic cHJvamVjdDpzOmNyZXQ=")
+        );
+        assert!(upstream.authorization.unwrap().is_sensitive());
+        let plain = Upstream::new("http://127.0.0.1:8545").unwrap();
+        assert_eq!(plain.uri.to_string(), "http://127.0.0.1:8545/");
+        assert!(plain.authorization.is_none());
+        let error = Upstream::new("ws://127.0.0.1:8546").err().unwrap().to_string();
+        assert_eq!(
+            error,
+            "upstream ws://127.0.0.1:8546: only http and https URLs are supported"
+        );
+    }
 
     #[test]
     fn upstreams_are_shown_without_their_keys() {
