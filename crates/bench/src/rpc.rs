@@ -40,6 +40,17 @@ pub(crate) async fn rpc_proxy(rows: &mut Vec<Row>, nats_url: &str) -> anyhow::Re
     while http.post(&gateway).bearer_auth(TOKEN).json(&body).send().await.is_err() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    let bare_listen = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
+    let _bare = Killed(
+        std::process::Command::new(std::env::current_exe()?)
+            .args(["--bare-proxy", &bare_listen.to_string(), &format!("{upstream}/")])
+            .stdout(std::process::Stdio::null())
+            .spawn()?,
+    );
+    let through_bare = format!("http://{bare_listen}/");
+    while http.post(&through_bare).json(&body).send().await.is_err() {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let measure = |url: String, auth: bool| {
         let (http, body) = (http.clone(), body.clone());
         async move {
@@ -60,36 +71,38 @@ pub(crate) async fn rpc_proxy(rows: &mut Vec<Row>, nats_url: &str) -> anyhow::Re
     };
     let direct = measure(upstream.clone(), false).await?;
     let proxied = measure(gateway.clone(), true).await?;
+    let bare_proxied = measure(through_bare.clone(), false).await?;
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
-    rows.push(Row {
-        what: "gateway: eth_blockNumber through POST /rpc/ethereum, sequential".into(),
-        figure: format!(
-            "p50 {:.3} ms, p99 {:.3} ms (adds {:.3} ms at p50)",
-            ms(percentile(&proxied, 0.5)),
-            ms(percentile(&proxied, 0.99)),
-            ms(percentile(&proxied, 0.5)) - ms(percentile(&direct, 0.5))
+    let direct_figure = format!(
+        "p50 {:.3} ms, p99 {:.3} ms (same call straight to ganache)",
+        ms(percentile(&direct, 0.5)),
+        ms(percentile(&direct, 0.99))
+    );
+    for (what, through) in [
+        (
+            "gateway: eth_blockNumber through POST /rpc/ethereum, sequential",
+            &proxied,
         ),
-        baseline: format!(
-            "p50 {:.3} ms, p99 {:.3} ms (same call straight to ganache)",
-            ms(percentile(&direct, 0.5)),
-            ms(percentile(&direct, 0.99))
+        (
+            "bare hyper proxy (the gateway's HTTP stack alone): eth_blockNumber, sequential",
+            &bare_proxied,
         ),
-        ratio: percentile(&proxied, 0.5).as_secs_f64() / percentile(&direct, 0.5).as_secs_f64(),
-    });
+    ] {
+        rows.push(Row {
+            what: what.into(),
+            figure: format!(
+                "p50 {:.3} ms, p99 {:.3} ms (adds {:.3} ms at p50)",
+                ms(percentile(through, 0.5)),
+                ms(percentile(through, 0.99)),
+                ms(percentile(through, 0.5)) - ms(percentile(&direct, 0.5))
+            ),
+            baseline: direct_figure.clone(),
+            ratio: percentile(through, 0.5).as_secs_f64() / percentile(&direct, 0.5).as_secs_f64(),
+        });
+    }
     match Nginx::start(port).await {
         Ok(nginx) => {
             let through_nginx = format!("http://127.0.0.1:{}/", nginx.port);
-            let bare_listen = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
-            let _bare = Killed(
-                std::process::Command::new(std::env::current_exe()?)
-                    .args(["--bare-proxy", &bare_listen.to_string(), &format!("{upstream}/")])
-                    .stdout(std::process::Stdio::null())
-                    .spawn()?,
-            );
-            let through_bare = format!("http://{bare_listen}/");
-            while http.post(&through_bare).json(&body).send().await.is_err() {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
             // Rounds of the three alternate, so a machine that speeds up or
             // slows down during the run moves them alike.
             let (mut ours, mut bare, mut nginx) = (Side::default(), Side::default(), Side::default());

@@ -14,7 +14,7 @@ use axum::routing::post;
 use moat_common_types::tls::{PeerCerts, check_client};
 use moat_common_types::{Error, ErrorCode};
 use rustls::pki_types::CertificateDer;
-use serde_json::Value;
+use serde_json::value::RawValue;
 use tracing::Instrument;
 
 use crate::auth::token_from;
@@ -30,8 +30,8 @@ pub fn routes(gateway: Arc<Gateway>) -> Router {
         .with_state(gateway)
 }
 
-fn json_response(status: StatusCode, body: Value) -> Response {
-    (status, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+fn json_response(status: StatusCode, body: Bytes) -> Response {
+    (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
 /// A refusal of the whole request: HTTP status from the error code, a
@@ -40,7 +40,7 @@ fn refusal(error: &Error) -> Response {
     let status = StatusCode::from_u16(error.code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut response = json_response(
         status,
-        error_response(Value::Null, json_rpc_code(error), &error.message),
+        error_response(RawValue::NULL, json_rpc_code(error), &error.message),
     );
     if error.code == ErrorCode::ResourceExhausted
         && let Some(secs) = error
@@ -98,7 +98,7 @@ async fn rpc_call(
             let method = match crate::rpc::parse_body(&body, g.rpc.max_batch()) {
                 Ok(Body::One(Request {
                     call: Ok((method, _)), ..
-                })) => Some(method),
+                })) => Some(method.into_owned()),
                 _ => None,
             };
             call.attempted(&chain, method.as_deref());
@@ -113,19 +113,24 @@ async fn rpc_call(
             call.finish::<()>(&Err(error.clone()));
             return json_response(
                 StatusCode::BAD_REQUEST,
-                error_response(Value::Null, code, &error.message),
+                error_response(RawValue::NULL, code, &error.message),
             );
         }
         Ok(Body::One(request)) => one(&g, &mut call, &strategy, &chain, request).await,
         Ok(Body::Batch(requests)) => {
-            let mut answers = Vec::with_capacity(requests.len());
+            let mut answers = Vec::with_capacity(2 + 64 * requests.len());
             let mut first_error = None;
-            for request in requests {
+            answers.push(b'[');
+            for (i, request) in requests.into_iter().enumerate() {
                 let (answer, error) = one(&g, &mut call, &strategy, &chain, request).await;
                 first_error = first_error.or(error);
-                answers.push(answer);
+                if i > 0 {
+                    answers.push(b',');
+                }
+                answers.extend_from_slice(&answer);
             }
-            (Value::Array(answers), first_error)
+            answers.push(b']');
+            (Bytes::from(answers), first_error)
         }
     };
     match outcome {
@@ -141,19 +146,17 @@ async fn one(
     call: &mut Call,
     strategy: &crate::auth::Strategy,
     chain: &str,
-    request: Request,
-) -> (Value, Option<Error>) {
+    request: Request<'_>,
+) -> (Bytes, Option<Error>) {
     let Request { id, call: parsed } = request;
     let (method, params) = match parsed {
         Ok(call) => call,
         Err(error) => return (error_response(id, codes::INVALID_REQUEST, &error.message), Some(error)),
     };
-    match Rpc::proxy(g, call, strategy, chain, &method, params, id.clone()).await {
-        Ok(mut answer) => {
-            // The upstream echoes our id; make sure the client sees its own.
-            answer["id"] = id;
-            (answer, None)
-        }
+    match Rpc::proxy(g, call, strategy, chain, &method, params, id).await {
+        // The upstream echoes the id it was sent; the client sees its own
+        // whatever the upstream answered with.
+        Ok(answer) => (answer.with_id(id), None),
         Err(error) => (error_response(id, json_rpc_code(&error), &error.message), Some(error)),
     }
 }

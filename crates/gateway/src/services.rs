@@ -16,6 +16,7 @@ use moat_proto::marketdata::v1 as md;
 use moat_proto::state::v1 as st;
 use moat_proto::state::v1::state_store_client::StateStoreClient;
 use serde_json::Value;
+use serde_json::value::RawValue;
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
@@ -350,9 +351,9 @@ impl Rpc {
         strategy: &Strategy,
         chain: &str,
         method: &str,
-        params: Value,
-        id: Value,
-    ) -> Result<Value, Error> {
+        params: Option<&RawValue>,
+        id: &RawValue,
+    ) -> Result<crate::rpc::Answer, Error> {
         call.attempted(chain, Some(method));
         g.rpc.chain(chain)?;
         g.rpc.check_method(method)?;
@@ -365,14 +366,23 @@ impl Rpc {
     }
 }
 
-fn parse_params(json: &str) -> Result<Value, Error> {
+/// A gRPC call's params as JSON text; `None` when empty.
+fn parse_params(json: &str) -> Result<Option<Box<RawValue>>, Error> {
     if json.trim().is_empty() {
-        return Ok(Value::Array(Vec::new()));
+        return Ok(None);
     }
-    serde_json::from_str(json).map_err(|e| Error::invalid_argument(format!("params_json is not JSON: {e}")))
+    serde_json::from_str(json)
+        .map(Some)
+        .map_err(|e| Error::invalid_argument(format!("params_json is not JSON: {e}")))
 }
 
-fn to_rpc_response(value: Value) -> pb::RpcResponse {
+/// The id a gRPC call is proxied with: its place in the batch.
+fn call_id(index: usize) -> Box<RawValue> {
+    serde_json::value::to_raw_value(&index).expect("a number is JSON")
+}
+
+fn to_rpc_response(answer: crate::rpc::Answer) -> pb::RpcResponse {
+    let value = answer.value();
     let error = value.get("error").map(|e| pb::RpcError {
         code: e.get("code").and_then(Value::as_i64).unwrap_or_default(),
         message: e.get("message").and_then(Value::as_str).unwrap_or_default().to_owned(),
@@ -394,9 +404,17 @@ impl RpcService for Rpc {
         call.attempted(&r.chain, Some(&r.method));
         let result = match admitted {
             Ok(strategy) => match parse_params(&r.params_json) {
-                Ok(params) => Rpc::proxy(g, &mut call, &strategy, &r.chain, &r.method, params, Value::from(1))
-                    .await
-                    .map(to_rpc_response),
+                Ok(params) => Rpc::proxy(
+                    g,
+                    &mut call,
+                    &strategy,
+                    &r.chain,
+                    &r.method,
+                    params.as_deref(),
+                    &call_id(1),
+                )
+                .await
+                .map(to_rpc_response),
                 Err(e) => Err(e),
             },
             Err(e) => Err(e),
@@ -429,8 +447,8 @@ impl RpcService for Rpc {
                     &strategy,
                     &item.chain,
                     &item.method,
-                    params,
-                    Value::from(i),
+                    params.as_deref(),
+                    &call_id(i),
                 )
                 .await;
                 responses.push(match answer {

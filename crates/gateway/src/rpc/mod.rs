@@ -19,6 +19,7 @@ use std::time::Duration;
 use moat_common_types::backoff::Backoff;
 use moat_common_types::{Error, ErrorCode};
 use rand::Rng;
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
 use crate::config::RpcConfig;
@@ -26,7 +27,7 @@ use crate::config::RpcConfig;
 mod jsonrpc;
 mod upstreams;
 
-pub use jsonrpc::{Body, Request, codes, error_response, json_rpc_code, parse_body};
+pub use jsonrpc::{Answer, Body, Request, codes, error_response, json_rpc_code, parse_body};
 pub use upstreams::Chain;
 use upstreams::{Attempt, Upstream};
 
@@ -72,7 +73,8 @@ pub struct RpcProxy {
     methods: HashSet<String>,
     http: upstreams::HttpClient,
     config: RpcConfig,
-    cache: Mutex<HashMap<String, Value>>,
+    /// Results of immutable calls, by chain, method and params as sent.
+    cache: Mutex<HashMap<String, Box<RawValue>>>,
 }
 
 impl RpcProxy {
@@ -138,10 +140,11 @@ impl RpcProxy {
         self.config.max_batch
     }
 
-    fn check_params(&self, method: &str, params: &Value) -> Result<(), Error> {
-        if method != "eth_getLogs" {
+    fn check_params(&self, method: &str, params: Option<&RawValue>) -> Result<(), Error> {
+        let Some(params) = params.filter(|_| method == "eth_getLogs") else {
             return Ok(());
-        }
+        };
+        let params: Value = serde_json::from_str(params.get()).expect("params are JSON");
         let filter = params.get(0).unwrap_or(&Value::Null);
         let block = |key: &str| {
             filter
@@ -164,20 +167,31 @@ impl RpcProxy {
 
     /// Proxies one JSON-RPC call and returns the upstream's response object
     /// (which may carry a JSON-RPC `error`). Gateway refusals are `Err`.
-    pub async fn call(&self, chain_name: &str, method: &str, params: Value, id: Value) -> Result<Value, Error> {
+    /// `params` and `id` are JSON text as the client sent it; absent params
+    /// are sent as `[]`.
+    pub async fn call(
+        &self,
+        chain_name: &str,
+        method: &str,
+        params: Option<&RawValue>,
+        id: &RawValue,
+    ) -> Result<Answer, Error> {
         let chain = self.chain(chain_name)?;
         self.check_method(method)?;
-        if !(params.is_array() || params.is_object() || params.is_null()) {
+        let params = params.filter(|p| p.get() != "null");
+        if let Some(p) = params
+            && !matches!(jsonrpc::json_kind(p.get()), "an array" | "an object")
+        {
             return Err(Error::invalid_argument("params must be an array or an object"));
         }
-        self.check_params(method, &params)?;
+        self.check_params(method, params)?;
         let cache_key = IMMUTABLE
             .contains(&method)
-            .then(|| format!("{chain_name}|{method}|{params}"));
+            .then(|| format!("{chain_name}|{method}|{}", params.map_or("[]", RawValue::get)));
         if let Some(key) = &cache_key {
             let cache = self.cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             if let Some(result) = cache.get(key) {
-                return Ok(json!({"jsonrpc": "2.0", "id": id, "result": result}));
+                return Ok(Answer::result(id, result));
             }
         }
         if chain.upstreams.is_empty() {
@@ -185,7 +199,7 @@ impl RpcProxy {
                 "no upstream is configured for chain '{chain_name}'"
             )));
         }
-        let body = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": if params.is_null() { json!([]) } else { params }});
+        let body = jsonrpc::request_body(id, method, params);
         let writes = method == "eth_sendRawTransaction";
         let max_attempts = if writes {
             chain.upstreams.len() as u32
@@ -196,21 +210,21 @@ impl RpcProxy {
         let mut last_error = Error::unavailable("no upstream attempt was made");
         for attempt in 0..max_attempts {
             let upstream = self.pick(chain, start + attempt as usize);
-            match self.send(upstream, &body).await {
-                Attempt::Answer(response) => {
-                    if writes && response.get("error").is_some() {
-                        return Ok(self.resent(upstream, &body, response).await);
+            match self.send(upstream, body.clone()).await {
+                Attempt::Answer(answer) => {
+                    if writes && answer.is_error() {
+                        return Ok(self.resent(upstream, params, id, answer).await);
                     }
-                    if let (Some(key), Some(result)) = (&cache_key, response.get("result"))
-                        && !result.is_null()
+                    if let Some(key) = cache_key
+                        && let Some(result) = answer.result_text()
                     {
                         let mut cache = self.cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
                         if cache.len() >= CACHE_CAPACITY {
                             cache.clear();
                         }
-                        cache.insert(key.clone(), result.clone());
+                        cache.insert(key, result);
                     }
-                    return Ok(response);
+                    return Ok(answer);
                 }
                 Attempt::Unreachable(reason) => {
                     last_error = Error::unavailable(format!("upstream {} unreachable: {reason}", upstream.name));
@@ -234,12 +248,13 @@ impl RpcProxy {
     /// refusal says the transaction is already known, or its nonce is used
     /// and the node has the transaction itself, the client gets its hash,
     /// as if this were the first send. Any other refusal is passed through.
-    async fn resent(&self, upstream: &Upstream, request: &Value, refusal: Value) -> Value {
-        let message = refusal["error"]["message"]
+    async fn resent(&self, upstream: &Upstream, params: Option<&RawValue>, id: &RawValue, refusal: Answer) -> Answer {
+        let message = refusal.value()["error"]["message"]
             .as_str()
             .unwrap_or_default()
             .to_ascii_lowercase();
-        let Some(hash) = request["params"][0].as_str().and_then(transaction_hash) else {
+        let raw = params.and_then(|p| serde_json::from_str::<Value>(p.get()).ok());
+        let Some(hash) = raw.as_ref().and_then(|p| p[0].as_str()).and_then(transaction_hash) else {
             return refusal;
         };
         let known = DUPLICATE_SEND.iter().any(|m| message.contains(m));
@@ -249,13 +264,14 @@ impl RpcProxy {
         }
         if nonce_used {
             let lookup = json!({"jsonrpc": "2.0", "id": 0, "method": "eth_getTransactionByHash", "params": [hash]});
-            match self.send(upstream, &lookup).await {
-                Attempt::Answer(found) if found.get("result").is_some_and(|r| !r.is_null()) => {}
+            match self.send(upstream, lookup.to_string().into()).await {
+                Attempt::Answer(found) if found.result_text().is_some() => {}
                 _ => return refusal,
             }
         }
         tracing::info!(upstream = %upstream.name, %hash, node = %message, "resent transaction answered with its hash");
-        json!({"jsonrpc": "2.0", "id": request["id"], "result": hash})
+        let hash = serde_json::value::to_raw_value(&hash).expect("a string is JSON");
+        Answer::result(id, &hash)
     }
 }
 
@@ -274,13 +290,14 @@ mod tests {
     #[tokio::test]
     async fn refusals_say_exactly_what_is_wrong() {
         let p = proxy();
-        let err = p.call("xyz", "eth_blockNumber", json!([]), json!(1)).await.unwrap_err();
+        let one = RawValue::from_string("1".into()).unwrap();
+        let err = p.call("xyz", "eth_blockNumber", None, &one).await.unwrap_err();
         assert_eq!(
             (err.code, err.message.as_str()),
             (ErrorCode::FailedPrecondition, "Chain 'xyz' is not configured")
         );
         let err = p
-            .call("ethereum", "debug_traceTransaction", json!([]), json!(1))
+            .call("ethereum", "debug_traceTransaction", None, &one)
             .await
             .unwrap_err();
         assert_eq!(
@@ -294,8 +311,8 @@ mod tests {
             .call(
                 "ethereum",
                 "eth_getLogs",
-                json!([{"fromBlock": "0x1", "toBlock": "0x1000"}]),
-                json!(1),
+                Some(&RawValue::from_string(r#"[{"fromBlock": "0x1", "toBlock": "0x1000"}]"#.into()).unwrap()),
+                &one,
             )
             .await
             .unwrap_err();
@@ -303,10 +320,7 @@ mod tests {
             err.message,
             "eth_getLogs block range 4095 exceeds the limit of 100 blocks"
         );
-        let err = p
-            .call("ethereum", "eth_blockNumber", json!([]), json!(1))
-            .await
-            .unwrap_err();
+        let err = p.call("ethereum", "eth_blockNumber", None, &one).await.unwrap_err();
         assert_eq!(err.code, ErrorCode::Unavailable);
         assert!(err.message.contains("no upstream is configured"), "{}", err.message);
     }

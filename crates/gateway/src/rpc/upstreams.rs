@@ -12,7 +12,6 @@ use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use moat_common_types::{Error, ErrorCode};
-use serde_json::{Value, json};
 
 use super::RpcProxy;
 
@@ -101,7 +100,7 @@ pub struct Chain {
 
 /// What an upstream attempt ended with.
 pub(super) enum Attempt {
-    Answer(Value),
+    Answer(super::Answer),
     /// Not delivered at all (connection refused, DNS): safe to try elsewhere.
     Unreachable(String),
     /// Sent but no usable answer (timeout, 5xx, garbage): maybe processed.
@@ -128,27 +127,31 @@ impl RpcProxy {
     /// Asks every upstream of every chain `eth_chainId`; an error, a
     /// timeout or another chain's id counts as a failure toward ejection.
     pub async fn check_upstreams(&self) {
-        let probe = json!({"jsonrpc": "2.0", "id": 0, "method": "eth_chainId", "params": []});
+        let zero = serde_json::value::RawValue::from_string("0".to_owned()).expect("0 is JSON");
+        let probe = super::jsonrpc::request_body(&zero, "eth_chainId", None);
         let checks = self.chains.values().flat_map(|chain| {
-            let probe = &probe;
-            chain.upstreams.iter().map(move |upstream| async move {
-                if let Attempt::Answer(answer) = self.send(upstream, probe).await {
-                    let id = answer["result"]
-                        .as_str()
-                        .and_then(|hex| u64::from_str_radix(hex.trim_start_matches("0x"), 16).ok());
-                    if id != Some(chain.chain_id) {
-                        tracing::warn!(
-                            chain = %chain.name,
-                            upstream = %upstream.name,
-                            expected = chain.chain_id,
-                            answered = ?id,
-                            "upstream serves another chain: ejected"
-                        );
-                        *upstream
-                            .ejected_until
-                            .lock()
-                            .unwrap_or_else(std::sync::PoisonError::into_inner) =
-                            Some(Instant::now() + self.config.eject);
+            let probe = probe.clone();
+            chain.upstreams.iter().map(move |upstream| {
+                let probe = probe.clone();
+                async move {
+                    if let Attempt::Answer(answer) = self.send(upstream, probe).await {
+                        let id = answer.value()["result"]
+                            .as_str()
+                            .and_then(|hex| u64::from_str_radix(hex.trim_start_matches("0x"), 16).ok());
+                        if id != Some(chain.chain_id) {
+                            tracing::warn!(
+                                chain = %chain.name,
+                                upstream = %upstream.name,
+                                expected = chain.chain_id,
+                                answered = ?id,
+                                "upstream serves another chain: ejected"
+                            );
+                            *upstream
+                                .ejected_until
+                                .lock()
+                                .unwrap_or_else(std::sync::PoisonError::into_inner) =
+                                Some(Instant::now() + self.config.eject);
+                        }
                     }
                 }
             })
@@ -211,8 +214,7 @@ impl RpcProxy {
         }
     }
 
-    pub(super) async fn send(&self, upstream: &Upstream, body: &Value) -> Attempt {
-        let body = Bytes::from(serde_json::to_vec(body).expect("a JSON value serializes"));
+    pub(super) async fn send(&self, upstream: &Upstream, body: Bytes) -> Attempt {
         let mut request = hyper::Request::post(upstream.uri.clone())
             .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
             .body(Full::new(body))
@@ -306,12 +308,12 @@ impl RpcProxy {
                 retry_after: None,
             };
         }
-        match serde_json::from_slice::<Value>(&bytes) {
-            Ok(value) if value.is_object() => {
+        match super::Answer::parse(bytes) {
+            Some(answer) => {
                 self.record(upstream, true);
-                Attempt::Answer(value)
+                Attempt::Answer(answer)
             }
-            _ => {
+            None => {
                 self.record(upstream, false);
                 Attempt::Failed {
                     error: Error::unavailable(format!(
