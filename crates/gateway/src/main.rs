@@ -5,6 +5,12 @@ use moat_common_types::config::{ConfigArgs, load_or_exit, parse_args};
 use moat_common_types::{http::shutdown_token, telemetry};
 use moat_gateway::config::GatewayConfig;
 
+/// mimalloc: glibc's allocator kept GetPrice's tail waiting on its arena
+/// lock (memory freed on another thread than the one that took it, as
+/// tonic and hyper do with every buffer).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// The strategies' only door: market data, the allowlisted EVM JSON-RPC
 /// proxy and strategy state over gRPC, JSON-RPC at `POST /rpc/{chain}`.
 #[derive(Parser)]
