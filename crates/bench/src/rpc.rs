@@ -41,14 +41,22 @@ pub(crate) async fn rpc_proxy(rows: &mut Vec<Row>, nats_url: &str) -> anyhow::Re
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let bare_listen = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
-    let _bare = Killed(
+    let mut bare_process = Killed(
         std::process::Command::new(std::env::current_exe()?)
             .args(["--bare-proxy", &bare_listen.to_string(), &format!("{upstream}/")])
             .stdout(std::process::Stdio::null())
             .spawn()?,
     );
     let through_bare = format!("http://{bare_listen}/");
+    let started = Instant::now();
     while http.post(&through_bare).json(&body).send().await.is_err() {
+        if let Some(status) = bare_process.0.try_wait()? {
+            anyhow::bail!("the bare proxy exited ({status}) at start");
+        }
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(20),
+            "the bare proxy did not answer within 20 s"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let measure = |url: String, auth: bool| {

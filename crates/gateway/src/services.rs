@@ -371,6 +371,11 @@ fn parse_params(json: &str) -> Result<Option<Box<RawValue>>, Error> {
     if json.trim().is_empty() {
         return Ok(None);
     }
+    if crate::rpc::too_deep(json) {
+        return Err(Error::invalid_argument(
+            "params_json is not JSON: recursion limit exceeded",
+        ));
+    }
     serde_json::from_str(json)
         .map(Some)
         .map_err(|e| Error::invalid_argument(format!("params_json is not JSON: {e}")))
@@ -381,15 +386,24 @@ fn call_id(index: usize) -> Box<RawValue> {
     serde_json::value::to_raw_value(&index).expect("a number is JSON")
 }
 
+/// The gRPC answer: the result's JSON text as the node sent it, and the
+/// error's parts (its text as the message when a tree parser refuses it).
 fn to_rpc_response(answer: crate::rpc::Answer) -> pb::RpcResponse {
-    let value = answer.value();
-    let error = value.get("error").map(|e| pb::RpcError {
-        code: e.get("code").and_then(Value::as_i64).unwrap_or_default(),
-        message: e.get("message").and_then(Value::as_str).unwrap_or_default().to_owned(),
-        data_json: e.get("data").map(|d| d.to_string()).unwrap_or_default(),
+    let (result, error) = answer.members();
+    let error = error.map(|e| match serde_json::from_str::<Value>(e.get()) {
+        Ok(e) => pb::RpcError {
+            code: e.get("code").and_then(Value::as_i64).unwrap_or_default(),
+            message: e.get("message").and_then(Value::as_str).unwrap_or_default().to_owned(),
+            data_json: e.get("data").map(|d| d.to_string()).unwrap_or_default(),
+        },
+        Err(_) => pb::RpcError {
+            code: 0,
+            message: e.get().to_owned(),
+            data_json: String::new(),
+        },
     });
     pb::RpcResponse {
-        result_json: value.get("result").map(|r| r.to_string()).unwrap_or_default(),
+        result_json: result.map(|r| r.get().to_owned()).unwrap_or_default(),
         error,
     }
 }

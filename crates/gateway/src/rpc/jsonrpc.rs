@@ -39,7 +39,7 @@ pub enum Body<'a> {
 pub fn parse_body(body: &[u8], max_batch: usize) -> Result<Body<'_>, (i64, Error)> {
     let refuse = |code, message: String| (code, Error::invalid_argument(message));
     let text = std::str::from_utf8(body).map_err(|e| refuse(codes::PARSE_ERROR, format!("body is not UTF-8: {e}")))?;
-    if nesting(text) > MAX_NESTING {
+    if too_deep(text) {
         return Err(refuse(
             codes::PARSE_ERROR,
             "body is not JSON: recursion limit exceeded".to_owned(),
@@ -65,6 +65,12 @@ pub fn parse_body(body: &[u8], max_batch: usize) -> Result<Body<'_>, (i64, Error
 /// tree parser allows (serde_json's limit). The gateway reads a call
 /// without building its tree, but an upstream may build one.
 const MAX_NESTING: usize = 127;
+
+/// Whether `text` nests arrays and objects deeper than a JSON tree parser
+/// allows (what the HTTP body and a gRPC call's params are held to).
+pub fn too_deep(text: &str) -> bool {
+    nesting(text) > MAX_NESTING
+}
 
 /// How deep arrays and objects nest in `text`, brackets inside strings not
 /// counted.
@@ -199,7 +205,7 @@ impl Answer {
     /// `bytes` as a response object, or `None` when they are not a JSON
     /// object.
     pub fn parse(bytes: Bytes) -> Option<Answer> {
-        if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') || std::str::from_utf8(&bytes).is_err() {
             return None;
         }
         let envelope: Envelope<'_> = serde_json::from_slice(&bytes).ok()?;
@@ -234,40 +240,59 @@ impl Answer {
         self.error
     }
 
-    /// The response as a JSON tree, for the callers that read into it.
-    pub fn value(&self) -> Value {
-        serde_json::from_slice(&self.bytes).expect("an answer is a JSON object")
+    /// The response as a JSON tree, for the callers that read into it;
+    /// `None` when serde_json's tree parser refuses what the answer's JSON
+    /// grammar allows (a lone surrogate escape, deep nesting).
+    pub fn value(&self) -> Option<Value> {
+        serde_json::from_slice(&self.bytes).ok()
+    }
+
+    /// The `result` and `error` members as sent (`null` included), when
+    /// present.
+    pub fn members(&self) -> (Option<&RawValue>, Option<&RawValue>) {
+        #[derive(Deserialize)]
+        struct Members<'a> {
+            #[serde(borrow, default, deserialize_with = "raw")]
+            result: Option<&'a RawValue>,
+            #[serde(borrow, default, deserialize_with = "raw")]
+            error: Option<&'a RawValue>,
+        }
+        match serde_json::from_slice::<Members<'_>>(&self.bytes) {
+            Ok(members) => (members.result, members.error),
+            Err(_) => (None, None),
+        }
     }
 
     /// The `result` member's JSON text, unless it is absent or `null`.
     pub fn result_text(&self) -> Option<Box<RawValue>> {
-        #[derive(Deserialize)]
-        struct WithResult<'a> {
-            #[serde(borrow)]
-            result: Option<&'a RawValue>,
-        }
-        let parsed: WithResult<'_> = serde_json::from_slice(&self.bytes).ok()?;
-        parsed.result.map(RawValue::to_owned)
+        self.members().0.filter(|r| r.get() != "null").map(RawValue::to_owned)
     }
 
     /// The response bytes answering with `id`, the client's own: passed on
     /// unchanged when the upstream echoed it as sent.
     pub fn with_id(self, id: &RawValue) -> Bytes {
+        let mut out = Vec::with_capacity(self.bytes.len() + id.get().len() + 8);
         match &self.id {
-            Some(range) if &self.bytes[range.clone()] == id.get().as_bytes() => self.bytes,
+            Some(range) if &self.bytes[range.clone()] == id.get().as_bytes() => return self.bytes,
             Some(range) => {
-                let mut out = Vec::with_capacity(self.bytes.len() + id.get().len());
                 out.extend_from_slice(&self.bytes[..range.start]);
                 out.extend_from_slice(id.get().as_bytes());
                 out.extend_from_slice(&self.bytes[range.end..]);
-                out.into()
             }
             None => {
-                let mut value = self.value();
-                value["id"] = serde_json::from_str(id.get()).expect("an id is JSON");
-                value.to_string().into()
+                // No id: one goes in as the first member.
+                let open = self.bytes.iter().position(|&b| b == b'{').unwrap_or(0);
+                let rest = &self.bytes[open + 1..];
+                out.extend_from_slice(&self.bytes[..=open]);
+                out.extend_from_slice(br#""id":"#);
+                out.extend_from_slice(id.get().as_bytes());
+                if rest.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'}') {
+                    out.push(b',');
+                }
+                out.extend_from_slice(rest);
             }
         }
+        out.into()
     }
 }
 
@@ -410,7 +435,28 @@ mod tests {
             value(&bare.with_id(&id)),
             json!({"jsonrpc":"2.0","id":"req-1","result":null})
         );
-        // Not an object: no answer.
+        // Lone surrogates are JSON text a tree parser refuses: passed on,
+        // read as text, never a panic.
+        let lone = Answer::parse(Bytes::from_static(
+            br#"{"jsonrpc":"2.0","id":"\ud800","error":{"code":-32000,"message":"\udc00 known"}}"#,
+        ))
+        .unwrap();
+        assert!(lone.is_error() && lone.value().is_none());
+        assert_eq!(
+            lone.members().1.map(RawValue::get),
+            Some(r#"{"code":-32000,"message":"\udc00 known"}"#)
+        );
+        assert_eq!(
+            &lone.with_id(&id)[..],
+            br#"{"jsonrpc":"2.0","id":"req-1","error":{"code":-32000,"message":"\udc00 known"}}"#
+        );
+        // An empty object gets the id alone.
+        assert_eq!(
+            value(&Answer::parse(Bytes::from_static(b"{ }")).unwrap().with_id(&id)),
+            json!({"id":"req-1"})
+        );
+        // Not an object, or not UTF-8: no answer.
+        assert!(Answer::parse(Bytes::from_static(b"{\"result\":\"\xff\"}")).is_none());
         assert!(Answer::parse(Bytes::from_static(b"[1]")).is_none());
         assert!(Answer::parse(Bytes::from_static(b"<html>")).is_none());
         let cached = Answer::result(&id, &RawValue::from_string("\"0x1\"".into()).unwrap());

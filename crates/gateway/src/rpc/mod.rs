@@ -27,7 +27,7 @@ use crate::config::RpcConfig;
 mod jsonrpc;
 mod upstreams;
 
-pub use jsonrpc::{Answer, Body, Request, codes, error_response, json_rpc_code, parse_body};
+pub use jsonrpc::{Answer, Body, Request, codes, error_response, json_rpc_code, parse_body, too_deep};
 pub use upstreams::Chain;
 use upstreams::{Attempt, Upstream};
 
@@ -144,7 +144,10 @@ impl RpcProxy {
         let Some(params) = params.filter(|_| method == "eth_getLogs") else {
             return Ok(());
         };
-        let params: Value = serde_json::from_str(params.get()).expect("params are JSON");
+        // JSON text a tree parser refuses (a lone surrogate escape) is
+        // refused here, since its range cannot be read.
+        let params: Value = serde_json::from_str(params.get())
+            .map_err(|e| Error::invalid_argument(format!("eth_getLogs params are not readable JSON: {e}")))?;
         let filter = params.get(0).unwrap_or(&Value::Null);
         let block = |key: &str| {
             filter
@@ -249,10 +252,10 @@ impl RpcProxy {
     /// and the node has the transaction itself, the client gets its hash,
     /// as if this were the first send. Any other refusal is passed through.
     async fn resent(&self, upstream: &Upstream, params: Option<&RawValue>, id: &RawValue, refusal: Answer) -> Answer {
-        let message = refusal.value()["error"]["message"]
-            .as_str()
-            .unwrap_or_default()
-            .to_ascii_lowercase();
+        let message = refusal
+            .value()
+            .and_then(|v| v["error"]["message"].as_str().map(str::to_ascii_lowercase))
+            .unwrap_or_default();
         let raw = params.and_then(|p| serde_json::from_str::<Value>(p.get()).ok());
         let Some(hash) = raw.as_ref().and_then(|p| p[0].as_str()).and_then(transaction_hash) else {
             return refusal;
@@ -319,6 +322,21 @@ mod tests {
         assert_eq!(
             err.message,
             "eth_getLogs block range 4095 exceeds the limit of 100 blocks"
+        );
+        let err = p
+            .call(
+                "ethereum",
+                "eth_getLogs",
+                Some(&RawValue::from_string(r#"[{"address":"\ud800"}]"#.into()).unwrap()),
+                &one,
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(err.code, ErrorCode::InvalidArgument);
+        assert!(
+            err.message.starts_with("eth_getLogs params are not readable JSON: "),
+            "{}",
+            err.message
         );
         let err = p.call("ethereum", "eth_blockNumber", None, &one).await.unwrap_err();
         assert_eq!(err.code, ErrorCode::Unavailable);

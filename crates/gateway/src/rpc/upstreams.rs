@@ -19,7 +19,44 @@ use super::RpcProxy;
 /// TLS with the web's root certificates, or plain HTTP, with pooled
 /// keep-alive connections. Redirects are never followed: upstreams are
 /// fixed by configuration, and a redirect could lead anywhere.
-pub(super) type HttpClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
+pub(super) type HttpClient = Client<Bounded<hyper_rustls::HttpsConnector<HttpConnector>>, Full<Bytes>>;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A connector whose whole connect (name lookup, TCP and the TLS
+/// handshake) is bounded by `timeout`: past it the attempt fails as a
+/// connect error, known to have sent nothing.
+#[derive(Clone)]
+pub(super) struct Bounded<C> {
+    inner: C,
+    timeout: Duration,
+}
+
+impl<C> tower_service::Service<hyper::Uri> for Bounded<C>
+where
+    C: tower_service::Service<hyper::Uri>,
+    C::Future: Send + 'static,
+    C::Error: Into<BoxError>,
+{
+    type Response = C::Response;
+    type Error = BoxError;
+    type Future = std::pin::Pin<Box<dyn std::future::Future<Output = Result<C::Response, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), BoxError>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, uri: hyper::Uri) -> Self::Future {
+        let timeout = self.timeout;
+        let connecting = self.inner.call(uri);
+        Box::pin(async move {
+            match tokio::time::timeout(timeout, connecting).await {
+                Ok(connected) => connected.map_err(Into::into),
+                Err(_) => Err(format!("connecting took longer than {} ms", timeout.as_millis()).into()),
+            }
+        })
+    }
+}
 
 pub(super) fn http_client(connect_timeout: Duration, idle: Duration) -> anyhow::Result<HttpClient> {
     let mut tcp = HttpConnector::new();
@@ -35,7 +72,10 @@ pub(super) fn http_client(connect_timeout: Duration, idle: Duration) -> anyhow::
     Ok(Client::builder(hyper_util::rt::TokioExecutor::new())
         .pool_idle_timeout(idle)
         .pool_timer(hyper_util::rt::TokioTimer::new())
-        .build(https))
+        .build(Bounded {
+            inner: https,
+            timeout: connect_timeout,
+        }))
 }
 
 pub(super) struct Upstream {
@@ -135,8 +175,9 @@ impl RpcProxy {
                 let probe = probe.clone();
                 async move {
                     if let Attempt::Answer(answer) = self.send(upstream, probe).await {
-                        let id = answer.value()["result"]
-                            .as_str()
+                        let id = answer
+                            .result_text()
+                            .and_then(|r| serde_json::from_str::<String>(r.get()).ok())
                             .and_then(|hex| u64::from_str_radix(hex.trim_start_matches("0x"), 16).ok());
                         if id != Some(chain.chain_id) {
                             tracing::warn!(
@@ -268,11 +309,18 @@ impl RpcProxy {
             };
         }
         let limit = self.config.max_response_bytes;
-        let too_large = |len: String| Attempt::Failed {
-            error: Error::unavailable(format!(
-                "upstream response of {len} bytes exceeds the limit of {limit} bytes"
-            )),
-            retry_after: None,
+        // A large answer is the call's doing, not the upstream's failing,
+        // unless the upstream said it failed.
+        let too_large = |len: String| {
+            if status.is_server_error() {
+                self.record(upstream, false);
+            }
+            Attempt::Failed {
+                error: Error::unavailable(format!(
+                    "upstream response of {len} bytes exceeds the limit of {limit} bytes"
+                )),
+                retry_after: None,
+            }
         };
         if let Some(len) = hyper::body::Body::size_hint(response.body()).exact()
             && len as usize > limit
@@ -348,7 +396,38 @@ pub(super) fn shown(url: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{Upstream, shown};
+    use super::{Upstream, error_chain, http_client, shown};
+    use bytes::Bytes;
+    use http_body_util::Full;
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn a_stalled_tls_handshake_is_a_connect_error_within_the_connect_timeout() {
+        // Accepts connections and never answers: the TCP connect succeeds,
+        // the TLS handshake waits forever.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((socket, _)) = listener.accept().await {
+                held.push(socket);
+            }
+        });
+        let client = http_client(Duration::from_millis(300), Duration::from_secs(60)).unwrap();
+        let request = hyper::Request::post(format!("https://127.0.0.1:{port}/"))
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        let error = tokio::time::timeout(Duration::from_secs(10), client.request(request))
+            .await
+            .expect("the connect is bounded")
+            .unwrap_err();
+        assert!(error.is_connect(), "{error:?}");
+        assert!(
+            error_chain(&error).contains("connecting took longer than 300 ms"),
+            "{}",
+            error_chain(&error)
+        );
+    }
 
     #[test]
     fn a_user_part_travels_as_basic_credentials_not_in_the_uri() {
