@@ -99,15 +99,52 @@ fn nesting(text: &str) -> usize {
     deepest
 }
 
-/// The members of a request object this gateway reads, as sent.
-#[derive(Deserialize)]
+/// The members of a request object this gateway reads, as sent: the id
+/// (`null` included), the method, and params unless `null`. A member sent
+/// twice counts as its last value, as a JSON tree parser reads it.
+#[derive(Default)]
 struct Wire<'a> {
-    #[serde(borrow, default, deserialize_with = "raw")]
     id: Option<&'a RawValue>,
-    #[serde(borrow, default)]
     method: Option<&'a RawValue>,
-    #[serde(borrow, default)]
     params: Option<&'a RawValue>,
+}
+
+impl<'de> Deserialize<'de> for Wire<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Wire<'de>, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(field_identifier, rename_all = "lowercase")]
+        enum Key {
+            Id,
+            Method,
+            Params,
+            #[serde(other)]
+            Other,
+        }
+        struct Members;
+        impl<'de> serde::de::Visitor<'de> for Members {
+            type Value = Wire<'de>;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON-RPC request object")
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Wire<'de>, A::Error> {
+                let mut wire = Wire::default();
+                while let Some(key) = map.next_key::<Key>()? {
+                    match key {
+                        Key::Id => wire.id = Some(map.next_value()?),
+                        Key::Method => wire.method = Some(map.next_value()?),
+                        Key::Params => wire.params = map.next_value()?,
+                        Key::Other => {
+                            map.next_value::<serde::de::IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(wire)
+            }
+        }
+        deserializer.deserialize_map(Members)
+    }
 }
 
 /// A member as its JSON text, `null` included (an `Option` alone reads
@@ -360,6 +397,17 @@ mod tests {
             ]
         );
         assert!(matches!(parse_body(br#"{"id":1,"method":"m"}"#, 10), Ok(Body::One(_))));
+        // A member sent twice counts as its last value, as a tree parser reads it.
+        let Ok(Body::One(twice)) = parse_body(br#"{"id":1,"method":"a","id":2,"method":"b","params":null}"#, 10) else {
+            panic!("one request")
+        };
+        assert_eq!(
+            (
+                twice.id.get(),
+                twice.call.map(|(m, p)| (m.into_owned(), p.map(RawValue::get)))
+            ),
+            ("2", Ok(("b".to_owned(), None)))
+        );
         let refused = |body: &[u8]| parse_body(body, 2).err().map(|(code, e)| (code, e.message));
         assert_eq!(
             refused(b"[]"),
