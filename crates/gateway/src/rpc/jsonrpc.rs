@@ -229,11 +229,14 @@ pub struct Answer {
     error: bool,
 }
 
-/// The members of a response read before passing it on.
+/// The members of a response this gateway reads, as sent (`null`
+/// included), when present.
 #[derive(Deserialize)]
-struct Envelope<'a> {
+struct Members<'a> {
     #[serde(borrow, default, deserialize_with = "raw")]
     id: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "raw")]
+    result: Option<&'a RawValue>,
     #[serde(borrow, default, deserialize_with = "raw")]
     error: Option<&'a RawValue>,
 }
@@ -245,13 +248,13 @@ impl Answer {
         if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') || std::str::from_utf8(&bytes).is_err() {
             return None;
         }
-        let envelope: Envelope<'_> = serde_json::from_slice(&bytes).ok()?;
+        let members: Members<'_> = serde_json::from_slice(&bytes).ok()?;
         let base = bytes.as_ptr() as usize;
-        let id = envelope.id.map(|raw| {
+        let id = members.id.map(|raw| {
             let start = raw.get().as_ptr() as usize - base;
             start..start + raw.get().len()
         });
-        let error = envelope.error.is_some();
+        let error = members.error.is_some();
         Some(Answer { bytes, id, error })
     }
 
@@ -287,13 +290,6 @@ impl Answer {
     /// The `result` and `error` members as sent (`null` included), when
     /// present.
     pub fn members(&self) -> (Option<&RawValue>, Option<&RawValue>) {
-        #[derive(Deserialize)]
-        struct Members<'a> {
-            #[serde(borrow, default, deserialize_with = "raw")]
-            result: Option<&'a RawValue>,
-            #[serde(borrow, default, deserialize_with = "raw")]
-            error: Option<&'a RawValue>,
-        }
         match serde_json::from_slice::<Members<'_>>(&self.bytes) {
             Ok(members) => (members.result, members.error),
             Err(_) => (None, None),
@@ -308,9 +304,15 @@ impl Answer {
     /// The response bytes answering with `id`, the client's own: passed on
     /// unchanged when the upstream echoed it as sent.
     pub fn with_id(self, id: &RawValue) -> Bytes {
+        if self
+            .id
+            .as_ref()
+            .is_some_and(|range| &self.bytes[range.clone()] == id.get().as_bytes())
+        {
+            return self.bytes;
+        }
         let mut out = Vec::with_capacity(self.bytes.len() + id.get().len() + 8);
         match &self.id {
-            Some(range) if &self.bytes[range.clone()] == id.get().as_bytes() => return self.bytes,
             Some(range) => {
                 out.extend_from_slice(&self.bytes[..range.start]);
                 out.extend_from_slice(id.get().as_bytes());
