@@ -192,6 +192,32 @@ async fn an_upgrade_cut_short_finishes_when_run_again() {
 }
 
 #[tokio::test]
+async fn the_merge_policy_follows_the_configuration() {
+    let ch = TestClickHouse::get();
+    let db = unique("merges");
+    let mut config = config(&ch, &db);
+    let bases = |ch: &TestClickHouse| {
+        moat_storage_writer::schema::TABLES
+            .iter()
+            .map(|table| {
+                let create = ch.query(&format!("SHOW CREATE TABLE {db}.{table} FORMAT TSVRaw"));
+                moat_storage_writer::schema::merges::current(&create.replace('\n', " "))
+            })
+            .collect::<Vec<_>>()
+    };
+    let every = |base: f64| vec![Some(base); moat_storage_writer::schema::TABLES.len()];
+    moat_storage_writer::migrate(&config, false).await.unwrap();
+    assert_eq!(
+        bases(&ch),
+        every(moat_storage_writer::config::DEFAULT_MERGE_SELECTOR_BASE)
+    );
+    config.merges.selector_base = 7.5;
+    moat_storage_writer::migrate(&config, false).await.unwrap();
+    assert_eq!(bases(&ch), every(7.5));
+    ch.query(&format!("DROP DATABASE {db}"));
+}
+
+#[tokio::test]
 async fn retention_follows_the_configuration() {
     let ch = TestClickHouse::get();
     let db = unique("ttl");

@@ -16,6 +16,8 @@ pub struct WriterConfig {
     pub clickhouse: ClickHouseConfig,
     /// Days each table keeps its rows.
     pub ttl: TtlConfig,
+    /// How ClickHouse merges each table's parts.
+    pub merges: MergeConfig,
     pub writer: BatchConfig,
 }
 
@@ -27,6 +29,7 @@ impl Default for WriterConfig {
             stream: StreamConfig::default(),
             clickhouse: ClickHouseConfig::default(),
             ttl: TtlConfig::default(),
+            merges: MergeConfig::default(),
             writer: BatchConfig::default(),
         }
     }
@@ -71,6 +74,31 @@ impl TtlConfig {
     }
 }
 
+/// ClickHouse's merge policy for every table, set whenever the writer
+/// migrates (see `schema::merges`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MergeConfig {
+    /// ClickHouse's `merge_selector_base`: roughly how many parts of a size
+    /// wait before they are merged into one. Higher rewrites each row fewer
+    /// times, at the cost of more parts for queries to read.
+    pub selector_base: f64,
+}
+
+/// The `merge_selector_base` moat sets (ClickHouse's own default is 5).
+pub const DEFAULT_MERGE_SELECTOR_BASE: f64 = 20.0;
+
+/// The `selector_base` values accepted.
+pub const MERGE_SELECTOR_BASE_RANGE: std::ops::RangeInclusive<f64> = 2.0..=100.0;
+
+impl Default for MergeConfig {
+    fn default() -> Self {
+        MergeConfig {
+            selector_base: DEFAULT_MERGE_SELECTOR_BASE,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BatchConfig {
@@ -109,6 +137,13 @@ impl Validate for WriterConfig {
         self.nats.validate("nats")?;
         self.stream.validate("stream")?;
         self.clickhouse.validate("clickhouse")?;
+        if !MERGE_SELECTOR_BASE_RANGE.contains(&self.merges.selector_base) {
+            return Err(ConfigError::invalid(
+                "merges.selector_base",
+                self.merges.selector_base,
+                "a number from 2 to 100 (ClickHouse's own default is 5)",
+            ));
+        }
         let w = &self.writer;
         if w.batch_size == 0 || w.batch_size > 1_000_000 {
             return Err(ConfigError::invalid(

@@ -55,6 +55,9 @@ pub async fn migrate(config: &WriterConfig, recreate: bool) -> anyhow::Result<Ve
     schema::ttl::apply(&client, db, layout, &config.ttl)
         .await
         .with_context(context)?;
+    schema::merges::apply(&client, db, layout, config.merges.selector_base)
+        .await
+        .with_context(context)?;
     Ok(applied)
 }
 

@@ -8,8 +8,10 @@
 //! Versions 1 and 2 made the first tables; version 3 ([`v3`]) rebuilds them
 //! for current ClickHouse (`LowCardinality`, `DateTime64`, codecs), in place
 //! and without losing a row. Later versions create their tables in the v3
-//! shape from the start (4: `option_tickers`). Retention is not a migration: [`ttl`] sets each
-//! table's TTL from the configuration every time the writer migrates.
+//! shape from the start (4: `option_tickers`). Retention and the merge
+//! policy are not migrations: [`ttl`] sets each table's TTL, and [`merges`]
+//! its `merge_selector_base`, from the configuration every time the writer
+//! migrates.
 //!
 //! On a ClickHouse cluster ([`Layout::Cluster`]) every table becomes a
 //! `…_local` table created `ON CLUSTER` with the `Replicated` variant of its
@@ -19,6 +21,7 @@
 //! the same shard, so `ReplacingMergeTree` still collapses redeliveries and
 //! `FINAL` stays exact per shard.
 
+pub mod merges;
 pub mod ttl;
 pub mod v3;
 
