@@ -43,20 +43,10 @@ pub async fn apply(
     layout: Layout<'_>,
     base: f64,
 ) -> Result<Vec<String>, clickhouse::error::Error> {
-    let (on_cluster, suffix) = match layout {
-        Layout::Single => (String::new(), ""),
-        Layout::Cluster(cluster) => (format!(" ON CLUSTER {cluster}"), "_local"),
-    };
     let mut changed = Vec::new();
     for table in TABLES {
-        let local = format!("{table}{suffix}");
-        let create: String = client
-            .query("SELECT create_table_query FROM system.tables WHERE database = ? AND name = ?")
-            .bind(db)
-            .bind(&local)
-            .fetch_one()
-            .await?;
-        if let Some(sql) = alter(&format!("{db}.{local}{on_cluster}"), &create, base) {
+        let (target, create) = super::definition(client, db, layout, table).await?;
+        if let Some(sql) = alter(&target, &create, base) {
             match client.query(&sql).execute().await {
                 Ok(()) => {}
                 // A server older than the setting keeps its default merges:

@@ -283,6 +283,28 @@ pub fn statements_for(statement: &str, db: &str, layout: Layout<'_>) -> Vec<Stri
     ]
 }
 
+/// A table's definition as `system.tables` shows it, and the name an
+/// `ALTER` of it takes: `{db}.{table}`, or on a cluster its `_local` table
+/// `ON CLUSTER`.
+pub(crate) async fn definition(
+    client: &Client,
+    db: &str,
+    layout: Layout<'_>,
+    table: &str,
+) -> Result<(String, String), clickhouse::error::Error> {
+    let (local, on_cluster) = match layout {
+        Layout::Single => (table.to_owned(), String::new()),
+        Layout::Cluster(cluster) => (format!("{table}_local"), format!(" ON CLUSTER {cluster}")),
+    };
+    let create: String = client
+        .query("SELECT create_table_query FROM system.tables WHERE database = ? AND name = ?")
+        .bind(db)
+        .bind(&local)
+        .fetch_one()
+        .await?;
+    Ok((format!("{db}.{local}{on_cluster}"), create))
+}
+
 /// Applies the migrations not yet recorded in `{db}.schema_migrations`;
 /// with `recreate` the database is dropped first (development only).
 /// Returns the versions applied by this call.

@@ -41,20 +41,10 @@ pub async fn apply(
     layout: Layout<'_>,
     config: &TtlConfig,
 ) -> Result<Vec<String>, clickhouse::error::Error> {
-    let (on_cluster, suffix) = match layout {
-        Layout::Single => (String::new(), ""),
-        Layout::Cluster(cluster) => (format!(" ON CLUSTER {cluster}"), "_local"),
-    };
     let mut changed = Vec::new();
     for (table, days) in config.days() {
-        let local = format!("{table}{suffix}");
-        let create: String = client
-            .query("SELECT create_table_query FROM system.tables WHERE database = ? AND name = ?")
-            .bind(db)
-            .bind(&local)
-            .fetch_one()
-            .await?;
-        if let Some(sql) = alter(table, &format!("{db}.{local}{on_cluster}"), &create, days) {
+        let (target, create) = super::definition(client, db, layout, table).await?;
+        if let Some(sql) = alter(table, &target, &create, days) {
             client.query(&sql).execute().await?;
             tracing::info!(table, days, "retention set");
             changed.push(table.to_owned());
