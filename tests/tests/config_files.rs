@@ -18,7 +18,7 @@ fn shipped(service: &str) -> String {
 #[test]
 fn the_shipped_configuration_files_load() {
     let writer = load_toml_str::<WriterConfig>("storage-writer", &shipped("storage-writer")).unwrap();
-    assert_eq!(writer.writer.flush_interval, std::time::Duration::from_millis(150));
+    assert_eq!(writer.writer.flush_interval, std::time::Duration::from_millis(100));
     // The gateway and the state service choose TLS or plaintext, and the
     // shipped files leave the choice to whoever deploys them: that choice is
     // all they lack.

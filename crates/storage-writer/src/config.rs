@@ -124,7 +124,7 @@ impl Default for BatchConfig {
         BatchConfig {
             consumer: "moat-storage-writer".into(),
             batch_size: 50_000,
-            flush_interval: Duration::from_millis(150),
+            flush_interval: Duration::from_millis(100),
             max_inflight: 200_000,
             ack_wait: Duration::from_secs(60),
             max_backoff: Duration::from_secs(5),

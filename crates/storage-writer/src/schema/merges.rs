@@ -3,7 +3,7 @@
 //!
 //! ClickHouse merges a table's small parts into larger ones in the
 //! background, and every merge rewrites its rows. With the writer
-//! inserting a part per table every flush (150 ms), ClickHouse's default
+//! inserting a part per table every flush (150 ms then), ClickHouse's default
 //! base (5) rewrote each row about 11 times within minutes and took more
 //! CPU than the inserts themselves; a base of 20 rewrote it about 3 times
 //! (ARCHITECTURE.md, "Choices"). The setting changes only which merges are
