@@ -390,7 +390,7 @@ fn call_id(index: usize) -> Box<RawValue> {
 /// error's parts (its text as the message when a tree parser refuses it).
 fn to_rpc_response(answer: crate::rpc::Answer) -> pb::RpcResponse {
     let (result, error) = answer.members();
-    let error = error.map(|e| match serde_json::from_str::<Value>(e.get()) {
+    let error = error.map(|e| match serde_json::from_str::<Value>(e) {
         Ok(e) => pb::RpcError {
             code: e.get("code").and_then(Value::as_i64).unwrap_or_default(),
             message: e.get("message").and_then(Value::as_str).unwrap_or_default().to_owned(),
@@ -398,12 +398,12 @@ fn to_rpc_response(answer: crate::rpc::Answer) -> pb::RpcResponse {
         },
         Err(_) => pb::RpcError {
             code: 0,
-            message: e.get().to_owned(),
+            message: e.to_owned(),
             data_json: String::new(),
         },
     });
     pb::RpcResponse {
-        result_json: result.map(|r| r.get().to_owned()).unwrap_or_default(),
+        result_json: result.map(str::to_owned).unwrap_or_default(),
         error,
     }
 }

@@ -223,10 +223,12 @@ pub(super) fn request_body(id: &RawValue, method: &str, params: Option<&RawValue
 #[derive(Debug, Clone)]
 pub struct Answer {
     bytes: Bytes,
-    /// Where the response's id is in `bytes`, when it has one.
+    /// Where the response's `id`, `result` and `error` members are in
+    /// `bytes`, as sent (`null` included), when present: read once, when
+    /// the answer is parsed.
     id: Option<Range<usize>>,
-    /// Whether it has an `error` member.
-    error: bool,
+    result: Option<Range<usize>>,
+    error: Option<Range<usize>>,
 }
 
 /// The members of a response this gateway reads, as sent (`null`
@@ -250,34 +252,45 @@ impl Answer {
         }
         let members: Members<'_> = serde_json::from_slice(&bytes).ok()?;
         let base = bytes.as_ptr() as usize;
-        let id = members.id.map(|raw| {
-            let start = raw.get().as_ptr() as usize - base;
-            start..start + raw.get().len()
-        });
-        let error = members.error.is_some();
-        Some(Answer { bytes, id, error })
+        let range = |raw: Option<&RawValue>| {
+            raw.map(|raw| {
+                let start = raw.get().as_ptr() as usize - base;
+                start..start + raw.get().len()
+            })
+        };
+        let (id, result, error) = (range(members.id), range(members.result), range(members.error));
+        Some(Answer {
+            bytes,
+            id,
+            result,
+            error,
+        })
     }
 
-    /// The answer `{"jsonrpc":"2.0","id":id,"result":result}`.
-    pub fn result(id: &RawValue, result: &RawValue) -> Answer {
-        let mut out = Vec::with_capacity(40 + id.get().len() + result.get().len());
+    /// The answer `{"jsonrpc":"2.0","id":id,"result":result}`, `result`
+    /// being JSON text (one answer's [`Answer::result_text`]).
+    pub fn result(id: &RawValue, result: &str) -> Answer {
+        let mut out = Vec::with_capacity(40 + id.get().len() + result.len());
         out.extend_from_slice(br#"{"jsonrpc":"2.0","id":"#);
         let start = out.len();
         out.extend_from_slice(id.get().as_bytes());
         let end = out.len();
         out.extend_from_slice(br#","result":"#);
-        out.extend_from_slice(result.get().as_bytes());
+        let result_start = out.len();
+        out.extend_from_slice(result.as_bytes());
+        let result_end = out.len();
         out.push(b'}');
         Answer {
             bytes: out.into(),
             id: Some(start..end),
-            error: false,
+            result: Some(result_start..result_end),
+            error: None,
         }
     }
 
     /// Whether the upstream answered with a JSON-RPC error.
     pub fn is_error(&self) -> bool {
-        self.error
+        self.error.is_some()
     }
 
     /// The response as a JSON tree, for the callers that read into it;
@@ -287,18 +300,24 @@ impl Answer {
         serde_json::from_slice(&self.bytes).ok()
     }
 
-    /// The `result` and `error` members as sent (`null` included), when
-    /// present.
-    pub fn members(&self) -> (Option<&RawValue>, Option<&RawValue>) {
-        match serde_json::from_slice::<Members<'_>>(&self.bytes) {
-            Ok(members) => (members.result, members.error),
-            Err(_) => (None, None),
-        }
+    /// A member's JSON text. `bytes` is UTF-8 (checked by `parse`, or
+    /// built from `&str`s), and a member's range lies between two of its
+    /// ASCII delimiters.
+    fn text(&self, range: &Option<Range<usize>>) -> Option<&str> {
+        range
+            .as_ref()
+            .and_then(|range| std::str::from_utf8(&self.bytes[range.clone()]).ok())
+    }
+
+    /// The `result` and `error` members' JSON text as sent (`null`
+    /// included), when present.
+    pub fn members(&self) -> (Option<&str>, Option<&str>) {
+        (self.text(&self.result), self.text(&self.error))
     }
 
     /// The `result` member's JSON text, unless it is absent or `null`.
-    pub fn result_text(&self) -> Option<Box<RawValue>> {
-        self.members().0.filter(|r| r.get() != "null").map(RawValue::to_owned)
+    pub fn result_text(&self) -> Option<&str> {
+        self.text(&self.result).filter(|r| *r != "null")
     }
 
     /// The response bytes answering with `id`, the client's own: passed on
@@ -462,10 +481,7 @@ mod tests {
         let echoed = Bytes::from_static(br#"{"jsonrpc":"2.0","id":"req-1","result":"0x10"}"#);
         let answer = Answer::parse(echoed.clone()).unwrap();
         assert!(!answer.is_error());
-        assert_eq!(
-            answer.result_text().map(|r| r.get().to_owned()),
-            Some(r#""0x10""#.into())
-        );
+        assert_eq!(answer.result_text(), Some(r#""0x10""#));
         // Echoed as sent: the very bytes.
         assert_eq!(answer.with_id(&id).as_ptr(), echoed.as_ptr());
         // Another id (a node that renumbers): replaced.
@@ -480,7 +496,8 @@ mod tests {
         );
         // No id at all: added.
         let bare = Answer::parse(Bytes::from_static(br#"{"jsonrpc":"2.0","result":null}"#)).unwrap();
-        assert_eq!(bare.result_text().map(|r| r.get().to_owned()), None);
+        assert_eq!(bare.result_text(), None);
+        assert_eq!(bare.members(), (Some("null"), None));
         assert_eq!(
             value(&bare.with_id(&id)),
             json!({"jsonrpc":"2.0","id":"req-1","result":null})
@@ -492,10 +509,7 @@ mod tests {
         ))
         .unwrap();
         assert!(lone.is_error() && lone.value().is_none());
-        assert_eq!(
-            lone.members().1.map(RawValue::get),
-            Some(r#"{"code":-32000,"message":"\udc00 known"}"#)
-        );
+        assert_eq!(lone.members().1, Some(r#"{"code":-32000,"message":"\udc00 known"}"#));
         assert_eq!(
             &lone.with_id(&id)[..],
             br#"{"jsonrpc":"2.0","id":"req-1","error":{"code":-32000,"message":"\udc00 known"}}"#
@@ -509,7 +523,8 @@ mod tests {
         assert!(Answer::parse(Bytes::from_static(b"{\"result\":\"\xff\"}")).is_none());
         assert!(Answer::parse(Bytes::from_static(b"[1]")).is_none());
         assert!(Answer::parse(Bytes::from_static(b"<html>")).is_none());
-        let cached = Answer::result(&id, &RawValue::from_string("\"0x1\"".into()).unwrap());
+        let cached = Answer::result(&id, "\"0x1\"");
+        assert_eq!(cached.members(), (Some("\"0x1\""), None));
         assert_eq!(
             value(&cached.clone().with_id(&id)),
             json!({"jsonrpc":"2.0","id":"req-1","result":"0x1"})

@@ -74,7 +74,7 @@ pub struct RpcProxy {
     http: upstreams::HttpClient,
     config: RpcConfig,
     /// Results of immutable calls, by chain, method and params as sent.
-    cache: Mutex<HashMap<String, Box<RawValue>>>,
+    cache: Mutex<HashMap<String, Box<str>>>,
 }
 
 impl RpcProxy {
@@ -225,7 +225,7 @@ impl RpcProxy {
                         if cache.len() >= CACHE_CAPACITY {
                             cache.clear();
                         }
-                        cache.insert(key, result);
+                        cache.insert(key, result.into());
                     }
                     return Ok(answer);
                 }
@@ -273,8 +273,7 @@ impl RpcProxy {
             }
         }
         tracing::info!(upstream = %upstream.name, %hash, node = %message, "resent transaction answered with its hash");
-        let hash = serde_json::value::to_raw_value(&hash).expect("a string is JSON");
-        Answer::result(id, &hash)
+        Answer::result(id, &serde_json::to_string(&hash).expect("a string is JSON"))
     }
 }
 

@@ -177,7 +177,7 @@ impl RpcProxy {
                     if let Attempt::Answer(answer) = self.send(upstream, probe).await {
                         let id = answer
                             .result_text()
-                            .and_then(|r| serde_json::from_str::<String>(r.get()).ok())
+                            .and_then(|r| serde_json::from_str::<String>(r).ok())
                             .and_then(|hex| u64::from_str_radix(hex.trim_start_matches("0x"), 16).ok());
                         if id != Some(chain.chain_id) {
                             tracing::warn!(
