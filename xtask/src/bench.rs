@@ -19,6 +19,7 @@ const SECTIONS: &[&str] = &[
     "gateway",
     "rpc",
     "load",
+    "live",
 ];
 /// moat-bench prints its report after this line.
 const REPORT: &str = "<!-- moat-bench report -->";

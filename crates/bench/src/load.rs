@@ -69,8 +69,9 @@ pub struct Step {
     pub cpu: Vec<(&'static str, f64)>,
     /// Collector receipt → gateway cache, p99 over the step.
     pub live_p99: Option<Duration>,
-    /// Collector receipt → a plain subscriber of the live lane's trades
-    /// in the bench process: p50 and p99 over the step.
+    /// Collector receipt → a plain subscriber of the trades (on the live
+    /// lane, or the subject [`Setup::lane`] names) in the bench process:
+    /// p50 and p99 over the step.
     pub lane_p50: Duration,
     pub lane_p99: Duration,
     pub price_p99: Duration,
@@ -151,6 +152,8 @@ struct Reading {
 struct Probe {
     /// `MOAT_BENCH_LOAD_TRACE` is set: print every reading.
     trace: bool,
+    /// The trades' subject whose ages the step reports as the lane's.
+    lane: String,
     http: reqwest::Client,
     jsz_url: String,
     stats_url: String,
@@ -159,9 +162,10 @@ struct Probe {
 }
 
 impl Probe {
-    fn new(stack: &Stack, trace: bool) -> Probe {
+    fn new(stack: &Stack, trace: bool, lane: String) -> Probe {
         Probe {
             trace,
+            lane,
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(5))
                 .build()
@@ -234,16 +238,16 @@ fn lag(history: &[(Instant, u64)], at: Instant, queryable: u64) -> Duration {
     at.saturating_duration_since(when)
 }
 
-/// How old each trade on the live lane is when a plain subscriber in this
+/// How old each trade on `subject` is when a plain subscriber in this
 /// process gets it (now − the collector's receipt time), until `stop`.
-async fn lane_ages(nats: String, stop: CancellationToken) -> anyhow::Result<Vec<Duration>> {
+async fn lane_ages(nats: String, subject: String, stop: CancellationToken) -> anyhow::Result<Vec<Duration>> {
     use futures::StreamExt;
     let config = moat_common_types::infra::NatsConfig {
         url: nats,
         ..Default::default()
     };
     let client = moat_common_types::nats::connect(&config, "moat-operator", "moat-bench-live").await?;
-    let mut trades = client.subscribe(moat_common_types::subject::live("md.trade.>")).await?;
+    let mut trades = client.subscribe(subject).await?;
     let mut ages = Vec::new();
     loop {
         let message = tokio::select! {
@@ -324,7 +328,7 @@ async fn step(stack: &Stack, probe: &Probe, per_symbol: u32, hold: Duration, sym
     let before = probe.read().await?;
     let stop = CancellationToken::new();
     let prices = tokio::spawn(price_calls(gateway, stop.clone()));
-    let lane = tokio::spawn(lane_ages(stack.nats_url(), stop.clone()));
+    let lane = tokio::spawn(lane_ages(stack.nats_url(), probe.lane.clone(), stop.clone()));
     probe.set_rate(per_symbol).await?;
     let started = Instant::now();
     let mut history: Vec<(Instant, u64)> = Vec::new();
@@ -438,16 +442,49 @@ async fn step(stack: &Stack, probe: &Probe, per_symbol: u32, hold: Duration, sym
     })
 }
 
-/// Runs the ladder, from `from` trades/s per symbol, on a stack of its own
-/// whose NATS syncs JetStream every `sync_interval`.
-pub async fn run(hold: Duration, sync_interval: &str, from: u32) -> anyhow::Result<Outcome> {
+/// What a ladder runs on and which of its rates it tries.
+pub struct Setup {
+    /// JetStream's `sync_interval`.
+    pub sync_interval: &'static str,
+    /// Trades/s per symbol of the first rate tried, and of the last.
+    pub from: u32,
+    pub to: u32,
+    /// Symbols fed; `None`: `MOAT_BENCH_LOAD_SYMBOLS` (200).
+    pub symbols: Option<usize>,
+    /// Configuration overrides of the services (`MOAT_COLLECTOR__…`).
+    pub overrides: Vec<(String, String)>,
+    /// The trades' subject a plain subscriber reads for the lane's ages:
+    /// the live lane unless the comparison is with another path.
+    pub lane: String,
+}
+
+impl Setup {
+    /// The stack's default configuration, every rate from `from` up.
+    pub fn ladder(sync_interval: &'static str, from: u32) -> Setup {
+        Setup {
+            sync_interval,
+            from,
+            to: u32::MAX,
+            symbols: None,
+            overrides: Vec::new(),
+            lane: moat_common_types::subject::live("md.trade.>"),
+        }
+    }
+}
+
+/// Runs the ladder of `setup` on a stack of its own, up to the first rate
+/// not held.
+pub async fn run(hold: Duration, setup: Setup) -> anyhow::Result<Outcome> {
     let trace = std::env::var_os("MOAT_BENCH_LOAD_TRACE").is_some();
-    let count = std::env::var("MOAT_BENCH_LOAD_SYMBOLS")
-        .ok()
-        .map(|s| s.parse::<usize>())
-        .transpose()
-        .map_err(|e| anyhow::anyhow!("MOAT_BENCH_LOAD_SYMBOLS is a number of symbols: {e}"))?
-        .unwrap_or(200);
+    let count = match setup.symbols {
+        Some(count) => count,
+        None => std::env::var("MOAT_BENCH_LOAD_SYMBOLS")
+            .ok()
+            .map(|s| s.parse::<usize>())
+            .transpose()
+            .map_err(|e| anyhow::anyhow!("MOAT_BENCH_LOAD_SYMBOLS is a number of symbols: {e}"))?
+            .unwrap_or(200),
+    };
     let symbols = symbols(count);
     let stack = Stack::start(StackOptions {
         symbols: symbols.clone(),
@@ -460,12 +497,13 @@ pub async fn run(hold: Duration, sync_interval: &str, from: u32) -> anyhow::Resu
             "warn"
         },
         nats_cluster: false,
-        nats_sync_interval: sync_interval.to_owned(),
+        nats_sync_interval: setup.sync_interval.to_owned(),
         prometheus: false,
+        overrides: setup.overrides,
         ..StackOptions::default()
     })
     .await;
-    let probe = Probe::new(&stack, trace);
+    let probe = Probe::new(&stack, trace, setup.lane);
     // Warm up until trades flow into ClickHouse; `drain` then pauses the
     // feed until every trade sent is stored (with the feed running, the
     // trades of the last few hundred milliseconds are always in flight),
@@ -508,7 +546,7 @@ pub async fn run(hold: Duration, sync_interval: &str, from: u32) -> anyhow::Resu
         symbols: symbols.len(),
         fetches_overdue: f64::NAN,
     };
-    for &per_symbol in LADDER.iter().filter(|r| **r >= from) {
+    for &per_symbol in LADDER.iter().filter(|r| (setup.from..=setup.to).contains(*r)) {
         eprintln!(
             "bench: sustained load at {} trades/s for {} s",
             per_symbol as usize * symbols.len(),

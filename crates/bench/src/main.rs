@@ -6,7 +6,8 @@
 //! xtask) and the exchange recordings (`MOAT_EXCHANGE_FIXTURES`). The
 //! sustained-load run starts a whole stack from the binaries in
 //! `MOAT_BIN_DIR`. `MOAT_BENCH_ONLY=writer,load` runs only those sections
-//! (parse, replay, state, durability, storage, writer, gateway, rpc, load);
+//! (parse, replay, state, durability, storage, writer, gateway, rpc, load,
+//! live);
 //! `MOAT_BENCH_PARSE_VENUES="Kraken,Bitstamp"` limits the parse section to
 //! the recordings whose label starts with one of those.
 //!
@@ -109,31 +110,106 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() as f64 * p) as usize).min(sorted.len() - 1)]
 }
 
+/// `MOAT_BENCH_LOAD_SECS`: how long each rate is held (60 s).
+fn load_secs() -> anyhow::Result<u64> {
+    Ok(std::env::var("MOAT_BENCH_LOAD_SECS")
+        .ok()
+        .map(|s| s.parse::<u64>().context("MOAT_BENCH_LOAD_SECS is a number of seconds"))
+        .transpose()?
+        .unwrap_or(60))
+}
+
+/// Trades/s per symbol of the live-path comparison's rates, over
+/// [`LIVE_SYMBOLS`] symbols: rates the design before the live lane holds on
+/// the harness's JetStream sync.
+const LIVE_RATES: (u32, u32) = (10, 50);
+const LIVE_SYMBOLS: usize = 10;
+
+/// The live path (collector receipt → what feeds the gateway's cache) at
+/// the same rates on two stacks: the design as it is (events batched into
+/// JetStream messages, each event also alone on the live lane, which the
+/// gateway reads) beside the design before the live lane (one event per
+/// JetStream message, `publisher.max_batch_events = 1`, read where the
+/// gateway read it then: the stream's own subjects).
+async fn live_before_after(rows: &mut Vec<Row>) -> anyhow::Result<()> {
+    let hold = Duration::from_secs(load_secs()?);
+    let (from, to) = LIVE_RATES;
+    let setup = |overrides: Vec<(String, String)>, lane: String| load::Setup {
+        sync_interval: moat_devstack::NATS_SYNC_INTERVAL,
+        from,
+        to,
+        symbols: Some(LIVE_SYMBOLS),
+        overrides,
+        lane,
+    };
+    eprintln!("bench: live path, the design as it is");
+    let now = load::run(hold, setup(Vec::new(), moat_common_types::subject::live("md.trade.>"))).await?;
+    eprintln!("bench: live path, the design before the live lane");
+    let before = load::run(
+        hold,
+        setup(
+            vec![("MOAT_COLLECTOR__PUBLISHER__MAX_BATCH_EVENTS".into(), "1".into())],
+            "md.trade.>".into(),
+        ),
+    )
+    .await?;
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    let held = |s: &load::Step| {
+        s.failed
+            .as_ref()
+            .map_or_else(String::new, |why| format!("; not held: {why}"))
+    };
+    for (a, b) in now.steps.iter().zip(&before.steps) {
+        rows.push(Row {
+            what: format!(
+                "whole stack: live path p99 at {:.0} events/s ({:.0} trades/s, {LIVE_SYMBOLS} symbols), collector receipt → a plain subscriber of what the gateway's cache reads",
+                a.events_total, a.rate
+            ),
+            figure: format!(
+                "live lane: p50 {:.1} ms, p99 {:.1} ms; the gateway's cache p99 ≤ {}{}",
+                ms(a.lane_p50),
+                ms(a.lane_p99),
+                a.live_p99.map_or_else(|| "n/a".to_owned(), |d| format!("{:.0} ms", ms(d))),
+                held(a)
+            ),
+            baseline: format!(
+                "p50 {:.1} ms, p99 {:.1} ms (the design before the live lane: one event per JetStream message, read on the stream's subjects; {:.0} events/s{})",
+                ms(b.lane_p50),
+                ms(b.lane_p99),
+                b.events_total,
+                held(b)
+            ),
+            ratio: a.lane_p99.as_secs_f64() / b.lane_p99.as_secs_f64(),
+        });
+    }
+    Ok(())
+}
+
 /// Sustained load, reported beside the storage-writer's own rate and the
 /// GetPrice p99 of a quiet feed.
 async fn sustained_load(
     rows: &mut Vec<Row>,
     writer_rate: Option<f64>,
 ) -> anyhow::Result<(load::Outcome, load::Outcome)> {
-    let hold = std::env::var("MOAT_BENCH_LOAD_SECS")
-        .ok()
-        .map(|s| s.parse::<u64>().context("MOAT_BENCH_LOAD_SECS is a number of seconds"))
-        .transpose()?
-        .unwrap_or(60);
+    let hold = load_secs()?;
     // A ladder can start higher (trades/s per symbol), to look at one rate.
     let from = std::env::var("MOAT_BENCH_LOAD_FROM")
         .ok()
         .map(|s| s.parse::<u32>().context("MOAT_BENCH_LOAD_FROM is trades/s per symbol"))
         .transpose()?
         .unwrap_or(0);
-    let outcome = load::run(Duration::from_secs(hold), moat_devstack::NATS_SYNC_INTERVAL, from).await?;
+    let outcome = load::run(
+        Duration::from_secs(hold),
+        load::Setup::ladder(moat_devstack::NATS_SYNC_INTERVAL, from),
+    )
+    .await?;
     // The same ladder on nats-server's default sync, from the rate held
     // above: what the durability of every acknowledgement costs the stack.
     eprintln!("bench: sustained load again, JetStream syncing every 2 minutes");
     let from = outcome
         .held()
         .map_or(0, |s| (s.rate / outcome.symbols as f64 * 0.95) as u32);
-    let unsynced = load::run(Duration::from_secs(hold), "2m", from).await?;
+    let unsynced = load::run(Duration::from_secs(hold), load::Setup::ladder("2m", from)).await?;
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
     match outcome.held() {
         Some(held) => {
@@ -199,7 +275,7 @@ async fn sustained_load(
 ///
 /// Environment: MOAT_BENCH_NATS_URL and MOAT_BENCH_CLICKHOUSE_URL (required),
 /// MOAT_BENCH_ONLY (sections: parse, replay, state, durability, storage,
-/// writer, gateway, rpc, load), MOAT_BENCH_LOAD_SECS, MOAT_BENCH_NGINX,
+/// writer, gateway, rpc, load, live), MOAT_BENCH_LOAD_SECS, MOAT_BENCH_NGINX,
 /// MOAT_BIN_DIR, MOAT_EXCHANGE_FIXTURES.
 #[derive(clap::Parser)]
 #[command(name = "moat-bench", version)]
@@ -261,6 +337,9 @@ async fn main() -> anyhow::Result<()> {
     } else {
         None
     };
+    if wanted("live") {
+        live_before_after(&mut rows).await?;
+    }
     print(&rows, load.as_ref());
     Ok(())
 }
