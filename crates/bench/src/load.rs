@@ -33,6 +33,8 @@ use crate::percentile;
 const MAX_LAG: Duration = Duration::from_secs(1);
 /// Per-symbol trade rates tried, in order, until one is not held.
 const LADDER: &[u32] = &[10, 25, 50, 100, 150, 200, 250, 300, 400, 500, 750, 1_000];
+/// How long a ladder that starts high feeds half its first rate first.
+const WARM_UP: Duration = Duration::from_secs(15);
 /// The processes whose CPU is reported.
 const PROCESSES: &[&str] = &[
     "exchange",
@@ -546,7 +548,25 @@ pub async fn run(hold: Duration, setup: Setup) -> anyhow::Result<Outcome> {
         symbols: symbols.len(),
         fetches_overdue: f64::NAN,
     };
-    for &per_symbol in LADDER.iter().filter(|r| (setup.from..=setup.to).contains(*r)) {
+    let rates: Vec<u32> = LADDER
+        .iter()
+        .copied()
+        .filter(|r| (setup.from..=setup.to).contains(r))
+        .collect();
+    // A ladder that starts above its lowest rate first feeds half its
+    // first rate for a while and drains, as a climb from below would:
+    // jumped into from a stack that never ran that fast, the first seconds
+    // could take longer than the exchange's backlog for one client lasts
+    // (about a second), and the exchange dropped the collector.
+    if let Some(&first) = rates.first()
+        && first > LADDER[0]
+    {
+        eprintln!("bench: warming up at {} trades/s", first / 2 * symbols.len() as u32);
+        probe.set_rate(first / 2).await?;
+        tokio::time::sleep(WARM_UP).await;
+        drain(&stack, &probe).await?;
+    }
+    for per_symbol in rates {
         eprintln!(
             "bench: sustained load at {} trades/s for {} s",
             per_symbol as usize * symbols.len(),
