@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use moat_collector::config::PublisherConfig;
 use moat_collector::metrics::Metrics;
 use moat_collector::publisher::{EventQueue, run_publisher};
 use moat_common_types::model::{Instrument, Trade};
@@ -40,11 +41,20 @@ fn spawn_publisher(
     queue: &std::sync::Arc<EventQueue>,
     metrics: &Metrics,
 ) -> (tokio::task::JoinHandle<()>, CancellationToken) {
+    spawn_publisher_with(js, queue, metrics, PublisherConfig::default())
+}
+
+fn spawn_publisher_with(
+    js: async_nats::jetstream::Context,
+    queue: &std::sync::Arc<EventQueue>,
+    metrics: &Metrics,
+    config: PublisherConfig,
+) -> (tokio::task::JoinHandle<()>, CancellationToken) {
     let token = CancellationToken::new();
     let publisher = tokio::spawn(run_publisher(
         js,
         queue.clone(),
-        moat_collector::config::PublisherConfig::default(),
+        config,
         metrics.clone(),
         token.clone().cancelled_owned(),
         Duration::from_secs(30),
@@ -182,7 +192,7 @@ async fn events_queued_together_go_out_batched_by_subject_in_order() {
     // two subjects interleaved, more events than one message may carry.
     let metrics = Metrics::new();
     let queue = EventQueue::new(10_000, metrics.clone());
-    let per_symbol = moat_collector::config::PublisherConfig::default().max_batch_events as u64 + 500;
+    let per_symbol = PublisherConfig::default().max_batch_events as u64 + 500;
     for i in 0..per_symbol {
         queue.push(trade_of("BTC-USDT", i));
         queue.push(trade_of("ETH-USDT", i));
@@ -215,6 +225,61 @@ async fn events_queued_together_go_out_batched_by_subject_in_order() {
             "{symbol}: every trade once, in order"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rounds_start_at_most_once_per_round_interval() {
+    let (nats, _dir) = own_nats();
+    let url = nats.url();
+    let client = async_nats::connect(&url).await.unwrap();
+    let js = async_nats::jetstream::new(client);
+    ensure_stream(&js, &StreamSettings::default()).await.unwrap();
+
+    // One event every 10 ms for 1.5 s: unpaced, each would leave in a round
+    // of its own as soon as it is queued (the server stores one in about a
+    // millisecond); paced at 300 ms, they go in a handful of rounds.
+    let interval = Duration::from_millis(300);
+    let config = PublisherConfig {
+        round_interval: interval,
+        ..PublisherConfig::default()
+    };
+    let metrics = Metrics::new();
+    let queue = EventQueue::new(10_000, metrics.clone());
+    let (publisher, token) = spawn_publisher_with(js.clone(), &queue, &metrics, config);
+    let started = std::time::Instant::now();
+    let total = 150u64;
+    for i in 0..total {
+        queue.push(trade(i));
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    eventually("every event stored", Duration::from_secs(20), || async {
+        (stored(&url).await == Some(total)).then_some(())
+    })
+    .await;
+    let spent = started.elapsed();
+    token.cancel();
+    publisher.await.unwrap();
+
+    let rounds = metrics.round_messages.get_sample_count();
+    let most = spent.as_millis() / interval.as_millis() + 2;
+    assert!(
+        rounds as u128 <= most,
+        "{rounds} rounds in {spent:?}: at most one per {interval:?} ({most})"
+    );
+    assert_eq!(
+        metrics.messages_published.get(),
+        rounds,
+        "one subject: one message a round"
+    );
+    let events = stream_events(&js, "MARKET_DATA").await.unwrap();
+    let ids: Vec<u64> = events
+        .iter()
+        .filter_map(|e| match e {
+            MarketEvent::Trade(t) => t.trade_id.parse().ok(),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(ids, (0..total).collect::<Vec<_>>(), "every trade once, in order");
 }
 
 #[tokio::test(flavor = "multi_thread")]

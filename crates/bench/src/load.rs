@@ -573,6 +573,15 @@ pub async fn run(hold: Duration, setup: Setup) -> anyhow::Result<Outcome> {
             hold.as_secs()
         );
         let s = step(&stack, &probe, per_symbol, hold, symbols.len()).await?;
+        let cpu: Vec<String> = s.cpu.iter().map(|(name, cores)| format!("{name} {cores:.2}")).collect();
+        eprintln!(
+            "bench: {:.0} events/s, {:.0} messages/s, lag p50 {} / p99 {} ms; CPU {}",
+            s.events_total,
+            s.messages,
+            s.lag_p50.as_millis(),
+            s.lag_p99.as_millis(),
+            cpu.join(", ")
+        );
         let failed = s.failed.clone();
         outcome.steps.push(s);
         if let Some(why) = failed {

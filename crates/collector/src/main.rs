@@ -25,6 +25,14 @@ use moat_common_types::{http::shutdown_token, telemetry};
 use moat_localvenue::replay::{Recording, ReplayServer, Speed};
 use tokio_util::sync::CancellationToken;
 
+/// mimalloc: every event's encoding, subject and id are allocated on a read
+/// loop and freed on the publisher's task, and glibc's allocator was the
+/// collector's hottest code under load (`_int_malloc`, `_int_free`,
+/// `malloc_consolidate`). At 54,000 events/s the collector used 0.24 of a
+/// core with it against 0.28-0.29, and the local exchange 0.20 against 0.22.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Collects live market data from exchanges, normalizes it and publishes it
 /// to NATS JetStream; replays and records venue sessions; serves a local
 /// exchange for development.

@@ -483,9 +483,10 @@ impl Publisher {
 /// every queued event, groups them by subject into messages of up to
 /// `max_batch_events`, and publishes them as one JetStream atomic batch
 /// (1,000 messages each at most), which the server stores with one disk
-/// sync; at most [`MAX_ROUNDS`] are in flight. At a low rate a round is a
-/// few messages and leaves as soon as they arrive; under load the events
-/// that queue up while the server stores a round make the next one's
+/// sync; at most [`MAX_ROUNDS`] are in flight, and one starts at most every
+/// `round_interval`. At a low rate a round is a few messages and leaves as
+/// soon as they arrive; under load the events that queue up while the
+/// server stores a round (or the interval runs) make the next one's
 /// messages larger. With `max_batch_events = 1` every event goes alone, so
 /// JetStream deduplicates each (collector replicas of one venue).
 pub async fn run_publisher(
@@ -513,6 +514,7 @@ pub async fn run_publisher(
     let mut next_round = 0u64;
     let mut shutdown = std::pin::pin!(shutdown);
     let mut draining_since: Option<Instant> = None;
+    let mut next_round_at = tokio::time::Instant::now();
     loop {
         if let Some(since) = draining_since
             && ((queue.is_empty() && inflight.is_empty() && p.retry.is_empty()) || since.elapsed() > grace)
@@ -534,8 +536,9 @@ pub async fn run_publisher(
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
         }
+        let pacing = draining_since.is_none() && tokio::time::Instant::now() < next_round_at;
         let may_start_round =
-            p.retry.is_empty() && p.open_rounds.len() < MAX_ROUNDS && inflight.len() < max_ack_inflight;
+            !pacing && p.retry.is_empty() && p.open_rounds.len() < MAX_ROUNDS && inflight.len() < max_ack_inflight;
         tokio::select! {
             () = &mut shutdown, if draining_since.is_none() => {
                 tracing::info!(queued = queue.len(), "publisher draining");
@@ -544,6 +547,7 @@ pub async fn run_publisher(
             events = queue.next_batch(MAX_ROUND_EVENTS), if may_start_round => {
                 let round = next_round;
                 next_round += 1;
+                next_round_at = tokio::time::Instant::now() + config.round_interval;
                 let messages = gather(events, p.max_batch_events, max_bytes(&p.js), round, sampler, &p.metrics);
                 if !messages.is_empty() {
                     p.open_rounds.insert(round, messages.len());
@@ -554,6 +558,7 @@ pub async fn run_publisher(
                 }
             }
             Some((result, sent)) = inflight.next(), if !inflight.is_empty() => p.acked(result, sent),
+            () = tokio::time::sleep_until(next_round_at), if pacing => {}
             () = tokio::time::sleep(Duration::from_millis(100)), if draining_since.is_some() || !p.retry.is_empty() => {}
         }
     }

@@ -5,6 +5,11 @@ use moat_common_types::config::{ConfigArgs, load_or_exit, parse_args};
 use moat_common_types::{http::shutdown_token, telemetry};
 use moat_storage_writer::config::WriterConfig;
 
+/// mimalloc: every fetched message's events are decoded into owned rows and
+/// freed after the insert, on other threads than took them.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Stores market data from NATS JetStream in ClickHouse: a durable pull
 /// consumer shared by every replica, batched inserts, an ack only once the
 /// rows are stored.
