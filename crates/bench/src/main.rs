@@ -148,7 +148,12 @@ async fn live_before_after(rows: &mut Vec<Row>) -> anyhow::Result<()> {
     let before = load::run(
         hold,
         setup(
-            vec![("MOAT_COLLECTOR__PUBLISHER__MAX_BATCH_EVENTS".into(), "1".into())],
+            // One event per message, and a round as soon as a slot is
+            // free: rounds were not paced then.
+            vec![
+                ("MOAT_COLLECTOR__PUBLISHER__MAX_BATCH_EVENTS".into(), "1".into()),
+                ("MOAT_COLLECTOR__PUBLISHER__ROUND_INTERVAL".into(), "0s".into()),
+            ],
             "md.trade.>".into(),
         ),
     )
