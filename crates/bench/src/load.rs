@@ -37,6 +37,9 @@ const MAX_LAG: Duration = Duration::from_secs(1);
 const MAX_LAG_P50: Duration = Duration::from_millis(250);
 /// Per-symbol trade rates tried, in order, until one is not held.
 const LADDER: &[u32] = &[10, 25, 50, 100, 150, 200, 250, 300, 350, 400, 500, 750, 1_000];
+/// Book events per symbol per second the local exchange sends besides
+/// trades: a depth diff and a book ticker every 100 ms.
+pub const BOOK_EVENTS_PER_SYMBOL: usize = 20;
 /// How long a ladder that starts high feeds half its first rate first.
 const WARM_UP: Duration = Duration::from_secs(15);
 /// The processes whose CPU is reported.
