@@ -266,6 +266,10 @@ async fn rounds_start_at_most_once_per_round_interval() {
         rounds as u128 <= most,
         "{rounds} rounds in {spent:?}: at most one per {interval:?} ({most})"
     );
+    assert!(
+        rounds >= 2,
+        "{rounds} rounds in {spent:?}: events went on while they were queued, not all at the end"
+    );
     assert_eq!(
         metrics.messages_published.get(),
         rounds,
@@ -280,6 +284,42 @@ async fn rounds_start_at_most_once_per_round_interval() {
         })
         .collect();
     assert_eq!(ids, (0..total).collect::<Vec<_>>(), "every trade once, in order");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn one_event_per_message_is_not_paced() {
+    let (nats, _dir) = own_nats();
+    let url = nats.url();
+    let client = async_nats::connect(&url).await.unwrap();
+    let js = async_nats::jetstream::new(client);
+    ensure_stream(&js, &StreamSettings::default()).await.unwrap();
+
+    // Replicas of one venue publish one event per message, outside atomic
+    // batches: waiting would save the server nothing, so rounds go at once.
+    let config = PublisherConfig {
+        round_interval: Duration::from_millis(300),
+        max_batch_events: 1,
+        ..PublisherConfig::default()
+    };
+    let metrics = Metrics::new();
+    let queue = EventQueue::new(10_000, metrics.clone());
+    let (publisher, token) = spawn_publisher_with(js.clone(), &queue, &metrics, config);
+    let total = 50u64;
+    for i in 0..total {
+        queue.push(trade(i));
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    eventually("every event stored", Duration::from_secs(20), || async {
+        (stored(&url).await == Some(total)).then_some(())
+    })
+    .await;
+    token.cancel();
+    publisher.await.unwrap();
+    let rounds = metrics.round_messages.get_sample_count();
+    assert!(
+        rounds > 10,
+        "{rounds} rounds for {total} events queued 10 ms apart: paced"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -81,6 +81,19 @@ fn environment_overrides_the_file() {
 }
 
 #[test]
+fn a_round_interval_that_would_hold_the_stream_back_is_refused() {
+    let (code, stderr) = run(
+        "moat-collector",
+        &[],
+        &[("MOAT_COLLECTOR__PUBLISHER__ROUND_INTERVAL", "50s")],
+    );
+    assert_eq!(code, 64, "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "one line expected: {stderr}");
+    assert!(stderr.contains("key `publisher.round_interval` = \"50s\""), "{stderr}");
+    assert!(stderr.contains("at most \"1s\""), "{stderr}");
+}
+
+#[test]
 fn a_zero_the_types_forbid_is_refused_naming_the_key() {
     let (code, stderr) = run("moat-gateway", &[], &[("MOAT_GATEWAY__AUTH__MAX_FAILURES", "0")]);
     assert_eq!(code, 64, "{stderr}");

@@ -111,15 +111,19 @@ pub struct PublisherConfig {
     /// Fraction of events that carry a trace (a producer span and a
     /// `traceparent` header followed by the storage-writer), 0 to 1.
     pub trace_ratio: f64,
-    /// Rounds start at most this often. Under load a round of the stream
-    /// is an atomic batch, which the server stages in files of its own; a
-    /// round every few milliseconds pays that for little. What queues
-    /// meanwhile joins the next round, in fewer and larger messages. The
-    /// live lane does not wait for rounds. "0s" starts a round as soon as
-    /// a slot is free.
+    /// Rounds of atomic batches start at most this often (0 to 1 s). The
+    /// server stages each atomic batch in files of its own; a round every
+    /// few milliseconds pays that for little. What queues meanwhile joins
+    /// the next round, in fewer and larger messages. The live lane does
+    /// not wait for rounds, and rounds of one event per message
+    /// (`max_batch_events = 1`) are not paced. "0s" starts a round as soon
+    /// as a slot is free.
     #[serde(with = "humantime_serde")]
     pub round_interval: Duration,
 }
+
+/// The longest `publisher.round_interval` accepted.
+pub const MAX_ROUND_INTERVAL: Duration = Duration::from_secs(1);
 
 impl Default for PublisherConfig {
     fn default() -> Self {
@@ -206,6 +210,13 @@ impl Validate for CollectorConfig {
                 "publisher.max_batch_events",
                 p.max_batch_events,
                 "1 to 100000 events",
+            ));
+        }
+        if p.round_interval > MAX_ROUND_INTERVAL {
+            return Err(ConfigError::invalid_duration(
+                "publisher.round_interval",
+                p.round_interval,
+                "at most \"1s\" (events wait for the next round, and a round takes 65,536 events at most)",
             ));
         }
         if self.sim.trades_per_second == 0 || self.sim.trades_per_second > 100_000 {

@@ -484,10 +484,10 @@ impl Publisher {
 /// `max_batch_events`, and publishes them as one JetStream atomic batch
 /// (1,000 messages each at most), which the server stores with one disk
 /// sync; at most [`MAX_ROUNDS`] are in flight, and one starts at most every
-/// `round_interval`. At a low rate a round is a few messages and leaves as
-/// soon as they arrive; under load the events that queue up while the
-/// server stores a round (or the interval runs) make the next one's
-/// messages larger. With `max_batch_events = 1` every event goes alone, so
+/// `round_interval`. An event queued more than an interval after the last
+/// round leaves at once; one queued sooner waits for the interval's end.
+/// Under load the events that queue up while the server stores a round (or
+/// the interval runs) make the next one's messages larger. With `max_batch_events = 1` every event goes alone, so
 /// JetStream deduplicates each (collector replicas of one venue).
 pub async fn run_publisher(
     js: jetstream::Context,
@@ -536,7 +536,9 @@ pub async fn run_publisher(
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
         }
-        let pacing = draining_since.is_none() && tokio::time::Instant::now() < next_round_at;
+        // Only atomic batches are paced: one event per message saves
+        // nothing by waiting.
+        let pacing = p.atomic && draining_since.is_none() && tokio::time::Instant::now() < next_round_at;
         let may_start_round =
             !pacing && p.retry.is_empty() && p.open_rounds.len() < MAX_ROUNDS && inflight.len() < max_ack_inflight;
         tokio::select! {
