@@ -35,6 +35,23 @@ async fn stored(url: &str) -> Option<u64> {
     Some(stream_events(&js, "MARKET_DATA").await.ok()?.len() as u64)
 }
 
+/// A NATS server of the test's own, with `MARKET_DATA` made as the
+/// collector makes it: the server (keep it alive), its folder, its URL and a
+/// JetStream context on it.
+async fn own_stream() -> (
+    moat_devstack::Nats,
+    tempfile::TempDir,
+    String,
+    async_nats::jetstream::Context,
+) {
+    let (nats, dir) = own_nats();
+    let url = nats.url();
+    let client = async_nats::connect(&url).await.unwrap();
+    let js = async_nats::jetstream::new(client);
+    ensure_stream(&js, &StreamSettings::default()).await.unwrap();
+    (nats, dir, url, js)
+}
+
 /// The publisher as the collector runs it, until the token is cancelled.
 fn spawn_publisher(
     js: async_nats::jetstream::Context,
@@ -182,11 +199,7 @@ async fn an_event_too_large_to_publish_is_dropped_and_counted_and_the_rest_goes_
 
 #[tokio::test(flavor = "multi_thread")]
 async fn events_queued_together_go_out_batched_by_subject_in_order() {
-    let (nats, _dir) = own_nats();
-    let url = nats.url();
-    let client = async_nats::connect(&url).await.unwrap();
-    let js = async_nats::jetstream::new(client);
-    ensure_stream(&js, &StreamSettings::default()).await.unwrap();
+    let (_nats, _dir, url, js) = own_stream().await;
 
     // Queued before the publisher starts, so its first round takes them all:
     // two subjects interleaved, more events than one message may carry.
@@ -227,13 +240,36 @@ async fn events_queued_together_go_out_batched_by_subject_in_order() {
     }
 }
 
+/// Trades 0..`total` queued one every 10 ms to a publisher run with
+/// `config`, until the stream holds them all; its metrics, and the time
+/// from the first push to the last event stored.
+async fn trickle(
+    url: &str,
+    js: &async_nats::jetstream::Context,
+    config: PublisherConfig,
+    total: u64,
+) -> (Metrics, Duration) {
+    let metrics = Metrics::new();
+    let queue = EventQueue::new(10_000, metrics.clone());
+    let (publisher, token) = spawn_publisher_with(js.clone(), &queue, &metrics, config);
+    let started = std::time::Instant::now();
+    for i in 0..total {
+        queue.push(trade(i));
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    eventually("every event stored", Duration::from_secs(20), || async {
+        (stored(url).await == Some(total)).then_some(())
+    })
+    .await;
+    let spent = started.elapsed();
+    token.cancel();
+    publisher.await.unwrap();
+    (metrics, spent)
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn rounds_start_at_most_once_per_round_interval() {
-    let (nats, _dir) = own_nats();
-    let url = nats.url();
-    let client = async_nats::connect(&url).await.unwrap();
-    let js = async_nats::jetstream::new(client);
-    ensure_stream(&js, &StreamSettings::default()).await.unwrap();
+    let (_nats, _dir, url, js) = own_stream().await;
 
     // One event every 10 ms for 1.5 s: unpaced, each would leave in a round
     // of its own as soon as it is queued (the server stores one in about a
@@ -243,23 +279,8 @@ async fn rounds_start_at_most_once_per_round_interval() {
         round_interval: interval,
         ..PublisherConfig::default()
     };
-    let metrics = Metrics::new();
-    let queue = EventQueue::new(10_000, metrics.clone());
-    let (publisher, token) = spawn_publisher_with(js.clone(), &queue, &metrics, config);
-    let started = std::time::Instant::now();
-    let total = 150u64;
-    for i in 0..total {
-        queue.push(trade(i));
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    eventually("every event stored", Duration::from_secs(20), || async {
-        (stored(&url).await == Some(total)).then_some(())
-    })
-    .await;
-    let spent = started.elapsed();
-    token.cancel();
-    publisher.await.unwrap();
-
+    let total = 150;
+    let (metrics, spent) = trickle(&url, &js, config, total).await;
     let rounds = metrics.round_messages.get_sample_count();
     let most = spent.as_millis() / interval.as_millis() + 2;
     assert!(
@@ -288,11 +309,7 @@ async fn rounds_start_at_most_once_per_round_interval() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn one_event_per_message_is_not_paced() {
-    let (nats, _dir) = own_nats();
-    let url = nats.url();
-    let client = async_nats::connect(&url).await.unwrap();
-    let js = async_nats::jetstream::new(client);
-    ensure_stream(&js, &StreamSettings::default()).await.unwrap();
+    let (_nats, _dir, url, js) = own_stream().await;
 
     // Replicas of one venue publish one event per message, outside atomic
     // batches: waiting would save the server nothing, so rounds go at once.
@@ -301,20 +318,8 @@ async fn one_event_per_message_is_not_paced() {
         max_batch_events: 1,
         ..PublisherConfig::default()
     };
-    let metrics = Metrics::new();
-    let queue = EventQueue::new(10_000, metrics.clone());
-    let (publisher, token) = spawn_publisher_with(js.clone(), &queue, &metrics, config);
-    let total = 50u64;
-    for i in 0..total {
-        queue.push(trade(i));
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    eventually("every event stored", Duration::from_secs(20), || async {
-        (stored(&url).await == Some(total)).then_some(())
-    })
-    .await;
-    token.cancel();
-    publisher.await.unwrap();
+    let total = 50;
+    let (metrics, _) = trickle(&url, &js, config, total).await;
     let rounds = metrics.round_messages.get_sample_count();
     assert!(
         rounds > 10,
@@ -365,11 +370,7 @@ async fn the_live_lane_carries_every_event_alone_before_the_stream_has_it() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_round_holding_an_event_already_stored_goes_message_by_message() {
-    let (nats, _dir) = own_nats();
-    let url = nats.url();
-    let client = async_nats::connect(&url).await.unwrap();
-    let js = async_nats::jetstream::new(client);
-    ensure_stream(&js, &StreamSettings::default()).await.unwrap();
+    let (_nats, _dir, url, js) = own_stream().await;
 
     // Stored before, with its own id: as a collector replica (or a lost
     // ack) would have left it.
