@@ -396,16 +396,14 @@ async fn step(stack: &Stack, probe: &Probe, per_symbol: u32, hold: Duration, sym
     let after = probe.read().await?;
     lags.sort();
     let lag_max = lags.last().copied().unwrap_or_default();
-    let lag_p99 = if lags.is_empty() {
-        Duration::ZERO
-    } else {
-        percentile(&lags, 0.99)
+    let lag_at = |q| {
+        if lags.is_empty() {
+            Duration::ZERO
+        } else {
+            percentile(&lags, q)
+        }
     };
-    let lag_p50 = if lags.is_empty() {
-        Duration::ZERO
-    } else {
-        percentile(&lags, 0.50)
-    };
+    let (lag_p50, lag_p99) = (lag_at(0.50), lag_at(0.99));
     let mut failed = Vec::new();
     if lag_p50 > MAX_LAG_P50 {
         failed.push(format!("lag p50 reached {} ms", lag_p50.as_millis()));

@@ -487,7 +487,8 @@ impl Publisher {
 /// `round_interval`. An event queued more than an interval after the last
 /// round leaves at once; one queued sooner waits for the interval's end.
 /// Under load the events that queue up while the server stores a round (or
-/// the interval runs) make the next one's messages larger. With `max_batch_events = 1` every event goes alone, so
+/// the interval runs) make the next one's messages larger. With
+/// `max_batch_events = 1` every event goes alone, unpaced, so
 /// JetStream deduplicates each (collector replicas of one venue).
 pub async fn run_publisher(
     js: jetstream::Context,
